@@ -1,0 +1,299 @@
+//! From a sign request to a [`SigningJob`]: the domain, the object root and the signing root the
+//! server computes itself, plus the facts slashing protection checks (block slot, attestation
+//! source/target) and the genesis validators root the request was made for.
+
+use crate::bytes::{FixedBytes, Root, Version};
+use crate::containers::{self, ForkInfo, HashTreeRoot};
+use crate::network::NetworkConfig;
+use crate::request::{
+    AggregateAndProofElectra, AggregateAndProofPhase0, ForkName, MessageType, SignRequest,
+    VersionedAggregateAndProof,
+};
+use crate::ssz::{self, Chunk};
+use crate::CoreError;
+
+/// Domain types (consensus specs; builder specs for APPLICATION_BUILDER).
+pub mod domain {
+    pub const BEACON_PROPOSER: [u8; 4] = [0, 0, 0, 0];
+    pub const BEACON_ATTESTER: [u8; 4] = [1, 0, 0, 0];
+    pub const RANDAO: [u8; 4] = [2, 0, 0, 0];
+    pub const DEPOSIT: [u8; 4] = [3, 0, 0, 0];
+    pub const VOLUNTARY_EXIT: [u8; 4] = [4, 0, 0, 0];
+    pub const SELECTION_PROOF: [u8; 4] = [5, 0, 0, 0];
+    pub const AGGREGATE_AND_PROOF: [u8; 4] = [6, 0, 0, 0];
+    pub const SYNC_COMMITTEE: [u8; 4] = [7, 0, 0, 0];
+    pub const SYNC_COMMITTEE_SELECTION_PROOF: [u8; 4] = [8, 0, 0, 0];
+    pub const CONTRIBUTION_AND_PROOF: [u8; 4] = [9, 0, 0, 0];
+    pub const APPLICATION_BUILDER: [u8; 4] = [0, 0, 0, 1];
+}
+
+/// What slashing protection must check and record before this message may be signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slashable {
+    /// Not slashable (RANDAO, aggregation duties, sync committee, exits, deposits, registrations).
+    No,
+    /// A block proposal at `slot`.
+    Block { slot: u64 },
+    /// An attestation vote from `source_epoch` to `target_epoch`.
+    Attestation { source_epoch: u64, target_epoch: u64 },
+}
+
+/// Everything the signer needs to decide and then sign, computed by us, never taken from the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningJob {
+    pub kind: MessageType,
+    pub signing_root: Root,
+    pub slashable: Slashable,
+    /// From `fork_info`; `None` for DEPOSIT and VALIDATOR_REGISTRATION, which carry none.
+    pub genesis_validators_root: Option<Root>,
+}
+
+/// `compute_domain(domain_type, fork_version, genesis_validators_root)`.
+pub fn compute_domain(domain_type: [u8; 4], fork_version: &Version, gvr: &Root) -> Chunk {
+    let fork_data = containers::fork_data_root(fork_version, gvr);
+    let mut d = [0u8; 32];
+    d[..4].copy_from_slice(&domain_type);
+    d[4..].copy_from_slice(&fork_data[..28]);
+    d
+}
+
+/// The domain for a message signed at `epoch` under `fork_info`
+/// (`previous_version` before `fork.epoch`, `current_version` from it on).
+pub fn domain_at(domain_type: [u8; 4], fork_info: &ForkInfo, epoch: u64) -> Chunk {
+    let version = if epoch < fork_info.fork.epoch.0 {
+        &fork_info.fork.previous_version
+    } else {
+        &fork_info.fork.current_version
+    };
+    compute_domain(domain_type, version, &fork_info.genesis_validators_root)
+}
+
+fn missing(field: &'static str) -> CoreError {
+    CoreError::InvalidRequest(field)
+}
+
+fn parse_raw<T: serde::de::DeserializeOwned>(raw: &serde_json::value::RawValue) -> Result<T, CoreError> {
+    serde_json::from_str(raw.get()).map_err(|_| CoreError::InvalidRequest("aggregate_and_proof"))
+}
+
+/// Compute the signing job for `req` on `network`. Fails when the body lacks the payload of its
+/// type, a value breaks an SSZ bound, or the client's `signingRoot` differs from ours.
+pub fn prepare(req: &SignRequest, network: &NetworkConfig) -> Result<SigningJob, CoreError> {
+    let p = &network.preset;
+    let fork_info = || req.fork_info.as_ref().ok_or(missing("fork_info"));
+    let (object_root, domain, slashable): (Chunk, Chunk, Slashable) = match req.kind {
+        MessageType::Block => {
+            let block = req.block.as_ref().ok_or(missing("block"))?;
+            if block.body.sync_aggregate.is_some() {
+                return Err(CoreError::UnsupportedBlockFormat(
+                    "BLOCK is phase0 only; use BLOCK_V2",
+                ));
+            }
+            let slot = block.slot.0;
+            let d = domain_at(domain::BEACON_PROPOSER, fork_info()?, network.epoch_at_slot(slot));
+            (block.hash_tree_root(p)?, d, Slashable::Block { slot })
+        }
+        MessageType::BlockV2 => {
+            let bb = req.beacon_block.as_ref().ok_or(missing("beacon_block"))?;
+            let header = match (&bb.block, &bb.block_header) {
+                (Some(_), Some(_)) => {
+                    return Err(CoreError::InvalidRequest(
+                        "beacon_block has both block and block_header",
+                    ))
+                }
+                (None, Some(h)) => h.clone(),
+                (Some(block), None) => {
+                    let has_sync = block.body.sync_aggregate.is_some();
+                    match bb.version {
+                        ForkName::Phase0 if !has_sync => block.header(p)?,
+                        ForkName::Altair if has_sync => block.header(p)?,
+                        ForkName::Phase0 | ForkName::Altair => {
+                            return Err(CoreError::UnsupportedBlockFormat(
+                                "block body does not match its version",
+                            ))
+                        }
+                        _ => {
+                            return Err(CoreError::UnsupportedBlockFormat(
+                                "from BELLATRIX on, send block_header",
+                            ))
+                        }
+                    }
+                }
+                (None, None) => return Err(missing("beacon_block.block_header")),
+            };
+            let slot = header.slot.0;
+            let d = domain_at(domain::BEACON_PROPOSER, fork_info()?, network.epoch_at_slot(slot));
+            (header.hash_tree_root(p)?, d, Slashable::Block { slot })
+        }
+        MessageType::Attestation => {
+            let a = req.attestation.as_ref().ok_or(missing("attestation"))?;
+            let d = domain_at(domain::BEACON_ATTESTER, fork_info()?, a.target.epoch.0);
+            let s = Slashable::Attestation {
+                source_epoch: a.source.epoch.0,
+                target_epoch: a.target.epoch.0,
+            };
+            (a.hash_tree_root(p)?, d, s)
+        }
+        MessageType::AggregationSlot => {
+            let s = req.aggregation_slot.as_ref().ok_or(missing("aggregation_slot"))?;
+            let d = domain_at(
+                domain::SELECTION_PROOF,
+                fork_info()?,
+                network.epoch_at_slot(s.slot.0),
+            );
+            (ssz::uint64(s.slot.0), d, Slashable::No)
+        }
+        MessageType::AggregateAndProof => {
+            let raw = req
+                .aggregate_and_proof
+                .as_ref()
+                .ok_or(missing("aggregate_and_proof"))?;
+            let ap: AggregateAndProofPhase0 = parse_raw(raw)?;
+            let epoch = network.epoch_at_slot(ap.aggregate.data.slot.0);
+            let d = domain_at(domain::AGGREGATE_AND_PROOF, fork_info()?, epoch);
+            (ap.hash_tree_root(p)?, d, Slashable::No)
+        }
+        MessageType::AggregateAndProofV2 => {
+            let raw = req
+                .aggregate_and_proof
+                .as_ref()
+                .ok_or(missing("aggregate_and_proof"))?;
+            let v: VersionedAggregateAndProof = parse_raw(raw)?;
+            let (root, slot) = if v.version >= ForkName::Electra {
+                let ap: AggregateAndProofElectra = parse_raw(&v.data)?;
+                (ap.hash_tree_root(p)?, ap.aggregate.data.slot.0)
+            } else {
+                let ap: AggregateAndProofPhase0 = parse_raw(&v.data)?;
+                (ap.hash_tree_root(p)?, ap.aggregate.data.slot.0)
+            };
+            let d = domain_at(
+                domain::AGGREGATE_AND_PROOF,
+                fork_info()?,
+                network.epoch_at_slot(slot),
+            );
+            (root, d, Slashable::No)
+        }
+        MessageType::RandaoReveal => {
+            let r = req.randao_reveal.as_ref().ok_or(missing("randao_reveal"))?;
+            let d = domain_at(domain::RANDAO, fork_info()?, r.epoch.0);
+            (ssz::uint64(r.epoch.0), d, Slashable::No)
+        }
+        MessageType::VoluntaryExit => {
+            // EIP-7044 pins exits to the Capella fork version from Deneb on; validator clients
+            // express that in the fork_info they send, so the usual rule applies here.
+            let e = req.voluntary_exit.as_ref().ok_or(missing("voluntary_exit"))?;
+            let d = domain_at(domain::VOLUNTARY_EXIT, fork_info()?, e.epoch.0);
+            (e.hash_tree_root(p)?, d, Slashable::No)
+        }
+        MessageType::Deposit => {
+            // Deposits are signed before genesis: the domain uses the request's fork version and
+            // a zero genesis validators root (compute_domain's defaults).
+            let dep = req.deposit.as_ref().ok_or(missing("deposit"))?;
+            let d = compute_domain(domain::DEPOSIT, &dep.genesis_fork_version, &Root::ZERO);
+            (dep.hash_tree_root(p)?, d, Slashable::No)
+        }
+        MessageType::SyncCommitteeMessage => {
+            let m = req
+                .sync_committee_message
+                .as_ref()
+                .ok_or(missing("sync_committee_message"))?;
+            let d = domain_at(
+                domain::SYNC_COMMITTEE,
+                fork_info()?,
+                network.epoch_at_slot(m.slot.0),
+            );
+            (m.beacon_block_root.0, d, Slashable::No)
+        }
+        MessageType::SyncCommitteeSelectionProof => {
+            let s = req
+                .sync_aggregator_selection_data
+                .as_ref()
+                .ok_or(missing("sync_aggregator_selection_data"))?;
+            let d = domain_at(
+                domain::SYNC_COMMITTEE_SELECTION_PROOF,
+                fork_info()?,
+                network.epoch_at_slot(s.slot.0),
+            );
+            (s.hash_tree_root(p)?, d, Slashable::No)
+        }
+        MessageType::SyncCommitteeContributionAndProof => {
+            let c = req
+                .contribution_and_proof
+                .as_ref()
+                .ok_or(missing("contribution_and_proof"))?;
+            let d = domain_at(
+                domain::CONTRIBUTION_AND_PROOF,
+                fork_info()?,
+                network.epoch_at_slot(c.contribution.slot.0),
+            );
+            (c.hash_tree_root(p)?, d, Slashable::No)
+        }
+        MessageType::ValidatorRegistration => {
+            let v = req
+                .validator_registration
+                .as_ref()
+                .ok_or(missing("validator_registration"))?;
+            let d = compute_domain(
+                domain::APPLICATION_BUILDER,
+                &network.genesis_fork_version,
+                &Root::ZERO,
+            );
+            (v.hash_tree_root(p)?, d, Slashable::No)
+        }
+    };
+    let signing_root = FixedBytes(containers::signing_root(&object_root, &domain));
+    if let Some(client) = req.signing_root {
+        if client != signing_root {
+            return Err(CoreError::SigningRootMismatch);
+        }
+    }
+    let genesis_validators_root = match req.kind {
+        MessageType::Deposit | MessageType::ValidatorRegistration => None,
+        _ => req.fork_info.as_ref().map(|f| f.genesis_validators_root),
+    };
+    Ok(SigningJob {
+        kind: req.kind,
+        signing_root,
+        slashable,
+        genesis_validators_root,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bytes::Uint64;
+    use crate::containers::Fork;
+
+    fn fi(prev: [u8; 4], cur: [u8; 4], epoch: u64) -> ForkInfo {
+        ForkInfo {
+            fork: Fork {
+                previous_version: prev.into(),
+                current_version: cur.into(),
+                epoch: Uint64(epoch),
+            },
+            genesis_validators_root: Root::ZERO,
+        }
+    }
+
+    #[test]
+    fn fork_epoch_rule_picks_the_right_version() {
+        let f = fi([1, 0, 0, 0], [2, 0, 0, 0], 10);
+        let prev = compute_domain(domain::RANDAO, &[1, 0, 0, 0].into(), &Root::ZERO);
+        let cur = compute_domain(domain::RANDAO, &[2, 0, 0, 0].into(), &Root::ZERO);
+        assert_ne!(prev, cur);
+        assert_eq!(domain_at(domain::RANDAO, &f, 9), prev);
+        assert_eq!(domain_at(domain::RANDAO, &f, 10), cur);
+        assert_eq!(domain_at(domain::RANDAO, &f, 11), cur);
+    }
+
+    #[test]
+    fn deposit_domain_matches_known_value() {
+        // From Web3Signer's Medalla deposit vector (shared/vectors/signing-roots).
+        let d = compute_domain(domain::DEPOSIT, &[0, 0, 0, 1].into(), &Root::ZERO);
+        assert_eq!(
+            hex::encode(d),
+            "0300000018ae4ccbda9538839d79bb18ca09e23e24ae8c1550f56cbb3d84b053"
+        );
+    }
+}
