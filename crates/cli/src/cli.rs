@@ -1,0 +1,131 @@
+//! Command-line definitions. Flag names follow Web3Signer's so operators can migrate unchanged.
+//! No flag takes a secret value: passwords come from files.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::logging::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(name = "signward", version, about = "A hardened Ethereum remote signer")]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// Log filter (e.g. `info`, `debug`); overrides SIGNWARD_LOG.
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the signer (Web3Signer-compatible eth2 HTTP API).
+    Serve(ServeArgs),
+    /// Create EIP-2335 keystores for fresh random keys (for tests, demos and migrations).
+    Keystore {
+        #[command(subcommand)]
+        command: KeystoreCommand,
+    },
+    /// Measure signing throughput and key loading, beside raw blst signing.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Directory for signward's own state.
+    #[arg(long, default_value = "./signward-data")]
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub http_listen_host: IpAddr,
+    /// Required to listen on a non-loopback address: the API has no authentication or TLS yet,
+    /// so anyone who can reach the port can ask for signatures.
+    #[arg(long)]
+    pub insecure_allow_non_loopback: bool,
+    /// Port to listen on.
+    #[arg(long, default_value_t = 9000)]
+    pub http_listen_port: u16,
+    /// `mainnet`, `hoodi`, `sepolia`, or the path of a consensus `config.yaml`.
+    #[arg(long, default_value = "mainnet")]
+    pub network: String,
+    /// Directory of EIP-2335 keystore files (`*.json`).
+    #[arg(long)]
+    pub keystores_path: Option<PathBuf>,
+    /// Directory of password files, `<keystore name>.txt` for `<keystore name>.json`.
+    #[arg(long, conflicts_with = "keystores_password_file")]
+    pub keystores_passwords_path: Option<PathBuf>,
+    /// One password file for every keystore in --keystores-path.
+    #[arg(long)]
+    pub keystores_password_file: Option<PathBuf>,
+    /// Directory of Web3Signer key-config YAML files.
+    #[arg(long)]
+    pub key_config_path: Option<PathBuf>,
+    /// Load `type: file-raw` configs, whose private key is in plaintext. Unsafe.
+    #[arg(long)]
+    pub allow_raw_keys: bool,
+    /// Threads for decrypting keystores (default: all cores).
+    #[arg(long)]
+    pub key_loader_threads: Option<usize>,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub max_request_body_bytes: usize,
+    /// Whole-request deadline, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub request_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KdfChoice {
+    Scrypt,
+    Pbkdf2,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeystoreCommand {
+    /// Generate random BLS keys and write each as an EIP-2335 keystore (mode 0600).
+    Create {
+        /// Output directory (created 0700 if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// File holding the password for the new keystores (must be owner-only).
+        #[arg(long)]
+        password_file: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        #[arg(long, value_enum, default_value_t = KdfChoice::Scrypt)]
+        kdf: KdfChoice,
+        /// PBKDF2 iterations (pbkdf2 only).
+        #[arg(long, default_value_t = 262_144)]
+        pbkdf2_iterations: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Signatures per second through the full HTTP path, beside raw blst on all cores.
+    Signing {
+        /// Number of keys to sign with (generated in memory).
+        #[arg(long, default_value_t = 100)]
+        keys: usize,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        /// Concurrent client connections.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
+    /// Time to decrypt N PBKDF2 keystores with 1 thread and with all cores.
+    Load {
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        #[arg(long, default_value_t = 262_144)]
+        pbkdf2_iterations: u32,
+    },
+}

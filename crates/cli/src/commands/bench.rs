@@ -1,0 +1,260 @@
+//! `signward bench`: figures for docs/benchmarks.md, measured in one run beside raw blst.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rayon::prelude::*;
+use secrecy::SecretString;
+use signward_core::bytes::Root;
+use signward_core::network::NetworkConfig;
+use signward_core::request::SignRequest;
+use signward_core::signing::prepare;
+use signward_keys::bls::{verify, BlsKeypair};
+use signward_keys::fsutil::write_secret_file;
+use signward_keys::keystore::{Kdf, KdfLimits, Keystore};
+use signward_keys::loader::{discover, load_all, KeySources};
+use signward_server::serve::Limits;
+use signward_server::state::LoadStatus;
+use signward_server::AppState;
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn header() {
+    println!("# signward bench");
+    println!(
+        "cores: {}   version: {}   build: {}",
+        cores(),
+        env!("CARGO_PKG_VERSION"),
+        if cfg!(debug_assertions) {
+            "debug (numbers are not representative)"
+        } else {
+            "release"
+        }
+    );
+}
+
+/// Raw blst signing on `threads` threads for `dur`: signatures per second.
+fn raw_blst(threads: usize, dur: Duration) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let total = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let stop = stop.clone();
+            let total = total.clone();
+            std::thread::spawn(move || {
+                let key = BlsKeypair::generate();
+                let mut msg = [0u8; 32];
+                msg[..8].copy_from_slice(&(t as u64).to_le_bytes());
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    msg[8..16].copy_from_slice(&n.to_le_bytes());
+                    std::hint::black_box(key.sign(&Root::from(msg)));
+                    n += 1;
+                }
+                total.fetch_add(n, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    std::thread::sleep(dur);
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.join();
+    }
+    total.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn attestation_body(target: u64) -> String {
+    let z = "00".repeat(32);
+    format!(
+        r#"{{"type":"ATTESTATION","fork_info":{{"fork":{{"previous_version":"0x05000000","current_version":"0x06000000","epoch":"411392"}},"genesis_validators_root":"0x4b363db94e286120d76eb905340fdd4e54bfe9f06bf33ff6cf5ad27f511bfe95"}},"attestation":{{"slot":"{slot}","index":"0","beacon_block_root":"0x{z}","source":{{"epoch":"{source}","root":"0x{z}"}},"target":{{"epoch":"{target}","root":"0x{z}"}}}}}}"#,
+        slot = target * 32,
+        source = target.saturating_sub(1),
+    )
+}
+
+fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+pub fn signing(keys: usize, duration_secs: u64, concurrency: usize) -> anyhow::Result<()> {
+    ensure!(keys > 0 && concurrency > 0 && duration_secs > 0, "all arguments must be positive");
+    header();
+    let dur = Duration::from_secs(duration_secs);
+    println!("\n## raw blst (BlsKeypair::sign, {}s each)", duration_secs);
+    let raw_one = raw_blst(1, dur);
+    println!("raw blst, 1 thread:        {raw_one:>10.0} sig/s");
+    let raw_all = raw_blst(cores(), dur);
+    println!("raw blst, {} threads:       {raw_all:>10.0} sig/s", cores());
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let (rate, p50, p99, errors, total) = runtime.block_on(http_bench(keys, dur, concurrency))?;
+    println!(
+        "\n## HTTP ATTESTATION signing ({keys} keys, {concurrency} connections, {duration_secs}s; client on the same machine)"
+    );
+    println!("requests: {total}   errors: {errors}");
+    println!("throughput:                {rate:>10.0} sig/s");
+    println!(
+        "fraction of raw blst ({} threads): {:.1}%",
+        cores(),
+        100.0 * rate / raw_all
+    );
+    println!("latency p50: {:.3} ms   p99: {:.3} ms", p50 as f64 / 1000.0, p99 as f64 / 1000.0);
+    Ok(())
+}
+
+async fn http_bench(keys: usize, dur: Duration, concurrency: usize) -> anyhow::Result<(f64, u32, u32, u64, u64)> {
+    let state = Arc::new(AppState::new(NetworkConfig::mainnet()));
+    let generated: Vec<BlsKeypair> = (0..keys).into_par_iter().map(|_| BlsKeypair::generate()).collect();
+    let pubkeys: Vec<String> = generated.iter().map(|k| k.public_key().to_hex()).collect();
+    state.keys.insert_all(generated);
+    state.set_load_status(LoadStatus::Done {
+        loaded: keys,
+        failed: 0,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = signward_server::router(state.clone(), Limits::default());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(signward_server::serve(
+        listener,
+        app,
+        async {
+            let _ = stop_rx.await;
+        },
+        Duration::from_secs(5),
+    ));
+
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let post = move |client: Client<_, Full<Bytes>>, pubkey: String, body: String| async move {
+        let req = hyper::Request::post(format!("http://{addr}/api/v1/eth2/sign/{pubkey}"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json")
+            .body(Full::new(Bytes::from(body)))?;
+        let resp = client.request(req).await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        anyhow::Ok((status, bytes))
+    };
+
+    // Sanity: one signature verifies under the signing root computed independently of the server.
+    let body = attestation_body(1);
+    let (status, bytes) = post(client.clone(), pubkeys[0].clone(), body.clone()).await?;
+    ensure!(status.is_success(), "sanity request failed: {status}");
+    let sig: serde_json::Value = serde_json::from_slice(&bytes)?;
+    let sig = signward_core::bytes::decode_hex(sig["signature"].as_str().context("signature")?)
+        .context("signature hex")?;
+    let job = prepare(&SignRequest::from_json(body.as_bytes())?, &NetworkConfig::mainnet())?;
+    let pk = signward_core::bytes::decode_hex(&pubkeys[0]).context("pubkey")?;
+    ensure!(verify(&pk, &job.signing_root.0, &sig), "signature does not verify");
+
+    let next = Arc::new(AtomicU64::new(2));
+    let deadline = Instant::now() + dur;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let client = client.clone();
+        let next = next.clone();
+        let pubkeys = pubkeys.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            while Instant::now() < deadline {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                let pk = pubkeys[n as usize % pubkeys.len()].clone();
+                let t0 = Instant::now();
+                match post(client.clone(), pk, attestation_body(n)).await {
+                    Ok((s, _)) if s.is_success() => lat.push(t0.elapsed().as_micros() as u32),
+                    _ => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t.await?;
+        all.extend(lat);
+        errors += e;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    all.sort_unstable();
+    let ok = all.len() as u64;
+    Ok((
+        ok as f64 / elapsed,
+        percentile(&all, 0.50),
+        percentile(&all, 0.99),
+        errors,
+        ok + errors,
+    ))
+}
+
+pub fn load(count: usize, iterations: u32) -> anyhow::Result<()> {
+    ensure!(count > 0, "count must be positive");
+    header();
+    let dir = tempfile::tempdir()?;
+    let pw_path = dir.path().join("password.txt");
+    write_secret_file(&pw_path, b"bench-password")?;
+    let ks_dir = dir.path().join("keystores");
+    super::ensure_private_dir(&ks_dir)?;
+    let password = SecretString::from("bench-password".to_string());
+    println!("\n## keystore loading: {count} PBKDF2 keystores, c={iterations}");
+    let t = Instant::now();
+    (0..count).into_par_iter().try_for_each(|i| -> anyhow::Result<()> {
+        let key = BlsKeypair::generate();
+        let ks = Keystore::encrypt(&key, &password, Kdf::pbkdf2(iterations), "")?;
+        write_secret_file(&ks_dir.join(format!("k{i:05}.json")), &serde_json::to_vec(&ks)?)?;
+        Ok(())
+    })?;
+    println!("(created in {:.1}s)", t.elapsed().as_secs_f64());
+    let sources = KeySources {
+        keystores_path: Some(ks_dir),
+        keystores_password_file: Some(pw_path),
+        ..Default::default()
+    };
+    let mut one = None;
+    let mut thread_counts = vec![1];
+    if cores() > 1 {
+        thread_counts.push(cores());
+    }
+    for threads in thread_counts {
+        let report = load_all(
+            discover(&sources),
+            Some(threads),
+            KdfLimits::default(),
+            Duration::from_secs(3600),
+            |_| {},
+        );
+        ensure!(
+            report.failures.is_empty() && report.loaded.len() == count,
+            "load failed"
+        );
+        let secs = report.elapsed.as_secs_f64();
+        let speedup = one.map(|o: f64| o / secs).unwrap_or(1.0);
+        one.get_or_insert(secs);
+        println!(
+            "threads: {threads:>2}   time: {secs:>7.2}s   {:>8.1} keys/s   speed-up: {speedup:.2}x",
+            count as f64 / secs
+        );
+    }
+    Ok(())
+}

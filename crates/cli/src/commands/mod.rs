@@ -1,0 +1,47 @@
+//! One module per subcommand.
+
+mod bench;
+mod keystore;
+mod serve;
+
+use crate::cli::{BenchCommand, Command, KeystoreCommand};
+
+pub fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => serve::run(args),
+        Command::Keystore {
+            command:
+                KeystoreCommand::Create {
+                    out,
+                    password_file,
+                    count,
+                    kdf,
+                    pbkdf2_iterations,
+                },
+        } => keystore::create(&out, &password_file, count, kdf, pbkdf2_iterations),
+        Command::Bench { command } => match command {
+            BenchCommand::Signing {
+                keys,
+                duration_secs,
+                concurrency,
+            } => bench::signing(keys, duration_secs, concurrency),
+            BenchCommand::Load {
+                count,
+                pbkdf2_iterations,
+            } => bench::load(count, pbkdf2_iterations),
+        },
+    }
+}
+
+/// Create a directory (and parents) with mode 0700 if it does not exist.
+pub(crate) fn ensure_private_dir(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !path.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .map_err(|e| anyhow::anyhow!("cannot create directory {}: {e}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! `signward serve`: bind, load keys in the background, serve until SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use signward_core::network::NetworkConfig;
+use signward_keys::keystore::KdfLimits;
+use signward_keys::loader::{discover, load_all, KeySources, Progress};
+use signward_server::serve::Limits;
+use signward_server::state::LoadStatus;
+use signward_server::{AppState, ServerConfig};
+
+use crate::cli::ServeArgs;
+
+fn network(spec: &str) -> anyhow::Result<NetworkConfig> {
+    if let Some(n) = NetworkConfig::builtin(spec) {
+        return Ok(n);
+    }
+    let path = std::path::Path::new(spec);
+    if path.is_file() {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading network config {}", path.display()))?;
+        return NetworkConfig::from_config_yaml(spec, &text)
+            .with_context(|| format!("network config {}", path.display()));
+    }
+    bail!("unknown network {spec:?}: use mainnet, hoodi, sepolia, or the path of a config.yaml")
+}
+
+fn sources(args: &ServeArgs) -> anyhow::Result<KeySources> {
+    if args.keystores_path.is_some()
+        && args.keystores_passwords_path.is_none()
+        && args.keystores_password_file.is_none()
+    {
+        bail!("--keystores-path needs --keystores-passwords-path or --keystores-password-file");
+    }
+    if args.keystores_path.is_none()
+        && (args.keystores_passwords_path.is_some() || args.keystores_password_file.is_some())
+    {
+        bail!("password options given without --keystores-path");
+    }
+    Ok(KeySources {
+        keystores_path: args.keystores_path.clone(),
+        keystores_passwords_path: args.keystores_passwords_path.clone(),
+        keystores_password_file: args.keystores_password_file.clone(),
+        key_config_path: args.key_config_path.clone(),
+        allow_raw_keys: args.allow_raw_keys,
+    })
+}
+
+fn log_progress(p: Progress) {
+    tracing::info!(
+        done = p.done,
+        total = p.total,
+        rate_per_sec = format_args!("{:.1}", p.rate_per_sec()),
+        eta_secs = p.eta().map(|d| d.as_secs()).unwrap_or(0),
+        "loading keys"
+    );
+}
+
+/// Load every configured key into `state`, then mark the server ready.
+fn load_keys(state: &AppState, sources: &KeySources, threads: Option<usize>) {
+    let jobs = discover(sources);
+    state.set_load_status(LoadStatus::Loading { total: jobs.len() });
+    tracing::info!(configured = jobs.len(), "loading keys");
+    let report = load_all(
+        jobs,
+        threads,
+        KdfLimits::default(),
+        Duration::from_secs(5),
+        log_progress,
+    );
+    for f in &report.failures {
+        tracing::error!(file = %f.origin, error.class = f.error.class(), error = %f.error, "key failed to load");
+    }
+    let raw = report.loaded.iter().filter(|k| k.raw).count();
+    if raw > 0 {
+        tracing::warn!(
+            count = raw,
+            "plaintext file-raw keys loaded (--allow-raw-keys): anyone who can read those files has the keys"
+        );
+    }
+    let loaded = report.loaded.len();
+    let failed = report.failures.len();
+    state.keys.insert_all(report.loaded.into_iter().map(|k| k.keypair));
+    state.set_load_status(LoadStatus::Done { loaded, failed });
+    tracing::info!(
+        loaded,
+        failed,
+        elapsed_ms = report.elapsed.as_millis() as u64,
+        "key loading finished; ready to sign"
+    );
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let network = network(&args.network)?;
+    let sources = sources(&args)?;
+    if !args.http_listen_host.is_loopback() && !args.insecure_allow_non_loopback {
+        bail!(
+            "refusing to listen on non-loopback address {}: the signing API has no authentication \
+             or TLS yet; pass --insecure-allow-non-loopback only behind a firewall you control",
+            args.http_listen_host
+        );
+    }
+    super::ensure_private_dir(&args.data_dir)?;
+    let config = ServerConfig {
+        listen: SocketAddr::new(args.http_listen_host, args.http_listen_port),
+        limits: Limits {
+            max_body_bytes: args.max_request_body_bytes,
+            request_timeout: Duration::from_secs(args.request_timeout_secs),
+        },
+        shutdown_grace: Duration::from_secs(30),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("signward-http")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let state = Arc::new(AppState::new(network));
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let local = listener.local_addr()?;
+        tracing::info!(
+            address = %local,
+            network = %state.network.name,
+            "signward listening"
+        );
+        if !local.ip().is_loopback() {
+            tracing::warn!("listening on a non-loopback address without authentication or TLS");
+        }
+        let loader_state = state.clone();
+        let threads = args.key_loader_threads;
+        tokio::task::spawn_blocking(move || load_keys(&loader_state, &sources, threads));
+        let app = signward_server::router(state, config.limits);
+        signward_server::serve(listener, app, shutdown_signal(), config.shutdown_grace).await?;
+        tracing::info!("signward stopped");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            std::future::pending::<()>().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight requests"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: finishing in-flight requests"),
+    }
+}

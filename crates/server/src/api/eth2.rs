@@ -1,0 +1,94 @@
+//! The Web3Signer eth2 API: `POST /api/v1/eth2/sign/{identifier}` and
+//! `GET /api/v1/eth2/publicKeys`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::serve::Limits;
+use crate::signer;
+use crate::state::AppState;
+
+#[derive(Serialize)]
+struct SigningResponse {
+    signature: String,
+}
+
+/// JSON when the client accepts `application/json` (or any type); plain text otherwise.
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|range| range.split(';').next().unwrap_or("").trim())
+        .any(|t| {
+            t.eq_ignore_ascii_case("application/json")
+                || t == "*/*"
+                || t.eq_ignore_ascii_case("application/*")
+        })
+}
+
+pub async fn sign(
+    State((state, limits)): State<(Arc<AppState>, Limits)>,
+    Path(identifier): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let bytes = match axum::body::to_bytes(body, limits.max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => return ApiError::BodyTooLarge.into_response(),
+    };
+    match signer::sign_eth2(&state, &identifier, &bytes).await {
+        Ok(signed) => {
+            tracing::debug!(kind = %signed.job.kind, pubkey = %identifier, "signed");
+            let signature = signed.signature.to_hex();
+            if wants_json(&headers) {
+                Json(SigningResponse { signature }).into_response()
+            } else {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; charset=utf-8"),
+                    )],
+                    signature,
+                )
+                    .into_response()
+            }
+        }
+        Err(e) => {
+            tracing::info!(code = e.code(), pubkey = %identifier, "sign request refused");
+            e.into_response()
+        }
+    }
+}
+
+pub async fn public_keys(State((state, _)): State<(Arc<AppState>, Limits)>) -> Response {
+    let keys: Vec<String> = state.keys.public_keys().iter().map(|k| k.to_hex()).collect();
+    Json(keys).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_negotiation() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::ACCEPT, HeaderValue::from_str(v).unwrap());
+            wants_json(&m)
+        };
+        assert!(h("application/json"));
+        assert!(h("*/*"));
+        assert!(h("text/plain;q=0.5, application/json;q=0.9"));
+        assert!(!h("text/plain"));
+        assert!(!wants_json(&HeaderMap::new()));
+    }
+}

@@ -1,0 +1,48 @@
+//! `GET /upcheck` (liveness) and `GET /healthcheck` (readiness with named checks).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::serve::Limits;
+use crate::state::{AppState, LoadStatus};
+
+pub async fn upcheck() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "OK",
+    )
+        .into_response()
+}
+
+/// Web3Signer's shape: `{"status", "checks": [{"id", "status", "data"}], "outcome"}`.
+/// UP only when every configured key has been tried and none failed; 503 otherwise.
+pub async fn healthcheck(State((state, _)): State<(Arc<AppState>, Limits)>) -> Response {
+    let (keys_status, data) = match state.load_status() {
+        LoadStatus::Loading { total } => (
+            "LOADING",
+            json!({"keys-total": total, "keys-loaded": state.keys.len(), "keys-failed": 0}),
+        ),
+        LoadStatus::Done { loaded, failed } => (
+            if failed == 0 { "UP" } else { "DOWN" },
+            json!({"keys-total": loaded + failed, "keys-loaded": loaded, "keys-failed": failed}),
+        ),
+    };
+    let up = keys_status == "UP";
+    let overall = if up { "UP" } else { "DOWN" };
+    let body = json!({
+        "status": overall,
+        "checks": [{"id": "keys-check", "status": keys_status, "data": data}],
+        "outcome": overall,
+    });
+    let code = if up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}

@@ -1,0 +1,4 @@
+//! HTTP handlers, one module per API family.
+
+pub mod eth2;
+pub mod health;

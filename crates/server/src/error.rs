@@ -1,0 +1,118 @@
+//! The one error type of the HTTP edge. Clients get `{"code": "...", "message": "..."}` with a
+//! stable code and a fixed short message; the detail (never a secret) goes to the log only.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use signward_core::CoreError;
+
+/// An error answered to a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiError {
+    /// The path's public key is not 48 bytes of hex.
+    InvalidPubkey,
+    /// No loaded key has this public key.
+    UnknownKey,
+    /// The body is not JSON, or not a sign request of a known type.
+    MalformedBody,
+    /// The body lacks what its type needs, or holds contradictory fields.
+    InvalidRequest,
+    /// A list, bitlist or bitvector breaks its SSZ bound.
+    SszBounds,
+    /// BLOCK_V2 with a full block after Altair, or a body that does not match its version.
+    UnsupportedBlockFormat,
+    /// The client's `signingRoot` differs from the one the server computed.
+    SigningRootMismatch,
+    /// Keys are still loading.
+    NotReady,
+    /// The request body exceeds the limit.
+    BodyTooLarge,
+    /// The request took longer than the server allows.
+    Timeout,
+    /// No such route.
+    NotFound,
+    /// Anything else; details are in the server log.
+    Internal,
+}
+
+#[derive(Serialize)]
+struct Body {
+    code: &'static str,
+    message: &'static str,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidPubkey
+            | ApiError::MalformedBody
+            | ApiError::InvalidRequest
+            | ApiError::SszBounds
+            | ApiError::UnsupportedBlockFormat
+            | ApiError::SigningRootMismatch => StatusCode::BAD_REQUEST,
+            ApiError::UnknownKey | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidPubkey => "invalid_pubkey",
+            ApiError::UnknownKey => "unknown_key",
+            ApiError::MalformedBody => "malformed_body",
+            ApiError::InvalidRequest => "invalid_request",
+            ApiError::SszBounds => "ssz_bounds",
+            ApiError::UnsupportedBlockFormat => "unsupported_block_format",
+            ApiError::SigningRootMismatch => "signing_root_mismatch",
+            ApiError::NotReady => "not_ready",
+            ApiError::BodyTooLarge => "body_too_large",
+            ApiError::Timeout => "timeout",
+            ApiError::NotFound => "not_found",
+            ApiError::Internal => "internal_error",
+        }
+    }
+
+    /// A fixed, human-readable message (never built from request or internal data).
+    pub fn message(&self) -> &'static str {
+        match self {
+            ApiError::InvalidPubkey => "the public key in the path is not 48 bytes of hex",
+            ApiError::UnknownKey => "no key with this public key is loaded",
+            ApiError::MalformedBody => "the request body is not a valid sign request",
+            ApiError::InvalidRequest => "the sign request lacks a field its type requires or is inconsistent",
+            ApiError::SszBounds => "a list or bitfield in the request exceeds its bound",
+            ApiError::UnsupportedBlockFormat => "block format not accepted for this fork; send block_header from BELLATRIX on",
+            ApiError::SigningRootMismatch => "the signingRoot sent does not match the signing root computed by the server",
+            ApiError::NotReady => "the signer is not ready; keys are still loading",
+            ApiError::BodyTooLarge => "the request body is too large",
+            ApiError::Timeout => "the request timed out",
+            ApiError::NotFound => "no such endpoint",
+            ApiError::Internal => "internal error",
+        }
+    }
+}
+
+impl From<&CoreError> for ApiError {
+    fn from(e: &CoreError) -> Self {
+        match e {
+            CoreError::SszBounds(_) => ApiError::SszBounds,
+            CoreError::UnsupportedBlockFormat(_) => ApiError::UnsupportedBlockFormat,
+            CoreError::InvalidRequest(_) => ApiError::InvalidRequest,
+            CoreError::SigningRootMismatch => ApiError::SigningRootMismatch,
+            CoreError::InvalidNetwork(_) => ApiError::Internal,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            code: self.code(),
+            message: self.message(),
+        };
+        (self.status(), axum::Json(body)).into_response()
+    }
+}

@@ -1,0 +1,94 @@
+//! Listener, router, limits and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::api::{eth2, health};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub limits: Limits,
+    /// After a shutdown signal, in-flight requests get this long to finish.
+    pub shutdown_grace: Duration,
+}
+
+/// Per-request limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest accepted request body (a full Altair block with maximal contents fits well).
+    pub max_body_bytes: usize,
+    /// Whole-request deadline, body upload included.
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+async fn deadline(limits: Limits, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
+}
+
+async fn not_found() -> Response {
+    ApiError::NotFound.into_response()
+}
+
+/// The application router.
+pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
+    Router::new()
+        .route("/api/v1/eth2/sign/{identifier}", post(eth2::sign))
+        .route("/api/v1/eth2/publicKeys", get(eth2::public_keys))
+        .route("/upcheck", get(health::upcheck))
+        .route("/healthcheck", get(health::healthcheck))
+        .fallback(not_found)
+        .layer(middleware::from_fn(move |req, next| deadline(limits, req, next)))
+        .with_state((state, limits))
+}
+
+/// Serve until `shutdown` resolves; then stop accepting and let in-flight requests finish for up
+/// to `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        let _ = tx.send(());
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+    let server = std::pin::pin!(std::future::IntoFuture::into_future(server));
+    tokio::select! {
+        r = server => r,
+        _ = async {
+            let _ = rx.await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!("shutdown grace period elapsed with requests still in flight");
+            Ok(())
+        }
+    }
+}
