@@ -1,0 +1,291 @@
+//! Shared helpers for the end-to-end tests: run the real `signward` binary, talk raw HTTP/1.1 to
+//! it, and reach the independent Python verifiers.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn vectors() -> PathBuf {
+    repo().join("tests/vectors")
+}
+
+/// The Python with py_ecc, remerkleable and ethstaker-deposit (set by scripts/test.sh).
+/// Required in CI and under scripts/test.sh; a bare `cargo test` outside CI skips these checks
+/// with a notice.
+pub fn python() -> Option<PathBuf> {
+    match std::env::var_os("SIGNWARD_TEST_PYTHON") {
+        Some(p) => Some(PathBuf::from(p)),
+        None if std::env::var_os("SIGNWARD_REQUIRE_PY").is_some()
+            || std::env::var_os("CI").is_some() =>
+        {
+            panic!("SIGNWARD_TEST_PYTHON is not set: run scripts/test.sh")
+        }
+        None => {
+            eprintln!("note: Python cross-checks skipped; run scripts/test.sh to include them");
+            None
+        }
+    }
+}
+
+pub fn write_secret(path: &Path, contents: &[u8]) {
+    std::fs::write(path, contents).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `signward serve`, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Server {
+    pub fn start(dir: &Path, args: &[&str]) -> Server {
+        let port = free_port();
+        let log = dir.join(format!("signward-{port}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_signward"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--http-listen-port")
+            .arg(port.to_string())
+            .args(args)
+            .env("SIGNWARD_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let s = Server { child, port, log };
+        s.wait_until_loaded();
+        s
+    }
+
+    fn wait_until_loaded(&self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(r) = try_request(self.port, "GET", "/healthcheck", &[], b"") {
+                let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+                if v["checks"][0]["status"] != "LOADING" {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "server did not finish loading");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        try_request(self.port, method, path, headers, body).unwrap()
+    }
+
+    pub fn sign(&self, pubkey: &str, body: &serde_json::Value) -> Response {
+        self.request(
+            "POST",
+            &format!("/api/v1/eth2/sign/{pubkey}"),
+            &[("content-type", "application/json"), ("accept", "application/json")],
+            &serde_json::to_vec(body).unwrap(),
+        )
+    }
+
+    pub fn public_keys(&self) -> Vec<String> {
+        let r = self.request("GET", "/api/v1/eth2/publicKeys", &[], b"");
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Send a signal with the `kill` command (no unsafe code in tests either).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub fn raw_request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+pub fn read_response(mut stream: TcpStream) -> std::io::Result<Response> {
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf)?;
+    parse_response(&buf)
+}
+
+fn parse_response(buf: &[u8]) -> std::io::Result<Response> {
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "bad response");
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(bad)?;
+    let head = std::str::from_utf8(&buf[..split]).map_err(|_| bad())?;
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = buf[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let nl = rest.windows(2).position(|w| w == b"\r\n").ok_or_else(bad)?;
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..nl]).map_err(|_| bad())?.trim(), 16)
+                .map_err(|_| bad())?;
+            rest = &rest[nl + 2..];
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[..size]);
+            rest = &rest[size + 2..];
+        }
+        body = out;
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+pub fn try_request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<Response> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    s.write_all(&raw_request(method, path, headers, body))?;
+    read_response(s)
+}
+
+/// Run a Python script with JSON on stdin; returns (exit success, parsed stdout).
+pub fn run_python(python: &Path, script: &str, args: &[&str], stdin: &serde_json::Value) -> (bool, serde_json::Value) {
+    let mut child = Command::new(python)
+        .arg(repo().join("tests/py").join(script))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&serde_json::to_vec(stdin).unwrap())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.success(), v)
+}
+
+/// Nimbus' cheap keystores (PBKDF2 c=1) copied into `dir/keys`, with their password file.
+pub fn nimbus_keys(dir: &Path, count: usize) -> (PathBuf, PathBuf, Vec<String>) {
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let exp: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(vectors().join("eip2335/nimbus-eth2/expected.json")).unwrap(),
+    )
+    .unwrap();
+    let mut pubkeys = Vec::new();
+    let mut password = String::new();
+    for case in exp["cases"].as_array().unwrap().iter().take(count) {
+        let file = case["keystore_file"].as_str().unwrap();
+        std::fs::copy(
+            vectors().join("eip2335/nimbus-eth2").join(file),
+            keys.join(file),
+        )
+        .unwrap();
+        pubkeys.push(case["pubkey"].as_str().unwrap().to_string());
+        password = case["password"].as_str().unwrap().to_string();
+    }
+    let pw = dir.join("password.txt");
+    write_secret(&pw, password.as_bytes());
+    (keys, pw, pubkeys)
+}
+
+/// A consensus config.yaml for the minimal preset with GENESIS_FORK_VERSION 0x00000001, the
+/// setting Web3Signer's request examples were made with.
+pub fn minimal_network(dir: &Path) -> PathBuf {
+    let p = dir.join("minimal-config.yaml");
+    std::fs::write(
+        &p,
+        "PRESET_BASE: 'minimal'\nCONFIG_NAME: 'signward-test'\nGENESIS_FORK_VERSION: 0x00000001\n",
+    )
+    .unwrap();
+    p
+}
+
+pub fn examples() -> Vec<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(vectors().join("signing-roots/web3signer/sign_request_examples.json")).unwrap(),
+    )
+    .unwrap();
+    v["cases"].as_array().unwrap().clone()
+}
