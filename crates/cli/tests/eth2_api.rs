@@ -392,6 +392,24 @@ fn sigterm_lets_in_flight_requests_finish() {
 }
 
 #[test]
+fn a_request_that_stalls_is_cut_off_with_a_timeout_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let (keys, pw, pubkeys) = nimbus_keys(dir.path(), 1);
+    let server = Server::start(
+        dir.path(),
+        &["--keystores-path", keys.to_str().unwrap(), "--keystores-password-file", pw.to_str().unwrap(),
+          "--request-timeout-secs", "1"],
+    );
+    let req = raw_request("POST", &format!("/api/v1/eth2/sign/{}", pubkeys[0]), &[], &[b'{'; 100]);
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(&req[..req.len() - 50]).unwrap(); // never send the rest
+    let r = read_response(s).unwrap();
+    assert_eq!(r.status, 408);
+    assert_eq!(r.json()["code"], "timeout");
+}
+
+#[test]
 fn refuses_non_loopback_listener_without_the_loud_flag() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_signward"))
