@@ -9,7 +9,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::logging::LogFormat;
 
 #[derive(Debug, Parser)]
-#[command(name = "signward", version, about = "A hardened Ethereum remote signer")]
+#[command(
+    name = "signward",
+    version,
+    about = "A hardened Ethereum remote signer"
+)]
 pub struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]

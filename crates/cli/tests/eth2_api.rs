@@ -94,7 +94,12 @@ fn every_message_type_verifies_under_an_independent_implementation() {
     let mut requests: Vec<(String, Value)> = examples()
         .into_iter()
         .filter(|c| c["verified"].as_bool().unwrap())
-        .map(|c| (c["name"].as_str().unwrap().to_string(), c["request"].clone()))
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["request"].clone(),
+            )
+        })
         .collect();
     assert_eq!(requests.len(), 23);
     requests.extend(fork_boundary_requests());
@@ -106,8 +111,10 @@ fn every_message_type_verifies_under_an_independent_implementation() {
             let r = server.sign(pk, req);
             assert_eq!(r.status, 200, "{name}: {}", r.text());
             types.insert(req["type"].as_str().unwrap().to_string());
-            cases.push(json!({"name": format!("{name} / {}", &pk[..10]), "pubkey": pk,
-                              "request": req, "signature": r.json()["signature"]}));
+            cases.push(
+                json!({"name": format!("{name} / {}", &pk[..10]), "pubkey": pk,
+                              "request": req, "signature": r.json()["signature"]}),
+            );
         }
     }
     assert_eq!(types.len(), 13, "all 13 message types signed");
@@ -130,7 +137,11 @@ fn every_message_type_verifies_under_an_independent_implementation() {
         .filter(|r| r["name"].as_str().unwrap().starts_with("RANDAO epoch"))
         .map(|r| r["signing_root"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(roots.len(), 2, "two epochs, two distinct roots per key's message");
+    assert_eq!(
+        roots.len(),
+        2,
+        "two epochs, two distinct roots per key's message"
+    );
 }
 
 #[test]
@@ -140,8 +151,14 @@ fn plain_text_response_unless_json_is_accepted() {
     let net = minimal_network(dir.path());
     let server = Server::start(
         dir.path(),
-        &["--network", net.to_str().unwrap(), "--keystores-path", keys.to_str().unwrap(),
-          "--keystores-password-file", pw.to_str().unwrap()],
+        &[
+            "--network",
+            net.to_str().unwrap(),
+            "--keystores-path",
+            keys.to_str().unwrap(),
+            "--keystores-password-file",
+            pw.to_str().unwrap(),
+        ],
     );
     let body = serde_json::to_vec(&fork_boundary_requests()[0].1).unwrap();
     let path = format!("/api/v1/eth2/sign/{}", pubkeys[0]);
@@ -150,7 +167,10 @@ fn plain_text_response_unless_json_is_accepted() {
     let none_r = server.request("POST", &path, &[], &body);
     let any_r = server.request("POST", &path, &[("accept", "*/*")], &body);
     let sig = json_r.json()["signature"].as_str().unwrap().to_string();
-    assert!(text_r.header("content-type").unwrap().starts_with("text/plain"));
+    assert!(text_r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain"));
     assert_eq!(text_r.text(), sig);
     assert_eq!(none_r.text(), sig);
     assert_eq!(any_r.json()["signature"], sig);
@@ -171,12 +191,18 @@ fn ethstaker_deposit_keystores_load_and_sign_like_the_deposit_cli() {
     assert!(out.success(), "ethstaker-deposit failed");
     let server = Server::start(
         dir.path(),
-        &["--network", "hoodi",
-          "--keystores-path", dir.path().join("keystores").to_str().unwrap(),
-          "--keystores-password-file", pw.to_str().unwrap()],
+        &[
+            "--network",
+            "hoodi",
+            "--keystores-path",
+            dir.path().join("keystores").to_str().unwrap(),
+            "--keystores-password-file",
+            pw.to_str().unwrap(),
+        ],
     );
     let deposits: Vec<Value> =
-        serde_json::from_slice(&std::fs::read(dir.path().join("deposit_data.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(dir.path().join("deposit_data.json")).unwrap())
+            .unwrap();
     assert_eq!(server.public_keys().len(), 2, "{}", server.log_text());
     for d in &deposits {
         let pk = format!("0x{}", d["pubkey"].as_str().unwrap());
@@ -195,7 +221,8 @@ fn ethstaker_deposit_keystores_load_and_sign_like_the_deposit_cli() {
         // And a duty on Hoodi verifies under py_ecc/remerkleable (mainnet preset).
         let fi = json!({"fork": {"previous_version": "0x50000910", "current_version": "0x60000910", "epoch": "2048"},
                         "genesis_validators_root": "0x212f13fc4df078b6cb7db228f1c8307566dcecf900867401a92023d7ba99cb5f"});
-        let duty = json!({"type": "RANDAO_REVEAL", "fork_info": fi, "randao_reveal": {"epoch": "3000"}});
+        let duty =
+            json!({"type": "RANDAO_REVEAL", "fork_info": fi, "randao_reveal": {"epoch": "3000"}});
         let r = server.sign(&pk, &duty);
         assert_eq!(r.status, 200);
         let (ok, out) = run_python(
@@ -214,7 +241,8 @@ fn web3signer_deposit_vectors_give_exact_signatures_from_raw_key_configs() {
     let dir = tempfile::tempdir().unwrap();
     let root = vectors().join("signing-roots/web3signer");
     let keys: Value =
-        serde_json::from_slice(&std::fs::read(root.join("deposit_keys_and_roots.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(root.join("deposit_keys_and_roots.json")).unwrap())
+            .unwrap();
     let cfg = dir.path().join("key-configs");
     std::fs::create_dir_all(&cfg).unwrap();
     let mut yaml = String::new();
@@ -237,13 +265,18 @@ fn web3signer_deposit_vectors_give_exact_signatures_from_raw_key_configs() {
 
     let server = Server::start(
         dir.path(),
-        &["--key-config-path", cfg.to_str().unwrap(), "--allow-raw-keys"],
+        &[
+            "--key-config-path",
+            cfg.to_str().unwrap(),
+            "--allow-raw-keys",
+        ],
     );
     assert!(server.log_text().contains("plaintext file-raw keys loaded"));
     let mut n = 0;
     for v in keys["vectors"].as_array().unwrap() {
         let file: Value =
-            serde_json::from_slice(&std::fs::read(root.join(v["file"].as_str().unwrap())).unwrap()).unwrap();
+            serde_json::from_slice(&std::fs::read(root.join(v["file"].as_str().unwrap())).unwrap())
+                .unwrap();
         let pk = v["pubkey"].as_str().unwrap();
         let entry = file
             .as_array()
@@ -285,34 +318,61 @@ fn negative_paths_answer_stable_codes_and_leak_nothing() {
     std::fs::copy(&ks3, keys.join("wrongpw.json")).unwrap();
     write_secret(&pwdir.join("wrongpw.txt"), b"definitely-not-it-7731");
     let mut tampered: Value = serde_json::from_slice(&std::fs::read(&ks3).unwrap()).unwrap();
-    let msg = tampered["crypto"]["cipher"]["message"].as_str().unwrap().to_string();
+    let msg = tampered["crypto"]["cipher"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let flipped = format!("{}{}", if &msg[..1] == "0" { "1" } else { "0" }, &msg[1..]);
     tampered["crypto"]["cipher"]["message"] = Value::String(flipped);
-    std::fs::write(keys.join("tampered.json"), serde_json::to_vec(&tampered).unwrap()).unwrap();
+    std::fs::write(
+        keys.join("tampered.json"),
+        serde_json::to_vec(&tampered).unwrap(),
+    )
+    .unwrap();
     write_secret(&pwdir.join("tampered.txt"), password.as_bytes());
     let mut hostile = tampered.clone();
     hostile["crypto"]["kdf"]["params"]["c"] = json!(1u64 << 31);
-    std::fs::write(keys.join("hostile.json"), serde_json::to_vec(&hostile).unwrap()).unwrap();
+    std::fs::write(
+        keys.join("hostile.json"),
+        serde_json::to_vec(&hostile).unwrap(),
+    )
+    .unwrap();
     write_secret(&pwdir.join("hostile.txt"), password.as_bytes());
 
     let net = minimal_network(dir.path());
     let server = Server::start(
         dir.path(),
-        &["--network", net.to_str().unwrap(), "--keystores-path", keys.to_str().unwrap(),
-          "--keystores-passwords-path", pwdir.to_str().unwrap(), "--max-request-body-bytes", "65536"],
+        &[
+            "--network",
+            net.to_str().unwrap(),
+            "--keystores-path",
+            keys.to_str().unwrap(),
+            "--keystores-passwords-path",
+            pwdir.to_str().unwrap(),
+            "--max-request-body-bytes",
+            "65536",
+        ],
     );
     assert_eq!(server.public_keys().len(), 2);
     let h = server.request("GET", "/healthcheck", &[], b"");
     assert_eq!(h.status, 503, "failed keys make health DOWN");
     assert_eq!(h.json()["checks"][0]["data"]["keys-failed"], 3);
     let log = server.log_text();
-    assert!(log.contains("wrongpw.json") && log.contains("checksum_mismatch"), "{log}");
+    assert!(
+        log.contains("wrongpw.json") && log.contains("checksum_mismatch"),
+        "{log}"
+    );
     assert!(log.contains("tampered.json"));
     assert!(log.contains("hostile.json") && log.contains("kdf_too_expensive"));
 
     let good = fork_boundary_requests()[0].1.clone();
     let sign_raw = |pk: &str, body: &[u8]| {
-        server.request("POST", &format!("/api/v1/eth2/sign/{pk}"), &[("accept", "application/json")], body)
+        server.request(
+            "POST",
+            &format!("/api/v1/eth2/sign/{pk}"),
+            &[("accept", "application/json")],
+            body,
+        )
     };
     let check = |r: Response, status: u16, code: &str| {
         assert_eq!(r.status, status, "{}", r.text());
@@ -323,23 +383,48 @@ fn negative_paths_answer_stable_codes_and_leak_nothing() {
     let unknown = format!("0x{}", "a1".repeat(48));
     check(server.sign(&unknown, &good), 404, "unknown_key");
     check(sign_raw("0x1234", b"{}"), 400, "invalid_pubkey");
-    check(sign_raw(&pubkeys[0], b"{\"type\": \"ATTESTATION\", "), 400, "malformed_body");
-    check(sign_raw(&pubkeys[0], b"{\"type\": \"NOT_A_TYPE\"}"), 400, "malformed_body");
+    check(
+        sign_raw(&pubkeys[0], b"{\"type\": \"ATTESTATION\", "),
+        400,
+        "malformed_body",
+    );
+    check(
+        sign_raw(&pubkeys[0], b"{\"type\": \"NOT_A_TYPE\"}"),
+        400,
+        "malformed_body",
+    );
     check(sign_raw(&pubkeys[0], b"[1,2,3]"), 400, "malformed_body");
     let mut missing = good.clone();
     missing.as_object_mut().unwrap().remove("randao_reveal");
     check(server.sign(&pubkeys[0], &missing), 400, "invalid_request");
     let mut wrong_root = good.clone();
     wrong_root["signingRoot"] = json!(format!("0x{}", "ab".repeat(32)));
-    check(server.sign(&pubkeys[0], &wrong_root), 400, "signing_root_mismatch");
-    check(sign_raw(&pubkeys[0], &vec![b' '; 70_000]), 413, "body_too_large");
+    check(
+        server.sign(&pubkeys[0], &wrong_root),
+        400,
+        "signing_root_mismatch",
+    );
+    check(
+        sign_raw(&pubkeys[0], &vec![b' '; 70_000]),
+        413,
+        "body_too_large",
+    );
     check(server.request("GET", "/nope", &[], b""), 404, "not_found");
-    let mut block = examples().into_iter().find(|c| c["name"] == "BLOCK_V2 (ALTAIR)").unwrap()["request"].clone();
+    let mut block = examples()
+        .into_iter()
+        .find(|c| c["name"] == "BLOCK_V2 (ALTAIR)")
+        .unwrap()["request"]
+        .clone();
     block["beacon_block"]["version"] = json!("CAPELLA");
     block.as_object_mut().unwrap().remove("signingRoot");
-    check(server.sign(&pubkeys[0], &block), 400, "unsupported_block_format");
+    check(
+        server.sign(&pubkeys[0], &block),
+        400,
+        "unsupported_block_format",
+    );
     let mut bits = fork_boundary_requests().last().unwrap().1.clone();
-    bits["aggregate_and_proof"]["data"]["aggregate"]["committee_bits"] = json!("0x0000000000000001");
+    bits["aggregate_and_proof"]["data"]["aggregate"]["committee_bits"] =
+        json!("0x0000000000000001");
     check(server.sign(&pubkeys[0], &bits), 400, "ssz_bounds");
 
     // Nothing secret in the log: not the passwords, not the decrypted keys.
@@ -362,8 +447,14 @@ fn sigterm_lets_in_flight_requests_finish() {
     let net = minimal_network(dir.path());
     let mut server = Server::start(
         dir.path(),
-        &["--network", net.to_str().unwrap(), "--keystores-path", keys.to_str().unwrap(),
-          "--keystores-password-file", pw.to_str().unwrap()],
+        &[
+            "--network",
+            net.to_str().unwrap(),
+            "--keystores-path",
+            keys.to_str().unwrap(),
+            "--keystores-password-file",
+            pw.to_str().unwrap(),
+        ],
     );
     let body = serde_json::to_vec(&fork_boundary_requests()[0].1).unwrap();
     let req = raw_request(
@@ -397,10 +488,21 @@ fn a_request_that_stalls_is_cut_off_with_a_timeout_code() {
     let (keys, pw, pubkeys) = nimbus_keys(dir.path(), 1);
     let server = Server::start(
         dir.path(),
-        &["--keystores-path", keys.to_str().unwrap(), "--keystores-password-file", pw.to_str().unwrap(),
-          "--request-timeout-secs", "1"],
+        &[
+            "--keystores-path",
+            keys.to_str().unwrap(),
+            "--keystores-password-file",
+            pw.to_str().unwrap(),
+            "--request-timeout-secs",
+            "1",
+        ],
     );
-    let req = raw_request("POST", &format!("/api/v1/eth2/sign/{}", pubkeys[0]), &[], &[b'{'; 100]);
+    let req = raw_request(
+        "POST",
+        &format!("/api/v1/eth2/sign/{}", pubkeys[0]),
+        &[],
+        &[b'{'; 100],
+    );
     let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     s.write_all(&req[..req.len() - 50]).unwrap(); // never send the rest

@@ -352,8 +352,14 @@ impl HashTreeRoot for BeaconBlockBody {
             sig(&self.randao_reveal),
             self.eth1_data.hash_tree_root(p)?,
             r(&self.graffiti),
-            ssz::list_of_roots(&roots(&self.proposer_slashings, p)?, p.max_proposer_slashings)?,
-            ssz::list_of_roots(&roots(&self.attester_slashings, p)?, p.max_attester_slashings)?,
+            ssz::list_of_roots(
+                &roots(&self.proposer_slashings, p)?,
+                p.max_proposer_slashings,
+            )?,
+            ssz::list_of_roots(
+                &roots(&self.attester_slashings, p)?,
+                p.max_attester_slashings,
+            )?,
             ssz::list_of_roots(&roots(&self.attestations, p)?, p.max_attestations)?,
             ssz::list_of_roots(&roots(&self.deposits, p)?, p.max_deposits)?,
             ssz::list_of_roots(&roots(&self.voluntary_exits, p)?, p.max_voluntary_exits)?,

@@ -80,7 +80,11 @@ pub struct NetworkConfig {
 /// Fork names in activation order, with the config keys that hold their version and epoch.
 const FORK_KEYS: &[(&str, &str, &str)] = &[
     ("altair", "ALTAIR_FORK_VERSION", "ALTAIR_FORK_EPOCH"),
-    ("bellatrix", "BELLATRIX_FORK_VERSION", "BELLATRIX_FORK_EPOCH"),
+    (
+        "bellatrix",
+        "BELLATRIX_FORK_VERSION",
+        "BELLATRIX_FORK_EPOCH",
+    ),
     ("capella", "CAPELLA_FORK_VERSION", "CAPELLA_FORK_EPOCH"),
     ("deneb", "DENEB_FORK_VERSION", "DENEB_FORK_EPOCH"),
     ("electra", "ELECTRA_FORK_VERSION", "ELECTRA_FORK_EPOCH"),
@@ -233,7 +237,11 @@ impl NetworkConfig {
             return Err(bad("fork epochs are not in activation order"));
         }
         let genesis_time = match (get("MIN_GENESIS_TIME"), get("GENESIS_DELAY")) {
-            (Some(t), Some(d)) => t.parse::<u64>().ok().zip(d.parse::<u64>().ok()).map(|(t, d)| t + d),
+            (Some(t), Some(d)) => t
+                .parse::<u64>()
+                .ok()
+                .zip(d.parse::<u64>().ok())
+                .map(|(t, d)| t + d),
             _ => None,
         };
         Ok(NetworkConfig {

@@ -35,7 +35,10 @@ pub enum Slashable {
     /// A block proposal at `slot`.
     Block { slot: u64 },
     /// An attestation vote from `source_epoch` to `target_epoch`.
-    Attestation { source_epoch: u64, target_epoch: u64 },
+    Attestation {
+        source_epoch: u64,
+        target_epoch: u64,
+    },
 }
 
 /// Everything the signer needs to decide and then sign, computed by us, never taken from the client.
@@ -72,7 +75,9 @@ fn missing(field: &'static str) -> CoreError {
     CoreError::InvalidRequest(field)
 }
 
-fn parse_raw<T: serde::de::DeserializeOwned>(raw: &serde_json::value::RawValue) -> Result<T, CoreError> {
+fn parse_raw<T: serde::de::DeserializeOwned>(
+    raw: &serde_json::value::RawValue,
+) -> Result<T, CoreError> {
     serde_json::from_str(raw.get()).map_err(|_| CoreError::InvalidRequest("aggregate_and_proof"))
 }
 
@@ -90,7 +95,11 @@ pub fn prepare(req: &SignRequest, network: &NetworkConfig) -> Result<SigningJob,
                 ));
             }
             let slot = block.slot.0;
-            let d = domain_at(domain::BEACON_PROPOSER, fork_info()?, network.epoch_at_slot(slot));
+            let d = domain_at(
+                domain::BEACON_PROPOSER,
+                fork_info()?,
+                network.epoch_at_slot(slot),
+            );
             (block.hash_tree_root(p)?, d, Slashable::Block { slot })
         }
         MessageType::BlockV2 => {
@@ -122,7 +131,11 @@ pub fn prepare(req: &SignRequest, network: &NetworkConfig) -> Result<SigningJob,
                 (None, None) => return Err(missing("beacon_block.block_header")),
             };
             let slot = header.slot.0;
-            let d = domain_at(domain::BEACON_PROPOSER, fork_info()?, network.epoch_at_slot(slot));
+            let d = domain_at(
+                domain::BEACON_PROPOSER,
+                fork_info()?,
+                network.epoch_at_slot(slot),
+            );
             (header.hash_tree_root(p)?, d, Slashable::Block { slot })
         }
         MessageType::Attestation => {
@@ -135,7 +148,10 @@ pub fn prepare(req: &SignRequest, network: &NetworkConfig) -> Result<SigningJob,
             (a.hash_tree_root(p)?, d, s)
         }
         MessageType::AggregationSlot => {
-            let s = req.aggregation_slot.as_ref().ok_or(missing("aggregation_slot"))?;
+            let s = req
+                .aggregation_slot
+                .as_ref()
+                .ok_or(missing("aggregation_slot"))?;
             let d = domain_at(
                 domain::SELECTION_PROOF,
                 fork_info()?,
@@ -181,7 +197,10 @@ pub fn prepare(req: &SignRequest, network: &NetworkConfig) -> Result<SigningJob,
         MessageType::VoluntaryExit => {
             // EIP-7044 pins exits to the Capella fork version from Deneb on; validator clients
             // express that in the fork_info they send, so the usual rule applies here.
-            let e = req.voluntary_exit.as_ref().ok_or(missing("voluntary_exit"))?;
+            let e = req
+                .voluntary_exit
+                .as_ref()
+                .ok_or(missing("voluntary_exit"))?;
             let d = domain_at(domain::VOLUNTARY_EXIT, fork_info()?, e.epoch.0);
             (e.hash_tree_root(p)?, d, Slashable::No)
         }

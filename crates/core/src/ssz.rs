@@ -123,7 +123,10 @@ pub fn root_vector(roots: &[Chunk]) -> Chunk {
 
 /// Root of `List[T, limit]` where `roots` are the elements' hash tree roots (composite T).
 pub fn list_of_roots(roots: &[Chunk], limit: u64) -> Result<Chunk, CoreError> {
-    Ok(mix_in_length(&merkleize(roots, Some(limit))?, roots.len() as u64))
+    Ok(mix_in_length(
+        &merkleize(roots, Some(limit))?,
+        roots.len() as u64,
+    ))
 }
 
 /// Root of `List[uint64, limit]`.
@@ -150,7 +153,9 @@ pub fn bitvector(bytes: &[u8], n_bits: u64) -> Result<Chunk, CoreError> {
     if spare > 0 {
         let last = bytes[bytes.len() - 1];
         if last >> (8 - spare) != 0 {
-            return Err(CoreError::SszBounds("bitvector has bits set past its length"));
+            return Err(CoreError::SszBounds(
+                "bitvector has bits set past its length",
+            ));
         }
     }
     merkleize(&pack(bytes), Some(n_bits.div_ceil(256)))

@@ -52,7 +52,11 @@ fn every_verified_example_reproduces_its_signing_root() {
         checked += 1;
     }
     assert_eq!(checked, 23);
-    assert_eq!(seen.len(), MessageType::ALL.len(), "every message type covered");
+    assert_eq!(
+        seen.len(),
+        MessageType::ALL.len(),
+        "every message type covered"
+    );
 }
 
 #[test]
@@ -132,13 +136,19 @@ fn malformed_and_inconsistent_requests_are_refused() {
     let mut v = find("ATTESTATION");
     v.as_object_mut().unwrap().remove("attestation");
     let req = SignRequest::from_json(&serde_json::to_vec(&v).unwrap()).unwrap();
-    assert!(matches!(prepare(&req, &net), Err(CoreError::InvalidRequest(_))));
+    assert!(matches!(
+        prepare(&req, &net),
+        Err(CoreError::InvalidRequest(_))
+    ));
 
     // Missing fork_info.
     let mut v = find("RANDAO_REVEAL");
     v.as_object_mut().unwrap().remove("fork_info");
     let req = SignRequest::from_json(&serde_json::to_vec(&v).unwrap()).unwrap();
-    assert!(matches!(prepare(&req, &net), Err(CoreError::InvalidRequest(_))));
+    assert!(matches!(
+        prepare(&req, &net),
+        Err(CoreError::InvalidRequest(_))
+    ));
 
     // A full block after Altair is not accepted (we hash headers from Bellatrix on).
     let mut v = find("BLOCK_V2 (ALTAIR)");

@@ -30,7 +30,8 @@ impl BlsKeypair {
 
     /// Generate from 32+ bytes of input keying material (EIP-2333 `HKDF_mod_r` via blst's keygen).
     pub fn from_ikm(ikm: &[u8]) -> Result<Self, KeyError> {
-        let secret = min_pk::SecretKey::key_gen(ikm, &[]).map_err(|_| KeyError::InvalidSecretKey)?;
+        let secret =
+            min_pk::SecretKey::key_gen(ikm, &[]).map_err(|_| KeyError::InvalidSecretKey)?;
         let public = PublicKeyBytes::from(secret.sk_to_pk().compress());
         Ok(BlsKeypair { secret, public })
     }

@@ -58,7 +58,9 @@ pub fn parse_key_configs(text: &str, base_dir: &Path) -> Vec<Result<KeyConfig, K
         let doc = match Doc::deserialize(de) {
             Ok(d) => d,
             Err(_) => {
-                out.push(Err(KeyError::MalformedKeyConfig("not a key config document")));
+                out.push(Err(KeyError::MalformedKeyConfig(
+                    "not a key config document",
+                )));
                 break;
             }
         };
@@ -83,7 +85,9 @@ fn interpret(doc: Doc, base: &Path) -> Result<KeyConfig, KeyError> {
             password_file: resolve(
                 base,
                 doc.keystore_password_file
-                    .ok_or(KeyError::MalformedKeyConfig("keystorePasswordFile is missing"))?,
+                    .ok_or(KeyError::MalformedKeyConfig(
+                        "keystorePasswordFile is missing",
+                    ))?,
             ),
         }),
         Some("file-raw") => Ok(KeyConfig::FileRaw {

@@ -85,7 +85,9 @@ impl Kdf {
             Kdf::Scrypt { dklen, salt, .. } | Kdf::Pbkdf2 { dklen, salt, .. } => (*dklen, salt),
         };
         if !(32..=64).contains(&dklen) {
-            return Err(KeyError::MalformedKeystore("dklen must be between 32 and 64"));
+            return Err(KeyError::MalformedKeystore(
+                "dklen must be between 32 and 64",
+            ));
         }
         if salt.is_empty() || salt.len() > 1024 {
             return Err(KeyError::MalformedKeystore("salt length out of range"));
@@ -147,7 +149,9 @@ impl Kdf {
                 r,
                 p,
                 salt,
-            } => serde_json::json!({"dklen": dklen, "n": n, "r": r, "p": p, "salt": hex::encode(salt)}),
+            } => {
+                serde_json::json!({"dklen": dklen, "n": n, "r": r, "p": p, "salt": hex::encode(salt)})
+            }
             Kdf::Pbkdf2 { dklen, c, salt } => serde_json::json!({
                 "dklen": dklen, "c": c, "prf": "hmac-sha256", "salt": hex::encode(salt)
             }),
@@ -200,6 +204,14 @@ pub struct Keystore {
     pub version: u32,
 }
 
+/// A keystore's crypto parameters after validation (all public: ciphertext is encrypted).
+struct Checked {
+    kdf: Kdf,
+    iv: Vec<u8>,
+    ciphertext: Vec<u8>,
+    checksum: Vec<u8>,
+}
+
 fn hex_field(s: &str, what: &'static str) -> Result<Vec<u8>, KeyError> {
     decode_hex(s).ok_or(KeyError::MalformedKeystore(what))
 }
@@ -211,7 +223,11 @@ impl Keystore {
             .map_err(|_| KeyError::MalformedKeystore("not valid JSON"))?;
         match v.get("version").and_then(Value::as_u64) {
             Some(4) => {}
-            Some(_) => return Err(KeyError::UnsupportedKeystore("version (only 4 is supported)")),
+            Some(_) => {
+                return Err(KeyError::UnsupportedKeystore(
+                    "version (only 4 is supported)",
+                ))
+            }
             None => return Err(KeyError::MalformedKeystore("missing version")),
         }
         if v.get("crypto").is_none() {
@@ -239,7 +255,9 @@ impl Keystore {
         let num = |k: &'static str| -> Result<u64, KeyError> {
             p.get(k)
                 .and_then(Value::as_u64)
-                .ok_or(KeyError::MalformedKeystore("missing or invalid kdf parameter"))
+                .ok_or(KeyError::MalformedKeystore(
+                    "missing or invalid kdf parameter",
+                ))
         };
         let small = |k: &'static str| -> Result<u32, KeyError> {
             u32::try_from(num(k)?).map_err(|_| KeyError::KdfTooExpensive)
@@ -265,7 +283,9 @@ impl Keystore {
             },
             "pbkdf2" => {
                 if p.get("prf").and_then(Value::as_str) != Some("hmac-sha256") {
-                    return Err(KeyError::UnsupportedKeystore("pbkdf2 prf (only hmac-sha256)"));
+                    return Err(KeyError::UnsupportedKeystore(
+                        "pbkdf2 prf (only hmac-sha256)",
+                    ));
                 }
                 Kdf::Pbkdf2 {
                     dklen: small("dklen")?,
@@ -280,8 +300,8 @@ impl Keystore {
     }
 
     /// Everything that can be checked without the password: structure, supported functions,
-    /// bounded parameters. Returns the KDF, IV, ciphertext and checksum.
-    fn validated(&self, limits: &KdfLimits) -> Result<(Kdf, Vec<u8>, Vec<u8>, Vec<u8>), KeyError> {
+    /// bounded parameters.
+    fn validated(&self, limits: &KdfLimits) -> Result<Checked, KeyError> {
         let kdf = self.kdf(limits)?;
         if self.crypto.checksum.function != "sha256" {
             return Err(KeyError::UnsupportedKeystore("checksum function"));
@@ -309,12 +329,26 @@ impl Keystore {
         if ciphertext.len() != 32 {
             return Err(KeyError::MalformedKeystore("ciphertext is not 32 bytes"));
         }
-        Ok((kdf, iv, ciphertext, checksum))
+        Ok(Checked {
+            kdf,
+            iv,
+            ciphertext,
+            checksum,
+        })
     }
 
     /// Decrypt with `password`, verify the checksum, and check the key against `pubkey`.
-    pub fn decrypt(&self, password: &SecretString, limits: &KdfLimits) -> Result<BlsKeypair, KeyError> {
-        let (kdf, iv, ciphertext, checksum) = self.validated(limits)?;
+    pub fn decrypt(
+        &self,
+        password: &SecretString,
+        limits: &KdfLimits,
+    ) -> Result<BlsKeypair, KeyError> {
+        let Checked {
+            kdf,
+            iv,
+            ciphertext,
+            checksum,
+        } = self.validated(limits)?;
         let declared = self.declared_pubkey()?;
         let pw = normalize(password);
         let dk = kdf.derive(pw.expose_secret())?;
@@ -340,7 +374,12 @@ impl Keystore {
     }
 
     /// Encrypt `keypair` under `password` with `kdf` and a fresh random IV.
-    pub fn encrypt(keypair: &BlsKeypair, password: &SecretString, kdf: Kdf, path: &str) -> Result<Self, KeyError> {
+    pub fn encrypt(
+        keypair: &BlsKeypair,
+        password: &SecretString,
+        kdf: Kdf,
+        path: &str,
+    ) -> Result<Self, KeyError> {
         let iv: [u8; 16] = random_bytes(16)
             .try_into()
             .unwrap_or_else(|_| unreachable!("16 bytes"));

@@ -196,7 +196,10 @@ fn discover_config_file(file: &Path, allow_raw: bool, jobs: &mut Vec<KeyJob>) {
     let bytes = match read_secret_file(file, FileKind::KeyConfig) {
         Ok(b) => b,
         Err(error) => {
-            jobs.push(KeyJob::Failed(LoadFailure { origin: name, error }));
+            jobs.push(KeyJob::Failed(LoadFailure {
+                origin: name,
+                error,
+            }));
             return;
         }
     };
@@ -239,7 +242,11 @@ fn discover_config_file(file: &Path, allow_raw: bool, jobs: &mut Vec<KeyJob>) {
 }
 
 /// Load one keystore file with its password.
-pub fn load_keystore_file(keystore: &Path, password: &SecretString, limits: &KdfLimits) -> Result<BlsKeypair, KeyError> {
+pub fn load_keystore_file(
+    keystore: &Path,
+    password: &SecretString,
+    limits: &KdfLimits,
+) -> Result<BlsKeypair, KeyError> {
     let bytes = read_secret_file(keystore, FileKind::Keystore)?;
     Keystore::from_json(&bytes)?.decrypt(password, limits)
 }

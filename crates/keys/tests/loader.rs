@@ -11,8 +11,13 @@ use signward_keys::keystore::{Kdf, KdfLimits, Keystore};
 use signward_keys::loader::{discover, load_all, KeySources, LoadReport};
 
 fn write_keystore(dir: &Path, name: &str, key: &BlsKeypair, password: &str) {
-    let ks = Keystore::encrypt(key, &SecretString::from(password.to_string()), Kdf::pbkdf2(2), "")
-        .unwrap();
+    let ks = Keystore::encrypt(
+        key,
+        &SecretString::from(password.to_string()),
+        Kdf::pbkdf2(2),
+        "",
+    )
+    .unwrap();
     std::fs::write(dir.join(name), serde_json::to_vec(&ks).unwrap()).unwrap();
 }
 
@@ -99,7 +104,10 @@ fn single_password_file_and_duplicates() {
     });
     assert_eq!(r.loaded.len(), 1);
     assert_eq!(r.loaded[0].origin, "a.json");
-    assert_eq!(failure_classes(&r), vec![("b.json".to_string(), "duplicate_key")]);
+    assert_eq!(
+        failure_classes(&r),
+        vec![("b.json".to_string(), "duplicate_key")]
+    );
 }
 
 #[test]
@@ -137,11 +145,17 @@ fn key_configs_keystore_and_raw() {
         ..sources.clone()
     });
     assert_eq!(r.loaded.len(), 2);
-    assert!(r.loaded.iter().any(|k| k.raw && k.keypair.public_key() == k2.public_key()));
+    assert!(r
+        .loaded
+        .iter()
+        .any(|k| k.raw && k.keypair.public_key() == k2.public_key()));
 
     // A group-readable config (it may hold a raw key) is refused as a whole.
-    std::fs::set_permissions(cfg.join("multi.yaml"), std::fs::Permissions::from_mode(0o640))
-        .unwrap();
+    std::fs::set_permissions(
+        cfg.join("multi.yaml"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
     let r = load(&sources);
     assert_eq!(r.loaded.len(), 0);
     assert_eq!(

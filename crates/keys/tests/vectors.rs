@@ -6,11 +6,11 @@ use std::path::PathBuf;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
+use signward_core::bytes::Root;
 use signward_keys::bls::{verify, BlsKeypair};
 use signward_keys::keystore::{Kdf, KdfLimits, Keystore};
 use signward_keys::password::normalize;
 use signward_keys::KeyError;
-use signward_core::bytes::Root;
 
 fn vectors() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors")
@@ -38,7 +38,10 @@ fn erc2335_scrypt_and_pbkdf2_vectors_decrypt() {
         let exp = json(&format!("eip2335/{name}.expected.json"));
         let ks = keystore(&format!("eip2335/{name}.keystore.json"));
         let k = ks
-            .decrypt(&pw(exp["password"].as_str().unwrap()), &KdfLimits::default())
+            .decrypt(
+                &pw(exp["password"].as_str().unwrap()),
+                &KdfLimits::default(),
+            )
             .unwrap();
         assert_eq!(secret_hex(&k), exp["secret"].as_str().unwrap());
         assert_eq!(k.public_key().to_hex(), exp["pubkey"].as_str().unwrap());
@@ -54,7 +57,10 @@ fn nimbus_cheap_keystores_decrypt() {
             case["keystore_file"].as_str().unwrap()
         ));
         let k = ks
-            .decrypt(&pw(case["password"].as_str().unwrap()), &KdfLimits::default())
+            .decrypt(
+                &pw(case["password"].as_str().unwrap()),
+                &KdfLimits::default(),
+            )
             .unwrap();
         assert_eq!(secret_hex(&k), case["secret"].as_str().unwrap());
         assert_eq!(k.public_key().to_hex(), case["pubkey"].as_str().unwrap());
@@ -122,15 +128,13 @@ fn web3signer_encrypt_vectors_are_reproduced() {
             .unwrap()
             .try_into()
             .unwrap();
-        let ks = Keystore::encrypt_with_iv(
-            &key,
-            &pw(exp["password"].as_str().unwrap()),
-            kdf,
-            &iv,
-            "",
-        )
-        .unwrap();
-        assert_eq!(ks.crypto.checksum.message, v["expected_checksum"].as_str().unwrap());
+        let ks =
+            Keystore::encrypt_with_iv(&key, &pw(exp["password"].as_str().unwrap()), kdf, &iv, "")
+                .unwrap();
+        assert_eq!(
+            ks.crypto.checksum.message,
+            v["expected_checksum"].as_str().unwrap()
+        );
         assert_eq!(
             ks.crypto.cipher.message,
             v["expected_cipher_message"].as_str().unwrap()
@@ -175,17 +179,29 @@ fn negative_paths_have_distinct_errors() {
     let mut c = hex::decode(&t.crypto.cipher.message).unwrap();
     c[0] ^= 1;
     t.crypto.cipher.message = hex::encode(c);
-    assert!(matches!(t.decrypt(&pw(&password), &limits), Err(KeyError::ChecksumMismatch)));
+    assert!(matches!(
+        t.decrypt(&pw(&password), &limits),
+        Err(KeyError::ChecksumMismatch)
+    ));
     // Corrupted checksum value, and a checksum that is not even 32 bytes.
     let mut t = ks.clone();
     t.crypto.checksum.message = "00".repeat(32);
-    assert!(matches!(t.decrypt(&pw(&password), &limits), Err(KeyError::ChecksumMismatch)));
+    assert!(matches!(
+        t.decrypt(&pw(&password), &limits),
+        Err(KeyError::ChecksumMismatch)
+    ));
     t.crypto.checksum.message = "00".repeat(31);
-    assert!(matches!(t.decrypt(&pw(&password), &limits), Err(KeyError::MalformedKeystore(_))));
+    assert!(matches!(
+        t.decrypt(&pw(&password), &limits),
+        Err(KeyError::MalformedKeystore(_))
+    ));
     // Declared pubkey of another key.
     let mut t = ks.clone();
     t.pubkey = Some(hex::encode(BlsKeypair::generate().public_key().0));
-    assert!(matches!(t.decrypt(&pw(&password), &limits), Err(KeyError::PubkeyMismatch)));
+    assert!(matches!(
+        t.decrypt(&pw(&password), &limits),
+        Err(KeyError::PubkeyMismatch)
+    ));
     // Absent pubkey is allowed.
     let mut t = ks.clone();
     t.pubkey = None;
@@ -202,12 +218,24 @@ fn hostile_kdf_parameters_are_refused_before_any_work() {
         t.decrypt(&pw(&password), &limits).err().map(|e| e.class())
     };
     // PBKDF2 with 2^31 iterations would take many minutes.
-    assert_eq!(set(&|p| p["c"] = (1u64 << 31).into()), Some("kdf_too_expensive"));
-    assert_eq!(set(&|p| p["c"] = (1u64 << 40).into()), Some("kdf_too_expensive"));
+    assert_eq!(
+        set(&|p| p["c"] = (1u64 << 31).into()),
+        Some("kdf_too_expensive")
+    );
+    assert_eq!(
+        set(&|p| p["c"] = (1u64 << 40).into()),
+        Some("kdf_too_expensive")
+    );
     assert_eq!(set(&|p| p["c"] = 0.into()), Some("malformed_keystore"));
     assert_eq!(set(&|p| p["dklen"] = 16.into()), Some("malformed_keystore"));
-    assert_eq!(set(&|p| p["dklen"] = 100000.into()), Some("malformed_keystore"));
-    assert_eq!(set(&|p| p["salt"] = "ab".repeat(2000).into()), Some("malformed_keystore"));
+    assert_eq!(
+        set(&|p| p["dklen"] = 100000.into()),
+        Some("malformed_keystore")
+    );
+    assert_eq!(
+        set(&|p| p["salt"] = "ab".repeat(2000).into()),
+        Some("malformed_keystore")
+    );
     // scrypt asking for 2^30 · 8 · 128 bytes = 1 TiB, or enormous parallelism.
     let scrypt = |n: u64, r: u64, p: u64| {
         let mut t = ks.clone();
@@ -227,9 +255,16 @@ fn hostile_kdf_parameters_are_refused_before_any_work() {
 #[test]
 fn encrypt_decrypt_round_trip_and_no_secret_in_errors() {
     let key = BlsKeypair::generate();
-    let ks = Keystore::encrypt(&key, &pw("correct horse"), Kdf::pbkdf2(16), "m/12381/3600/0/0/0")
+    let ks = Keystore::encrypt(
+        &key,
+        &pw("correct horse"),
+        Kdf::pbkdf2(16),
+        "m/12381/3600/0/0/0",
+    )
+    .unwrap();
+    let back = ks
+        .decrypt(&pw("correct horse"), &KdfLimits::default())
         .unwrap();
-    let back = ks.decrypt(&pw("correct horse"), &KdfLimits::default()).unwrap();
     assert_eq!(back.public_key(), key.public_key());
     let err = ks.decrypt(&pw("nope"), &KdfLimits::default()).unwrap_err();
     let text = format!("{err} {err:?}");
@@ -266,7 +301,11 @@ fn bls_verify_vectors() {
         let path = e.unwrap().path();
         let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         let i = &v["input"];
-        let got = verify(&hexarg(&i["pubkey"]), &hexarg(&i["message"]), &hexarg(&i["signature"]));
+        let got = verify(
+            &hexarg(&i["pubkey"]),
+            &hexarg(&i["message"]),
+            &hexarg(&i["signature"]),
+        );
         assert_eq!(got, v["output"].as_bool().unwrap(), "{}", path.display());
         n += 1;
     }

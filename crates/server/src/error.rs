@@ -82,10 +82,16 @@ impl ApiError {
             ApiError::InvalidPubkey => "the public key in the path is not 48 bytes of hex",
             ApiError::UnknownKey => "no key with this public key is loaded",
             ApiError::MalformedBody => "the request body is not a valid sign request",
-            ApiError::InvalidRequest => "the sign request lacks a field its type requires or is inconsistent",
+            ApiError::InvalidRequest => {
+                "the sign request lacks a field its type requires or is inconsistent"
+            }
             ApiError::SszBounds => "a list or bitfield in the request exceeds its bound",
-            ApiError::UnsupportedBlockFormat => "block format not accepted for this fork; send block_header from BELLATRIX on",
-            ApiError::SigningRootMismatch => "the signingRoot sent does not match the signing root computed by the server",
+            ApiError::UnsupportedBlockFormat => {
+                "block format not accepted for this fork; send block_header from BELLATRIX on"
+            }
+            ApiError::SigningRootMismatch => {
+                "the signingRoot sent does not match the signing root computed by the server"
+            }
             ApiError::NotReady => "the signer is not ready; keys are still loading",
             ApiError::BodyTooLarge => "the request body is too large",
             ApiError::Timeout => "the request timed out",

@@ -62,7 +62,9 @@ pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
         .route("/upcheck", get(health::upcheck))
         .route("/healthcheck", get(health::healthcheck))
         .fallback(not_found)
-        .layer(middleware::from_fn(move |req, next| deadline(limits, req, next)))
+        .layer(middleware::from_fn(move |req, next| {
+            deadline(limits, req, next)
+        }))
         .with_state((state, limits))
 }
 

@@ -26,14 +26,23 @@ pub fn parse_pubkey(s: &str) -> Result<PublicKeyBytes, ApiError> {
 }
 
 /// Run the pipeline for one eth2 sign request.
-pub async fn sign_eth2(state: &Arc<AppState>, identifier: &str, body: &[u8]) -> Result<Signed, ApiError> {
+pub async fn sign_eth2(
+    state: &Arc<AppState>,
+    identifier: &str,
+    body: &[u8],
+) -> Result<Signed, ApiError> {
     if !state.is_ready() {
         return Err(ApiError::NotReady);
     }
     let pubkey = parse_pubkey(identifier)?;
     let key = state.keys.get(&pubkey).ok_or(ApiError::UnknownKey)?;
     let request = SignRequest::from_json(body).map_err(|e| {
-        tracing::debug!(error.class = e.classify_name(), line = e.line(), column = e.column(), "malformed sign request");
+        tracing::debug!(
+            error.class = e.classify_name(),
+            line = e.line(),
+            column = e.column(),
+            "malformed sign request"
+        );
         ApiError::MalformedBody
     })?;
     let job = prepare(&request, &state.network).map_err(|e| {

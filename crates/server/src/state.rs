@@ -46,7 +46,11 @@ impl KeyRegistry {
     }
 
     pub fn len(&self) -> usize {
-        self.inner.read().unwrap_or_else(|p| p.into_inner()).order.len()
+        self.inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .order
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -13,10 +13,16 @@ use signward_server::{router, AppState};
 use tower::ServiceExt;
 
 async fn call(state: &Arc<AppState>, req: Request<Body>) -> (StatusCode, serde_json::Value) {
-    let resp = router(state.clone(), Limits::default()).oneshot(req).await.unwrap();
+    let resp = router(state.clone(), Limits::default())
+        .oneshot(req)
+        .await
+        .unwrap();
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 fn randao(pk: &str) -> Request<Body> {
@@ -38,16 +44,27 @@ async fn signing_waits_for_key_loading() {
     let (status, body) = call(&state, randao(&pk)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["code"], "not_ready");
-    let (status, body) = call(&state, Request::get("/healthcheck").body(Body::empty()).unwrap()).await;
+    let (status, body) = call(
+        &state,
+        Request::get("/healthcheck").body(Body::empty()).unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["checks"][0]["status"], "LOADING");
     assert_eq!(body["outcome"], "DOWN");
 
-    state.set_load_status(LoadStatus::Done { loaded: 1, failed: 0 });
+    state.set_load_status(LoadStatus::Done {
+        loaded: 1,
+        failed: 0,
+    });
     let (status, body) = call(&state, randao(&pk)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body["signature"].as_str().unwrap().starts_with("0x"));
-    let (status, body) = call(&state, Request::get("/healthcheck").body(Body::empty()).unwrap()).await;
+    let (status, body) = call(
+        &state,
+        Request::get("/healthcheck").body(Body::empty()).unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "UP");
 }

@@ -92,7 +92,10 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
 }
 
 pub fn signing(keys: usize, duration_secs: u64, concurrency: usize) -> anyhow::Result<()> {
-    ensure!(keys > 0 && concurrency > 0 && duration_secs > 0, "all arguments must be positive");
+    ensure!(
+        keys > 0 && concurrency > 0 && duration_secs > 0,
+        "all arguments must be positive"
+    );
     header();
     let dur = Duration::from_secs(duration_secs);
     println!("\n## raw blst (BlsKeypair::sign, {}s each)", duration_secs);
@@ -115,13 +118,24 @@ pub fn signing(keys: usize, duration_secs: u64, concurrency: usize) -> anyhow::R
         cores(),
         100.0 * rate / raw_all
     );
-    println!("latency p50: {:.3} ms   p99: {:.3} ms", p50 as f64 / 1000.0, p99 as f64 / 1000.0);
+    println!(
+        "latency p50: {:.3} ms   p99: {:.3} ms",
+        p50 as f64 / 1000.0,
+        p99 as f64 / 1000.0
+    );
     Ok(())
 }
 
-async fn http_bench(keys: usize, dur: Duration, concurrency: usize) -> anyhow::Result<(f64, u32, u32, u64, u64)> {
+async fn http_bench(
+    keys: usize,
+    dur: Duration,
+    concurrency: usize,
+) -> anyhow::Result<(f64, u32, u32, u64, u64)> {
     let state = Arc::new(AppState::new(NetworkConfig::mainnet()));
-    let generated: Vec<BlsKeypair> = (0..keys).into_par_iter().map(|_| BlsKeypair::generate()).collect();
+    let generated: Vec<BlsKeypair> = (0..keys)
+        .into_par_iter()
+        .map(|_| BlsKeypair::generate())
+        .collect();
     let pubkeys: Vec<String> = generated.iter().map(|k| k.public_key().to_hex()).collect();
     state.keys.insert_all(generated);
     state.set_load_status(LoadStatus::Done {
@@ -160,9 +174,15 @@ async fn http_bench(keys: usize, dur: Duration, concurrency: usize) -> anyhow::R
     let sig: serde_json::Value = serde_json::from_slice(&bytes)?;
     let sig = signward_core::bytes::decode_hex(sig["signature"].as_str().context("signature")?)
         .context("signature hex")?;
-    let job = prepare(&SignRequest::from_json(body.as_bytes())?, &NetworkConfig::mainnet())?;
+    let job = prepare(
+        &SignRequest::from_json(body.as_bytes())?,
+        &NetworkConfig::mainnet(),
+    )?;
     let pk = signward_core::bytes::decode_hex(&pubkeys[0]).context("pubkey")?;
-    ensure!(verify(&pk, &job.signing_root.0, &sig), "signature does not verify");
+    ensure!(
+        verify(&pk, &job.signing_root.0, &sig),
+        "signature does not verify"
+    );
 
     let next = Arc::new(AtomicU64::new(2));
     let deadline = Instant::now() + dur;
@@ -219,12 +239,17 @@ pub fn load(count: usize, iterations: u32) -> anyhow::Result<()> {
     let password = SecretString::from("bench-password".to_string());
     println!("\n## keystore loading: {count} PBKDF2 keystores, c={iterations}");
     let t = Instant::now();
-    (0..count).into_par_iter().try_for_each(|i| -> anyhow::Result<()> {
-        let key = BlsKeypair::generate();
-        let ks = Keystore::encrypt(&key, &password, Kdf::pbkdf2(iterations), "")?;
-        write_secret_file(&ks_dir.join(format!("k{i:05}.json")), &serde_json::to_vec(&ks)?)?;
-        Ok(())
-    })?;
+    (0..count)
+        .into_par_iter()
+        .try_for_each(|i| -> anyhow::Result<()> {
+            let key = BlsKeypair::generate();
+            let ks = Keystore::encrypt(&key, &password, Kdf::pbkdf2(iterations), "")?;
+            write_secret_file(
+                &ks_dir.join(format!("k{i:05}.json")),
+                &serde_json::to_vec(&ks)?,
+            )?;
+            Ok(())
+        })?;
     println!("(created in {:.1}s)", t.elapsed().as_secs_f64());
     let sources = KeySources {
         keystores_path: Some(ks_dir),

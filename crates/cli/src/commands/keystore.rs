@@ -11,7 +11,13 @@ use signward_keys::password::read_password_file;
 
 use crate::cli::KdfChoice;
 
-pub fn create(out: &Path, password_file: &Path, count: usize, kdf: KdfChoice, iterations: u32) -> anyhow::Result<()> {
+pub fn create(
+    out: &Path,
+    password_file: &Path,
+    count: usize,
+    kdf: KdfChoice,
+    iterations: u32,
+) -> anyhow::Result<()> {
     let password = read_password_file(password_file)
         .with_context(|| format!("password file {}", password_file.display()))?;
     super::ensure_private_dir(out)?;

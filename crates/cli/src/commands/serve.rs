@@ -83,7 +83,9 @@ fn load_keys(state: &AppState, sources: &KeySources, threads: Option<usize>) {
     }
     let loaded = report.loaded.len();
     let failed = report.failures.len();
-    state.keys.insert_all(report.loaded.into_iter().map(|k| k.keypair));
+    state
+        .keys
+        .insert_all(report.loaded.into_iter().map(|k| k.keypair));
     state.set_load_status(LoadStatus::Done { loaded, failed });
     tracing::info!(
         loaded,

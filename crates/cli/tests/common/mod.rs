@@ -90,7 +90,13 @@ impl Server {
         }
     }
 
-    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
         try_request(self.port, method, path, headers, body).unwrap()
     }
 
@@ -98,7 +104,10 @@ impl Server {
         self.request(
             "POST",
             &format!("/api/v1/eth2/sign/{pubkey}"),
-            &[("content-type", "application/json"), ("accept", "application/json")],
+            &[
+                ("content-type", "application/json"),
+                ("accept", "application/json"),
+            ],
             &serde_json::to_vec(body).unwrap(),
         )
     }
@@ -178,7 +187,10 @@ pub fn read_response(mut stream: TcpStream) -> std::io::Result<Response> {
 
 fn parse_response(buf: &[u8]) -> std::io::Result<Response> {
     let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "bad response");
-    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(bad)?;
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(bad)?;
     let head = std::str::from_utf8(&buf[..split]).map_err(|_| bad())?;
     let mut lines = head.split("\r\n");
     let status: u16 = lines
@@ -199,8 +211,11 @@ fn parse_response(buf: &[u8]) -> std::io::Result<Response> {
         let mut rest = &body[..];
         loop {
             let nl = rest.windows(2).position(|w| w == b"\r\n").ok_or_else(bad)?;
-            let size = usize::from_str_radix(std::str::from_utf8(&rest[..nl]).map_err(|_| bad())?.trim(), 16)
-                .map_err(|_| bad())?;
+            let size = usize::from_str_radix(
+                std::str::from_utf8(&rest[..nl]).map_err(|_| bad())?.trim(),
+                16,
+            )
+            .map_err(|_| bad())?;
             rest = &rest[nl + 2..];
             if size == 0 {
                 break;
@@ -217,7 +232,13 @@ fn parse_response(buf: &[u8]) -> std::io::Result<Response> {
     })
 }
 
-pub fn try_request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<Response> {
+pub fn try_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
     s.write_all(&raw_request(method, path, headers, body))?;
@@ -225,7 +246,12 @@ pub fn try_request(port: u16, method: &str, path: &str, headers: &[(&str, &str)]
 }
 
 /// Run a Python script with JSON on stdin; returns (exit success, parsed stdout).
-pub fn run_python(python: &Path, script: &str, args: &[&str], stdin: &serde_json::Value) -> (bool, serde_json::Value) {
+pub fn run_python(
+    python: &Path,
+    script: &str,
+    args: &[&str],
+    stdin: &serde_json::Value,
+) -> (bool, serde_json::Value) {
     let mut child = Command::new(python)
         .arg(repo().join("tests/py").join(script))
         .args(args)
@@ -284,7 +310,8 @@ pub fn minimal_network(dir: &Path) -> PathBuf {
 
 pub fn examples() -> Vec<serde_json::Value> {
     let v: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(vectors().join("signing-roots/web3signer/sign_request_examples.json")).unwrap(),
+        &std::fs::read(vectors().join("signing-roots/web3signer/sign_request_examples.json"))
+            .unwrap(),
     )
     .unwrap();
     v["cases"].as_array().unwrap().clone()

@@ -70,7 +70,12 @@ pub async fn sign(
 }
 
 pub async fn public_keys(State((state, _)): State<(Arc<AppState>, Limits)>) -> Response {
-    let keys: Vec<String> = state.keys.public_keys().iter().map(|k| k.to_hex()).collect();
+    let keys: Vec<String> = state
+        .keys
+        .public_keys()
+        .iter()
+        .map(|k| k.to_hex())
+        .collect();
     Json(keys).into_response()
 }
 

@@ -12,11 +12,7 @@ use crate::serve::Limits;
 use crate::state::{AppState, LoadStatus};
 
 pub async fn upcheck() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "OK",
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "OK").into_response()
 }
 
 /// Web3Signer's shape: `{"status", "checks": [{"id", "status", "data"}], "outcome"}`.
