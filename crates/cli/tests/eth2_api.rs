@@ -72,19 +72,7 @@ fn fork_boundary_requests() -> Vec<(String, Value)> {
 fn every_message_type_verifies_under_an_independent_implementation() {
     let Some(python) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let (keys, pw, pubkeys) = nimbus_keys(dir.path(), 2);
-    let net = minimal_network(dir.path());
-    let server = Server::start(
-        dir.path(),
-        &[
-            "--network",
-            net.to_str().unwrap(),
-            "--keystores-path",
-            keys.to_str().unwrap(),
-            "--keystores-password-file",
-            pw.to_str().unwrap(),
-        ],
-    );
+    let (server, pubkeys) = start_with_nimbus(dir.path(), 2, &[]);
     let mut listed = server.public_keys();
     listed.sort();
     let mut expected = pubkeys.clone();
@@ -147,19 +135,7 @@ fn every_message_type_verifies_under_an_independent_implementation() {
 #[test]
 fn plain_text_response_unless_json_is_accepted() {
     let dir = tempfile::tempdir().unwrap();
-    let (keys, pw, pubkeys) = nimbus_keys(dir.path(), 1);
-    let net = minimal_network(dir.path());
-    let server = Server::start(
-        dir.path(),
-        &[
-            "--network",
-            net.to_str().unwrap(),
-            "--keystores-path",
-            keys.to_str().unwrap(),
-            "--keystores-password-file",
-            pw.to_str().unwrap(),
-        ],
-    );
+    let (server, pubkeys) = start_with_nimbus(dir.path(), 1, &[]);
     let body = serde_json::to_vec(&fork_boundary_requests()[0].1).unwrap();
     let path = format!("/api/v1/eth2/sign/{}", pubkeys[0]);
     let json_r = server.request("POST", &path, &[("accept", "application/json")], &body);
@@ -443,19 +419,7 @@ fn negative_paths_answer_stable_codes_and_leak_nothing() {
 #[test]
 fn sigterm_lets_in_flight_requests_finish() {
     let dir = tempfile::tempdir().unwrap();
-    let (keys, pw, pubkeys) = nimbus_keys(dir.path(), 1);
-    let net = minimal_network(dir.path());
-    let mut server = Server::start(
-        dir.path(),
-        &[
-            "--network",
-            net.to_str().unwrap(),
-            "--keystores-path",
-            keys.to_str().unwrap(),
-            "--keystores-password-file",
-            pw.to_str().unwrap(),
-        ],
-    );
+    let (mut server, pubkeys) = start_with_nimbus(dir.path(), 1, &[]);
     let body = serde_json::to_vec(&fork_boundary_requests()[0].1).unwrap();
     let req = raw_request(
         "POST",
@@ -485,18 +449,7 @@ fn sigterm_lets_in_flight_requests_finish() {
 #[test]
 fn a_request_that_stalls_is_cut_off_with_a_timeout_code() {
     let dir = tempfile::tempdir().unwrap();
-    let (keys, pw, pubkeys) = nimbus_keys(dir.path(), 1);
-    let server = Server::start(
-        dir.path(),
-        &[
-            "--keystores-path",
-            keys.to_str().unwrap(),
-            "--keystores-password-file",
-            pw.to_str().unwrap(),
-            "--request-timeout-secs",
-            "1",
-        ],
-    );
+    let (server, pubkeys) = start_with_nimbus(dir.path(), 1, &["--request-timeout-secs", "1"]);
     let req = raw_request(
         "POST",
         &format!("/api/v1/eth2/sign/{}", pubkeys[0]),

@@ -108,13 +108,14 @@ impl HashTreeRoot for BeaconBlockHeader {
     }
 }
 
+/// A message with its BLS signature (`SignedBeaconBlockHeader`, `SignedVoluntaryExit`).
 #[derive(Debug, Clone, Deserialize)]
-pub struct SignedBeaconBlockHeader {
-    pub message: BeaconBlockHeader,
+pub struct Signed<M> {
+    pub message: M,
     pub signature: SignatureBytes,
 }
 
-impl HashTreeRoot for SignedBeaconBlockHeader {
+impl<M: HashTreeRoot> HashTreeRoot for Signed<M> {
     fn hash_tree_root(&self, p: &Preset) -> Result<Chunk, CoreError> {
         Ok(ssz::container(&[
             self.message.hash_tree_root(p)?,
@@ -122,6 +123,9 @@ impl HashTreeRoot for SignedBeaconBlockHeader {
         ]))
     }
 }
+
+pub type SignedBeaconBlockHeader = Signed<BeaconBlockHeader>;
+pub type SignedVoluntaryExit = Signed<VoluntaryExit>;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Eth1Data {
@@ -291,21 +295,6 @@ pub struct VoluntaryExit {
 impl HashTreeRoot for VoluntaryExit {
     fn hash_tree_root(&self, _: &Preset) -> Result<Chunk, CoreError> {
         Ok(ssz::container(&[u(self.epoch), u(self.validator_index)]))
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct SignedVoluntaryExit {
-    pub message: VoluntaryExit,
-    pub signature: SignatureBytes,
-}
-
-impl HashTreeRoot for SignedVoluntaryExit {
-    fn hash_tree_root(&self, p: &Preset) -> Result<Chunk, CoreError> {
-        Ok(ssz::container(&[
-            self.message.hash_tree_root(p)?,
-            sig(&self.signature),
-        ]))
     }
 }
 

@@ -91,87 +91,84 @@ const FORK_KEYS: &[(&str, &str, &str)] = &[
     ("fulu", "FULU_FORK_VERSION", "FULU_FORK_EPOCH"),
 ];
 
-fn v(x: [u8; 4]) -> Version {
-    Version::from(x)
-}
-
-fn root(s: &str) -> Option<Root> {
-    s.parse().ok()
-}
-
-fn schedule(entries: &[(&'static str, [u8; 4], u64)]) -> Vec<ForkEntry> {
-    entries
-        .iter()
-        .map(|(name, version, epoch)| ForkEntry {
-            name,
-            version: v(*version),
-            epoch: *epoch,
-        })
-        .collect()
+/// A built-in network from its constants (mainnet preset).
+fn known(
+    name: &str,
+    genesis_fork_version: [u8; 4],
+    genesis_time: u64,
+    genesis_validators_root: &str,
+    forks: &[(&'static str, [u8; 4], u64)],
+) -> NetworkConfig {
+    NetworkConfig {
+        name: name.into(),
+        preset: Preset::MAINNET,
+        genesis_fork_version: genesis_fork_version.into(),
+        genesis_time: Some(genesis_time),
+        genesis_validators_root: genesis_validators_root.parse().ok(),
+        forks: forks
+            .iter()
+            .map(|(name, version, epoch)| ForkEntry {
+                name,
+                version: (*version).into(),
+                epoch: *epoch,
+            })
+            .collect(),
+    }
 }
 
 impl NetworkConfig {
     /// Ethereum mainnet.
     pub fn mainnet() -> Self {
-        NetworkConfig {
-            name: "mainnet".into(),
-            preset: Preset::MAINNET,
-            genesis_fork_version: v([0, 0, 0, 0]),
-            genesis_time: Some(1_606_824_023),
-            genesis_validators_root: root(
-                "0x4b363db94e286120d76eb905340fdd4e54bfe9f06bf33ff6cf5ad27f511bfe95",
-            ),
-            forks: schedule(&[
+        known(
+            "mainnet",
+            [0, 0, 0, 0],
+            1_606_824_023,
+            "0x4b363db94e286120d76eb905340fdd4e54bfe9f06bf33ff6cf5ad27f511bfe95",
+            &[
                 ("altair", [1, 0, 0, 0], 74_240),
                 ("bellatrix", [2, 0, 0, 0], 144_896),
                 ("capella", [3, 0, 0, 0], 194_048),
                 ("deneb", [4, 0, 0, 0], 269_568),
                 ("electra", [5, 0, 0, 0], 364_032),
                 ("fulu", [6, 0, 0, 0], 411_392),
-            ]),
-        }
+            ],
+        )
     }
 
     /// The Hoodi test network.
     pub fn hoodi() -> Self {
-        NetworkConfig {
-            name: "hoodi".into(),
-            preset: Preset::MAINNET,
-            genesis_fork_version: v([0x10, 0x00, 0x09, 0x10]),
-            genesis_time: Some(1_742_213_400),
-            genesis_validators_root: root(
-                "0x212f13fc4df078b6cb7db228f1c8307566dcecf900867401a92023d7ba99cb5f",
-            ),
-            forks: schedule(&[
+        known(
+            "hoodi",
+            [0x10, 0x00, 0x09, 0x10],
+            1_742_213_400,
+            "0x212f13fc4df078b6cb7db228f1c8307566dcecf900867401a92023d7ba99cb5f",
+            &[
                 ("altair", [0x20, 0x00, 0x09, 0x10], 0),
                 ("bellatrix", [0x30, 0x00, 0x09, 0x10], 0),
                 ("capella", [0x40, 0x00, 0x09, 0x10], 0),
                 ("deneb", [0x50, 0x00, 0x09, 0x10], 0),
                 ("electra", [0x60, 0x00, 0x09, 0x10], 2_048),
                 ("fulu", [0x70, 0x00, 0x09, 0x10], 50_688),
-            ]),
-        }
+            ],
+        )
     }
 
     /// The Sepolia test network.
     pub fn sepolia() -> Self {
-        NetworkConfig {
-            name: "sepolia".into(),
-            preset: Preset::MAINNET,
-            genesis_fork_version: v([0x90, 0x00, 0x00, 0x69]),
-            genesis_time: Some(1_655_733_600),
-            genesis_validators_root: root(
-                "0xd8ea171f3c94aea21ebc42a1ed61052acf3f9209c00e4efbaaddac09ed9b8078",
-            ),
-            forks: schedule(&[
+        known(
+            "sepolia",
+            [0x90, 0x00, 0x00, 0x69],
+            1_655_733_600,
+            "0xd8ea171f3c94aea21ebc42a1ed61052acf3f9209c00e4efbaaddac09ed9b8078",
+            &[
                 ("altair", [0x90, 0x00, 0x00, 0x70], 50),
                 ("bellatrix", [0x90, 0x00, 0x00, 0x71], 100),
                 ("capella", [0x90, 0x00, 0x00, 0x72], 56_832),
                 ("deneb", [0x90, 0x00, 0x00, 0x73], 132_608),
                 ("electra", [0x90, 0x00, 0x00, 0x74], 222_464),
                 ("fulu", [0x90, 0x00, 0x00, 0x75], 272_640),
-            ]),
-        }
+            ],
+        )
     }
 
     /// A built-in network by name.
@@ -273,6 +270,10 @@ impl NetworkConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn v(x: [u8; 4]) -> Version {
+        x.into()
+    }
 
     #[test]
     fn mainnet_schedule_boundaries() {

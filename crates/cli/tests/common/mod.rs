@@ -296,6 +296,24 @@ pub fn nimbus_keys(dir: &Path, count: usize) -> (PathBuf, PathBuf, Vec<String>) 
     (keys, pw, pubkeys)
 }
 
+/// A server on the minimal test network with `count` Nimbus keystores and `extra` flags;
+/// returns the server and the loaded public keys.
+pub fn start_with_nimbus(dir: &Path, count: usize, extra: &[&str]) -> (Server, Vec<String>) {
+    let (keys, pw, pubkeys) = nimbus_keys(dir, count);
+    let net = minimal_network(dir);
+    let mut args = vec![
+        "--network".to_string(),
+        net.display().to_string(),
+        "--keystores-path".to_string(),
+        keys.display().to_string(),
+        "--keystores-password-file".to_string(),
+        pw.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    (Server::start(dir, &args), pubkeys)
+}
+
 /// A consensus config.yaml for the minimal preset with GENESIS_FORK_VERSION 0x00000001, the
 /// setting Web3Signer's request examples were made with.
 pub fn minimal_network(dir: &Path) -> PathBuf {
