@@ -1,0 +1,70 @@
+//! The chain-clock window: with a known genesis time, refuse slots and epochs too far ahead of
+//! wall-clock time, so a confused client cannot push a validator's history into the future and
+//! lock it out of signing today's duties.
+
+use crate::decision::{Refusal, Signable};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainClock {
+    pub genesis_time: u64,
+    pub seconds_per_slot: u64,
+    pub slots_per_epoch: u64,
+    /// How many epochs past the current one are still accepted.
+    pub max_future_epochs: u64,
+}
+
+impl ChainClock {
+    /// The current slot at `now` (Unix seconds); slot 0 before genesis.
+    pub fn current_slot(&self, now: u64) -> u64 {
+        now.saturating_sub(self.genesis_time) / self.seconds_per_slot.max(1)
+    }
+
+    /// `Some(TooFarInFuture)` when `signable` lies beyond the window at `now`.
+    pub fn check(&self, signable: Signable, now: u64) -> Option<Refusal> {
+        let spe = self.slots_per_epoch.max(1);
+        let current_slot = self.current_slot(now);
+        let too_far = match signable {
+            Signable::Block { slot } => {
+                slot > current_slot.saturating_add(self.max_future_epochs.saturating_mul(spe))
+            }
+            Signable::Attestation { target_epoch, .. } => {
+                target_epoch > (current_slot / spe).saturating_add(self.max_future_epochs)
+            }
+        };
+        too_far.then_some(Refusal::TooFarInFuture)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_edges() {
+        let c = ChainClock {
+            genesis_time: 1000,
+            seconds_per_slot: 12,
+            slots_per_epoch: 32,
+            max_future_epochs: 2,
+        };
+        let now = 1000 + 12 * 320; // slot 320, epoch 10
+        assert_eq!(c.current_slot(now), 320);
+        assert_eq!(c.check(Signable::Block { slot: 320 + 64 }, now), None);
+        assert_eq!(
+            c.check(Signable::Block { slot: 320 + 65 }, now),
+            Some(Refusal::TooFarInFuture)
+        );
+        let att = |t| Signable::Attestation {
+            source_epoch: 0,
+            target_epoch: t,
+        };
+        assert_eq!(c.check(att(12), now), None);
+        assert_eq!(c.check(att(13), now), Some(Refusal::TooFarInFuture));
+        // Before genesis everything beyond the first epochs is refused.
+        assert_eq!(c.check(att(3), 0), Some(Refusal::TooFarInFuture));
+        assert_eq!(
+            c.check(Signable::Block { slot: u64::MAX }, now),
+            Some(Refusal::TooFarInFuture)
+        );
+    }
+}

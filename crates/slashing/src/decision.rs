@@ -1,0 +1,87 @@
+//! What is asked (a [`Check`]) and what is answered (a [`Decision`]).
+
+use signward_core::bytes::{PublicKeyBytes, Root};
+
+/// A slashable message about to be signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signable {
+    Block {
+        slot: u64,
+    },
+    Attestation {
+        source_epoch: u64,
+        target_epoch: u64,
+    },
+}
+
+/// One check-and-record request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub pubkey: PublicKeyBytes,
+    pub genesis_validators_root: Root,
+    pub signable: Signable,
+    pub signing_root: Root,
+}
+
+/// Why a message was refused. Each has a stable code for the API, logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// Another block at the same slot was signed (or one whose root is unknown).
+    DoubleProposal,
+    /// Another attestation with the same target was signed.
+    DoubleVote,
+    /// The attestation surrounds, or is surrounded by, one already signed.
+    SurroundVote,
+    /// At or below the low watermark (EIP-3076 conditions 2, 4 and 5, or pruned history).
+    BelowWatermark,
+    /// Attestation source epoch after its target epoch.
+    SourceAfterTarget,
+    /// The request is for another chain than the database is pinned to.
+    GenesisMismatch,
+    /// The slot or epoch is further ahead of the chain clock than allowed.
+    TooFarInFuture,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 7] = [
+        Refusal::DoubleProposal,
+        Refusal::DoubleVote,
+        Refusal::SurroundVote,
+        Refusal::BelowWatermark,
+        Refusal::SourceAfterTarget,
+        Refusal::GenesisMismatch,
+        Refusal::TooFarInFuture,
+    ];
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::DoubleProposal => "double_proposal",
+            Refusal::DoubleVote => "double_vote",
+            Refusal::SurroundVote => "surround_vote",
+            Refusal::BelowWatermark => "below_watermark",
+            Refusal::SourceAfterTarget => "source_after_target",
+            Refusal::GenesisMismatch => "genesis_mismatch",
+            Refusal::TooFarInFuture => "too_far_in_future",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Self> {
+        Refusal::ALL.into_iter().find(|r| r.code() == code)
+    }
+}
+
+/// The answer to a [`Check`]. `Allowed` means the message is now durably recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// New and safe; recorded and committed.
+    Allowed,
+    /// The identical message (same signing root) was signed before; signing it again is safe.
+    Repeat,
+    Refused(Refusal),
+}
+
+impl Decision {
+    pub fn may_sign(&self) -> bool {
+        matches!(self, Decision::Allowed | Decision::Repeat)
+    }
+}

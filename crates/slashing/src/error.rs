@@ -1,0 +1,48 @@
+//! The slashing crate's one error type. A `SlashingError` is never a refusal: refusals are
+//! [`crate::Refusal`] decisions. An error means "could not decide", and the caller must not sign.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SlashingError {
+    #[error("SQLite error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("PostgreSQL error: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("PostgreSQL pool error: {0}")]
+    Pool(String),
+    #[error("slashing database transaction failed: {0}")]
+    Storage(String),
+    #[error("the slashing database writer has stopped")]
+    WriterGone,
+    #[error("unsupported database URL (use sqlite:PATH or postgres://...)")]
+    BadUrl,
+    #[error("database schema version {found} is newer than this signward supports ({supported}); upgrade signward")]
+    SchemaTooNew { found: i64, supported: i64 },
+    #[error("genesis validators root mismatch: database is pinned to {pinned}, got {given}")]
+    GenesisMismatch { pinned: String, given: String },
+    #[error("value {0} is too large for the slashing database")]
+    OutOfRange(u64),
+    #[error("invalid interchange file: {0}")]
+    Interchange(String),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl SlashingError {
+    /// Stable class for logs and metrics.
+    pub fn class(&self) -> &'static str {
+        match self {
+            SlashingError::Sqlite(_) => "sqlite",
+            SlashingError::Postgres(_) | SlashingError::Pool(_) => "postgres",
+            SlashingError::Storage(_) => "storage",
+            SlashingError::WriterGone => "writer_gone",
+            SlashingError::BadUrl => "bad_url",
+            SlashingError::SchemaTooNew { .. } => "schema_too_new",
+            SlashingError::GenesisMismatch { .. } => "genesis_mismatch",
+            SlashingError::OutOfRange(_) => "out_of_range",
+            SlashingError::Interchange(_) => "interchange",
+            SlashingError::Io(_) => "io",
+        }
+    }
+}

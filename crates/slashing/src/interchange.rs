@@ -1,0 +1,339 @@
+//! EIP-3076 interchange format (version 5): a streaming reader and a streaming writer.
+//!
+//! The reader walks the JSON once and hands each validator entry to a callback as soon as it is
+//! parsed, so memory is bounded by the largest single entry, not by the file. The genesis
+//! validators root in `metadata` must be checked before anything is imported; when a producer
+//! writes `data` first (JSON objects are unordered; Go and `sort_keys` producers do this), the
+//! entries are spooled to an anonymous temporary file and replayed after `metadata`.
+
+use std::fmt;
+use std::io::{Read, Write};
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use signward_core::bytes::{PublicKeyBytes, Root, Uint64};
+
+use crate::SlashingError;
+
+/// The only interchange version we read and write.
+pub const FORMAT_VERSION: &str = "5";
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Metadata {
+    pub interchange_format_version: String,
+    pub genesis_validators_root: Root,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedBlock {
+    pub slot: Uint64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_root: Option<Root>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedAttestation {
+    pub source_epoch: Uint64,
+    pub target_epoch: Uint64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_root: Option<Root>,
+}
+
+/// One `data[]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ValidatorHistory {
+    pub pubkey: PublicKeyBytes,
+    pub signed_blocks: Vec<SignedBlock>,
+    pub signed_attestations: Vec<SignedAttestation>,
+}
+
+/// What the reader hands to its callback, in file order.
+pub enum Event {
+    Metadata(Metadata),
+    Validator(ValidatorHistory),
+}
+
+struct Root_<'a, F> {
+    on_event: &'a mut F,
+    failure: &'a mut Option<SlashingError>,
+}
+
+struct Data<'a, F> {
+    on_event: &'a mut F,
+    failure: &'a mut Option<SlashingError>,
+}
+
+impl<'de, F> Visitor<'de> for Root_<'_, F>
+where
+    F: FnMut(Event) -> Result<(), SlashingError>,
+{
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an EIP-3076 interchange object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen_metadata = false;
+        let mut seen_data = false;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "metadata" => {
+                    let m: Metadata = map.next_value()?;
+                    if let Err(e) = (self.on_event)(Event::Metadata(m)) {
+                        *self.failure = Some(e);
+                        return Err(de::Error::custom("stopped"));
+                    }
+                    seen_metadata = true;
+                }
+                "data" => {
+                    map.next_value_seed(Data {
+                        on_event: &mut *self.on_event,
+                        failure: &mut *self.failure,
+                    })?;
+                    seen_data = true;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if !seen_metadata || !seen_data {
+            *self.failure = Some(SlashingError::Interchange(
+                "metadata and data are both required".into(),
+            ));
+            return Err(de::Error::custom("stopped"));
+        }
+        Ok(())
+    }
+}
+
+impl<'de, F> DeserializeSeed<'de> for Data<'_, F>
+where
+    F: FnMut(Event) -> Result<(), SlashingError>,
+{
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, F> Visitor<'de> for Data<'_, F>
+where
+    F: FnMut(Event) -> Result<(), SlashingError>,
+{
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of validator entries")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(v) = seq.next_element::<ValidatorHistory>()? {
+            if let Err(e) = (self.on_event)(Event::Validator(v)) {
+                *self.failure = Some(e);
+                return Err(de::Error::custom("stopped"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Read an interchange document from `reader`, calling `on_event` for the metadata and then for
+/// each validator entry. A callback error stops the read and is returned as is.
+pub fn read<R: Read>(
+    reader: R,
+    mut on_event: impl FnMut(Event) -> Result<(), SlashingError>,
+) -> Result<(), SlashingError> {
+    let mut metadata_seen = false;
+    let mut spool: Option<std::io::BufWriter<std::fs::File>> = None;
+    let mut failure = None;
+    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(reader));
+    let result = {
+        let mut route = |event: Event| -> Result<(), SlashingError> {
+            match event {
+                Event::Metadata(m) => {
+                    metadata_seen = true;
+                    on_event(Event::Metadata(m))
+                }
+                Event::Validator(v) if metadata_seen => on_event(Event::Validator(v)),
+                Event::Validator(v) => {
+                    if spool.is_none() {
+                        spool = Some(std::io::BufWriter::new(tempfile::tempfile()?));
+                    }
+                    let w = spool.as_mut().ok_or(SlashingError::WriterGone)?;
+                    serde_json::to_writer(&mut *w, &v)
+                        .map_err(|e| SlashingError::Interchange(format!("spool: {e}")))?;
+                    w.write_all(b"\n")?;
+                    Ok(())
+                }
+            }
+        };
+        de.deserialize_map(Root_ {
+            on_event: &mut route,
+            failure: &mut failure,
+        })
+    };
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    result.map_err(|e| SlashingError::Interchange(format!("malformed JSON ({e})")))?;
+    de.end()
+        .map_err(|_| SlashingError::Interchange("trailing data after the document".into()))?;
+    if let Some(w) = spool {
+        use std::io::{BufRead, Seek};
+        let mut file = w
+            .into_inner()
+            .map_err(|e| SlashingError::Io(e.into_error()))?;
+        file.rewind()?;
+        for line in std::io::BufReader::new(file).lines() {
+            let v: ValidatorHistory = serde_json::from_str(&line?)
+                .map_err(|e| SlashingError::Interchange(format!("spool: {e}")))?;
+            on_event(Event::Validator(v))?;
+        }
+    }
+    Ok(())
+}
+
+/// Check metadata: version 5.
+pub fn check_metadata(m: &Metadata) -> Result<(), SlashingError> {
+    if m.interchange_format_version != FORMAT_VERSION {
+        return Err(SlashingError::Interchange(format!(
+            "unsupported interchange_format_version {:?} (only \"5\")",
+            m.interchange_format_version
+        )));
+    }
+    Ok(())
+}
+
+/// Writes an interchange document one validator at a time.
+pub struct Writer<W: Write> {
+    out: W,
+    first: bool,
+}
+
+impl<W: Write> Writer<W> {
+    pub fn new(mut out: W, genesis_validators_root: &Root) -> Result<Self, SlashingError> {
+        write!(
+            out,
+            "{{\"metadata\":{{\"interchange_format_version\":\"{FORMAT_VERSION}\",\"genesis_validators_root\":\"{}\"}},\"data\":[",
+            genesis_validators_root.to_hex()
+        )?;
+        Ok(Writer { out, first: true })
+    }
+
+    pub fn validator(
+        &mut self,
+        pubkey: &PublicKeyBytes,
+        blocks: &[SignedBlock],
+        attestations: &[SignedAttestation],
+    ) -> Result<(), SlashingError> {
+        let o = &mut self.out;
+        if !self.first {
+            o.write_all(b",")?;
+        }
+        self.first = false;
+        write!(
+            o,
+            "\n{{\"pubkey\":\"{}\",\"signed_blocks\":[",
+            pubkey.to_hex()
+        )?;
+        for (i, b) in blocks.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            match b.signing_root {
+                Some(r) => write!(
+                    o,
+                    "{sep}{{\"slot\":\"{}\",\"signing_root\":\"{}\"}}",
+                    b.slot, r
+                )?,
+                None => write!(o, "{sep}{{\"slot\":\"{}\"}}", b.slot)?,
+            }
+        }
+        o.write_all(b"],\"signed_attestations\":[")?;
+        for (i, a) in attestations.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            write!(
+                o,
+                "{sep}{{\"source_epoch\":\"{}\",\"target_epoch\":\"{}\"",
+                a.source_epoch, a.target_epoch
+            )?;
+            if let Some(r) = a.signing_root {
+                write!(o, ",\"signing_root\":\"{r}\"")?;
+            }
+            o.write_all(b"}")?;
+        }
+        o.write_all(b"]}")?;
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> Result<W, SlashingError> {
+        self.out.write_all(b"\n]}\n")?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_order_rules() {
+        let gvr = Root::from([1u8; 32]);
+        let pk = PublicKeyBytes::from([2u8; 48]);
+        let mut w = Writer::new(Vec::new(), &gvr).unwrap();
+        let blocks = [
+            SignedBlock {
+                slot: Uint64(5),
+                signing_root: Some(Root::from([3u8; 32])),
+            },
+            SignedBlock {
+                slot: Uint64(6),
+                signing_root: None,
+            },
+        ];
+        let atts = [SignedAttestation {
+            source_epoch: Uint64(1),
+            target_epoch: Uint64(2),
+            signing_root: None,
+        }];
+        w.validator(&pk, &blocks, &atts).unwrap();
+        w.validator(&pk, &[], &[]).unwrap();
+        let bytes = w.finish().unwrap();
+        let mut seen = Vec::new();
+        read(&bytes[..], |e| {
+            match e {
+                Event::Metadata(m) => {
+                    check_metadata(&m)?;
+                    assert_eq!(m.genesis_validators_root, gvr);
+                }
+                Event::Validator(v) => seen.push(v),
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].signed_blocks, blocks);
+        assert_eq!(seen[0].signed_attestations, atts);
+
+        // `data` before `metadata`: entries are replayed after the metadata.
+        let data_first = br#"{"data":[{"pubkey":"0x020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202","signed_blocks":[{"slot":"9"}],"signed_attestations":[]}],"metadata":{"interchange_format_version":"5","genesis_validators_root":"0x0000000000000000000000000000000000000000000000000000000000000000"}}"#;
+        let mut order = Vec::new();
+        read(&data_first[..], |e| {
+            order.push(match e {
+                Event::Metadata(_) => "metadata".to_string(),
+                Event::Validator(v) => format!("validator {}", v.signed_blocks[0].slot),
+            });
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(order, ["metadata", "validator 9"]);
+        let no_data = br#"{"metadata":{"interchange_format_version":"5","genesis_validators_root":"0x0000000000000000000000000000000000000000000000000000000000000000"}}"#;
+        assert!(matches!(
+            read(&no_data[..], |_| Ok(())),
+            Err(SlashingError::Interchange(_))
+        ));
+        assert!(read(&b"{\"metadata\": 3}"[..], |_| Ok(())).is_err());
+        assert!(read(&b"[]"[..], |_| Ok(())).is_err());
+    }
+}

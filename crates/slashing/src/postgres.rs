@@ -1,0 +1,555 @@
+//! The PostgreSQL backend, for several signward instances sharing one database.
+//! [`PgStore`] owns all of its SQL.
+//!
+//! A check is one statement, `SELECT signward_check(...)`: a PL/pgSQL function that pins the
+//! genesis validators root, locks the validator's row (`FOR UPDATE`, so checks for one validator
+//! are serialised across every instance), applies the EIP-3076 rules and records the message.
+//! It runs in its own implicit transaction, which commits with `synchronous_commit = on`
+//! before the answer comes back: one round trip per check once the statement is prepared.
+//! Primary keys on (validator, slot) and (validator, target) are the backstop.
+
+use std::io::{Read, Write};
+use std::str::FromStr;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use signward_core::bytes::{PublicKeyBytes, Root, Uint64};
+use tokio_postgres::{Config, NoTls};
+
+use crate::decision::{Check, Decision, Refusal, Signable};
+use crate::interchange::{self, Event, SignedAttestation, SignedBlock, ValidatorHistory};
+use crate::store::{
+    minimal_history, to_i64, ExportReport, ImportReport, PruneReport, SlashingStore, SCHEMA_VERSION,
+};
+use crate::SlashingError;
+
+/// Serialises schema migrations across instances.
+const MIGRATION_LOCK: i64 = 0x5349_474e_5741_5244; // "SIGNWARD"
+
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE validators (
+    id BIGSERIAL PRIMARY KEY,
+    pubkey BYTEA NOT NULL UNIQUE
+);
+CREATE TABLE signed_blocks (
+    validator_id BIGINT NOT NULL REFERENCES validators(id),
+    slot BIGINT NOT NULL,
+    signing_root BYTEA,
+    PRIMARY KEY (validator_id, slot)
+);
+CREATE TABLE signed_attestations (
+    validator_id BIGINT NOT NULL REFERENCES validators(id),
+    source_epoch BIGINT NOT NULL,
+    target_epoch BIGINT NOT NULL,
+    signing_root BYTEA,
+    PRIMARY KEY (validator_id, target_epoch)
+);
+CREATE INDEX signed_attestations_source ON signed_attestations (validator_id, source_epoch);
+CREATE TABLE watermarks (
+    validator_id BIGINT PRIMARY KEY REFERENCES validators(id),
+    block_slot BIGINT,
+    att_source BIGINT,
+    att_target BIGINT
+);
+CREATE FUNCTION signward_check(p_pubkey BYTEA, p_gvr BYTEA, p_kind SMALLINT,
+                               p_a BIGINT, p_b BIGINT, p_root BYTEA) RETURNS TEXT
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_id BIGINT; pinned BYTEA; e_root BYTEA; e_src BIGINT; hit BOOLEAN;
+    min_a BIGINT; min_b BIGINT; wm_a BIGINT; wm_b BIGINT;
+BEGIN
+    SELECT value INTO pinned FROM signward_meta WHERE key = 'genesis_validators_root';
+    IF pinned IS NULL THEN
+        INSERT INTO signward_meta (key, value) VALUES ('genesis_validators_root', p_gvr)
+            ON CONFLICT (key) DO NOTHING;
+        SELECT value INTO pinned FROM signward_meta WHERE key = 'genesis_validators_root';
+    END IF;
+    IF pinned <> p_gvr THEN RETURN 'genesis_mismatch'; END IF;
+    INSERT INTO validators (pubkey) VALUES (p_pubkey) ON CONFLICT (pubkey) DO NOTHING;
+    SELECT id INTO v_id FROM validators WHERE pubkey = p_pubkey FOR UPDATE;
+    IF p_kind = 0 THEN
+        SELECT signing_root, TRUE INTO e_root, hit FROM signed_blocks
+            WHERE validator_id = v_id AND slot = p_a;
+        IF hit THEN
+            IF e_root IS NOT NULL AND e_root = p_root THEN RETURN 'repeat'; END IF;
+            RETURN 'double_proposal';
+        END IF;
+        SELECT MIN(slot) INTO min_a FROM signed_blocks WHERE validator_id = v_id;
+        SELECT block_slot INTO wm_a FROM watermarks WHERE validator_id = v_id;
+        IF p_a <= min_a OR p_a <= wm_a THEN RETURN 'below_watermark'; END IF;
+        INSERT INTO signed_blocks (validator_id, slot, signing_root) VALUES (v_id, p_a, p_root);
+        RETURN 'allowed';
+    END IF;
+    IF p_a > p_b THEN RETURN 'source_after_target'; END IF;
+    SELECT source_epoch, signing_root, TRUE INTO e_src, e_root, hit FROM signed_attestations
+        WHERE validator_id = v_id AND target_epoch = p_b;
+    IF hit THEN
+        IF e_src = p_a AND e_root IS NOT NULL AND e_root = p_root THEN RETURN 'repeat'; END IF;
+        RETURN 'double_vote';
+    END IF;
+    IF EXISTS (SELECT 1 FROM signed_attestations
+               WHERE validator_id = v_id AND target_epoch > p_b AND source_epoch < p_a)
+       OR EXISTS (SELECT 1 FROM signed_attestations
+               WHERE validator_id = v_id AND source_epoch > p_a AND target_epoch < p_b) THEN
+        RETURN 'surround_vote';
+    END IF;
+    SELECT MIN(source_epoch), MIN(target_epoch) INTO min_a, min_b
+        FROM signed_attestations WHERE validator_id = v_id;
+    SELECT att_source, att_target INTO wm_a, wm_b FROM watermarks WHERE validator_id = v_id;
+    IF p_a < min_a OR p_b <= min_b OR p_a < wm_a OR p_b <= wm_b THEN
+        RETURN 'below_watermark';
+    END IF;
+    INSERT INTO signed_attestations (validator_id, source_epoch, target_epoch, signing_root)
+        VALUES (v_id, p_a, p_b, p_root);
+    RETURN 'allowed';
+END;
+$$;
+"#,
+)];
+
+fn pool_err(e: impl std::fmt::Display) -> SlashingError {
+    SlashingError::Pool(e.to_string())
+}
+
+/// PostgreSQL slashing protection database.
+pub struct PgStore {
+    pool: Pool,
+}
+
+type Client = deadpool_postgres::Object;
+
+impl PgStore {
+    /// Connect, then create or upgrade the schema (serialised across instances).
+    pub async fn connect(url: &str) -> Result<Self, SlashingError> {
+        let mut config = Config::from_str(url)?;
+        // Commits are durable before we answer, whatever the server default is.
+        config.options("-c synchronous_commit=on");
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .build()
+            .map_err(pool_err)?;
+        let store = PgStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<Client, SlashingError> {
+        self.pool.get().await.map_err(pool_err)
+    }
+
+    async fn migrate(&self) -> Result<(), SlashingError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS signward_meta (key TEXT PRIMARY KEY, value BYTEA NOT NULL)",
+        )
+        .await?;
+        let found: i64 = match tx
+            .query_opt(
+                "SELECT value FROM signward_meta WHERE key = 'schema_version'",
+                &[],
+            )
+            .await?
+        {
+            Some(row) => {
+                let v: Vec<u8> = row.get(0);
+                std::str::from_utf8(&v)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0)
+            }
+            None => 0,
+        };
+        if found > SCHEMA_VERSION {
+            return Err(SlashingError::SchemaTooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
+            tx.batch_execute(sql).await?;
+            tx.execute(
+                "INSERT INTO signward_meta (key, value) VALUES ('schema_version', $1)
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                &[&version.to_string().into_bytes()],
+            )
+            .await?;
+            tracing::info!(version, "slashing database schema migrated");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn import_validator(
+        &self,
+        v: &ValidatorHistory,
+        report: &mut ImportReport,
+    ) -> Result<(), SlashingError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let pk = v.pubkey.0.to_vec();
+        tx.execute(
+            "INSERT INTO validators (pubkey) VALUES ($1) ON CONFLICT (pubkey) DO NOTHING",
+            &[&pk],
+        )
+        .await?;
+        let vid: i64 = tx
+            .query_one(
+                "SELECT id FROM validators WHERE pubkey = $1 FOR UPDATE",
+                &[&pk],
+            )
+            .await?
+            .get(0);
+        for b in &v.signed_blocks {
+            let slot = to_i64(b.slot.0)?;
+            let root = b.signing_root.map(|r| r.0.to_vec());
+            let existing = tx
+                .query_opt(
+                    "SELECT signing_root FROM signed_blocks WHERE validator_id = $1 AND slot = $2",
+                    &[&vid, &slot],
+                )
+                .await?;
+            match existing.map(|r| r.get::<_, Option<Vec<u8>>>(0)) {
+                None => {
+                    tx.execute(
+                        "INSERT INTO signed_blocks (validator_id, slot, signing_root) VALUES ($1, $2, $3)",
+                        &[&vid, &slot, &root],
+                    )
+                    .await?;
+                    report.blocks += 1;
+                }
+                Some(e) if e == root => report.duplicates += 1,
+                Some(_) => {
+                    tx.execute(
+                        "UPDATE signed_blocks SET signing_root = NULL WHERE validator_id = $1 AND slot = $2",
+                        &[&vid, &slot],
+                    )
+                    .await?;
+                    report.conflicts += 1;
+                }
+            }
+        }
+        for a in &v.signed_attestations {
+            let (s, t) = (to_i64(a.source_epoch.0)?, to_i64(a.target_epoch.0)?);
+            let root = a.signing_root.map(|r| r.0.to_vec());
+            let existing = tx
+                .query_opt(
+                    "SELECT source_epoch, signing_root FROM signed_attestations
+                     WHERE validator_id = $1 AND target_epoch = $2",
+                    &[&vid, &t],
+                )
+                .await?;
+            match existing.map(|r| (r.get::<_, i64>(0), r.get::<_, Option<Vec<u8>>>(1))) {
+                None => {
+                    tx.execute(
+                        "INSERT INTO signed_attestations (validator_id, source_epoch, target_epoch, signing_root)
+                         VALUES ($1, $2, $3, $4)",
+                        &[&vid, &s, &t, &root],
+                    )
+                    .await?;
+                    report.attestations += 1;
+                }
+                Some((es, e)) if es == s && e == root => report.duplicates += 1,
+                Some(_) => {
+                    tx.execute(
+                        "UPDATE signed_attestations SET signing_root = NULL
+                         WHERE validator_id = $1 AND target_epoch = $2",
+                        &[&vid, &t],
+                    )
+                    .await?;
+                    report.conflicts += 1;
+                }
+            }
+        }
+        tx.commit().await?;
+        report.validators += 1;
+        Ok(())
+    }
+}
+
+fn opt_root(v: Option<Vec<u8>>) -> Option<Root> {
+    v.and_then(|b| Root::from_slice(&b))
+}
+
+impl SlashingStore for PgStore {
+    async fn check_and_record(&self, check: Check) -> Result<Decision, SlashingError> {
+        let (kind, a, b): (i16, i64, i64) = match check.signable {
+            Signable::Block { slot } => (0, to_i64(slot)?, 0),
+            Signable::Attestation {
+                source_epoch,
+                target_epoch,
+            } => (1, to_i64(source_epoch)?, to_i64(target_epoch)?),
+        };
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached("SELECT signward_check($1, $2, $3, $4, $5, $6)")
+            .await?;
+        let row = client
+            .query_one(
+                &stmt,
+                &[
+                    &check.pubkey.0.to_vec(),
+                    &check.genesis_validators_root.0.to_vec(),
+                    &kind,
+                    &a,
+                    &b,
+                    &check.signing_root.0.to_vec(),
+                ],
+            )
+            .await?;
+        let code: String = row.get(0);
+        Ok(match code.as_str() {
+            "allowed" => Decision::Allowed,
+            "repeat" => Decision::Repeat,
+            other => Decision::Refused(
+                Refusal::from_code(other)
+                    .ok_or_else(|| SlashingError::Storage(format!("unknown decision {other:?}")))?,
+            ),
+        })
+    }
+
+    async fn genesis_validators_root(&self) -> Result<Option<Root>, SlashingError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT value FROM signward_meta WHERE key = 'genesis_validators_root'",
+                &[],
+            )
+            .await?;
+        Ok(row.and_then(|r| Root::from_slice(&r.get::<_, Vec<u8>>(0))))
+    }
+
+    async fn pin_genesis_validators_root(&self, gvr: Root) -> Result<(), SlashingError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO signward_meta (key, value) VALUES ('genesis_validators_root', $1)
+                 ON CONFLICT (key) DO NOTHING",
+                &[&gvr.0.to_vec()],
+            )
+            .await?;
+        match self.genesis_validators_root().await? {
+            Some(g) if g != gvr => Err(SlashingError::GenesisMismatch {
+                pinned: g.to_hex(),
+                given: gvr.to_hex(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    async fn import<R: Read + Send + 'static>(
+        &self,
+        reader: R,
+    ) -> Result<ImportReport, SlashingError> {
+        // The JSON is parsed on a blocking thread and handed over one validator at a time through
+        // a small bounded channel, so memory stays bounded whatever the file size.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(8);
+        let parser = tokio::task::spawn_blocking(move || {
+            interchange::read(reader, |event| {
+                tx.blocking_send(event)
+                    .map_err(|_| SlashingError::Interchange("import stopped".into()))
+            })
+        });
+        let mut report = ImportReport::default();
+        let mut failure = None;
+        while let Some(event) = rx.recv().await {
+            let step = match event {
+                Event::Metadata(m) => match interchange::check_metadata(&m) {
+                    Ok(()) => {
+                        self.pin_genesis_validators_root(m.genesis_validators_root)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                },
+                Event::Validator(v) => self.import_validator(&v, &mut report).await,
+            };
+            if let Err(e) = step {
+                failure = Some(e);
+                break;
+            }
+        }
+        drop(rx);
+        let parsed = parser.await.map_err(|_| SlashingError::WriterGone)?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        parsed?;
+        Ok(report)
+    }
+
+    async fn export<W: Write + Send + 'static>(
+        &self,
+        writer: W,
+        minimal: bool,
+    ) -> Result<ExportReport, SlashingError> {
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let gvr = tx
+            .query_opt(
+                "SELECT value FROM signward_meta WHERE key = 'genesis_validators_root'",
+                &[],
+            )
+            .await?
+            .and_then(|r| Root::from_slice(&r.get::<_, Vec<u8>>(0)))
+            .ok_or_else(|| {
+                SlashingError::Interchange(
+                    "database has no genesis validators root yet; nothing to export".into(),
+                )
+            })?;
+        let mut w = interchange::Writer::new(writer, &gvr)?;
+        let mut report = ExportReport::default();
+        let validators = tx
+            .query("SELECT id, pubkey FROM validators ORDER BY id", &[])
+            .await?;
+        let blocks_q = tx
+            .prepare("SELECT slot, signing_root FROM signed_blocks WHERE validator_id = $1 ORDER BY slot")
+            .await?;
+        let atts_q = tx
+            .prepare("SELECT source_epoch, target_epoch, signing_root FROM signed_attestations WHERE validator_id = $1 ORDER BY target_epoch")
+            .await?;
+        let wm_q = tx
+            .prepare(
+                "SELECT block_slot, att_source, att_target FROM watermarks WHERE validator_id = $1",
+            )
+            .await?;
+        for v in validators {
+            let vid: i64 = v.get(0);
+            let Some(pubkey) = PublicKeyBytes::from_slice(&v.get::<_, Vec<u8>>(1)) else {
+                continue;
+            };
+            let mut blocks: Vec<SignedBlock> = tx
+                .query(&blocks_q, &[&vid])
+                .await?
+                .iter()
+                .map(|r| SignedBlock {
+                    slot: Uint64(r.get::<_, i64>(0) as u64),
+                    signing_root: opt_root(r.get(1)),
+                })
+                .collect();
+            let mut atts: Vec<SignedAttestation> = tx
+                .query(&atts_q, &[&vid])
+                .await?
+                .iter()
+                .map(|r| SignedAttestation {
+                    source_epoch: Uint64(r.get::<_, i64>(0) as u64),
+                    target_epoch: Uint64(r.get::<_, i64>(1) as u64),
+                    signing_root: opt_root(r.get(2)),
+                })
+                .collect();
+            if let Some(wm) = tx.query_opt(&wm_q, &[&vid]).await? {
+                let (slot, s, t): (Option<i64>, Option<i64>, Option<i64>) =
+                    (wm.get(0), wm.get(1), wm.get(2));
+                if let Some(slot) = slot {
+                    blocks.insert(
+                        0,
+                        SignedBlock {
+                            slot: Uint64(slot as u64),
+                            signing_root: None,
+                        },
+                    );
+                }
+                if let (Some(s), Some(t)) = (s, t) {
+                    atts.insert(
+                        0,
+                        SignedAttestation {
+                            source_epoch: Uint64(s as u64),
+                            target_epoch: Uint64(t as u64),
+                            signing_root: None,
+                        },
+                    );
+                }
+            }
+            if minimal {
+                let (b, a) = minimal_history(
+                    blocks.iter().map(|b| b.slot.0).max(),
+                    atts.iter().map(|a| a.source_epoch.0).max(),
+                    atts.iter().map(|a| a.target_epoch.0).max(),
+                );
+                blocks = b;
+                atts = a;
+            }
+            report.validators += 1;
+            report.blocks += blocks.len() as u64;
+            report.attestations += atts.len() as u64;
+            w.validator(&pubkey, &blocks, &atts)?;
+        }
+        w.finish()?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    async fn prune(
+        &self,
+        keep_epochs: u64,
+        slots_per_epoch: u64,
+    ) -> Result<PruneReport, SlashingError> {
+        let keep_epochs_i = to_i64(keep_epochs)?;
+        let keep_slots = to_i64(keep_epochs.saturating_mul(slots_per_epoch))?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // Take every validator's row lock, as checks do, so no check interleaves with pruning.
+        tx.execute("SELECT 1 FROM validators FOR UPDATE", &[])
+            .await?;
+        tx.execute(
+            "INSERT INTO watermarks (validator_id, block_slot)
+             SELECT b.validator_id, MAX(b.slot) FROM signed_blocks b
+             JOIN (SELECT validator_id, MAX(slot) AS top FROM signed_blocks GROUP BY validator_id) m
+               ON m.validator_id = b.validator_id
+             WHERE b.slot < m.top - $1
+             GROUP BY b.validator_id
+             ON CONFLICT (validator_id) DO UPDATE
+               SET block_slot = GREATEST(watermarks.block_slot, EXCLUDED.block_slot)",
+            &[&keep_slots],
+        )
+        .await?;
+        let blocks_deleted = tx
+            .execute(
+                "DELETE FROM signed_blocks b
+                 USING (SELECT validator_id, MAX(slot) AS top FROM signed_blocks GROUP BY validator_id) m
+                 WHERE b.validator_id = m.validator_id AND b.slot < m.top - $1",
+                &[&keep_slots],
+            )
+            .await?;
+        tx.execute(
+            "INSERT INTO watermarks (validator_id, att_source, att_target)
+             SELECT a.validator_id, MAX(a.source_epoch), MAX(a.target_epoch) FROM signed_attestations a
+             JOIN (SELECT validator_id, MAX(target_epoch) AS top FROM signed_attestations GROUP BY validator_id) m
+               ON m.validator_id = a.validator_id
+             WHERE a.target_epoch < m.top - $1
+             GROUP BY a.validator_id
+             ON CONFLICT (validator_id) DO UPDATE
+               SET att_source = GREATEST(watermarks.att_source, EXCLUDED.att_source),
+                   att_target = GREATEST(watermarks.att_target, EXCLUDED.att_target)",
+            &[&keep_epochs_i],
+        )
+        .await?;
+        let attestations_deleted = tx
+            .execute(
+                "DELETE FROM signed_attestations a
+                 USING (SELECT validator_id, MAX(target_epoch) AS top FROM signed_attestations GROUP BY validator_id) m
+                 WHERE a.validator_id = m.validator_id AND a.target_epoch < m.top - $1",
+                &[&keep_epochs_i],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(PruneReport {
+            blocks_deleted,
+            attestations_deleted,
+        })
+    }
+}

@@ -1,0 +1,677 @@
+//! The embedded SQLite backend. [`SqliteStore`] owns all of its SQL.
+//!
+//! Checks run on one writer thread that owns the connection. It takes every check that is waiting
+//! (up to [`MAX_BATCH`]), decides them in order inside one `BEGIN IMMEDIATE` transaction, commits
+//! (WAL with `synchronous=FULL`: the commit is fsynced), and only then answers. Concurrent
+//! requests therefore share one fsync (group commit), and a conflicting request later in the same
+//! batch sees the earlier one's record. Imports, exports and pruning use their own connections and
+//! take the same SQLite write lock, so they are safe while the server runs.
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use signward_core::bytes::{PublicKeyBytes, Root, Uint64};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::decision::{Check, Decision, Refusal, Signable};
+use crate::interchange::{self, Event, SignedAttestation, SignedBlock, ValidatorHistory};
+use crate::store::{
+    minimal_history, to_i64, ExportReport, ImportReport, PruneReport, SlashingStore, SCHEMA_VERSION,
+};
+use crate::SlashingError;
+
+/// Most checks decided in one transaction.
+pub const MAX_BATCH: usize = 512;
+
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE validators (
+         id INTEGER PRIMARY KEY,
+         pubkey BLOB NOT NULL UNIQUE
+     );
+     CREATE TABLE signed_blocks (
+         validator_id INTEGER NOT NULL REFERENCES validators(id),
+         slot INTEGER NOT NULL,
+         signing_root BLOB,
+         PRIMARY KEY (validator_id, slot)
+     ) WITHOUT ROWID;
+     CREATE TABLE signed_attestations (
+         validator_id INTEGER NOT NULL REFERENCES validators(id),
+         source_epoch INTEGER NOT NULL,
+         target_epoch INTEGER NOT NULL,
+         signing_root BLOB,
+         PRIMARY KEY (validator_id, target_epoch)
+     ) WITHOUT ROWID;
+     CREATE INDEX signed_attestations_source ON signed_attestations (validator_id, source_epoch);
+     CREATE TABLE watermarks (
+         validator_id INTEGER PRIMARY KEY REFERENCES validators(id),
+         block_slot INTEGER,
+         att_source INTEGER,
+         att_target INTEGER
+     );",
+)];
+
+enum Job {
+    Check(Check, oneshot::Sender<Result<Decision, SlashingError>>),
+}
+
+/// SQLite slashing protection database.
+pub struct SqliteStore {
+    path: PathBuf,
+    jobs: mpsc::Sender<Job>,
+}
+
+fn configure(conn: &Connection) -> Result<(), SlashingError> {
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+/// Open (creating the file 0600 if needed) and configure a connection.
+fn connect(path: &Path) -> Result<Connection, SlashingError> {
+    if !path.exists() {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)?;
+            }
+        }
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+    }
+    let conn = Connection::open(path)?;
+    configure(&conn)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), SlashingError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
+    )?;
+    let found: i64 = tx
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    if found > SCHEMA_VERSION {
+        return Err(SlashingError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![version],
+        )?;
+        tracing::info!(version, "slashing database schema migrated");
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn read_gvr(conn: &Connection) -> Result<Option<Root>, rusqlite::Error> {
+    let v: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'genesis_validators_root'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(v.and_then(|b| Root::from_slice(&b)))
+}
+
+fn write_gvr(conn: &Connection, gvr: &Root) -> Result<(), rusqlite::Error> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('genesis_validators_root', ?1)",
+        params![gvr.0.to_vec()],
+    )?;
+    Ok(())
+}
+
+fn validator_id(conn: &Connection, pubkey: &PublicKeyBytes) -> Result<i64, rusqlite::Error> {
+    conn.prepare_cached(
+        "INSERT INTO validators (pubkey) VALUES (?1) ON CONFLICT(pubkey) DO NOTHING",
+    )?
+    .execute(params![pubkey.0.to_vec()])?;
+    conn.prepare_cached("SELECT id FROM validators WHERE pubkey = ?1")?
+        .query_row(params![pubkey.0.to_vec()], |r| r.get(0))
+}
+
+/// The EIP-3076 rules for one message, against the rows of validator `vid`. Records the message
+/// when it is allowed. Runs inside the caller's transaction.
+fn decide(
+    c: &Connection,
+    vid: i64,
+    signable: Signable,
+    root: &[u8],
+) -> Result<Decision, SlashingError> {
+    match signable {
+        Signable::Block { slot } => {
+            let slot = to_i64(slot)?;
+            let existing: Option<Option<Vec<u8>>> = c
+                .prepare_cached(
+                    "SELECT signing_root FROM signed_blocks WHERE validator_id = ?1 AND slot = ?2",
+                )?
+                .query_row(params![vid, slot], |r| r.get(0))
+                .optional()?;
+            if let Some(existing) = existing {
+                return Ok(if existing.as_deref() == Some(root) {
+                    Decision::Repeat
+                } else {
+                    Decision::Refused(Refusal::DoubleProposal)
+                });
+            }
+            let (min_slot, wm): (Option<i64>, Option<i64>) = c
+                .prepare_cached(
+                    "SELECT (SELECT MIN(slot) FROM signed_blocks WHERE validator_id = ?1),
+                            (SELECT block_slot FROM watermarks WHERE validator_id = ?1)",
+                )?
+                .query_row(params![vid], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            if min_slot.is_some_and(|m| slot <= m) || wm.is_some_and(|w| slot <= w) {
+                return Ok(Decision::Refused(Refusal::BelowWatermark));
+            }
+            c.prepare_cached(
+                "INSERT INTO signed_blocks (validator_id, slot, signing_root) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![vid, slot, root])?;
+            Ok(Decision::Allowed)
+        }
+        Signable::Attestation {
+            source_epoch,
+            target_epoch,
+        } => {
+            if source_epoch > target_epoch {
+                return Ok(Decision::Refused(Refusal::SourceAfterTarget));
+            }
+            let (s, t) = (to_i64(source_epoch)?, to_i64(target_epoch)?);
+            let existing: Option<(i64, Option<Vec<u8>>)> = c
+                .prepare_cached(
+                    "SELECT source_epoch, signing_root FROM signed_attestations
+                     WHERE validator_id = ?1 AND target_epoch = ?2",
+                )?
+                .query_row(params![vid, t], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            if let Some((es, eroot)) = existing {
+                return Ok(if es == s && eroot.as_deref() == Some(root) {
+                    Decision::Repeat
+                } else {
+                    Decision::Refused(Refusal::DoubleVote)
+                });
+            }
+            // Surrounded by an existing vote, then surrounding one.
+            let surrounded: bool = c
+                .prepare_cached(
+                    "SELECT EXISTS(SELECT 1 FROM signed_attestations
+                     WHERE validator_id = ?1 AND target_epoch > ?3 AND source_epoch < ?2)",
+                )?
+                .query_row(params![vid, s, t], |r| r.get(0))?;
+            let surrounding: bool = c
+                .prepare_cached(
+                    "SELECT EXISTS(SELECT 1 FROM signed_attestations
+                     WHERE validator_id = ?1 AND source_epoch > ?2 AND target_epoch < ?3)",
+                )?
+                .query_row(params![vid, s, t], |r| r.get(0))?;
+            if surrounded || surrounding {
+                return Ok(Decision::Refused(Refusal::SurroundVote));
+            }
+            let (min_s, min_t, wm_s, wm_t): (Option<i64>, Option<i64>, Option<i64>, Option<i64>) = c
+                .prepare_cached(
+                    "SELECT (SELECT MIN(source_epoch) FROM signed_attestations WHERE validator_id = ?1),
+                            (SELECT MIN(target_epoch) FROM signed_attestations WHERE validator_id = ?1),
+                            (SELECT att_source FROM watermarks WHERE validator_id = ?1),
+                            (SELECT att_target FROM watermarks WHERE validator_id = ?1)",
+                )?
+                .query_row(params![vid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            if min_s.is_some_and(|m| s < m)
+                || min_t.is_some_and(|m| t <= m)
+                || wm_s.is_some_and(|m| s < m)
+                || wm_t.is_some_and(|m| t <= m)
+            {
+                return Ok(Decision::Refused(Refusal::BelowWatermark));
+            }
+            c.prepare_cached(
+                "INSERT INTO signed_attestations (validator_id, source_epoch, target_epoch, signing_root)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![vid, s, t, root])?;
+            Ok(Decision::Allowed)
+        }
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    conn: Connection,
+    ids: HashMap<PublicKeyBytes, i64>,
+    gvr: Option<Root>,
+}
+
+impl Writer {
+    fn decide_one(&mut self, check: &Check) -> Result<Decision, SlashingError> {
+        match self.gvr {
+            Some(g) if g != check.genesis_validators_root => {
+                return Ok(Decision::Refused(Refusal::GenesisMismatch))
+            }
+            Some(_) => {}
+            None => {
+                // Pinned by the first request, inside this transaction.
+                if let Some(g) = read_gvr(&self.conn)? {
+                    self.gvr = Some(g);
+                    return self.decide_one(check);
+                }
+                write_gvr(&self.conn, &check.genesis_validators_root)?;
+                self.gvr = Some(check.genesis_validators_root);
+            }
+        }
+        let vid = match self.ids.get(&check.pubkey) {
+            Some(id) => *id,
+            None => {
+                let id = validator_id(&self.conn, &check.pubkey)?;
+                self.ids.insert(check.pubkey, id);
+                id
+            }
+        };
+        decide(&self.conn, vid, check.signable, &check.signing_root.0)
+    }
+
+    fn run_batch(&mut self, batch: Vec<Job>) {
+        let mut results = Vec::with_capacity(batch.len());
+        let gvr_before = self.gvr;
+        let outcome = (|| -> Result<(), SlashingError> {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            for Job::Check(check, _) in &batch {
+                match self.decide_one(check) {
+                    Ok(d) => results.push(Ok(d)),
+                    // A value out of range refuses this request only.
+                    Err(SlashingError::OutOfRange(v)) => {
+                        results.push(Err(SlashingError::OutOfRange(v)))
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            self.conn.execute_batch("COMMIT")?;
+            Ok(())
+        })();
+        match outcome {
+            Ok(()) => {
+                for (Job::Check(_, reply), r) in batch.into_iter().zip(results) {
+                    let _ = reply.send(r);
+                }
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                // Cached state may describe rows that were rolled back.
+                self.ids.clear();
+                self.gvr = gvr_before;
+                tracing::error!(error = %e, batch = batch.len(), "slashing database transaction failed");
+                let msg = e.to_string();
+                for Job::Check(_, reply) in batch {
+                    let _ = reply.send(Err(SlashingError::Storage(msg.clone())));
+                }
+            }
+        }
+    }
+}
+
+fn writer_loop(mut w: Writer, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        w.run_batch(batch);
+    }
+}
+
+impl SqliteStore {
+    /// Open or create the database at `path` (file mode 0600), migrate it, and start the writer.
+    pub fn open(path: &Path) -> Result<Self, SlashingError> {
+        let mut conn = connect(path)?;
+        migrate(&mut conn)?;
+        let gvr = read_gvr(&conn)?;
+        let (tx, rx) = mpsc::channel(16 * MAX_BATCH);
+        let writer = Writer {
+            conn,
+            ids: HashMap::new(),
+            gvr,
+        };
+        std::thread::Builder::new()
+            .name("slashing-writer".into())
+            .spawn(move || writer_loop(writer, rx))?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            jobs: tx,
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, SlashingError> + Send + 'static,
+    ) -> Result<T, SlashingError> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = connect(&path)?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|_| SlashingError::WriterGone)?
+    }
+}
+
+fn import_validator(
+    tx: &Connection,
+    v: &ValidatorHistory,
+    report: &mut ImportReport,
+) -> Result<(), SlashingError> {
+    let vid = validator_id(tx, &v.pubkey)?;
+    for b in &v.signed_blocks {
+        let slot = to_i64(b.slot.0)?;
+        let root = b.signing_root.map(|r| r.0.to_vec());
+        let existing: Option<Option<Vec<u8>>> = tx
+            .prepare_cached(
+                "SELECT signing_root FROM signed_blocks WHERE validator_id = ?1 AND slot = ?2",
+            )?
+            .query_row(params![vid, slot], |r| r.get(0))
+            .optional()?;
+        match existing {
+            None => {
+                tx.prepare_cached("INSERT INTO signed_blocks (validator_id, slot, signing_root) VALUES (?1, ?2, ?3)")?
+                    .execute(params![vid, slot, root])?;
+                report.blocks += 1;
+            }
+            Some(e) if e == root => report.duplicates += 1,
+            Some(_) => {
+                tx.prepare_cached("UPDATE signed_blocks SET signing_root = NULL WHERE validator_id = ?1 AND slot = ?2")?
+                    .execute(params![vid, slot])?;
+                report.conflicts += 1;
+            }
+        }
+    }
+    for a in &v.signed_attestations {
+        let (s, t) = (to_i64(a.source_epoch.0)?, to_i64(a.target_epoch.0)?);
+        let root = a.signing_root.map(|r| r.0.to_vec());
+        let existing: Option<(i64, Option<Vec<u8>>)> = tx
+            .prepare_cached(
+                "SELECT source_epoch, signing_root FROM signed_attestations WHERE validator_id = ?1 AND target_epoch = ?2",
+            )?
+            .query_row(params![vid, t], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        match existing {
+            None => {
+                tx.prepare_cached(
+                    "INSERT INTO signed_attestations (validator_id, source_epoch, target_epoch, signing_root)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![vid, s, t, root])?;
+                report.attestations += 1;
+            }
+            Some((es, e)) if es == s && e == root => report.duplicates += 1,
+            Some(_) => {
+                tx.prepare_cached(
+                    "UPDATE signed_attestations SET signing_root = NULL WHERE validator_id = ?1 AND target_epoch = ?2",
+                )?
+                .execute(params![vid, t])?;
+                report.conflicts += 1;
+            }
+        }
+    }
+    report.validators += 1;
+    Ok(())
+}
+
+fn opt_root(v: Option<Vec<u8>>) -> Option<Root> {
+    v.and_then(|b| Root::from_slice(&b))
+}
+
+fn export_all<W: Write>(
+    conn: &mut Connection,
+    out: W,
+    minimal: bool,
+) -> Result<ExportReport, SlashingError> {
+    let tx = conn.transaction()?; // one snapshot for the whole export
+    let gvr = read_gvr(&tx)?.ok_or_else(|| {
+        SlashingError::Interchange(
+            "database has no genesis validators root yet; nothing to export".into(),
+        )
+    })?;
+    let mut w = interchange::Writer::new(out, &gvr)?;
+    let mut report = ExportReport::default();
+    let validators: Vec<(i64, Vec<u8>)> = tx
+        .prepare("SELECT id, pubkey FROM validators ORDER BY id")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut blocks_q = tx.prepare(
+        "SELECT slot, signing_root FROM signed_blocks WHERE validator_id = ?1 ORDER BY slot",
+    )?;
+    let mut atts_q = tx.prepare(
+        "SELECT source_epoch, target_epoch, signing_root FROM signed_attestations WHERE validator_id = ?1 ORDER BY target_epoch",
+    )?;
+    let mut wm_q = tx.prepare(
+        "SELECT block_slot, att_source, att_target FROM watermarks WHERE validator_id = ?1",
+    )?;
+    for (vid, pk) in validators {
+        let Some(pubkey) = PublicKeyBytes::from_slice(&pk) else {
+            continue;
+        };
+        let wm: Option<(Option<i64>, Option<i64>, Option<i64>)> = wm_q
+            .query_row(params![vid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        let (wm_slot, wm_s, wm_t) = wm.unwrap_or((None, None, None));
+        let mut blocks: Vec<SignedBlock> = blocks_q
+            .query_map(params![vid], |r| {
+                Ok(SignedBlock {
+                    slot: Uint64(r.get::<_, i64>(0)? as u64),
+                    signing_root: opt_root(r.get(1)?),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut atts: Vec<SignedAttestation> = atts_q
+            .query_map(params![vid], |r| {
+                Ok(SignedAttestation {
+                    source_epoch: Uint64(r.get::<_, i64>(0)? as u64),
+                    target_epoch: Uint64(r.get::<_, i64>(1)? as u64),
+                    signing_root: opt_root(r.get(2)?),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        // Pruned history is represented by root-less records at the watermarks.
+        if let Some(s) = wm_slot {
+            blocks.insert(
+                0,
+                SignedBlock {
+                    slot: Uint64(s as u64),
+                    signing_root: None,
+                },
+            );
+        }
+        if let (Some(s), Some(t)) = (wm_s, wm_t) {
+            atts.insert(
+                0,
+                SignedAttestation {
+                    source_epoch: Uint64(s as u64),
+                    target_epoch: Uint64(t as u64),
+                    signing_root: None,
+                },
+            );
+        }
+        if minimal {
+            let (b, a) = minimal_history(
+                blocks.iter().map(|b| b.slot.0).max(),
+                atts.iter().map(|a| a.source_epoch.0).max(),
+                atts.iter().map(|a| a.target_epoch.0).max(),
+            );
+            blocks = b;
+            atts = a;
+        }
+        report.validators += 1;
+        report.blocks += blocks.len() as u64;
+        report.attestations += atts.len() as u64;
+        w.validator(&pubkey, &blocks, &atts)?;
+    }
+    w.finish()?;
+    Ok(report)
+}
+
+fn prune_all(
+    conn: &mut Connection,
+    keep_epochs: u64,
+    slots_per_epoch: u64,
+) -> Result<PruneReport, SlashingError> {
+    let keep_epochs = to_i64(keep_epochs)?;
+    let keep_slots = to_i64(keep_epochs as u64 * slots_per_epoch)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Raise the watermarks to cover what is about to be deleted, then delete, set-based.
+    tx.execute(
+        "INSERT INTO watermarks (validator_id, block_slot)
+         SELECT b.validator_id, MAX(b.slot) FROM signed_blocks b
+         JOIN (SELECT validator_id, MAX(slot) AS top FROM signed_blocks GROUP BY validator_id) m
+           ON m.validator_id = b.validator_id
+         WHERE b.slot < m.top - ?1
+         GROUP BY b.validator_id
+         ON CONFLICT(validator_id) DO UPDATE SET block_slot = MAX(COALESCE(block_slot, excluded.block_slot), excluded.block_slot)",
+        params![keep_slots],
+    )?;
+    let blocks_deleted = tx.execute(
+        "DELETE FROM signed_blocks WHERE (validator_id, slot) IN (
+             SELECT b.validator_id, b.slot FROM signed_blocks b
+             JOIN (SELECT validator_id, MAX(slot) AS top FROM signed_blocks GROUP BY validator_id) m
+               ON m.validator_id = b.validator_id
+             WHERE b.slot < m.top - ?1)",
+        params![keep_slots],
+    )?;
+    tx.execute(
+        "INSERT INTO watermarks (validator_id, att_source, att_target)
+         SELECT a.validator_id, MAX(a.source_epoch), MAX(a.target_epoch) FROM signed_attestations a
+         JOIN (SELECT validator_id, MAX(target_epoch) AS top FROM signed_attestations GROUP BY validator_id) m
+           ON m.validator_id = a.validator_id
+         WHERE a.target_epoch < m.top - ?1
+         GROUP BY a.validator_id
+         ON CONFLICT(validator_id) DO UPDATE SET
+             att_source = MAX(COALESCE(att_source, excluded.att_source), excluded.att_source),
+             att_target = MAX(COALESCE(att_target, excluded.att_target), excluded.att_target)",
+        params![keep_epochs],
+    )?;
+    let attestations_deleted = tx.execute(
+        "DELETE FROM signed_attestations WHERE (validator_id, target_epoch) IN (
+             SELECT a.validator_id, a.target_epoch FROM signed_attestations a
+             JOIN (SELECT validator_id, MAX(target_epoch) AS top FROM signed_attestations GROUP BY validator_id) m
+               ON m.validator_id = a.validator_id
+             WHERE a.target_epoch < m.top - ?1)",
+        params![keep_epochs],
+    )?;
+    tx.commit()?;
+    Ok(PruneReport {
+        blocks_deleted: blocks_deleted as u64,
+        attestations_deleted: attestations_deleted as u64,
+    })
+}
+
+impl SlashingStore for SqliteStore {
+    async fn check_and_record(&self, check: Check) -> Result<Decision, SlashingError> {
+        let (reply, rx) = oneshot::channel();
+        self.jobs
+            .send(Job::Check(check, reply))
+            .await
+            .map_err(|_| SlashingError::WriterGone)?;
+        rx.await.map_err(|_| SlashingError::WriterGone)?
+    }
+
+    async fn genesis_validators_root(&self) -> Result<Option<Root>, SlashingError> {
+        self.blocking(|c| Ok(read_gvr(c)?)).await
+    }
+
+    async fn pin_genesis_validators_root(&self, gvr: Root) -> Result<(), SlashingError> {
+        self.blocking(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            match read_gvr(&tx)? {
+                Some(g) if g != gvr => Err(SlashingError::GenesisMismatch {
+                    pinned: g.to_hex(),
+                    given: gvr.to_hex(),
+                }),
+                Some(_) => Ok(()),
+                None => {
+                    write_gvr(&tx, &gvr)?;
+                    tx.commit()?;
+                    Ok(())
+                }
+            }
+        })
+        .await
+    }
+
+    async fn import<R: Read + Send + 'static>(
+        &self,
+        reader: R,
+    ) -> Result<ImportReport, SlashingError> {
+        self.blocking(move |c| {
+            let mut report = ImportReport::default();
+            interchange::read(reader, |event| match event {
+                Event::Metadata(m) => {
+                    interchange::check_metadata(&m)?;
+                    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    match read_gvr(&tx)? {
+                        Some(g) if g != m.genesis_validators_root => {
+                            Err(SlashingError::GenesisMismatch {
+                                pinned: g.to_hex(),
+                                given: m.genesis_validators_root.to_hex(),
+                            })
+                        }
+                        Some(_) => Ok(()),
+                        None => {
+                            write_gvr(&tx, &m.genesis_validators_root)?;
+                            tx.commit()?;
+                            Ok(())
+                        }
+                    }
+                }
+                Event::Validator(v) => {
+                    // One transaction per validator: a long import never holds the write lock
+                    // for long, and adding records can only strengthen protection.
+                    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    import_validator(&tx, &v, &mut report)?;
+                    tx.commit()?;
+                    Ok(())
+                }
+            })?;
+            Ok(report)
+        })
+        .await
+    }
+
+    async fn export<W: Write + Send + 'static>(
+        &self,
+        writer: W,
+        minimal: bool,
+    ) -> Result<ExportReport, SlashingError> {
+        self.blocking(move |c| export_all(c, writer, minimal)).await
+    }
+
+    async fn prune(
+        &self,
+        keep_epochs: u64,
+        slots_per_epoch: u64,
+    ) -> Result<PruneReport, SlashingError> {
+        self.blocking(move |c| prune_all(c, keep_epochs, slots_per_epoch))
+            .await
+    }
+}

@@ -1,0 +1,214 @@
+//! The storage trait both backends implement, and [`SlashingDb`], the handle the server holds.
+
+use std::future::Future;
+use std::io::{Read, Write};
+
+use signward_core::bytes::Root;
+
+use crate::decision::{Check, Decision};
+use crate::postgres::PgStore;
+use crate::sqlite::SqliteStore;
+use crate::SlashingError;
+
+/// The newest schema this build understands. Older schemas are migrated on open; newer ones are
+/// refused.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Outcome of an interchange import.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ImportReport {
+    pub validators: u64,
+    pub blocks: u64,
+    pub attestations: u64,
+    /// Identical records already present.
+    pub duplicates: u64,
+    /// Records that conflict with stored ones at the same slot/target. The stored record is kept
+    /// and its signing root cleared, so nothing more is signed at that slot/target.
+    pub conflicts: u64,
+}
+
+/// Outcome of an export.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ExportReport {
+    pub validators: u64,
+    pub blocks: u64,
+    pub attestations: u64,
+}
+
+/// Outcome of pruning.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PruneReport {
+    pub blocks_deleted: u64,
+    pub attestations_deleted: u64,
+}
+
+/// A slashing protection database.
+///
+/// `check_and_record` is the only way to obtain permission to sign a slashable message: it
+/// checks the EIP-3076 rules and, when the message is allowed, records it and commits durably
+/// before it returns.
+pub trait SlashingStore: Send + Sync {
+    fn check_and_record(
+        &self,
+        check: Check,
+    ) -> impl Future<Output = Result<Decision, SlashingError>> + Send;
+
+    /// The pinned genesis validators root, if any.
+    fn genesis_validators_root(
+        &self,
+    ) -> impl Future<Output = Result<Option<Root>, SlashingError>> + Send;
+
+    /// Pin the database to `gvr` if it is not pinned yet; fail if it is pinned to another root.
+    fn pin_genesis_validators_root(
+        &self,
+        gvr: Root,
+    ) -> impl Future<Output = Result<(), SlashingError>> + Send;
+
+    /// Import an EIP-3076 interchange document (streamed).
+    fn import<R: Read + Send + 'static>(
+        &self,
+        reader: R,
+    ) -> impl Future<Output = Result<ImportReport, SlashingError>> + Send;
+
+    /// Export everything as an EIP-3076 document (complete, or minimal: one block and one
+    /// attestation per validator at the watermarks).
+    fn export<W: Write + Send + 'static>(
+        &self,
+        writer: W,
+        minimal: bool,
+    ) -> impl Future<Output = Result<ExportReport, SlashingError>> + Send;
+
+    /// Delete history older than `keep_epochs` epochs behind each validator's newest record,
+    /// raising the validator's low watermarks first so that protection never weakens.
+    fn prune(
+        &self,
+        keep_epochs: u64,
+        slots_per_epoch: u64,
+    ) -> impl Future<Output = Result<PruneReport, SlashingError>> + Send;
+}
+
+/// The database the server uses, chosen by URL.
+pub enum SlashingDb {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl SlashingDb {
+    /// Open `sqlite:PATH` or `postgres://...` (also `postgresql://`), migrating the schema.
+    pub async fn open(url: &str) -> Result<Self, SlashingError> {
+        if let Some(path) = url.strip_prefix("sqlite:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() {
+                return Err(SlashingError::BadUrl);
+            }
+            let path = std::path::PathBuf::from(path);
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+                .await
+                .map_err(|_| SlashingError::WriterGone)??;
+            Ok(SlashingDb::Sqlite(store))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(SlashingDb::Postgres(PgStore::connect(url).await?))
+        } else {
+            Err(SlashingError::BadUrl)
+        }
+    }
+
+    /// The backend's name, for logs.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            SlashingDb::Sqlite(_) => "sqlite",
+            SlashingDb::Postgres(_) => "postgres",
+        }
+    }
+}
+
+impl SlashingStore for SlashingDb {
+    async fn check_and_record(&self, check: Check) -> Result<Decision, SlashingError> {
+        match self {
+            SlashingDb::Sqlite(s) => s.check_and_record(check).await,
+            SlashingDb::Postgres(s) => s.check_and_record(check).await,
+        }
+    }
+
+    async fn genesis_validators_root(&self) -> Result<Option<Root>, SlashingError> {
+        match self {
+            SlashingDb::Sqlite(s) => s.genesis_validators_root().await,
+            SlashingDb::Postgres(s) => s.genesis_validators_root().await,
+        }
+    }
+
+    async fn pin_genesis_validators_root(&self, gvr: Root) -> Result<(), SlashingError> {
+        match self {
+            SlashingDb::Sqlite(s) => s.pin_genesis_validators_root(gvr).await,
+            SlashingDb::Postgres(s) => s.pin_genesis_validators_root(gvr).await,
+        }
+    }
+
+    async fn import<R: Read + Send + 'static>(
+        &self,
+        reader: R,
+    ) -> Result<ImportReport, SlashingError> {
+        match self {
+            SlashingDb::Sqlite(s) => s.import(reader).await,
+            SlashingDb::Postgres(s) => s.import(reader).await,
+        }
+    }
+
+    async fn export<W: Write + Send + 'static>(
+        &self,
+        writer: W,
+        minimal: bool,
+    ) -> Result<ExportReport, SlashingError> {
+        match self {
+            SlashingDb::Sqlite(s) => s.export(writer, minimal).await,
+            SlashingDb::Postgres(s) => s.export(writer, minimal).await,
+        }
+    }
+
+    async fn prune(
+        &self,
+        keep_epochs: u64,
+        slots_per_epoch: u64,
+    ) -> Result<PruneReport, SlashingError> {
+        match self {
+            SlashingDb::Sqlite(s) => s.prune(keep_epochs, slots_per_epoch).await,
+            SlashingDb::Postgres(s) => s.prune(keep_epochs, slots_per_epoch).await,
+        }
+    }
+}
+
+/// Store a `u64` in a signed 64-bit column. Values above `i64::MAX` (far beyond any real slot or
+/// epoch) are refused rather than wrapped.
+pub fn to_i64(v: u64) -> Result<i64, SlashingError> {
+    i64::try_from(v).map_err(|_| SlashingError::OutOfRange(v))
+}
+
+/// Minimal-form history: the highest block slot and the highest source and target epochs.
+pub fn minimal_history(
+    max_slot: Option<u64>,
+    max_source: Option<u64>,
+    max_target: Option<u64>,
+) -> (
+    Vec<crate::interchange::SignedBlock>,
+    Vec<crate::interchange::SignedAttestation>,
+) {
+    use crate::interchange::{SignedAttestation, SignedBlock};
+    use signward_core::bytes::Uint64;
+    let blocks = max_slot
+        .map(|s| {
+            vec![SignedBlock {
+                slot: Uint64(s),
+                signing_root: None,
+            }]
+        })
+        .unwrap_or_default();
+    let atts = match (max_source, max_target) {
+        (Some(s), Some(t)) => vec![SignedAttestation {
+            source_epoch: Uint64(s),
+            target_epoch: Uint64(t),
+            signing_root: None,
+        }],
+        _ => vec![],
+    };
+    (blocks, atts)
+}
