@@ -1,0 +1,451 @@
+//! One behaviour suite run against both backends: genesis pinning, repeats, every refusal code,
+//! concurrency (many conflicting checks, exactly one allowed), pruning that never weakens
+//! protection, export/import round trips, malformed imports, and schema versioning.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use signward_core::bytes::{PublicKeyBytes, Root};
+use signward_slashing::store::ImportReport;
+use signward_slashing::{Check, Decision, Refusal, Signable, SlashingError, SlashingStore};
+
+const GVR: Root = signward_core::bytes::FixedBytes([7u8; 32]);
+
+fn pk(n: u8) -> PublicKeyBytes {
+    PublicKeyBytes::from([n; 48])
+}
+
+fn root(n: u8) -> Root {
+    Root::from([n; 32])
+}
+
+fn block(v: u8, slot: u64, r: u8) -> Check {
+    Check {
+        pubkey: pk(v),
+        genesis_validators_root: GVR,
+        signable: Signable::Block { slot },
+        signing_root: root(r),
+    }
+}
+
+fn att(v: u8, source: u64, target: u64, r: u8) -> Check {
+    Check {
+        pubkey: pk(v),
+        genesis_validators_root: GVR,
+        signable: Signable::Attestation {
+            source_epoch: source,
+            target_epoch: target,
+        },
+        signing_root: root(r),
+    }
+}
+
+async fn decide<S: SlashingStore>(s: &S, c: Check) -> Decision {
+    s.check_and_record(c).await.unwrap()
+}
+
+use Decision::{Allowed, Refused, Repeat};
+
+async fn rules<S: SlashingStore>(s: &S) {
+    // First request pins the genesis validators root; another chain is refused.
+    assert_eq!(decide(s, block(1, 10, 1)).await, Allowed);
+    assert_eq!(s.genesis_validators_root().await.unwrap(), Some(GVR));
+    let mut other = block(1, 11, 1);
+    other.genesis_validators_root = root(9);
+    assert_eq!(decide(s, other).await, Refused(Refusal::GenesisMismatch));
+    assert!(matches!(
+        s.pin_genesis_validators_root(root(9)).await,
+        Err(SlashingError::GenesisMismatch { .. })
+    ));
+    s.pin_genesis_validators_root(GVR).await.unwrap();
+
+    // Blocks.
+    assert_eq!(decide(s, block(1, 10, 1)).await, Repeat);
+    assert_eq!(
+        decide(s, block(1, 10, 2)).await,
+        Refused(Refusal::DoubleProposal)
+    );
+    assert_eq!(
+        decide(s, block(1, 9, 3)).await,
+        Refused(Refusal::BelowWatermark)
+    );
+    assert_eq!(decide(s, block(1, 12, 3)).await, Allowed);
+    assert_eq!(
+        decide(s, block(1, 11, 3)).await,
+        Allowed,
+        "gap above the minimum is fine"
+    );
+    assert_eq!(
+        decide(s, block(2, 1, 1)).await,
+        Allowed,
+        "validators are independent"
+    );
+
+    // Attestations.
+    assert_eq!(decide(s, att(1, 5, 10, 1)).await, Allowed);
+    assert_eq!(decide(s, att(1, 5, 10, 1)).await, Repeat);
+    assert_eq!(
+        decide(s, att(1, 5, 10, 2)).await,
+        Refused(Refusal::DoubleVote)
+    );
+    assert_eq!(
+        decide(s, att(1, 4, 10, 1)).await,
+        Refused(Refusal::DoubleVote)
+    );
+    assert_eq!(
+        decide(s, att(1, 4, 11, 1)).await,
+        Refused(Refusal::SurroundVote),
+        "surrounds 5->10"
+    );
+    assert_eq!(
+        decide(s, att(1, 6, 9, 1)).await,
+        Refused(Refusal::SurroundVote),
+        "surrounded by 5->10"
+    );
+    assert_eq!(
+        decide(s, att(1, 12, 11, 1)).await,
+        Refused(Refusal::SourceAfterTarget)
+    );
+    assert_eq!(
+        decide(s, att(1, 4, 4, 1)).await,
+        Refused(Refusal::BelowWatermark),
+        "source below min"
+    );
+    assert_eq!(decide(s, att(1, 10, 12, 1)).await, Allowed);
+    assert_eq!(decide(s, att(1, 12, 13, 1)).await, Allowed);
+    // Out-of-range values are an error for that request only, never a signature.
+    assert!(matches!(
+        s.check_and_record(block(1, u64::MAX, 1)).await,
+        Err(SlashingError::OutOfRange(_))
+    ));
+    assert_eq!(decide(s, block(1, 13, 1)).await, Allowed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    rules(&sqlite_store(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_postgres() {
+    let Some(admin) = pg_admin_url() else { return };
+    let db = TestDb::create(&admin).await;
+    rules(&pg_store(&db).await).await;
+    db.drop_db().await;
+}
+
+/// N concurrent checks for one validator and one target with different roots: exactly one may
+/// sign. Also N concurrent double proposals.
+async fn concurrent<S: SlashingStore + 'static>(s: Arc<S>, n: usize) {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let s1 = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let s = s1;
+            let mut c = att(3, 100, 101, 0);
+            c.signing_root = Root::from({
+                let mut r = [0u8; 32];
+                r[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                r
+            });
+            s.check_and_record(c).await.unwrap()
+        }));
+        let s2 = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let s = s2;
+            let mut c = block(3, 500, 0);
+            c.signing_root = Root::from({
+                let mut r = [1u8; 32];
+                r[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                r
+            });
+            s.check_and_record(c).await.unwrap()
+        }));
+    }
+    let mut allowed = 0;
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Allowed => allowed += 1,
+            Refused(Refusal::DoubleVote | Refusal::DoubleProposal) => refused += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(allowed, 2, "one attestation and one block");
+    assert_eq!(refused, 2 * n - 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_conflicting_requests_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    concurrent(Arc::new(sqlite_store(&dir)), 1000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_conflicting_requests_postgres() {
+    let Some(admin) = pg_admin_url() else { return };
+    let db = TestDb::create(&admin).await;
+    concurrent(Arc::new(pg_store(&db).await), 1000).await;
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_postgres_stores_share_one_database() {
+    // Two independent pools (as two signward processes would have) on one database.
+    let Some(admin) = pg_admin_url() else { return };
+    let db = TestDb::create(&admin).await;
+    let a = Arc::new(pg_store(&db).await);
+    let b = Arc::new(pg_store(&db).await);
+    let mut tasks = Vec::new();
+    for i in 0..400u64 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let mut c = att(4, 7, 8, 0);
+            c.signing_root = Root::from({
+                let mut r = [2u8; 32];
+                r[..8].copy_from_slice(&i.to_le_bytes());
+                r
+            });
+            s.check_and_record(c).await.unwrap()
+        }));
+    }
+    let mut allowed = 0;
+    for t in tasks {
+        if t.await.unwrap() == Allowed {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 1);
+    drop((a, b));
+    db.drop_db().await;
+}
+
+async fn prune_never_weakens<S: SlashingStore>(s: &S) {
+    for e in 0..50u64 {
+        assert_eq!(decide(s, att(5, e, e + 1, 1)).await, Allowed);
+        assert_eq!(decide(s, block(5, e * 8, 1)).await, Allowed);
+    }
+    // A vote from 20 to 60 surrounds old history; before pruning it is refused.
+    assert_eq!(
+        decide(s, att(5, 20, 60, 9)).await,
+        Refused(Refusal::SurroundVote)
+    );
+    let report = s.prune(10, 8).await.unwrap();
+    assert!(
+        report.attestations_deleted >= 35 && report.blocks_deleted >= 35,
+        "{report:?}"
+    );
+    // Still refused after the old rows are gone: the watermarks cover them.
+    let after = decide(s, att(5, 20, 60, 9)).await;
+    assert!(matches!(after, Refused(_)), "{after:?}");
+    assert_eq!(
+        decide(s, att(5, 3, 4, 1)).await,
+        Refused(Refusal::BelowWatermark)
+    );
+    assert_eq!(
+        decide(s, block(5, 16, 1)).await,
+        Refused(Refusal::BelowWatermark)
+    );
+    // Recent history is intact: repeats and double votes behave as before.
+    assert_eq!(decide(s, att(5, 49, 50, 1)).await, Repeat);
+    assert_eq!(
+        decide(s, att(5, 49, 50, 2)).await,
+        Refused(Refusal::DoubleVote)
+    );
+    assert_eq!(decide(s, att(5, 50, 51, 1)).await, Allowed);
+    assert_eq!(decide(s, block(5, 400, 1)).await, Allowed);
+    // Pruning again is idempotent in effect.
+    s.prune(10, 8).await.unwrap();
+    assert!(matches!(decide(s, att(5, 20, 60, 9)).await, Refused(_)));
+    assert_eq!(
+        decide(s, att(5, 3, 4, 1)).await,
+        Refused(Refusal::BelowWatermark)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    prune_never_weakens(&sqlite_store(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_postgres() {
+    let Some(admin) = pg_admin_url() else { return };
+    let db = TestDb::create(&admin).await;
+    prune_never_weakens(&pg_store(&db).await).await;
+    db.drop_db().await;
+}
+
+/// Export from one store, import into a fresh one: the same requests get the same answers.
+async fn round_trip<S: SlashingStore, T: SlashingStore>(a: &S, b: &T, c: &T) {
+    for e in 0..20u64 {
+        decide(a, att(6, e, e + 1, 1)).await;
+        decide(a, block(6, e, 1)).await;
+    }
+    a.prune(5, 1).await.unwrap();
+    let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let report = a.export(Shared(out.clone()), false).await.unwrap();
+    assert_eq!(report.validators, 1);
+    let bytes = out.lock().unwrap().clone();
+    let imported = b.import(std::io::Cursor::new(bytes.clone())).await.unwrap();
+    assert_eq!(imported.validators, 1);
+    // Re-import is idempotent.
+    let again = b.import(std::io::Cursor::new(bytes)).await.unwrap();
+    assert_eq!(again.blocks + again.attestations, 0);
+    assert!(again.duplicates > 0);
+    for (check, expect) in [
+        (att(6, 19, 20, 1), Repeat),
+        (att(6, 19, 20, 2), Refused(Refusal::DoubleVote)),
+        (att(6, 1, 2, 1), Refused(Refusal::BelowWatermark)),
+        (att(6, 20, 21, 1), Allowed),
+        (block(6, 19, 1), Repeat),
+        (block(6, 3, 1), Refused(Refusal::BelowWatermark)),
+        (block(6, 25, 1), Allowed),
+    ] {
+        assert_eq!(decide(b, check).await, expect);
+    }
+    // The minimal form protects too (no repeats: roots are gone).
+    let out2 = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    a.export(Shared(out2.clone()), true).await.unwrap();
+    let bytes = out2.lock().unwrap().clone();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        v["data"][0]["signed_attestations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    c.import(std::io::Cursor::new(bytes)).await.unwrap();
+    assert_eq!(
+        decide(c, att(6, 19, 20, 1)).await,
+        Refused(Refusal::DoubleVote)
+    );
+    assert_eq!(decide(c, att(6, 20, 21, 1)).await, Allowed);
+    assert_eq!(
+        decide(c, block(6, 19, 1)).await,
+        Refused(Refusal::DoubleProposal)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_import_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    round_trip(
+        &sqlite_store(&dir),
+        &sqlite_store(&dir),
+        &sqlite_store(&dir),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_import_postgres() {
+    let Some(admin) = pg_admin_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (db1, db2) = (TestDb::create(&admin).await, TestDb::create(&admin).await);
+    round_trip(
+        &sqlite_store(&dir),
+        &pg_store(&db1).await,
+        &pg_store(&db2).await,
+    )
+    .await;
+    db1.drop_db().await;
+    db2.drop_db().await;
+}
+
+async fn extras<S: SlashingStore>(
+    make: impl Fn() -> S,
+) -> Vec<(String, Result<ImportReport, String>)> {
+    let dir = vectors().join("web3signer-extra");
+    let mut out = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    for f in files {
+        let s = make();
+        let r = s
+            .import(std::fs::File::open(&f).unwrap())
+            .await
+            .map_err(|e| e.class().to_string());
+        out.push((f.file_name().unwrap().to_string_lossy().into_owned(), r));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_duplicate_imports() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = extras(|| sqlite_store(&dir)).await;
+    let get = |name: &str| results.iter().find(|(n, _)| n == name).unwrap().1.clone();
+    for bad in [
+        "dataFieldNotArray.json",
+        "missingPublicKey.json",
+        "errorInSecondBlock.json",
+        "missingDataField.json",
+    ] {
+        assert_eq!(get(bad), Err("interchange".to_string()), "{bad}");
+    }
+    // A signing root must be 32 bytes; Web3Signer's "0x123456" examples are refused, not padded.
+    for bad in ["duplicateAttestation.json", "singleValidAttestation.json"] {
+        assert_eq!(get(bad), Err("interchange".to_string()), "{bad}");
+    }
+    for ok in [
+        "duplicateBlocks.json",
+        "conflictingBlocks.json",
+        "emptyDataArray.json",
+        "singleValidBlock.json",
+        "multipleNullSigningRootBlock.json",
+        "multipleNullSigningRootAttestation.json",
+    ] {
+        assert!(get(ok).is_ok(), "{ok}: {:?}", get(ok));
+    }
+    let dup = get("duplicateBlocks.json").unwrap();
+    assert_eq!((dup.blocks, dup.duplicates), (1, 1));
+    assert_eq!(get("conflictingBlocks.json").unwrap().conflicts, 1);
+}
+
+#[tokio::test]
+async fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    drop(signward_slashing::sqlite::SqliteStore::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "UPDATE meta SET value = 99 WHERE key = 'schema_version'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    assert!(matches!(
+        signward_slashing::sqlite::SqliteStore::open(&path),
+        Err(SlashingError::SchemaTooNew { found: 99, .. })
+    ));
+}
+
+#[tokio::test]
+async fn database_file_is_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/s.sqlite");
+    drop(signward_slashing::sqlite::SqliteStore::open(&path).unwrap());
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "mode {mode:o}");
+}
