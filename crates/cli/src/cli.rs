@@ -34,6 +34,11 @@ pub enum Command {
         #[command(subcommand)]
         command: KeystoreCommand,
     },
+    /// Slashing protection database: EIP-3076 import and export, pruning.
+    Slashing {
+        #[command(subcommand)]
+        command: SlashingCommand,
+    },
     /// Measure signing throughput and key loading, beside raw blst signing.
     Bench {
         #[command(subcommand)]
@@ -77,12 +82,76 @@ pub struct ServeArgs {
     /// Threads for decrypting keystores (default: all cores).
     #[arg(long)]
     pub key_loader_threads: Option<usize>,
+    #[command(flatten)]
+    pub slashing: SlashingDbArgs,
+    /// Refuse blocks and attestations more than this many epochs ahead of the chain clock
+    /// (needs the network's genesis time).
+    #[arg(long, default_value_t = 2)]
+    pub slashing_protection_max_future_epochs: u64,
+    /// Turn the chain-clock check off (tests and private networks without a known genesis time).
+    #[arg(long)]
+    pub slashing_protection_disable_clock_check: bool,
+    /// Prune old slashing history periodically (never weakens protection).
+    #[arg(long)]
+    pub slashing_protection_pruning_enabled: bool,
+    /// Epochs of history kept per validator when pruning.
+    #[arg(long, default_value_t = 10_000)]
+    pub slashing_protection_pruning_epochs_to_keep: u64,
+    /// Hours between pruning runs.
+    #[arg(long, default_value_t = 24)]
+    pub slashing_protection_pruning_interval: u64,
     /// Largest accepted request body, in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub max_request_body_bytes: usize,
     /// Whole-request deadline, in seconds.
     #[arg(long, default_value_t = 10)]
     pub request_timeout_secs: u64,
+}
+
+/// Where the slashing protection database is.
+#[derive(Debug, Clone, Args)]
+pub struct SlashingDbArgs {
+    /// `sqlite:PATH` or `postgres://...`, or `env:VAR` to read the URL from an environment
+    /// variable (use that when the URL holds a password). Default: sqlite:<data-dir>/slashing.sqlite
+    #[arg(long)]
+    pub slashing_protection_db_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SlashingCommand {
+    /// Import an EIP-3076 interchange file (safe while the server runs).
+    Import {
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long, default_value = "./signward-data")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        db: SlashingDbArgs,
+    },
+    /// Export the database as an EIP-3076 interchange file.
+    Export {
+        #[arg(long)]
+        file: PathBuf,
+        /// Minimal form: one block and one attestation per validator, at the watermarks.
+        #[arg(long)]
+        minimal: bool,
+        #[arg(long, default_value = "./signward-data")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        db: SlashingDbArgs,
+    },
+    /// Delete history older than N epochs behind each validator's newest record.
+    Prune {
+        #[arg(long, default_value_t = 10_000)]
+        epochs_to_keep: u64,
+        /// Network (for slots per epoch).
+        #[arg(long, default_value = "mainnet")]
+        network: String,
+        #[arg(long, default_value = "./signward-data")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        db: SlashingDbArgs,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -124,6 +193,18 @@ pub enum BenchCommand {
         /// Concurrent client connections.
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+        /// Slashing database for the protected run (default: a temporary SQLite file).
+        #[command(flatten)]
+        db: SlashingDbArgs,
+    },
+    /// Import of a generated interchange file (validators × epochs), then pruning.
+    Interchange {
+        #[arg(long, default_value_t = 10_000)]
+        validators: u64,
+        #[arg(long, default_value_t = 250)]
+        epochs: u64,
+        #[command(flatten)]
+        db: SlashingDbArgs,
     },
     /// Time to decrypt N PBKDF2 keystores with 1 thread and with all cores.
     Load {

@@ -94,9 +94,25 @@ fn every_message_type_verifies_under_an_independent_implementation() {
 
     let mut cases = Vec::new();
     let mut types = std::collections::HashSet::new();
+    // Many examples are different blocks at slot 0: slashing protection rightly refuses all but
+    // the first on one database. Each slashable example therefore gets a fresh signer.
+    let mut fresh = Vec::new();
     for pk in &pubkeys {
-        for (name, req) in &requests {
-            let r = server.sign(pk, req);
+        for (i, (name, req)) in requests.iter().enumerate() {
+            let slashable = matches!(
+                req["type"].as_str(),
+                Some("BLOCK" | "BLOCK_V2" | "ATTESTATION")
+            );
+            let r = if slashable {
+                let sub = dir.path().join(format!("fresh-{i}-{}", &pk[2..10]));
+                std::fs::create_dir_all(&sub).unwrap();
+                let (srv, _) = start_with_nimbus(&sub, 2, &[]);
+                let r = srv.sign(pk, req);
+                fresh.push(srv);
+                r
+            } else {
+                server.sign(pk, req)
+            };
             assert_eq!(r.status, 200, "{name}: {}", r.text());
             types.insert(req["type"].as_str().unwrap().to_string());
             cases.push(
@@ -106,6 +122,7 @@ fn every_message_type_verifies_under_an_independent_implementation() {
         }
     }
     assert_eq!(types.len(), 13, "all 13 message types signed");
+    drop(fresh);
 
     let (ok, out) = run_python(
         &python,

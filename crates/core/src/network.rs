@@ -71,6 +71,8 @@ pub struct NetworkConfig {
     pub genesis_fork_version: Version,
     /// Unix time of genesis, when known (the chain clock of slashing protection needs it).
     pub genesis_time: Option<u64>,
+    /// Slot duration in seconds.
+    pub seconds_per_slot: u64,
     /// The genesis validators root, when known.
     pub genesis_validators_root: Option<Root>,
     /// Forks after genesis, ordered by epoch. Unscheduled forks are left out.
@@ -104,6 +106,7 @@ fn known(
         preset: Preset::MAINNET,
         genesis_fork_version: genesis_fork_version.into(),
         genesis_time: Some(genesis_time),
+        seconds_per_slot: 12,
         genesis_validators_root: genesis_validators_root.parse().ok(),
         forks: forks
             .iter()
@@ -241,11 +244,21 @@ impl NetworkConfig {
                 .map(|(t, d)| t + d),
             _ => None,
         };
+        let seconds_per_slot = match get("SECONDS_PER_SLOT") {
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|v| *v > 0)
+                .ok_or_else(|| bad("SECONDS_PER_SLOT is not a positive number"))?,
+            None if preset == Preset::MINIMAL => 6,
+            None => 12,
+        };
         Ok(NetworkConfig {
             name: name.to_string(),
             preset,
             genesis_fork_version,
             genesis_time,
+            seconds_per_slot,
             genesis_validators_root: None,
             forks,
         })

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use signward_core::CoreError;
+use signward_slashing::Refusal;
 
 /// An error answered to a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +24,10 @@ pub enum ApiError {
     UnsupportedBlockFormat,
     /// The client's `signingRoot` differs from the one the server computed.
     SigningRootMismatch,
+    /// Slashing protection refused the message (HTTP 412, code per reason).
+    Refused(Refusal),
+    /// The slashing database could not decide; nothing was signed.
+    SlashingUnavailable,
     /// Keys are still loading.
     NotReady,
     /// The request body exceeds the limit.
@@ -51,7 +56,8 @@ impl ApiError {
             | ApiError::UnsupportedBlockFormat
             | ApiError::SigningRootMismatch => StatusCode::BAD_REQUEST,
             ApiError::UnknownKey | ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Refused(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::NotReady | ApiError::SlashingUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -68,6 +74,8 @@ impl ApiError {
             ApiError::SszBounds => "ssz_bounds",
             ApiError::UnsupportedBlockFormat => "unsupported_block_format",
             ApiError::SigningRootMismatch => "signing_root_mismatch",
+            ApiError::Refused(r) => r.code(),
+            ApiError::SlashingUnavailable => "slashing_db_unavailable",
             ApiError::NotReady => "not_ready",
             ApiError::BodyTooLarge => "body_too_large",
             ApiError::Timeout => "timeout",
@@ -92,6 +100,16 @@ impl ApiError {
             ApiError::SigningRootMismatch => {
                 "the signingRoot sent does not match the signing root computed by the server"
             }
+            ApiError::Refused(r) => match r {
+                Refusal::DoubleProposal => "refused by slashing protection: another block was signed at this slot",
+                Refusal::DoubleVote => "refused by slashing protection: another attestation was signed for this target epoch",
+                Refusal::SurroundVote => "refused by slashing protection: the attestation surrounds or is surrounded by a signed one",
+                Refusal::BelowWatermark => "refused by slashing protection: at or below the validator's low watermark",
+                Refusal::SourceAfterTarget => "refused by slashing protection: source epoch is after target epoch",
+                Refusal::GenesisMismatch => "refused by slashing protection: genesis validators root differs from the database's",
+                Refusal::TooFarInFuture => "refused by slashing protection: slot or epoch too far ahead of the chain clock",
+            },
+            ApiError::SlashingUnavailable => "slashing protection database unavailable; nothing was signed",
             ApiError::NotReady => "the signer is not ready; keys are still loading",
             ApiError::BodyTooLarge => "the request body is too large",
             ApiError::Timeout => "the request timed out",

@@ -1,15 +1,18 @@
 //! The signing pipeline, in the order a request must pass it:
 //!
 //! 1. readiness (keys loaded) → 2. key lookup → 3. body parse → 4. signing job computed by the
-//!    server (signing root, slashable facts) → 5. *check-and-record* (slashing protection; the
-//!    next step in the roadmap, it slots in here, before any BLS work) → 6. BLS signature, off the
-//!    async runtime.
+//!    server (signing root, slashable facts) → 5. check-and-record for blocks and attestations:
+//!    the chain clock, then the slashing database decides, records and commits durably → 6. BLS
+//!    signature, off the async runtime. A refused request costs no BLS work, and nothing is
+//!    signed when the database cannot answer.
 
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use signward_core::bytes::{PublicKeyBytes, SignatureBytes};
 use signward_core::request::SignRequest;
-use signward_core::signing::{prepare, SigningJob};
+use signward_core::signing::{prepare, SigningJob, Slashable};
+use signward_slashing::{Check, Decision, Signable, SlashingStore};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -49,6 +52,7 @@ pub async fn sign_eth2(
         tracing::debug!(error = %e, kind = %request.kind, "sign request refused");
         ApiError::from(&e)
     })?;
+    check_and_record(state, &pubkey, &job).await?;
     let root = job.signing_root;
     let signature = tokio::task::spawn_blocking(move || key.sign(&root))
         .await
@@ -57,6 +61,63 @@ pub async fn sign_eth2(
             ApiError::Internal
         })?;
     Ok(Signed { job, signature })
+}
+
+/// Step 5: for slashable messages, the chain clock and then the database must allow it; an
+/// allowed message is durably recorded before this returns.
+async fn check_and_record(
+    state: &AppState,
+    pubkey: &PublicKeyBytes,
+    job: &SigningJob,
+) -> Result<(), ApiError> {
+    let signable = match job.slashable {
+        Slashable::No => return Ok(()),
+        Slashable::Block { slot } => Signable::Block { slot },
+        Slashable::Attestation {
+            source_epoch,
+            target_epoch,
+        } => Signable::Attestation {
+            source_epoch,
+            target_epoch,
+        },
+    };
+    // BLOCK and ATTESTATION requests always carry fork_info.
+    let gvr = job
+        .genesis_validators_root
+        .ok_or(ApiError::InvalidRequest)?;
+    let protection = &state.protection;
+    if let Some(clock) = &protection.clock {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if let Some(refusal) = clock.check(signable, now) {
+            protection.count_refusal(refusal);
+            tracing::warn!(reason = refusal.code(), pubkey = %pubkey, kind = %job.kind, "slashing protection refused");
+            return Err(ApiError::Refused(refusal));
+        }
+    }
+    let check = Check {
+        pubkey: *pubkey,
+        genesis_validators_root: gvr,
+        signable,
+        signing_root: job.signing_root,
+    };
+    match protection.db.check_and_record(check).await {
+        Ok(Decision::Allowed) | Ok(Decision::Repeat) => Ok(()),
+        Ok(Decision::Refused(refusal)) => {
+            protection.count_refusal(refusal);
+            tracing::warn!(reason = refusal.code(), pubkey = %pubkey, kind = %job.kind, "slashing protection refused");
+            Err(ApiError::Refused(refusal))
+        }
+        Err(signward_slashing::SlashingError::OutOfRange(_)) => Err(ApiError::Refused(
+            signward_slashing::Refusal::TooFarInFuture,
+        )),
+        Err(e) => {
+            tracing::error!(error = %e, error.class = e.class(), "slashing database unavailable; not signing");
+            Err(ApiError::SlashingUnavailable)
+        }
+    }
 }
 
 trait ClassifyName {

@@ -1,11 +1,14 @@
 //! Shared server state: the loaded keys and the load status behind readiness.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use signward_core::bytes::PublicKeyBytes;
 use signward_core::network::NetworkConfig;
 use signward_keys::BlsKeypair;
+use signward_slashing::clock::ChainClock;
+use signward_slashing::{Refusal, SlashingDb};
 
 /// The keys the server can sign with, in load order.
 #[derive(Default)]
@@ -67,18 +70,53 @@ pub enum LoadStatus {
     Done { loaded: usize, failed: usize },
 }
 
+/// Slashing protection as the server uses it: the database, the chain clock (when the genesis
+/// time is known and the check is enabled), and a counter per refusal reason.
+pub struct Protection {
+    pub db: SlashingDb,
+    pub clock: Option<ChainClock>,
+    refusals: [AtomicU64; Refusal::ALL.len()],
+}
+
+impl Protection {
+    pub fn new(db: SlashingDb, clock: Option<ChainClock>) -> Self {
+        Protection {
+            db,
+            clock,
+            refusals: Default::default(),
+        }
+    }
+
+    pub fn count_refusal(&self, r: Refusal) {
+        if let Some(i) = Refusal::ALL.iter().position(|x| *x == r) {
+            self.refusals[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// (code, count) for every refusal reason.
+    pub fn refusal_counts(&self) -> Vec<(&'static str, u64)> {
+        Refusal::ALL
+            .iter()
+            .zip(&self.refusals)
+            .map(|(r, c)| (r.code(), c.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
 /// Everything a request handler can see.
 pub struct AppState {
     pub network: NetworkConfig,
     pub keys: KeyRegistry,
+    pub protection: Protection,
     status: RwLock<LoadStatus>,
 }
 
 impl AppState {
-    pub fn new(network: NetworkConfig) -> Self {
+    pub fn new(network: NetworkConfig, protection: Protection) -> Self {
         AppState {
             network,
             keys: KeyRegistry::default(),
+            protection,
             status: RwLock::new(LoadStatus::Loading { total: 0 }),
         }
     }

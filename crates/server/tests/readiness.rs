@@ -8,8 +8,10 @@ use http_body_util::BodyExt;
 use signward_core::network::NetworkConfig;
 use signward_keys::BlsKeypair;
 use signward_server::serve::Limits;
-use signward_server::state::LoadStatus;
+use signward_server::state::{LoadStatus, Protection};
 use signward_server::{router, AppState};
+use signward_slashing::sqlite::SqliteStore;
+use signward_slashing::SlashingDb;
 use tower::ServiceExt;
 
 async fn call(state: &Arc<AppState>, req: Request<Body>) -> (StatusCode, serde_json::Value) {
@@ -35,7 +37,12 @@ fn randao(pk: &str) -> Request<Body> {
 
 #[tokio::test]
 async fn signing_waits_for_key_loading() {
-    let state = Arc::new(AppState::new(NetworkConfig::mainnet()));
+    let dir = tempfile::tempdir().unwrap();
+    let db = SlashingDb::Sqlite(SqliteStore::open(&dir.path().join("s.sqlite")).unwrap());
+    let state = Arc::new(AppState::new(
+        NetworkConfig::mainnet(),
+        Protection::new(db, None),
+    ));
     state.set_load_status(LoadStatus::Loading { total: 1 });
     let key = BlsKeypair::generate();
     let pk = key.public_key().to_hex();

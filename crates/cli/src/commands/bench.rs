@@ -20,8 +20,12 @@ use signward_keys::fsutil::write_secret_file;
 use signward_keys::keystore::{Kdf, KdfLimits, Keystore};
 use signward_keys::loader::{discover, load_all, KeySources};
 use signward_server::serve::Limits;
-use signward_server::state::LoadStatus;
+use signward_server::state::{LoadStatus, Protection};
 use signward_server::AppState;
+use signward_slashing::interchange::{SignedAttestation, SignedBlock, Writer};
+use signward_slashing::SlashingStore;
+
+use crate::cli::SlashingDbArgs;
 
 fn cores() -> usize {
     std::thread::available_parallelism()
@@ -91,7 +95,12 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-pub fn signing(keys: usize, duration_secs: u64, concurrency: usize) -> anyhow::Result<()> {
+pub fn signing(
+    keys: usize,
+    duration_secs: u64,
+    concurrency: usize,
+    db: SlashingDbArgs,
+) -> anyhow::Result<()> {
     ensure!(
         keys > 0 && concurrency > 0 && duration_secs > 0,
         "all arguments must be positive"
@@ -107,9 +116,15 @@ pub fn signing(keys: usize, duration_secs: u64, concurrency: usize) -> anyhow::R
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (rate, p50, p99, errors, total) = runtime.block_on(http_bench(keys, dur, concurrency))?;
+    let tmp = tempfile::tempdir()?;
+    let backend = match &db.slashing_protection_db_url {
+        Some(u) if u.starts_with("postgres") || u.starts_with("env:") => "postgres",
+        _ => "sqlite",
+    };
+    let (rate, p50, p99, errors, total) =
+        runtime.block_on(http_bench(keys, dur, concurrency, &db, tmp.path()))?;
     println!(
-        "\n## HTTP ATTESTATION signing ({keys} keys, {concurrency} connections, {duration_secs}s; client on the same machine)"
+        "\n## HTTP ATTESTATION signing with {backend} slashing protection ({keys} keys, {concurrency} connections, {duration_secs}s; client on the same machine)"
     );
     println!("requests: {total}   errors: {errors}");
     println!("throughput:                {rate:>10.0} sig/s");
@@ -130,8 +145,14 @@ async fn http_bench(
     keys: usize,
     dur: Duration,
     concurrency: usize,
+    db: &SlashingDbArgs,
+    data_dir: &std::path::Path,
 ) -> anyhow::Result<(f64, u32, u32, u64, u64)> {
-    let state = Arc::new(AppState::new(NetworkConfig::mainnet()));
+    let store = super::slashing::open(db, data_dir).await?;
+    let state = Arc::new(AppState::new(
+        NetworkConfig::mainnet(),
+        Protection::new(store, None),
+    ));
     let generated: Vec<BlsKeypair> = (0..keys)
         .into_par_iter()
         .map(|_| BlsKeypair::generate())
@@ -168,7 +189,12 @@ async fn http_bench(
     };
 
     // Sanity: one signature verifies under the signing root computed independently of the server.
-    let body = attestation_body(1);
+    // Targets start above anything a previous run against the same database recorded.
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        * 1000;
+    let body = attestation_body(base);
     let (status, bytes) = post(client.clone(), pubkeys[0].clone(), body.clone()).await?;
     ensure!(status.is_success(), "sanity request failed: {status}");
     let sig: serde_json::Value = serde_json::from_slice(&bytes)?;
@@ -184,7 +210,7 @@ async fn http_bench(
         "signature does not verify"
     );
 
-    let next = Arc::new(AtomicU64::new(2));
+    let next = Arc::new(AtomicU64::new(base + 1));
     let deadline = Instant::now() + dur;
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -197,7 +223,7 @@ async fn http_bench(
             let mut errors = 0u64;
             while Instant::now() < deadline {
                 let n = next.fetch_add(1, Ordering::Relaxed);
-                let pk = pubkeys[n as usize % pubkeys.len()].clone();
+                let pk = pubkeys[(n % pubkeys.len() as u64) as usize].clone();
                 let t0 = Instant::now();
                 match post(client.clone(), pk, attestation_body(n)).await {
                     Ok((s, _)) if s.is_success() => lat.push(t0.elapsed().as_micros() as u32),
@@ -282,4 +308,86 @@ pub fn load(count: usize, iterations: u32) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Peak resident memory of this process so far (VmHWM), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+pub fn interchange(validators: u64, epochs: u64, db: SlashingDbArgs) -> anyhow::Result<()> {
+    ensure!(
+        validators > 0 && epochs > 1,
+        "validators and epochs must be positive"
+    );
+    header();
+    let tmp = tempfile::tempdir()?;
+    let file = tmp.path().join("interchange.json");
+    let gvr = NetworkConfig::mainnet()
+        .genesis_validators_root
+        .context("mainnet root")?;
+    let t = Instant::now();
+    {
+        let out = std::io::BufWriter::new(std::fs::File::create(&file)?);
+        let mut w = Writer::new(out, &gvr)?;
+        for v in 0..validators {
+            let mut pk = [0u8; 48];
+            pk[..8].copy_from_slice(&v.to_le_bytes());
+            let pk = signward_core::bytes::PublicKeyBytes::from(pk);
+            let atts: Vec<SignedAttestation> = (1..=epochs)
+                .map(|e| SignedAttestation {
+                    source_epoch: (e - 1).into(),
+                    target_epoch: e.into(),
+                    signing_root: Some(Root::from([(e % 251) as u8; 32])),
+                })
+                .collect();
+            let blocks: Vec<SignedBlock> = (0..epochs / 50)
+                .map(|i| SignedBlock {
+                    slot: (i * 50 * 32 + v % 32).into(),
+                    signing_root: Some(Root::from([7u8; 32])),
+                })
+                .collect();
+            w.validator(&pk, &blocks, &atts)?;
+        }
+        w.finish()?;
+    }
+    let size = std::fs::metadata(&file)?.len();
+    println!(
+        "\n## interchange: {validators} validators x {epochs} epochs ({:.1} MiB file, generated in {:.1}s)",
+        size as f64 / 1048576.0,
+        t.elapsed().as_secs_f64()
+    );
+    let before = peak_rss_mib();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let store = super::slashing::open(&db, tmp.path()).await?;
+        println!("backend: {}", store.backend());
+        let t = Instant::now();
+        let r = store.import(std::fs::File::open(&file)?).await?;
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "import: {secs:.1}s ({:.0} attestations/s; {} validators, {} attestations, {} blocks)",
+            r.attestations as f64 / secs,
+            r.validators,
+            r.attestations,
+            r.blocks
+        );
+        if let (Some(b), Some(a)) = (before, peak_rss_mib()) {
+            println!("peak RSS: {a:.0} MiB (before import {b:.0} MiB)");
+        }
+        let t = Instant::now();
+        let p = store.prune(10, 32).await?;
+        println!(
+            "prune to 10 epochs: {:.1}s ({} attestations, {} blocks deleted)",
+            t.elapsed().as_secs_f64(),
+            p.attestations_deleted,
+            p.blocks_deleted
+        );
+        anyhow::Ok(())
+    })
 }

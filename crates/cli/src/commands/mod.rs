@@ -3,6 +3,7 @@
 mod bench;
 mod keystore;
 mod serve;
+mod slashing;
 
 use crate::cli::{BenchCommand, Command, KeystoreCommand};
 
@@ -19,12 +20,19 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                     pbkdf2_iterations,
                 },
         } => keystore::create(&out, &password_file, count, kdf, pbkdf2_iterations),
+        Command::Slashing { command } => slashing::run(command),
         Command::Bench { command } => match command {
             BenchCommand::Signing {
                 keys,
                 duration_secs,
                 concurrency,
-            } => bench::signing(keys, duration_secs, concurrency),
+                db,
+            } => bench::signing(keys, duration_secs, concurrency, db),
+            BenchCommand::Interchange {
+                validators,
+                epochs,
+                db,
+            } => bench::interchange(validators, epochs, db),
             BenchCommand::Load {
                 count,
                 pbkdf2_iterations,

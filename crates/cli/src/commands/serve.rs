@@ -9,12 +9,14 @@ use signward_core::network::NetworkConfig;
 use signward_keys::keystore::KdfLimits;
 use signward_keys::loader::{discover, load_all, KeySources, Progress};
 use signward_server::serve::Limits;
-use signward_server::state::LoadStatus;
+use signward_server::state::{LoadStatus, Protection};
 use signward_server::{AppState, ServerConfig};
+use signward_slashing::clock::ChainClock;
+use signward_slashing::SlashingStore;
 
 use crate::cli::ServeArgs;
 
-fn network(spec: &str) -> anyhow::Result<NetworkConfig> {
+pub fn network(spec: &str) -> anyhow::Result<NetworkConfig> {
     if let Some(n) = NetworkConfig::builtin(spec) {
         return Ok(n);
     }
@@ -120,7 +122,44 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let state = Arc::new(AppState::new(network));
+        let db = super::slashing::open(&args.slashing, &args.data_dir).await?;
+        if let Some(gvr) = network.genesis_validators_root {
+            db.pin_genesis_validators_root(gvr).await.with_context(|| {
+                format!(
+                    "the slashing database belongs to another network than {}",
+                    network.name
+                )
+            })?;
+        }
+        let clock = if args.slashing_protection_disable_clock_check {
+            tracing::warn!(
+                "chain-clock check disabled (--slashing-protection-disable-clock-check)"
+            );
+            None
+        } else if let Some(genesis_time) = network.genesis_time {
+            Some(ChainClock {
+                genesis_time,
+                seconds_per_slot: network.seconds_per_slot,
+                slots_per_epoch: network.preset.slots_per_epoch,
+                max_future_epochs: args.slashing_protection_max_future_epochs,
+            })
+        } else {
+            tracing::warn!("network genesis time unknown: chain-clock check off");
+            None
+        };
+        tracing::info!(
+            backend = db.backend(),
+            clock_check = clock.is_some(),
+            "slashing protection ready"
+        );
+        let prune = args.slashing_protection_pruning_enabled.then_some((
+            args.slashing_protection_pruning_epochs_to_keep,
+            args.slashing_protection_pruning_interval,
+        ));
+        let state = Arc::new(AppState::new(network, Protection::new(db, clock)));
+        if let Some((keep, hours)) = prune {
+            spawn_pruning(state.clone(), keep, hours);
+        }
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -141,6 +180,26 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("signward stopped");
         Ok(())
     })
+}
+
+/// Periodic pruning: set-based, and never weakening protection (see signward-slashing).
+fn spawn_pruning(state: Arc<AppState>, keep_epochs: u64, hours: u64) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(hours.max(1) * 3600));
+        loop {
+            tick.tick().await;
+            let spe = state.network.preset.slots_per_epoch;
+            match state.protection.db.prune(keep_epochs, spe).await {
+                Ok(r) => tracing::info!(
+                    blocks = r.blocks_deleted,
+                    attestations = r.attestations_deleted,
+                    keep_epochs,
+                    "slashing history pruned"
+                ),
+                Err(e) => tracing::error!(error = %e, "slashing history pruning failed"),
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use signward_slashing::SlashingStore;
+
 use crate::serve::Limits;
 use crate::state::{AppState, LoadStatus};
 
@@ -16,7 +18,8 @@ pub async fn upcheck() -> Response {
 }
 
 /// Web3Signer's shape: `{"status", "checks": [{"id", "status", "data"}], "outcome"}`.
-/// UP only when every configured key has been tried and none failed; 503 otherwise.
+/// UP only when every configured key has been tried and none failed, and the slashing database
+/// answers; 503 otherwise.
 pub async fn healthcheck(State((state, _)): State<(Arc<AppState>, Limits)>) -> Response {
     let (keys_status, data) = match state.load_status() {
         LoadStatus::Loading { total } => (
@@ -28,11 +31,34 @@ pub async fn healthcheck(State((state, _)): State<(Arc<AppState>, Limits)>) -> R
             json!({"keys-total": loaded + failed, "keys-loaded": loaded, "keys-failed": failed}),
         ),
     };
-    let up = keys_status == "UP";
+    let p = &state.protection;
+    let (db_status, gvr) = match p.db.genesis_validators_root().await {
+        Ok(g) => ("UP", g.map(|g| g.to_hex())),
+        Err(e) => {
+            tracing::error!(error = %e, "slashing database health check failed");
+            ("DOWN", None)
+        }
+    };
+    let refusals: serde_json::Map<String, serde_json::Value> = p
+        .refusal_counts()
+        .into_iter()
+        .map(|(code, n)| (code.to_string(), n.into()))
+        .collect();
+    let slashing = json!({
+        "id": "slashing-protection-check",
+        "status": db_status,
+        "data": {
+            "backend": p.db.backend(),
+            "genesis-validators-root": gvr,
+            "chain-clock-check": p.clock.is_some(),
+            "refusals": refusals,
+        }
+    });
+    let up = keys_status == "UP" && db_status == "UP";
     let overall = if up { "UP" } else { "DOWN" };
     let body = json!({
         "status": overall,
-        "checks": [{"id": "keys-check", "status": keys_status, "data": data}],
+        "checks": [{"id": "keys-check", "status": keys_status, "data": data}, slashing],
         "outcome": overall,
     });
     let code = if up {

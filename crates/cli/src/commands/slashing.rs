@@ -1,0 +1,100 @@
+//! `signward slashing import|export|prune`, and opening the database from flags.
+
+use std::path::Path;
+
+use anyhow::Context;
+use signward_slashing::{SlashingDb, SlashingStore};
+
+use crate::cli::{SlashingCommand, SlashingDbArgs};
+
+/// The database URL: the flag (or `env:VAR` indirection), else SQLite in the data dir.
+pub fn db_url(args: &SlashingDbArgs, data_dir: &Path) -> anyhow::Result<String> {
+    match args.slashing_protection_db_url.as_deref() {
+        Some(v) => match v.strip_prefix("env:") {
+            Some(var) => std::env::var(var).with_context(|| {
+                format!(
+                    "environment variable {var} (named by --slashing-protection-db-url) is not set"
+                )
+            }),
+            None => {
+                if v.starts_with("postgres")
+                    && v.contains('@')
+                    && v.split('@')
+                        .next()
+                        .is_some_and(|u| u.matches(':').count() > 1)
+                {
+                    tracing::warn!("the slashing database URL on the command line contains a password; use env:VAR instead");
+                }
+                Ok(v.to_string())
+            }
+        },
+        None => Ok(format!(
+            "sqlite:{}",
+            data_dir.join("slashing.sqlite").display()
+        )),
+    }
+}
+
+pub async fn open(args: &SlashingDbArgs, data_dir: &Path) -> anyhow::Result<SlashingDb> {
+    let url = db_url(args, data_dir)?;
+    if url.starts_with("sqlite:") {
+        super::ensure_private_dir(data_dir)?;
+    }
+    SlashingDb::open(&url)
+        .await
+        .context("opening the slashing protection database")
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+pub fn run(command: SlashingCommand) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        match command {
+            SlashingCommand::Import { file, data_dir, db } => {
+                let store = open(&db, &data_dir).await?;
+                let f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+                let r = store.import(f).await.context("import failed")?;
+                println!(
+                    "imported {} validators: {} blocks, {} attestations ({} already present, {} conflicting records made stricter)",
+                    r.validators, r.blocks, r.attestations, r.duplicates, r.conflicts
+                );
+                Ok(())
+            }
+            SlashingCommand::Export { file, minimal, data_dir, db } => {
+                let store = open(&db, &data_dir).await?;
+                // Write beside the target and rename, so a failed export leaves no partial file.
+                let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                let tmp = tempfile::NamedTempFile::new_in(dir)?;
+                let out = std::io::BufWriter::new(tmp.reopen()?);
+                let r = store.export(out, minimal).await.context("export failed")?;
+                tmp.as_file().sync_all()?;
+                tmp.persist(&file).with_context(|| format!("writing {}", file.display()))?;
+                println!(
+                    "exported {} validators: {} blocks, {} attestations{}",
+                    r.validators,
+                    r.blocks,
+                    r.attestations,
+                    if minimal { " (minimal)" } else { "" }
+                );
+                Ok(())
+            }
+            SlashingCommand::Prune { epochs_to_keep, network, data_dir, db } => {
+                let net = super::serve::network(&network)?;
+                let store = open(&db, &data_dir).await?;
+                let r = store
+                    .prune(epochs_to_keep, net.preset.slots_per_epoch)
+                    .await
+                    .context("prune failed")?;
+                println!(
+                    "pruned {} blocks and {} attestations (kept {epochs_to_keep} epochs per validator)",
+                    r.blocks_deleted, r.attestations_deleted
+                );
+                Ok(())
+            }
+        }
+    })
+}
