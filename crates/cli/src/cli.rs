@@ -187,6 +187,9 @@ pub enum BenchCommand {
         /// Number of keys to sign with (generated in memory).
         #[arg(long, default_value_t = 100)]
         keys: usize,
+        /// Servers sharing the slashing database (use with PostgreSQL).
+        #[arg(long, default_value_t = 1)]
+        instances: usize,
         /// Seconds per measurement.
         #[arg(long, default_value_t = 10)]
         duration_secs: u64,

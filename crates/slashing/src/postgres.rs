@@ -18,7 +18,8 @@ use tokio_postgres::{Config, NoTls};
 use crate::decision::{Check, Decision, Refusal, Signable};
 use crate::interchange::{self, Event, SignedAttestation, SignedBlock, ValidatorHistory};
 use crate::store::{
-    minimal_history, to_i64, ExportReport, ImportReport, PruneReport, SlashingStore, SCHEMA_VERSION,
+    minimal_history, normalize, to_i64, ExportReport, ImportReport, PruneReport, SlashingStore,
+    SCHEMA_VERSION,
 };
 use crate::SlashingError;
 
@@ -190,11 +191,16 @@ impl PgStore {
         Ok(())
     }
 
+    /// Import one validator's history in one transaction with a fixed number of statements
+    /// (arrays, not a round trip per record).
     async fn import_validator(
         &self,
         v: &ValidatorHistory,
         report: &mut ImportReport,
     ) -> Result<(), SlashingError> {
+        let n = normalize(v)?;
+        report.duplicates += n.duplicates;
+        report.conflicts += n.conflicts;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let pk = v.pubkey.0.to_vec();
@@ -210,67 +216,66 @@ impl PgStore {
             )
             .await?
             .get(0);
-        for b in &v.signed_blocks {
-            let slot = to_i64(b.slot.0)?;
-            let root = b.signing_root.map(|r| r.0.to_vec());
-            let existing = tx
-                .query_opt(
-                    "SELECT signing_root FROM signed_blocks WHERE validator_id = $1 AND slot = $2",
-                    &[&vid, &slot],
-                )
-                .await?;
-            match existing.map(|r| r.get::<_, Option<Vec<u8>>>(0)) {
-                None => {
-                    tx.execute(
-                        "INSERT INTO signed_blocks (validator_id, slot, signing_root) VALUES ($1, $2, $3)",
-                        &[&vid, &slot, &root],
-                    )
-                    .await?;
-                    report.blocks += 1;
-                }
-                Some(e) if e == root => report.duplicates += 1,
-                Some(_) => {
-                    tx.execute(
-                        "UPDATE signed_blocks SET signing_root = NULL WHERE validator_id = $1 AND slot = $2",
-                        &[&vid, &slot],
-                    )
-                    .await?;
-                    report.conflicts += 1;
-                }
-            }
-        }
-        for a in &v.signed_attestations {
-            let (s, t) = (to_i64(a.source_epoch.0)?, to_i64(a.target_epoch.0)?);
-            let root = a.signing_root.map(|r| r.0.to_vec());
-            let existing = tx
-                .query_opt(
-                    "SELECT source_epoch, signing_root FROM signed_attestations
-                     WHERE validator_id = $1 AND target_epoch = $2",
-                    &[&vid, &t],
-                )
-                .await?;
-            match existing.map(|r| (r.get::<_, i64>(0), r.get::<_, Option<Vec<u8>>>(1))) {
-                None => {
-                    tx.execute(
-                        "INSERT INTO signed_attestations (validator_id, source_epoch, target_epoch, signing_root)
-                         VALUES ($1, $2, $3, $4)",
-                        &[&vid, &s, &t, &root],
-                    )
-                    .await?;
-                    report.attestations += 1;
-                }
-                Some((es, e)) if es == s && e == root => report.duplicates += 1,
-                Some(_) => {
-                    tx.execute(
-                        "UPDATE signed_attestations SET signing_root = NULL
-                         WHERE validator_id = $1 AND target_epoch = $2",
-                        &[&vid, &t],
-                    )
-                    .await?;
-                    report.conflicts += 1;
-                }
-            }
-        }
+        // Stored rows that disagree with the file lose their signing root (stricter); new rows
+        // are inserted; the rest are duplicates. All CTEs see the rows as they were before.
+        let slots: Vec<i64> = n.blocks.iter().map(|b| b.0).collect();
+        let broots: Vec<Option<Vec<u8>>> =
+            n.blocks.iter().map(|b| b.1.map(|r| r.0.to_vec())).collect();
+        let row = tx
+            .query_one(
+                "WITH incoming AS (SELECT * FROM UNNEST($2::BIGINT[], $3::BYTEA[]) AS t(slot, root)),
+                 differ AS (
+                     SELECT i.slot FROM signed_blocks b JOIN incoming i ON b.slot = i.slot
+                     WHERE b.validator_id = $1 AND (b.signing_root IS NULL OR i.root IS NULL
+                                                    OR b.signing_root <> i.root)
+                       AND NOT (b.signing_root IS NULL AND i.root IS NULL)),
+                 changed AS (
+                     UPDATE signed_blocks b SET signing_root = NULL
+                     WHERE b.validator_id = $1 AND b.slot IN (SELECT slot FROM differ)
+                     RETURNING 1),
+                 added AS (
+                     INSERT INTO signed_blocks (validator_id, slot, signing_root)
+                     SELECT $1, slot, root FROM incoming ON CONFLICT DO NOTHING RETURNING 1)
+                 SELECT (SELECT COUNT(*) FROM added), (SELECT COUNT(*) FROM differ), (SELECT COUNT(*) FROM changed)",
+                &[&vid, &slots, &broots],
+            )
+            .await?;
+        let (added, differ): (i64, i64) = (row.get(0), row.get(1));
+        report.blocks += added as u64;
+        report.conflicts += differ as u64;
+        report.duplicates += (slots.len() as i64 - added - differ).max(0) as u64;
+
+        let sources: Vec<i64> = n.attestations.iter().map(|a| a.0).collect();
+        let targets: Vec<i64> = n.attestations.iter().map(|a| a.1).collect();
+        let aroots: Vec<Option<Vec<u8>>> = n
+            .attestations
+            .iter()
+            .map(|a| a.2.map(|r| r.0.to_vec()))
+            .collect();
+        let row = tx
+            .query_one(
+                "WITH incoming AS (SELECT * FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::BYTEA[]) AS t(source, target, root)),
+                 differ AS (
+                     SELECT i.target FROM signed_attestations a JOIN incoming i ON a.target_epoch = i.target
+                     WHERE a.validator_id = $1
+                       AND (a.source_epoch <> i.source
+                            OR ((a.signing_root IS NULL OR i.root IS NULL OR a.signing_root <> i.root)
+                                AND NOT (a.signing_root IS NULL AND i.root IS NULL)))),
+                 changed AS (
+                     UPDATE signed_attestations a SET signing_root = NULL
+                     WHERE a.validator_id = $1 AND a.target_epoch IN (SELECT target FROM differ)
+                     RETURNING 1),
+                 added AS (
+                     INSERT INTO signed_attestations (validator_id, source_epoch, target_epoch, signing_root)
+                     SELECT $1, source, target, root FROM incoming ON CONFLICT DO NOTHING RETURNING 1)
+                 SELECT (SELECT COUNT(*) FROM added), (SELECT COUNT(*) FROM differ), (SELECT COUNT(*) FROM changed)",
+                &[&vid, &sources, &targets, &aroots],
+            )
+            .await?;
+        let (added, differ): (i64, i64) = (row.get(0), row.get(1));
+        report.attestations += added as u64;
+        report.conflicts += differ as u64;
+        report.duplicates += (targets.len() as i64 - added - differ).max(0) as u64;
         tx.commit().await?;
         report.validators += 1;
         Ok(())

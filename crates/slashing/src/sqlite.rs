@@ -21,7 +21,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::decision::{Check, Decision, Refusal, Signable};
 use crate::interchange::{self, Event, SignedAttestation, SignedBlock, ValidatorHistory};
 use crate::store::{
-    minimal_history, to_i64, ExportReport, ImportReport, PruneReport, SlashingStore, SCHEMA_VERSION,
+    minimal_history, normalize, to_i64, ExportReport, ImportReport, PruneReport, SlashingStore,
+    SCHEMA_VERSION,
 };
 use crate::SlashingError;
 
@@ -383,10 +384,12 @@ fn import_validator(
     v: &ValidatorHistory,
     report: &mut ImportReport,
 ) -> Result<(), SlashingError> {
+    let n = normalize(v)?;
+    report.duplicates += n.duplicates;
+    report.conflicts += n.conflicts;
     let vid = validator_id(tx, &v.pubkey)?;
-    for b in &v.signed_blocks {
-        let slot = to_i64(b.slot.0)?;
-        let root = b.signing_root.map(|r| r.0.to_vec());
+    for (slot, root) in n.blocks {
+        let root = root.map(|r| r.0.to_vec());
         let existing: Option<Option<Vec<u8>>> = tx
             .prepare_cached(
                 "SELECT signing_root FROM signed_blocks WHERE validator_id = ?1 AND slot = ?2",
@@ -407,9 +410,8 @@ fn import_validator(
             }
         }
     }
-    for a in &v.signed_attestations {
-        let (s, t) = (to_i64(a.source_epoch.0)?, to_i64(a.target_epoch.0)?);
-        let root = a.signing_root.map(|r| r.0.to_vec());
+    for (s, t, root) in n.attestations {
+        let root = root.map(|r| r.0.to_vec());
         let existing: Option<(i64, Option<Vec<u8>>)> = tx
             .prepare_cached(
                 "SELECT source_epoch, signing_root FROM signed_attestations WHERE validator_id = ?1 AND target_epoch = ?2",

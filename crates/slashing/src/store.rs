@@ -212,3 +212,58 @@ pub fn minimal_history(
     };
     (blocks, atts)
 }
+
+/// A validator's imported history with duplicates inside the file merged: one record per slot and
+/// per target. Records that disagree within the file (same slot or target, different content)
+/// keep no signing root, so nothing more can be signed there.
+pub struct NormalizedHistory {
+    pub blocks: Vec<(i64, Option<Root>)>,
+    pub attestations: Vec<(i64, i64, Option<Root>)>,
+    /// Records dropped as exact duplicates within the file.
+    pub duplicates: u64,
+    /// Records merged because they disagreed within the file.
+    pub conflicts: u64,
+}
+
+/// Merge duplicates within one validator's imported history (see [`NormalizedHistory`]).
+pub fn normalize(
+    v: &crate::interchange::ValidatorHistory,
+) -> Result<NormalizedHistory, SlashingError> {
+    use std::collections::BTreeMap;
+    let mut duplicates = 0;
+    let mut conflicts = 0;
+    let mut blocks: BTreeMap<i64, Option<Root>> = BTreeMap::new();
+    for b in &v.signed_blocks {
+        let slot = to_i64(b.slot.0)?;
+        match blocks.get_mut(&slot) {
+            None => {
+                blocks.insert(slot, b.signing_root);
+            }
+            Some(r) if *r == b.signing_root => duplicates += 1,
+            Some(r) => {
+                *r = None;
+                conflicts += 1;
+            }
+        }
+    }
+    let mut atts: BTreeMap<i64, (i64, Option<Root>)> = BTreeMap::new();
+    for a in &v.signed_attestations {
+        let (s, t) = (to_i64(a.source_epoch.0)?, to_i64(a.target_epoch.0)?);
+        match atts.get_mut(&t) {
+            None => {
+                atts.insert(t, (s, a.signing_root));
+            }
+            Some((es, r)) if *es == s && *r == a.signing_root => duplicates += 1,
+            Some((_, r)) => {
+                *r = None;
+                conflicts += 1;
+            }
+        }
+    }
+    Ok(NormalizedHistory {
+        blocks: blocks.into_iter().collect(),
+        attestations: atts.into_iter().map(|(t, (s, r))| (s, t, r)).collect(),
+        duplicates,
+        conflicts,
+    })
+}

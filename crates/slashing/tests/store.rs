@@ -368,32 +368,30 @@ async fn export_import_postgres() {
     db2.drop_db().await;
 }
 
-async fn extras<S: SlashingStore>(
-    make: impl Fn() -> S,
-) -> Vec<(String, Result<ImportReport, String>)> {
-    let dir = vectors().join("web3signer-extra");
-    let mut out = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
+fn extra_files() -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(vectors().join("web3signer-extra"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     files.sort();
-    for f in files {
-        let s = make();
-        let r = s
-            .import(std::fs::File::open(&f).unwrap())
-            .await
-            .map_err(|e| e.class().to_string());
-        out.push((f.file_name().unwrap().to_string_lossy().into_owned(), r));
-    }
-    out
+    files
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_and_duplicate_imports() {
-    let dir = tempfile::tempdir().unwrap();
-    let results = extras(|| sqlite_store(&dir)).await;
+type Outcome = Vec<(String, Result<ImportReport, String>)>;
+
+async fn import_one<S: SlashingStore>(
+    s: &S,
+    f: &std::path::Path,
+) -> (String, Result<ImportReport, String>) {
+    let r = s
+        .import(std::fs::File::open(f).unwrap())
+        .await
+        .map_err(|e| e.class().to_string());
+    (f.file_name().unwrap().to_string_lossy().into_owned(), r)
+}
+
+fn check_extras(results: &Outcome) {
     let get = |name: &str| results.iter().find(|(n, _)| n == name).unwrap().1.clone();
     for bad in [
         "dataFieldNotArray.json",
@@ -420,6 +418,50 @@ async fn malformed_and_duplicate_imports() {
     let dup = get("duplicateBlocks.json").unwrap();
     assert_eq!((dup.blocks, dup.duplicates), (1, 1));
     assert_eq!(get("conflictingBlocks.json").unwrap().conflicts, 1);
+    let nulls = get("multipleNullSigningRootAttestation.json").unwrap();
+    assert_eq!(nulls.attestations, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_duplicate_imports_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut results = Vec::new();
+    for f in extra_files() {
+        let s = sqlite_store(&dir);
+        results.push(import_one(&s, &f).await);
+        // Importing the same file again adds nothing.
+        if let (_, Ok(first)) = results.last().unwrap() {
+            let again = import_one(&s, &f).await.1.unwrap();
+            assert_eq!(again.blocks + again.attestations, 0);
+            assert_eq!(
+                again.duplicates,
+                first.blocks + first.attestations + first.duplicates
+            );
+        }
+    }
+    check_extras(&results);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_duplicate_imports_postgres() {
+    let Some(admin) = pg_admin_url() else { return };
+    let mut results = Vec::new();
+    for f in extra_files() {
+        let db = TestDb::create(&admin).await;
+        let s = pg_store(&db).await;
+        results.push(import_one(&s, &f).await);
+        if let (_, Ok(first)) = results.last().unwrap() {
+            let again = import_one(&s, &f).await.1.unwrap();
+            assert_eq!(again.blocks + again.attestations, 0);
+            assert_eq!(
+                again.duplicates,
+                first.blocks + first.attestations + first.duplicates
+            );
+        }
+        drop(s);
+        db.drop_db().await;
+    }
+    check_extras(&results);
 }
 
 #[tokio::test]

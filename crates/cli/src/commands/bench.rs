@@ -97,6 +97,7 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
 
 pub fn signing(
     keys: usize,
+    instances: usize,
     duration_secs: u64,
     concurrency: usize,
     db: SlashingDbArgs,
@@ -121,10 +122,16 @@ pub fn signing(
         Some(u) if u.starts_with("postgres") || u.starts_with("env:") => "postgres",
         _ => "sqlite",
     };
-    let (rate, p50, p99, errors, total) =
-        runtime.block_on(http_bench(keys, dur, concurrency, &db, tmp.path()))?;
+    let (rate, p50, p99, errors, total) = runtime.block_on(http_bench(
+        keys,
+        instances,
+        dur,
+        concurrency,
+        &db,
+        tmp.path(),
+    ))?;
     println!(
-        "\n## HTTP ATTESTATION signing with {backend} slashing protection ({keys} keys, {concurrency} connections, {duration_secs}s; client on the same machine)"
+        "\n## HTTP ATTESTATION signing with {backend} slashing protection ({instances} instance(s), {keys} keys, {concurrency} connections, {duration_secs}s; client on the same machine)"
     );
     println!("requests: {total}   errors: {errors}");
     println!("throughput:                {rate:>10.0} sig/s");
@@ -143,41 +150,60 @@ pub fn signing(
 
 async fn http_bench(
     keys: usize,
+    instances: usize,
     dur: Duration,
     concurrency: usize,
     db: &SlashingDbArgs,
     data_dir: &std::path::Path,
 ) -> anyhow::Result<(f64, u32, u32, u64, u64)> {
-    let store = super::slashing::open(db, data_dir).await?;
-    let state = Arc::new(AppState::new(
-        NetworkConfig::mainnet(),
-        Protection::new(store, None),
-    ));
     let generated: Vec<BlsKeypair> = (0..keys)
         .into_par_iter()
         .map(|_| BlsKeypair::generate())
         .collect();
     let pubkeys: Vec<String> = generated.iter().map(|k| k.public_key().to_hex()).collect();
-    state.keys.insert_all(generated);
-    state.set_load_status(LoadStatus::Done {
-        loaded: keys,
-        failed: 0,
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let app = signward_server::router(state.clone(), Limits::default());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(signward_server::serve(
-        listener,
-        app,
-        async {
-            let _ = stop_rx.await;
-        },
-        Duration::from_secs(5),
-    ));
+    // `instances` servers, each with its own connection to the same database (as separate
+    // processes would have), all holding the same keys.
+    let mut addrs = Vec::new();
+    let mut stops = Vec::new();
+    let mut servers = Vec::new();
+    for i in 0..instances.max(1) {
+        let store = super::slashing::open(db, data_dir).await?;
+        let state = Arc::new(AppState::new(
+            NetworkConfig::mainnet(),
+            Protection::new(store, None),
+        ));
+        let copies = generated
+            .iter()
+            .map(|k| BlsKeypair::from_secret_bytes(k.secret_bytes().as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        state.keys.insert_all(copies);
+        state.set_load_status(LoadStatus::Done {
+            loaded: keys,
+            failed: 0,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        addrs.push(listener.local_addr()?);
+        let app = signward_server::router(state, Limits::default());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        stops.push(stop_tx);
+        servers.push(tokio::spawn(signward_server::serve(
+            listener,
+            app,
+            async {
+                let _ = stop_rx.await;
+            },
+            Duration::from_secs(5),
+        )));
+        let _ = i;
+    }
+    drop(generated);
+    let addr = addrs[0];
 
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let post = move |client: Client<_, Full<Bytes>>, pubkey: String, body: String| async move {
+    let post = move |client: Client<_, Full<Bytes>>,
+                     addr: std::net::SocketAddr,
+                     pubkey: String,
+                     body: String| async move {
         let req = hyper::Request::post(format!("http://{addr}/api/v1/eth2/sign/{pubkey}"))
             .header("content-type", "application/json")
             .header("accept", "application/json")
@@ -195,7 +221,7 @@ async fn http_bench(
         .as_secs()
         * 1000;
     let body = attestation_body(base);
-    let (status, bytes) = post(client.clone(), pubkeys[0].clone(), body.clone()).await?;
+    let (status, bytes) = post(client.clone(), addr, pubkeys[0].clone(), body.clone()).await?;
     ensure!(status.is_success(), "sanity request failed: {status}");
     let sig: serde_json::Value = serde_json::from_slice(&bytes)?;
     let sig = signward_core::bytes::decode_hex(sig["signature"].as_str().context("signature")?)
@@ -218,6 +244,7 @@ async fn http_bench(
         let client = client.clone();
         let next = next.clone();
         let pubkeys = pubkeys.clone();
+        let addrs = addrs.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0u64;
@@ -225,7 +252,8 @@ async fn http_bench(
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 let pk = pubkeys[(n % pubkeys.len() as u64) as usize].clone();
                 let t0 = Instant::now();
-                match post(client.clone(), pk, attestation_body(n)).await {
+                let to = addrs[(n % addrs.len() as u64) as usize];
+                match post(client.clone(), to, pk, attestation_body(n)).await {
                     Ok((s, _)) if s.is_success() => lat.push(t0.elapsed().as_micros() as u32),
                     _ => errors += 1,
                 }
@@ -241,8 +269,12 @@ async fn http_bench(
         errors += e;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let _ = stop_tx.send(());
-    let _ = server.await;
+    for stop in stops {
+        let _ = stop.send(());
+    }
+    for server in servers {
+        let _ = server.await;
+    }
     all.sort_unstable();
     let ok = all.len() as u64;
     Ok((

@@ -24,10 +24,11 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench { command } => match command {
             BenchCommand::Signing {
                 keys,
+                instances,
                 duration_secs,
                 concurrency,
                 db,
-            } => bench::signing(keys, duration_secs, concurrency, db),
+            } => bench::signing(keys, instances, duration_secs, concurrency, db),
             BenchCommand::Interchange {
                 validators,
                 epochs,
