@@ -54,13 +54,34 @@ pub async fn sign_eth2(
     })?;
     check_and_record(state, &pubkey, &job).await?;
     let root = job.signing_root;
-    let signature = tokio::task::spawn_blocking(move || key.sign(&root))
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "signing task failed");
-            ApiError::Internal
-        })?;
+    let signature = sign_on_pool(move || key.sign(&root)).await?;
     Ok(Signed { job, signature })
+}
+
+/// BLS signing runs on one pool as wide as the machine, not on tokio's blocking pool: a burst of
+/// requests then queues for a core instead of spawning hundreds of threads that fight for two.
+async fn sign_on_pool(
+    f: impl FnOnce() -> SignatureBytes + Send + 'static,
+) -> Result<SignatureBytes, ApiError> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    let pool = POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("bls-signer-{i}"))
+            .build()
+            .map_err(|e| tracing::error!(error = %e, "cannot start the signing pool"))
+            .ok()
+    });
+    let Some(pool) = pool else {
+        return Err(ApiError::Internal);
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    pool.spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.await.map_err(|_| {
+        tracing::error!("signing task failed");
+        ApiError::Internal
+    })
 }
 
 /// Step 5: for slashable messages, the chain clock and then the database must allow it; an
