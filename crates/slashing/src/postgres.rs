@@ -18,7 +18,7 @@ use tokio_postgres::{Config, NoTls};
 use crate::decision::{Check, Decision, Refusal, Signable};
 use crate::interchange::{self, Event, SignedAttestation, SignedBlock, ValidatorHistory};
 use crate::store::{
-    minimal_history, normalize, to_i64, ExportReport, ImportReport, PruneReport, SlashingStore,
+    normalize, to_i64, write_history, ExportReport, ImportReport, PruneReport, SlashingStore,
     SCHEMA_VERSION,
 };
 use crate::SlashingError;
@@ -437,7 +437,7 @@ impl SlashingStore for PgStore {
             let Some(pubkey) = PublicKeyBytes::from_slice(&v.get::<_, Vec<u8>>(1)) else {
                 continue;
             };
-            let mut blocks: Vec<SignedBlock> = tx
+            let blocks: Vec<SignedBlock> = tx
                 .query(&blocks_q, &[&vid])
                 .await?
                 .iter()
@@ -446,7 +446,7 @@ impl SlashingStore for PgStore {
                     signing_root: opt_root(r.get(1)),
                 })
                 .collect();
-            let mut atts: Vec<SignedAttestation> = tx
+            let atts: Vec<SignedAttestation> = tx
                 .query(&atts_q, &[&vid])
                 .await?
                 .iter()
@@ -456,42 +456,11 @@ impl SlashingStore for PgStore {
                     signing_root: opt_root(r.get(2)),
                 })
                 .collect();
-            if let Some(wm) = tx.query_opt(&wm_q, &[&vid]).await? {
-                let (slot, s, t): (Option<i64>, Option<i64>, Option<i64>) =
-                    (wm.get(0), wm.get(1), wm.get(2));
-                if let Some(slot) = slot {
-                    blocks.insert(
-                        0,
-                        SignedBlock {
-                            slot: Uint64(slot as u64),
-                            signing_root: None,
-                        },
-                    );
-                }
-                if let (Some(s), Some(t)) = (s, t) {
-                    atts.insert(
-                        0,
-                        SignedAttestation {
-                            source_epoch: Uint64(s as u64),
-                            target_epoch: Uint64(t as u64),
-                            signing_root: None,
-                        },
-                    );
-                }
-            }
-            if minimal {
-                let (b, a) = minimal_history(
-                    blocks.iter().map(|b| b.slot.0).max(),
-                    atts.iter().map(|a| a.source_epoch.0).max(),
-                    atts.iter().map(|a| a.target_epoch.0).max(),
-                );
-                blocks = b;
-                atts = a;
-            }
-            report.validators += 1;
-            report.blocks += blocks.len() as u64;
-            report.attestations += atts.len() as u64;
-            w.validator(&pubkey, &blocks, &atts)?;
+            let wm = match tx.query_opt(&wm_q, &[&vid]).await? {
+                Some(r) => (r.get(0), r.get(1), r.get(2)),
+                None => (None, None, None),
+            };
+            write_history(&mut w, &pubkey, blocks, atts, wm, minimal, &mut report)?;
         }
         w.finish()?;
         tx.commit().await?;

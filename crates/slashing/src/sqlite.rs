@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::decision::{Check, Decision, Refusal, Signable};
 use crate::interchange::{self, Event, SignedAttestation, SignedBlock, ValidatorHistory};
 use crate::store::{
-    minimal_history, normalize, to_i64, ExportReport, ImportReport, PruneReport, SlashingStore,
+    normalize, to_i64, write_history, ExportReport, ImportReport, PruneReport, SlashingStore,
     SCHEMA_VERSION,
 };
 use crate::SlashingError;
@@ -479,7 +479,7 @@ fn export_all<W: Write>(
             .query_row(params![vid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
         let (wm_slot, wm_s, wm_t) = wm.unwrap_or((None, None, None));
-        let mut blocks: Vec<SignedBlock> = blocks_q
+        let blocks: Vec<SignedBlock> = blocks_q
             .query_map(params![vid], |r| {
                 Ok(SignedBlock {
                     slot: Uint64(r.get::<_, i64>(0)? as u64),
@@ -487,7 +487,7 @@ fn export_all<W: Write>(
                 })
             })?
             .collect::<Result<_, _>>()?;
-        let mut atts: Vec<SignedAttestation> = atts_q
+        let atts: Vec<SignedAttestation> = atts_q
             .query_map(params![vid], |r| {
                 Ok(SignedAttestation {
                     source_epoch: Uint64(r.get::<_, i64>(0)? as u64),
@@ -496,39 +496,15 @@ fn export_all<W: Write>(
                 })
             })?
             .collect::<Result<_, _>>()?;
-        // Pruned history is represented by root-less records at the watermarks.
-        if let Some(s) = wm_slot {
-            blocks.insert(
-                0,
-                SignedBlock {
-                    slot: Uint64(s as u64),
-                    signing_root: None,
-                },
-            );
-        }
-        if let (Some(s), Some(t)) = (wm_s, wm_t) {
-            atts.insert(
-                0,
-                SignedAttestation {
-                    source_epoch: Uint64(s as u64),
-                    target_epoch: Uint64(t as u64),
-                    signing_root: None,
-                },
-            );
-        }
-        if minimal {
-            let (b, a) = minimal_history(
-                blocks.iter().map(|b| b.slot.0).max(),
-                atts.iter().map(|a| a.source_epoch.0).max(),
-                atts.iter().map(|a| a.target_epoch.0).max(),
-            );
-            blocks = b;
-            atts = a;
-        }
-        report.validators += 1;
-        report.blocks += blocks.len() as u64;
-        report.attestations += atts.len() as u64;
-        w.validator(&pubkey, &blocks, &atts)?;
+        write_history(
+            &mut w,
+            &pubkey,
+            blocks,
+            atts,
+            (wm_slot, wm_s, wm_t),
+            minimal,
+            &mut report,
+        )?;
     }
     w.finish()?;
     Ok(report)

@@ -183,34 +183,64 @@ pub fn to_i64(v: u64) -> Result<i64, SlashingError> {
     i64::try_from(v).map_err(|_| SlashingError::OutOfRange(v))
 }
 
-/// Minimal-form history: the highest block slot and the highest source and target epochs.
-pub fn minimal_history(
-    max_slot: Option<u64>,
-    max_source: Option<u64>,
-    max_target: Option<u64>,
-) -> (
-    Vec<crate::interchange::SignedBlock>,
-    Vec<crate::interchange::SignedAttestation>,
-) {
+/// Write one validator's stored history: pruned history becomes root-less records at the
+/// watermarks `(block slot, attestation source, attestation target)`, and the minimal form keeps
+/// only the highest slot and the highest source and target. Counts go into `report`.
+pub fn write_history<W: std::io::Write>(
+    w: &mut crate::interchange::Writer<W>,
+    pubkey: &signward_core::bytes::PublicKeyBytes,
+    mut blocks: Vec<crate::interchange::SignedBlock>,
+    mut atts: Vec<crate::interchange::SignedAttestation>,
+    watermarks: (Option<i64>, Option<i64>, Option<i64>),
+    minimal: bool,
+    report: &mut ExportReport,
+) -> Result<(), SlashingError> {
     use crate::interchange::{SignedAttestation, SignedBlock};
     use signward_core::bytes::Uint64;
-    let blocks = max_slot
-        .map(|s| {
-            vec![SignedBlock {
-                slot: Uint64(s),
+    if let Some(slot) = watermarks.0 {
+        blocks.insert(
+            0,
+            SignedBlock {
+                slot: Uint64(slot as u64),
                 signing_root: None,
-            }]
-        })
-        .unwrap_or_default();
-    let atts = match (max_source, max_target) {
-        (Some(s), Some(t)) => vec![SignedAttestation {
-            source_epoch: Uint64(s),
-            target_epoch: Uint64(t),
-            signing_root: None,
-        }],
-        _ => vec![],
-    };
-    (blocks, atts)
+            },
+        );
+    }
+    if let (Some(s), Some(t)) = (watermarks.1, watermarks.2) {
+        atts.insert(
+            0,
+            SignedAttestation {
+                source_epoch: Uint64(s as u64),
+                target_epoch: Uint64(t as u64),
+                signing_root: None,
+            },
+        );
+    }
+    if minimal {
+        let max_slot = blocks.iter().map(|b| b.slot).max();
+        let max_source = atts.iter().map(|a| a.source_epoch).max();
+        let max_target = atts.iter().map(|a| a.target_epoch).max();
+        blocks = max_slot
+            .map(|slot| {
+                vec![SignedBlock {
+                    slot,
+                    signing_root: None,
+                }]
+            })
+            .unwrap_or_default();
+        atts = match (max_source, max_target) {
+            (Some(source_epoch), Some(target_epoch)) => vec![SignedAttestation {
+                source_epoch,
+                target_epoch,
+                signing_root: None,
+            }],
+            _ => vec![],
+        };
+    }
+    report.validators += 1;
+    report.blocks += blocks.len() as u64;
+    report.attestations += atts.len() as u64;
+    w.validator(pubkey, &blocks, &atts)
 }
 
 /// A validator's imported history with duplicates inside the file merged: one record per slot and
