@@ -34,6 +34,11 @@ pub enum Command {
         #[command(subcommand)]
         command: KeystoreCommand,
     },
+    /// Credentials: create, list and revoke scoped tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Slashing protection database: EIP-3076 import and export, pruning.
     Slashing {
         #[command(subcommand)]
@@ -54,10 +59,20 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     pub http_listen_host: IpAddr,
-    /// Required to listen on a non-loopback address: the API has no authentication or TLS yet,
-    /// so anyone who can reach the port can ask for signatures.
+    /// Required to listen on a non-loopback address without TLS: tokens and signing requests
+    /// then cross the network in plaintext.
     #[arg(long)]
-    pub insecure_allow_non_loopback: bool,
+    pub insecure_allow_plaintext_non_loopback: bool,
+    /// Serve without authentication. Accepted only on a loopback listener.
+    #[arg(long)]
+    pub insecure_disable_auth: bool,
+    /// A reverse proxy whose `X-Forwarded-For` is believed (CIDR; repeatable). Without it the
+    /// socket's peer address is the caller's address.
+    #[arg(long, value_delimiter = ',')]
+    pub trusted_proxy: Vec<String>,
+    /// Failed authentication attempts allowed per source address per minute.
+    #[arg(long, default_value_t = 20)]
+    pub auth_failure_limit: u32,
     /// Port to listen on.
     #[arg(long, default_value_t = 9000)]
     pub http_listen_port: u16,
@@ -151,6 +166,46 @@ pub enum SlashingCommand {
         data_dir: PathBuf,
         #[command(flatten)]
         db: SlashingDbArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a credential; prints the token once, alone on its line.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// sign, public_keys, keymanager, admin, metrics (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        scope: Vec<String>,
+        /// Only these public keys (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        keys: Vec<String>,
+        /// Only these sign request types, e.g. ATTESTATION,BLOCK_V2.
+        #[arg(long, value_delimiter = ',')]
+        allow_op: Vec<String>,
+        /// Never these sign request types, e.g. VOLUNTARY_EXIT.
+        #[arg(long, value_delimiter = ',')]
+        deny_op: Vec<String>,
+        /// Only from these networks (CIDR, comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        cidr: Vec<String>,
+        /// Lifetime, e.g. 90d, 12h, 30m, 45s.
+        #[arg(long)]
+        expires: Option<String>,
+        #[arg(long, default_value = "./signward-data")]
+        data_dir: PathBuf,
+    },
+    /// List credentials (never the tokens).
+    List {
+        #[arg(long, default_value = "./signward-data")]
+        data_dir: PathBuf,
+    },
+    /// Revoke a credential; a running server stops accepting it within a second.
+    Revoke {
+        name: String,
+        #[arg(long, default_value = "./signward-data")]
+        data_dir: PathBuf,
     },
 }
 

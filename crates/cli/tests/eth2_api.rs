@@ -490,7 +490,9 @@ fn refuses_non_loopback_listener_without_the_loud_flag() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--insecure-allow-non-loopback"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--insecure-allow-plaintext-non-loopback")
+    );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_signward"))
         .args(["serve", "--keystores-path", "/tmp", "--data-dir"])
         .arg(dir.path().join("d"))

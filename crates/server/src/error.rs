@@ -4,6 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use signward_auth::Denied;
 use signward_core::CoreError;
 use signward_slashing::Refusal;
 
@@ -24,6 +25,12 @@ pub enum ApiError {
     UnsupportedBlockFormat,
     /// The client's `signingRoot` differs from the one the server computed.
     SigningRootMismatch,
+    /// No credential, or one that is not valid.
+    Unauthorized,
+    /// A valid credential outside its policy (scope, key, operation, network, expiry).
+    Forbidden(Denied),
+    /// Too many failed attempts from this source.
+    TooManyFailures,
     /// Slashing protection refused the message (HTTP 412, code per reason).
     Refused(Refusal),
     /// The slashing database could not decide; nothing was signed.
@@ -56,6 +63,9 @@ impl ApiError {
             | ApiError::UnsupportedBlockFormat
             | ApiError::SigningRootMismatch => StatusCode::BAD_REQUEST,
             ApiError::UnknownKey | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooManyFailures => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Refused(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::NotReady | ApiError::SlashingUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -74,6 +84,9 @@ impl ApiError {
             ApiError::SszBounds => "ssz_bounds",
             ApiError::UnsupportedBlockFormat => "unsupported_block_format",
             ApiError::SigningRootMismatch => "signing_root_mismatch",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(d) => d.code(),
+            ApiError::TooManyFailures => "too_many_auth_failures",
             ApiError::Refused(r) => r.code(),
             ApiError::SlashingUnavailable => "slashing_db_unavailable",
             ApiError::NotReady => "not_ready",
@@ -100,6 +113,15 @@ impl ApiError {
             ApiError::SigningRootMismatch => {
                 "the signingRoot sent does not match the signing root computed by the server"
             }
+            ApiError::Unauthorized => "missing or invalid credentials",
+            ApiError::Forbidden(d) => match d {
+                Denied::Scope => "the credential does not grant this endpoint",
+                Denied::Key => "the credential does not grant this key",
+                Denied::Operation => "the credential does not grant this operation",
+                Denied::Network => "the credential may not be used from this address",
+                Denied::Expired => "the credential has expired",
+            },
+            ApiError::TooManyFailures => "too many failed authentication attempts; retry later",
             ApiError::Refused(r) => match r {
                 Refusal::DoubleProposal => "refused by slashing protection: another block was signed at this slot",
                 Refusal::DoubleVote => "refused by slashing protection: another attestation was signed for this target epoch",

@@ -1,6 +1,7 @@
 //! signward-server: the HTTP edge.
 //!
-//! Request path: [`serve`] accepts the connection (body limit, timeout) → [`api`] routes it →
+//! Request path: [`serve`] accepts the connection (body limit, timeout) → [`gate`] authenticates
+//! the caller and checks the route's scope → [`api`] routes it →
 //! [`signer::Signer`] parses the body, computes the signing job with `signward-core`, looks up
 //! the key, (slashing check-and-record goes here) and signs off the async runtime → the handler
 //! answers in JSON or text. Every failure leaves through [`error::ApiError`], which logs the detail
@@ -9,6 +10,7 @@
 
 pub mod api;
 pub mod error;
+pub mod gate;
 pub mod serve;
 pub mod signer;
 pub mod state;

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::api::{eth2, health};
 use crate::error::ApiError;
+use crate::gate;
 use crate::state::AppState;
 
 /// Server settings.
@@ -62,6 +63,7 @@ pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
         .route("/upcheck", get(health::upcheck))
         .route("/healthcheck", get(health::healthcheck))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), gate::gate))
         .layer(middleware::from_fn(move |req, next| {
             deadline(limits, req, next)
         }))
@@ -81,7 +83,11 @@ pub async fn serve(
         shutdown.await;
         let _ = tx.send(());
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(signal);
     let server = std::pin::pin!(std::future::IntoFuture::into_future(server));
     tokio::select! {
         r = server => r,

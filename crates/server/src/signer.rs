@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use signward_auth::store::Caller;
 use signward_core::bytes::{PublicKeyBytes, SignatureBytes};
 use signward_core::request::SignRequest;
 use signward_core::signing::{prepare, SigningJob, Slashable};
@@ -28,9 +29,12 @@ pub fn parse_pubkey(s: &str) -> Result<PublicKeyBytes, ApiError> {
     s.parse().map_err(|_| ApiError::InvalidPubkey)
 }
 
-/// Run the pipeline for one eth2 sign request.
+/// Run the pipeline for one eth2 sign request. `caller` is the authenticated caller (`None`
+/// only with auth disabled). Its key restriction is checked before the key lookup, so a
+/// restricted credential learns nothing about other keys.
 pub async fn sign_eth2(
     state: &Arc<AppState>,
+    caller: Option<&Caller>,
     identifier: &str,
     body: &[u8],
 ) -> Result<Signed, ApiError> {
@@ -38,6 +42,16 @@ pub async fn sign_eth2(
         return Err(ApiError::NotReady);
     }
     let pubkey = parse_pubkey(identifier)?;
+    if let Some(c) = caller {
+        if c.policy
+            .keys
+            .as_ref()
+            .is_some_and(|keys| !keys.contains(&pubkey))
+        {
+            tracing::warn!(caller = %c.name, pubkey = %pubkey, "key not granted to caller");
+            return Err(ApiError::Forbidden(signward_auth::Denied::Key));
+        }
+    }
     let key = state.keys.get(&pubkey).ok_or(ApiError::UnknownKey)?;
     let request = SignRequest::from_json(body).map_err(|e| {
         tracing::debug!(
@@ -48,6 +62,12 @@ pub async fn sign_eth2(
         );
         ApiError::MalformedBody
     })?;
+    if let Some(c) = caller {
+        c.policy.check_sign(&pubkey, request.kind).map_err(|d| {
+            tracing::warn!(caller = %c.name, kind = %request.kind, reason = d.code(), "operation not granted to caller");
+            ApiError::Forbidden(d)
+        })?;
+    }
     let job = prepare(&request, &state.network).map_err(|e| {
         tracing::debug!(error = %e, kind = %request.kind, "sign request refused");
         ApiError::from(&e)

@@ -108,6 +108,8 @@ pub struct AppState {
     pub network: NetworkConfig,
     pub keys: KeyRegistry,
     pub protection: Protection,
+    /// Authentication and authorisation; `None` only with auth disabled on loopback.
+    pub gate: Option<crate::gate::Gate>,
     status: RwLock<LoadStatus>,
 }
 
@@ -117,8 +119,15 @@ impl AppState {
             network,
             keys: KeyRegistry::default(),
             protection,
+            gate: None,
             status: RwLock::new(LoadStatus::Loading { total: 0 }),
         }
+    }
+
+    /// Require credentials (see [`crate::gate`]).
+    pub fn with_gate(mut self, gate: crate::gate::Gate) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     pub fn load_status(&self) -> LoadStatus {

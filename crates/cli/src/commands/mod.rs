@@ -4,6 +4,7 @@ mod bench;
 mod keystore;
 mod serve;
 mod slashing;
+mod token;
 
 use crate::cli::{BenchCommand, Command, KeystoreCommand};
 
@@ -21,6 +22,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                 },
         } => keystore::create(&out, &password_file, count, kdf, pbkdf2_iterations),
         Command::Slashing { command } => slashing::run(command),
+        Command::Token { command } => token::run(command),
         Command::Bench { command } => match command {
             BenchCommand::Signing {
                 keys,

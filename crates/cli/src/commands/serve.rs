@@ -5,9 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use signward_auth::limiter::FailureLimiter;
+use signward_auth::secret::ServerSecret;
+use signward_auth::store::TokenStore;
 use signward_core::network::NetworkConfig;
 use signward_keys::keystore::KdfLimits;
 use signward_keys::loader::{discover, load_all, KeySources, Progress};
+use signward_server::gate::Gate;
 use signward_server::serve::Limits;
 use signward_server::state::{LoadStatus, Protection};
 use signward_server::{AppState, ServerConfig};
@@ -100,13 +104,23 @@ fn load_keys(state: &AppState, sources: &KeySources, threads: Option<usize>) {
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let network = network(&args.network)?;
     let sources = sources(&args)?;
-    if !args.http_listen_host.is_loopback() && !args.insecure_allow_non_loopback {
+    let loopback = args.http_listen_host.is_loopback();
+    if !loopback && !args.insecure_allow_plaintext_non_loopback {
         bail!(
-            "refusing to listen on non-loopback address {}: the signing API has no authentication \
-             or TLS yet; pass --insecure-allow-non-loopback only behind a firewall you control",
+            "refusing to listen on non-loopback address {} without TLS: tokens and signing \
+             requests would cross the network in plaintext; pass \
+             --insecure-allow-plaintext-non-loopback only on a network you control",
             args.http_listen_host
         );
     }
+    if args.insecure_disable_auth && !loopback {
+        bail!("--insecure-disable-auth is accepted only on a loopback listener");
+    }
+    let trusted_proxies = args
+        .trusted_proxy
+        .iter()
+        .map(|c| c.parse::<signward_auth::Cidr>())
+        .collect::<Result<Vec<_>, _>>()?;
     super::ensure_private_dir(&args.data_dir)?;
     let config = ServerConfig {
         listen: SocketAddr::new(args.http_listen_host, args.http_listen_port),
@@ -156,7 +170,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             args.slashing_protection_pruning_epochs_to_keep,
             args.slashing_protection_pruning_interval,
         ));
-        let state = Arc::new(AppState::new(network, Protection::new(db, clock)));
+        let mut state = AppState::new(network, Protection::new(db, clock));
+        if args.insecure_disable_auth {
+            tracing::warn!("AUTHENTICATION DISABLED (--insecure-disable-auth): any local process can sign with every key");
+        } else {
+            let secret = ServerSecret::load_or_create(&args.data_dir.join("server.key"))?;
+            let tokens = TokenStore::open(&args.data_dir, secret)?;
+            if tokens.is_empty() {
+                tracing::warn!("no credentials exist yet: every request but /upcheck will be refused; create one with `signward token create`");
+            }
+            state = state.with_gate(Gate {
+                tokens,
+                limiter: FailureLimiter::new(args.auth_failure_limit, Duration::from_secs(60)),
+                trusted_proxies,
+            });
+        }
+        let state = Arc::new(state);
         if let Some((keep, hours)) = prune {
             spawn_pruning(state.clone(), keep, hours);
         }
@@ -170,7 +199,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             "signward listening"
         );
         if !local.ip().is_loopback() {
-            tracing::warn!("listening on a non-loopback address without authentication or TLS");
+            tracing::warn!("listening on a non-loopback address without TLS");
         }
         let loader_state = state.clone();
         let threads = args.key_loader_threads;

@@ -56,7 +56,15 @@ pub struct Server {
 }
 
 impl Server {
+    /// Start with authentication disabled (loopback only), for tests about other things.
     pub fn start(dir: &Path, args: &[&str]) -> Server {
+        let mut all = vec!["--insecure-disable-auth"];
+        all.extend_from_slice(args);
+        Self::start_with_auth(dir, &all)
+    }
+
+    /// Start with the default: authentication on.
+    pub fn start_with_auth(dir: &Path, args: &[&str]) -> Server {
         let port = free_port();
         let log = dir.join(format!("signward-{port}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_signward"))
@@ -71,22 +79,25 @@ impl Server {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let s = Server { child, port, log };
+        let mut s = Server { child, port, log };
         s.wait_until_loaded();
         s
     }
 
-    fn wait_until_loaded(&self) {
+    fn wait_until_loaded(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            if let Ok(r) = try_request(self.port, "GET", "/healthcheck", &[], b"") {
-                let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
-                if v["checks"][0]["status"] != "LOADING" {
-                    return;
-                }
+            if self.log_text().contains("key loading finished") {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "signward exited ({status}) while starting:\n{}",
+                    self.log_text()
+                );
             }
             assert!(Instant::now() < deadline, "server did not finish loading");
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(30));
         }
     }
 

@@ -7,8 +7,10 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use serde::Serialize;
+use signward_auth::store::Caller;
 
 use crate::error::ApiError;
 use crate::serve::Limits;
@@ -38,6 +40,7 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
 pub async fn sign(
     State((state, limits)): State<(Arc<AppState>, Limits)>,
     Path(identifier): Path<String>,
+    caller: Option<Extension<Arc<Caller>>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -45,9 +48,10 @@ pub async fn sign(
         Ok(b) => b,
         Err(_) => return ApiError::BodyTooLarge.into_response(),
     };
-    match signer::sign_eth2(&state, &identifier, &bytes).await {
+    let caller = caller.map(|Extension(c)| c);
+    match signer::sign_eth2(&state, caller.as_deref(), &identifier, &bytes).await {
         Ok(signed) => {
-            tracing::debug!(kind = %signed.job.kind, pubkey = %identifier, "signed");
+            tracing::debug!(kind = %signed.job.kind, pubkey = %identifier, caller = caller.as_ref().map(|c| c.name.as_str()).unwrap_or("-"), "signed");
             let signature = signed.signature.to_hex();
             if wants_json(&headers) {
                 Json(SigningResponse { signature }).into_response()
@@ -69,11 +73,20 @@ pub async fn sign(
     }
 }
 
-pub async fn public_keys(State((state, _)): State<(Arc<AppState>, Limits)>) -> Response {
+/// The loaded keys the caller may use (all of them for an unrestricted credential).
+pub async fn public_keys(
+    State((state, _)): State<(Arc<AppState>, Limits)>,
+    caller: Option<Extension<Arc<Caller>>>,
+) -> Response {
     let keys: Vec<String> = state
         .keys
         .public_keys()
         .iter()
+        .filter(|k| {
+            caller
+                .as_ref()
+                .is_none_or(|Extension(c)| c.policy.may_see_key(k))
+        })
         .map(|k| k.to_hex())
         .collect();
     Json(keys).into_response()

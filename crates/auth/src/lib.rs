@@ -1,0 +1,18 @@
+//! signward-auth: who may call signward, and for what.
+//!
+//! * [`secret`]: the server secret (HMAC key), created 0600 in the data directory.
+//! * [`token`]: 256-bit random tokens; only HMAC-SHA256(secret, token) is ever stored.
+//! * [`policy`]: scopes, key restriction, operation allow/deny, CIDR binding, expiry.
+//! * [`store`]: the credential file, reloaded when it changes.
+//! * [`limiter`]: failed attempts counted and limited per source address.
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod limiter;
+pub mod policy;
+pub mod secret;
+pub mod store;
+pub mod token;
+
+pub use error::AuthError;
+pub use policy::{Cidr, Denied, Policy, Scope};

@@ -1,0 +1,295 @@
+//! The credential file (`<data-dir>/tokens.json`, mode 0600): name, HMAC of the token, policy.
+//! The server re-reads it when it changes (checked at most once a second), so `token create`
+//! and `token revoke` take effect on a running server without a restart.
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::policy::Policy;
+use crate::secret::ServerSecret;
+use crate::token;
+use crate::AuthError;
+
+/// One credential as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credential {
+    pub name: String,
+    /// Hex HMAC-SHA256(server secret, token).
+    pub token_hmac: String,
+    pub created_at: u64,
+    pub policy: Policy,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct File {
+    version: u32,
+    credentials: Vec<Credential>,
+}
+
+fn read_file(path: &Path) -> Result<File, AuthError> {
+    let name = path.display().to_string();
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(File {
+                version: 1,
+                credentials: vec![],
+            })
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(AuthError::InsecurePermissions { file: name });
+    }
+    let bytes = std::fs::read(path)?;
+    let f: File = serde_json::from_slice(&bytes).map_err(|e| AuthError::BadFile {
+        file: name.clone(),
+        reason: format!("not a credential file ({e})"),
+    })?;
+    if f.version != 1 {
+        return Err(AuthError::BadFile {
+            file: name,
+            reason: format!("unsupported version {}", f.version),
+        });
+    }
+    Ok(f)
+}
+
+fn write_file(path: &Path, f: &File) -> Result<(), AuthError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir)?; // created 0600
+    serde_json::to_writer_pretty(tmp.as_file(), f).map_err(|e| AuthError::BadFile {
+        file: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| AuthError::Io(e.error))?;
+    Ok(())
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Credential administration (the `token` subcommands).
+pub struct CredentialFile {
+    pub path: PathBuf,
+}
+
+impl CredentialFile {
+    pub fn new(data_dir: &Path) -> Self {
+        CredentialFile {
+            path: data_dir.join("tokens.json"),
+        }
+    }
+
+    /// Create a credential and return its token (to be shown once).
+    pub fn create(
+        &self,
+        secret: &ServerSecret,
+        name: &str,
+        policy: Policy,
+    ) -> Result<token::NewToken, AuthError> {
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(AuthError::InvalidPolicy(
+                "name must be 1-64 characters of [A-Za-z0-9._-]".into(),
+            ));
+        }
+        if policy.scopes.is_empty() {
+            return Err(AuthError::InvalidPolicy(
+                "at least one scope is required".into(),
+            ));
+        }
+        let mut f = read_file(&self.path)?;
+        f.version = 1;
+        if f.credentials.iter().any(|c| c.name == name) {
+            return Err(AuthError::Duplicate(name.to_string()));
+        }
+        let t = token::generate();
+        f.credentials.push(Credential {
+            name: name.to_string(),
+            token_hmac: hex::encode(token::hmac(secret, &t.0)),
+            created_at: now(),
+            policy,
+        });
+        write_file(&self.path, &f)?;
+        Ok(t)
+    }
+
+    pub fn list(&self) -> Result<Vec<Credential>, AuthError> {
+        Ok(read_file(&self.path)?.credentials)
+    }
+
+    pub fn revoke(&self, name: &str) -> Result<(), AuthError> {
+        let mut f = read_file(&self.path)?;
+        let before = f.credentials.len();
+        f.credentials.retain(|c| c.name != name);
+        if f.credentials.len() == before {
+            return Err(AuthError::NotFound(name.to_string()));
+        }
+        write_file(&self.path, &f)
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    pub policy: Policy,
+}
+
+/// The server's view: HMAC → caller, reloaded when the file changes.
+pub struct TokenStore {
+    path: PathBuf,
+    secret: ServerSecret,
+    map: RwLock<Arc<HashMap<[u8; 32], Arc<Caller>>>>,
+    seen: Mutex<(Instant, Option<SystemTime>)>,
+}
+
+fn index(f: File) -> HashMap<[u8; 32], Arc<Caller>> {
+    f.credentials
+        .into_iter()
+        .filter_map(|c| {
+            let h: [u8; 32] = hex::decode(&c.token_hmac).ok()?.try_into().ok()?;
+            Some((
+                h,
+                Arc::new(Caller {
+                    name: c.name,
+                    policy: c.policy,
+                }),
+            ))
+        })
+        .collect()
+}
+
+impl TokenStore {
+    pub fn open(data_dir: &Path, secret: ServerSecret) -> Result<Self, AuthError> {
+        let path = data_dir.join("tokens.json");
+        let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let map = index(read_file(&path)?);
+        Ok(TokenStore {
+            path,
+            secret,
+            map: RwLock::new(Arc::new(map)),
+            seen: Mutex::new((Instant::now(), mtime)),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Re-read the file if it changed; keep the old set if the new file is unreadable.
+    fn refresh(&self) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.0.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        seen.0 = Instant::now();
+        let mtime = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
+        if mtime == seen.1 {
+            return;
+        }
+        match read_file(&self.path) {
+            Ok(f) => {
+                let map = index(f);
+                tracing::info!(credentials = map.len(), "credential file reloaded");
+                *self.map.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(map);
+                seen.1 = mtime;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "credential file not reloaded; keeping the previous credentials")
+            }
+        }
+    }
+
+    /// The caller a token belongs to, if any.
+    pub fn authenticate(&self, presented: &str) -> Option<Arc<Caller>> {
+        if !token::well_formed(presented) {
+            return None;
+        }
+        self.refresh();
+        let h = token::hmac(&self.secret, presented);
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner()).clone();
+        // The lookup is keyed by a MAC the caller cannot compute; the final comparison is
+        // constant-time all the same.
+        let (stored, caller) = map.get_key_value(&h)?;
+        bool::from(stored.ct_eq(&h)).then(|| caller.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Scope;
+
+    #[test]
+    fn create_authenticate_revoke() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = || ServerSecret::load_or_create(&dir.path().join("server.key")).unwrap();
+        let file = CredentialFile::new(dir.path());
+        let policy = Policy {
+            scopes: [Scope::Sign].into(),
+            ..Default::default()
+        };
+        let t = file.create(&secret(), "vc-1", policy.clone()).unwrap();
+        assert!(matches!(
+            file.create(&secret(), "vc-1", policy.clone()),
+            Err(AuthError::Duplicate(_))
+        ));
+        assert!(file.create(&secret(), "bad name", policy.clone()).is_err());
+        let text = std::fs::read_to_string(&file.path).unwrap();
+        assert!(
+            !text.contains(t.0.as_str()),
+            "the token itself is never stored"
+        );
+        assert_eq!(
+            std::fs::metadata(&file.path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+
+        let store = TokenStore::open(dir.path(), secret()).unwrap();
+        assert_eq!(store.authenticate(&t.0).unwrap().name, "vc-1");
+        assert!(store.authenticate("sw_0000").is_none());
+        let mut wrong = t.0.to_string();
+        wrong.replace_range(10..11, if &wrong[10..11] == "a" { "b" } else { "a" });
+        assert!(store.authenticate(&wrong).is_none());
+        // A store keyed by another secret does not accept the token.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::copy(&file.path, other.path().join("tokens.json")).unwrap();
+        let foreign = TokenStore::open(
+            other.path(),
+            ServerSecret::load_or_create(&other.path().join("k")).unwrap(),
+        )
+        .unwrap();
+        assert!(foreign.authenticate(&t.0).is_none());
+
+        file.revoke("vc-1").unwrap();
+        assert!(matches!(file.revoke("vc-1"), Err(AuthError::NotFound(_))));
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(
+            store.authenticate(&t.0).is_none(),
+            "revocation reaches a running store"
+        );
+    }
+}
