@@ -39,6 +39,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// The audit log: verify its chain, query its records.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Slashing protection database: EIP-3076 import and export, pruning.
     Slashing {
         #[command(subcommand)]
@@ -170,6 +175,35 @@ pub enum SlashingCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every record's MAC chain and the head; exits non-zero on any tampering.
+    Verify {
+        #[arg(long, default_value = "./signward-data")]
+        data_dir: PathBuf,
+    },
+    /// Print matching records as JSON lines, oldest first.
+    Query {
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long)]
+        caller: Option<String>,
+        /// signed, refused, denied, error, created, revoked
+        #[arg(long)]
+        decision: Option<String>,
+        /// Unix seconds.
+        #[arg(long)]
+        since: Option<u64>,
+        /// Unix seconds.
+        #[arg(long)]
+        until: Option<u64>,
+        #[arg(long, default_value_t = 0)]
+        limit: usize,
+        #[arg(long, default_value = "./signward-data")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Create a credential; prints the token once, alone on its line.
     Create {
@@ -254,6 +288,9 @@ pub enum BenchCommand {
         /// Slashing database for the protected run (default: a temporary SQLite file).
         #[command(flatten)]
         db: SlashingDbArgs,
+        /// Turn on token authentication and the audit log, as `serve` runs by default.
+        #[arg(long)]
+        with_auth_audit: bool,
     },
     /// Import of a generated interchange file (validators × epochs), then pruning.
     Interchange {

@@ -626,3 +626,143 @@ fn no_secret_reaches_logs_or_responses() {
         }
     }
 }
+
+fn cli(d: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signward"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(d.join("data"))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn attestation(source: u64, target: u64, root_byte: u8) -> Value {
+    json!({"type": "ATTESTATION",
+           "fork_info": {"fork": {"previous_version": "0x00000001", "current_version": "0x00000001", "epoch": "0"},
+                         "genesis_validators_root": GVR},
+           "attestation": {"slot": "1", "index": "0", "beacon_block_root": format!("0x{}", format!("{root_byte:02x}").repeat(32)),
+               "source": {"epoch": source.to_string(), "root": format!("0x{}", "00".repeat(32))},
+               "target": {"epoch": target.to_string(), "root": format!("0x{}", "00".repeat(32))}}})
+}
+
+#[test]
+fn every_decision_is_audited_and_tampering_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (keys, pw, pks) = nimbus_keys(d, 1);
+    let tok = bearer(&token(d, &["--name", "vc-audit", "--scope", "sign"]));
+    let net = minimal_network(d);
+    let server = Server::start_with_auth(
+        d,
+        &[
+            "--network",
+            net.to_str().unwrap(),
+            "--keystores-path",
+            keys.to_str().unwrap(),
+            "--keystores-password-file",
+            pw.to_str().unwrap(),
+        ],
+    );
+    let ok = sign_as(&server, Some(&tok), &pks[0], &attestation(1, 2, 1), &[]);
+    assert_eq!(ok.status, 200);
+    let request_id = ok.header("x-request-id").unwrap().to_string();
+    assert_eq!(
+        sign_as(&server, Some(&tok), &pks[0], &attestation(1, 2, 2), &[]).status,
+        412
+    );
+    assert_eq!(
+        sign_as(
+            &server,
+            Some("Bearer sw_bad"),
+            &pks[0],
+            &attestation(2, 3, 1),
+            &[]
+        )
+        .status,
+        401
+    );
+
+    let (_, out, _) = cli(d, &["audit", "query"]);
+    let records: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let find = |decision: &str| {
+        records
+            .iter()
+            .find(|r| r["decision"] == decision)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {decision} record in {out}"))
+    };
+    let created = find("created");
+    assert_eq!(created["caller"], "vc-audit");
+    let signed = find("signed");
+    assert_eq!(signed["request_id"], request_id.as_str());
+    assert_eq!(signed["caller"], "vc-audit");
+    assert_eq!(signed["peer"], "127.0.0.1");
+    assert_eq!(signed["key"], pks[0].as_str());
+    assert_eq!(signed["operation"], "ATTESTATION");
+    assert_eq!(signed["target_epoch"], 2);
+    assert!(signed["signing_root"].as_str().unwrap().starts_with("0x"));
+    assert!(signed["latency_us"].as_u64().is_some());
+    assert_eq!(find("refused")["reason"], "double_vote");
+    assert_eq!(find("denied")["reason"], "unauthorized");
+    let (_, refused_only, _) = cli(d, &["audit", "query", "--decision", "refused"]);
+    assert_eq!(refused_only.lines().count(), 1);
+    let (ok_verify, said, _) = cli(d, &["audit", "verify"]);
+    assert!(ok_verify && said.contains("intact"), "{said}");
+    // No token in the audit log.
+    let raw = std::fs::read(d.join("data/audit.sqlite")).unwrap();
+    assert!(!String::from_utf8_lossy(&raw).contains(&tok[10..]));
+    drop(server);
+
+    // Edit one record: verify fails and names it.
+    let c = rusqlite_open(&d.join("data/audit.sqlite"));
+    c.execute("UPDATE records SET body = replace(body, 'double_vote', 'nothing') WHERE body LIKE '%double_vote%'", []).unwrap();
+    let (ok_verify, _, err) = cli(d, &["audit", "verify"]);
+    assert!(!ok_verify);
+    assert!(err.contains("TAMPERED"), "{err}");
+}
+
+fn rusqlite_open(p: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(p).unwrap()
+}
+
+#[test]
+fn a_failing_audit_store_blocks_signing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (keys, pw, pks) = nimbus_keys(d, 1);
+    let tok = bearer(&token(d, &["--name", "vc", "--scope", "sign"]));
+    let server = Server::start_with_auth(
+        d,
+        &[
+            "--keystores-path",
+            keys.to_str().unwrap(),
+            "--keystores-password-file",
+            pw.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        sign_as(&server, Some(&tok), &pks[0], &randao(1), &[]).status,
+        200
+    );
+    let c = rusqlite_open(&d.join("data/audit.sqlite"));
+    c.execute_batch(
+        "CREATE TRIGGER full BEFORE INSERT ON records BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+    )
+    .unwrap();
+    let r = sign_as(&server, Some(&tok), &pks[0], &randao(2), &[]);
+    assert_eq!(outcome(&r), (503, "audit_unavailable".into()));
+    assert!(!r.text().contains("signature"));
+    c.execute_batch("DROP TRIGGER full").unwrap();
+    assert_eq!(
+        sign_as(&server, Some(&tok), &pks[0], &randao(3), &[]).status,
+        200
+    );
+}

@@ -35,6 +35,8 @@ pub enum ApiError {
     Refused(Refusal),
     /// The slashing database could not decide; nothing was signed.
     SlashingUnavailable,
+    /// The audit record could not be written; nothing was released.
+    AuditUnavailable,
     /// Keys are still loading.
     NotReady,
     /// The request body exceeds the limit.
@@ -67,7 +69,9 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TooManyFailures => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Refused(_) => StatusCode::PRECONDITION_FAILED,
-            ApiError::NotReady | ApiError::SlashingUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotReady | ApiError::SlashingUnavailable | ApiError::AuditUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -89,6 +93,7 @@ impl ApiError {
             ApiError::TooManyFailures => "too_many_auth_failures",
             ApiError::Refused(r) => r.code(),
             ApiError::SlashingUnavailable => "slashing_db_unavailable",
+            ApiError::AuditUnavailable => "audit_unavailable",
             ApiError::NotReady => "not_ready",
             ApiError::BodyTooLarge => "body_too_large",
             ApiError::Timeout => "timeout",
@@ -132,6 +137,7 @@ impl ApiError {
                 Refusal::TooFarInFuture => "refused by slashing protection: slot or epoch too far ahead of the chain clock",
             },
             ApiError::SlashingUnavailable => "slashing protection database unavailable; nothing was signed",
+            ApiError::AuditUnavailable => "the audit log could not be written; nothing was released",
             ApiError::NotReady => "the signer is not ready; keys are still loading",
             ApiError::BodyTooLarge => "the request body is too large",
             ApiError::Timeout => "the request timed out",

@@ -20,6 +20,10 @@ use zeroize::Zeroizing;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// The caller's address as the gate resolved it (peer, or trusted proxy's `X-Forwarded-For`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
 /// Authentication and authorisation settings of a running server.
 pub struct Gate {
     pub tokens: TokenStore,
@@ -104,17 +108,22 @@ pub async fn gate(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
     let Some(scope) = required_scope(req.uri().path()) else {
         return next.run(req).await;
     };
-    let Some(gate) = &state.gate else {
-        return next.run(req).await; // auth disabled (loopback only, refused elsewhere)
-    };
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let Some(gate) = &state.gate else {
+        // Auth disabled (accepted on loopback only).
+        req.extensions_mut().insert(ClientIp(peer));
+        return next.run(req).await;
+    };
     let ip = client_ip(peer, req.headers(), &gate.trusted_proxies);
+    req.extensions_mut().insert(ClientIp(ip));
+    let route = format!("{} {}", req.method(), req.uri().path());
     if let Some(wait) = gate.limiter.blocked(ip) {
         tracing::warn!(source = %ip, "authentication refused: too many failures");
+        audit_denial(&state, None, ip, &route, ApiError::TooManyFailures.code()).await;
         let mut r = ApiError::TooManyFailures.into_response();
         if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
             r.headers_mut().insert(header::RETRY_AFTER, v);
@@ -125,6 +134,7 @@ pub async fn gate(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
     let Some(caller) = caller else {
         let failures = gate.limiter.fail(ip);
         tracing::warn!(source = %ip, path = req.uri().path(), failures, "authentication failed");
+        audit_denial(&state, None, ip, &route, ApiError::Unauthorized.code()).await;
         let mut r = ApiError::Unauthorized.into_response();
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -134,10 +144,36 @@ pub async fn gate(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
     };
     if let Err(denied) = caller.policy.check_access(scope, ip, now()) {
         tracing::warn!(caller = %caller.name, source = %ip, scope = %scope, reason = denied.code(), "access denied");
+        audit_denial(&state, Some(&caller.name), ip, &route, denied.code()).await;
         return ApiError::Forbidden(denied).into_response();
     }
     req.extensions_mut().insert(caller);
     next.run(req).await
+}
+
+/// Record an access denial. A denial is answered whether or not the record could be written
+/// (nothing is released either way); a write failure is logged.
+async fn audit_denial(
+    state: &AppState,
+    caller: Option<&str>,
+    ip: IpAddr,
+    route: &str,
+    reason: &str,
+) {
+    if let Some(audit) = &state.audit {
+        let record = signward_audit::Record {
+            event: "access".into(),
+            caller: Some(caller.unwrap_or("-").to_string()),
+            peer: Some(ip.to_string()),
+            operation: Some(route.to_string()),
+            decision: "denied".into(),
+            reason: Some(reason.to_string()),
+            ..Default::default()
+        };
+        if let Err(e) = audit.append(record).await {
+            tracing::error!(error = %e, "audit record of a denial could not be written");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ pub async fn sign_eth2(
     caller: Option<&Caller>,
     identifier: &str,
     body: &[u8],
+    audit: &mut signward_audit::Record,
 ) -> Result<Signed, ApiError> {
     if !state.is_ready() {
         return Err(ApiError::NotReady);
@@ -68,10 +69,23 @@ pub async fn sign_eth2(
             ApiError::Forbidden(d)
         })?;
     }
+    audit.operation = Some(request.kind.as_str().to_string());
     let job = prepare(&request, &state.network).map_err(|e| {
         tracing::debug!(error = %e, kind = %request.kind, "sign request refused");
         ApiError::from(&e)
     })?;
+    audit.signing_root = Some(job.signing_root.to_hex());
+    match job.slashable {
+        Slashable::Block { slot } => audit.slot = Some(slot),
+        Slashable::Attestation {
+            source_epoch,
+            target_epoch,
+        } => {
+            audit.source_epoch = Some(source_epoch);
+            audit.target_epoch = Some(target_epoch);
+        }
+        Slashable::No => {}
+    }
     check_and_record(state, &pubkey, &job).await?;
     let root = job.signing_root;
     let signature = sign_on_pool(move || key.sign(&root)).await?;

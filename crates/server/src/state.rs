@@ -110,6 +110,8 @@ pub struct AppState {
     pub protection: Protection,
     /// Authentication and authorisation; `None` only with auth disabled on loopback.
     pub gate: Option<crate::gate::Gate>,
+    /// The audit log; every signing decision is recorded before an answer leaves.
+    pub audit: Option<signward_audit::AuditLog>,
     status: RwLock<LoadStatus>,
 }
 
@@ -120,8 +122,15 @@ impl AppState {
             keys: KeyRegistry::default(),
             protection,
             gate: None,
+            audit: None,
             status: RwLock::new(LoadStatus::Loading { total: 0 }),
         }
+    }
+
+    /// Record every decision (see [`signward_audit`]).
+    pub fn with_audit(mut self, audit: signward_audit::AuditLog) -> Self {
+        self.audit = Some(audit);
+        self
     }
 
     /// Require credentials (see [`crate::gate`]).

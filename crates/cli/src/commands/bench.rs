@@ -25,6 +25,12 @@ use signward_server::AppState;
 use signward_slashing::interchange::{SignedAttestation, SignedBlock, Writer};
 use signward_slashing::SlashingStore;
 
+use signward_auth::limiter::FailureLimiter;
+use signward_auth::secret::ServerSecret;
+use signward_auth::store::{CredentialFile, TokenStore};
+use signward_auth::{Policy, Scope};
+use signward_server::gate::Gate;
+
 use crate::cli::SlashingDbArgs;
 
 fn cores() -> usize {
@@ -101,6 +107,7 @@ pub fn signing(
     duration_secs: u64,
     concurrency: usize,
     db: SlashingDbArgs,
+    with_auth_audit: bool,
 ) -> anyhow::Result<()> {
     ensure!(
         keys > 0 && concurrency > 0 && duration_secs > 0,
@@ -129,9 +136,11 @@ pub fn signing(
         concurrency,
         &db,
         tmp.path(),
+        with_auth_audit,
     ))?;
     println!(
-        "\n## HTTP ATTESTATION signing with {backend} slashing protection ({instances} instance(s), {keys} keys, {concurrency} connections, {duration_secs}s; client on the same machine)"
+        "\n## HTTP ATTESTATION signing with {backend} slashing protection{} ({instances} instance(s), {keys} keys, {concurrency} connections, {duration_secs}s; client on the same machine)",
+        if with_auth_audit { ", token auth and audit log" } else { "" }
     );
     println!("requests: {total}   errors: {errors}");
     println!("throughput:                {rate:>10.0} sig/s");
@@ -155,7 +164,20 @@ async fn http_bench(
     concurrency: usize,
     db: &SlashingDbArgs,
     data_dir: &std::path::Path,
+    with_auth_audit: bool,
 ) -> anyhow::Result<(f64, u32, u32, u64, u64)> {
+    // With auth and audit: a token with the sign scope, sent as a Bearer header.
+    let bearer = if with_auth_audit {
+        let secret = ServerSecret::load_or_create(&data_dir.join("server.key"))?;
+        let policy = Policy {
+            scopes: [Scope::Sign].into(),
+            ..Default::default()
+        };
+        let token = CredentialFile::new(data_dir).create(&secret, "bench", policy)?;
+        Some(format!("Bearer {}", token.0.as_str()))
+    } else {
+        None
+    };
     let generated: Vec<BlsKeypair> = (0..keys)
         .into_par_iter()
         .map(|_| BlsKeypair::generate())
@@ -168,10 +190,21 @@ async fn http_bench(
     let mut servers = Vec::new();
     for i in 0..instances.max(1) {
         let store = super::slashing::open(db, data_dir).await?;
-        let state = Arc::new(AppState::new(
-            NetworkConfig::mainnet(),
-            Protection::new(store, None),
-        ));
+        let mut state = AppState::new(NetworkConfig::mainnet(), Protection::new(store, None));
+        if with_auth_audit {
+            let secret = ServerSecret::load_or_create(&data_dir.join("server.key"))?;
+            let audit_key = signward_audit::AuditKey::derive(secret.bytes());
+            let instance_dir = data_dir.join(format!("instance-{i}"));
+            super::ensure_private_dir(&instance_dir)?;
+            state = state
+                .with_gate(Gate {
+                    tokens: TokenStore::open(data_dir, secret)?,
+                    limiter: FailureLimiter::new(1000, Duration::from_secs(60)),
+                    trusted_proxies: vec![],
+                })
+                .with_audit(signward_audit::AuditLog::open(&instance_dir, audit_key)?);
+        }
+        let state = Arc::new(state);
         let copies = generated
             .iter()
             .map(|k| BlsKeypair::from_secret_bytes(k.secret_bytes().as_ref()))
@@ -203,11 +236,15 @@ async fn http_bench(
     let post = move |client: Client<_, Full<Bytes>>,
                      addr: std::net::SocketAddr,
                      pubkey: String,
-                     body: String| async move {
-        let req = hyper::Request::post(format!("http://{addr}/api/v1/eth2/sign/{pubkey}"))
+                     body: String,
+                     bearer: Option<String>| async move {
+        let mut req = hyper::Request::post(format!("http://{addr}/api/v1/eth2/sign/{pubkey}"))
             .header("content-type", "application/json")
-            .header("accept", "application/json")
-            .body(Full::new(Bytes::from(body)))?;
+            .header("accept", "application/json");
+        if let Some(b) = bearer {
+            req = req.header("authorization", b);
+        }
+        let req = req.body(Full::new(Bytes::from(body)))?;
         let resp = client.request(req).await?;
         let status = resp.status();
         let bytes = resp.into_body().collect().await?.to_bytes();
@@ -221,7 +258,14 @@ async fn http_bench(
         .as_secs()
         * 1000;
     let body = attestation_body(base);
-    let (status, bytes) = post(client.clone(), addr, pubkeys[0].clone(), body.clone()).await?;
+    let (status, bytes) = post(
+        client.clone(),
+        addr,
+        pubkeys[0].clone(),
+        body.clone(),
+        bearer.clone(),
+    )
+    .await?;
     ensure!(status.is_success(), "sanity request failed: {status}");
     let sig: serde_json::Value = serde_json::from_slice(&bytes)?;
     let sig = signward_core::bytes::decode_hex(sig["signature"].as_str().context("signature")?)
@@ -245,6 +289,7 @@ async fn http_bench(
         let next = next.clone();
         let pubkeys = pubkeys.clone();
         let addrs = addrs.clone();
+        let bearer = bearer.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0u64;
@@ -253,7 +298,7 @@ async fn http_bench(
                 let pk = pubkeys[(n % pubkeys.len() as u64) as usize].clone();
                 let t0 = Instant::now();
                 let to = addrs[(n % addrs.len() as u64) as usize];
-                match post(client.clone(), to, pk, attestation_body(n)).await {
+                match post(client.clone(), to, pk, attestation_body(n), bearer.clone()).await {
                     Ok((s, _)) if s.is_success() => lat.push(t0.elapsed().as_micros() as u32),
                     _ => errors += 1,
                 }

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod audit;
 mod bench;
 mod keystore;
 mod serve;
@@ -23,6 +24,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         } => keystore::create(&out, &password_file, count, kdf, pbkdf2_iterations),
         Command::Slashing { command } => slashing::run(command),
         Command::Token { command } => token::run(command),
+        Command::Audit { command } => audit::run(command),
         Command::Bench { command } => match command {
             BenchCommand::Signing {
                 keys,
@@ -30,7 +32,15 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                 duration_secs,
                 concurrency,
                 db,
-            } => bench::signing(keys, instances, duration_secs, concurrency, db),
+                with_auth_audit,
+            } => bench::signing(
+                keys,
+                instances,
+                duration_secs,
+                concurrency,
+                db,
+                with_auth_audit,
+            ),
             BenchCommand::Interchange {
                 validators,
                 epochs,

@@ -171,6 +171,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             args.slashing_protection_pruning_interval,
         ));
         let mut state = AppState::new(network, Protection::new(db, clock));
+        let audit = signward_audit::AuditLog::open(&args.data_dir, super::audit::key(&args.data_dir)?)
+            .context("opening the audit log")?;
+        state = state.with_audit(audit);
         if args.insecure_disable_auth {
             tracing::warn!("AUTHENTICATION DISABLED (--insecure-disable-auth): any local process can sign with every key");
         } else {

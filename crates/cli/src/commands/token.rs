@@ -38,6 +38,24 @@ fn ops(list: &[String]) -> anyhow::Result<BTreeSet<String>> {
         .collect()
 }
 
+/// Record a credential event in the audit log (never the token).
+fn audit_event(
+    data_dir: &std::path::Path,
+    name: &str,
+    decision: &str,
+    detail: Option<String>,
+) -> anyhow::Result<()> {
+    let record = signward_audit::Record {
+        event: "token".into(),
+        caller: Some(name.to_string()),
+        decision: decision.into(),
+        reason: detail,
+        ..Default::default()
+    };
+    signward_audit::append_now(data_dir, &super::audit::key(data_dir)?, record)?;
+    Ok(())
+}
+
 pub fn run(command: TokenCommand) -> anyhow::Result<()> {
     match command {
         TokenCommand::Create {
@@ -88,7 +106,9 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
                     .transpose()?,
             };
             let secret = ServerSecret::load_or_create(&data_dir.join("server.key"))?;
+            let scopes: Vec<String> = policy.scopes.iter().map(|s| s.to_string()).collect();
             let token = CredentialFile::new(&data_dir).create(&secret, &name, policy)?;
+            audit_event(&data_dir, &name, "created", Some(scopes.join(",")))?;
             println!("{}", token.0.as_str());
             Ok(())
         }
@@ -103,6 +123,7 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
         }
         TokenCommand::Revoke { name, data_dir } => {
             CredentialFile::new(&data_dir).revoke(&name)?;
+            audit_event(&data_dir, &name, "revoked", None)?;
             eprintln!("revoked {name}");
             Ok(())
         }

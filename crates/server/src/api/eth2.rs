@@ -12,6 +12,8 @@ use axum::Json;
 use serde::Serialize;
 use signward_auth::store::Caller;
 
+use crate::gate::ClientIp;
+
 use crate::error::ApiError;
 use crate::serve::Limits;
 use crate::signer;
@@ -41,15 +43,67 @@ pub async fn sign(
     State((state, limits)): State<(Arc<AppState>, Limits)>,
     Path(identifier): Path<String>,
     caller: Option<Extension<Arc<Caller>>>,
+    client: Option<Extension<ClientIp>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let started = std::time::Instant::now();
+    let request_id = uuid::Uuid::new_v4().to_string();
     let bytes = match axum::body::to_bytes(body, limits.max_body_bytes).await {
         Ok(b) => b,
         Err(_) => return ApiError::BodyTooLarge.into_response(),
     };
     let caller = caller.map(|Extension(c)| c);
-    match signer::sign_eth2(&state, caller.as_deref(), &identifier, &bytes).await {
+    let mut record = signward_audit::Record {
+        event: "sign".into(),
+        request_id: Some(request_id.clone()),
+        caller: Some(
+            caller
+                .as_ref()
+                .map(|c| c.name.clone())
+                .unwrap_or_else(|| "-".into()),
+        ),
+        peer: client.map(|Extension(ClientIp(ip))| ip.to_string()),
+        key: Some(identifier.clone()),
+        ..Default::default()
+    };
+    let result =
+        signer::sign_eth2(&state, caller.as_deref(), &identifier, &bytes, &mut record).await;
+    // Fail closed: the decision is recorded durably before any answer leaves; a signature is
+    // dropped if its record cannot be written.
+    record.latency_us = Some(started.elapsed().as_micros() as u64);
+    let (decision, reason) = match &result {
+        Ok(_) => ("signed", None),
+        Err(e @ ApiError::Refused(_)) => ("refused", Some(e.code())),
+        Err(e @ (ApiError::Forbidden(_) | ApiError::Unauthorized)) => ("denied", Some(e.code())),
+        Err(e) => ("error", Some(e.code())),
+    };
+    record.decision = decision.into();
+    record.reason = reason.map(String::from);
+    let result = match (&state.audit, result) {
+        (Some(audit), result) => match audit.append(record).await {
+            Ok(()) => result,
+            Err(e) => {
+                tracing::error!(error = %e, request_id = %request_id, "audit write failed; response withheld");
+                Err(ApiError::AuditUnavailable)
+            }
+        },
+        (None, result) => result,
+    };
+    let mut response = respond(result, &headers, &identifier, caller.as_deref());
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+fn respond(
+    result: Result<signer::Signed, ApiError>,
+    headers: &HeaderMap,
+    identifier: &str,
+    caller: Option<&Caller>,
+) -> Response {
+    match result {
         Ok(signed) => {
             tracing::debug!(kind = %signed.job.kind, pubkey = %identifier, caller = caller.as_ref().map(|c| c.name.as_str()).unwrap_or("-"), "signed");
             let signature = signed.signature.to_hex();

@@ -1,0 +1,360 @@
+//! signward-audit: a tamper-evident record of every decision.
+//!
+//! Records live in `<data-dir>/audit.sqlite` (mode 0600). Each record carries
+//! `mac = HMAC-SHA256(k, prev_mac ‖ seq ‖ record)`, where `k` is derived from the server secret,
+//! `prev_mac` is the previous record's MAC, and the first record chains from 32 zero bytes. A
+//! `head` row holds the last sequence number and MAC under a MAC of its own (a separate domain),
+//! so dropping records from the end is detected too. [`verify`] reports the first record that
+//! was edited, deleted, reordered, or cut off.
+//!
+//! The log cannot detect a rollback of the whole file to an earlier copy. Ship records off the
+//! host (`signward audit query`) when that matters.
+//!
+//! Appends go through one writer thread with group commit, like slashing protection: concurrent
+//! requests share a transaction and an fsync. [`AuditLog::append`] returns only once the record is
+//! durable. Callers release nothing (no signature) until it has returned `Ok`.
+#![forbid(unsafe_code)]
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, Mac};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+use zeroize::Zeroizing;
+
+/// Most records committed in one transaction.
+pub const MAX_BATCH: usize = 512;
+
+#[derive(Debug, Error)]
+pub enum AuditError {
+    #[error("audit database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("audit write failed: {0}")]
+    Storage(String),
+    #[error("the audit writer has stopped")]
+    WriterGone,
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("record could not be encoded: {0}")]
+    Encode(String),
+}
+
+/// One audit record. Holds identifiers and public values only; never a secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Unix time in milliseconds (set by [`AuditLog::append`] when zero).
+    #[serde(default)]
+    pub time_ms: u64,
+    /// `sign`, `access`, `token`, ...
+    pub event: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Token name (or certificate identity); `-` when unauthenticated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_epoch: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_epoch: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_root: Option<String>,
+    /// `signed`, `refused`, `denied`, `error`, `created`, `revoked`, ...
+    pub decision: String,
+    /// Stable reason code for refusals and errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_us: Option<u64>,
+}
+
+/// The key the chain is MACed with, derived from the server secret. No `Debug`.
+pub struct AuditKey(Zeroizing<[u8; 32]>);
+
+impl AuditKey {
+    /// `HMAC-SHA256(server_secret, "signward audit chain v1")`: a key of its own, so no token MAC
+    /// can ever be a valid audit MAC.
+    pub fn derive(server_secret: &[u8; 32]) -> Self {
+        let mut m = mac_with(server_secret);
+        m.update(b"signward audit chain v1");
+        AuditKey(Zeroizing::new(m.finalize().into_bytes().into()))
+    }
+}
+
+fn mac_with(key: &[u8]) -> Hmac<Sha256> {
+    <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("any key length"))
+}
+
+fn record_mac(key: &AuditKey, prev: &[u8; 32], seq: i64, body: &str) -> [u8; 32] {
+    let mut m = mac_with(key.0.as_ref());
+    m.update(prev);
+    m.update(&seq.to_be_bytes());
+    m.update(body.as_bytes());
+    m.finalize().into_bytes().into()
+}
+
+fn head_mac(key: &AuditKey, seq: i64, last: &[u8; 32]) -> [u8; 32] {
+    let mut m = mac_with(key.0.as_ref());
+    m.update(b"head");
+    m.update(&seq.to_be_bytes());
+    m.update(last);
+    m.finalize().into_bytes().into()
+}
+
+fn connect(path: &Path) -> Result<Connection, AuditError> {
+    if !path.exists() {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+    }
+    let c = Connection::open(path)?;
+    c.busy_timeout(Duration::from_secs(30))?;
+    c.pragma_update(None, "journal_mode", "WAL")?;
+    c.pragma_update(None, "synchronous", "FULL")?;
+    c.execute_batch(
+        "CREATE TABLE IF NOT EXISTS records (
+             seq INTEGER PRIMARY KEY,
+             time_ms INTEGER NOT NULL,
+             body TEXT NOT NULL,
+             mac BLOB NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS head (
+             id INTEGER PRIMARY KEY CHECK (id = 1),
+             seq INTEGER NOT NULL,
+             mac BLOB NOT NULL,
+             head_mac BLOB NOT NULL
+         );",
+    )?;
+    Ok(c)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn to32(v: &[u8]) -> [u8; 32] {
+    let mut a = [0u8; 32];
+    if v.len() == 32 {
+        a.copy_from_slice(v);
+    }
+    a
+}
+
+/// Append `records` in one transaction on `c`, chaining from the stored head.
+fn append_batch(c: &Connection, key: &AuditKey, records: &mut [Record]) -> Result<(), AuditError> {
+    let head: Option<(i64, Vec<u8>)> = c
+        .query_row("SELECT seq, mac FROM head WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let (mut seq, mut prev) = head.map(|(s, m)| (s, to32(&m))).unwrap_or((0, [0u8; 32]));
+    let mut insert =
+        c.prepare_cached("INSERT INTO records (seq, time_ms, body, mac) VALUES (?1, ?2, ?3, ?4)")?;
+    for r in records.iter_mut() {
+        if r.time_ms == 0 {
+            r.time_ms = now_ms();
+        }
+        seq += 1;
+        let body = serde_json::to_string(r).map_err(|e| AuditError::Encode(e.to_string()))?;
+        let mac = record_mac(key, &prev, seq, &body);
+        insert.execute(params![seq, r.time_ms as i64, body, mac.to_vec()])?;
+        prev = mac;
+    }
+    c.execute(
+        "INSERT INTO head (id, seq, mac, head_mac) VALUES (1, ?1, ?2, ?3)
+         ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, mac = excluded.mac, head_mac = excluded.head_mac",
+        params![seq, prev.to_vec(), head_mac(key, seq, &prev).to_vec()],
+    )?;
+    Ok(())
+}
+
+type Job = (Record, oneshot::Sender<Result<(), AuditError>>);
+
+/// The audit log of a running server.
+pub struct AuditLog {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl AuditLog {
+    /// Open `<data_dir>/audit.sqlite` and start the writer.
+    pub fn open(data_dir: &Path, key: AuditKey) -> Result<Self, AuditError> {
+        let path = data_dir.join("audit.sqlite");
+        let mut conn = connect(&path)?;
+        let (tx, mut rx) = mpsc::channel::<Job>(16 * MAX_BATCH);
+        std::thread::Builder::new().name("audit-writer".into()).spawn(move || {
+            while let Some(first) = rx.blocking_recv() {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(j) => batch.push(j),
+                        Err(_) => break,
+                    }
+                }
+                let mut records: Vec<Record> = batch.iter().map(|(r, _)| r.clone()).collect();
+                let result = (|| -> Result<(), AuditError> {
+                    let t = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    append_batch(&t, &key, &mut records)?;
+                    t.commit()?;
+                    Ok(())
+                })();
+                let failure = result.err().map(|e| e.to_string());
+                if let Some(e) = &failure {
+                    tracing::error!(error = %e, batch = batch.len(), "audit write failed; nothing in this batch is released");
+                }
+                for (_, reply) in batch {
+                    let _ = reply.send(match &failure {
+                        None => Ok(()),
+                        Some(e) => Err(AuditError::Storage(e.clone())),
+                    });
+                }
+            }
+        })?;
+        Ok(AuditLog { jobs: tx })
+    }
+
+    /// Append one record; returns once it is durable.
+    pub async fn append(&self, record: Record) -> Result<(), AuditError> {
+        let (reply, rx) = oneshot::channel();
+        self.jobs
+            .send((record, reply))
+            .await
+            .map_err(|_| AuditError::WriterGone)?;
+        rx.await.map_err(|_| AuditError::WriterGone)?
+    }
+}
+
+/// Append from a command (no running writer needed; takes the same SQLite lock).
+pub fn append_now(data_dir: &Path, key: &AuditKey, mut record: Record) -> Result<(), AuditError> {
+    let mut c = connect(&data_dir.join("audit.sqlite"))?;
+    let t = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    append_batch(&t, key, std::slice::from_mut(&mut record))?;
+    t.commit()?;
+    Ok(())
+}
+
+/// What verification found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every record chains and the head matches.
+    Intact { records: u64 },
+    /// Record `seq` was altered (its MAC does not match its content and predecessor).
+    Altered { seq: i64 },
+    /// A record is missing before `seq` (a gap in the sequence) or records are out of order.
+    Missing { seq: i64 },
+    /// The log ends before the head says it should (records cut off the end), or the head itself
+    /// was altered.
+    Truncated { head_seq: i64, last_seq: i64 },
+}
+
+/// Verify the whole chain.
+pub fn verify(data_dir: &Path, key: &AuditKey) -> Result<Verdict, AuditError> {
+    let path: PathBuf = data_dir.join("audit.sqlite");
+    let c = connect(&path)?;
+    let mut stmt = c.prepare("SELECT seq, body, mac FROM records ORDER BY seq")?;
+    let mut rows = stmt.query([])?;
+    let mut prev = [0u8; 32];
+    let mut expected = 1i64;
+    let mut count = 0u64;
+    while let Some(row) = rows.next()? {
+        let seq: i64 = row.get(0)?;
+        let body: String = row.get(1)?;
+        let mac: Vec<u8> = row.get(2)?;
+        if seq != expected {
+            return Ok(Verdict::Missing { seq: expected });
+        }
+        let want = record_mac(key, &prev, seq, &body);
+        if !bool::from(want.ct_eq(mac.as_slice())) {
+            return Ok(Verdict::Altered { seq });
+        }
+        prev = want;
+        expected += 1;
+        count += 1;
+    }
+    let last_seq = expected - 1;
+    let head: Option<(i64, Vec<u8>, Vec<u8>)> = c
+        .query_row(
+            "SELECT seq, mac, head_mac FROM head WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    match head {
+        None if count == 0 => Ok(Verdict::Intact { records: 0 }),
+        None => Ok(Verdict::Truncated {
+            head_seq: -1,
+            last_seq,
+        }),
+        Some((hseq, hmac, hhm)) => {
+            let head_ok = bool::from(head_mac(key, hseq, &to32(&hmac)).ct_eq(hhm.as_slice()));
+            if !head_ok || hseq != last_seq || !bool::from(prev.ct_eq(hmac.as_slice())) {
+                return Ok(Verdict::Truncated {
+                    head_seq: hseq,
+                    last_seq,
+                });
+            }
+            Ok(Verdict::Intact { records: count })
+        }
+    }
+}
+
+/// Filters for [`query`].
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub key: Option<String>,
+    pub caller: Option<String>,
+    pub decision: Option<String>,
+    pub since_ms: Option<u64>,
+    pub until_ms: Option<u64>,
+    pub limit: usize,
+}
+
+/// Records matching `f`, oldest first, with their sequence numbers.
+pub fn query(data_dir: &Path, f: &Filter) -> Result<Vec<(i64, Record)>, AuditError> {
+    let c = connect(&data_dir.join("audit.sqlite"))?;
+    let mut stmt = c.prepare(
+        "SELECT seq, body FROM records WHERE time_ms >= ?1 AND time_ms <= ?2 ORDER BY seq",
+    )?;
+    let since = f.since_ms.unwrap_or(0) as i64;
+    let until = f.until_ms.map(|u| u as i64).unwrap_or(i64::MAX);
+    let mut out = Vec::new();
+    let mut rows = stmt.query(params![since, until])?;
+    while let Some(row) = rows.next()? {
+        let seq: i64 = row.get(0)?;
+        let body: String = row.get(1)?;
+        let Ok(r) = serde_json::from_str::<Record>(&body) else {
+            continue;
+        };
+        let keep = f.key.as_deref().is_none_or(|k| r.key.as_deref() == Some(k))
+            && f.caller
+                .as_deref()
+                .is_none_or(|c| r.caller.as_deref() == Some(c))
+            && f.decision.as_deref().is_none_or(|d| r.decision == d);
+        if keep {
+            out.push((seq, r));
+            if f.limit > 0 && out.len() >= f.limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
