@@ -107,7 +107,7 @@ fn respond(
         Ok(signed) => {
             tracing::debug!(kind = %signed.job.kind, pubkey = %identifier, caller = caller.as_ref().map(|c| c.name.as_str()).unwrap_or("-"), "signed");
             let signature = signed.signature.to_hex();
-            if wants_json(&headers) {
+            if wants_json(headers) {
                 Json(SigningResponse { signature }).into_response()
             } else {
                 (
