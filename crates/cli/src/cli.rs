@@ -126,6 +126,9 @@ pub struct ServeArgs {
     /// Whole-request deadline, in seconds.
     #[arg(long, default_value_t = 10)]
     pub request_timeout_secs: u64,
+    /// Requests in flight at once; more are shed with 503 `overloaded` and Retry-After.
+    #[arg(long, default_value_t = 1024)]
+    pub max_concurrent_requests: usize,
 }
 
 /// Where the slashing protection database is.

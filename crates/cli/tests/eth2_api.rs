@@ -500,3 +500,49 @@ fn refuses_non_loopback_listener_without_the_loud_flag() {
         .unwrap();
     assert!(!out.status.success(), "keystores without a password source");
 }
+
+#[test]
+fn excess_requests_are_shed_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, pubkeys) = start_with_nimbus(dir.path(), 1, &["--max-concurrent-requests", "1"]);
+    let body = serde_json::to_vec(&fork_boundary_requests()[0].1).unwrap();
+    let req = raw_request(
+        "POST",
+        &format!("/api/v1/eth2/sign/{}", pubkeys[0]),
+        &[("accept", "application/json")],
+        &body,
+    );
+    // Hold the only slot with a request whose body is still arriving.
+    let mut slow = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    slow.write_all(&req[..req.len() - 10]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let shed = server.request(
+        "POST",
+        &format!("/api/v1/eth2/sign/{}", pubkeys[0]),
+        &[("accept", "application/json")],
+        &body,
+    );
+    assert_eq!(shed.status, 503);
+    assert_eq!(shed.json()["code"], "overloaded");
+    assert_eq!(shed.header("retry-after"), Some("1"));
+    assert_eq!(
+        server.request("GET", "/upcheck", &[], b"").status,
+        200,
+        "liveness is never shed"
+    );
+    slow.write_all(&req[req.len() - 10..]).unwrap();
+    assert_eq!(read_response(slow).unwrap().status, 200);
+    assert_eq!(
+        server
+            .request(
+                "POST",
+                &format!("/api/v1/eth2/sign/{}", pubkeys[0]),
+                &[("accept", "application/json")],
+                &body
+            )
+            .status,
+        200
+    );
+}

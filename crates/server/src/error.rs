@@ -35,6 +35,8 @@ pub enum ApiError {
     Refused(Refusal),
     /// The slashing database could not decide; nothing was signed.
     SlashingUnavailable,
+    /// Too many requests in flight; retry shortly.
+    Overloaded,
     /// The audit record could not be written; nothing was released.
     AuditUnavailable,
     /// Keys are still loading.
@@ -69,9 +71,10 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TooManyFailures => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Refused(_) => StatusCode::PRECONDITION_FAILED,
-            ApiError::NotReady | ApiError::SlashingUnavailable | ApiError::AuditUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::NotReady
+            | ApiError::SlashingUnavailable
+            | ApiError::AuditUnavailable
+            | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -94,6 +97,7 @@ impl ApiError {
             ApiError::Refused(r) => r.code(),
             ApiError::SlashingUnavailable => "slashing_db_unavailable",
             ApiError::AuditUnavailable => "audit_unavailable",
+            ApiError::Overloaded => "overloaded",
             ApiError::NotReady => "not_ready",
             ApiError::BodyTooLarge => "body_too_large",
             ApiError::Timeout => "timeout",
@@ -138,6 +142,7 @@ impl ApiError {
             },
             ApiError::SlashingUnavailable => "slashing protection database unavailable; nothing was signed",
             ApiError::AuditUnavailable => "the audit log could not be written; nothing was released",
+            ApiError::Overloaded => "too many requests in flight; retry shortly",
             ApiError::NotReady => "the signer is not ready; keys are still loading",
             ApiError::BodyTooLarge => "the request body is too large",
             ApiError::Timeout => "the request timed out",

@@ -33,6 +33,9 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Whole-request deadline, body upload included.
     pub request_timeout: Duration,
+    /// Requests in flight at once; more are shed at once with 503 `overloaded` and
+    /// `Retry-After` instead of queueing without bound. `/upcheck` is never shed.
+    pub max_in_flight: usize,
 }
 
 impl Default for Limits {
@@ -40,6 +43,7 @@ impl Default for Limits {
         Limits {
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(10),
+            max_in_flight: 1024,
         }
     }
 }
@@ -51,12 +55,31 @@ async fn deadline(limits: Limits, req: Request, next: Next) -> Response {
     }
 }
 
+async fn shed(permits: Arc<tokio::sync::Semaphore>, req: Request, next: Next) -> Response {
+    if req.uri().path() == "/upcheck" {
+        return next.run(req).await;
+    }
+    match permits.try_acquire_owned() {
+        Ok(_permit) => next.run(req).await,
+        Err(_) => {
+            tracing::warn!("overloaded: request shed");
+            let mut r = ApiError::Overloaded.into_response();
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+            r
+        }
+    }
+}
+
 async fn not_found() -> Response {
     ApiError::NotFound.into_response()
 }
 
 /// The application router.
 pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight.max(1)));
     Router::new()
         .route("/api/v1/eth2/sign/{identifier}", post(eth2::sign))
         .route("/api/v1/eth2/publicKeys", get(eth2::public_keys))
@@ -66,6 +89,9 @@ pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), gate::gate))
         .layer(middleware::from_fn(move |req, next| {
             deadline(limits, req, next)
+        }))
+        .layer(middleware::from_fn(move |req, next| {
+            shed(permits.clone(), req, next)
         }))
         .with_state((state, limits))
 }

@@ -127,6 +127,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         limits: Limits {
             max_body_bytes: args.max_request_body_bytes,
             request_timeout: Duration::from_secs(args.request_timeout_secs),
+            max_in_flight: args.max_concurrent_requests,
         },
         shutdown_grace: Duration::from_secs(30),
     };
