@@ -20,8 +20,12 @@ use crate::AuthError;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credential {
     pub name: String,
-    /// Hex HMAC-SHA256(server secret, token).
+    /// Hex HMAC-SHA256(server secret, token); empty for a certificate credential.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub token_hmac: String,
+    /// Hex SHA-256 of a client certificate (mTLS), for a certificate credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_sha256: Option<String>,
     pub created_at: u64,
     pub policy: Policy,
 }
@@ -123,11 +127,64 @@ impl CredentialFile {
         f.credentials.push(Credential {
             name: name.to_string(),
             token_hmac: hex::encode(token::hmac(secret, &t.0)),
+            cert_sha256: None,
             created_at: now(),
             policy,
         });
         write_file(&self.path, &f)?;
         Ok(t)
+    }
+
+    /// Create a credential for a client certificate (mTLS), identified by its SHA-256.
+    pub fn create_cert(
+        &self,
+        name: &str,
+        cert_sha256: &str,
+        policy: Policy,
+    ) -> Result<(), AuthError> {
+        let fp = cert_sha256
+            .trim()
+            .trim_start_matches("sha256:")
+            .to_ascii_lowercase()
+            .replace(':', "");
+        if fp.len() != 64 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(AuthError::InvalidPolicy(
+                "certificate fingerprint must be 32 bytes of hex (SHA-256)".into(),
+            ));
+        }
+        self.check_new(name, &policy)?;
+        let mut f = read_file(&self.path)?;
+        f.version = 1;
+        if f.credentials.iter().any(|c| c.name == name) {
+            return Err(AuthError::Duplicate(name.to_string()));
+        }
+        f.credentials.push(Credential {
+            name: name.to_string(),
+            token_hmac: String::new(),
+            cert_sha256: Some(fp),
+            created_at: now(),
+            policy,
+        });
+        write_file(&self.path, &f)
+    }
+
+    fn check_new(&self, name: &str, policy: &Policy) -> Result<(), AuthError> {
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(AuthError::InvalidPolicy(
+                "name must be 1-64 characters of [A-Za-z0-9._-]".into(),
+            ));
+        }
+        if policy.scopes.is_empty() {
+            return Err(AuthError::InvalidPolicy(
+                "at least one scope is required".into(),
+            ));
+        }
+        Ok(())
     }
 
     pub fn list(&self) -> Result<Vec<Credential>, AuthError> {
@@ -152,28 +209,44 @@ pub struct Caller {
     pub policy: Policy,
 }
 
-/// The server's view: HMAC → caller, reloaded when the file changes.
+/// The server's view: token HMAC → caller and certificate fingerprint → caller, reloaded when
+/// the file changes.
 pub struct TokenStore {
     path: PathBuf,
     secret: ServerSecret,
-    map: RwLock<Arc<HashMap<[u8; 32], Arc<Caller>>>>,
+    map: RwLock<Arc<Index>>,
     seen: Mutex<(Instant, Option<SystemTime>)>,
 }
 
-fn index(f: File) -> HashMap<[u8; 32], Arc<Caller>> {
-    f.credentials
-        .into_iter()
-        .filter_map(|c| {
-            let h: [u8; 32] = hex::decode(&c.token_hmac).ok()?.try_into().ok()?;
-            Some((
-                h,
-                Arc::new(Caller {
-                    name: c.name,
-                    policy: c.policy,
-                }),
-            ))
-        })
-        .collect()
+#[derive(Default)]
+struct Index {
+    tokens: HashMap<[u8; 32], Arc<Caller>>,
+    certs: HashMap<String, Arc<Caller>>,
+}
+
+impl Index {
+    fn len(&self) -> usize {
+        self.tokens.len() + self.certs.len()
+    }
+}
+
+fn index(f: File) -> Index {
+    let mut idx = Index::default();
+    for c in f.credentials {
+        let caller = Arc::new(Caller {
+            name: c.name,
+            policy: c.policy,
+        });
+        if let Some(fp) = c.cert_sha256 {
+            idx.certs.insert(fp, caller);
+        } else if let Some(h) = hex::decode(&c.token_hmac)
+            .ok()
+            .and_then(|v| <[u8; 32]>::try_from(v).ok())
+        {
+            idx.tokens.insert(h, caller);
+        }
+    }
+    idx
 }
 
 impl TokenStore {
@@ -233,8 +306,15 @@ impl TokenStore {
         let map = self.map.read().unwrap_or_else(|p| p.into_inner()).clone();
         // The lookup is keyed by a MAC the caller cannot compute; the final comparison is
         // constant-time all the same.
-        let (stored, caller) = map.get_key_value(&h)?;
+        let (stored, caller) = map.tokens.get_key_value(&h)?;
         bool::from(stored.ct_eq(&h)).then(|| caller.clone())
+    }
+
+    /// The caller a verified client certificate (by SHA-256 fingerprint) belongs to, if any.
+    pub fn authenticate_cert(&self, fingerprint: &str) -> Option<Arc<Caller>> {
+        self.refresh();
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner()).clone();
+        map.certs.get(fingerprint).cloned()
     }
 }
 

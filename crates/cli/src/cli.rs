@@ -64,6 +64,16 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     pub http_listen_host: IpAddr,
+    /// Serve HTTPS with this PEM certificate chain (reloaded on SIGHUP).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert (must be owner-only).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates issued by this PEM CA (mTLS). A certificate's SHA-256 maps
+    /// to a credential made with `token create --cert-sha256`.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Required to listen on a non-loopback address without TLS: tokens and signing requests
     /// then cross the network in plaintext.
     #[arg(long)]
@@ -230,6 +240,10 @@ pub enum TokenCommand {
         /// Lifetime, e.g. 90d, 12h, 30m, 45s.
         #[arg(long)]
         expires: Option<String>,
+        /// Make a certificate credential (mTLS) for the client certificate with this SHA-256
+        /// fingerprint instead of a token.
+        #[arg(long)]
+        cert_sha256: Option<String>,
         #[arg(long, default_value = "./signward-data")]
         data_dir: PathBuf,
     },

@@ -130,7 +130,14 @@ pub async fn gate(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
         }
         return r;
     }
-    let caller = credential(req.headers()).and_then(|t| gate.tokens.authenticate(&t));
+    // A token when one is presented; otherwise the verified client certificate (mTLS).
+    let caller = match credential(req.headers()) {
+        Some(t) => gate.tokens.authenticate(&t),
+        None => req
+            .extensions()
+            .get::<crate::tls::PeerCert>()
+            .and_then(|c| gate.tokens.authenticate_cert(&c.0)),
+    };
     let Some(caller) = caller else {
         let failures = gate.limiter.fail(ip);
         tracing::warn!(source = %ip, path = req.uri().path(), failures, "authentication failed");

@@ -14,7 +14,8 @@ pub mod gate;
 pub mod serve;
 pub mod signer;
 pub mod state;
+pub mod tls;
 
 pub use error::ApiError;
-pub use serve::{router, serve, ServerConfig};
+pub use serve::{router, serve, serve_tls, ServerConfig};
 pub use state::{AppState, KeyRegistry};

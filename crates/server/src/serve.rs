@@ -126,3 +126,88 @@ pub async fn serve(
         }
     }
 }
+
+/// Serve HTTPS (and mTLS when configured) until `shutdown` resolves, then let in-flight
+/// requests finish for up to `grace`. Each connection takes the TLS configuration current at
+/// its handshake, so [`crate::tls::Tls::reload`] never drops the listener.
+pub async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    tls: Arc<crate::tls::Tls>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    let shutdown = std::pin::pin!(shutdown);
+    let mut shutdown = shutdown;
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                };
+                let acceptor = tls.acceptor();
+                let app = app.clone();
+                let mut stop = stop_rx.clone();
+                connections.spawn(async move {
+                    let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::info!(peer = %peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::info!(peer = %peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let cert = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| crate::tls::PeerCert(crate::tls::fingerprint(c.as_ref())));
+                    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let mut req = req.map(axum::body::Body::new);
+                        req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                        if let Some(c) = &cert {
+                            req.extensions_mut().insert(c.clone());
+                        }
+                        let app = app.clone();
+                        async move { tower::ServiceExt::oneshot(app, req).await }
+                    });
+                    let builder = Builder::new(TokioExecutor::new());
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                    let mut conn = std::pin::pin!(conn);
+                    tokio::select! {
+                        r = conn.as_mut() => {
+                            if let Err(e) = r {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            }
+                        }
+                        _ = stop.changed() => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.await;
+                        }
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, drain).await.is_err() {
+        tracing::warn!("shutdown grace period elapsed with requests still in flight");
+    }
+    Ok(())
+}

@@ -105,7 +105,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let network = network(&args.network)?;
     let sources = sources(&args)?;
     let loopback = args.http_listen_host.is_loopback();
-    if !loopback && !args.insecure_allow_plaintext_non_loopback {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(
+            signward_server::tls::Tls::load(signward_server::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.tls_client_ca.clone(),
+            })
+            .context("loading TLS certificates")?,
+        )),
+        _ => None,
+    };
+    if !loopback && tls.is_none() && !args.insecure_allow_plaintext_non_loopback {
         bail!(
             "refusing to listen on non-loopback address {} without TLS: tokens and signing \
              requests would cross the network in plaintext; pass \
@@ -209,7 +220,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let threads = args.key_loader_threads;
         tokio::task::spawn_blocking(move || load_keys(&loader_state, &sources, threads));
         let app = signward_server::router(state, config.limits);
-        signward_server::serve(listener, app, shutdown_signal(), config.shutdown_grace).await?;
+        match tls {
+            Some(tls) => {
+                tracing::info!(mtls = tls.requires_client_cert(), "serving HTTPS");
+                spawn_reload_on_sighup(tls.clone());
+                signward_server::serve_tls(listener, app, tls, shutdown_signal(), config.shutdown_grace).await?;
+            }
+            None => {
+                signward_server::serve(listener, app, shutdown_signal(), config.shutdown_grace).await?;
+            }
+        }
         tracing::info!("signward stopped");
         Ok(())
     })
@@ -230,6 +250,25 @@ fn spawn_pruning(state: Arc<AppState>, keep_epochs: u64, hours: u64) {
                     "slashing history pruned"
                 ),
                 Err(e) => tracing::error!(error = %e, "slashing history pruning failed"),
+            }
+        }
+    });
+}
+
+/// SIGHUP reloads the certificates; a failed reload keeps the ones in use.
+fn spawn_reload_on_sighup(tls: Arc<signward_server::tls::Tls>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    tokio::spawn(async move {
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::error!("cannot listen for SIGHUP; certificates will not reload");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificates reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the current certificates")
+                }
             }
         }
     });

@@ -66,6 +66,7 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
             deny_op,
             cidr,
             expires,
+            cert_sha256,
             data_dir,
         } => {
             super::ensure_private_dir(&data_dir)?;
@@ -105,8 +106,19 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
                     .map(|e| parse_duration(&e).map(|d| now + d))
                     .transpose()?,
             };
-            let secret = ServerSecret::load_or_create(&data_dir.join("server.key"))?;
             let scopes: Vec<String> = policy.scopes.iter().map(|s| s.to_string()).collect();
+            if let Some(fp) = cert_sha256 {
+                CredentialFile::new(&data_dir).create_cert(&name, &fp, policy)?;
+                audit_event(
+                    &data_dir,
+                    &name,
+                    "created",
+                    Some(format!("certificate; {}", scopes.join(","))),
+                )?;
+                eprintln!("created certificate credential {name}");
+                return Ok(());
+            }
+            let secret = ServerSecret::load_or_create(&data_dir.join("server.key"))?;
             let token = CredentialFile::new(&data_dir).create(&secret, &name, policy)?;
             audit_event(&data_dir, &name, "created", Some(scopes.join(",")))?;
             println!("{}", token.0.as_str());

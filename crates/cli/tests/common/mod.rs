@@ -196,7 +196,7 @@ pub fn read_response(mut stream: TcpStream) -> std::io::Result<Response> {
     parse_response(&buf)
 }
 
-fn parse_response(buf: &[u8]) -> std::io::Result<Response> {
+pub fn parse_response(buf: &[u8]) -> std::io::Result<Response> {
     let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "bad response");
     let split = buf
         .windows(4)

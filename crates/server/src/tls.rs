@@ -1,0 +1,142 @@
+//! TLS and mTLS with rustls (ring provider). Certificates are reloaded on demand (SIGHUP) without
+//! closing the listener: each new connection takes the current configuration, and a reload that
+//! fails keeps the previous one. With a client CA, every client must present a certificate
+//! that CA issued. Its SHA-256 fingerprint is the identity the gate maps to a credential.
+
+use std::io::BufReader;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+use tokio_rustls::TlsAcceptor;
+
+#[derive(Debug, Error)]
+pub enum TlsError {
+    #[error("{file}: {reason}")]
+    File { file: String, reason: String },
+    #[error("{file}: accessible by group or others; run `chmod 600 {file}`")]
+    InsecureKey { file: String },
+    #[error("TLS configuration rejected: {0}")]
+    Config(String),
+}
+
+/// Where the PEM files are.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+/// The identity of a client certificate: lowercase hex SHA-256 of its DER encoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCert(pub String);
+
+pub fn fingerprint(der: &[u8]) -> String {
+    hex::encode(Sha256::digest(der))
+}
+
+fn file_err(p: &Path, reason: impl ToString) -> TlsError {
+    TlsError::File {
+        file: p.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let f = std::fs::File::open(path).map_err(|e| file_err(path, e))?;
+    let certs: Vec<_> =
+        rustls_pemfile_certs(&mut BufReader::new(f)).map_err(|e| file_err(path, e))?;
+    if certs.is_empty() {
+        return Err(file_err(path, "no PEM certificate found"));
+    }
+    Ok(certs)
+}
+
+fn rustls_pemfile_certs(
+    r: &mut dyn std::io::BufRead,
+) -> Result<Vec<CertificateDer<'static>>, String> {
+    use rustls_pki_types::pem::PemObject;
+    let mut text = Vec::new();
+    r.read_to_end(&mut text).map_err(|e| e.to_string())?;
+    CertificateDer::pem_slice_iter(&text)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("invalid PEM ({e:?})"))
+}
+
+fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    use rustls_pki_types::pem::PemObject;
+    let meta = std::fs::metadata(path).map_err(|e| file_err(path, e))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(TlsError::InsecureKey {
+            file: path.display().to_string(),
+        });
+    }
+    PrivateKeyDer::from_pem_file(path).map_err(|_| file_err(path, "no PEM private key found"))
+}
+
+fn build(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = match &files.client_ca {
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for c in certs(ca)? {
+                roots.add(c).map_err(|e| file_err(ca, e))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| TlsError::Config(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
+        .with_single_cert(certs(&files.cert)?, key(&files.key)?)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The live TLS configuration.
+pub struct Tls {
+    files: TlsFiles,
+    current: RwLock<Arc<ServerConfig>>,
+}
+
+impl Tls {
+    pub fn load(files: TlsFiles) -> Result<Self, TlsError> {
+        let config = build(&files)?;
+        Ok(Tls {
+            files,
+            current: RwLock::new(config),
+        })
+    }
+
+    /// Re-read the files. On failure the previous configuration stays in force.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let config = build(&self.files)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = config;
+        Ok(())
+    }
+
+    pub fn requires_client_cert(&self) -> bool {
+        self.files.client_ca.is_some()
+    }
+
+    pub fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(
+            self.current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
+    }
+}
