@@ -115,6 +115,56 @@ fn head_mac(key: &AuditKey, seq: i64, last: &[u8; 32]) -> [u8; 32] {
     m.finalize().into_bytes().into()
 }
 
+/// Where a chain lives inside a SQLite database: its own file uses `records`/`head`; beside the
+/// slashing tables (one transaction and one fsync for both) it uses `audit_records`/`audit_head`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tables {
+    pub records: &'static str,
+    pub head: &'static str,
+}
+
+/// The tables of `audit.sqlite`.
+pub const OWN_FILE: Tables = Tables {
+    records: "records",
+    head: "head",
+};
+
+/// The tables inside the SQLite slashing database.
+pub const WITH_SLASHING: Tables = Tables {
+    records: "audit_records",
+    head: "audit_head",
+};
+
+/// Create the chain's tables if they do not exist.
+pub fn create_tables(c: &Connection, t: Tables) -> Result<(), AuditError> {
+    c.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {r} (
+             seq INTEGER PRIMARY KEY,
+             time_ms INTEGER NOT NULL,
+             body TEXT NOT NULL,
+             mac BLOB NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS {h} (
+             id INTEGER PRIMARY KEY CHECK (id = 1),
+             seq INTEGER NOT NULL,
+             mac BLOB NOT NULL,
+             head_mac BLOB NOT NULL
+         );",
+        r = t.records,
+        h = t.head
+    ))?;
+    Ok(())
+}
+
+/// True when `c` holds a chain in tables `t`.
+pub fn has_tables(c: &Connection, t: Tables) -> Result<bool, AuditError> {
+    Ok(c.query_row(
+        "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+        params![t.records],
+        |r| r.get(0),
+    )?)
+}
+
 fn connect(path: &Path) -> Result<Connection, AuditError> {
     if !path.exists() {
         OpenOptions::new()
@@ -128,20 +178,7 @@ fn connect(path: &Path) -> Result<Connection, AuditError> {
     c.busy_timeout(Duration::from_secs(30))?;
     c.pragma_update(None, "journal_mode", "WAL")?;
     c.pragma_update(None, "synchronous", "FULL")?;
-    c.execute_batch(
-        "CREATE TABLE IF NOT EXISTS records (
-             seq INTEGER PRIMARY KEY,
-             time_ms INTEGER NOT NULL,
-             body TEXT NOT NULL,
-             mac BLOB NOT NULL
-         );
-         CREATE TABLE IF NOT EXISTS head (
-             id INTEGER PRIMARY KEY CHECK (id = 1),
-             seq INTEGER NOT NULL,
-             mac BLOB NOT NULL,
-             head_mac BLOB NOT NULL
-         );",
-    )?;
+    create_tables(&c, OWN_FILE)?;
     Ok(c)
 }
 
@@ -161,15 +198,24 @@ fn to32(v: &[u8]) -> [u8; 32] {
 }
 
 /// Append `records` in one transaction on `c`, chaining from the stored head.
-fn append_batch(c: &Connection, key: &AuditKey, records: &mut [Record]) -> Result<(), AuditError> {
+pub fn append_batch(
+    c: &Connection,
+    key: &AuditKey,
+    t: Tables,
+    records: &mut [Record],
+) -> Result<(), AuditError> {
     let head: Option<(i64, Vec<u8>)> = c
-        .query_row("SELECT seq, mac FROM head WHERE id = 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            &format!("SELECT seq, mac FROM {} WHERE id = 1", t.head),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()?;
     let (mut seq, mut prev) = head.map(|(s, m)| (s, to32(&m))).unwrap_or((0, [0u8; 32]));
-    let mut insert =
-        c.prepare_cached("INSERT INTO records (seq, time_ms, body, mac) VALUES (?1, ?2, ?3, ?4)")?;
+    let mut insert = c.prepare_cached(&format!(
+        "INSERT INTO {} (seq, time_ms, body, mac) VALUES (?1, ?2, ?3, ?4)",
+        t.records
+    ))?;
     for r in records.iter_mut() {
         if r.time_ms == 0 {
             r.time_ms = now_ms();
@@ -181,8 +227,11 @@ fn append_batch(c: &Connection, key: &AuditKey, records: &mut [Record]) -> Resul
         prev = mac;
     }
     c.execute(
-        "INSERT INTO head (id, seq, mac, head_mac) VALUES (1, ?1, ?2, ?3)
-         ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, mac = excluded.mac, head_mac = excluded.head_mac",
+        &format!(
+            "INSERT INTO {} (id, seq, mac, head_mac) VALUES (1, ?1, ?2, ?3)
+             ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, mac = excluded.mac, head_mac = excluded.head_mac",
+            t.head
+        ),
         params![seq, prev.to_vec(), head_mac(key, seq, &prev).to_vec()],
     )?;
     Ok(())
@@ -213,7 +262,7 @@ impl AuditLog {
                 let mut records: Vec<Record> = batch.iter().map(|(r, _)| r.clone()).collect();
                 let result = (|| -> Result<(), AuditError> {
                     let t = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                    append_batch(&t, &key, &mut records)?;
+                    append_batch(&t, &key, OWN_FILE, &mut records)?;
                     t.commit()?;
                     Ok(())
                 })();
@@ -243,11 +292,35 @@ impl AuditLog {
     }
 }
 
+/// Append from a command to the chain in tables `t` of the database at `path` (takes the same
+/// SQLite write lock as a running server).
+pub fn append_now_in(
+    path: &Path,
+    key: &AuditKey,
+    t: Tables,
+    mut record: Record,
+) -> Result<(), AuditError> {
+    let mut c = Connection::open(path)?;
+    c.busy_timeout(Duration::from_secs(30))?;
+    create_tables(&c, t)?;
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    append_batch(&tx, key, t, std::slice::from_mut(&mut record))?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Open an existing database read-write for verification or queries (no tables are created).
+pub fn open_existing(path: &Path) -> Result<Connection, AuditError> {
+    let c = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    c.busy_timeout(Duration::from_secs(30))?;
+    Ok(c)
+}
+
 /// Append from a command (no running writer needed; takes the same SQLite lock).
 pub fn append_now(data_dir: &Path, key: &AuditKey, mut record: Record) -> Result<(), AuditError> {
     let mut c = connect(&data_dir.join("audit.sqlite"))?;
     let t = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    append_batch(&t, key, std::slice::from_mut(&mut record))?;
+    append_batch(&t, key, OWN_FILE, std::slice::from_mut(&mut record))?;
     t.commit()?;
     Ok(())
 }
@@ -266,11 +339,18 @@ pub enum Verdict {
     Truncated { head_seq: i64, last_seq: i64 },
 }
 
-/// Verify the whole chain.
+/// Verify the whole chain of `<data_dir>/audit.sqlite`.
 pub fn verify(data_dir: &Path, key: &AuditKey) -> Result<Verdict, AuditError> {
     let path: PathBuf = data_dir.join("audit.sqlite");
-    let c = connect(&path)?;
-    let mut stmt = c.prepare("SELECT seq, body, mac FROM records ORDER BY seq")?;
+    verify_in(&connect(&path)?, key, OWN_FILE)
+}
+
+/// Verify the chain in tables `t` of `c`.
+pub fn verify_in(c: &Connection, key: &AuditKey, t: Tables) -> Result<Verdict, AuditError> {
+    let mut stmt = c.prepare(&format!(
+        "SELECT seq, body, mac FROM {} ORDER BY seq",
+        t.records
+    ))?;
     let mut rows = stmt.query([])?;
     let mut prev = [0u8; 32];
     let mut expected = 1i64;
@@ -293,7 +373,7 @@ pub fn verify(data_dir: &Path, key: &AuditKey) -> Result<Verdict, AuditError> {
     let last_seq = expected - 1;
     let head: Option<(i64, Vec<u8>, Vec<u8>)> = c
         .query_row(
-            "SELECT seq, mac, head_mac FROM head WHERE id = 1",
+            &format!("SELECT seq, mac, head_mac FROM {} WHERE id = 1", t.head),
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
@@ -328,12 +408,17 @@ pub struct Filter {
     pub limit: usize,
 }
 
-/// Records matching `f`, oldest first, with their sequence numbers.
+/// Records of `<data_dir>/audit.sqlite` matching `f`, oldest first, with their sequence numbers.
 pub fn query(data_dir: &Path, f: &Filter) -> Result<Vec<(i64, Record)>, AuditError> {
-    let c = connect(&data_dir.join("audit.sqlite"))?;
-    let mut stmt = c.prepare(
-        "SELECT seq, body FROM records WHERE time_ms >= ?1 AND time_ms <= ?2 ORDER BY seq",
-    )?;
+    query_in(&connect(&data_dir.join("audit.sqlite"))?, OWN_FILE, f)
+}
+
+/// Records in tables `t` of `c` matching `f`.
+pub fn query_in(c: &Connection, t: Tables, f: &Filter) -> Result<Vec<(i64, Record)>, AuditError> {
+    let mut stmt = c.prepare(&format!(
+        "SELECT seq, body FROM {} WHERE time_ms >= ?1 AND time_ms <= ?2 ORDER BY seq",
+        t.records
+    ))?;
     let since = f.since_ms.unwrap_or(0) as i64;
     let until = f.until_ms.map(|u| u as i64).unwrap_or(i64::MAX);
     let mut out = Vec::new();

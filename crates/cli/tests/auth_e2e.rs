@@ -716,14 +716,21 @@ fn every_decision_is_audited_and_tampering_is_detected() {
     assert_eq!(refused_only.lines().count(), 1);
     let (ok_verify, said, _) = cli(d, &["audit", "verify"]);
     assert!(ok_verify && said.contains("intact"), "{said}");
+    // By default signing decisions go to the chain in the SQLite slashing database, committed
+    // with their checks.
+    assert!(signed["log"].as_str().unwrap().ends_with("slashing.sqlite"));
     // No token in the audit log.
-    let raw = std::fs::read(d.join("data/audit.sqlite")).unwrap();
+    let raw = std::fs::read(d.join("data/slashing.sqlite")).unwrap();
     assert!(!String::from_utf8_lossy(&raw).contains(&tok[10..]));
     drop(server);
 
     // Edit one record: verify fails and names it.
-    let c = rusqlite_open(&d.join("data/audit.sqlite"));
-    c.execute("UPDATE records SET body = replace(body, 'double_vote', 'nothing') WHERE body LIKE '%double_vote%'", []).unwrap();
+    let c = rusqlite_open(&d.join("data/slashing.sqlite"));
+    c.execute(
+        "UPDATE audit_records SET body = replace(body, 'double_vote', 'nothing') WHERE body LIKE '%double_vote%'",
+        [],
+    )
+    .unwrap();
     let (ok_verify, _, err) = cli(d, &["audit", "verify"]);
     assert!(!ok_verify);
     assert!(err.contains("TAMPERED"), "{err}");
@@ -739,9 +746,12 @@ fn a_failing_audit_store_blocks_signing() {
     let d = dir.path();
     let (keys, pw, pks) = nimbus_keys(d, 1);
     let tok = bearer(&token(d, &["--name", "vc", "--scope", "sign"]));
+    let net = minimal_network(d);
     let server = Server::start_with_auth(
         d,
         &[
+            "--network",
+            net.to_str().unwrap(),
             "--keystores-path",
             keys.to_str().unwrap(),
             "--keystores-password-file",
@@ -752,17 +762,24 @@ fn a_failing_audit_store_blocks_signing() {
         sign_as(&server, Some(&tok), &pks[0], &randao(1), &[]).status,
         200
     );
-    let c = rusqlite_open(&d.join("data/audit.sqlite"));
-    c.execute_batch(
-        "CREATE TRIGGER full BEFORE INSERT ON records BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
-    )
-    .unwrap();
+    let c = rusqlite_open(&d.join("data/slashing.sqlite"));
+    c.execute_batch("CREATE TRIGGER full BEFORE INSERT ON audit_records BEGIN SELECT RAISE(ABORT, 'disk full'); END;")
+        .unwrap();
+    // Not slashable: the record cannot be written, so the signature is withheld.
     let r = sign_as(&server, Some(&tok), &pks[0], &randao(2), &[]);
     assert_eq!(outcome(&r), (503, "audit_unavailable".into()));
     assert!(!r.text().contains("signature"));
+    // Slashable: the check and its record share one transaction; both roll back.
+    let r = sign_as(&server, Some(&tok), &pks[0], &attestation(1, 2, 1), &[]);
+    assert_eq!(outcome(&r), (503, "audit_unavailable".into()));
     c.execute_batch("DROP TRIGGER full").unwrap();
     assert_eq!(
         sign_as(&server, Some(&tok), &pks[0], &randao(3), &[]).status,
+        200
+    );
+    // Nothing was recorded for the failed attestation, so a different vote for target 2 is new.
+    assert_eq!(
+        sign_as(&server, Some(&tok), &pks[0], &attestation(1, 2, 7), &[]).status,
         200
     );
 }

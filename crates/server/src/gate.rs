@@ -167,7 +167,7 @@ async fn audit_denial(
     route: &str,
     reason: &str,
 ) {
-    if let Some(audit) = &state.audit {
+    if state.audit.is_some() {
         let record = signward_audit::Record {
             event: "access".into(),
             caller: Some(caller.unwrap_or("-").to_string()),
@@ -177,7 +177,7 @@ async fn audit_denial(
             reason: Some(reason.to_string()),
             ..Default::default()
         };
-        if let Err(e) = audit.append(record).await {
+        if let Err(e) = state.journal(record).await {
             tracing::error!(error = %e, "audit record of a denial could not be written");
         }
     }

@@ -18,6 +18,14 @@ use signward_slashing::{Check, Decision, Signable, SlashingStore};
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// The audit record of one request as it is filled in, and whether the slashing database has
+/// already committed it together with the check.
+pub struct AuditDraft {
+    pub record: signward_audit::Record,
+    pub written: bool,
+    pub started: std::time::Instant,
+}
+
 /// A signature and the job it was computed for.
 pub struct Signed {
     pub job: SigningJob,
@@ -37,8 +45,9 @@ pub async fn sign_eth2(
     caller: Option<&Caller>,
     identifier: &str,
     body: &[u8],
-    audit: &mut signward_audit::Record,
+    draft: &mut AuditDraft,
 ) -> Result<Signed, ApiError> {
+    let audit = &mut draft.record;
     if !state.is_ready() {
         return Err(ApiError::NotReady);
     }
@@ -86,7 +95,8 @@ pub async fn sign_eth2(
         }
         Slashable::No => {}
     }
-    check_and_record(state, &pubkey, &job).await?;
+    let started = draft.started;
+    check_and_record(state, &pubkey, &job, draft, started).await?;
     let root = job.signing_root;
     let signature = sign_on_pool(move || key.sign(&root)).await?;
     Ok(Signed { job, signature })
@@ -124,6 +134,8 @@ async fn check_and_record(
     state: &AppState,
     pubkey: &PublicKeyBytes,
     job: &SigningJob,
+    draft: &mut AuditDraft,
+    started: std::time::Instant,
 ) -> Result<(), ApiError> {
     let signable = match job.slashable {
         Slashable::No => return Ok(()),
@@ -158,7 +170,26 @@ async fn check_and_record(
         signable,
         signing_root: job.signing_root,
     };
-    match protection.db.check_and_record(check).await {
+    // With the audit chain in the SQLite slashing database, the record is committed in the
+    // same transaction as the check: one fsync for both.
+    let decided = match (state.audits_in_slashing_db(), protection.db.audit_store()) {
+        (true, Some(store)) => {
+            let mut record = draft.record.clone();
+            record.latency_us = Some(started.elapsed().as_micros() as u64);
+            let r = store.check_and_record_audited(check, record).await;
+            if !matches!(
+                r,
+                Err(signward_slashing::SlashingError::Audit(_))
+                    | Err(signward_slashing::SlashingError::Storage(_))
+                    | Err(signward_slashing::SlashingError::WriterGone)
+            ) {
+                draft.written = true;
+            }
+            r
+        }
+        _ => protection.db.check_and_record(check).await,
+    };
+    match decided {
         Ok(Decision::Allowed) | Ok(Decision::Repeat) => Ok(()),
         Ok(Decision::Refused(refusal)) => {
             protection.count_refusal(refusal);

@@ -103,6 +103,14 @@ impl Protection {
     }
 }
 
+/// Where audit records go.
+pub enum Journal {
+    /// `audit.sqlite`, with its own group commit.
+    Own(signward_audit::AuditLog),
+    /// The SQLite slashing database: one transaction and one fsync for a check and its record.
+    InSlashingDb,
+}
+
 /// Everything a request handler can see.
 pub struct AppState {
     pub network: NetworkConfig,
@@ -111,7 +119,7 @@ pub struct AppState {
     /// Authentication and authorisation; `None` only with auth disabled on loopback.
     pub gate: Option<crate::gate::Gate>,
     /// The audit log; every signing decision is recorded before an answer leaves.
-    pub audit: Option<signward_audit::AuditLog>,
+    pub audit: Option<Journal>,
     status: RwLock<LoadStatus>,
 }
 
@@ -127,10 +135,36 @@ impl AppState {
         }
     }
 
-    /// Record every decision (see [`signward_audit`]).
+    /// Record every decision in its own log file (see [`signward_audit`]).
     pub fn with_audit(mut self, audit: signward_audit::AuditLog) -> Self {
-        self.audit = Some(audit);
+        self.audit = Some(Journal::Own(audit));
         self
+    }
+
+    /// Record every decision in the SQLite slashing database, in the same transactions as the
+    /// checks. Ignored unless that database was opened with an audit key.
+    pub fn with_audit_in_slashing_db(mut self) -> Self {
+        if self.protection.db.audit_store().is_some() {
+            self.audit = Some(Journal::InSlashingDb);
+        }
+        self
+    }
+
+    /// True when slashable decisions are journaled by the slashing database itself.
+    pub fn audits_in_slashing_db(&self) -> bool {
+        matches!(self.audit, Some(Journal::InSlashingDb))
+    }
+
+    /// Append one record durably. `Ok` when there is no audit log.
+    pub async fn journal(&self, record: signward_audit::Record) -> Result<(), String> {
+        match &self.audit {
+            None => Ok(()),
+            Some(Journal::Own(log)) => log.append(record).await.map_err(|e| e.to_string()),
+            Some(Journal::InSlashingDb) => match self.protection.db.audit_store() {
+                Some(s) => s.append_audit(record).await.map_err(|e| e.to_string()),
+                None => Err("the slashing database does not carry the audit log".into()),
+            },
+        }
     }
 
     /// Require credentials (see [`crate::gate`]).

@@ -13,6 +13,8 @@ pub enum SlashingError {
     Pool(String),
     #[error("slashing database transaction failed: {0}")]
     Storage(String),
+    #[error("audit record could not be written: {0}")]
+    Audit(String),
     #[error("the slashing database writer has stopped")]
     WriterGone,
     #[error("unsupported database URL (use sqlite:PATH or postgres://...)")]
@@ -36,6 +38,7 @@ impl SlashingError {
             SlashingError::Sqlite(_) => "sqlite",
             SlashingError::Postgres(_) | SlashingError::Pool(_) => "postgres",
             SlashingError::Storage(_) => "storage",
+            SlashingError::Audit(_) => "audit",
             SlashingError::WriterGone => "writer_gone",
             SlashingError::BadUrl => "bad_url",
             SlashingError::SchemaTooNew { .. } => "schema_too_new",

@@ -18,6 +18,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use signward_core::bytes::{PublicKeyBytes, Root, Uint64};
 use tokio::sync::{mpsc, oneshot};
 
+use signward_audit::{AuditKey, Record, WITH_SLASHING};
+
 use crate::decision::{Check, Decision, Refusal, Signable};
 use crate::interchange::{self, Event, SignedAttestation, SignedBlock, ValidatorHistory};
 use crate::store::{
@@ -58,13 +60,35 @@ const MIGRATIONS: &[(i64, &str)] = &[(
 )];
 
 enum Job {
-    Check(Check, oneshot::Sender<Result<Decision, SlashingError>>),
+    Check(
+        Check,
+        Option<Record>,
+        oneshot::Sender<Result<Decision, SlashingError>>,
+    ),
+    Audit(Record, oneshot::Sender<Result<(), SlashingError>>),
 }
 
-/// SQLite slashing protection database.
+/// Mark an audit record with the decision taken for it.
+fn stamp(record: &mut Record, decision: &Result<Decision, SlashingError>) {
+    match decision {
+        Ok(Decision::Allowed) | Ok(Decision::Repeat) => record.decision = "signed".into(),
+        Ok(Decision::Refused(r)) => {
+            record.decision = "refused".into();
+            record.reason = Some(r.code().into());
+        }
+        Err(e) => {
+            record.decision = "error".into();
+            record.reason = Some(e.class().into());
+        }
+    }
+}
+
+/// SQLite slashing protection database, optionally carrying the audit chain in the same
+/// transactions (tables `audit_records`/`audit_head`), so one fsync commits both.
 pub struct SqliteStore {
     path: PathBuf,
     jobs: mpsc::Sender<Job>,
+    audits: bool,
 }
 
 fn configure(conn: &Connection) -> Result<(), SlashingError> {
@@ -262,6 +286,7 @@ struct Writer {
     conn: Connection,
     ids: HashMap<PublicKeyBytes, i64>,
     gvr: Option<Root>,
+    audit: Option<AuditKey>,
 }
 
 impl Writer {
@@ -293,27 +318,55 @@ impl Writer {
     }
 
     fn run_batch(&mut self, batch: Vec<Job>) {
-        let mut results = Vec::with_capacity(batch.len());
+        let mut results: Vec<Result<Decision, SlashingError>> = Vec::with_capacity(batch.len());
+        let mut records: Vec<Record> = Vec::new();
         let gvr_before = self.gvr;
+        let mut audit_failed = false;
         let outcome = (|| -> Result<(), SlashingError> {
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
-            for Job::Check(check, _) in &batch {
-                match self.decide_one(check) {
-                    Ok(d) => results.push(Ok(d)),
-                    // A value out of range refuses this request only.
-                    Err(SlashingError::OutOfRange(v)) => {
-                        results.push(Err(SlashingError::OutOfRange(v)))
+            for job in &batch {
+                match job {
+                    Job::Check(check, record, _) => {
+                        let r = match self.decide_one(check) {
+                            Ok(d) => Ok(d),
+                            // A value out of range refuses this request only.
+                            Err(SlashingError::OutOfRange(v)) => Err(SlashingError::OutOfRange(v)),
+                            Err(e) => return Err(e),
+                        };
+                        if let Some(record) = record {
+                            let mut record = record.clone();
+                            stamp(&mut record, &r);
+                            records.push(record);
+                        }
+                        results.push(r);
                     }
-                    Err(e) => return Err(e),
+                    Job::Audit(record, _) => {
+                        records.push(record.clone());
+                        results.push(Ok(Decision::Allowed));
+                    }
                 }
+            }
+            if let (Some(key), false) = (&self.audit, records.is_empty()) {
+                signward_audit::append_batch(&self.conn, key, WITH_SLASHING, &mut records)
+                    .map_err(|e| {
+                        audit_failed = true;
+                        SlashingError::Audit(e.to_string())
+                    })?;
             }
             self.conn.execute_batch("COMMIT")?;
             Ok(())
         })();
         match outcome {
             Ok(()) => {
-                for (Job::Check(_, reply), r) in batch.into_iter().zip(results) {
-                    let _ = reply.send(r);
+                for (job, r) in batch.into_iter().zip(results) {
+                    match job {
+                        Job::Check(_, _, reply) => {
+                            let _ = reply.send(r);
+                        }
+                        Job::Audit(_, reply) => {
+                            let _ = reply.send(r.map(|_| ()));
+                        }
+                    }
                 }
             }
             Err(e) => {
@@ -321,10 +374,24 @@ impl Writer {
                 // Cached state may describe rows that were rolled back.
                 self.ids.clear();
                 self.gvr = gvr_before;
-                tracing::error!(error = %e, batch = batch.len(), "slashing database transaction failed");
+                tracing::error!(error = %e, batch = batch.len(), "slashing database transaction failed; nothing in this batch is signed");
                 let msg = e.to_string();
-                for Job::Check(_, reply) in batch {
-                    let _ = reply.send(Err(SlashingError::Storage(msg.clone())));
+                let err = || {
+                    if audit_failed {
+                        SlashingError::Audit(msg.clone())
+                    } else {
+                        SlashingError::Storage(msg.clone())
+                    }
+                };
+                for job in batch {
+                    match job {
+                        Job::Check(_, _, reply) => {
+                            let _ = reply.send(Err(err()));
+                        }
+                        Job::Audit(_, reply) => {
+                            let _ = reply.send(Err(err()));
+                        }
+                    }
                 }
             }
         }
@@ -347,14 +414,26 @@ fn writer_loop(mut w: Writer, mut rx: mpsc::Receiver<Job>) {
 impl SqliteStore {
     /// Open or create the database at `path` (file mode 0600), migrate it, and start the writer.
     pub fn open(path: &Path) -> Result<Self, SlashingError> {
+        Self::open_with_audit(path, None)
+    }
+
+    /// As [`Self::open`]; with `audit`, the audit chain lives in this database and its records are
+    /// committed in the same transactions as the checks.
+    pub fn open_with_audit(path: &Path, audit: Option<AuditKey>) -> Result<Self, SlashingError> {
         let mut conn = connect(path)?;
         migrate(&mut conn)?;
+        if audit.is_some() {
+            signward_audit::create_tables(&conn, WITH_SLASHING)
+                .map_err(|e| SlashingError::Audit(e.to_string()))?;
+        }
+        let audits = audit.is_some();
         let gvr = read_gvr(&conn)?;
         let (tx, rx) = mpsc::channel(16 * MAX_BATCH);
         let writer = Writer {
             conn,
             ids: HashMap::new(),
             gvr,
+            audit,
         };
         std::thread::Builder::new()
             .name("slashing-writer".into())
@@ -362,7 +441,48 @@ impl SqliteStore {
         Ok(SqliteStore {
             path: path.to_path_buf(),
             jobs: tx,
+            audits,
         })
+    }
+
+    /// True when the audit chain is kept in this database.
+    pub fn audits(&self) -> bool {
+        self.audits
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Check and record, and commit `record` (stamped with the decision) in the same
+    /// transaction. Needs [`Self::open_with_audit`].
+    pub async fn check_and_record_audited(
+        &self,
+        check: Check,
+        record: Record,
+    ) -> Result<Decision, SlashingError> {
+        let (reply, rx) = oneshot::channel();
+        self.jobs
+            .send(Job::Check(check, Some(record), reply))
+            .await
+            .map_err(|_| SlashingError::WriterGone)?;
+        rx.await.map_err(|_| SlashingError::WriterGone)?
+    }
+
+    /// Append an audit record, group-committed with the checks of the same moment.
+    pub async fn append_audit(&self, record: Record) -> Result<(), SlashingError> {
+        if !self.audits {
+            return Err(SlashingError::Audit(
+                "this database does not carry the audit log".into(),
+            ));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.jobs
+            .send(Job::Audit(record, reply))
+            .await
+            .map_err(|_| SlashingError::WriterGone)?;
+        rx.await.map_err(|_| SlashingError::WriterGone)?
     }
 
     async fn blocking<T: Send + 'static>(
@@ -568,7 +688,7 @@ impl SlashingStore for SqliteStore {
     async fn check_and_record(&self, check: Check) -> Result<Decision, SlashingError> {
         let (reply, rx) = oneshot::channel();
         self.jobs
-            .send(Job::Check(check, reply))
+            .send(Job::Check(check, None, reply))
             .await
             .map_err(|_| SlashingError::WriterGone)?;
         rx.await.map_err(|_| SlashingError::WriterGone)?

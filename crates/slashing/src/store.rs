@@ -113,6 +113,38 @@ impl SlashingDb {
         }
     }
 
+    /// Open as [`Self::open`]; for SQLite with `audit`, the audit chain is kept in the same
+    /// database and committed with the checks (PostgreSQL ignores it: keep a separate log).
+    pub async fn open_with_audit(
+        url: &str,
+        audit: Option<signward_audit::AuditKey>,
+    ) -> Result<Self, SlashingError> {
+        match (url.strip_prefix("sqlite:"), audit) {
+            (Some(path), Some(key)) => {
+                let path = path.strip_prefix("//").unwrap_or(path);
+                if path.is_empty() {
+                    return Err(SlashingError::BadUrl);
+                }
+                let path = std::path::PathBuf::from(path);
+                let store = tokio::task::spawn_blocking(move || {
+                    SqliteStore::open_with_audit(&path, Some(key))
+                })
+                .await
+                .map_err(|_| SlashingError::WriterGone)??;
+                Ok(SlashingDb::Sqlite(store))
+            }
+            _ => Self::open(url).await,
+        }
+    }
+
+    /// The SQLite store when it carries the audit chain.
+    pub fn audit_store(&self) -> Option<&SqliteStore> {
+        match self {
+            SlashingDb::Sqlite(s) if s.audits() => Some(s),
+            _ => None,
+        }
+    }
+
     /// The backend's name, for logs.
     pub fn backend(&self) -> &'static str {
         match self {

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::bail;
-use signward_audit::{AuditKey, Filter, Verdict};
+use signward_audit::{AuditKey, Filter, Tables, Verdict, OWN_FILE, WITH_SLASHING};
 use signward_auth::secret::ServerSecret;
 
 use crate::cli::AuditCommand;
@@ -15,20 +15,84 @@ pub fn key(data_dir: &Path) -> anyhow::Result<AuditKey> {
     Ok(AuditKey::derive(secret.bytes()))
 }
 
+/// The audit chains kept in `data_dir`: in the SQLite slashing database (the default, committed
+/// with the checks) and/or in `audit.sqlite` (used with a PostgreSQL slashing database).
+fn logs(data_dir: &Path) -> anyhow::Result<Vec<(String, rusqlite::Connection, Tables)>> {
+    let mut out = Vec::new();
+    let shared = data_dir.join("slashing.sqlite");
+    if shared.exists() {
+        let c = signward_audit::open_existing(&shared)?;
+        if signward_audit::has_tables(&c, WITH_SLASHING)? {
+            out.push((shared.display().to_string(), c, WITH_SLASHING));
+        }
+    }
+    let own = data_dir.join("audit.sqlite");
+    if own.exists() {
+        let c = signward_audit::open_existing(&own)?;
+        if signward_audit::has_tables(&c, OWN_FILE)? {
+            out.push((own.display().to_string(), c, OWN_FILE));
+        }
+    }
+    Ok(out)
+}
+
+/// Append an event from a command to the chain the server writes to.
+pub fn append_event(data_dir: &Path, record: signward_audit::Record) -> anyhow::Result<()> {
+    let key = key(data_dir)?;
+    let shared = data_dir.join("slashing.sqlite");
+    let in_slashing = shared.exists()
+        && signward_audit::has_tables(&signward_audit::open_existing(&shared)?, WITH_SLASHING)?;
+    if in_slashing {
+        signward_audit::append_now_in(&shared, &key, WITH_SLASHING, record)?;
+    } else {
+        signward_audit::append_now(data_dir, &key, record)?;
+    }
+    Ok(())
+}
+
 pub fn run(command: AuditCommand) -> anyhow::Result<()> {
     match command {
-        AuditCommand::Verify { data_dir } => match signward_audit::verify(&data_dir, &key(&data_dir)?)? {
-            Verdict::Intact { records } => {
-                println!("audit log intact: {records} records");
-                Ok(())
+        AuditCommand::Verify { data_dir } => {
+            let key = key(&data_dir)?;
+            let logs = logs(&data_dir)?;
+            if logs.is_empty() {
+                println!("no audit log in {}", data_dir.display());
+                return Ok(());
             }
-            Verdict::Altered { seq } => bail!("audit log TAMPERED: record {seq} was altered or records were reordered"),
-            Verdict::Missing { seq } => bail!("audit log TAMPERED: record {seq} is missing"),
-            Verdict::Truncated { head_seq, last_seq } => bail!(
-                "audit log TAMPERED: it ends at record {last_seq} but the head says {head_seq} (records cut off, or the head was edited)"
-            ),
-        },
-        AuditCommand::Query { key, caller, decision, since, until, limit, data_dir } => {
+            let mut tampered = false;
+            for (name, c, t) in &logs {
+                match signward_audit::verify_in(c, &key, *t)? {
+                    Verdict::Intact { records } => {
+                        println!("{name}: audit log intact: {records} records")
+                    }
+                    Verdict::Altered { seq } => {
+                        tampered = true;
+                        eprintln!("{name}: audit log TAMPERED: record {seq} was altered or records were reordered");
+                    }
+                    Verdict::Missing { seq } => {
+                        tampered = true;
+                        eprintln!("{name}: audit log TAMPERED: record {seq} is missing");
+                    }
+                    Verdict::Truncated { head_seq, last_seq } => {
+                        tampered = true;
+                        eprintln!("{name}: audit log TAMPERED: it ends at record {last_seq} but the head says {head_seq} (records cut off, or the head was edited)");
+                    }
+                }
+            }
+            if tampered {
+                bail!("audit log TAMPERED");
+            }
+            Ok(())
+        }
+        AuditCommand::Query {
+            key,
+            caller,
+            decision,
+            since,
+            until,
+            limit,
+            data_dir,
+        } => {
             let f = Filter {
                 key,
                 caller,
@@ -37,10 +101,13 @@ pub fn run(command: AuditCommand) -> anyhow::Result<()> {
                 until_ms: until.map(|u| u * 1000),
                 limit,
             };
-            for (seq, r) in signward_audit::query(&data_dir, &f)? {
-                let mut v = serde_json::to_value(&r)?;
-                v["seq"] = seq.into();
-                println!("{v}");
+            for (name, c, t) in logs(&data_dir)? {
+                for (seq, r) in signward_audit::query_in(&c, t, &f)? {
+                    let mut v = serde_json::to_value(&r)?;
+                    v["seq"] = seq.into();
+                    v["log"] = name.clone().into();
+                    println!("{v}");
+                }
             }
             Ok(())
         }

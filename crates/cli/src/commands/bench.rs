@@ -189,20 +189,28 @@ async fn http_bench(
     let mut stops = Vec::new();
     let mut servers = Vec::new();
     for i in 0..instances.max(1) {
-        let store = super::slashing::open(db, data_dir).await?;
+        let store = if with_auth_audit {
+            super::slashing::open_with_audit(db, data_dir).await?
+        } else {
+            super::slashing::open(db, data_dir).await?
+        };
+        let shared_audit = store.audit_store().is_some();
         let mut state = AppState::new(NetworkConfig::mainnet(), Protection::new(store, None));
         if with_auth_audit {
             let secret = ServerSecret::load_or_create(&data_dir.join("server.key"))?;
             let audit_key = signward_audit::AuditKey::derive(secret.bytes());
             let instance_dir = data_dir.join(format!("instance-{i}"));
             super::ensure_private_dir(&instance_dir)?;
-            state = state
-                .with_gate(Gate {
-                    tokens: TokenStore::open(data_dir, secret)?,
-                    limiter: FailureLimiter::new(1000, Duration::from_secs(60)),
-                    trusted_proxies: vec![],
-                })
-                .with_audit(signward_audit::AuditLog::open(&instance_dir, audit_key)?);
+            state = state.with_gate(Gate {
+                tokens: TokenStore::open(data_dir, secret)?,
+                limiter: FailureLimiter::new(1000, Duration::from_secs(60)),
+                trusted_proxies: vec![],
+            });
+            state = if shared_audit {
+                state.with_audit_in_slashing_db()
+            } else {
+                state.with_audit(signward_audit::AuditLog::open(&instance_dir, audit_key)?)
+            };
         }
         let state = Arc::new(state);
         let copies = generated

@@ -148,7 +148,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let db = super::slashing::open(&args.slashing, &args.data_dir).await?;
+        let db = super::slashing::open_with_audit(&args.slashing, &args.data_dir).await?;
         if let Some(gvr) = network.genesis_validators_root {
             db.pin_genesis_validators_root(gvr).await.with_context(|| {
                 format!(
@@ -182,10 +182,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             args.slashing_protection_pruning_epochs_to_keep,
             args.slashing_protection_pruning_interval,
         ));
+        let audit_in_slashing_db = db.audit_store().is_some();
         let mut state = AppState::new(network, Protection::new(db, clock));
-        let audit = signward_audit::AuditLog::open(&args.data_dir, super::audit::key(&args.data_dir)?)
-            .context("opening the audit log")?;
-        state = state.with_audit(audit);
+        state = if audit_in_slashing_db {
+            tracing::info!("audit log kept in the slashing database (one commit for both)");
+            state.with_audit_in_slashing_db()
+        } else {
+            let audit = signward_audit::AuditLog::open(&args.data_dir, super::audit::key(&args.data_dir)?)
+                .context("opening the audit log")?;
+            state.with_audit(audit)
+        };
         if args.insecure_disable_auth {
             tracing::warn!("AUTHENTICATION DISABLED (--insecure-disable-auth): any local process can sign with every key");
         } else {

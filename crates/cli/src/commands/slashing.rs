@@ -35,6 +35,21 @@ pub fn db_url(args: &SlashingDbArgs, data_dir: &Path) -> anyhow::Result<String> 
     }
 }
 
+/// Open the database; a SQLite one also carries the audit chain (keyed from the server secret).
+pub async fn open_with_audit(args: &SlashingDbArgs, data_dir: &Path) -> anyhow::Result<SlashingDb> {
+    let url = db_url(args, data_dir)?;
+    if url.starts_with("sqlite:") {
+        super::ensure_private_dir(data_dir)?;
+        let key = super::audit::key(data_dir)?;
+        return SlashingDb::open_with_audit(&url, Some(key))
+            .await
+            .context("opening the slashing protection database");
+    }
+    SlashingDb::open(&url)
+        .await
+        .context("opening the slashing protection database")
+}
+
 pub async fn open(args: &SlashingDbArgs, data_dir: &Path) -> anyhow::Result<SlashingDb> {
     let url = db_url(args, data_dir)?;
     if url.starts_with("sqlite:") {

@@ -52,8 +52,7 @@ fn audit_event(
         reason: detail,
         ..Default::default()
     };
-    signward_audit::append_now(data_dir, &super::audit::key(data_dir)?, record)?;
-    Ok(())
+    super::audit::append_event(data_dir, record)
 }
 
 pub fn run(command: TokenCommand) -> anyhow::Result<()> {

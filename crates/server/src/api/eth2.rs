@@ -54,23 +54,29 @@ pub async fn sign(
         Err(_) => return ApiError::BodyTooLarge.into_response(),
     };
     let caller = caller.map(|Extension(c)| c);
-    let mut record = signward_audit::Record {
-        event: "sign".into(),
-        request_id: Some(request_id.clone()),
-        caller: Some(
-            caller
-                .as_ref()
-                .map(|c| c.name.clone())
-                .unwrap_or_else(|| "-".into()),
-        ),
-        peer: client.map(|Extension(ClientIp(ip))| ip.to_string()),
-        key: Some(identifier.clone()),
-        ..Default::default()
+    let mut draft = signer::AuditDraft {
+        record: signward_audit::Record {
+            event: "sign".into(),
+            request_id: Some(request_id.clone()),
+            caller: Some(
+                caller
+                    .as_ref()
+                    .map(|c| c.name.clone())
+                    .unwrap_or_else(|| "-".into()),
+            ),
+            peer: client.map(|Extension(ClientIp(ip))| ip.to_string()),
+            key: Some(identifier.clone()),
+            ..Default::default()
+        },
+        written: false,
+        started,
     };
     let result =
-        signer::sign_eth2(&state, caller.as_deref(), &identifier, &bytes, &mut record).await;
+        signer::sign_eth2(&state, caller.as_deref(), &identifier, &bytes, &mut draft).await;
     // Fail closed: the decision is recorded durably before any answer leaves; a signature is
-    // dropped if its record cannot be written.
+    // dropped if its record cannot be written. A slashable decision may already have been
+    // committed with its check (then only a later failure needs a record of its own).
+    let mut record = draft.record;
     record.latency_us = Some(started.elapsed().as_micros() as u64);
     let (decision, reason) = match &result {
         Ok(_) => ("signed", None),
@@ -80,15 +86,18 @@ pub async fn sign(
     };
     record.decision = decision.into();
     record.reason = reason.map(String::from);
-    let result = match (&state.audit, result) {
-        (Some(audit), result) => match audit.append(record).await {
+    let needs_record = state.audit.is_some()
+        && !(draft.written && matches!(result, Ok(_) | Err(ApiError::Refused(_))));
+    let result = if needs_record {
+        match state.journal(record).await {
             Ok(()) => result,
             Err(e) => {
                 tracing::error!(error = %e, request_id = %request_id, "audit write failed; response withheld");
                 Err(ApiError::AuditUnavailable)
             }
-        },
-        (None, result) => result,
+        }
+    } else {
+        result
     };
     let mut response = respond(result, &headers, &identifier, caller.as_deref());
     if let Ok(v) = HeaderValue::from_str(&request_id) {
