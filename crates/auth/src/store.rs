@@ -97,41 +97,21 @@ impl CredentialFile {
     }
 
     /// Create a credential and return its token (to be shown once).
+    /// Create a credential and return its token (to be shown once).
     pub fn create(
         &self,
         secret: &ServerSecret,
         name: &str,
         policy: Policy,
     ) -> Result<token::NewToken, AuthError> {
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
-            return Err(AuthError::InvalidPolicy(
-                "name must be 1-64 characters of [A-Za-z0-9._-]".into(),
-            ));
-        }
-        if policy.scopes.is_empty() {
-            return Err(AuthError::InvalidPolicy(
-                "at least one scope is required".into(),
-            ));
-        }
-        let mut f = read_file(&self.path)?;
-        f.version = 1;
-        if f.credentials.iter().any(|c| c.name == name) {
-            return Err(AuthError::Duplicate(name.to_string()));
-        }
         let t = token::generate();
-        f.credentials.push(Credential {
+        self.add(Credential {
             name: name.to_string(),
             token_hmac: hex::encode(token::hmac(secret, &t.0)),
             cert_sha256: None,
             created_at: now(),
             policy,
-        });
-        write_file(&self.path, &f)?;
+        })?;
         Ok(t)
     }
 
@@ -152,39 +132,40 @@ impl CredentialFile {
                 "certificate fingerprint must be 32 bytes of hex (SHA-256)".into(),
             ));
         }
-        self.check_new(name, &policy)?;
-        let mut f = read_file(&self.path)?;
-        f.version = 1;
-        if f.credentials.iter().any(|c| c.name == name) {
-            return Err(AuthError::Duplicate(name.to_string()));
-        }
-        f.credentials.push(Credential {
+        self.add(Credential {
             name: name.to_string(),
             token_hmac: String::new(),
             cert_sha256: Some(fp),
             created_at: now(),
             policy,
-        });
-        write_file(&self.path, &f)
+        })
     }
 
-    fn check_new(&self, name: &str, policy: &Policy) -> Result<(), AuthError> {
+    /// Validate and append a new credential, atomically rewriting the file.
+    fn add(&self, c: Credential) -> Result<(), AuthError> {
+        let name = &c.name;
         if name.is_empty()
             || name.len() > 64
             || !name
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
         {
             return Err(AuthError::InvalidPolicy(
                 "name must be 1-64 characters of [A-Za-z0-9._-]".into(),
             ));
         }
-        if policy.scopes.is_empty() {
+        if c.policy.scopes.is_empty() {
             return Err(AuthError::InvalidPolicy(
                 "at least one scope is required".into(),
             ));
         }
-        Ok(())
+        let mut f = read_file(&self.path)?;
+        f.version = 1;
+        if f.credentials.iter().any(|x| &x.name == name) {
+            return Err(AuthError::Duplicate(name.clone()));
+        }
+        f.credentials.push(c);
+        write_file(&self.path, &f)
     }
 
     pub fn list(&self) -> Result<Vec<Credential>, AuthError> {

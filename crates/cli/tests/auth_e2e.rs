@@ -27,22 +27,10 @@ fn exit(epoch: u64) -> Value {
 }
 
 fn token(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signward"))
-        .args(["token", "create", "--data-dir"])
-        .arg(dir.join("data"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 1, "the token alone on its line");
-    assert!(lines[0].starts_with("sw_") && lines[0].len() == 67);
-    lines[0].to_string()
+    let t = credential(dir, args);
+    assert_eq!(t.lines().count(), 1, "the token alone on its line");
+    assert!(t.starts_with("sw_") && t.len() == 67);
+    t
 }
 
 fn bearer(t: &str) -> String {
@@ -475,22 +463,20 @@ fn trusted_proxy_forwarded_address_binds_cidr() {
 #[test]
 fn disabling_auth_is_refused_off_loopback() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signward"))
-        .args([
+    let port = free_port().to_string();
+    expect_refusal(
+        &[
             "serve",
             "--http-listen-host",
             "0.0.0.0",
             "--insecure-allow-plaintext-non-loopback",
             "--insecure-disable-auth",
             "--http-listen-port",
-            &free_port().to_string(),
-            "--data-dir",
-        ])
-        .arg(dir.path().join("d"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("only on a loopback listener"));
+            &port,
+        ],
+        &dir.path().join("d"),
+        "only on a loopback listener",
+    );
 }
 
 #[test]

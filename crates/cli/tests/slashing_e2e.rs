@@ -108,20 +108,12 @@ fn chain_clock_and_network_pinning_on_mainnet() {
     assert_eq!((r.status, code(&r)), (412, "genesis_mismatch".into()));
     drop(server);
     // And the same database cannot be opened for another network.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signward"))
-        .args([
-            "serve",
-            "--network",
-            "hoodi",
-            "--http-listen-port",
-            &free_port().to_string(),
-            "--data-dir",
-        ])
-        .arg(dir.path().join("data"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("another network"));
+    let port = free_port().to_string();
+    expect_refusal(
+        &["serve", "--network", "hoodi", "--http-listen-port", &port],
+        &dir.path().join("data"),
+        "another network",
+    );
 }
 
 /// Fire `n` conflicting attestations (same validator and target, different roots) from many

@@ -132,18 +132,7 @@ fn randao_body(epoch: u64) -> Vec<u8> {
 }
 
 fn create_credential(d: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signward"))
-        .args(["token", "create", "--data-dir"])
-        .arg(d.join("data"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    credential(d, args)
 }
 
 #[test]
@@ -296,20 +285,18 @@ fn a_readable_private_key_is_refused() {
     let pki = Pki::new("ca");
     let (cert, key) = write_pem(d, "server", &pki.leaf("s", false));
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signward"))
-        .args([
+    let port = free_port().to_string();
+    expect_refusal(
+        &[
             "serve",
             "--tls-cert",
             &cert,
             "--tls-key",
             &key,
             "--http-listen-port",
-            &free_port().to_string(),
-            "--data-dir",
-        ])
-        .arg(d.join("data"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+            &port,
+        ],
+        &d.join("data"),
+        "chmod 600",
+    );
 }

@@ -345,3 +345,34 @@ pub fn examples() -> Vec<serde_json::Value> {
     .unwrap();
     v["cases"].as_array().unwrap().clone()
 }
+
+/// Run `signward ARGS --data-dir DATA_DIR` to completion.
+pub fn run_signward(args: &[&str], data_dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_signward"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap()
+}
+
+/// `signward ARGS` must fail and say `needle` on stderr.
+pub fn expect_refusal(args: &[&str], data_dir: &Path, needle: &str) {
+    let out = run_signward(args, data_dir);
+    assert!(!out.status.success(), "signward {args:?} succeeded");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+}
+
+/// `signward token create ARGS` in `dir/data`; returns what it printed (the token, if any).
+pub fn credential(dir: &Path, args: &[&str]) -> String {
+    let mut all = vec!["token", "create"];
+    all.extend_from_slice(args);
+    let out = run_signward(&all, &dir.join("data"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
