@@ -141,13 +141,29 @@ pub struct ServeArgs {
     pub max_concurrent_requests: usize,
 }
 
-/// Where the slashing protection database is.
-#[derive(Debug, Clone, Args)]
+/// Where the slashing protection database is. `Debug` is written by hand: the URL may hold a
+/// password.
+#[derive(Clone, Args)]
 pub struct SlashingDbArgs {
     /// `sqlite:PATH` or `postgres://...`, or `env:VAR` to read the URL from an environment
     /// variable (use that when the URL holds a password). Default: sqlite:<data-dir>/slashing.sqlite
     #[arg(long)]
     pub slashing_protection_db_url: Option<String>,
+}
+
+impl std::fmt::Debug for SlashingDbArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = self.slashing_protection_db_url.as_deref().map(|u| {
+            if u.starts_with("env:") || u.starts_with("sqlite:") {
+                u.to_string()
+            } else {
+                "<redacted>".to_string()
+            }
+        });
+        f.debug_struct("SlashingDbArgs")
+            .field("slashing_protection_db_url", &url)
+            .finish()
+    }
 }
 
 #[derive(Debug, Subcommand)]

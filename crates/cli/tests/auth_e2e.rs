@@ -673,6 +673,14 @@ fn every_decision_is_audited_and_tampering_is_detected() {
         401
     );
 
+    let big = vec![b' '; 1_100_000];
+    let r = server.request(
+        "POST",
+        &format!("/api/v1/eth2/sign/{}", pks[0]),
+        &[("authorization", tok.as_str())],
+        &big,
+    );
+    assert_eq!(r.status, 413);
     let (_, out, _) = cli(d, &["audit", "query"]);
     let records: Vec<Value> = out
         .lines()
@@ -698,6 +706,7 @@ fn every_decision_is_audited_and_tampering_is_detected() {
     assert!(signed["latency_us"].as_u64().is_some());
     assert_eq!(find("refused")["reason"], "double_vote");
     assert_eq!(find("denied")["reason"], "unauthorized");
+    assert_eq!(find("error")["reason"], "body_too_large");
     let (_, refused_only, _) = cli(d, &["audit", "query", "--decision", "refused"]);
     assert_eq!(refused_only.lines().count(), 1);
     let (ok_verify, said, _) = cli(d, &["audit", "verify"]);

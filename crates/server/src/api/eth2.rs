@@ -49,11 +49,8 @@ pub async fn sign(
 ) -> Response {
     let started = std::time::Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
-    let bytes = match axum::body::to_bytes(body, limits.max_body_bytes).await {
-        Ok(b) => b,
-        Err(_) => return ApiError::BodyTooLarge.into_response(),
-    };
     let caller = caller.map(|Extension(c)| c);
+    let body = axum::body::to_bytes(body, limits.max_body_bytes).await;
     let mut draft = signer::AuditDraft {
         record: signward_audit::Record {
             event: "sign".into(),
@@ -71,8 +68,13 @@ pub async fn sign(
         written: false,
         started,
     };
-    let result =
-        signer::sign_eth2(&state, caller.as_deref(), &identifier, &bytes, &mut draft).await;
+    // An oversized body is refused, and that refusal is recorded like any other.
+    let result = match &body {
+        Ok(bytes) => {
+            signer::sign_eth2(&state, caller.as_deref(), &identifier, bytes, &mut draft).await
+        }
+        Err(_) => Err(ApiError::BodyTooLarge),
+    };
     // Fail closed: the decision is recorded durably before any answer leaves; a signature is
     // dropped if its record cannot be written. A slashable decision may already have been
     // committed with its check (then only a later failure needs a record of its own).
