@@ -49,6 +49,29 @@ pub enum Command {
         #[command(subcommand)]
         command: SlashingCommand,
     },
+    /// Create the sealed key vault: a new master key split into share files, one per operator.
+    Init(InitArgs),
+    /// Submit one unseal share to a running server (admin scope); reports progress k of T.
+    Unseal(UnsealArgs),
+    /// Seal a running server: wipe the master key and every vault key from its memory.
+    Seal {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show the vault's state and unseal progress on a running server.
+    Status {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// New shares (and optionally a new quorum) for the same master key; old shares stop working.
+    Rekey(CeremonyArgs),
+    /// A new master key: every key record re-encrypted, new shares; old shares stop working.
+    Rotate(CeremonyArgs),
+    /// Keys in the vault of a running server: import, generate, list, enable/disable, delete.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Measure signing throughput and key loading, beside raw blst signing.
     Bench {
         #[command(subcommand)]
@@ -112,6 +135,15 @@ pub struct ServeArgs {
     /// Threads for decrypting keystores (default: all cores).
     #[arg(long)]
     pub key_loader_threads: Option<usize>,
+    /// Unseal at start from these share files (unattended start: whoever can read them and the
+    /// passphrases or identities can unseal; see docs/operations.md). Repeatable.
+    #[arg(long)]
+    pub unseal_shares_from: Vec<PathBuf>,
+    #[command(flatten)]
+    pub unseal_input: ShareInput,
+    /// Refuse to start when process memory cannot be locked against swapping.
+    #[arg(long)]
+    pub require_memory_lock: bool,
     #[command(flatten)]
     pub slashing: SlashingDbArgs,
     /// Refuse blocks and attestations more than this many epochs ahead of the chain clock
@@ -139,6 +171,152 @@ pub struct ServeArgs {
     /// Requests in flight at once; more are shed with 503 `overloaded` and Retry-After.
     #[arg(long, default_value_t = 1024)]
     pub max_concurrent_requests: usize,
+}
+
+/// How `signward` reaches a running server's admin API.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Base URL of the server.
+    #[arg(long, env = "SIGNWARD_URL", default_value = "http://127.0.0.1:9000")]
+    pub url: String,
+    /// File holding an admin-scope token (owner-only), or `env:VAR`.
+    #[arg(long, env = "SIGNWARD_TOKEN_FILE")]
+    pub token_file: String,
+    /// PEM CA certificate to trust for an https:// URL.
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// Where the share files come from and how each opens.
+#[derive(Debug, Clone, Args)]
+pub struct ShareInput {
+    /// age identity file (from `age-keygen`) for age share files; repeatable.
+    #[arg(long)]
+    pub identity: Vec<PathBuf>,
+    /// Passphrase for a passphrase share file: `file:PATH`, `env:VAR` or `prompt`; repeatable,
+    /// used in order by the passphrase shares. Default: prompt.
+    #[arg(long)]
+    pub passphrase: Vec<String>,
+}
+
+/// Who receives the new shares.
+#[derive(Debug, Clone, Args)]
+pub struct ShareOutput {
+    /// Number of shares.
+    #[arg(long)]
+    pub shares: u8,
+    /// Shares needed to unseal (at least 2).
+    #[arg(long)]
+    pub threshold: u8,
+    /// Directory the share files are written to (created 0700; files 0600, never overwritten).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// How each share is protected, in order, one per share: an age recipient `age1…`, or
+    /// `passphrase:file:PATH`, `passphrase:env:VAR`, `passphrase:prompt`. Default: prompt.
+    #[arg(long)]
+    pub share_to: Vec<String>,
+    /// argon2id memory cost of passphrase shares, in KiB.
+    #[arg(long, default_value_t = 65536)]
+    pub kdf_memory_kib: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    #[arg(long, default_value = "./signward-data")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub slashing: SlashingDbArgs,
+    #[command(flatten)]
+    pub output: ShareOutput,
+}
+
+#[derive(Debug, Args)]
+pub struct UnsealArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The operator's share file.
+    #[arg(long, required_unless_present = "reset")]
+    pub share: Option<PathBuf>,
+    #[command(flatten)]
+    pub input: ShareInput,
+    /// Discard the shares submitted so far instead.
+    #[arg(long)]
+    pub reset: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CeremonyArgs {
+    #[arg(long, default_value = "./signward-data")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub slashing: SlashingDbArgs,
+    /// Current share files (a quorum); repeatable.
+    #[arg(long = "share", required = true)]
+    pub current: Vec<PathBuf>,
+    #[command(flatten)]
+    pub input: ShareInput,
+    #[command(flatten)]
+    pub output: ShareOutput,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Import EIP-2335 keystores into the vault (decrypted once, inside the server).
+    Import {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Directory of keystore files (`*.json`).
+        #[arg(long)]
+        keystores_path: PathBuf,
+        /// Directory of password files named like the keystores (`.txt`).
+        #[arg(long, conflicts_with = "keystores_password_file")]
+        keystores_passwords_path: Option<PathBuf>,
+        /// One password file for every keystore.
+        #[arg(long)]
+        keystores_password_file: Option<PathBuf>,
+        /// Keystores per request.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+    },
+    /// Generate keys inside the server, optionally with age-encrypted backups.
+    Generate {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long = "type", default_value = "bls")]
+        kind: String,
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        /// age recipient (`age1…`) for backups; each key's backup is written to --backup-dir.
+        #[arg(long, requires = "backup_dir")]
+        backup_to: Option<String>,
+        #[arg(long)]
+        backup_dir: Option<PathBuf>,
+    },
+    /// List the vault's keys and the file-loaded keys.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Stop signing with a key without deleting it.
+    Disable {
+        #[command(flatten)]
+        client: ClientArgs,
+        pubkey: String,
+    },
+    /// Sign with a disabled key again.
+    Enable {
+        #[command(flatten)]
+        client: ClientArgs,
+        pubkey: String,
+    },
+    /// Delete a key; its EIP-3076 slashing history is exported to --slashing-out first.
+    Delete {
+        #[command(flatten)]
+        client: ClientArgs,
+        pubkey: String,
+        #[arg(long)]
+        slashing_out: PathBuf,
+    },
 }
 
 /// Where the slashing protection database is. `Debug` is written by hand: the URL may hold a

@@ -41,6 +41,10 @@ pub enum ApiError {
     AuditUnavailable,
     /// Keys are still loading.
     NotReady,
+    /// The vault is sealed: nothing is signed until a quorum of shares unseals it.
+    Sealed,
+    /// A vault or key-management failure, by its stable code (see [`signward_vault::VaultError::code`]).
+    Vault(&'static str),
     /// The request body exceeds the limit.
     BodyTooLarge,
     /// The request took longer than the server allows.
@@ -71,7 +75,9 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TooManyFailures => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Refused(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::Vault(code) => vault_status(code),
             ApiError::NotReady
+            | ApiError::Sealed
             | ApiError::SlashingUnavailable
             | ApiError::AuditUnavailable
             | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
@@ -99,6 +105,8 @@ impl ApiError {
             ApiError::AuditUnavailable => "audit_unavailable",
             ApiError::Overloaded => "overloaded",
             ApiError::NotReady => "not_ready",
+            ApiError::Sealed => "sealed",
+            ApiError::Vault(code) => code,
             ApiError::BodyTooLarge => "body_too_large",
             ApiError::Timeout => "timeout",
             ApiError::NotFound => "not_found",
@@ -144,10 +152,68 @@ impl ApiError {
             ApiError::AuditUnavailable => "the audit log could not be written; nothing was released",
             ApiError::Overloaded => "too many requests in flight; retry shortly",
             ApiError::NotReady => "the signer is not ready; keys are still loading",
+            ApiError::Sealed => "the vault is sealed; submit unseal shares (signward unseal)",
+            ApiError::Vault(code) => vault_message(code),
             ApiError::BodyTooLarge => "the request body is too large",
             ApiError::Timeout => "the request timed out",
             ApiError::NotFound => "no such endpoint",
             ApiError::Internal => "internal error",
+        }
+    }
+}
+
+fn vault_status(code: &str) -> StatusCode {
+    match code {
+        "share_wrong_vault" | "share_stale" | "share_duplicate" | "share_malformed"
+        | "quorum_mismatch" | "invalid_parameters" | "invalid_keystore" => StatusCode::BAD_REQUEST,
+        "vault_uninitialized"
+        | "already_unsealed"
+        | "vault_generation_changed"
+        | "read_only_key" => StatusCode::CONFLICT,
+        "key_not_found" => StatusCode::NOT_FOUND,
+        "sealed" | "vault_storage" => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn vault_message(code: &str) -> &'static str {
+    match code {
+        "share_wrong_vault" => "the share belongs to another vault",
+        "share_stale" => "the share belongs to a share set replaced by rekey or rotate",
+        "share_duplicate" => "a share with this index was already submitted",
+        "share_malformed" => "the share is malformed",
+        "quorum_mismatch" => {
+            "the submitted shares do not reconstruct the master key; unseal progress was reset"
+        }
+        "invalid_parameters" => "invalid parameters",
+        "invalid_keystore" => "the keystores or passwords are malformed",
+        "vault_uninitialized" => "no vault exists; run signward init",
+        "already_unsealed" => "the vault is already unsealed",
+        "vault_generation_changed" => {
+            "the vault was rotated by another process; seal and unseal with the new shares"
+        }
+        "read_only_key" => "the key was loaded from files and cannot be changed through the API",
+        "key_not_found" => "no such key",
+        "sealed" => "the vault is sealed",
+        "vault_storage" => "the vault database is unavailable",
+        "record_tampered" => "a vault record failed authentication; see the server log",
+        _ => "vault error; see the server log",
+    }
+}
+
+impl From<&signward_vault::VaultError> for ApiError {
+    fn from(e: &signward_vault::VaultError) -> Self {
+        match e {
+            signward_vault::VaultError::Sealed => ApiError::Sealed,
+            other => {
+                let code = other.code();
+                if vault_status(code).is_server_error() {
+                    tracing::error!(error = %other, "vault error");
+                } else {
+                    tracing::warn!(error = %other, "vault request refused");
+                }
+                ApiError::Vault(code)
+            }
         }
     }
 }

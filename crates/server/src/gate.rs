@@ -41,6 +41,8 @@ pub fn required_scope(path: &str) -> Option<Scope> {
         Some(Scope::Metrics)
     } else if path.starts_with("/eth/v1/") {
         Some(Scope::Keymanager)
+    } else if path.starts_with("/admin/") {
+        Some(Scope::Admin)
     } else {
         None
     }

@@ -11,10 +11,12 @@
 pub mod api;
 pub mod error;
 pub mod gate;
+pub mod keyops;
 pub mod serve;
 pub mod signer;
 pub mod state;
 pub mod tls;
+pub mod vault;
 
 pub use error::ApiError;
 pub use serve::{router, serve, serve_tls, ServerConfig};

@@ -8,11 +8,11 @@ use std::time::Duration;
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::api::{eth2, health};
+use crate::api::{admin, eth2, health, keymanager};
 use crate::error::ApiError;
 use crate::gate;
 use crate::state::AppState;
@@ -85,6 +85,23 @@ pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
         .route("/api/v1/eth2/publicKeys", get(eth2::public_keys))
         .route("/upcheck", get(health::upcheck))
         .route("/healthcheck", get(health::healthcheck))
+        .route(
+            "/eth/v1/keystores",
+            get(keymanager::list)
+                .post(keymanager::import)
+                .delete(keymanager::delete),
+        )
+        .route("/eth/v1/remotekeys", get(keymanager::remote_keys))
+        .route("/admin/v1/vault", get(admin::status))
+        .route("/admin/v1/vault/unseal", post(admin::unseal))
+        .route("/admin/v1/vault/unseal/reset", post(admin::unseal_reset))
+        .route("/admin/v1/vault/seal", post(admin::seal))
+        .route("/admin/v1/keys", get(admin::list))
+        .route("/admin/v1/keys/import", post(admin::import))
+        .route("/admin/v1/keys/generate", post(admin::generate))
+        .route("/admin/v1/keys/{pubkey}", delete(admin::delete))
+        .route("/admin/v1/keys/{pubkey}/enable", post(admin::enable))
+        .route("/admin/v1/keys/{pubkey}/disable", post(admin::disable))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), gate::gate))
         .layer(middleware::from_fn(move |req, next| {

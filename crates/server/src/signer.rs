@@ -51,6 +51,9 @@ pub async fn sign_eth2(
     if !state.is_ready() {
         return Err(ApiError::NotReady);
     }
+    if state.is_sealed() {
+        return Err(ApiError::Sealed);
+    }
     let pubkey = parse_pubkey(identifier)?;
     if let Some(c) = caller {
         if c.policy

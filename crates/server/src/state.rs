@@ -10,6 +10,15 @@ use signward_keys::BlsKeypair;
 use signward_slashing::clock::ChainClock;
 use signward_slashing::{Refusal, SlashingDb};
 
+/// Where a loaded key came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOrigin {
+    /// Keystore or key-config files (read-only to the APIs).
+    File,
+    /// The sealed vault (managed by the admin and Keymanager APIs; wiped on seal).
+    Vault,
+}
+
 /// The keys the server can sign with, in load order.
 #[derive(Default)]
 pub struct KeyRegistry {
@@ -19,18 +28,35 @@ pub struct KeyRegistry {
 #[derive(Default)]
 struct Inner {
     order: Vec<PublicKeyBytes>,
-    map: HashMap<PublicKeyBytes, Arc<BlsKeypair>>,
+    map: HashMap<PublicKeyBytes, (Arc<BlsKeypair>, KeyOrigin)>,
 }
 
 impl KeyRegistry {
-    /// Add keys; a public key already present is kept as it was. Returns how many were added.
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Add keys loaded from files; see [`KeyRegistry::insert_all_from`].
     pub fn insert_all(&self, keys: impl IntoIterator<Item = BlsKeypair>) -> usize {
-        let mut g = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        self.insert_all_from(KeyOrigin::File, keys)
+    }
+
+    /// Add keys; a public key already present is kept as it was. Returns how many were added.
+    pub fn insert_all_from(
+        &self,
+        origin: KeyOrigin,
+        keys: impl IntoIterator<Item = BlsKeypair>,
+    ) -> usize {
+        let mut g = self.write();
         let mut added = 0;
         for k in keys {
             let pk = *k.public_key();
             if let std::collections::hash_map::Entry::Vacant(e) = g.map.entry(pk) {
-                e.insert(Arc::new(k));
+                e.insert((Arc::new(k), origin));
                 g.order.push(pk);
                 added += 1;
             }
@@ -38,22 +64,49 @@ impl KeyRegistry {
         added
     }
 
+    /// Remove the keys in `pks` (dropping the registry's reference; the secret is wiped when the
+    /// last in-flight signer lets go). Returns how many were present.
+    pub fn remove_all(&self, pks: &std::collections::HashSet<PublicKeyBytes>) -> usize {
+        let mut g = self.write();
+        let before = g.map.len();
+        g.map.retain(|pk, _| !pks.contains(pk));
+        g.order.retain(|pk| !pks.contains(pk));
+        before - g.map.len()
+    }
+
+    /// Remove every key of `origin`. Returns how many.
+    pub fn remove_origin(&self, origin: KeyOrigin) -> usize {
+        let mut g = self.write();
+        let before = g.map.len();
+        g.map.retain(|_, (_, o)| *o != origin);
+        let Inner { order, map } = &mut *g;
+        order.retain(|pk| map.contains_key(pk));
+        before - map.len()
+    }
+
     pub fn get(&self, pk: &PublicKeyBytes) -> Option<Arc<BlsKeypair>> {
-        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        g.map.get(pk).cloned()
+        self.read().map.get(pk).map(|(k, _)| k.clone())
+    }
+
+    pub fn origin(&self, pk: &PublicKeyBytes) -> Option<KeyOrigin> {
+        self.read().map.get(pk).map(|(_, o)| *o)
+    }
+
+    /// Public keys and origins, in load order.
+    pub fn entries(&self) -> Vec<(PublicKeyBytes, KeyOrigin)> {
+        let g = self.read();
+        g.order
+            .iter()
+            .filter_map(|pk| g.map.get(pk).map(|(_, o)| (*pk, *o)))
+            .collect()
     }
 
     pub fn public_keys(&self) -> Vec<PublicKeyBytes> {
-        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        g.order.clone()
+        self.read().order.clone()
     }
 
     pub fn len(&self) -> usize {
-        self.inner
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .order
-            .len()
+        self.read().order.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -120,6 +173,12 @@ pub struct AppState {
     pub gate: Option<crate::gate::Gate>,
     /// The audit log; every signing decision is recorded before an answer leaves.
     pub audit: Option<Journal>,
+    /// The sealed key vault, when one is configured.
+    pub vault: Option<crate::vault::VaultRuntime>,
+    /// Where deleted keys' slashing history is kept (`<data-dir>/deleted-keys`).
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Whether the process memory (and so every decrypted key) is locked against swapping.
+    pub memory: signward_os::MemoryLock,
     status: RwLock<LoadStatus>,
 }
 
@@ -131,6 +190,9 @@ impl AppState {
             protection,
             gate: None,
             audit: None,
+            vault: None,
+            data_dir: None,
+            memory: signward_os::MemoryLock::Disabled,
             status: RwLock::new(LoadStatus::Loading { total: 0 }),
         }
     }
@@ -165,6 +227,17 @@ impl AppState {
                 None => Err("the slashing database does not carry the audit log".into()),
             },
         }
+    }
+
+    /// Keep keys in `vault` (sealed until a quorum of shares arrives).
+    pub fn with_vault(mut self, vault: crate::vault::VaultRuntime) -> Self {
+        self.vault = Some(vault);
+        self
+    }
+
+    /// Signing must wait: a vault exists and is sealed.
+    pub fn is_sealed(&self) -> bool {
+        self.vault.as_ref().is_some_and(|v| v.blocks_signing())
     }
 
     /// Require credentials (see [`crate::gate`]).

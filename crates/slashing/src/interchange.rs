@@ -206,6 +206,33 @@ pub fn check_metadata(m: &Metadata) -> Result<(), SlashingError> {
     Ok(())
 }
 
+/// Copy the entries of an interchange document whose public key `keep` accepts into a new
+/// document (same metadata). Returns it and the public keys it holds, in order.
+pub fn filter<R: Read>(
+    reader: R,
+    keep: impl Fn(&PublicKeyBytes) -> bool,
+) -> Result<(Vec<u8>, Vec<PublicKeyBytes>), SlashingError> {
+    let mut writer: Option<Writer<Vec<u8>>> = None;
+    let mut kept = Vec::new();
+    read(reader, |event| match event {
+        Event::Metadata(m) => {
+            check_metadata(&m)?;
+            writer = Some(Writer::new(Vec::new(), &m.genesis_validators_root)?);
+            Ok(())
+        }
+        Event::Validator(v) => {
+            if keep(&v.pubkey) {
+                let w = writer.as_mut().ok_or(SlashingError::WriterGone)?;
+                w.validator(&v.pubkey, &v.signed_blocks, &v.signed_attestations)?;
+                kept.push(v.pubkey);
+            }
+            Ok(())
+        }
+    })?;
+    let w = writer.ok_or_else(|| SlashingError::Interchange("no metadata".into()))?;
+    Ok((w.finish()?, kept))
+}
+
 /// Writes an interchange document one validator at a time.
 pub struct Writer<W: Write> {
     out: W,

@@ -16,7 +16,10 @@ pub fn parse_recipient(s: &str) -> Result<age::x25519::Recipient, VaultError> {
 }
 
 /// Encrypt `plaintext` to `recipient`, ASCII-armored.
-pub fn encrypt_armored(recipient: &age::x25519::Recipient, plaintext: &[u8]) -> Result<Vec<u8>, VaultError> {
+pub fn encrypt_armored(
+    recipient: &age::x25519::Recipient,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, VaultError> {
     let enc = age::Encryptor::with_recipients(std::iter::once(recipient as &dyn age::Recipient))
         .map_err(|e| VaultError::Age(e.to_string()))?;
     let mut out = Vec::new();
@@ -28,7 +31,10 @@ pub fn encrypt_armored(recipient: &age::x25519::Recipient, plaintext: &[u8]) -> 
 }
 
 /// Decrypt an age file (armored or binary) with any of `identities`.
-pub fn decrypt_armored(bytes: &[u8], identities: &[Box<dyn age::Identity>]) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+pub fn decrypt_armored(
+    bytes: &[u8],
+    identities: &[Box<dyn age::Identity>],
+) -> Result<Zeroizing<Vec<u8>>, VaultError> {
     let dec = age::Decryptor::new(ArmoredReader::new(bytes))
         .map_err(|e| VaultError::ShareMalformed(format!("not an age file: {e}")))?;
     let mut r = dec

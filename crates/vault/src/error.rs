@@ -27,7 +27,9 @@ pub enum VaultError {
     WrongIdentity,
     #[error("the submitted shares do not reconstruct this vault's master key (a share is corrupt or forged); progress was reset")]
     QuorumMismatch,
-    #[error("key record {0} failed authentication: it was altered, swapped or belongs to another vault")]
+    #[error(
+        "key record {0} failed authentication: it was altered, swapped or belongs to another vault"
+    )]
     RecordTampered(String),
     #[error("the vault was rotated by another process; seal and unseal with the new shares")]
     GenerationChanged,

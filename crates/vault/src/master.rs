@@ -40,10 +40,14 @@ impl MasterKey {
     /// vault's verifier ([`MasterKey::matches`]).
     pub fn combine(shares: &[Zeroizing<Vec<u8>>]) -> Result<Self, VaultError> {
         if shares.len() < MIN_THRESHOLD as usize {
-            return Err(VaultError::InvalidParameters("at least two shares are needed".into()));
+            return Err(VaultError::InvalidParameters(
+                "at least two shares are needed".into(),
+            ));
         }
         if shares.iter().any(|s| s.len() != 33) {
-            return Err(VaultError::ShareMalformed("a share value must be 33 bytes".into()));
+            return Err(VaultError::ShareMalformed(
+                "a share value must be 33 bytes".into(),
+            ));
         }
         let mut seen = [false; 256];
         for s in shares {
@@ -59,7 +63,9 @@ impl MasterKey {
         );
         let mut k = Zeroizing::new([0u8; 32]);
         if secret.len() != 32 {
-            return Err(VaultError::ShareMalformed("recombined key has the wrong length".into()));
+            return Err(VaultError::ShareMalformed(
+                "recombined key has the wrong length".into(),
+            ));
         }
         k.copy_from_slice(&secret);
         // `plain` holds copies of the share values; wipe each before the outer Vec goes.
@@ -87,8 +93,8 @@ impl MasterKey {
     /// recombined key can be checked before it is used; it reveals nothing about the key.
     pub fn verifier(&self, vault_id: &str, generation: u64) -> [u8; 32] {
         let k = self.subkey(b"verifier");
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(k.as_ref())
-            .expect("HMAC accepts any key length");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(k.as_ref()).expect("HMAC accepts any key length");
         mac.update(vault_id.as_bytes());
         mac.update(&generation.to_be_bytes());
         mac.finalize().into_bytes().into()
@@ -129,7 +135,10 @@ mod tests {
             for b in (a + 1)..5 {
                 let two = [shares[a].clone(), shares[b].clone()];
                 let wrong = MasterKey::combine(&two).unwrap();
-                assert!(!wrong.matches(&v, "vault", 1), "two of three must not recombine");
+                assert!(
+                    !wrong.matches(&v, "vault", 1),
+                    "two of three must not recombine"
+                );
                 for c in (b + 1)..5 {
                     let three = [shares[a].clone(), shares[b].clone(), shares[c].clone()];
                     let k = MasterKey::combine(&three).unwrap();

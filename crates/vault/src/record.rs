@@ -112,7 +112,10 @@ mod tests {
     fn records_are_bound_to_id_kind_vault_and_key() {
         let k = [7u8; 32];
         let r = seal(&k, "v", KeyKind::Bls, "0xaa", b"secret").unwrap();
-        assert_eq!(&*open(&k, "v", KeyKind::Bls, "0xaa", &r).unwrap(), b"secret");
+        assert_eq!(
+            &*open(&k, "v", KeyKind::Bls, "0xaa", &r).unwrap(),
+            b"secret"
+        );
         assert!(open(&k, "v", KeyKind::Bls, "0xbb", &r).is_err());
         assert!(open(&k, "w", KeyKind::Bls, "0xaa", &r).is_err());
         assert!(open(&k, "v", KeyKind::Secp256k1, "0xaa", &r).is_err());

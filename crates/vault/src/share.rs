@@ -71,10 +71,16 @@ impl SharePayload {
     }
 
     pub fn from_json(bytes: &[u8]) -> Result<Self, VaultError> {
-        let wire: PayloadWire = serde_json::from_slice(bytes)
-            .map_err(|e| VaultError::ShareMalformed(format!("not a share payload ({})", format_args!("{:?} at line {}", e.classify(), e.line()))))?;
+        let wire: PayloadWire = serde_json::from_slice(bytes).map_err(|e| {
+            VaultError::ShareMalformed(format!(
+                "not a share payload ({})",
+                format_args!("{:?} at line {}", e.classify(), e.line())
+            ))
+        })?;
         if wire.signward_share_payload != 1 {
-            return Err(VaultError::ShareMalformed("unknown share payload version".into()));
+            return Err(VaultError::ShareMalformed(
+                "unknown share payload version".into(),
+            ));
         }
         let value = Zeroizing::new(
             hex::decode(wire.value.as_bytes())
@@ -90,19 +96,25 @@ impl SharePayload {
         };
         p.validate()?;
         if p.index() != wire.index {
-            return Err(VaultError::ShareMalformed("share index does not match its value".into()));
+            return Err(VaultError::ShareMalformed(
+                "share index does not match its value".into(),
+            ));
         }
         Ok(p)
     }
 
     fn validate(&self) -> Result<(), VaultError> {
         if self.value.len() != 33 || self.value[0] == 0 {
-            return Err(VaultError::ShareMalformed("share value must be 33 bytes with a non-zero index".into()));
+            return Err(VaultError::ShareMalformed(
+                "share value must be 33 bytes with a non-zero index".into(),
+            ));
         }
         crate::master::check_parameters(self.threshold, self.count)
             .map_err(|_| VaultError::ShareMalformed("impossible threshold or count".into()))?;
         if self.index() > self.count {
-            return Err(VaultError::ShareMalformed("share index above the share count".into()));
+            return Err(VaultError::ShareMalformed(
+                "share index above the share count".into(),
+            ));
         }
         Ok(())
     }
@@ -132,7 +144,9 @@ pub enum Protection {
 impl Protection {
     /// Parse an `age1…` recipient.
     pub fn age(recipient: &str) -> Result<Self, VaultError> {
-        Ok(Protection::Age(Box::new(crate::backup::parse_recipient(recipient)?)))
+        Ok(Protection::Age(Box::new(crate::backup::parse_recipient(
+            recipient,
+        )?)))
     }
 }
 
@@ -192,7 +206,11 @@ struct PassphraseFile {
     ciphertext: String,
 }
 
-fn derive(passphrase: &SecretString, salt: &[u8], cost: KdfCost) -> Result<Zeroizing<[u8; 32]>, VaultError> {
+fn derive(
+    passphrase: &SecretString,
+    salt: &[u8],
+    cost: KdfCost,
+) -> Result<Zeroizing<[u8; 32]>, VaultError> {
     let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, Some(32))
         .map_err(|e| VaultError::ShareMalformed(format!("argon2 parameters: {e}")))?;
     let pw = signward_keys::password::normalize(passphrase);
@@ -204,7 +222,11 @@ fn derive(passphrase: &SecretString, salt: &[u8], cost: KdfCost) -> Result<Zeroi
 }
 
 /// The bytes of a share file and its file-name extension.
-pub fn encrypt(payload: &SharePayload, protection: &Protection, cost: KdfCost) -> Result<(Vec<u8>, &'static str), VaultError> {
+pub fn encrypt(
+    payload: &SharePayload,
+    protection: &Protection,
+    cost: KdfCost,
+) -> Result<(Vec<u8>, &'static str), VaultError> {
     match protection {
         Protection::Passphrase(pass) => {
             if pass.expose_secret().is_empty() {
@@ -216,7 +238,13 @@ pub fn encrypt(payload: &SharePayload, protection: &Protection, cost: KdfCost) -
             OsRng.fill_bytes(&mut nonce);
             let key = derive(pass, &salt, cost)?;
             let ct = XChaCha20Poly1305::new(key.as_ref().into())
-                .encrypt(XNonce::from_slice(&nonce), Payload { msg: &payload.value, aad: &payload.aad() })
+                .encrypt(
+                    XNonce::from_slice(&nonce),
+                    Payload {
+                        msg: &payload.value,
+                        aad: &payload.aad(),
+                    },
+                )
                 .map_err(|_| VaultError::Internal("share encryption failed".into()))?;
             let file = PassphraseFile {
                 signward_share: 1,
@@ -239,13 +267,17 @@ pub fn encrypt(payload: &SharePayload, protection: &Protection, cost: KdfCost) -
                 },
                 ciphertext: hex::encode(ct),
             };
-            let mut out = serde_json::to_vec_pretty(&file).map_err(|e| VaultError::Internal(e.to_string()))?;
+            let mut out = serde_json::to_vec_pretty(&file)
+                .map_err(|e| VaultError::Internal(e.to_string()))?;
             out.push(b'\n');
             Ok((out, "json"))
         }
         Protection::Age(recipient) => {
             let json = payload.to_json();
-            Ok((crate::backup::encrypt_armored(recipient.as_ref(), &json)?, "age"))
+            Ok((
+                crate::backup::encrypt_armored(recipient.as_ref(), &json)?,
+                "age",
+            ))
         }
     }
 }
@@ -260,7 +292,8 @@ pub enum FileForm {
 /// Tell the two forms apart (age files start with their armor line or binary header).
 pub fn form(bytes: &[u8]) -> FileForm {
     let t = bytes.trim_ascii_start();
-    if t.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----") || t.starts_with(b"age-encryption.org/") {
+    if t.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----") || t.starts_with(b"age-encryption.org/")
+    {
         FileForm::Age
     } else {
         FileForm::Passphrase
@@ -268,20 +301,42 @@ pub fn form(bytes: &[u8]) -> FileForm {
 }
 
 /// Open a passphrase share file.
-pub fn decrypt_with_passphrase(bytes: &[u8], passphrase: &SecretString) -> Result<SharePayload, VaultError> {
-    let f: PassphraseFile = serde_json::from_slice(bytes)
-        .map_err(|e| VaultError::ShareMalformed(format!("not a signward share file ({})", format_args!("{:?} at line {}", e.classify(), e.line()))))?;
-    if f.signward_share != 1 || f.kdf.function != "argon2id" || f.cipher.function != "xchacha20poly1305" {
-        return Err(VaultError::ShareMalformed("unsupported share file version, KDF or cipher".into()));
+pub fn decrypt_with_passphrase(
+    bytes: &[u8],
+    passphrase: &SecretString,
+) -> Result<SharePayload, VaultError> {
+    let f: PassphraseFile = serde_json::from_slice(bytes).map_err(|e| {
+        VaultError::ShareMalformed(format!(
+            "not a signward share file ({})",
+            format_args!("{:?} at line {}", e.classify(), e.line())
+        ))
+    })?;
+    if f.signward_share != 1
+        || f.kdf.function != "argon2id"
+        || f.cipher.function != "xchacha20poly1305"
+    {
+        return Err(VaultError::ShareMalformed(
+            "unsupported share file version, KDF or cipher".into(),
+        ));
     }
-    if f.kdf.memory_kib > MAX_MEMORY_KIB || f.kdf.iterations > MAX_ITERATIONS || f.kdf.parallelism > MAX_PARALLELISM {
-        return Err(VaultError::ShareMalformed("KDF cost above the accepted bounds".into()));
+    if f.kdf.memory_kib > MAX_MEMORY_KIB
+        || f.kdf.iterations > MAX_ITERATIONS
+        || f.kdf.parallelism > MAX_PARALLELISM
+    {
+        return Err(VaultError::ShareMalformed(
+            "KDF cost above the accepted bounds".into(),
+        ));
     }
-    let salt = hex::decode(&f.kdf.salt).map_err(|_| VaultError::ShareMalformed("salt is not hex".into()))?;
-    let nonce = hex::decode(&f.cipher.nonce).map_err(|_| VaultError::ShareMalformed("nonce is not hex".into()))?;
-    let ct = hex::decode(&f.ciphertext).map_err(|_| VaultError::ShareMalformed("ciphertext is not hex".into()))?;
+    let salt = hex::decode(&f.kdf.salt)
+        .map_err(|_| VaultError::ShareMalformed("salt is not hex".into()))?;
+    let nonce = hex::decode(&f.cipher.nonce)
+        .map_err(|_| VaultError::ShareMalformed("nonce is not hex".into()))?;
+    let ct = hex::decode(&f.ciphertext)
+        .map_err(|_| VaultError::ShareMalformed("ciphertext is not hex".into()))?;
     if nonce.len() != 24 || salt.len() < 16 {
-        return Err(VaultError::ShareMalformed("bad nonce or salt length".into()));
+        return Err(VaultError::ShareMalformed(
+            "bad nonce or salt length".into(),
+        ));
     }
     let key = derive(
         passphrase,
@@ -303,22 +358,38 @@ pub fn decrypt_with_passphrase(bytes: &[u8], passphrase: &SecretString) -> Resul
     };
     let aad = format!(
         "signward-share-v1|{}|{}|{}|{}|{}|{}",
-        header.vault_id, header.share_set, header.generation, f.index, header.threshold, header.count
+        header.vault_id,
+        header.share_set,
+        header.generation,
+        f.index,
+        header.threshold,
+        header.count
     );
     let value = XChaCha20Poly1305::new(key.as_ref().into())
-        .decrypt(XNonce::from_slice(&nonce), Payload { msg: &ct, aad: aad.as_bytes() })
+        .decrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: &ct,
+                aad: aad.as_bytes(),
+            },
+        )
         .map(Zeroizing::new)
         .map_err(|_| VaultError::WrongPassphrase)?;
     let p = SharePayload { value, ..header };
     p.validate()?;
     if p.index() != f.index {
-        return Err(VaultError::ShareMalformed("share index does not match its value".into()));
+        return Err(VaultError::ShareMalformed(
+            "share index does not match its value".into(),
+        ));
     }
     Ok(p)
 }
 
 /// Open an age share file with any of `identities`.
-pub fn decrypt_with_identities(bytes: &[u8], identities: &[Box<dyn age::Identity>]) -> Result<SharePayload, VaultError> {
+pub fn decrypt_with_identities(
+    bytes: &[u8],
+    identities: &[Box<dyn age::Identity>],
+) -> Result<SharePayload, VaultError> {
     let json = crate::backup::decrypt_armored(bytes, identities)?;
     SharePayload::from_json(&json)
 }
@@ -334,14 +405,19 @@ pub fn read_identities(path: &Path) -> Result<Vec<Box<dyn age::Identity>>, Vault
 
 /// Read a file that holds secret material, refusing it when group or others can access it.
 pub fn read_owner_only(path: &Path) -> Result<Zeroizing<Vec<u8>>, VaultError> {
-    signward_keys::fsutil::read_secret_file(path, signward_keys::fsutil::FileKind::Password).map_err(|e| match e {
-        signward_keys::KeyError::InsecurePermissions => VaultError::InvalidParameters(format!(
-            "{} is readable by group or others; run: chmod 600 {}",
-            path.display(),
-            path.display()
-        )),
-        other => VaultError::Io(std::io::Error::other(format!("{}: {}", path.display(), other))),
-    })
+    signward_keys::fsutil::read_secret_file(path, signward_keys::fsutil::FileKind::Password)
+        .map_err(|e| match e {
+            signward_keys::KeyError::InsecurePermissions => VaultError::InvalidParameters(format!(
+                "{} is readable by group or others; run: chmod 600 {}",
+                path.display(),
+                path.display()
+            )),
+            other => VaultError::Io(std::io::Error::other(format!(
+                "{}: {}",
+                path.display(),
+                other
+            ))),
+        })
 }
 
 /// Write `bytes` to a new file `path` (mode 0600), fsync it and its directory. Never overwrites.
@@ -352,11 +428,21 @@ pub fn write_new_durably(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| VaultError::Io(std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))))?;
+        .map_err(|e| {
+            VaultError::Io(std::io::Error::new(
+                e.kind(),
+                format!("{}: {e}", path.display()),
+            ))
+        })?;
     f.write_all(bytes)?;
     f.sync_all()?;
     if let Some(dir) = path.parent() {
-        std::fs::File::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir })?.sync_all()?;
+        std::fs::File::open(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        })?
+        .sync_all()?;
     }
     Ok(())
 }
@@ -378,7 +464,10 @@ pub fn write_share_files(
     }
     {
         use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
     }
     let mut paths = Vec::with_capacity(payloads.len());
     for (p, prot) in payloads.iter().zip(protections) {
@@ -399,7 +488,12 @@ pub fn open_file(
 ) -> Result<SharePayload, VaultError> {
     let mut bytes = Zeroizing::new(Vec::new());
     std::fs::File::open(path)
-        .map_err(|e| VaultError::Io(std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))))?
+        .map_err(|e| {
+            VaultError::Io(std::io::Error::new(
+                e.kind(),
+                format!("{}: {e}", path.display()),
+            ))
+        })?
         .take(1 << 20)
         .read_to_end(&mut bytes)?;
     match form(&bytes) {
@@ -452,7 +546,9 @@ mod tests {
             Err(VaultError::WrongPassphrase)
         ));
         // Editing a public header field breaks authentication.
-        let edited = String::from_utf8(bytes.clone()).unwrap().replace("vault-a", "vault-b");
+        let edited = String::from_utf8(bytes.clone())
+            .unwrap()
+            .replace("vault-a", "vault-b");
         assert!(matches!(
             decrypt_with_passphrase(edited.as_bytes(), &pass),
             Err(VaultError::WrongPassphrase)
@@ -460,7 +556,9 @@ mod tests {
         // The secret never appears in the file.
         assert!(!String::from_utf8_lossy(&bytes).contains(&hex::encode(&p.value[1..])));
         // A KDF cost beyond the bounds is refused before any work.
-        let greedy = String::from_utf8(bytes).unwrap().replace("\"memory_kib\": 1024", "\"memory_kib\": 99999999");
+        let greedy = String::from_utf8(bytes)
+            .unwrap()
+            .replace("\"memory_kib\": 1024", "\"memory_kib\": 99999999");
         assert!(matches!(
             decrypt_with_passphrase(greedy.as_bytes(), &pass),
             Err(VaultError::ShareMalformed(_))
@@ -479,7 +577,10 @@ mod tests {
         let back = decrypt_with_identities(&bytes, &ids).unwrap();
         assert_eq!(*back.value, *p.value);
         let wrong: Vec<Box<dyn age::Identity>> = vec![Box::new(other)];
-        assert!(matches!(decrypt_with_identities(&bytes, &wrong), Err(VaultError::WrongIdentity)));
+        assert!(matches!(
+            decrypt_with_identities(&bytes, &wrong),
+            Err(VaultError::WrongIdentity)
+        ));
     }
 
     #[test]

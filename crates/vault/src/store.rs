@@ -179,7 +179,8 @@ impl VaultStore {
             let mut c = store.pg().await?;
             let tx = c.transaction().await?;
             // Serialise schema creation across instances starting together.
-            tx.execute("SELECT pg_advisory_xact_lock(7305420187)", &[]).await?;
+            tx.execute("SELECT pg_advisory_xact_lock(7305420187)", &[])
+                .await?;
             tx.batch_execute(PG_SCHEMA).await?;
             tx.commit().await?;
             drop(c);
@@ -192,7 +193,10 @@ impl VaultStore {
 
     async fn pg(&self) -> Result<deadpool_postgres::Object, VaultError> {
         match self {
-            VaultStore::Postgres(p) => p.get().await.map_err(|e| VaultError::Storage(e.to_string())),
+            VaultStore::Postgres(p) => p
+                .get()
+                .await
+                .map_err(|e| VaultError::Storage(e.to_string())),
             VaultStore::Sqlite(_) => Err(VaultError::Internal("not a PostgreSQL store".into())),
         }
     }
@@ -221,7 +225,10 @@ impl VaultStore {
             return sqlite_meta(&conn);
         }
         let c = self.pg().await?;
-        Ok(c.query_opt(META_COLUMNS, &[]).await?.as_ref().map(pg_meta_row))
+        Ok(c.query_opt(META_COLUMNS, &[])
+            .await?
+            .as_ref()
+            .map(pg_meta_row))
     }
 
     /// The change counter (0 before initialisation).
@@ -260,7 +267,11 @@ impl VaultStore {
 
     /// Store keys encrypted under master-key `generation`, in one transaction. Returns, per key,
     /// `true` when stored and `false` when a key with that id already exists.
-    pub async fn insert_keys(&self, generation: u64, keys: &[NewKey]) -> Result<Vec<bool>, VaultError> {
+    pub async fn insert_keys(
+        &self,
+        generation: u64,
+        keys: &[NewKey],
+    ) -> Result<Vec<bool>, VaultError> {
         let t = now();
         if let Some(mut conn) = self.sqlite() {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -275,20 +286,37 @@ impl VaultStore {
                     "INSERT INTO vault_keys (key_id, kind, nonce, ciphertext, enabled, origin, created_at) VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6) ON CONFLICT (key_id) DO NOTHING",
                 )?;
                 for k in keys {
-                    let n = stmt.execute(params![k.key_id, k.kind.as_str(), k.record.nonce, k.record.ciphertext, k.origin, t])?;
+                    let n = stmt.execute(params![
+                        k.key_id,
+                        k.kind.as_str(),
+                        k.record.nonce,
+                        k.record.ciphertext,
+                        k.origin,
+                        t
+                    ])?;
                     out.push(n == 1);
                 }
             }
-            tx.execute("UPDATE vault_meta SET version = version + 1 WHERE id = 1", [])?;
+            tx.execute(
+                "UPDATE vault_meta SET version = version + 1 WHERE id = 1",
+                [],
+            )?;
             tx.commit()?;
             return Ok(out);
         }
         let mut c = self.pg().await?;
         let tx = c.transaction().await?;
-        let m = tx.query_opt("SELECT generation FROM vault_meta WHERE id = 1 FOR UPDATE", &[]).await?;
+        let m = tx
+            .query_opt(
+                "SELECT generation FROM vault_meta WHERE id = 1 FOR UPDATE",
+                &[],
+            )
+            .await?;
         match m {
             None => return Err(VaultError::Uninitialized),
-            Some(r) if r.get::<_, i64>(0) as u64 != generation => return Err(VaultError::GenerationChanged),
+            Some(r) if r.get::<_, i64>(0) as u64 != generation => {
+                return Err(VaultError::GenerationChanged)
+            }
             Some(_) => {}
         }
         let stmt = tx
@@ -299,11 +327,25 @@ impl VaultStore {
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
             let n = tx
-                .execute(&stmt, &[&k.key_id, &k.kind.as_str(), &k.record.nonce, &k.record.ciphertext, &k.origin, &t])
+                .execute(
+                    &stmt,
+                    &[
+                        &k.key_id,
+                        &k.kind.as_str(),
+                        &k.record.nonce,
+                        &k.record.ciphertext,
+                        &k.origin,
+                        &t,
+                    ],
+                )
                 .await?;
             out.push(n == 1);
         }
-        tx.execute("UPDATE vault_meta SET version = version + 1 WHERE id = 1", &[]).await?;
+        tx.execute(
+            "UPDATE vault_meta SET version = version + 1 WHERE id = 1",
+            &[],
+        )
+        .await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -372,7 +414,10 @@ impl VaultStore {
             for id in ids {
                 out.push(tx.execute("DELETE FROM vault_keys WHERE key_id = ?1", params![id])? == 1);
             }
-            tx.execute("UPDATE vault_meta SET version = version + 1 WHERE id = 1", [])?;
+            tx.execute(
+                "UPDATE vault_meta SET version = version + 1 WHERE id = 1",
+                [],
+            )?;
             tx.commit()?;
             return Ok(out);
         }
@@ -380,9 +425,17 @@ impl VaultStore {
         let tx = c.transaction().await?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            out.push(tx.execute("DELETE FROM vault_keys WHERE key_id = $1", &[id]).await? == 1);
+            out.push(
+                tx.execute("DELETE FROM vault_keys WHERE key_id = $1", &[id])
+                    .await?
+                    == 1,
+            );
         }
-        tx.execute("UPDATE vault_meta SET version = version + 1 WHERE id = 1", &[]).await?;
+        tx.execute(
+            "UPDATE vault_meta SET version = version + 1 WHERE id = 1",
+            &[],
+        )
+        .await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -391,21 +444,42 @@ impl VaultStore {
     pub async fn set_enabled(&self, id: &str, enabled: bool) -> Result<bool, VaultError> {
         if let Some(mut conn) = self.sqlite() {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let n = tx.execute("UPDATE vault_keys SET enabled = ?2 WHERE key_id = ?1", params![id, enabled as i64])?;
-            tx.execute("UPDATE vault_meta SET version = version + 1 WHERE id = 1", [])?;
+            let n = tx.execute(
+                "UPDATE vault_keys SET enabled = ?2 WHERE key_id = ?1",
+                params![id, enabled as i64],
+            )?;
+            tx.execute(
+                "UPDATE vault_meta SET version = version + 1 WHERE id = 1",
+                [],
+            )?;
             tx.commit()?;
             return Ok(n == 1);
         }
         let mut c = self.pg().await?;
         let tx = c.transaction().await?;
-        let n = tx.execute("UPDATE vault_keys SET enabled = $2 WHERE key_id = $1", &[&id, &enabled]).await?;
-        tx.execute("UPDATE vault_meta SET version = version + 1 WHERE id = 1", &[]).await?;
+        let n = tx
+            .execute(
+                "UPDATE vault_keys SET enabled = $2 WHERE key_id = $1",
+                &[&id, &enabled],
+            )
+            .await?;
+        tx.execute(
+            "UPDATE vault_meta SET version = version + 1 WHERE id = 1",
+            &[],
+        )
+        .await?;
         tx.commit().await?;
         Ok(n == 1)
     }
 
     /// `rekey`: make `new_set` the only accepted share set, if `expected_set` still is.
-    pub async fn replace_share_set(&self, expected_set: &str, new_set: &str, threshold: u8, count: u8) -> Result<(), VaultError> {
+    pub async fn replace_share_set(
+        &self,
+        expected_set: &str,
+        new_set: &str,
+        threshold: u8,
+        count: u8,
+    ) -> Result<(), VaultError> {
         if let Some(mut conn) = self.sqlite() {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let n = tx.execute(
@@ -436,7 +510,12 @@ impl VaultStore {
     /// `rotate`: in one transaction, replace every record with its re-encryption and the metadata
     /// with `new` (new generation, share set and verifier), if the generation is still
     /// `expected_generation` and no key was added or removed meanwhile.
-    pub async fn rotate(&self, expected_generation: u64, new: &VaultMeta, records: &[(String, SealedRecord)]) -> Result<(), VaultError> {
+    pub async fn rotate(
+        &self,
+        expected_generation: u64,
+        new: &VaultMeta,
+        records: &[(String, SealedRecord)],
+    ) -> Result<(), VaultError> {
         if let Some(mut conn) = self.sqlite() {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             match sqlite_meta(&tx)? {
@@ -449,7 +528,9 @@ impl VaultStore {
                 return Err(VaultError::GenerationChanged);
             }
             {
-                let mut stmt = tx.prepare("UPDATE vault_keys SET nonce = ?2, ciphertext = ?3 WHERE key_id = ?1")?;
+                let mut stmt = tx.prepare(
+                    "UPDATE vault_keys SET nonce = ?2, ciphertext = ?3 WHERE key_id = ?1",
+                )?;
                 for (id, r) in records {
                     if stmt.execute(params![id, r.nonce, r.ciphertext])? != 1 {
                         return Err(VaultError::GenerationChanged);
@@ -465,17 +546,27 @@ impl VaultStore {
         }
         let mut c = self.pg().await?;
         let tx = c.transaction().await?;
-        let m = tx.query_opt("SELECT generation FROM vault_meta WHERE id = 1 FOR UPDATE", &[]).await?;
+        let m = tx
+            .query_opt(
+                "SELECT generation FROM vault_meta WHERE id = 1 FOR UPDATE",
+                &[],
+            )
+            .await?;
         match m {
             Some(r) if r.get::<_, i64>(0) as u64 == expected_generation => {}
             Some(_) => return Err(VaultError::GenerationChanged),
             None => return Err(VaultError::Uninitialized),
         }
-        let count: i64 = tx.query_one("SELECT COUNT(*) FROM vault_keys", &[]).await?.get(0);
+        let count: i64 = tx
+            .query_one("SELECT COUNT(*) FROM vault_keys", &[])
+            .await?
+            .get(0);
         if count as usize != records.len() {
             return Err(VaultError::GenerationChanged);
         }
-        let stmt = tx.prepare("UPDATE vault_keys SET nonce = $2, ciphertext = $3 WHERE key_id = $1").await?;
+        let stmt = tx
+            .prepare("UPDATE vault_keys SET nonce = $2, ciphertext = $3 WHERE key_id = $1")
+            .await?;
         for (id, r) in records {
             if tx.execute(&stmt, &[id, &r.nonce, &r.ciphertext]).await? != 1 {
                 return Err(VaultError::GenerationChanged);

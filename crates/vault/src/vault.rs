@@ -78,7 +78,9 @@ fn share_matches(meta: &VaultMeta, s: &SharePayload) -> Result<(), VaultError> {
         return Err(VaultError::ShareStale);
     }
     if s.threshold != meta.threshold || s.count != meta.share_count {
-        return Err(VaultError::ShareMalformed("quorum differs from the vault's".into()));
+        return Err(VaultError::ShareMalformed(
+            "quorum differs from the vault's".into(),
+        ));
     }
     Ok(())
 }
@@ -215,7 +217,9 @@ impl Vault {
     pub fn new(store: VaultStore) -> Self {
         Vault {
             store,
-            inner: Mutex::new(Inner::Sealed { pending: Vec::new() }),
+            inner: Mutex::new(Inner::Sealed {
+                pending: Vec::new(),
+            }),
         }
     }
 

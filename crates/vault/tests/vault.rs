@@ -38,7 +38,10 @@ async fn exercise(url: &str, url2: &str) {
     ));
     let v = Vault::new(store);
     assert_eq!(v.status().await.unwrap().state, VaultState::Sealed);
-    assert!(matches!(v.store_keys(&[key(1)]).await, Err(VaultError::Sealed)));
+    assert!(matches!(
+        v.store_keys(&[key(1)]).await,
+        Err(VaultError::Sealed)
+    ));
 
     // T-1 shares: still sealed.
     for s in &shares[..2] {
@@ -46,17 +49,26 @@ async fn exercise(url: &str, url2: &str) {
         assert_eq!(p.state, VaultState::Sealed);
     }
     assert_eq!(v.status().await.unwrap().submitted, 2);
-    assert!(matches!(v.submit_share(shares[1].clone()).await, Err(VaultError::ShareDuplicate)));
+    assert!(matches!(
+        v.submit_share(shares[1].clone()).await,
+        Err(VaultError::ShareDuplicate)
+    ));
 
     // A share of another vault is refused by name.
     let other_store = VaultStore::open(url2).await.unwrap();
     let foreign = init(&other_store, 3, 5).await;
-    assert!(matches!(v.submit_share(foreign[2].clone()).await, Err(VaultError::ShareWrongVault)));
+    assert!(matches!(
+        v.submit_share(foreign[2].clone()).await,
+        Err(VaultError::ShareWrongVault)
+    ));
 
     // A forged share (right header, wrong value) fails the quorum check and resets progress.
     let mut forged = shares[2].clone();
     forged.value[5] ^= 0xff;
-    assert!(matches!(v.submit_share(forged).await, Err(VaultError::QuorumMismatch)));
+    assert!(matches!(
+        v.submit_share(forged).await,
+        Err(VaultError::QuorumMismatch)
+    ));
     assert_eq!(v.status().await.unwrap().submitted, 0);
     assert!(!v.is_unsealed());
 
@@ -68,7 +80,10 @@ async fn exercise(url: &str, url2: &str) {
         v.submit_share(s.clone()).await.unwrap();
     }
     assert!(v.is_unsealed());
-    assert_eq!(v.store_keys(&[key(1), key(2), key(1)]).await.unwrap(), vec![true, true, false]);
+    assert_eq!(
+        v.store_keys(&[key(1), key(2), key(1)]).await.unwrap(),
+        vec![true, true, false]
+    );
     let opened = v.open_all().await.unwrap();
     assert_eq!(opened.len(), 2);
     assert_eq!(*opened[0].secret, vec![1u8; 32]);
@@ -85,7 +100,10 @@ async fn exercise(url: &str, url2: &str) {
     })
     .await
     .unwrap();
-    assert!(matches!(v.submit_share(shares[0].clone()).await, Err(VaultError::ShareStale)));
+    assert!(matches!(
+        v.submit_share(shares[0].clone()).await,
+        Err(VaultError::ShareStale)
+    ));
     for s in &new_shares[1..3] {
         v.submit_share(s.clone()).await.unwrap();
     }
@@ -99,9 +117,15 @@ async fn exercise(url: &str, url2: &str) {
     })
     .await
     .unwrap();
-    assert!(matches!(v.store_keys(&[key(3)]).await, Err(VaultError::GenerationChanged)));
+    assert!(matches!(
+        v.store_keys(&[key(3)]).await,
+        Err(VaultError::GenerationChanged)
+    ));
     v.seal();
-    assert!(matches!(v.submit_share(new_shares[0].clone()).await, Err(VaultError::ShareStale)));
+    assert!(matches!(
+        v.submit_share(new_shares[0].clone()).await,
+        Err(VaultError::ShareStale)
+    ));
     for s in &rotated[..2] {
         v.submit_share(s.clone()).await.unwrap();
     }
@@ -117,13 +141,17 @@ async fn sqlite_vault_lifecycle() {
     let a = format!("sqlite:{}", dir.path().join("a.sqlite").display());
     let b = format!("sqlite:{}", dir.path().join("b.sqlite").display());
     exercise(&a, &b).await;
-    let mode = std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(dir.path().join("a.sqlite")).unwrap());
+    let mode = std::os::unix::fs::MetadataExt::mode(
+        &std::fs::metadata(dir.path().join("a.sqlite")).unwrap(),
+    );
     assert_eq!(mode & 0o077, 0, "vault database must be owner-only");
 }
 
 #[tokio::test]
 async fn postgres_vault_lifecycle() {
-    let Some(admin) = common::pg_admin_url() else { return };
+    let Some(admin) = common::pg_admin_url() else {
+        return;
+    };
     let a = common::TestDb::create(&admin).await;
     let b = common::TestDb::create(&admin).await;
     exercise(&a.url, &b.url).await;
@@ -136,7 +164,9 @@ async fn postgres_vault_lifecycle() {
 async fn tampered_and_swapped_records_fail() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v.sqlite");
-    let store = VaultStore::open(&format!("sqlite:{}", path.display())).await.unwrap();
+    let store = VaultStore::open(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap();
     let shares = init(&store, 2, 2).await;
     let v = Vault::new(store);
     for s in &shares {
@@ -155,7 +185,10 @@ async fn tampered_and_swapped_records_fail() {
     }
     conn.execute_batch("DELETE FROM vault_keys WHERE key_id = '0x01'; UPDATE vault_keys SET ciphertext = zeroblob(48) WHERE key_id = '0x02'")
         .unwrap();
-    assert!(matches!(v.open_all().await, Err(VaultError::RecordTampered(_))));
+    assert!(matches!(
+        v.open_all().await,
+        Err(VaultError::RecordTampered(_))
+    ));
 }
 
 fn rusqlite_conn(path: &std::path::Path) -> rusqlite::Connection {

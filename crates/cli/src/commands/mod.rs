@@ -2,10 +2,13 @@
 
 mod audit;
 mod bench;
+mod client;
+mod keys;
 mod keystore;
 mod serve;
 mod slashing;
 mod token;
+pub(crate) mod vault;
 
 use crate::cli::{BenchCommand, Command, KeystoreCommand};
 
@@ -25,6 +28,13 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Slashing { command } => slashing::run(command),
         Command::Token { command } => token::run(command),
         Command::Audit { command } => audit::run(command),
+        Command::Init(args) => vault::init(args),
+        Command::Unseal(args) => vault::unseal(args),
+        Command::Seal { client } => vault::seal(client),
+        Command::Status { client } => vault::status(client),
+        Command::Rekey(args) => vault::rekey(args),
+        Command::Rotate(args) => vault::rotate(args),
+        Command::Keys { command } => keys::run(command),
         Command::Bench { command } => match command {
             BenchCommand::Signing {
                 keys,

@@ -14,6 +14,7 @@ use signward_keys::loader::{discover, load_all, KeySources, Progress};
 use signward_server::gate::Gate;
 use signward_server::serve::Limits;
 use signward_server::state::{LoadStatus, Protection};
+use signward_server::vault::VaultRuntime;
 use signward_server::{AppState, ServerConfig};
 use signward_slashing::clock::ChainClock;
 use signward_slashing::SlashingStore;
@@ -133,6 +134,31 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .map(|c| c.parse::<signward_auth::Cidr>())
         .collect::<Result<Vec<_>, _>>()?;
     super::ensure_private_dir(&args.data_dir)?;
+    // Lock memory before any secret is read, so no key ever reaches swap.
+    let memory = signward_os::lock_all_memory();
+    match &memory {
+        signward_os::MemoryLock::Locked => {
+            tracing::info!("process memory locked (no key material can be swapped out)")
+        }
+        signward_os::MemoryLock::NotLocked { reason } if args.require_memory_lock => {
+            bail!("memory cannot be locked and --require-memory-lock is set: {reason}")
+        }
+        signward_os::MemoryLock::NotLocked { reason } => {
+            tracing::warn!(reason = %reason, "process memory NOT locked: decrypted keys may be written to swap")
+        }
+        signward_os::MemoryLock::Disabled => {}
+    }
+    // Unattended unseal: the shares are opened before anything listens.
+    let boot_shares = if args.unseal_shares_from.is_empty() {
+        Vec::new()
+    } else {
+        tracing::warn!(
+            files = args.unseal_shares_from.len(),
+            "unattended unseal from share files (--unseal-shares-from)"
+        );
+        super::vault::read_shares(&args.unseal_shares_from, &args.unseal_input)?
+    };
+    let vault_url = super::vault::vault_url(&args.slashing, &args.data_dir)?;
     let config = ServerConfig {
         listen: SocketAddr::new(args.http_listen_host, args.http_listen_port),
         limits: Limits {
@@ -183,7 +209,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             args.slashing_protection_pruning_interval,
         ));
         let audit_in_slashing_db = db.audit_store().is_some();
-        let mut state = AppState::new(network, Protection::new(db, clock));
+        let vault_store = signward_vault::VaultStore::open(&vault_url).await.context("opening the vault database")?;
+        let vault = VaultRuntime::new(signward_vault::Vault::new(vault_store)).await.context("reading the vault")?;
+        let vault_initialized = vault.is_initialized();
+        let mut state = AppState::new(network, Protection::new(db, clock)).with_vault(vault);
+        state.data_dir = Some(args.data_dir.clone());
+        state.memory = memory;
         state = if audit_in_slashing_db {
             tracing::info!("audit log kept in the slashing database (one commit for both)");
             state.with_audit_in_slashing_db()
@@ -207,6 +238,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             });
         }
         let state = Arc::new(state);
+        if vault_initialized {
+            tracing::warn!("the vault is sealed: signing is refused until a quorum of shares is submitted (signward unseal)");
+        }
+        for share in boot_shares {
+            let p = signward_server::vault::submit_share(&state, "unseal-shares-from", share)
+                .await
+                .context("unattended unseal")?;
+            if p.state == signward_vault::VaultState::Unsealed {
+                break;
+            }
+        }
+        signward_server::vault::spawn_poll(state.clone());
         if let Some((keep, hours)) = prune {
             spawn_pruning(state.clone(), keep, hours);
         }

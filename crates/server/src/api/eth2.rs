@@ -143,6 +143,9 @@ pub async fn public_keys(
     State((state, _)): State<(Arc<AppState>, Limits)>,
     caller: Option<Extension<Arc<Caller>>>,
 ) -> Response {
+    if state.is_sealed() {
+        return ApiError::Sealed.into_response();
+    }
     let keys: Vec<String> = state
         .keys
         .public_keys()

@@ -54,11 +54,27 @@ pub async fn healthcheck(State((state, _)): State<(Arc<AppState>, Limits)>) -> R
             "refusals": refusals,
         }
     });
-    let up = keys_status == "UP" && db_status == "UP";
+    let vault_state = match &state.vault {
+        None => "disabled",
+        Some(v) if !v.is_initialized() => "uninitialized",
+        Some(v) if v.vault.is_unsealed() => "unsealed",
+        Some(_) => "sealed",
+    };
+    let vault_status = if vault_state == "sealed" {
+        "DOWN"
+    } else {
+        "UP"
+    };
+    let vault = json!({
+        "id": "vault-check",
+        "status": vault_status,
+        "data": {"state": vault_state, "memory-locked": state.memory.is_locked(), "memory": state.memory},
+    });
+    let up = keys_status == "UP" && db_status == "UP" && vault_status == "UP";
     let overall = if up { "UP" } else { "DOWN" };
     let body = json!({
         "status": overall,
-        "checks": [{"id": "keys-check", "status": keys_status, "data": data}, slashing],
+        "checks": [{"id": "keys-check", "status": keys_status, "data": data}, slashing, vault],
         "outcome": overall,
     });
     let code = if up {

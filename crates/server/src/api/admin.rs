@@ -1,0 +1,223 @@
+//! The admin API (`admin` scope): vault status, unseal, seal, and key management. This is what
+//! `signward unseal|seal|status|keys …` talk to.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::json;
+use signward_auth::store::Caller;
+use signward_core::bytes::PublicKeyBytes;
+use signward_vault::SharePayload;
+use zeroize::Zeroizing;
+
+use crate::error::ApiError;
+use crate::keyops;
+use crate::serve::Limits;
+use crate::state::{AppState, KeyOrigin};
+
+type St = State<(Arc<AppState>, Limits)>;
+type Who = Option<Extension<Arc<Caller>>>;
+
+fn name(caller: &Who) -> String {
+    caller
+        .as_ref()
+        .map(|Extension(c)| c.name.clone())
+        .unwrap_or_else(|| "-".into())
+}
+
+/// `GET /admin/v1/vault`
+pub async fn status(State((state, _)): St) -> Response {
+    let Some(rt) = &state.vault else {
+        return Json(
+            json!({"state": "disabled", "keys_loaded": state.keys.len(), "memory": state.memory}),
+        )
+        .into_response();
+    };
+    match rt.vault.status().await {
+        Ok(p) => Json(json!({
+            "state": p.state.as_str(),
+            "submitted": p.submitted,
+            "threshold": p.threshold,
+            "vault_id": p.vault_id,
+            "generation": p.generation,
+            "backend": rt.vault.store().backend(),
+            "keys_loaded": state.keys.len(),
+            "memory": state.memory,
+        }))
+        .into_response(),
+        Err(e) => ApiError::from(&e).into_response(),
+    }
+}
+
+/// `POST /admin/v1/vault/unseal` with one share payload (as `signward unseal` sends it).
+pub async fn unseal(State((state, _)): St, caller: Who, body: Bytes) -> Response {
+    let body = Zeroizing::new(body.to_vec());
+    let share = match SharePayload::from_json(&body) {
+        Ok(s) => s,
+        Err(e) => return ApiError::from(&e).into_response(),
+    };
+    match crate::vault::submit_share(&state, &name(&caller), share).await {
+        Ok(p) => Json(json!({
+            "state": p.state.as_str(),
+            "submitted": p.submitted,
+            "threshold": p.threshold,
+            "keys_loaded": state.keys.len(),
+        }))
+        .into_response(),
+        Err(e) => ApiError::from(&e).into_response(),
+    }
+}
+
+/// `POST /admin/v1/vault/unseal/reset`
+pub async fn unseal_reset(State((state, _)): St, caller: Who) -> Response {
+    match crate::vault::reset(&state, &name(&caller)).await {
+        Ok(()) => Json(json!({"state": "sealed", "submitted": 0})).into_response(),
+        Err(e) => ApiError::from(&e).into_response(),
+    }
+}
+
+/// `POST /admin/v1/vault/seal`
+pub async fn seal(State((state, _)): St, caller: Who) -> Response {
+    if state.vault.as_ref().is_none_or(|v| !v.is_initialized()) {
+        return ApiError::Vault("vault_uninitialized").into_response();
+    }
+    crate::vault::seal(&state, &name(&caller), "operator").await;
+    Json(json!({"state": "sealed"})).into_response()
+}
+
+/// `GET /admin/v1/keys`: every key the vault holds (enabled or not) and every file key.
+pub async fn list(State((state, _)): St) -> Response {
+    let mut out = Vec::new();
+    for (pk, origin) in state.keys.entries() {
+        if origin == KeyOrigin::File {
+            out.push(json!({"pubkey": pk.to_hex(), "kind": "bls", "origin": "file", "enabled": true, "loaded": true}));
+        }
+    }
+    if let Some(rt) = &state.vault {
+        if rt.is_initialized() {
+            match rt.vault.store().keys().await {
+                Ok(keys) => {
+                    for k in keys {
+                        let loaded = k
+                            .key_id
+                            .parse::<PublicKeyBytes>()
+                            .ok()
+                            .and_then(|pk| state.keys.origin(&pk))
+                            == Some(KeyOrigin::Vault);
+                        out.push(json!({"pubkey": k.key_id, "kind": k.kind.as_str(), "origin": k.origin, "enabled": k.enabled, "loaded": loaded}));
+                    }
+                }
+                Err(e) => return ApiError::from(&e).into_response(),
+            }
+        }
+    }
+    Json(json!({"keys": out})).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportBody {
+    keystores: Vec<String>,
+    passwords: Vec<Zeroizing<String>>,
+}
+
+/// `POST /admin/v1/keys/import` `{keystores: [json…], passwords: […]}`
+pub async fn import(State((state, _)): St, caller: Who, body: Bytes) -> Response {
+    let body = Zeroizing::new(body.to_vec());
+    let Ok(b) = serde_json::from_slice::<ImportBody>(&body) else {
+        return ApiError::MalformedBody.into_response();
+    };
+    match keyops::import_keystores(&state, &name(&caller), "imported", b.keystores, b.passwords)
+        .await
+    {
+        Ok(outcomes) => Json(json!({"data": outcomes.iter().map(|o| json!({
+            "pubkey": o.pubkey.map(|p| p.to_hex()),
+            "status": o.status,
+            "message": o.message,
+        })).collect::<Vec<_>>()}))
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenerateBody {
+    #[serde(rename = "type")]
+    kind: String,
+    count: usize,
+    #[serde(default)]
+    backup_to: Option<String>,
+}
+
+/// `POST /admin/v1/keys/generate` `{type: "bls", count, backup_to?: "age1…"}`
+pub async fn generate(State((state, _)): St, caller: Who, body: Bytes) -> Response {
+    let Ok(b) = serde_json::from_slice::<GenerateBody>(&body) else {
+        return ApiError::MalformedBody.into_response();
+    };
+    if b.kind != "bls" {
+        return ApiError::Vault("invalid_parameters").into_response();
+    }
+    match keyops::generate(&state, &name(&caller), b.count, b.backup_to.as_deref()).await {
+        Ok(keys) => Json(json!({"keys": keys.iter().map(|g| json!({
+            "pubkey": g.pubkey.to_hex(),
+            "backup": g.backup,
+        })).collect::<Vec<_>>()}))
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn pubkey(s: &str) -> Result<PublicKeyBytes, ApiError> {
+    s.parse().map_err(|_| ApiError::InvalidPubkey)
+}
+
+/// `POST /admin/v1/keys/{pubkey}/enable`
+pub async fn enable(State((state, _)): St, caller: Who, Path(pk): Path<String>) -> Response {
+    toggle(state, caller, pk, true).await
+}
+
+/// `POST /admin/v1/keys/{pubkey}/disable`
+pub async fn disable(State((state, _)): St, caller: Who, Path(pk): Path<String>) -> Response {
+    toggle(state, caller, pk, false).await
+}
+
+async fn toggle(state: Arc<AppState>, caller: Who, pk: String, enabled: bool) -> Response {
+    let pk = match pubkey(&pk) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    match keyops::set_enabled(&state, &name(&caller), &pk, enabled).await {
+        Ok(()) => Json(json!({"pubkey": pk.to_hex(), "enabled": enabled})).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `DELETE /admin/v1/keys/{pubkey}`: the key's slashing history comes back, and is also kept
+/// under `<data-dir>/deleted-keys/` before the record is deleted.
+pub async fn delete(State((state, _)): St, caller: Who, Path(pk): Path<String>) -> Response {
+    let pk = match pubkey(&pk) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    match keyops::delete(&state, &name(&caller), &[pk]).await {
+        Ok((outcomes, doc)) => {
+            let o = &outcomes[0];
+            match o.status {
+                "deleted" => Json(json!({
+                    "pubkey": pk.to_hex(),
+                    "status": "deleted",
+                    "slashing_protection": String::from_utf8_lossy(&doc),
+                }))
+                .into_response(),
+                "error" => ApiError::Vault("read_only_key").into_response(),
+                _ => ApiError::Vault("key_not_found").into_response(),
+            }
+        }
+        Err(e) => e.into_response(),
+    }
+}

@@ -1,0 +1,140 @@
+//! The Keymanager API's local-keystore and remote-key endpoints (`keymanager` scope), as the
+//! ethereum/keymanager-APIs spec defines them. Imports go into the sealed vault — never to a
+//! plaintext password file — and a delete returns the keys' EIP-3076 history.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::json;
+use signward_auth::store::Caller;
+use signward_core::bytes::PublicKeyBytes;
+use signward_keys::keystore::Keystore;
+use zeroize::Zeroizing;
+
+use crate::error::ApiError;
+use crate::keyops;
+use crate::serve::Limits;
+use crate::state::{AppState, KeyOrigin};
+
+type St = State<(Arc<AppState>, Limits)>;
+type Who = Option<Extension<Arc<Caller>>>;
+
+fn name(caller: &Who) -> String {
+    caller
+        .as_ref()
+        .map(|Extension(c)| format!("{} (keymanager)", c.name))
+        .unwrap_or_else(|| "- (keymanager)".into())
+}
+
+/// `GET /eth/v1/keystores`
+pub async fn list(State((state, _)): St) -> Response {
+    if state.is_sealed() {
+        return ApiError::Sealed.into_response();
+    }
+    let data: Vec<_> = state
+        .keys
+        .entries()
+        .into_iter()
+        .map(|(pk, origin)| {
+            json!({
+                "validating_pubkey": pk.to_hex(),
+                "derivation_path": "",
+                "readonly": origin == KeyOrigin::File,
+            })
+        })
+        .collect();
+    Json(json!({ "data": data })).into_response()
+}
+
+#[derive(Deserialize)]
+struct ImportRequest {
+    keystores: Vec<String>,
+    passwords: Vec<Zeroizing<String>>,
+    #[serde(default)]
+    slashing_protection: Option<String>,
+}
+
+/// `POST /eth/v1/keystores`
+pub async fn import(State((state, _)): St, caller: Who, body: Bytes) -> Response {
+    let body = Zeroizing::new(body.to_vec());
+    let Ok(req) = serde_json::from_slice::<ImportRequest>(&body) else {
+        return ApiError::MalformedBody.into_response();
+    };
+    if req.keystores.len() != req.passwords.len() {
+        return ApiError::Vault("invalid_keystore").into_response();
+    }
+    if state.is_sealed() {
+        return ApiError::Sealed.into_response();
+    }
+    // Slashing history first, for the keys this request carries, so no key can sign before its
+    // history is in place.
+    if let Some(doc) = &req.slashing_protection {
+        let keys: HashSet<PublicKeyBytes> = req
+            .keystores
+            .iter()
+            .filter_map(|k| {
+                Keystore::from_json(k.as_bytes())
+                    .ok()?
+                    .declared_pubkey()
+                    .ok()?
+            })
+            .collect();
+        if let Err(e) = keyops::import_history(&state, doc, &keys).await {
+            return e.into_response();
+        }
+    }
+    match keyops::import_keystores(
+        &state,
+        &name(&caller),
+        "keymanager",
+        req.keystores,
+        req.passwords,
+    )
+    .await
+    {
+        Ok(outcomes) => Json(json!({"data": outcomes.iter().map(|o| json!({
+            "status": o.status,
+            "message": o.message,
+        })).collect::<Vec<_>>()}))
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct DeleteRequest {
+    pubkeys: Vec<String>,
+}
+
+/// `DELETE /eth/v1/keystores`
+pub async fn delete(State((state, _)): St, caller: Who, body: Bytes) -> Response {
+    let Ok(req) = serde_json::from_slice::<DeleteRequest>(&body) else {
+        return ApiError::MalformedBody.into_response();
+    };
+    let mut pubkeys = Vec::with_capacity(req.pubkeys.len());
+    for p in &req.pubkeys {
+        match p.parse::<PublicKeyBytes>() {
+            Ok(pk) => pubkeys.push(pk),
+            Err(_) => return ApiError::InvalidPubkey.into_response(),
+        }
+    }
+    match keyops::delete(&state, &name(&caller), &pubkeys).await {
+        Ok((outcomes, doc)) => Json(json!({
+            "data": outcomes.iter().map(|o| json!({"status": o.status, "message": o.message})).collect::<Vec<_>>(),
+            "slashing_protection": String::from_utf8_lossy(&doc),
+        }))
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /eth/v1/remotekeys`: signward signs with its own keys and proxies to no other signer,
+/// so the list is empty.
+pub async fn remote_keys() -> Response {
+    Json(json!({ "data": [] })).into_response()
+}

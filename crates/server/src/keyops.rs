@@ -1,0 +1,444 @@
+//! Key management inside the boundary: import EIP-2335 keystores into the vault, generate keys,
+//! enable/disable, and delete with the slashing history exported first. Shared by the admin API
+//! (`signward keys …`) and the Keymanager API.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rayon::prelude::*;
+use secrecy::SecretString;
+use signward_core::bytes::PublicKeyBytes;
+use signward_keys::keystore::{KdfLimits, Keystore};
+use signward_keys::BlsKeypair;
+use signward_slashing::SlashingStore;
+use signward_vault::vault::KeyToStore;
+use signward_vault::KeyKind;
+use zeroize::Zeroizing;
+
+use crate::error::ApiError;
+use crate::state::{AppState, KeyOrigin};
+use crate::vault::VaultRuntime;
+
+/// Per-key outcome of an import or delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub pubkey: Option<PublicKeyBytes>,
+    /// `imported`, `duplicate`, `deleted`, `not_active`, `not_found`, `error`.
+    pub status: &'static str,
+    pub message: String,
+}
+
+fn unsealed(state: &AppState) -> Result<&VaultRuntime, ApiError> {
+    let rt = state
+        .vault
+        .as_ref()
+        .filter(|rt| rt.is_initialized())
+        .ok_or(ApiError::Vault("vault_uninitialized"))?;
+    if !rt.vault.is_unsealed() {
+        return Err(ApiError::Sealed);
+    }
+    Ok(rt)
+}
+
+async fn audit_key(
+    state: &AppState,
+    caller: &str,
+    pubkey: &PublicKeyBytes,
+    decision: &str,
+    reason: Option<String>,
+) -> Result<(), ApiError> {
+    let record = signward_audit::Record {
+        event: "key".into(),
+        caller: Some(caller.to_string()),
+        key: Some(pubkey.to_hex()),
+        decision: decision.into(),
+        reason,
+        ..Default::default()
+    };
+    state.journal(record).await.map_err(|e| {
+        tracing::error!(error = %e, "audit write for a key event failed");
+        ApiError::AuditUnavailable
+    })
+}
+
+/// Decrypt keystores (in parallel, each KDF bounded) and store the keys in the vault; they sign
+/// at once. Passwords are used once and wiped; nothing is written in plaintext.
+pub async fn import_keystores(
+    state: &Arc<AppState>,
+    caller: &str,
+    origin: &str,
+    keystores: Vec<String>,
+    passwords: Vec<Zeroizing<String>>,
+) -> Result<Vec<Outcome>, ApiError> {
+    if keystores.len() != passwords.len() {
+        return Err(ApiError::Vault("invalid_keystore"));
+    }
+    let rt = unsealed(state)?;
+    let decrypted: Vec<Result<BlsKeypair, String>> = tokio::task::spawn_blocking(move || {
+        keystores
+            .into_par_iter()
+            .zip(passwords.into_par_iter())
+            .map(|(ks, pw)| {
+                let pw = SecretString::from(pw.as_str());
+                Keystore::from_json(ks.as_bytes())
+                    .and_then(|k| k.decrypt(&pw, &KdfLimits::default()))
+                    .map_err(|e| e.class().to_string())
+            })
+            .collect()
+    })
+    .await
+    .map_err(|_| ApiError::Internal)?;
+    let mut outcomes: Vec<Outcome> = Vec::with_capacity(decrypted.len());
+    let mut fresh: Vec<(usize, BlsKeypair)> = Vec::new();
+    let mut batch_seen = HashSet::new();
+    for (i, r) in decrypted.into_iter().enumerate() {
+        match r {
+            Err(class) => outcomes.push(Outcome {
+                pubkey: None,
+                status: "error",
+                message: format!("keystore could not be decrypted ({class})"),
+            }),
+            Ok(kp) => {
+                let pk = *kp.public_key();
+                let dup = state.keys.origin(&pk).is_some() || !batch_seen.insert(pk);
+                outcomes.push(Outcome {
+                    pubkey: Some(pk),
+                    status: if dup { "duplicate" } else { "imported" },
+                    message: String::new(),
+                });
+                if !dup {
+                    fresh.push((i, kp));
+                }
+            }
+        }
+    }
+    store_and_load(state, rt, caller, origin, fresh, &mut outcomes).await?;
+    Ok(outcomes)
+}
+
+async fn store_and_load(
+    state: &Arc<AppState>,
+    rt: &VaultRuntime,
+    caller: &str,
+    origin: &str,
+    fresh: Vec<(usize, BlsKeypair)>,
+    outcomes: &mut [Outcome],
+) -> Result<(), ApiError> {
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    let to_store: Vec<KeyToStore> = fresh
+        .iter()
+        .map(|(_, kp)| KeyToStore {
+            kind: KeyKind::Bls,
+            key_id: kp.public_key().to_hex(),
+            secret: Zeroizing::new(kp.secret_bytes().to_vec()),
+            origin: origin.to_string(),
+        })
+        .collect();
+    let _g = rt.sync.lock().await;
+    let stored = rt
+        .vault
+        .store_keys(&to_store)
+        .await
+        .map_err(|e| ApiError::from(&e))?;
+    drop(to_store);
+    let mut keep = Vec::new();
+    for ((i, kp), was_new) in fresh.into_iter().zip(stored) {
+        if was_new {
+            audit_key(
+                state,
+                caller,
+                kp.public_key(),
+                "imported",
+                Some(origin.to_string()),
+            )
+            .await?;
+            keep.push(kp);
+        } else {
+            outcomes[i].status = "duplicate";
+        }
+    }
+    state.keys.insert_all_from(KeyOrigin::Vault, keep);
+    Ok(())
+}
+
+/// A generated key and, when asked for, its age-encrypted backup (ASCII armor).
+pub struct Generated {
+    pub pubkey: PublicKeyBytes,
+    pub backup: Option<String>,
+}
+
+/// Generate BLS keys inside the boundary from the OS CSPRNG and store them in the vault. With
+/// `backup_to`, each key is also returned encrypted to that age recipient (never in plaintext).
+pub async fn generate(
+    state: &Arc<AppState>,
+    caller: &str,
+    count: usize,
+    backup_to: Option<&str>,
+) -> Result<Vec<Generated>, ApiError> {
+    let rt = unsealed(state)?;
+    if count == 0 || count > 10_000 {
+        return Err(ApiError::Vault("invalid_parameters"));
+    }
+    let recipient = backup_to
+        .map(signward_vault::backup::parse_recipient)
+        .transpose()
+        .map_err(|e| ApiError::from(&e))?;
+    let keys: Vec<BlsKeypair> = tokio::task::spawn_blocking(move || {
+        (0..count)
+            .into_par_iter()
+            .map(|_| BlsKeypair::generate())
+            .collect()
+    })
+    .await
+    .map_err(|_| ApiError::Internal)?;
+    let mut out = Vec::with_capacity(count);
+    for kp in &keys {
+        let backup = match &recipient {
+            Some(r) => {
+                let plain = signward_vault::backup::bls_backup_plaintext(
+                    &kp.public_key().to_hex(),
+                    kp.secret_bytes().as_ref(),
+                );
+                let armored = signward_vault::backup::encrypt_armored(r, &plain)
+                    .map_err(|e| ApiError::from(&e))?;
+                Some(String::from_utf8(armored).map_err(|_| ApiError::Internal)?)
+            }
+            None => None,
+        };
+        out.push(Generated {
+            pubkey: *kp.public_key(),
+            backup,
+        });
+    }
+    let mut outcomes: Vec<Outcome> = out
+        .iter()
+        .map(|g| Outcome {
+            pubkey: Some(g.pubkey),
+            status: "imported",
+            message: String::new(),
+        })
+        .collect();
+    let fresh = keys.into_iter().enumerate().collect();
+    store_and_load(state, rt, caller, "generated", fresh, &mut outcomes).await?;
+    Ok(out)
+}
+
+/// Enable or disable a vault key on every instance (disabled keys stay stored but never sign).
+pub async fn set_enabled(
+    state: &Arc<AppState>,
+    caller: &str,
+    pubkey: &PublicKeyBytes,
+    enabled: bool,
+) -> Result<(), ApiError> {
+    let rt = unsealed(state)?;
+    if state.keys.origin(pubkey) == Some(KeyOrigin::File) {
+        return Err(ApiError::Vault("read_only_key"));
+    }
+    let found = rt
+        .vault
+        .store()
+        .set_enabled(&pubkey.to_hex(), enabled)
+        .await
+        .map_err(|e| ApiError::from(&e))?;
+    if !found {
+        return Err(ApiError::Vault("key_not_found"));
+    }
+    audit_key(
+        state,
+        caller,
+        pubkey,
+        if enabled { "enabled" } else { "disabled" },
+        None,
+    )
+    .await?;
+    crate::vault::reconcile(state)
+        .await
+        .map_err(|e| ApiError::from(&e))?;
+    Ok(())
+}
+
+/// Delete keys: stop signing with them (here at once; on other instances sharing the vault
+/// within one poll interval, which this call waits out), export their EIP-3076 history, keep a
+/// copy of it under `<data-dir>/deleted-keys/`, then delete the records. Returns the outcomes
+/// and the interchange document for the deleted and inactive keys.
+pub async fn delete(
+    state: &Arc<AppState>,
+    caller: &str,
+    pubkeys: &[PublicKeyBytes],
+) -> Result<(Vec<Outcome>, Vec<u8>), ApiError> {
+    let rt = unsealed(state)?;
+    let _g = rt.sync.lock().await;
+    let in_vault: HashMap<String, bool> = rt
+        .vault
+        .store()
+        .keys()
+        .await
+        .map_err(|e| ApiError::from(&e))?
+        .into_iter()
+        .map(|k| (k.key_id, k.enabled))
+        .collect();
+    let mut outcomes = Vec::with_capacity(pubkeys.len());
+    let mut deleting = HashSet::new();
+    for pk in pubkeys {
+        let status = if state.keys.origin(pk) == Some(KeyOrigin::File) {
+            "read_only"
+        } else if in_vault.contains_key(&pk.to_hex()) {
+            deleting.insert(*pk);
+            "deleted"
+        } else {
+            "absent"
+        };
+        outcomes.push((*pk, status));
+    }
+    // 1. Stop signing here, at once.
+    state.keys.remove_all(&deleting);
+    // 2. Other instances follow within a poll interval; anything they sign until then is
+    //    recorded in the shared slashing database before the export below.
+    if rt.vault.store().is_shared() && !deleting.is_empty() {
+        tokio::time::sleep(crate::vault::POLL_INTERVAL + Duration::from_millis(500)).await;
+    }
+    // 3. Export the history of every key asked about.
+    let asked: HashSet<PublicKeyBytes> = pubkeys.iter().copied().collect();
+    let exported = export_for(state, &asked).await;
+    let (doc, with_history) = match exported {
+        Ok(x) => x,
+        Err(e) => {
+            // Nothing was deleted: put the keys back.
+            let _ = crate::vault::reconcile_locked(state, rt).await;
+            return Err(e);
+        }
+    };
+    let with_history: HashSet<PublicKeyBytes> = with_history.into_iter().collect();
+    if !deleting.is_empty() {
+        if let Some(dir) = &state.data_dir {
+            keep_export(dir, &doc).map_err(|e| {
+                tracing::error!(error = %e, "could not keep the deleted keys' slashing history; nothing deleted");
+                ApiError::Internal
+            })?;
+        }
+        let ids: Vec<String> = deleting.iter().map(|pk| pk.to_hex()).collect();
+        if let Err(e) = rt.vault.store().delete_keys(&ids).await {
+            let _ = crate::vault::reconcile_locked(state, rt).await;
+            return Err(ApiError::from(&e));
+        }
+        for pk in &deleting {
+            audit_key(state, caller, pk, "deleted", None).await?;
+        }
+    }
+    let outcomes = outcomes
+        .into_iter()
+        .map(|(pk, s)| Outcome {
+            pubkey: Some(pk),
+            status: match s {
+                "deleted" => "deleted",
+                "read_only" => "error",
+                _ if with_history.contains(&pk) => "not_active",
+                _ => "not_found",
+            },
+            message: if s == "read_only" {
+                "the key was loaded from files and is read-only".into()
+            } else {
+                String::new()
+            },
+        })
+        .collect();
+    Ok((outcomes, doc))
+}
+
+/// A `Write` into a buffer the caller keeps (the store's export takes its writer by value).
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The interchange document (complete history) for `keys`, and which of them had any.
+pub async fn export_for(
+    state: &AppState,
+    keys: &HashSet<PublicKeyBytes>,
+) -> Result<(Vec<u8>, Vec<PublicKeyBytes>), ApiError> {
+    let db = &state.protection.db;
+    let pinned = db.genesis_validators_root().await.map_err(|e| {
+        tracing::error!(error = %e, "slashing database unavailable for export");
+        ApiError::SlashingUnavailable
+    })?;
+    let full = match pinned {
+        // Nothing was ever recorded: an empty document for the network.
+        None => {
+            let gvr = state.network.genesis_validators_root.unwrap_or_default();
+            let w = signward_slashing::interchange::Writer::new(Vec::new(), &gvr)
+                .map_err(|_| ApiError::Internal)?;
+            w.finish().map_err(|_| ApiError::Internal)?
+        }
+        Some(_) => {
+            let buf = SharedBuf::default();
+            db.export(buf.clone(), false).await.map_err(|e| {
+                tracing::error!(error = %e, "slashing export failed");
+                ApiError::SlashingUnavailable
+            })?;
+            let v = std::mem::take(&mut *buf.0.lock().unwrap_or_else(|p| p.into_inner()));
+            v
+        }
+    };
+    signward_slashing::interchange::filter(&full[..], |pk| keys.contains(pk)).map_err(|e| {
+        tracing::error!(error = %e, "slashing export filter failed");
+        ApiError::Internal
+    })
+}
+
+fn keep_export(dir: &std::path::Path, doc: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let d = dir.join("deleted-keys");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&d)?;
+    let name = format!(
+        "slashing-{}-{}.json",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|t| t.as_millis())
+            .unwrap_or(0),
+        uuid::Uuid::new_v4().simple()
+    );
+    signward_vault::share::write_new_durably(&d.join(name), doc)
+        .map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+/// Import the part of an interchange document that concerns `keys`.
+pub async fn import_history(
+    state: &AppState,
+    doc: &str,
+    keys: &HashSet<PublicKeyBytes>,
+) -> Result<(), ApiError> {
+    let (filtered, kept) = signward_slashing::interchange::filter(doc.as_bytes(), |pk| keys.contains(pk)).map_err(|e| {
+        tracing::warn!(error = %e, "slashing_protection in the import request is not a valid interchange document");
+        ApiError::Vault("invalid_keystore")
+    })?;
+    if kept.is_empty() {
+        return Ok(());
+    }
+    state
+        .protection
+        .db
+        .import(std::io::Cursor::new(filtered))
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            tracing::error!(error = %e, "slashing history import failed");
+            ApiError::SlashingUnavailable
+        })
+}

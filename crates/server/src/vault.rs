@@ -1,0 +1,246 @@
+//! The vault inside a running server: unseal by shares, seal, keep the key registry in step with
+//! the vault's records (also when another instance sharing PostgreSQL changes them), and audit
+//! every vault event.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rayon::prelude::*;
+use signward_core::bytes::PublicKeyBytes;
+use signward_keys::BlsKeypair;
+use signward_vault::{KeyKind, SharePayload, UnsealProgress, Vault, VaultError};
+
+use crate::state::{AppState, KeyOrigin};
+
+/// How often instances look for vault changes made elsewhere.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A vault and what the server knows about it.
+pub struct VaultRuntime {
+    pub vault: Vault,
+    initialized: AtomicBool,
+    seen_version: AtomicI64,
+    generation: AtomicU64,
+    /// Serialises registry reconciliation (unseal, poll, imports, deletes).
+    pub(crate) sync: tokio::sync::Mutex<()>,
+}
+
+impl VaultRuntime {
+    pub async fn new(vault: Vault) -> Result<Self, VaultError> {
+        let meta = vault.store().meta().await?;
+        Ok(VaultRuntime {
+            initialized: AtomicBool::new(meta.is_some()),
+            seen_version: AtomicI64::new(meta.as_ref().map(|m| m.version).unwrap_or(0)),
+            generation: AtomicU64::new(meta.map(|m| m.generation).unwrap_or(0)),
+            vault,
+            sync: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// A vault exists and is sealed: signing must wait.
+    pub fn blocks_signing(&self) -> bool {
+        self.initialized.load(Ordering::Acquire) && !self.vault.is_unsealed()
+    }
+
+    pub fn is_initialized(&self) -> bool {
+        self.initialized.load(Ordering::Acquire)
+    }
+}
+
+fn runtime(state: &AppState) -> Result<&VaultRuntime, VaultError> {
+    state.vault.as_ref().ok_or(VaultError::Uninitialized)
+}
+
+/// Bring the registry's vault keys in line with the vault's enabled records: load what is new,
+/// drop what was deleted or disabled. Returns (added, removed).
+pub async fn reconcile(state: &Arc<AppState>) -> Result<(usize, usize), VaultError> {
+    let rt = runtime(state)?;
+    let _g = rt.sync.lock().await;
+    reconcile_locked(state, rt).await
+}
+
+pub(crate) async fn reconcile_locked(
+    state: &Arc<AppState>,
+    rt: &VaultRuntime,
+) -> Result<(usize, usize), VaultError> {
+    let opened = rt.vault.open_all().await?;
+    let loaded: HashSet<PublicKeyBytes> = state
+        .keys
+        .entries()
+        .into_iter()
+        .filter(|(_, o)| *o == KeyOrigin::Vault)
+        .map(|(pk, _)| pk)
+        .collect();
+    let mut wanted = HashSet::new();
+    let mut to_build = Vec::new();
+    for k in opened {
+        if k.stored.kind != KeyKind::Bls || !k.stored.enabled {
+            continue;
+        }
+        let pk: PublicKeyBytes = k
+            .stored
+            .key_id
+            .parse()
+            .map_err(|_| VaultError::RecordTampered(k.stored.key_id.clone()))?;
+        wanted.insert(pk);
+        if !loaded.contains(&pk) {
+            to_build.push((pk, k));
+        }
+    }
+    let built = tokio::task::spawn_blocking(move || {
+        to_build
+            .into_par_iter()
+            .map(|(pk, k)| {
+                let kp = BlsKeypair::from_secret_bytes(&k.secret)
+                    .map_err(|_| VaultError::RecordTampered(k.stored.key_id.clone()))?;
+                if *kp.public_key() != pk {
+                    return Err(VaultError::RecordTampered(k.stored.key_id.clone()));
+                }
+                Ok(kp)
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| VaultError::Internal(format!("key build task: {e}")))??;
+    let added = state.keys.insert_all_from(KeyOrigin::Vault, built);
+    let gone: HashSet<PublicKeyBytes> = loaded.difference(&wanted).copied().collect();
+    let removed = state.keys.remove_all(&gone);
+    Ok((added, removed))
+}
+
+async fn audit_vault(state: &AppState, caller: &str, decision: &str, reason: Option<String>) {
+    let record = signward_audit::Record {
+        event: "vault".into(),
+        caller: Some(caller.to_string()),
+        decision: decision.into(),
+        reason,
+        ..Default::default()
+    };
+    if let Err(e) = state.journal(record).await {
+        tracing::error!(error = %e, "audit write for a vault event failed");
+    }
+}
+
+/// Submit one share; at the quorum the vault unseals and its keys load.
+pub async fn submit_share(
+    state: &Arc<AppState>,
+    caller: &str,
+    share: SharePayload,
+) -> Result<UnsealProgress, VaultError> {
+    let rt = runtime(state)?;
+    let index = share.index();
+    let result = rt.vault.submit_share(share).await;
+    match &result {
+        Ok(p) if p.state == signward_vault::VaultState::Unsealed => {
+            let started = std::time::Instant::now();
+            let loaded = reconcile(state).await;
+            match loaded {
+                Ok((added, _)) => {
+                    tracing::info!(
+                        keys = added,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "vault unsealed; keys loaded"
+                    );
+                    audit_vault(
+                        state,
+                        caller,
+                        "unsealed",
+                        Some(format!("share {index}; {added} keys loaded")),
+                    )
+                    .await;
+                }
+                Err(e) => {
+                    // A vault that cannot be read in full is not used at all.
+                    tracing::error!(error = %e, "vault unsealed but its keys failed to load; sealing again");
+                    seal(state, caller, "load_failed").await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(p) => {
+            tracing::info!(
+                submitted = p.submitted,
+                threshold = p.threshold,
+                "unseal share accepted"
+            );
+            audit_vault(
+                state,
+                caller,
+                "share_accepted",
+                Some(format!("share {index}; {} of {}", p.submitted, p.threshold)),
+            )
+            .await;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "unseal share refused");
+            audit_vault(state, caller, "share_refused", Some(e.code().to_string())).await;
+        }
+    }
+    result
+}
+
+/// Discard submitted shares.
+pub async fn reset(state: &Arc<AppState>, caller: &str) -> Result<(), VaultError> {
+    runtime(state)?.vault.reset();
+    audit_vault(state, caller, "unseal_reset", None).await;
+    Ok(())
+}
+
+/// Wipe the master key and every vault key from memory at once.
+pub async fn seal(state: &Arc<AppState>, caller: &str, why: &str) {
+    if let Some(rt) = &state.vault {
+        rt.vault.seal();
+        let n = state.keys.remove_origin(KeyOrigin::Vault);
+        tracing::warn!(keys_wiped = n, reason = why, "vault sealed");
+        audit_vault(state, caller, "sealed", Some(why.to_string())).await;
+    }
+}
+
+/// Watch the vault for changes made by other processes or instances (imports, deletes,
+/// enable/disable, `init`, `rotate`) and follow them.
+pub fn spawn_poll(state: Arc<AppState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(POLL_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(rt) = &state.vault else { return };
+            let meta = match rt.vault.store().meta().await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "vault poll failed");
+                    continue;
+                }
+            };
+            let Some(meta) = meta else { continue };
+            if !rt.initialized.swap(true, Ordering::AcqRel) {
+                tracing::warn!("a vault was initialized; signing is refused until it is unsealed");
+            }
+            if meta.version == rt.seen_version.swap(meta.version, Ordering::AcqRel) {
+                continue;
+            }
+            rt.generation.store(meta.generation, Ordering::Release);
+            if let Ok(mine) = rt.vault.unsealed_meta() {
+                if mine.generation != meta.generation {
+                    // Records are now encrypted under a master key this instance does not hold;
+                    // it can no longer follow deletions, so it stops signing with vault keys.
+                    seal(&state, "-", "rotated_elsewhere").await;
+                    continue;
+                }
+            }
+            if rt.vault.is_unsealed() {
+                match reconcile(&state).await {
+                    Ok((0, 0)) => {}
+                    Ok((added, removed)) => tracing::info!(
+                        added,
+                        removed,
+                        "vault keys changed elsewhere; registry updated"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "vault reconciliation failed"),
+                }
+            }
+        }
+    });
+}
