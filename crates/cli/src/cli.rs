@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the signer (Web3Signer-compatible eth2 HTTP API).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create EIP-2335 keystores for fresh random keys (for tests, demos and migrations).
     Keystore {
         #[command(subcommand)]

@@ -171,61 +171,6 @@ fn thousand_concurrent_conflicting_requests_give_one_signature() {
     assert_eq!(conflicting_burst(&[&server], &pks[0], 1000), 1);
 }
 
-fn pg_admin() -> Option<String> {
-    match std::env::var("SIGNWARD_TEST_PG_URL") {
-        Ok(u) => Some(u),
-        Err(_)
-            if std::env::var_os("SIGNWARD_REQUIRE_PG").is_some()
-                || std::env::var_os("CI").is_some() =>
-        {
-            panic!("SIGNWARD_TEST_PG_URL is not set: run scripts/test.sh")
-        }
-        Err(_) => {
-            eprintln!("note: PostgreSQL tests skipped; run scripts/test.sh to include them");
-            None
-        }
-    }
-}
-
-/// Create a database for this test; returns its URL and a closure-free name for dropping.
-fn pg_create(admin: &str, tag: &str) -> (String, String) {
-    let name = format!("signward_e2e_{tag}_{}", std::process::id());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let (c, conn) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await
-            .unwrap();
-        c.batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-    });
-    let base = admin.rsplit_once('/').unwrap().0;
-    (format!("{base}/{name}"), name)
-}
-
-fn pg_drop(admin: &str, name: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let (c, conn) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await
-            .unwrap();
-    });
-}
-
 #[test]
 fn two_processes_sharing_postgres_give_one_signature() {
     let Some(admin) = pg_admin() else { return };

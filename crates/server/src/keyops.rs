@@ -293,10 +293,22 @@ pub async fn delete(
         };
         outcomes.push((*pk, status));
     }
-    // 1. Stop signing here, at once.
+    // 1. Stop signing here at once, and everywhere: disabling the records bumps the vault's
+    //    version, which every instance sharing it follows within a poll interval.
     state.keys.remove_all(&deleting);
-    // 2. Other instances follow within a poll interval; anything they sign until then is
-    //    recorded in the shared slashing database before the export below.
+    let was_enabled: Vec<String> = deleting
+        .iter()
+        .map(|pk| pk.to_hex())
+        .filter(|id| in_vault.get(id).copied().unwrap_or(false))
+        .collect();
+    for pk in &deleting {
+        if let Err(e) = rt.vault.store().set_enabled(&pk.to_hex(), false).await {
+            restore(state, rt, &was_enabled).await;
+            return Err(ApiError::from(&e));
+        }
+    }
+    // 2. Wait out the other instances' poll; anything they signed until then is recorded in the
+    //    shared slashing database before the export below.
     if rt.vault.store().is_shared() && !deleting.is_empty() {
         tokio::time::sleep(crate::vault::POLL_INTERVAL + Duration::from_millis(500)).await;
     }
@@ -307,21 +319,22 @@ pub async fn delete(
         Ok(x) => x,
         Err(e) => {
             // Nothing was deleted: put the keys back.
-            let _ = crate::vault::reconcile_locked(state, rt).await;
+            restore(state, rt, &was_enabled).await;
             return Err(e);
         }
     };
     let with_history: HashSet<PublicKeyBytes> = with_history.into_iter().collect();
     if !deleting.is_empty() {
         if let Some(dir) = &state.data_dir {
-            keep_export(dir, &doc).map_err(|e| {
+            if let Err(e) = keep_export(dir, &doc) {
                 tracing::error!(error = %e, "could not keep the deleted keys' slashing history; nothing deleted");
-                ApiError::Internal
-            })?;
+                restore(state, rt, &was_enabled).await;
+                return Err(ApiError::Internal);
+            }
         }
         let ids: Vec<String> = deleting.iter().map(|pk| pk.to_hex()).collect();
         if let Err(e) = rt.vault.store().delete_keys(&ids).await {
-            let _ = crate::vault::reconcile_locked(state, rt).await;
+            restore(state, rt, &was_enabled).await;
             return Err(ApiError::from(&e));
         }
         for pk in &deleting {
@@ -346,6 +359,18 @@ pub async fn delete(
         })
         .collect();
     Ok((outcomes, doc))
+}
+
+/// Undo a delete that could not finish: the keys sign again where they did before.
+async fn restore(state: &Arc<AppState>, rt: &VaultRuntime, was_enabled: &[String]) {
+    for id in was_enabled {
+        if let Err(e) = rt.vault.store().set_enabled(id, true).await {
+            tracing::error!(error = %e, key = %id, "could not re-enable a key after a failed delete");
+        }
+    }
+    if let Err(e) = crate::vault::reconcile_locked(state, rt).await {
+        tracing::error!(error = %e, "could not reload keys after a failed delete");
+    }
 }
 
 /// A `Write` into a buffer the caller keeps (the store's export takes its writer by value).

@@ -14,7 +14,7 @@ use crate::cli::{BenchCommand, Command, KeystoreCommand};
 
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Keystore {
             command:
                 KeystoreCommand::Create {

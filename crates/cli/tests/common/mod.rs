@@ -376,3 +376,59 @@ pub fn credential(dir: &Path, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// The PostgreSQL server of scripts/test.sh; required in CI, skipped with a notice otherwise.
+pub fn pg_admin() -> Option<String> {
+    match std::env::var("SIGNWARD_TEST_PG_URL") {
+        Ok(u) => Some(u),
+        Err(_)
+            if std::env::var_os("SIGNWARD_REQUIRE_PG").is_some()
+                || std::env::var_os("CI").is_some() =>
+        {
+            panic!("SIGNWARD_TEST_PG_URL is not set: run scripts/test.sh")
+        }
+        Err(_) => {
+            eprintln!("note: PostgreSQL tests skipped; run scripts/test.sh to include them");
+            None
+        }
+    }
+}
+
+/// Create a database for this test; returns its URL and a closure-free name for dropping.
+pub fn pg_create(admin: &str, tag: &str) -> (String, String) {
+    let name = format!("signward_e2e_{tag}_{}", std::process::id());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (c, conn) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .unwrap();
+        c.batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+    });
+    let base = admin.rsplit_once('/').unwrap().0;
+    (format!("{base}/{name}"), name)
+}
+
+pub fn pg_drop(admin: &str, name: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (c, conn) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .unwrap();
+    });
+}
