@@ -519,4 +519,16 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 262_144)]
         pbkdf2_iterations: u32,
     },
+    /// Unseal to ready-to-sign for N vault keys (the server's own path), beside decrypting a
+    /// sample of standard scrypt keystores extrapolated to N.
+    Unseal {
+        #[arg(long, default_value_t = 10_000)]
+        keys: usize,
+        /// `sqlite` or a `postgres://` URL (a scratch database: the vault tables are created).
+        #[arg(long, default_value = "sqlite")]
+        db: String,
+        /// scrypt keystores (n=262144, r=8, p=1) decrypted for the comparison.
+        #[arg(long, default_value_t = 16)]
+        scrypt_sample: usize,
+    },
 }

@@ -395,6 +395,111 @@ pub fn load(count: usize, iterations: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Unseal → ready to sign for `keys` vault keys, through the server's own code (share
+/// submission, quorum check, record decryption, parallel key construction, registry), beside
+/// decrypting a sample of scrypt keystores on all cores, extrapolated to `keys`.
+pub fn unseal(keys: usize, db: &str, scrypt_sample: usize) -> anyhow::Result<()> {
+    use signward_server::state::Protection;
+    use signward_server::vault::VaultRuntime;
+    use signward_vault::vault::KeyToStore;
+    use signward_vault::{KeyKind, Vault, VaultStore};
+    ensure!(keys > 0, "keys must be positive");
+    header();
+    let dir = tempfile::tempdir()?;
+    let url = if db == "sqlite" {
+        format!("sqlite:{}", dir.path().join("vault.sqlite").display())
+    } else {
+        db.to_string()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        let store = VaultStore::open(&url).await?;
+        let mut shares = Vec::new();
+        signward_vault::vault::init(&store, 2, 3, |s| {
+            shares = s.to_vec();
+            Ok(())
+        })
+        .await?;
+        // Fill the vault: generate and store the keys (not timed).
+        let t = Instant::now();
+        let filler = Vault::new(store);
+        for s in &shares[..2] {
+            filler.submit_share(s.clone()).await?;
+        }
+        let generated: Vec<KeyToStore> = (0..keys)
+            .into_par_iter()
+            .map(|_| {
+                let k = BlsKeypair::generate();
+                KeyToStore {
+                    kind: KeyKind::Bls,
+                    key_id: k.public_key().to_hex(),
+                    secret: zeroize::Zeroizing::new(k.secret_bytes().to_vec()),
+                    origin: "bench".into(),
+                }
+            })
+            .collect();
+        for chunk in generated.chunks(1000) {
+            filler.store_keys(chunk).await?;
+        }
+        drop(generated);
+        filler.seal();
+        println!("\n## unseal to ready: {keys} BLS keys in the vault ({})", filler.store().backend());
+        println!("(vault filled in {:.1}s)", t.elapsed().as_secs_f64());
+        let store = VaultStore::open(&url).await?;
+        let network = signward_core::network::NetworkConfig::builtin("mainnet").context("mainnet config")?;
+        let slashing = signward_slashing::SlashingDb::open(&format!("sqlite:{}", dir.path().join("slashing.sqlite").display())).await?;
+        let state = Arc::new(
+            AppState::new(network, Protection::new(slashing, None))
+                .with_vault(VaultRuntime::new(Vault::new(store)).await?),
+        );
+        for round in 1..=3 {
+            let t = Instant::now();
+            for s in &shares[1..] {
+                signward_server::vault::submit_share(&state, "bench", s.clone()).await?;
+            }
+            let secs = t.elapsed().as_secs_f64();
+            ensure!(!state.is_sealed() && state.keys.len() == keys, "unseal did not load every key");
+            println!(
+                "round {round}: unseal → ready to sign: {secs:>6.3}s   {:>9.0} keys/s   ({} keys loaded)",
+                keys as f64 / secs,
+                state.keys.len()
+            );
+            signward_server::vault::seal(&state, "bench", "bench").await;
+        }
+        anyhow::Ok(())
+    })?;
+    if scrypt_sample > 0 {
+        let ks_dir = dir.path().join("scrypt");
+        super::ensure_private_dir(&ks_dir)?;
+        let pw_path = dir.path().join("password.txt");
+        write_secret_file(&pw_path, b"bench-password")?;
+        let password = SecretString::from("bench-password".to_string());
+        (0..scrypt_sample).into_par_iter().try_for_each(|i| -> anyhow::Result<()> {
+            let key = BlsKeypair::generate();
+            let ks = Keystore::encrypt(&key, &password, Kdf::scrypt_default(), "")?;
+            write_secret_file(&ks_dir.join(format!("k{i:05}.json")), &serde_json::to_vec(&ks)?)?;
+            Ok(())
+        })?;
+        let sources = KeySources {
+            keystores_path: Some(ks_dir),
+            keystores_password_file: Some(pw_path),
+            ..Default::default()
+        };
+        let report = load_all(discover(&sources), Some(cores()), KdfLimits::default(), Duration::from_secs(3600), |_| {});
+        ensure!(report.failures.is_empty(), "scrypt sample failed to load");
+        let secs = report.elapsed.as_secs_f64();
+        let per_key = secs / scrypt_sample as f64;
+        println!(
+            "\n## the same from EIP-2335 scrypt keystores (n=262144), {} threads\nsample: {scrypt_sample} keystores in {secs:.2}s ({:.1} keys/s); extrapolated to {keys} keys: {:.0}s ({:.1} min)",
+            cores(),
+            1.0 / per_key,
+            per_key * keys as f64,
+            per_key * keys as f64 / 60.0
+        );
+    }
+    Ok(())
+}
+
 /// Peak resident memory of this process so far (VmHWM), in MiB.
 fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

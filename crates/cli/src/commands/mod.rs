@@ -60,6 +60,11 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                 count,
                 pbkdf2_iterations,
             } => bench::load(count, pbkdf2_iterations),
+            BenchCommand::Unseal {
+                keys,
+                db,
+                scrypt_sample,
+            } => bench::unseal(keys, &db, scrypt_sample),
         },
     }
 }
