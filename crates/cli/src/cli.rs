@@ -274,8 +274,8 @@ pub enum KeysCommand {
         /// One password file for every keystore.
         #[arg(long)]
         keystores_password_file: Option<PathBuf>,
-        /// Keystores per request.
-        #[arg(long, default_value_t = 64)]
+        /// Keystores per request (each scrypt keystore costs the server about a second of CPU).
+        #[arg(long, default_value_t = 16)]
         batch: usize,
     },
     /// Generate keys inside the server, optionally with age-encrypted backups.

@@ -793,7 +793,8 @@ fn keymanager_imports_into_the_vault_and_deletes_with_history() {
     assert_eq!(sign(&pks[0], &attestation(10, 11)).status, 200);
     assert_eq!(sign(&pks[1], &attestation(1, 2)).status, 200);
 
-    // Delete: the vault key, the read-only file key, and an unknown key.
+    // Delete: the vault key, the read-only file key (which has history), and unknown keys.
+    assert_eq!(sign(&file_pks[0], &attestation(1, 2)).status, 200);
     let unknown = format!("0x{}", "cd".repeat(48));
     let r = server.request(
         "DELETE",
@@ -820,6 +821,14 @@ fn keymanager_imports_into_the_vault_and_deletes_with_history() {
         .iter()
         .find(|e| e["pubkey"] == pks[0].as_str())
         .expect("deleted key's history returned");
+    assert!(
+        !doc["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["pubkey"] == file_pks[0].as_str()),
+        "history only for deleted or not_active keys"
+    );
     assert!(entry["signed_attestations"]
         .as_array()
         .unwrap()

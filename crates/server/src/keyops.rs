@@ -313,7 +313,13 @@ pub async fn delete(
         tokio::time::sleep(crate::vault::POLL_INTERVAL + Duration::from_millis(500)).await;
     }
     // 3. Export the history of every key asked about.
-    let asked: HashSet<PublicKeyBytes> = pubkeys.iter().copied().collect();
+    // (Only keys that end up `deleted` or `not_active` may have their history returned, so the
+    // read-only ones are left out.)
+    let asked: HashSet<PublicKeyBytes> = outcomes
+        .iter()
+        .filter(|(_, status)| *status != "read_only")
+        .map(|(pk, _)| *pk)
+        .collect();
     let exported = export_for(state, &asked).await;
     let (doc, with_history) = match exported {
         Ok(x) => x,

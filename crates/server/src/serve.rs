@@ -48,8 +48,20 @@ impl Default for Limits {
     }
 }
 
+/// Key imports decrypt keystores (scrypt: about a second of CPU each), so they get a longer
+/// deadline than signing; they need an authenticated `keymanager` or `admin` caller.
+const IMPORT_TIMEOUT: Duration = Duration::from_secs(600);
+
 async fn deadline(limits: Limits, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
+    let path = req.uri().path();
+    let limit = if req.method() == axum::http::Method::POST
+        && (path == "/eth/v1/keystores" || path == "/admin/v1/keys/import")
+    {
+        limits.request_timeout.max(IMPORT_TIMEOUT)
+    } else {
+        limits.request_timeout
+    };
+    match tokio::time::timeout(limit, next.run(req)).await {
         Ok(r) => r,
         Err(_) => ApiError::Timeout.into_response(),
     }

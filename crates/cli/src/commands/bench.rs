@@ -411,7 +411,9 @@ pub fn unseal(keys: usize, db: &str, scrypt_sample: usize) -> anyhow::Result<()>
     } else {
         db.to_string()
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let store = VaultStore::open(&url).await?;
         let mut shares = Vec::new();
@@ -474,18 +476,29 @@ pub fn unseal(keys: usize, db: &str, scrypt_sample: usize) -> anyhow::Result<()>
         let pw_path = dir.path().join("password.txt");
         write_secret_file(&pw_path, b"bench-password")?;
         let password = SecretString::from("bench-password".to_string());
-        (0..scrypt_sample).into_par_iter().try_for_each(|i| -> anyhow::Result<()> {
-            let key = BlsKeypair::generate();
-            let ks = Keystore::encrypt(&key, &password, Kdf::scrypt_default(), "")?;
-            write_secret_file(&ks_dir.join(format!("k{i:05}.json")), &serde_json::to_vec(&ks)?)?;
-            Ok(())
-        })?;
+        (0..scrypt_sample)
+            .into_par_iter()
+            .try_for_each(|i| -> anyhow::Result<()> {
+                let key = BlsKeypair::generate();
+                let ks = Keystore::encrypt(&key, &password, Kdf::scrypt_default(), "")?;
+                write_secret_file(
+                    &ks_dir.join(format!("k{i:05}.json")),
+                    &serde_json::to_vec(&ks)?,
+                )?;
+                Ok(())
+            })?;
         let sources = KeySources {
             keystores_path: Some(ks_dir),
             keystores_password_file: Some(pw_path),
             ..Default::default()
         };
-        let report = load_all(discover(&sources), Some(cores()), KdfLimits::default(), Duration::from_secs(3600), |_| {});
+        let report = load_all(
+            discover(&sources),
+            Some(cores()),
+            KdfLimits::default(),
+            Duration::from_secs(3600),
+            |_| {},
+        );
         ensure!(report.failures.is_empty(), "scrypt sample failed to load");
         let secs = report.elapsed.as_secs_f64();
         let per_key = secs / scrypt_sample as f64;
