@@ -115,6 +115,17 @@ impl Kdf {
         Ok(())
     }
 
+    /// Check the parameters against `limits`, then derive from `password` (already in the form
+    /// the container requires). Also used for Web3 Secret Storage (V3) keyfiles.
+    pub fn derive_checked(
+        &self,
+        password: &[u8],
+        limits: &KdfLimits,
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        self.check(limits)?;
+        self.derive(password)
+    }
+
     /// Derive the key from normalised password bytes.
     fn derive(&self, password: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
         match self {

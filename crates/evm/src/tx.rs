@@ -1,0 +1,244 @@
+//! Transactions as `eth_signTransaction` receives them: parsed strictly (unknown fields refused,
+//! so nothing we do not understand is signed), checked, and signed into the raw EIP-2718 bytes.
+
+use std::str::FromStr;
+
+use alloy_consensus::{SignableTransaction, TxEip1559, TxEip2930, TxEnvelope, TxLegacy};
+use alloy_eips::eip2718::Encodable2718;
+use alloy_eips::eip2930::{AccessList, AccessListItem};
+use alloy_primitives::{Address, Bytes, TxKind, B256, U256};
+use serde::Deserialize;
+use signward_policy::{Intent, TxFacts};
+
+use crate::{EvmError, EvmKey};
+
+/// A quantity as clients send it: `0x` hex, decimal string, or a JSON number.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Quantity {
+    Num(u64),
+    Text(String),
+}
+
+impl Quantity {
+    fn u256(&self, field: &str) -> Result<U256, EvmError> {
+        match self {
+            Quantity::Num(n) => Ok(U256::from(*n)),
+            Quantity::Text(s) => {
+                let s = s.trim();
+                let v = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+                    Some(h) if h.is_empty() => Ok(U256::ZERO),
+                    Some(h) => U256::from_str_radix(h, 16),
+                    None => U256::from_str_radix(s, 10),
+                };
+                v.map_err(|_| EvmError::InvalidTransaction(format!("{field} is not a quantity")))
+            }
+        }
+    }
+
+    fn u64(&self, field: &str) -> Result<u64, EvmError> {
+        u64::try_from(self.u256(field)?).map_err(|_| EvmError::InvalidTransaction(format!("{field} is too large")))
+    }
+
+    fn u128(&self, field: &str) -> Result<u128, EvmError> {
+        u128::try_from(self.u256(field)?).map_err(|_| EvmError::InvalidTransaction(format!("{field} is too large")))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AccessListJson {
+    address: String,
+    storage_keys: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TxJson {
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default, alias = "gasLimit")]
+    gas: Option<Quantity>,
+    #[serde(default)]
+    gas_price: Option<Quantity>,
+    #[serde(default)]
+    max_fee_per_gas: Option<Quantity>,
+    #[serde(default)]
+    max_priority_fee_per_gas: Option<Quantity>,
+    #[serde(default)]
+    value: Option<Quantity>,
+    #[serde(default)]
+    data: Option<String>,
+    #[serde(default)]
+    input: Option<String>,
+    #[serde(default)]
+    nonce: Option<Quantity>,
+    #[serde(default)]
+    chain_id: Option<Quantity>,
+    #[serde(default, rename = "type")]
+    kind: Option<Quantity>,
+    #[serde(default)]
+    access_list: Option<Vec<AccessListJson>>,
+    /// signward's extension: the declared intent.
+    #[serde(default)]
+    intent: Option<Intent>,
+}
+
+/// The transaction envelope type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxType {
+    Legacy,
+    Eip2930,
+    Eip1559,
+}
+
+/// A checked transaction, ready for policy and signing.
+#[derive(Debug, Clone)]
+pub struct TxRequest {
+    pub from: Option<Address>,
+    pub kind: TxType,
+    pub nonce: u64,
+    pub facts: TxFacts,
+    access_list: AccessList,
+}
+
+fn addr(field: &str, s: &str) -> Result<Address, EvmError> {
+    Address::from_str(s.trim()).map_err(|_| EvmError::InvalidTransaction(format!("{field} is not an address")))
+}
+
+fn bytes(field: &str, s: &str) -> Result<Vec<u8>, EvmError> {
+    let h = s.trim().strip_prefix("0x").unwrap_or(s.trim());
+    hex::decode(h).map_err(|_| EvmError::InvalidTransaction(format!("{field} is not hex")))
+}
+
+/// Parse an `eth_signTransaction` transaction object (and its optional `intent`).
+pub fn parse(value: &serde_json::Value) -> Result<(TxRequest, Option<Intent>), EvmError> {
+    let t: TxJson = serde_json::from_value(value.clone()).map_err(|e| EvmError::InvalidTransaction(e.to_string()))?;
+    let data = match (&t.data, &t.input) {
+        (Some(d), Some(i)) if bytes("data", d)? != bytes("input", i)? => {
+            return Err(EvmError::InvalidTransaction("data and input differ".into()))
+        }
+        (Some(d), _) => bytes("data", d)?,
+        (None, Some(i)) => bytes("input", i)?,
+        (None, None) => Vec::new(),
+    };
+    let chain_id = t.chain_id.as_ref().ok_or_else(|| EvmError::InvalidTransaction("chainId is required".into()))?.u64("chainId")?;
+    let nonce = t.nonce.as_ref().ok_or_else(|| EvmError::InvalidTransaction("nonce is required".into()))?.u64("nonce")?;
+    let gas = t.gas.as_ref().ok_or_else(|| EvmError::InvalidTransaction("gas is required".into()))?.u64("gas")?;
+    let to = match t.to.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(addr("to", s)?),
+    };
+    let value = t.value.as_ref().map(|v| v.u256("value")).transpose()?.unwrap_or(U256::ZERO);
+    let kind = match t.kind.as_ref().map(|k| k.u64("type")).transpose()? {
+        Some(0) => TxType::Legacy,
+        Some(1) => TxType::Eip2930,
+        Some(2) => TxType::Eip1559,
+        Some(other) => return Err(EvmError::UnsupportedType(format!("0x{other:x}"))),
+        None if t.max_fee_per_gas.is_some() || t.max_priority_fee_per_gas.is_some() => TxType::Eip1559,
+        None if t.access_list.is_some() => TxType::Eip2930,
+        None => TxType::Legacy,
+    };
+    let (gas_price, max_fee, max_prio) = match kind {
+        TxType::Legacy | TxType::Eip2930 => {
+            if t.max_fee_per_gas.is_some() || t.max_priority_fee_per_gas.is_some() {
+                return Err(EvmError::InvalidTransaction("maxFeePerGas on a non-EIP-1559 transaction".into()));
+            }
+            let gp = t.gas_price.as_ref().ok_or_else(|| EvmError::InvalidTransaction("gasPrice is required".into()))?.u128("gasPrice")?;
+            (Some(gp), None, None)
+        }
+        TxType::Eip1559 => {
+            if t.gas_price.is_some() {
+                return Err(EvmError::InvalidTransaction("gasPrice on an EIP-1559 transaction".into()));
+            }
+            let mf = t.max_fee_per_gas.as_ref().ok_or_else(|| EvmError::InvalidTransaction("maxFeePerGas is required".into()))?.u128("maxFeePerGas")?;
+            let mp = t.max_priority_fee_per_gas.as_ref().ok_or_else(|| EvmError::InvalidTransaction("maxPriorityFeePerGas is required".into()))?.u128("maxPriorityFeePerGas")?;
+            if mp > mf {
+                return Err(EvmError::InvalidTransaction("maxPriorityFeePerGas exceeds maxFeePerGas".into()));
+            }
+            (None, Some(mf), Some(mp))
+        }
+    };
+    if kind == TxType::Legacy && t.access_list.is_some() {
+        return Err(EvmError::InvalidTransaction("accessList on a legacy transaction".into()));
+    }
+    let mut items = Vec::new();
+    for item in t.access_list.unwrap_or_default() {
+        let keys = item
+            .storage_keys
+            .iter()
+            .map(|k| B256::from_str(k).map_err(|_| EvmError::InvalidTransaction("storage key is not 32 bytes".into())))
+            .collect::<Result<_, _>>()?;
+        items.push(AccessListItem { address: addr("accessList.address", &item.address)?, storage_keys: keys });
+    }
+    let from = t.from.as_deref().map(|f| addr("from", f)).transpose()?;
+    Ok((
+        TxRequest {
+            from,
+            kind,
+            nonce,
+            facts: TxFacts { chain_id, to, value, gas, gas_price, max_fee_per_gas: max_fee, max_priority_fee_per_gas: max_prio, data },
+            access_list: AccessList(items),
+        },
+        t.intent,
+    ))
+}
+
+impl TxRequest {
+    /// Sign and return the raw transaction (EIP-2718 encoding; legacy is plain RLP with EIP-155).
+    pub fn sign(&self, key: &EvmKey) -> Result<Vec<u8>, EvmError> {
+        let f = &self.facts;
+        let to = match f.to {
+            Some(a) => TxKind::Call(a),
+            None => TxKind::Create,
+        };
+        let input = Bytes::from(f.data.clone());
+        let envelope: TxEnvelope = match self.kind {
+            TxType::Legacy => {
+                let tx = TxLegacy {
+                    chain_id: Some(f.chain_id),
+                    nonce: self.nonce,
+                    gas_price: f.gas_price.unwrap_or_default(),
+                    gas_limit: f.gas,
+                    to,
+                    value: f.value,
+                    input,
+                };
+                let sig = key.sign_digest(&tx.signature_hash())?;
+                tx.into_signed(sig).into()
+            }
+            TxType::Eip2930 => {
+                let tx = TxEip2930 {
+                    chain_id: f.chain_id,
+                    nonce: self.nonce,
+                    gas_price: f.gas_price.unwrap_or_default(),
+                    gas_limit: f.gas,
+                    to,
+                    value: f.value,
+                    access_list: self.access_list.clone(),
+                    input,
+                };
+                let sig = key.sign_digest(&tx.signature_hash())?;
+                tx.into_signed(sig).into()
+            }
+            TxType::Eip1559 => {
+                let tx = TxEip1559 {
+                    chain_id: f.chain_id,
+                    nonce: self.nonce,
+                    gas_limit: f.gas,
+                    max_fee_per_gas: f.max_fee_per_gas.unwrap_or_default(),
+                    max_priority_fee_per_gas: f.max_priority_fee_per_gas.unwrap_or_default(),
+                    to,
+                    value: f.value,
+                    access_list: self.access_list.clone(),
+                    input,
+                };
+                let sig = key.sign_digest(&tx.signature_hash())?;
+                tx.into_signed(sig).into()
+            }
+        };
+        Ok(envelope.encoded_2718())
+    }
+}

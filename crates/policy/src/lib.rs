@@ -1,0 +1,17 @@
+//! The EVM policy engine. A policy is a TOML document of rule sets: `[defaults]`, per key
+//! (`[keys."0xADDRESS"]`, replacing the defaults for that key) and per credential
+//! (`[tokens."NAME"]`, applied *in addition*). A request is allowed only when every applicable
+//! rule set allows it; anything a rule set does not allow is refused, with one reason code per
+//! rule. Spend windows are declared here and enforced, with shared state, by the caller.
+//!
+//! Pure: parsing and evaluation only, no I/O.
+
+#![forbid(unsafe_code)]
+
+mod eval;
+mod intent;
+mod model;
+
+pub use eval::{evaluate, Check, Evaluation, Request, TxFacts};
+pub use intent::Intent;
+pub use model::{Policy, PolicyError, RuleSet, SpendWindow, TypedDataDomain};
