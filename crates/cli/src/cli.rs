@@ -72,6 +72,11 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// The EVM policy: explain what it decides for a request, without signing.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Measure signing throughput and key loading, beside raw blst signing.
     Bench {
         #[command(subcommand)]
@@ -144,6 +149,23 @@ pub struct ServeArgs {
     /// Refuse to start when process memory cannot be locked against swapping.
     #[arg(long)]
     pub require_memory_lock: bool,
+    /// Directory of V3 (Web3 Secret Storage) keyfiles (`*.json`) for EVM signing.
+    #[arg(long, requires = "evm_keyfiles_password_file")]
+    pub evm_keyfiles_path: Option<PathBuf>,
+    /// One password file (owner-only) for every keyfile in --evm-keyfiles-path.
+    #[arg(long)]
+    pub evm_keyfiles_password_file: Option<PathBuf>,
+    /// The EVM signing policy (TOML, see docs/policy.md); reloaded on SIGHUP. Without one, every
+    /// EVM signing request is refused.
+    #[arg(long)]
+    pub evm_policy: Option<PathBuf>,
+    /// Development mode: permits --dev-evm-key. Loopback only; reported as unsafe by /healthcheck.
+    #[arg(long)]
+    pub dev: bool,
+    /// `env:VAR` naming an environment variable that holds a raw hex secp256k1 key. Development
+    /// only: refused without --dev.
+    #[arg(long)]
+    pub dev_evm_key: Option<String>,
     #[command(flatten)]
     pub slashing: SlashingDbArgs,
     /// Refuse blocks and attestations more than this many epochs ahead of the chain clock
@@ -257,6 +279,27 @@ pub struct CeremonyArgs {
     pub input: ShareInput,
     #[command(flatten)]
     pub output: ShareOutput,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Evaluate a JSON-RPC request file against a policy file and print every rule's verdict.
+    /// Exit status 0 when allowed, 1 when refused. Spend windows need the shared ledger and are
+    /// listed, not evaluated.
+    Check {
+        #[arg(long)]
+        policy: PathBuf,
+        #[arg(long)]
+        request: PathBuf,
+        /// Evaluate as this credential (its `[tokens."NAME"]` rules apply in addition).
+        #[arg(long)]
+        token: Option<String>,
+    },
+    /// Parse a policy file and report errors.
+    Validate {
+        #[arg(long)]
+        policy: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -511,6 +554,14 @@ pub enum BenchCommand {
         epochs: u64,
         #[command(flatten)]
         db: SlashingDbArgs,
+    },
+    /// EVM: signed transactions per second through the full JSON-RPC path with a realistic
+    /// policy and spend window, beside raw k256 signing in the same run.
+    Evm {
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
     },
     /// Time to decrypt N PBKDF2 keystores with 1 thread and with all cores.
     Load {

@@ -186,9 +186,22 @@ pub fn parse(value: &serde_json::Value) -> Result<(TxRequest, Option<Intent>), E
     ))
 }
 
+/// A signed transaction: the raw bytes and what clients show of it.
+#[derive(Debug, Clone)]
+pub struct SignedTx {
+    /// EIP-2718 encoding (legacy: plain RLP with EIP-155 `v`).
+    pub raw: Vec<u8>,
+    pub hash: B256,
+    pub r: U256,
+    pub s: U256,
+    pub y_parity: bool,
+    /// `v` as the envelope carries it: `chainId·2 + 35 + parity` for legacy, the parity otherwise.
+    pub v: u64,
+}
+
 impl TxRequest {
     /// Sign and return the raw transaction (EIP-2718 encoding; legacy is plain RLP with EIP-155).
-    pub fn sign(&self, key: &EvmKey) -> Result<Vec<u8>, EvmError> {
+    pub fn sign(&self, key: &EvmKey) -> Result<SignedTx, EvmError> {
         let f = &self.facts;
         let to = match f.to {
             Some(a) => TxKind::Call(a),
@@ -239,6 +252,18 @@ impl TxRequest {
                 tx.into_signed(sig).into()
             }
         };
-        Ok(envelope.encoded_2718())
+        let sig = *envelope.signature();
+        let parity = sig.v();
+        Ok(SignedTx {
+            hash: *envelope.hash(),
+            raw: envelope.encoded_2718(),
+            r: sig.r(),
+            s: sig.s(),
+            y_parity: parity,
+            v: match self.kind {
+                TxType::Legacy => self.facts.chain_id * 2 + 35 + parity as u64,
+                _ => parity as u64,
+            },
+        })
     }
 }

@@ -72,9 +72,11 @@ fn signed_transactions_recover_to_the_key() {
         serde_json::json!({"value": "0x0", "gas": "0x100000", "maxFeePerGas": "0x1", "maxPriorityFeePerGas": "0x1", "nonce": "0x3", "chainId": "0x1", "data": "0x6000"}),
     ] {
         let (req, _) = signward_evm::tx::parse(&tx).unwrap();
-        let raw = req.sign(&key).unwrap();
+        let signed = req.sign(&key).unwrap();
+        let raw = signed.raw.clone();
         let env = TxEnvelope::decode_2718(&mut raw.as_slice()).unwrap();
         assert_eq!(env.recover_signer().unwrap(), key.address());
+        assert_eq!(*env.hash(), signed.hash);
         assert_eq!(env.chain_id(), Some(req.facts.chain_id));
         assert_eq!(env.nonce(), req.nonce);
         assert_eq!(env.value(), req.facts.value);

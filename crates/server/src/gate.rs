@@ -33,7 +33,7 @@ pub struct Gate {
 
 /// The scope a path needs; `None` for open paths.
 pub fn required_scope(path: &str) -> Option<Scope> {
-    if path.starts_with("/api/v1/eth2/sign/") {
+    if path.starts_with("/api/v1/eth2/sign/") || path == "/" {
         Some(Scope::Sign)
     } else if path == "/api/v1/eth2/publicKeys" {
         Some(Scope::PublicKeys)

@@ -164,17 +164,31 @@ async fn store_and_load(
     Ok(())
 }
 
-/// A generated key and, when asked for, its age-encrypted backup (ASCII armor).
+/// A generated key (BLS public key or EVM address) and, when asked for, its age-encrypted
+/// backup (ASCII armor).
 pub struct Generated {
-    pub pubkey: PublicKeyBytes,
+    pub id: String,
     pub backup: Option<String>,
 }
 
-/// Generate BLS keys inside the boundary from the OS CSPRNG and store them in the vault. With
+fn backup(recipient: Option<&age::x25519::Recipient>, key_type: &str, id: &str, secret: &[u8]) -> Result<Option<String>, ApiError> {
+    let Some(r) = recipient else { return Ok(None) };
+    let plain = signward_vault::backup::raw_key_config(key_type, id, secret);
+    let armored = signward_vault::backup::encrypt_armored(r, &plain).map_err(|e| ApiError::from(&e))?;
+    String::from_utf8(armored).map(Some).map_err(|_| ApiError::Internal)
+}
+
+/// The vault key id of an EVM address: lowercase `0x` hex.
+pub fn evm_key_id(a: &alloy_primitives::Address) -> String {
+    format!("0x{}", hex::encode(a.as_slice()))
+}
+
+/// Generate keys inside the boundary from the OS CSPRNG and store them in the vault. With
 /// `backup_to`, each key is also returned encrypted to that age recipient (never in plaintext).
 pub async fn generate(
     state: &Arc<AppState>,
     caller: &str,
+    kind: KeyKind,
     count: usize,
     backup_to: Option<&str>,
 ) -> Result<Vec<Generated>, ApiError> {
@@ -186,37 +200,43 @@ pub async fn generate(
         .map(signward_vault::backup::parse_recipient)
         .transpose()
         .map_err(|e| ApiError::from(&e))?;
-    let keys: Vec<BlsKeypair> = tokio::task::spawn_blocking(move || {
-        (0..count)
-            .into_par_iter()
-            .map(|_| BlsKeypair::generate())
-            .collect()
-    })
-    .await
-    .map_err(|_| ApiError::Internal)?;
+    if kind == KeyKind::Secp256k1 {
+        let keys: Vec<signward_evm::EvmKey> = (0..count).map(|_| signward_evm::EvmKey::generate()).collect();
+        let mut out = Vec::with_capacity(count);
+        let mut to_store = Vec::with_capacity(count);
+        for k in &keys {
+            let id = evm_key_id(&k.address());
+            out.push(Generated { backup: backup(recipient.as_ref(), "SECP256K1", &id, k.secret_bytes().as_ref())?, id: id.clone() });
+            to_store.push(KeyToStore { kind, key_id: id, secret: Zeroizing::new(k.secret_bytes().to_vec()), origin: "generated".into() });
+        }
+        let _g = rt.sync.lock().await;
+        rt.vault.store_keys(&to_store).await.map_err(|e| ApiError::from(&e))?;
+        for g in &out {
+            let record = signward_audit::Record {
+                event: "key".into(),
+                caller: Some(caller.to_string()),
+                key: Some(g.id.clone()),
+                decision: "imported".into(),
+                reason: Some("generated secp256k1".into()),
+                ..Default::default()
+            };
+            state.journal(record).await.map_err(|_| ApiError::AuditUnavailable)?;
+        }
+        state.evm.insert(crate::evm::EvmOrigin::Vault, keys);
+        return Ok(out);
+    }
+    let keys: Vec<BlsKeypair> = tokio::task::spawn_blocking(move || (0..count).into_par_iter().map(|_| BlsKeypair::generate()).collect())
+        .await
+        .map_err(|_| ApiError::Internal)?;
     let mut out = Vec::with_capacity(count);
     for kp in &keys {
-        let backup = match &recipient {
-            Some(r) => {
-                let plain = signward_vault::backup::bls_backup_plaintext(
-                    &kp.public_key().to_hex(),
-                    kp.secret_bytes().as_ref(),
-                );
-                let armored = signward_vault::backup::encrypt_armored(r, &plain)
-                    .map_err(|e| ApiError::from(&e))?;
-                Some(String::from_utf8(armored).map_err(|_| ApiError::Internal)?)
-            }
-            None => None,
-        };
-        out.push(Generated {
-            pubkey: *kp.public_key(),
-            backup,
-        });
+        let id = kp.public_key().to_hex();
+        out.push(Generated { backup: backup(recipient.as_ref(), "BLS", &id, kp.secret_bytes().as_ref())?, id });
     }
-    let mut outcomes: Vec<Outcome> = out
+    let mut outcomes: Vec<Outcome> = keys
         .iter()
-        .map(|g| Outcome {
-            pubkey: Some(g.pubkey),
+        .map(|k| Outcome {
+            pubkey: Some(*k.public_key()),
             status: "imported",
             message: String::new(),
         })
@@ -257,6 +277,39 @@ pub async fn set_enabled(
     crate::vault::reconcile(state)
         .await
         .map_err(|e| ApiError::from(&e))?;
+    Ok(())
+}
+
+/// Enable, disable (`Some(bool)`) or delete (`None`) a vault EVM key, on every instance.
+pub async fn manage_evm(state: &Arc<AppState>, caller: &str, addr: &alloy_primitives::Address, enabled: Option<bool>) -> Result<(), ApiError> {
+    let rt = unsealed(state)?;
+    if matches!(state.evm.origin(addr), Some(crate::evm::EvmOrigin::File | crate::evm::EvmOrigin::Dev)) {
+        return Err(ApiError::Vault("read_only_key"));
+    }
+    let id = evm_key_id(addr);
+    let store = rt.vault.store();
+    let found = match enabled {
+        Some(e) => store.set_enabled(&id, e).await,
+        None => store.delete_keys(std::slice::from_ref(&id)).await.map(|v| v[0]),
+    }
+    .map_err(|e| ApiError::from(&e))?;
+    if !found {
+        return Err(ApiError::Vault("key_not_found"));
+    }
+    let decision = match enabled {
+        Some(true) => "enabled",
+        Some(false) => "disabled",
+        None => "deleted",
+    };
+    let record = signward_audit::Record {
+        event: "key".into(),
+        caller: Some(caller.to_string()),
+        key: Some(id),
+        decision: decision.into(),
+        ..Default::default()
+    };
+    state.journal(record).await.map_err(|_| ApiError::AuditUnavailable)?;
+    crate::vault::reconcile(state).await.map_err(|e| ApiError::from(&e))?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod error;
+pub mod evm;
 pub mod gate;
 pub mod keyops;
 pub mod serve;

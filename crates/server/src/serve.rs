@@ -12,7 +12,7 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::api::{admin, eth2, health, keymanager};
+use crate::api::{admin, eth2, health, keymanager, rpc};
 use crate::error::ApiError;
 use crate::gate;
 use crate::state::AppState;
@@ -93,6 +93,7 @@ async fn not_found() -> Response {
 pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight.max(1)));
     Router::new()
+        .route("/", post(rpc::rpc))
         .route("/api/v1/eth2/sign/{identifier}", post(eth2::sign))
         .route("/api/v1/eth2/publicKeys", get(eth2::public_keys))
         .route("/upcheck", get(health::upcheck))

@@ -173,6 +173,8 @@ pub struct AppState {
     pub gate: Option<crate::gate::Gate>,
     /// The audit log; every signing decision is recorded before an answer leaves.
     pub audit: Option<Journal>,
+    /// EVM keys, policy and spend ledger.
+    pub evm: crate::evm::EvmState,
     /// The sealed key vault, when one is configured.
     pub vault: Option<crate::vault::VaultRuntime>,
     /// Where deleted keys' slashing history is kept (`<data-dir>/deleted-keys`).
@@ -190,6 +192,7 @@ impl AppState {
             protection,
             gate: None,
             audit: None,
+            evm: crate::evm::EvmState::default(),
             vault: None,
             data_dir: None,
             memory: signward_os::MemoryLock::Disabled,

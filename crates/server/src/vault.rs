@@ -75,8 +75,30 @@ pub(crate) async fn reconcile_locked(
         .collect();
     let mut wanted = HashSet::new();
     let mut to_build = Vec::new();
+    let loaded_evm: HashSet<alloy_primitives::Address> = state
+        .evm
+        .entries()
+        .into_iter()
+        .filter(|(_, o)| *o == crate::evm::EvmOrigin::Vault)
+        .map(|(a, _)| a)
+        .collect();
+    let mut wanted_evm = HashSet::new();
+    let mut new_evm = Vec::new();
     for k in opened {
-        if k.stored.kind != KeyKind::Bls || !k.stored.enabled {
+        if !k.stored.enabled {
+            continue;
+        }
+        if k.stored.kind == KeyKind::Secp256k1 {
+            let key = signward_evm::EvmKey::from_secret_bytes(&k.secret)
+                .map_err(|_| VaultError::RecordTampered(k.stored.key_id.clone()))?;
+            let id = format!("0x{}", hex::encode(key.address().as_slice()));
+            if id != k.stored.key_id.to_ascii_lowercase() {
+                return Err(VaultError::RecordTampered(k.stored.key_id.clone()));
+            }
+            wanted_evm.insert(key.address());
+            if !loaded_evm.contains(&key.address()) {
+                new_evm.push(key);
+            }
             continue;
         }
         let pk: PublicKeyBytes = k
@@ -104,9 +126,11 @@ pub(crate) async fn reconcile_locked(
     })
     .await
     .map_err(|e| VaultError::Internal(format!("key build task: {e}")))??;
-    let added = state.keys.insert_all_from(KeyOrigin::Vault, built);
+    let added = state.keys.insert_all_from(KeyOrigin::Vault, built)
+        + state.evm.insert(crate::evm::EvmOrigin::Vault, new_evm);
     let gone: HashSet<PublicKeyBytes> = loaded.difference(&wanted).copied().collect();
-    let removed = state.keys.remove_all(&gone);
+    let gone_evm: HashSet<alloy_primitives::Address> = loaded_evm.difference(&wanted_evm).copied().collect();
+    let removed = state.keys.remove_all(&gone) + state.evm.remove_all(&gone_evm);
     Ok((added, removed))
 }
 
@@ -192,7 +216,8 @@ pub async fn reset(state: &Arc<AppState>, caller: &str) -> Result<(), VaultError
 pub async fn seal(state: &Arc<AppState>, caller: &str, why: &str) {
     if let Some(rt) = &state.vault {
         rt.vault.seal();
-        let n = state.keys.remove_origin(KeyOrigin::Vault);
+        let n = state.keys.remove_origin(KeyOrigin::Vault)
+            + state.evm.remove_origin(crate::evm::EvmOrigin::Vault);
         tracing::warn!(keys_wiped = n, reason = why, "vault sealed");
         audit_vault(state, caller, "sealed", Some(why.to_string())).await;
     }

@@ -49,13 +49,14 @@ pub fn decrypt_armored(
     Ok(out)
 }
 
-/// The plaintext of a BLS key backup: a Web3Signer `file-raw` key configuration, which signward
-/// (with `--allow-raw-keys`) and Web3Signer load as they are.
-pub fn bls_backup_plaintext(pubkey_hex: &str, secret: &[u8]) -> Zeroizing<Vec<u8>> {
+/// The plaintext of a key backup: a Web3Signer `file-raw` key configuration (`key_type` `BLS` or
+/// `SECP256K1`), which signward (with `--allow-raw-keys`) and Web3Signer load as they are.
+pub fn raw_key_config(key_type: &str, id: &str, secret: &[u8]) -> Zeroizing<Vec<u8>> {
+    let secret_hex = Zeroizing::new(hex::encode(secret));
     Zeroizing::new(
         format!(
-            "# signward key backup for {pubkey_hex}\n# Plaintext secret key: keep this file encrypted.\ntype: file-raw\nkeyType: BLS\nprivateKey: \"0x{}\"\n",
-            hex::encode(secret)
+            "# signward key backup for {id}\n# Plaintext secret key: keep this file encrypted.\ntype: file-raw\nkeyType: {key_type}\nprivateKey: \"0x{}\"\n",
+            secret_hex.as_str()
         )
         .into_bytes(),
     )

@@ -594,3 +594,171 @@ pub fn interchange(validators: u64, epochs: u64, db: SlashingDbArgs) -> anyhow::
         anyhow::Ok(())
     })
 }
+
+/// Raw k256 signing of a 32-byte digest on `threads` threads for `dur`: signatures per second.
+fn raw_k256(threads: usize, dur: Duration) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let total = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let stop = stop.clone();
+            let total = total.clone();
+            std::thread::spawn(move || {
+                let key = k256::ecdsa::SigningKey::random(&mut rand_core_rng());
+                let mut msg = [0u8; 32];
+                msg[..8].copy_from_slice(&(t as u64).to_le_bytes());
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    msg[8..16].copy_from_slice(&n.to_le_bytes());
+                    let r = key.sign_prehash_recoverable(&msg);
+                    std::hint::black_box(r.is_ok());
+                    n += 1;
+                }
+                total.fetch_add(n, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    std::thread::sleep(dur);
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.join();
+    }
+    total.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn rand_core_rng() -> k256::elliptic_curve::rand_core::OsRng {
+    k256::elliptic_curve::rand_core::OsRng
+}
+
+/// `eth_signTransaction` (EIP-1559) through the full JSON-RPC path: token auth, a realistic
+/// policy (chain, recipients, selector, caps, declared intent not required), a spend window in
+/// the SQLite ledger (one durable commit per transaction), the audit log, then k256 signing.
+pub fn evm(duration_secs: u64, concurrency: usize) -> anyhow::Result<()> {
+    ensure!(duration_secs > 0 && concurrency > 0, "arguments must be positive");
+    header();
+    let dur = Duration::from_secs(duration_secs);
+    println!("\n## raw k256 (sign_prehash_recoverable, {duration_secs}s each)");
+    let raw_one = raw_k256(1, dur);
+    println!("raw k256, 1 thread:        {raw_one:>10.0} sig/s");
+    let raw_all = raw_k256(cores(), dur);
+    println!("raw k256, {} threads:       {raw_all:>10.0} sig/s", cores());
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let tmp = tempfile::tempdir()?;
+    let (rate, p50, p99, errors, total) = runtime.block_on(async {
+        let dir = tmp.path();
+        let secret = ServerSecret::load_or_create(&dir.join("server.key"))?;
+        let token = CredentialFile::new(dir).create(&secret, "bot", Policy { scopes: [Scope::Sign].into(), ..Default::default() })?;
+        let bearer = format!("Bearer {}", token.0.as_str());
+        let db = signward_slashing::SlashingDb::open_with_audit(
+            &format!("sqlite:{}", dir.join("slashing.sqlite").display()),
+            Some(signward_audit::AuditKey::derive(secret.bytes())),
+        )
+        .await?;
+        let key = signward_evm::EvmKey::generate();
+        let from = key.address();
+        let policy = signward_policy::Policy::from_toml(
+            r#"
+[defaults]
+chain_ids = [1]
+recipients = ["0x2222222222222222222222222222222222222222", "0x3333333333333333333333333333333333333333"]
+max_value_wei = "1000000000000000000"
+max_gas = 300000
+max_fee_per_gas_wei = "200000000000"
+max_priority_fee_per_gas_wei = "5000000000"
+max_calldata_bytes = 1024
+contracts = [{ address = "0x2222222222222222222222222222222222222222", selectors = ["0xa9059cbb", "0x095ea7b3"] }]
+spend_window = { window_secs = 86400, max_total_wei = "1000000000000000000000000", max_count = 100000000 }
+"#,
+        )?;
+        let ledger = signward_evm::ledger::SpendLedger::open(&format!("sqlite:{}", dir.join("evm.sqlite").display())).await?;
+        let mut state = AppState::new(NetworkConfig::mainnet(), Protection::new(db, None)).with_audit_in_slashing_db();
+        state = state.with_gate(Gate {
+            tokens: TokenStore::open(dir, secret)?,
+            limiter: FailureLimiter::new(1000, Duration::from_secs(60)),
+            trusted_proxies: vec![],
+        });
+        state.evm = signward_server::evm::EvmState::new(Some(policy), Some(ledger), false);
+        state.evm.insert(signward_server::evm::EvmOrigin::File, [key]);
+        state.set_load_status(LoadStatus::Done { loaded: 0, failed: 0 });
+        let state = Arc::new(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(signward_server::serve(
+            listener,
+            signward_server::router(state, Limits::default()),
+            async {
+                let _ = stop_rx.await;
+            },
+            Duration::from_secs(5),
+        ));
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let body = move |n: u64| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":{n},"method":"eth_signTransaction","params":[{{"from":"{from:#x}","to":"0x2222222222222222222222222222222222222222","value":"0x0","gas":"0xea60","maxFeePerGas":"0x2540be400","maxPriorityFeePerGas":"0x3b9aca00","nonce":"0x{n:x}","chainId":"0x1","data":"0xa9059cbb0000000000000000000000003333333333333333333333333333333333333333000000000000000000000000000000000000000000000000000000000000000a"}}]}}"#
+            )
+        };
+        let post = move |client: Client<_, Full<Bytes>>, b: String, bearer: String| async move {
+            let req = hyper::Request::post(format!("http://{addr}/"))
+                .header("content-type", "application/json")
+                .header("authorization", bearer)
+                .body(Full::new(Bytes::from(b)))?;
+            let resp = client.request(req).await?;
+            let bytes = resp.into_body().collect().await?.to_bytes();
+            let v: serde_json::Value = serde_json::from_slice(&bytes)?;
+            anyhow::Ok(v)
+        };
+        // Sanity: the signed transaction recovers to the key.
+        let v = post(client.clone(), body(0), bearer.clone()).await?;
+        let raw = v["result"]["raw"].as_str().with_context(|| format!("sanity request failed: {v}"))?;
+        let raw = hex::decode(raw.trim_start_matches("0x"))?;
+        {
+            use alloy_consensus::transaction::SignerRecoverable;
+            use alloy_eips::eip2718::Decodable2718;
+            let env = alloy_consensus::TxEnvelope::decode_2718(&mut raw.as_slice()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            ensure!(env.recover_signer().map_err(|e| anyhow::anyhow!("{e}"))? == from, "signature does not recover to the key");
+        }
+        let next = Arc::new(AtomicU64::new(1));
+        let deadline = Instant::now() + dur;
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency {
+            let client = client.clone();
+            let next = next.clone();
+            let bearer = bearer.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut errors = 0u64;
+                while Instant::now() < deadline {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    let t0 = Instant::now();
+                    match post(client.clone(), body(n), bearer.clone()).await {
+                        Ok(v) if v.get("result").is_some() => lat.push(t0.elapsed().as_micros() as u32),
+                        _ => errors += 1,
+                    }
+                }
+                (lat, errors)
+            }));
+        }
+        let mut all = Vec::new();
+        let mut errors = 0;
+        for t in tasks {
+            let (lat, e) = t.await?;
+            all.extend(lat);
+            errors += e;
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        let _ = stop_tx.send(());
+        let _ = server.await;
+        all.sort_unstable();
+        let ok = all.len() as u64;
+        anyhow::Ok((ok as f64 / elapsed, percentile(&all, 0.5), percentile(&all, 0.99), errors, ok + errors))
+    })?;
+    println!("\n## eth_signTransaction (EIP-1559 ERC-20 transfer) through JSON-RPC: token auth, policy, SQLite spend window, audit ({concurrency} connections, {duration_secs}s; client on the same machine)");
+    println!("requests: {total}   errors: {errors}");
+    println!("throughput:                {rate:>10.0} tx/s");
+    println!("fraction of raw k256 ({} threads): {:.1}%", cores(), 100.0 * rate / raw_all);
+    println!("latency p50: {:.3} ms   p99: {:.3} ms", p50 as f64 / 1000.0, p99 as f64 / 1000.0);
+    Ok(())
+}

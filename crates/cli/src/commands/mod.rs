@@ -4,6 +4,7 @@ mod audit;
 mod bench;
 mod client;
 mod keys;
+pub(crate) mod policy;
 mod keystore;
 mod serve;
 mod slashing;
@@ -35,6 +36,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Rekey(args) => vault::rekey(args),
         Command::Rotate(args) => vault::rotate(args),
         Command::Keys { command } => keys::run(command),
+        Command::Policy { command } => policy::run(command),
         Command::Bench { command } => match command {
             BenchCommand::Signing {
                 keys,
@@ -60,6 +62,10 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                 count,
                 pbkdf2_iterations,
             } => bench::load(count, pbkdf2_iterations),
+            BenchCommand::Evm {
+                duration_secs,
+                concurrency,
+            } => bench::evm(duration_secs, concurrency),
             BenchCommand::Unseal {
                 keys,
                 db,

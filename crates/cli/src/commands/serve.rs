@@ -128,6 +128,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.insecure_disable_auth && !loopback {
         bail!("--insecure-disable-auth is accepted only on a loopback listener");
     }
+    if args.dev_evm_key.is_some() && !args.dev {
+        bail!("--dev-evm-key takes a raw private key from the environment and is refused without --dev (development only)");
+    }
+    if args.dev && !loopback {
+        bail!("--dev is accepted only on a loopback listener");
+    }
+    let evm_policy = args.evm_policy.as_deref().map(super::policy::load).transpose()?;
+    let dev_key = match &args.dev_evm_key {
+        None => None,
+        Some(spec) => {
+            let var = spec.strip_prefix("env:").context("--dev-evm-key must be env:VAR (a key never goes on the command line)")?;
+            let hexkey = zeroize::Zeroizing::new(std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?);
+            let bytes = zeroize::Zeroizing::new(hex::decode(hexkey.trim().trim_start_matches("0x")).context("the dev key is not hex")?);
+            Some(signward_evm::EvmKey::from_secret_bytes(&bytes).context("the dev key is not a secp256k1 secret key")?)
+        }
+    };
     let trusted_proxies = args
         .trusted_proxy
         .iter()
@@ -212,7 +228,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let vault_store = signward_vault::VaultStore::open(&vault_url).await.context("opening the vault database")?;
         let vault = VaultRuntime::new(signward_vault::Vault::new(vault_store)).await.context("reading the vault")?;
         let vault_initialized = vault.is_initialized();
+        let ledger_url = if vault_url.starts_with("postgres") {
+            vault_url.clone()
+        } else {
+            format!("sqlite:{}", args.data_dir.join("evm.sqlite").display())
+        };
+        let ledger = signward_evm::ledger::SpendLedger::open(&ledger_url).await.context("opening the EVM spend ledger")?;
         let mut state = AppState::new(network, Protection::new(db, clock)).with_vault(vault);
+        state.evm = signward_server::evm::EvmState::new(evm_policy, Some(ledger), args.dev);
+        if let Some(k) = dev_key {
+            tracing::warn!(address = %k.address(), "DEV MODE: an EVM key from the environment is loaded (--dev-evm-key); never use this in production");
+            state.evm.insert(signward_server::evm::EvmOrigin::Dev, [k]);
+        }
+        if state.evm.policy().is_none() {
+            tracing::info!("no EVM policy (--evm-policy): every EVM signing request will be refused");
+        }
         state.data_dir = Some(args.data_dir.clone());
         state.memory = memory;
         state = if audit_in_slashing_db {
@@ -267,7 +297,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         let loader_state = state.clone();
         let threads = args.key_loader_threads;
-        tokio::task::spawn_blocking(move || load_keys(&loader_state, &sources, threads));
+        let evm_files = args.evm_keyfiles_path.clone().zip(args.evm_keyfiles_password_file.clone());
+        tokio::task::spawn_blocking(move || {
+            if let Some((dir, pw)) = &evm_files {
+                load_evm_keyfiles(&loader_state, dir, pw);
+            }
+            load_keys(&loader_state, &sources, threads)
+        });
+        if let Some(path) = args.evm_policy.clone() {
+            spawn_policy_reload(state.clone(), path);
+        }
         let app = signward_server::router(state, config.limits);
         match tls {
             Some(tls) => {
@@ -282,6 +321,66 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("signward stopped");
         Ok(())
     })
+}
+
+/// Decrypt every V3 keyfile in `dir` (in parallel); failures are logged by file name and class.
+fn load_evm_keyfiles(state: &AppState, dir: &std::path::Path, password_file: &std::path::Path) {
+    use rayon::prelude::*;
+    let password = match signward_keys::password::read_password_file(password_file) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(file = %password_file.display(), error.class = e.class(), "EVM keyfile password unreadable; no EVM keyfiles loaded");
+            return;
+        }
+    };
+    let files: Vec<std::path::PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json")).collect(),
+        Err(e) => {
+            tracing::error!(dir = %dir.display(), error = %e, "cannot read the EVM keyfile directory");
+            return;
+        }
+    };
+    let results: Vec<_> = files
+        .par_iter()
+        .map(|f| {
+            let r = signward_keys::fsutil::read_secret_file(f, signward_keys::fsutil::FileKind::Keystore)
+                .map_err(|e| e.class().to_string())
+                .and_then(|bytes| {
+                    signward_evm::keyfile::decrypt(&bytes, &password, &KdfLimits::default()).map_err(|e| match e {
+                        signward_evm::EvmError::MacMismatch => "mac_mismatch".to_string(),
+                        signward_evm::EvmError::Kdf(c) => c,
+                        _ => "malformed_keyfile".to_string(),
+                    })
+                });
+            (f, r)
+        })
+        .collect();
+    let mut keys = Vec::new();
+    for (f, r) in results {
+        match r {
+            Ok(k) => keys.push(k),
+            Err(class) => tracing::error!(file = %f.display(), error.class = %class, "EVM keyfile failed to load"),
+        }
+    }
+    let n = state.evm.insert(signward_server::evm::EvmOrigin::File, keys);
+    tracing::info!(loaded = n, "EVM keyfiles loaded");
+}
+
+/// SIGHUP reloads the EVM policy; a policy that fails to parse keeps the one in force.
+fn spawn_policy_reload(state: Arc<AppState>, path: std::path::PathBuf) {
+    use tokio::signal::unix::{signal, SignalKind};
+    tokio::spawn(async move {
+        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            match super::policy::load(&path) {
+                Ok(p) => {
+                    state.evm.set_policy(p);
+                    tracing::info!(file = %path.display(), "SIGHUP: EVM policy reloaded");
+                }
+                Err(e) => tracing::error!(error = %format!("{e:#}"), "SIGHUP: EVM policy reload failed; keeping the policy in force"),
+            }
+        }
+    });
 }
 
 /// Periodic pruning: set-based, and never weakening protection (see signward-slashing).

@@ -97,6 +97,11 @@ pub async fn list(State((state, _)): St) -> Response {
             out.push(json!({"pubkey": pk.to_hex(), "kind": "bls", "origin": "file", "enabled": true, "loaded": true}));
         }
     }
+    for (a, origin) in state.evm.entries() {
+        if origin != crate::evm::EvmOrigin::Vault {
+            out.push(json!({"pubkey": keyops::evm_key_id(&a), "kind": "secp256k1", "origin": if origin == crate::evm::EvmOrigin::Dev { "dev" } else { "file" }, "enabled": true, "loaded": true}));
+        }
+    }
     if let Some(rt) = &state.vault {
         if rt.is_initialized() {
             match rt.vault.store().keys().await {
@@ -159,12 +164,12 @@ pub async fn generate(State((state, _)): St, caller: Who, body: Bytes) -> Respon
     let Ok(b) = serde_json::from_slice::<GenerateBody>(&body) else {
         return ApiError::MalformedBody.into_response();
     };
-    if b.kind != "bls" {
+    let Some(kind) = signward_vault::KeyKind::parse(&b.kind) else {
         return ApiError::Vault("invalid_parameters").into_response();
-    }
-    match keyops::generate(&state, &name(&caller), b.count, b.backup_to.as_deref()).await {
+    };
+    match keyops::generate(&state, &name(&caller), kind, b.count, b.backup_to.as_deref()).await {
         Ok(keys) => Json(json!({"keys": keys.iter().map(|g| json!({
-            "pubkey": g.pubkey.to_hex(),
+            "pubkey": g.id,
             "backup": g.backup,
         })).collect::<Vec<_>>()}))
         .into_response(),
@@ -187,6 +192,12 @@ pub async fn disable(State((state, _)): St, caller: Who, Path(pk): Path<String>)
 }
 
 async fn toggle(state: Arc<AppState>, caller: Who, pk: String, enabled: bool) -> Response {
+    if let Ok(addr) = pk.parse::<alloy_primitives::Address>() {
+        return match keyops::manage_evm(&state, &name(&caller), &addr, Some(enabled)).await {
+            Ok(()) => Json(json!({"pubkey": keyops::evm_key_id(&addr), "enabled": enabled})).into_response(),
+            Err(e) => e.into_response(),
+        };
+    }
     let pk = match pubkey(&pk) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
@@ -200,6 +211,13 @@ async fn toggle(state: Arc<AppState>, caller: Who, pk: String, enabled: bool) ->
 /// `DELETE /admin/v1/keys/{pubkey}`: the key's slashing history comes back, and is also kept
 /// under `<data-dir>/deleted-keys/` before the record is deleted.
 pub async fn delete(State((state, _)): St, caller: Who, Path(pk): Path<String>) -> Response {
+    if let Ok(addr) = pk.parse::<alloy_primitives::Address>() {
+        // EVM keys have no slashing history.
+        return match keyops::manage_evm(&state, &name(&caller), &addr, None).await {
+            Ok(()) => Json(json!({"pubkey": keyops::evm_key_id(&addr), "status": "deleted", "slashing_protection": null})).into_response(),
+            Err(e) => e.into_response(),
+        };
+    }
     let pk = match pubkey(&pk) {
         Ok(p) => p,
         Err(e) => return e.into_response(),

@@ -70,11 +70,20 @@ pub async fn healthcheck(State((state, _)): State<(Arc<AppState>, Limits)>) -> R
         "status": vault_status,
         "data": {"state": vault_state, "memory-locked": state.memory.is_locked(), "memory": state.memory},
     });
+    let evm = json!({
+        "id": "evm-check",
+        "status": if state.evm.dev { "UNSAFE" } else { "UP" },
+        "data": {
+            "keys": state.evm.len(),
+            "policy": state.evm.policy().is_some(),
+            "dev-mode": state.evm.dev,
+        },
+    });
     let up = keys_status == "UP" && db_status == "UP" && vault_status == "UP";
     let overall = if up { "UP" } else { "DOWN" };
     let body = json!({
         "status": overall,
-        "checks": [{"id": "keys-check", "status": keys_status, "data": data}, slashing, vault],
+        "checks": [{"id": "keys-check", "status": keys_status, "data": data}, slashing, vault, evm],
         "outcome": overall,
     });
     let code = if up {

@@ -4,3 +4,4 @@ pub mod admin;
 pub mod eth2;
 pub mod health;
 pub mod keymanager;
+pub mod rpc;
