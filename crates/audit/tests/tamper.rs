@@ -10,11 +10,16 @@ fn key() -> AuditKey {
 fn rec(i: u64) -> Record {
     Record {
         event: "sign".into(),
-        caller: Some(if i % 2 == 0 { "even" } else { "odd" }.into()),
+        caller: Some(if i.is_multiple_of(2) { "even" } else { "odd" }.into()),
         key: Some(format!("0x{i:02x}")),
         operation: Some("ATTESTATION".into()),
         target_epoch: Some(i),
-        decision: if i % 3 == 0 { "refused" } else { "signed" }.into(),
+        decision: if i.is_multiple_of(3) {
+            "refused"
+        } else {
+            "signed"
+        }
+        .into(),
         ..Default::default()
     }
 }

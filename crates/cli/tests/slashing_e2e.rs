@@ -229,7 +229,7 @@ fn crash_trials(dir: &Path, extra: &[&str], trials: usize) {
                     let mut target = base + t * 1000;
                     while !stop.load(Ordering::Relaxed) {
                         target += 1;
-                        let (req, kind) = if target % 3 == 0 {
+                        let (req, kind) = if target.is_multiple_of(3) {
                             (block(target, 1), "block")
                         } else {
                             (attestation(target - 1, target, 1), "att")

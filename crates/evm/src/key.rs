@@ -14,7 +14,9 @@ pub struct EvmKey {
 
 impl std::fmt::Debug for EvmKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EvmKey").field("address", &self.address).finish_non_exhaustive()
+        f.debug_struct("EvmKey")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
     }
 }
 

@@ -59,7 +59,11 @@ fn unhex(s: &str, what: &'static str) -> Result<Vec<u8>, EvmError> {
 }
 
 /// Decrypt a V3 keyfile with `password` (its UTF-8 bytes, as geth uses them).
-pub fn decrypt(json: &[u8], password: &SecretString, limits: &KdfLimits) -> Result<EvmKey, EvmError> {
+pub fn decrypt(
+    json: &[u8],
+    password: &SecretString,
+    limits: &KdfLimits,
+) -> Result<EvmKey, EvmError> {
     let v: V3 = serde_json::from_slice(json).map_err(|_| EvmError::Keyfile("not a V3 keyfile"))?;
     if v.version != 3 {
         return Err(EvmError::Keyfile("only version 3 keyfiles are supported"));
@@ -70,15 +74,27 @@ pub fn decrypt(json: &[u8], password: &SecretString, limits: &KdfLimits) -> Resu
     }
     let kdf = match c.kdf.as_str() {
         "scrypt" => {
-            let p: ScryptParams = serde_json::from_value(c.kdfparams.clone()).map_err(|_| EvmError::Keyfile("bad scrypt parameters"))?;
-            Kdf::Scrypt { dklen: p.dklen, n: p.n, r: p.r, p: p.p, salt: unhex(&p.salt, "salt is not hex")? }
+            let p: ScryptParams = serde_json::from_value(c.kdfparams.clone())
+                .map_err(|_| EvmError::Keyfile("bad scrypt parameters"))?;
+            Kdf::Scrypt {
+                dklen: p.dklen,
+                n: p.n,
+                r: p.r,
+                p: p.p,
+                salt: unhex(&p.salt, "salt is not hex")?,
+            }
         }
         "pbkdf2" => {
-            let p: Pbkdf2Params = serde_json::from_value(c.kdfparams.clone()).map_err(|_| EvmError::Keyfile("bad pbkdf2 parameters"))?;
+            let p: Pbkdf2Params = serde_json::from_value(c.kdfparams.clone())
+                .map_err(|_| EvmError::Keyfile("bad pbkdf2 parameters"))?;
             if p.prf != "hmac-sha256" {
                 return Err(EvmError::Keyfile("pbkdf2 prf must be hmac-sha256"));
             }
-            Kdf::Pbkdf2 { dklen: p.dklen, c: p.c, salt: unhex(&p.salt, "salt is not hex")? }
+            Kdf::Pbkdf2 {
+                dklen: p.dklen,
+                c: p.c,
+                salt: unhex(&p.salt, "salt is not hex")?,
+            }
         }
         _ => return Err(EvmError::Keyfile("kdf must be scrypt or pbkdf2")),
     };
@@ -86,7 +102,9 @@ pub fn decrypt(json: &[u8], password: &SecretString, limits: &KdfLimits) -> Resu
     let ciphertext = Zeroizing::new(unhex(&c.ciphertext, "ciphertext is not hex")?);
     let mac = unhex(&c.mac, "mac is not hex")?;
     if iv.len() != 16 || ciphertext.len() != 32 || mac.len() != 32 {
-        return Err(EvmError::Keyfile("iv, ciphertext or mac has the wrong length"));
+        return Err(EvmError::Keyfile(
+            "iv, ciphertext or mac has the wrong length",
+        ));
     }
     let dk = kdf
         .derive_checked(password.expose_secret().as_bytes(), limits)
@@ -106,7 +124,9 @@ pub fn decrypt(json: &[u8], password: &SecretString, limits: &KdfLimits) -> Resu
     if let Some(a) = &v.address {
         let declared = unhex(a, "address is not hex")?;
         if declared.as_slice() != key.address().as_slice() {
-            return Err(EvmError::Keyfile("the keyfile decrypts to another address than it declares"));
+            return Err(EvmError::Keyfile(
+                "the keyfile decrypts to another address than it declares",
+            ));
         }
     }
     Ok(key)

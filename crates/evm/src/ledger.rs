@@ -36,13 +36,22 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS evm_spend (
 CREATE INDEX IF NOT EXISTS evm_spend_bucket_at ON evm_spend (bucket, at_ms);";
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
-fn judge(bucket: &str, w: &SpendWindow, values: &[String], value: U256) -> Result<Option<Exceeded>, EvmError> {
+fn judge(
+    bucket: &str,
+    w: &SpendWindow,
+    values: &[String],
+    value: U256,
+) -> Result<Option<Exceeded>, EvmError> {
     let mut total = U256::ZERO;
     for v in values {
-        let v = U256::from_str(v).map_err(|_| EvmError::Ledger("corrupt value in the spend ledger".into()))?;
+        let v = U256::from_str(v)
+            .map_err(|_| EvmError::Ledger("corrupt value in the spend ledger".into()))?;
         total = total.saturating_add(v);
     }
     let count = values.len() as u64;
@@ -50,7 +59,10 @@ fn judge(bucket: &str, w: &SpendWindow, values: &[String], value: U256) -> Resul
         return Ok(Some(Exceeded {
             rule: "spend_window_count_exceeded",
             bucket: bucket.to_string(),
-            detail: format!("{count} transactions in the last {} s (limit {})", w.window_secs, w.max_count),
+            detail: format!(
+                "{count} transactions in the last {} s (limit {})",
+                w.window_secs, w.max_count
+            ),
         }));
     }
     let after = total.saturating_add(value);
@@ -58,7 +70,10 @@ fn judge(bucket: &str, w: &SpendWindow, values: &[String], value: U256) -> Resul
         return Ok(Some(Exceeded {
             rule: "spend_window_value_exceeded",
             bucket: bucket.to_string(),
-            detail: format!("{total} wei spent in the last {} s; {value} more exceeds {}", w.window_secs, w.max_total_wei),
+            detail: format!(
+                "{total} wei spent in the last {} s; {value} more exceeds {}",
+                w.window_secs, w.max_total_wei
+            ),
         }));
     }
     Ok(None)
@@ -87,13 +102,23 @@ impl SpendLedger {
         }
         let mut config = Config::from_str(url).map_err(|e| EvmError::Ledger(e.to_string()))?;
         config.options("-c synchronous_commit=on");
-        let pool = Pool::builder(Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast }))
-            .max_size(16)
-            .build()
+        let pool = Pool::builder(Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        ))
+        .max_size(16)
+        .build()
+        .map_err(|e| EvmError::Ledger(e.to_string()))?;
+        let mut c = pool
+            .get()
+            .await
             .map_err(|e| EvmError::Ledger(e.to_string()))?;
-        let mut c = pool.get().await.map_err(|e| EvmError::Ledger(e.to_string()))?;
         let tx = c.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock(7305420188)", &[]).await?;
+        tx.execute("SELECT pg_advisory_xact_lock(7305420188)", &[])
+            .await?;
         tx.batch_execute(SCHEMA).await?;
         tx.commit().await?;
         drop(c);
@@ -102,7 +127,11 @@ impl SpendLedger {
 
     /// Check every window for `value` more; if all admit it, record it in each bucket and commit
     /// durably. `Ok(Some(_))` names the first window that refuses (nothing recorded).
-    pub async fn reserve(&self, windows: &[(String, SpendWindow)], value: U256) -> Result<Option<Exceeded>, EvmError> {
+    pub async fn reserve(
+        &self,
+        windows: &[(String, SpendWindow)],
+        value: U256,
+    ) -> Result<Option<Exceeded>, EvmError> {
         if windows.is_empty() {
             return Ok(None);
         }
@@ -114,12 +143,18 @@ impl SpendLedger {
         match self {
             SpendLedger::Sqlite(conn) => {
                 let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 for (bucket, w) in &windows {
                     let since = now - (w.window_secs as i64).saturating_mul(1000);
-                    tx.execute("DELETE FROM evm_spend WHERE bucket = ?1 AND at_ms <= ?2", params![bucket, since])?;
+                    tx.execute(
+                        "DELETE FROM evm_spend WHERE bucket = ?1 AND at_ms <= ?2",
+                        params![bucket, since],
+                    )?;
                     let values: Vec<String> = tx
-                        .prepare_cached("SELECT value FROM evm_spend WHERE bucket = ?1 AND at_ms > ?2")?
+                        .prepare_cached(
+                            "SELECT value FROM evm_spend WHERE bucket = ?1 AND at_ms > ?2",
+                        )?
                         .query_map(params![bucket, since], |r| r.get(0))?
                         .collect::<Result<_, _>>()?;
                     if let Some(x) = judge(bucket, w, &values, value)? {
@@ -127,21 +162,38 @@ impl SpendLedger {
                     }
                 }
                 for (bucket, _) in &windows {
-                    tx.execute("INSERT INTO evm_spend (bucket, at_ms, value) VALUES (?1, ?2, ?3)", params![bucket, now, v])?;
+                    tx.execute(
+                        "INSERT INTO evm_spend (bucket, at_ms, value) VALUES (?1, ?2, ?3)",
+                        params![bucket, now, v],
+                    )?;
                 }
                 tx.commit()?;
                 Ok(None)
             }
             SpendLedger::Postgres(pool) => {
-                let mut c = pool.get().await.map_err(|e| EvmError::Ledger(e.to_string()))?;
+                let mut c = pool
+                    .get()
+                    .await
+                    .map_err(|e| EvmError::Ledger(e.to_string()))?;
                 let tx = c.transaction().await?;
                 for (bucket, w) in &windows {
                     // Serialise reservations per bucket across every instance.
-                    tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[bucket]).await?;
+                    tx.execute(
+                        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                        &[bucket],
+                    )
+                    .await?;
                     let since = now - (w.window_secs as i64).saturating_mul(1000);
-                    tx.execute("DELETE FROM evm_spend WHERE bucket = $1 AND at_ms <= $2", &[bucket, &since]).await?;
+                    tx.execute(
+                        "DELETE FROM evm_spend WHERE bucket = $1 AND at_ms <= $2",
+                        &[bucket, &since],
+                    )
+                    .await?;
                     let values: Vec<String> = tx
-                        .query("SELECT value FROM evm_spend WHERE bucket = $1 AND at_ms > $2", &[bucket, &since])
+                        .query(
+                            "SELECT value FROM evm_spend WHERE bucket = $1 AND at_ms > $2",
+                            &[bucket, &since],
+                        )
                         .await?
                         .iter()
                         .map(|r| r.get(0))
@@ -151,7 +203,11 @@ impl SpendLedger {
                     }
                 }
                 for (bucket, _) in &windows {
-                    tx.execute("INSERT INTO evm_spend (bucket, at_ms, value) VALUES ($1, $2, $3)", &[bucket, &now, &v]).await?;
+                    tx.execute(
+                        "INSERT INTO evm_spend (bucket, at_ms, value) VALUES ($1, $2, $3)",
+                        &[bucket, &now, &v],
+                    )
+                    .await?;
                 }
                 tx.commit().await?;
                 Ok(None)

@@ -26,11 +26,17 @@ pub fn parse_typed(value: &serde_json::Value) -> Result<Typed, EvmError> {
     }
     .map_err(|e| EvmError::InvalidTypedData(e.to_string()))?;
     let chain_id = match data.domain.chain_id {
-        Some(c) => Some(u64::try_from(c).map_err(|_| EvmError::InvalidTypedData("chainId too large".into()))?),
+        Some(c) => Some(
+            u64::try_from(c).map_err(|_| EvmError::InvalidTypedData("chainId too large".into()))?,
+        ),
         None => None,
     };
     let verifying_contract = data.domain.verifying_contract;
-    Ok(Typed { data, chain_id, verifying_contract })
+    Ok(Typed {
+        data,
+        chain_id,
+        verifying_contract,
+    })
 }
 
 impl Typed {

@@ -27,7 +27,7 @@ impl Quantity {
             Quantity::Text(s) => {
                 let s = s.trim();
                 let v = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-                    Some(h) if h.is_empty() => Ok(U256::ZERO),
+                    Some("") => Ok(U256::ZERO),
                     Some(h) => U256::from_str_radix(h, 16),
                     None => U256::from_str_radix(s, 10),
                 };
@@ -37,11 +37,13 @@ impl Quantity {
     }
 
     fn u64(&self, field: &str) -> Result<u64, EvmError> {
-        u64::try_from(self.u256(field)?).map_err(|_| EvmError::InvalidTransaction(format!("{field} is too large")))
+        u64::try_from(self.u256(field)?)
+            .map_err(|_| EvmError::InvalidTransaction(format!("{field} is too large")))
     }
 
     fn u128(&self, field: &str) -> Result<u128, EvmError> {
-        u128::try_from(self.u256(field)?).map_err(|_| EvmError::InvalidTransaction(format!("{field} is too large")))
+        u128::try_from(self.u256(field)?)
+            .map_err(|_| EvmError::InvalidTransaction(format!("{field} is too large")))
     }
 }
 
@@ -105,7 +107,8 @@ pub struct TxRequest {
 }
 
 fn addr(field: &str, s: &str) -> Result<Address, EvmError> {
-    Address::from_str(s.trim()).map_err(|_| EvmError::InvalidTransaction(format!("{field} is not an address")))
+    Address::from_str(s.trim())
+        .map_err(|_| EvmError::InvalidTransaction(format!("{field} is not an address")))
 }
 
 fn bytes(field: &str, s: &str) -> Result<Vec<u8>, EvmError> {
@@ -115,7 +118,8 @@ fn bytes(field: &str, s: &str) -> Result<Vec<u8>, EvmError> {
 
 /// Parse an `eth_signTransaction` transaction object (and its optional `intent`).
 pub fn parse(value: &serde_json::Value) -> Result<(TxRequest, Option<Intent>), EvmError> {
-    let t: TxJson = serde_json::from_value(value.clone()).map_err(|e| EvmError::InvalidTransaction(e.to_string()))?;
+    let t: TxJson = serde_json::from_value(value.clone())
+        .map_err(|e| EvmError::InvalidTransaction(e.to_string()))?;
     let data = match (&t.data, &t.input) {
         (Some(d), Some(i)) if bytes("data", d)? != bytes("input", i)? => {
             return Err(EvmError::InvalidTransaction("data and input differ".into()))
@@ -124,54 +128,101 @@ pub fn parse(value: &serde_json::Value) -> Result<(TxRequest, Option<Intent>), E
         (None, Some(i)) => bytes("input", i)?,
         (None, None) => Vec::new(),
     };
-    let chain_id = t.chain_id.as_ref().ok_or_else(|| EvmError::InvalidTransaction("chainId is required".into()))?.u64("chainId")?;
-    let nonce = t.nonce.as_ref().ok_or_else(|| EvmError::InvalidTransaction("nonce is required".into()))?.u64("nonce")?;
-    let gas = t.gas.as_ref().ok_or_else(|| EvmError::InvalidTransaction("gas is required".into()))?.u64("gas")?;
+    let chain_id = t
+        .chain_id
+        .as_ref()
+        .ok_or_else(|| EvmError::InvalidTransaction("chainId is required".into()))?
+        .u64("chainId")?;
+    let nonce = t
+        .nonce
+        .as_ref()
+        .ok_or_else(|| EvmError::InvalidTransaction("nonce is required".into()))?
+        .u64("nonce")?;
+    let gas = t
+        .gas
+        .as_ref()
+        .ok_or_else(|| EvmError::InvalidTransaction("gas is required".into()))?
+        .u64("gas")?;
     let to = match t.to.as_deref() {
         None | Some("") => None,
         Some(s) => Some(addr("to", s)?),
     };
-    let value = t.value.as_ref().map(|v| v.u256("value")).transpose()?.unwrap_or(U256::ZERO);
+    let value = t
+        .value
+        .as_ref()
+        .map(|v| v.u256("value"))
+        .transpose()?
+        .unwrap_or(U256::ZERO);
     let kind = match t.kind.as_ref().map(|k| k.u64("type")).transpose()? {
         Some(0) => TxType::Legacy,
         Some(1) => TxType::Eip2930,
         Some(2) => TxType::Eip1559,
         Some(other) => return Err(EvmError::UnsupportedType(format!("0x{other:x}"))),
-        None if t.max_fee_per_gas.is_some() || t.max_priority_fee_per_gas.is_some() => TxType::Eip1559,
+        None if t.max_fee_per_gas.is_some() || t.max_priority_fee_per_gas.is_some() => {
+            TxType::Eip1559
+        }
         None if t.access_list.is_some() => TxType::Eip2930,
         None => TxType::Legacy,
     };
     let (gas_price, max_fee, max_prio) = match kind {
         TxType::Legacy | TxType::Eip2930 => {
             if t.max_fee_per_gas.is_some() || t.max_priority_fee_per_gas.is_some() {
-                return Err(EvmError::InvalidTransaction("maxFeePerGas on a non-EIP-1559 transaction".into()));
+                return Err(EvmError::InvalidTransaction(
+                    "maxFeePerGas on a non-EIP-1559 transaction".into(),
+                ));
             }
-            let gp = t.gas_price.as_ref().ok_or_else(|| EvmError::InvalidTransaction("gasPrice is required".into()))?.u128("gasPrice")?;
+            let gp = t
+                .gas_price
+                .as_ref()
+                .ok_or_else(|| EvmError::InvalidTransaction("gasPrice is required".into()))?
+                .u128("gasPrice")?;
             (Some(gp), None, None)
         }
         TxType::Eip1559 => {
             if t.gas_price.is_some() {
-                return Err(EvmError::InvalidTransaction("gasPrice on an EIP-1559 transaction".into()));
+                return Err(EvmError::InvalidTransaction(
+                    "gasPrice on an EIP-1559 transaction".into(),
+                ));
             }
-            let mf = t.max_fee_per_gas.as_ref().ok_or_else(|| EvmError::InvalidTransaction("maxFeePerGas is required".into()))?.u128("maxFeePerGas")?;
-            let mp = t.max_priority_fee_per_gas.as_ref().ok_or_else(|| EvmError::InvalidTransaction("maxPriorityFeePerGas is required".into()))?.u128("maxPriorityFeePerGas")?;
+            let mf = t
+                .max_fee_per_gas
+                .as_ref()
+                .ok_or_else(|| EvmError::InvalidTransaction("maxFeePerGas is required".into()))?
+                .u128("maxFeePerGas")?;
+            let mp = t
+                .max_priority_fee_per_gas
+                .as_ref()
+                .ok_or_else(|| {
+                    EvmError::InvalidTransaction("maxPriorityFeePerGas is required".into())
+                })?
+                .u128("maxPriorityFeePerGas")?;
             if mp > mf {
-                return Err(EvmError::InvalidTransaction("maxPriorityFeePerGas exceeds maxFeePerGas".into()));
+                return Err(EvmError::InvalidTransaction(
+                    "maxPriorityFeePerGas exceeds maxFeePerGas".into(),
+                ));
             }
             (None, Some(mf), Some(mp))
         }
     };
     if kind == TxType::Legacy && t.access_list.is_some() {
-        return Err(EvmError::InvalidTransaction("accessList on a legacy transaction".into()));
+        return Err(EvmError::InvalidTransaction(
+            "accessList on a legacy transaction".into(),
+        ));
     }
     let mut items = Vec::new();
     for item in t.access_list.unwrap_or_default() {
         let keys = item
             .storage_keys
             .iter()
-            .map(|k| B256::from_str(k).map_err(|_| EvmError::InvalidTransaction("storage key is not 32 bytes".into())))
+            .map(|k| {
+                B256::from_str(k)
+                    .map_err(|_| EvmError::InvalidTransaction("storage key is not 32 bytes".into()))
+            })
             .collect::<Result<_, _>>()?;
-        items.push(AccessListItem { address: addr("accessList.address", &item.address)?, storage_keys: keys });
+        items.push(AccessListItem {
+            address: addr("accessList.address", &item.address)?,
+            storage_keys: keys,
+        });
     }
     let from = t.from.as_deref().map(|f| addr("from", f)).transpose()?;
     Ok((
@@ -179,7 +230,16 @@ pub fn parse(value: &serde_json::Value) -> Result<(TxRequest, Option<Intent>), E
             from,
             kind,
             nonce,
-            facts: TxFacts { chain_id, to, value, gas, gas_price, max_fee_per_gas: max_fee, max_priority_fee_per_gas: max_prio, data },
+            facts: TxFacts {
+                chain_id,
+                to,
+                value,
+                gas,
+                gas_price,
+                max_fee_per_gas: max_fee,
+                max_priority_fee_per_gas: max_prio,
+                data,
+            },
             access_list: AccessList(items),
         },
         t.intent,

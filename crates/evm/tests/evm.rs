@@ -19,8 +19,10 @@ fn vectors() -> PathBuf {
 
 #[test]
 fn v3_keyfile_vectors() {
-    let cases: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(vectors().join("ethereum-tests/KeyStoreTests/basic_tests.json")).unwrap()).unwrap();
+    let cases: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(vectors().join("ethereum-tests/KeyStoreTests/basic_tests.json")).unwrap(),
+    )
+    .unwrap();
     let mut decrypted = 0;
     for (name, case) in cases.as_object().unwrap() {
         let json = serde_json::to_vec(&case["json"]).unwrap();
@@ -32,28 +34,47 @@ fn v3_keyfile_vectors() {
             continue;
         }
         let key = r.unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(hex::encode(key.secret_bytes().as_ref()), case["priv"].as_str().unwrap(), "{name}");
+        assert_eq!(
+            hex::encode(key.secret_bytes().as_ref()),
+            case["priv"].as_str().unwrap(),
+            "{name}"
+        );
         decrypted += 1;
         // A wrong password is a MAC mismatch, not a wrong key.
         let wrong = keyfile::decrypt(&json, &SecretString::from("wrong"), &KdfLimits::default());
         assert!(matches!(wrong, Err(EvmError::MacMismatch)), "{name}");
     }
     assert_eq!(decrypted, 4);
-    let expected: serde_json::Value = serde_json::from_slice(&std::fs::read(vectors().join("web3signer/expected.json")).unwrap()).unwrap();
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(vectors().join("web3signer/expected.json")).unwrap())
+            .unwrap();
     let key = keyfile::decrypt(
         &std::fs::read(vectors().join("web3signer/wallet.json")).unwrap(),
         &SecretString::from("pass"),
         &KdfLimits::default(),
     )
     .unwrap();
-    assert_eq!(key.address(), Address::from_str(expected["address"].as_str().unwrap()).unwrap());
+    assert_eq!(
+        key.address(),
+        Address::from_str(expected["address"].as_str().unwrap()).unwrap()
+    );
     // Altered ciphertext: MAC mismatch.
-    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(vectors().join("web3signer/wallet.json")).unwrap()).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(vectors().join("web3signer/wallet.json")).unwrap())
+            .unwrap();
     let ct = v["crypto"]["ciphertext"].as_str().unwrap().to_string();
-    let flipped = format!("{}{}", if ct.starts_with('0') { "1" } else { "0" }, &ct[1..]);
+    let flipped = format!(
+        "{}{}",
+        if ct.starts_with('0') { "1" } else { "0" },
+        &ct[1..]
+    );
     v["crypto"]["ciphertext"] = serde_json::json!(flipped);
     assert!(matches!(
-        keyfile::decrypt(&serde_json::to_vec(&v).unwrap(), &SecretString::from("pass"), &KdfLimits::default()),
+        keyfile::decrypt(
+            &serde_json::to_vec(&v).unwrap(),
+            &SecretString::from("pass"),
+            &KdfLimits::default()
+        ),
         Err(EvmError::MacMismatch)
     ));
 }
@@ -102,7 +123,11 @@ fn messages_recover_to_the_key() {
     let key = EvmKey::generate();
     let sig = signward_evm::message::sign_personal(&key, b"hello").unwrap();
     let s = Signature::from_raw(&sig).unwrap();
-    assert_eq!(s.recover_address_from_prehash(&eip191_hash_message(b"hello")).unwrap(), key.address());
+    assert_eq!(
+        s.recover_address_from_prehash(&eip191_hash_message(b"hello"))
+            .unwrap(),
+        key.address()
+    );
     let typed = serde_json::json!({
         "types": {"EIP712Domain": [{"name": "name", "type": "string"}, {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}],
                   "Mail": [{"name": "contents", "type": "string"}]},
@@ -113,18 +138,32 @@ fn messages_recover_to_the_key() {
     let t = signward_evm::message::parse_typed(&typed).unwrap();
     assert_eq!(t.chain_id, Some(1));
     let sig = t.sign(&key).unwrap();
-    assert_eq!(sig[64] == 27 || sig[64] == 28, true);
-    let as_string = signward_evm::message::parse_typed(&serde_json::Value::String(typed.to_string())).unwrap();
-    assert_eq!(as_string.sign(&key).unwrap(), sig, "RFC 6979: same data, same signature");
+    assert!(sig[64] == 27 || sig[64] == 28);
+    let as_string =
+        signward_evm::message::parse_typed(&serde_json::Value::String(typed.to_string())).unwrap();
+    assert_eq!(
+        as_string.sign(&key).unwrap(),
+        sig,
+        "RFC 6979: same data, same signature"
+    );
 }
 
 async fn burst(ledger: Arc<SpendLedger>, n: usize) -> usize {
-    let window = SpendWindow { window_secs: 3600, max_total_wei: U256::from(10_000u64), max_count: 1000 };
+    let window = SpendWindow {
+        window_secs: 3600,
+        max_total_wei: U256::from(10_000u64),
+        max_count: 1000,
+    };
     let mut tasks = Vec::new();
     for _ in 0..n {
         let l = ledger.clone();
         let w = window.clone();
-        tasks.push(tokio::spawn(async move { l.reserve(&[("key:test".into(), w)], U256::from(1_000u64)).await.unwrap().is_none() }));
+        tasks.push(tokio::spawn(async move {
+            l.reserve(&[("key:test".into(), w)], U256::from(1_000u64))
+                .await
+                .unwrap()
+                .is_none()
+        }));
     }
     let mut ok = 0;
     for t in tasks {
@@ -136,13 +175,35 @@ async fn burst(ledger: Arc<SpendLedger>, n: usize) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn spend_window_holds_under_concurrency_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = Arc::new(SpendLedger::open(&format!("sqlite:{}", dir.path().join("e.sqlite").display())).await.unwrap());
-    assert_eq!(burst(ledger.clone(), 40).await, 10, "10 × 1000 wei fill a 10,000 wei window");
+    let ledger = Arc::new(
+        SpendLedger::open(&format!("sqlite:{}", dir.path().join("e.sqlite").display()))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        burst(ledger.clone(), 40).await,
+        10,
+        "10 × 1000 wei fill a 10,000 wei window"
+    );
     // Count windows too.
-    let w = SpendWindow { window_secs: 60, max_total_wei: U256::MAX, max_count: 3 };
+    let w = SpendWindow {
+        window_secs: 60,
+        max_total_wei: U256::MAX,
+        max_count: 3,
+    };
     for i in 0..5 {
-        let r = ledger.reserve(&[("key:count".into(), w.clone())], U256::ZERO).await.unwrap();
-        assert_eq!(r.map(|x| x.rule), if i < 3 { None } else { Some("spend_window_count_exceeded") });
+        let r = ledger
+            .reserve(&[("key:count".into(), w.clone())], U256::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(
+            r.map(|x| x.rule),
+            if i < 3 {
+                None
+            } else {
+                Some("spend_window_count_exceeded")
+            }
+        );
     }
 }
 
@@ -150,18 +211,37 @@ async fn spend_window_holds_under_concurrency_sqlite() {
 async fn spend_window_holds_across_two_postgres_ledgers() {
     let url = match std::env::var("SIGNWARD_TEST_PG_URL") {
         Ok(u) => u,
-        Err(_) if std::env::var_os("SIGNWARD_REQUIRE_PG").is_some() || std::env::var_os("CI").is_some() => panic!("SIGNWARD_TEST_PG_URL is not set: run scripts/test.sh"),
+        Err(_)
+            if std::env::var_os("SIGNWARD_REQUIRE_PG").is_some()
+                || std::env::var_os("CI").is_some() =>
+        {
+            panic!("SIGNWARD_TEST_PG_URL is not set: run scripts/test.sh")
+        }
         Err(_) => return,
     };
     let name = format!("signward_evm_{}", std::process::id());
-    let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
-    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}")).await.ok();
-    c.batch_execute(&format!("CREATE DATABASE {name}")).await.ok();
+    c.batch_execute(&format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
+    ))
+    .await
+    .ok();
+    c.batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .ok();
     let db = format!("{}/{name}", url.rsplit_once('/').unwrap().0);
     let a = Arc::new(SpendLedger::open(&db).await.unwrap());
     let b = Arc::new(SpendLedger::open(&db).await.unwrap());
     let (x, y) = tokio::join!(burst(a, 30), burst(b, 30));
-    assert_eq!(x + y, 10, "two ledgers sharing PostgreSQL admit 10 in total");
-    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok();
+    assert_eq!(
+        x + y,
+        10,
+        "two ledgers sharing PostgreSQL admit 10 in total"
+    );
+    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .ok();
 }

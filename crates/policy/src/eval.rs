@@ -90,15 +90,25 @@ fn cap(out: &mut Out<'_>, rule: &'static str, what: &str, v: Option<U256>, max: 
 fn evaluate_set(rs: &RuleSet, out: &mut Out<'_>, req: &Request<'_>, intent: Option<&Intent>) {
     match req {
         Request::Transaction(tx) => {
-            out.rule("chain_id_not_allowed", rs.chain_ids.contains(&tx.chain_id), || format!("chain id {}", tx.chain_id));
+            out.rule(
+                "chain_id_not_allowed",
+                rs.chain_ids.contains(&tx.chain_id),
+                || format!("chain id {}", tx.chain_id),
+            );
             match tx.to {
-                None => out.rule("contract_creation_not_allowed", rs.allow_contract_creation, || "contract creation".into()),
+                None => out.rule(
+                    "contract_creation_not_allowed",
+                    rs.allow_contract_creation,
+                    || "contract creation".into(),
+                ),
                 Some(to) => {
                     let ok = rs.recipients.as_ref().is_none_or(|r| r.contains(&to));
                     out.rule("recipient_not_allowed", ok, || format!("recipient {to}"));
                     if !tx.data.is_empty() {
                         let sel = tx.data.get(..4).and_then(|s| <[u8; 4]>::try_from(s).ok());
-                        let ok = sel.is_some_and(|s| rs.contracts.get(&to).is_some_and(|set| set.contains(&s)));
+                        let ok = sel.is_some_and(|s| {
+                            rs.contracts.get(&to).is_some_and(|set| set.contains(&s))
+                        });
                         out.rule("selector_not_allowed", ok, || match sel {
                             Some(s) => format!("function 0x{} on {to}", hex::encode(s)),
                             None => "calldata shorter than a selector".into(),
@@ -106,32 +116,88 @@ fn evaluate_set(rs: &RuleSet, out: &mut Out<'_>, req: &Request<'_>, intent: Opti
                     }
                 }
             }
-            cap(out, "value_too_high", "value", Some(tx.value), rs.max_value_wei);
-            out.rule("gas_too_high", tx.gas <= rs.max_gas, || format!("gas {} (limit {})", tx.gas, rs.max_gas));
-            cap(out, "gas_price_too_high", "gas price", tx.gas_price.map(U256::from), rs.max_gas_price_wei);
-            cap(out, "max_fee_too_high", "max fee per gas", tx.max_fee_per_gas.map(U256::from), rs.max_fee_per_gas_wei);
-            cap(out, "priority_fee_too_high", "max priority fee per gas", tx.max_priority_fee_per_gas.map(U256::from), rs.max_priority_fee_per_gas_wei);
-            out.rule("calldata_too_large", tx.data.len() <= rs.max_calldata_bytes, || format!("{} calldata bytes (limit {})", tx.data.len(), rs.max_calldata_bytes));
+            cap(
+                out,
+                "value_too_high",
+                "value",
+                Some(tx.value),
+                rs.max_value_wei,
+            );
+            out.rule("gas_too_high", tx.gas <= rs.max_gas, || {
+                format!("gas {} (limit {})", tx.gas, rs.max_gas)
+            });
+            cap(
+                out,
+                "gas_price_too_high",
+                "gas price",
+                tx.gas_price.map(U256::from),
+                rs.max_gas_price_wei,
+            );
+            cap(
+                out,
+                "max_fee_too_high",
+                "max fee per gas",
+                tx.max_fee_per_gas.map(U256::from),
+                rs.max_fee_per_gas_wei,
+            );
+            cap(
+                out,
+                "priority_fee_too_high",
+                "max priority fee per gas",
+                tx.max_priority_fee_per_gas.map(U256::from),
+                rs.max_priority_fee_per_gas_wei,
+            );
+            out.rule(
+                "calldata_too_large",
+                tx.data.len() <= rs.max_calldata_bytes,
+                || {
+                    format!(
+                        "{} calldata bytes (limit {})",
+                        tx.data.len(),
+                        rs.max_calldata_bytes
+                    )
+                },
+            );
             match intent {
                 Some(i) => {
                     let r = i.check(tx);
-                    let detail = r.as_ref().err().cloned().unwrap_or_else(|| format!("declared {}", i.action));
+                    let detail = r
+                        .as_ref()
+                        .err()
+                        .cloned()
+                        .unwrap_or_else(|| format!("declared {}", i.action));
                     out.rule("intent_mismatch", r.is_ok(), || detail);
                 }
-                None => out.rule("intent_required", !rs.require_intent, || "no intent declared".into()),
+                None => out.rule("intent_required", !rs.require_intent, || {
+                    "no intent declared".into()
+                }),
             }
         }
-        Request::PersonalMessage => out.rule("message_signing_not_allowed", rs.allow_personal_sign, || "EIP-191 personal message".into()),
-        Request::TypedData { chain_id, verifying_contract } => {
+        Request::PersonalMessage => out.rule(
+            "message_signing_not_allowed",
+            rs.allow_personal_sign,
+            || "EIP-191 personal message".into(),
+        ),
+        Request::TypedData {
+            chain_id,
+            verifying_contract,
+        } => {
             let ok = match (chain_id, verifying_contract) {
-                (Some(c), Some(v)) => rs.typed_data_domains.contains(&TypedDataDomain { chain_id: *c, verifying_contract: *v }),
+                (Some(c), Some(v)) => rs.typed_data_domains.contains(&TypedDataDomain {
+                    chain_id: *c,
+                    verifying_contract: *v,
+                }),
                 _ => false,
             };
             out.rule("typed_data_domain_not_allowed", ok, || {
                 format!(
                     "domain chainId {} verifyingContract {}",
-                    chain_id.map(|c| c.to_string()).unwrap_or_else(|| "absent".into()),
-                    verifying_contract.map(|v| v.to_string()).unwrap_or_else(|| "absent".into())
+                    chain_id
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| "absent".into()),
+                    verifying_contract
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "absent".into())
                 )
             });
         }
@@ -140,9 +206,19 @@ fn evaluate_set(rs: &RuleSet, out: &mut Out<'_>, req: &Request<'_>, intent: Opti
 
 /// Evaluate `req` for `key`, asked by credential `token`. The key's rule set (its own section,
 /// else the defaults) always applies; a credential's section applies in addition.
-pub fn evaluate(policy: &Policy, key: &Address, token: Option<&str>, req: &Request<'_>, intent: Option<&Intent>) -> Evaluation {
+pub fn evaluate(
+    policy: &Policy,
+    key: &Address,
+    token: Option<&str>,
+    req: &Request<'_>,
+    intent: Option<&Intent>,
+) -> Evaluation {
     let mut ev = Evaluation::default();
-    let key_source = if policy.keys.contains_key(key) { format!("key {key}") } else { "defaults".to_string() };
+    let key_source = if policy.keys.contains_key(key) {
+        format!("key {key}")
+    } else {
+        "defaults".to_string()
+    };
     match policy.for_key(key) {
         None => ev.checks.push(Check {
             source: format!("key {key}"),
@@ -151,7 +227,15 @@ pub fn evaluate(policy: &Policy, key: &Address, token: Option<&str>, req: &Reque
             detail: "no rule set for this key and no defaults".into(),
         }),
         Some(rs) => {
-            evaluate_set(rs, &mut Out { source: &key_source, checks: &mut ev.checks }, req, intent);
+            evaluate_set(
+                rs,
+                &mut Out {
+                    source: &key_source,
+                    checks: &mut ev.checks,
+                },
+                req,
+                intent,
+            );
             if let (Some(w), Request::Transaction(_)) = (&rs.spend_window, req) {
                 ev.spend_windows.push((format!("key:{key}"), w.clone()));
             }
@@ -159,9 +243,18 @@ pub fn evaluate(policy: &Policy, key: &Address, token: Option<&str>, req: &Reque
     }
     if let Some((name, rs)) = token.and_then(|t| policy.for_token(t).map(|rs| (t, rs))) {
         let source = format!("token {name}");
-        evaluate_set(rs, &mut Out { source: &source, checks: &mut ev.checks }, req, intent);
+        evaluate_set(
+            rs,
+            &mut Out {
+                source: &source,
+                checks: &mut ev.checks,
+            },
+            req,
+            intent,
+        );
         if let (Some(w), Request::Transaction(_)) = (&rs.spend_window, req) {
-            ev.spend_windows.push((format!("token:{name}:{key}"), w.clone()));
+            ev.spend_windows
+                .push((format!("token:{name}:{key}"), w.clone()));
         }
     }
     ev

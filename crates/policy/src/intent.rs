@@ -52,12 +52,18 @@ impl Intent {
         let max_value = amount("max_value_wei", &self.max_value_wei)?;
         if let Some(c) = self.chain_id {
             if c != tx.chain_id {
-                return Err(format!("declared chain {c}, transaction is for chain {}", tx.chain_id));
+                return Err(format!(
+                    "declared chain {c}, transaction is for chain {}",
+                    tx.chain_id
+                ));
             }
         }
         if let Some(m) = max_value {
             if tx.value > m {
-                return Err(format!("declared at most {m} wei, transaction sends {}", tx.value));
+                return Err(format!(
+                    "declared at most {m} wei, transaction sends {}",
+                    tx.value
+                ));
             }
         }
         let selector = tx.data.get(..4);
@@ -65,10 +71,15 @@ impl Intent {
             "transfer" => {
                 let r = recipient.ok_or("a transfer intent needs recipient")?;
                 if tx.to != Some(r) {
-                    return Err("the transaction goes to another address than the declared recipient".into());
+                    return Err(
+                        "the transaction goes to another address than the declared recipient"
+                            .into(),
+                    );
                 }
                 if !tx.data.is_empty() {
-                    return Err("declared a plain transfer, but the transaction carries calldata".into());
+                    return Err(
+                        "declared a plain transfer, but the transaction carries calldata".into(),
+                    );
                 }
             }
             "contract_call" => {
@@ -77,29 +88,38 @@ impl Intent {
                     return Err("the transaction calls another contract than declared".into());
                 }
                 if let Some(s) = &self.selector {
-                    let want = hex::decode(s.trim_start_matches("0x")).map_err(|_| "intent.selector is not hex")?;
+                    let want = hex::decode(s.trim_start_matches("0x"))
+                        .map_err(|_| "intent.selector is not hex")?;
                     if selector != Some(&want[..]) {
                         return Err("the transaction calls another function than declared".into());
                     }
                 }
             }
             "erc20_transfer" => {
-                let token = addr("token", &self.token)?.ok_or("an erc20_transfer intent needs token")?;
+                let token =
+                    addr("token", &self.token)?.ok_or("an erc20_transfer intent needs token")?;
                 let r = recipient.ok_or("an erc20_transfer intent needs recipient")?;
-                let max = amount("max_amount", &self.max_amount)?.ok_or("an erc20_transfer intent needs max_amount")?;
+                let max = amount("max_amount", &self.max_amount)?
+                    .ok_or("an erc20_transfer intent needs max_amount")?;
                 if tx.to != Some(token) {
-                    return Err("the transaction goes to another contract than the declared token".into());
+                    return Err(
+                        "the transaction goes to another contract than the declared token".into(),
+                    );
                 }
                 if selector != Some(&ERC20_TRANSFER[..]) || tx.data.len() != 4 + 64 {
                     return Err("the transaction is not an ERC-20 transfer(address,uint256)".into());
                 }
                 let arg = &tx.data[4..36];
                 if arg[..12].iter().any(|b| *b != 0) || Address::from_slice(&arg[12..]) != r {
-                    return Err("the tokens go to another address than the declared recipient".into());
+                    return Err(
+                        "the tokens go to another address than the declared recipient".into(),
+                    );
                 }
                 let moved = U256::from_be_slice(&tx.data[36..68]);
                 if moved > max {
-                    return Err(format!("declared at most {max} tokens, transaction moves {moved}"));
+                    return Err(format!(
+                        "declared at most {max} tokens, transaction moves {moved}"
+                    ));
                 }
                 if !tx.value.is_zero() {
                     return Err("an ERC-20 transfer must not also send ether".into());

@@ -34,7 +34,9 @@ impl Amount {
     fn to_u256(&self, field: &str) -> Result<U256, PolicyError> {
         match self {
             Amount::Int(v) => Ok(U256::from(*v)),
-            Amount::Text(s) => U256::from_str(s.trim()).map_err(|_| bad(field, "not a decimal or 0x integer")),
+            Amount::Text(s) => {
+                U256::from_str(s.trim()).map_err(|_| bad(field, "not a decimal or 0x integer"))
+            }
         }
     }
 }
@@ -137,7 +139,8 @@ pub struct RuleSet {
 }
 
 fn address(field: &str, s: &str) -> Result<Address, PolicyError> {
-    Address::from_str(s.trim()).map_err(|_| bad(field, format!("{s:?} is not a 20-byte hex address")))
+    Address::from_str(s.trim())
+        .map_err(|_| bad(field, format!("{s:?} is not a 20-byte hex address")))
 }
 
 impl RuleSet {
@@ -158,8 +161,14 @@ impl RuleSet {
             let a = address(&field("contracts.address"), &c.address)?;
             let mut sels = BTreeSet::new();
             for s in &c.selectors {
-                let b = hex::decode(s.trim().trim_start_matches("0x")).map_err(|_| bad(field("contracts.selectors"), format!("{s:?} is not hex")))?;
-                let sel: [u8; 4] = b.try_into().map_err(|_| bad(field("contracts.selectors"), format!("{s:?} is not 4 bytes")))?;
+                let b = hex::decode(s.trim().trim_start_matches("0x"))
+                    .map_err(|_| bad(field("contracts.selectors"), format!("{s:?} is not hex")))?;
+                let sel: [u8; 4] = b.try_into().map_err(|_| {
+                    bad(
+                        field("contracts.selectors"),
+                        format!("{s:?} is not 4 bytes"),
+                    )
+                })?;
                 sels.insert(sel);
             }
             contracts.insert(a, sels);
@@ -170,11 +179,16 @@ impl RuleSet {
             .map(|d| {
                 Ok(TypedDataDomain {
                     chain_id: d.chain_id,
-                    verifying_contract: address(&field("typed_data_domains.verifying_contract"), &d.verifying_contract)?,
+                    verifying_contract: address(
+                        &field("typed_data_domains.verifying_contract"),
+                        &d.verifying_contract,
+                    )?,
                 })
             })
             .collect::<Result<_, PolicyError>>()?;
-        let max_fee = f.max_fee_per_gas_wei.to_u256(&field("max_fee_per_gas_wei"))?;
+        let max_fee = f
+            .max_fee_per_gas_wei
+            .to_u256(&field("max_fee_per_gas_wei"))?;
         let spend_window = match f.spend_window {
             None => None,
             Some(w) => {
@@ -183,7 +197,9 @@ impl RuleSet {
                 }
                 Some(SpendWindow {
                     window_secs: w.window_secs,
-                    max_total_wei: w.max_total_wei.to_u256(&field("spend_window.max_total_wei"))?,
+                    max_total_wei: w
+                        .max_total_wei
+                        .to_u256(&field("spend_window.max_total_wei"))?,
                     max_count: w.max_count,
                 })
             }
@@ -193,7 +209,9 @@ impl RuleSet {
             recipients,
             max_value_wei: f.max_value_wei.to_u256(&field("max_value_wei"))?,
             max_gas: f.max_gas,
-            max_priority_fee_per_gas_wei: f.max_priority_fee_per_gas_wei.to_u256(&field("max_priority_fee_per_gas_wei"))?,
+            max_priority_fee_per_gas_wei: f
+                .max_priority_fee_per_gas_wei
+                .to_u256(&field("max_priority_fee_per_gas_wei"))?,
             max_gas_price_wei: match &f.max_gas_price_wei {
                 Some(a) => a.to_u256(&field("max_gas_price_wei"))?,
                 None => max_fee,
@@ -221,7 +239,10 @@ pub struct Policy {
 impl Policy {
     pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
         let f: PolicyFile = toml::from_str(text).map_err(|e| PolicyError::Syntax(e.to_string()))?;
-        let defaults = f.defaults.map(|d| RuleSet::from_file("defaults", d)).transpose()?;
+        let defaults = f
+            .defaults
+            .map(|d| RuleSet::from_file("defaults", d))
+            .transpose()?;
         let mut keys = BTreeMap::new();
         for (k, v) in f.keys {
             let a = address(&format!("keys.{k}"), &k)?;
@@ -232,7 +253,11 @@ impl Policy {
             let rs = RuleSet::from_file(&format!("tokens.\"{k}\""), v)?;
             tokens.insert(k, rs);
         }
-        Ok(Policy { defaults, keys, tokens })
+        Ok(Policy {
+            defaults,
+            keys,
+            tokens,
+        })
     }
 
     /// The rule set for `key`: its own section, else the defaults, else none (refuse all).

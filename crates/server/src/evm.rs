@@ -79,16 +79,30 @@ impl EvmState {
     }
 
     pub fn get(&self, a: &Address) -> Option<Arc<EvmKey>> {
-        self.keys.read().unwrap_or_else(|p| p.into_inner()).get(a).map(|(k, _)| k.clone())
+        self.keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(a)
+            .map(|(k, _)| k.clone())
     }
 
     pub fn origin(&self, a: &Address) -> Option<EvmOrigin> {
-        self.keys.read().unwrap_or_else(|p| p.into_inner()).get(a).map(|(_, o)| *o)
+        self.keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(a)
+            .map(|(_, o)| *o)
     }
 
     /// Addresses and origins, sorted by address.
     pub fn entries(&self) -> Vec<(Address, EvmOrigin)> {
-        let mut v: Vec<_> = self.keys.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(a, (_, o))| (*a, *o)).collect();
+        let mut v: Vec<_> = self
+            .keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(a, (_, o))| (*a, *o))
+            .collect();
         v.sort_by_key(|(a, _)| *a);
         v
     }
@@ -102,7 +116,10 @@ impl EvmState {
     }
 
     pub fn policy(&self) -> Option<Arc<Policy>> {
-        self.policy.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.policy
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Replace the policy (SIGHUP reload).
@@ -112,7 +129,13 @@ impl EvmState {
 
     /// Evaluate `req` for `key` and credential `token` under the policy in force. Without a
     /// policy, everything is refused (`no_policy`).
-    pub fn evaluate(&self, key: &Address, token: Option<&str>, req: &Request<'_>, intent: Option<&signward_policy::Intent>) -> Evaluation {
+    pub fn evaluate(
+        &self,
+        key: &Address,
+        token: Option<&str>,
+        req: &Request<'_>,
+        intent: Option<&signward_policy::Intent>,
+    ) -> Evaluation {
         match self.policy() {
             Some(p) => evaluate(&p, key, token, req, intent),
             None => Evaluation {

@@ -171,11 +171,19 @@ pub struct Generated {
     pub backup: Option<String>,
 }
 
-fn backup(recipient: Option<&age::x25519::Recipient>, key_type: &str, id: &str, secret: &[u8]) -> Result<Option<String>, ApiError> {
+fn backup(
+    recipient: Option<&age::x25519::Recipient>,
+    key_type: &str,
+    id: &str,
+    secret: &[u8],
+) -> Result<Option<String>, ApiError> {
     let Some(r) = recipient else { return Ok(None) };
     let plain = signward_vault::backup::raw_key_config(key_type, id, secret);
-    let armored = signward_vault::backup::encrypt_armored(r, &plain).map_err(|e| ApiError::from(&e))?;
-    String::from_utf8(armored).map(Some).map_err(|_| ApiError::Internal)
+    let armored =
+        signward_vault::backup::encrypt_armored(r, &plain).map_err(|e| ApiError::from(&e))?;
+    String::from_utf8(armored)
+        .map(Some)
+        .map_err(|_| ApiError::Internal)
 }
 
 /// The vault key id of an EVM address: lowercase `0x` hex.
@@ -201,16 +209,34 @@ pub async fn generate(
         .transpose()
         .map_err(|e| ApiError::from(&e))?;
     if kind == KeyKind::Secp256k1 {
-        let keys: Vec<signward_evm::EvmKey> = (0..count).map(|_| signward_evm::EvmKey::generate()).collect();
+        let keys: Vec<signward_evm::EvmKey> = (0..count)
+            .map(|_| signward_evm::EvmKey::generate())
+            .collect();
         let mut out = Vec::with_capacity(count);
         let mut to_store = Vec::with_capacity(count);
         for k in &keys {
             let id = evm_key_id(&k.address());
-            out.push(Generated { backup: backup(recipient.as_ref(), "SECP256K1", &id, k.secret_bytes().as_ref())?, id: id.clone() });
-            to_store.push(KeyToStore { kind, key_id: id, secret: Zeroizing::new(k.secret_bytes().to_vec()), origin: "generated".into() });
+            out.push(Generated {
+                backup: backup(
+                    recipient.as_ref(),
+                    "SECP256K1",
+                    &id,
+                    k.secret_bytes().as_ref(),
+                )?,
+                id: id.clone(),
+            });
+            to_store.push(KeyToStore {
+                kind,
+                key_id: id,
+                secret: Zeroizing::new(k.secret_bytes().to_vec()),
+                origin: "generated".into(),
+            });
         }
         let _g = rt.sync.lock().await;
-        rt.vault.store_keys(&to_store).await.map_err(|e| ApiError::from(&e))?;
+        rt.vault
+            .store_keys(&to_store)
+            .await
+            .map_err(|e| ApiError::from(&e))?;
         for g in &out {
             let record = signward_audit::Record {
                 event: "key".into(),
@@ -220,18 +246,29 @@ pub async fn generate(
                 reason: Some("generated secp256k1".into()),
                 ..Default::default()
             };
-            state.journal(record).await.map_err(|_| ApiError::AuditUnavailable)?;
+            state
+                .journal(record)
+                .await
+                .map_err(|_| ApiError::AuditUnavailable)?;
         }
         state.evm.insert(crate::evm::EvmOrigin::Vault, keys);
         return Ok(out);
     }
-    let keys: Vec<BlsKeypair> = tokio::task::spawn_blocking(move || (0..count).into_par_iter().map(|_| BlsKeypair::generate()).collect())
-        .await
-        .map_err(|_| ApiError::Internal)?;
+    let keys: Vec<BlsKeypair> = tokio::task::spawn_blocking(move || {
+        (0..count)
+            .into_par_iter()
+            .map(|_| BlsKeypair::generate())
+            .collect()
+    })
+    .await
+    .map_err(|_| ApiError::Internal)?;
     let mut out = Vec::with_capacity(count);
     for kp in &keys {
         let id = kp.public_key().to_hex();
-        out.push(Generated { backup: backup(recipient.as_ref(), "BLS", &id, kp.secret_bytes().as_ref())?, id });
+        out.push(Generated {
+            backup: backup(recipient.as_ref(), "BLS", &id, kp.secret_bytes().as_ref())?,
+            id,
+        });
     }
     let mut outcomes: Vec<Outcome> = keys
         .iter()
@@ -281,16 +318,27 @@ pub async fn set_enabled(
 }
 
 /// Enable, disable (`Some(bool)`) or delete (`None`) a vault EVM key, on every instance.
-pub async fn manage_evm(state: &Arc<AppState>, caller: &str, addr: &alloy_primitives::Address, enabled: Option<bool>) -> Result<(), ApiError> {
+pub async fn manage_evm(
+    state: &Arc<AppState>,
+    caller: &str,
+    addr: &alloy_primitives::Address,
+    enabled: Option<bool>,
+) -> Result<(), ApiError> {
     let rt = unsealed(state)?;
-    if matches!(state.evm.origin(addr), Some(crate::evm::EvmOrigin::File | crate::evm::EvmOrigin::Dev)) {
+    if matches!(
+        state.evm.origin(addr),
+        Some(crate::evm::EvmOrigin::File | crate::evm::EvmOrigin::Dev)
+    ) {
         return Err(ApiError::Vault("read_only_key"));
     }
     let id = evm_key_id(addr);
     let store = rt.vault.store();
     let found = match enabled {
         Some(e) => store.set_enabled(&id, e).await,
-        None => store.delete_keys(std::slice::from_ref(&id)).await.map(|v| v[0]),
+        None => store
+            .delete_keys(std::slice::from_ref(&id))
+            .await
+            .map(|v| v[0]),
     }
     .map_err(|e| ApiError::from(&e))?;
     if !found {
@@ -308,8 +356,13 @@ pub async fn manage_evm(state: &Arc<AppState>, caller: &str, addr: &alloy_primit
         decision: decision.into(),
         ..Default::default()
     };
-    state.journal(record).await.map_err(|_| ApiError::AuditUnavailable)?;
-    crate::vault::reconcile(state).await.map_err(|e| ApiError::from(&e))?;
+    state
+        .journal(record)
+        .await
+        .map_err(|_| ApiError::AuditUnavailable)?;
+    crate::vault::reconcile(state)
+        .await
+        .map_err(|e| ApiError::from(&e))?;
     Ok(())
 }
 

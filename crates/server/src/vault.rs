@@ -129,7 +129,8 @@ pub(crate) async fn reconcile_locked(
     let added = state.keys.insert_all_from(KeyOrigin::Vault, built)
         + state.evm.insert(crate::evm::EvmOrigin::Vault, new_evm);
     let gone: HashSet<PublicKeyBytes> = loaded.difference(&wanted).copied().collect();
-    let gone_evm: HashSet<alloy_primitives::Address> = loaded_evm.difference(&wanted_evm).copied().collect();
+    let gone_evm: HashSet<alloy_primitives::Address> =
+        loaded_evm.difference(&wanted_evm).copied().collect();
     let removed = state.keys.remove_all(&gone) + state.evm.remove_all(&gone_evm);
     Ok((added, removed))
 }

@@ -635,7 +635,10 @@ fn rand_core_rng() -> k256::elliptic_curve::rand_core::OsRng {
 /// policy (chain, recipients, selector, caps, declared intent not required), a spend window in
 /// the SQLite ledger (one durable commit per transaction), the audit log, then k256 signing.
 pub fn evm(duration_secs: u64, concurrency: usize) -> anyhow::Result<()> {
-    ensure!(duration_secs > 0 && concurrency > 0, "arguments must be positive");
+    ensure!(
+        duration_secs > 0 && concurrency > 0,
+        "arguments must be positive"
+    );
     header();
     let dur = Duration::from_secs(duration_secs);
     println!("\n## raw k256 (sign_prehash_recoverable, {duration_secs}s each)");
@@ -643,7 +646,9 @@ pub fn evm(duration_secs: u64, concurrency: usize) -> anyhow::Result<()> {
     println!("raw k256, 1 thread:        {raw_one:>10.0} sig/s");
     let raw_all = raw_k256(cores(), dur);
     println!("raw k256, {} threads:       {raw_all:>10.0} sig/s", cores());
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let tmp = tempfile::tempdir()?;
     let (rate, p50, p99, errors, total) = runtime.block_on(async {
         let dir = tmp.path();
@@ -758,7 +763,15 @@ spend_window = { window_secs = 86400, max_total_wei = "1000000000000000000000000
     println!("\n## eth_signTransaction (EIP-1559 ERC-20 transfer) through JSON-RPC: token auth, policy, SQLite spend window, audit ({concurrency} connections, {duration_secs}s; client on the same machine)");
     println!("requests: {total}   errors: {errors}");
     println!("throughput:                {rate:>10.0} tx/s");
-    println!("fraction of raw k256 ({} threads): {:.1}%", cores(), 100.0 * rate / raw_all);
-    println!("latency p50: {:.3} ms   p99: {:.3} ms", p50 as f64 / 1000.0, p99 as f64 / 1000.0);
+    println!(
+        "fraction of raw k256 ({} threads): {:.1}%",
+        cores(),
+        100.0 * rate / raw_all
+    );
+    println!(
+        "latency p50: {:.3} ms   p99: {:.3} ms",
+        p50 as f64 / 1000.0,
+        p99 as f64 / 1000.0
+    );
     Ok(())
 }

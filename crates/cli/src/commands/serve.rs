@@ -134,14 +134,29 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.dev && !loopback {
         bail!("--dev is accepted only on a loopback listener");
     }
-    let evm_policy = args.evm_policy.as_deref().map(super::policy::load).transpose()?;
+    let evm_policy = args
+        .evm_policy
+        .as_deref()
+        .map(super::policy::load)
+        .transpose()?;
     let dev_key = match &args.dev_evm_key {
         None => None,
         Some(spec) => {
-            let var = spec.strip_prefix("env:").context("--dev-evm-key must be env:VAR (a key never goes on the command line)")?;
-            let hexkey = zeroize::Zeroizing::new(std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?);
-            let bytes = zeroize::Zeroizing::new(hex::decode(hexkey.trim().trim_start_matches("0x")).context("the dev key is not hex")?);
-            Some(signward_evm::EvmKey::from_secret_bytes(&bytes).context("the dev key is not a secp256k1 secret key")?)
+            let var = spec
+                .strip_prefix("env:")
+                .context("--dev-evm-key must be env:VAR (a key never goes on the command line)")?;
+            let hexkey = zeroize::Zeroizing::new(
+                std::env::var(var)
+                    .with_context(|| format!("environment variable {var} is not set"))?,
+            );
+            let bytes = zeroize::Zeroizing::new(
+                hex::decode(hexkey.trim().trim_start_matches("0x"))
+                    .context("the dev key is not hex")?,
+            );
+            Some(
+                signward_evm::EvmKey::from_secret_bytes(&bytes)
+                    .context("the dev key is not a secp256k1 secret key")?,
+            )
         }
     };
     let trusted_proxies = args
@@ -326,15 +341,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// Decrypt every V3 keyfile in `dir` (in parallel); failures are logged by file name and class.
 fn load_evm_keyfiles(state: &AppState, dir: &std::path::Path, password_file: &std::path::Path) {
     use rayon::prelude::*;
+    // V3 passwords are used as their UTF-8 bytes (as geth does); a file's trailing newline is
+    // not part of the password.
     let password = match signward_keys::password::read_password_file(password_file) {
-        Ok(p) => p,
+        Ok(p) => {
+            use secrecy::ExposeSecret;
+            secrecy::SecretString::from(p.expose_secret().trim_end_matches(['\n', '\r']))
+        }
         Err(e) => {
             tracing::error!(file = %password_file.display(), error.class = e.class(), "EVM keyfile password unreadable; no EVM keyfiles loaded");
             return;
         }
     };
     let files: Vec<std::path::PathBuf> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json")).collect(),
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect(),
         Err(e) => {
             tracing::error!(dir = %dir.display(), error = %e, "cannot read the EVM keyfile directory");
             return;
@@ -343,15 +366,20 @@ fn load_evm_keyfiles(state: &AppState, dir: &std::path::Path, password_file: &st
     let results: Vec<_> = files
         .par_iter()
         .map(|f| {
-            let r = signward_keys::fsutil::read_secret_file(f, signward_keys::fsutil::FileKind::Keystore)
-                .map_err(|e| e.class().to_string())
-                .and_then(|bytes| {
-                    signward_evm::keyfile::decrypt(&bytes, &password, &KdfLimits::default()).map_err(|e| match e {
+            let r = signward_keys::fsutil::read_secret_file(
+                f,
+                signward_keys::fsutil::FileKind::Keystore,
+            )
+            .map_err(|e| e.class().to_string())
+            .and_then(|bytes| {
+                signward_evm::keyfile::decrypt(&bytes, &password, &KdfLimits::default()).map_err(
+                    |e| match e {
                         signward_evm::EvmError::MacMismatch => "mac_mismatch".to_string(),
                         signward_evm::EvmError::Kdf(c) => c,
                         _ => "malformed_keyfile".to_string(),
-                    })
-                });
+                    },
+                )
+            });
             (f, r)
         })
         .collect();
@@ -359,10 +387,14 @@ fn load_evm_keyfiles(state: &AppState, dir: &std::path::Path, password_file: &st
     for (f, r) in results {
         match r {
             Ok(k) => keys.push(k),
-            Err(class) => tracing::error!(file = %f.display(), error.class = %class, "EVM keyfile failed to load"),
+            Err(class) => {
+                tracing::error!(file = %f.display(), error.class = %class, "EVM keyfile failed to load")
+            }
         }
     }
-    let n = state.evm.insert(signward_server::evm::EvmOrigin::File, keys);
+    let n = state
+        .evm
+        .insert(signward_server::evm::EvmOrigin::File, keys);
     tracing::info!(loaded = n, "EVM keyfiles loaded");
 }
 
@@ -370,14 +402,18 @@ fn load_evm_keyfiles(state: &AppState, dir: &std::path::Path, password_file: &st
 fn spawn_policy_reload(state: Arc<AppState>, path: std::path::PathBuf) {
     use tokio::signal::unix::{signal, SignalKind};
     tokio::spawn(async move {
-        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
         while hup.recv().await.is_some() {
             match super::policy::load(&path) {
                 Ok(p) => {
                     state.evm.set_policy(p);
                     tracing::info!(file = %path.display(), "SIGHUP: EVM policy reloaded");
                 }
-                Err(e) => tracing::error!(error = %format!("{e:#}"), "SIGHUP: EVM policy reload failed; keeping the policy in force"),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "SIGHUP: EVM policy reload failed; keeping the policy in force")
+                }
             }
         }
     });

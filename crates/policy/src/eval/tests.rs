@@ -53,8 +53,15 @@ fn tx() -> TxFacts {
     }
 }
 
-fn code(p: &Policy, t: &TxFacts, token: Option<&str>, intent: Option<&Intent>) -> Option<&'static str> {
-    evaluate(p, &a(KEY), token, &Request::Transaction(t), intent).refusal().map(|c| c.rule)
+fn code(
+    p: &Policy,
+    t: &TxFacts,
+    token: Option<&str>,
+    intent: Option<&Intent>,
+) -> Option<&'static str> {
+    evaluate(p, &a(KEY), token, &Request::Transaction(t), intent)
+        .refusal()
+        .map(|c| c.rule)
 }
 
 fn transfer_data(to: &str, amount: u64) -> Vec<u8> {
@@ -68,22 +75,42 @@ fn transfer_data(to: &str, amount: u64) -> Vec<u8> {
 #[test]
 fn every_limit_inside_and_outside() {
     let p = Policy::from_toml(POLICY).unwrap();
-    assert_eq!(code(&p, &tx(), None, None), None, "exactly at every limit is allowed");
-    let cases: Vec<(&str, Box<dyn Fn(&mut TxFacts)>)> = vec![
+    assert_eq!(
+        code(&p, &tx(), None, None),
+        None,
+        "exactly at every limit is allowed"
+    );
+    type Edit = Box<dyn Fn(&mut TxFacts)>;
+    let cases: Vec<(&str, Edit)> = vec![
         ("chain_id_not_allowed", Box::new(|t| t.chain_id = 5)),
-        ("recipient_not_allowed", Box::new(|t| t.to = Some(a(STRANGER)))),
+        (
+            "recipient_not_allowed",
+            Box::new(|t| t.to = Some(a(STRANGER))),
+        ),
         ("contract_creation_not_allowed", Box::new(|t| t.to = None)),
         ("value_too_high", Box::new(|t| t.value += U256::from(1))),
         ("gas_too_high", Box::new(|t| t.gas += 1)),
-        ("max_fee_too_high", Box::new(|t| t.max_fee_per_gas = Some(100_000_000_001))),
-        ("priority_fee_too_high", Box::new(|t| t.max_priority_fee_per_gas = Some(2_000_000_001))),
-        ("selector_not_allowed", Box::new(|t| t.data = vec![0xde, 0xad, 0xbe, 0xef])),
+        (
+            "max_fee_too_high",
+            Box::new(|t| t.max_fee_per_gas = Some(100_000_000_001)),
+        ),
+        (
+            "priority_fee_too_high",
+            Box::new(|t| t.max_priority_fee_per_gas = Some(2_000_000_001)),
+        ),
+        (
+            "selector_not_allowed",
+            Box::new(|t| t.data = vec![0xde, 0xad, 0xbe, 0xef]),
+        ),
         ("selector_not_allowed", Box::new(|t| t.data = vec![0xa9])),
-        ("gas_price_too_high", Box::new(|t| {
-            t.max_fee_per_gas = None;
-            t.max_priority_fee_per_gas = None;
-            t.gas_price = Some(50_000_000_001);
-        })),
+        (
+            "gas_price_too_high",
+            Box::new(|t| {
+                t.max_fee_per_gas = None;
+                t.max_priority_fee_per_gas = None;
+                t.gas_price = Some(50_000_000_001);
+            }),
+        ),
     ];
     for (want, f) in cases {
         let mut t = tx();
@@ -129,23 +156,35 @@ fn token_rules_apply_in_addition_and_intent_is_matched() {
     assert_eq!(code(&p, &t, Some("bot"), Some(&intent)), None);
     // Over the token's own value cap (still inside the key's).
     t.value += U256::from(1);
-    assert_eq!(code(&p, &t, Some("bot"), Some(&intent)), Some("intent_mismatch"));
+    assert_eq!(
+        code(&p, &t, Some("bot"), Some(&intent)),
+        Some("intent_mismatch")
+    );
     let mut wide = intent.clone();
     wide.max_value_wei = None;
-    assert_eq!(code(&p, &t, Some("bot"), Some(&wide)), Some("value_too_high"));
+    assert_eq!(
+        code(&p, &t, Some("bot"), Some(&wide)),
+        Some("value_too_high")
+    );
     // Chain 8453 passes the defaults but not the token.
     let mut t = tx();
     t.value = U256::from(1);
     t.chain_id = 8453;
     let mut i2 = intent.clone();
     i2.chain_id = None;
-    assert_eq!(code(&p, &t, Some("bot"), Some(&i2)), Some("chain_id_not_allowed"));
+    assert_eq!(
+        code(&p, &t, Some("bot"), Some(&i2)),
+        Some("chain_id_not_allowed")
+    );
     // Intent disagreeing with the transaction: another recipient.
     let mut t = tx();
     t.value = U256::from(1);
     let mut other = intent.clone();
     other.recipient = Some(DEX.into());
-    assert_eq!(code(&p, &t, Some("bot"), Some(&other)), Some("intent_mismatch"));
+    assert_eq!(
+        code(&p, &t, Some("bot"), Some(&other)),
+        Some("intent_mismatch")
+    );
     // ERC-20 intent: token, recipient and amount are decoded from calldata.
     let mut t = tx();
     t.value = U256::ZERO;
@@ -162,11 +201,23 @@ fn token_rules_apply_in_addition_and_intent_is_matched() {
     };
     assert_eq!(code(&p, &t, Some("bot"), Some(&erc)), None);
     t.data = transfer_data(FRIEND, 101);
-    assert_eq!(code(&p, &t, Some("bot"), Some(&erc)), Some("intent_mismatch"));
+    assert_eq!(
+        code(&p, &t, Some("bot"), Some(&erc)),
+        Some("intent_mismatch")
+    );
     t.data = transfer_data(STRANGER, 1);
-    assert_eq!(code(&p, &t, Some("bot"), Some(&erc)), Some("intent_mismatch"));
+    assert_eq!(
+        code(&p, &t, Some("bot"), Some(&erc)),
+        Some("intent_mismatch")
+    );
     // Spend windows: the key's and nothing from a token without one.
-    let ev = evaluate(&p, &a(KEY), Some("bot"), &Request::Transaction(&tx()), Some(&intent));
+    let ev = evaluate(
+        &p,
+        &a(KEY),
+        Some("bot"),
+        &Request::Transaction(&tx()),
+        Some(&intent),
+    );
     assert_eq!(ev.spend_windows.len(), 1);
     assert_eq!(ev.spend_windows[0].0, format!("key:{}", a(KEY)));
 }
@@ -176,15 +227,35 @@ fn messages_and_typed_data() {
     let p = Policy::from_toml(POLICY).unwrap();
     let key = a(KEY);
     let r = evaluate(&p, &key, None, &Request::PersonalMessage, None);
-    assert_eq!(r.refusal().map(|c| c.rule), Some("message_signing_not_allowed"));
-    let ok = Request::TypedData { chain_id: Some(1), verifying_contract: Some(a(DEX)) };
+    assert_eq!(
+        r.refusal().map(|c| c.rule),
+        Some("message_signing_not_allowed")
+    );
+    let ok = Request::TypedData {
+        chain_id: Some(1),
+        verifying_contract: Some(a(DEX)),
+    };
     assert!(evaluate(&p, &key, None, &ok, None).allowed());
     for bad in [
-        Request::TypedData { chain_id: Some(8453), verifying_contract: Some(a(DEX)) },
-        Request::TypedData { chain_id: Some(1), verifying_contract: Some(a(FRIEND)) },
-        Request::TypedData { chain_id: None, verifying_contract: Some(a(DEX)) },
+        Request::TypedData {
+            chain_id: Some(8453),
+            verifying_contract: Some(a(DEX)),
+        },
+        Request::TypedData {
+            chain_id: Some(1),
+            verifying_contract: Some(a(FRIEND)),
+        },
+        Request::TypedData {
+            chain_id: None,
+            verifying_contract: Some(a(DEX)),
+        },
     ] {
-        assert_eq!(evaluate(&p, &key, None, &bad, None).refusal().map(|c| c.rule), Some("typed_data_domain_not_allowed"));
+        assert_eq!(
+            evaluate(&p, &key, None, &bad, None)
+                .refusal()
+                .map(|c| c.rule),
+            Some("typed_data_domain_not_allowed")
+        );
     }
     // No rule set at all: everything refused.
     let empty = Policy::from_toml("").unwrap();

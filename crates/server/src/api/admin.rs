@@ -167,7 +167,15 @@ pub async fn generate(State((state, _)): St, caller: Who, body: Bytes) -> Respon
     let Some(kind) = signward_vault::KeyKind::parse(&b.kind) else {
         return ApiError::Vault("invalid_parameters").into_response();
     };
-    match keyops::generate(&state, &name(&caller), kind, b.count, b.backup_to.as_deref()).await {
+    match keyops::generate(
+        &state,
+        &name(&caller),
+        kind,
+        b.count,
+        b.backup_to.as_deref(),
+    )
+    .await
+    {
         Ok(keys) => Json(json!({"keys": keys.iter().map(|g| json!({
             "pubkey": g.id,
             "backup": g.backup,
@@ -194,7 +202,8 @@ pub async fn disable(State((state, _)): St, caller: Who, Path(pk): Path<String>)
 async fn toggle(state: Arc<AppState>, caller: Who, pk: String, enabled: bool) -> Response {
     if let Ok(addr) = pk.parse::<alloy_primitives::Address>() {
         return match keyops::manage_evm(&state, &name(&caller), &addr, Some(enabled)).await {
-            Ok(()) => Json(json!({"pubkey": keyops::evm_key_id(&addr), "enabled": enabled})).into_response(),
+            Ok(()) => Json(json!({"pubkey": keyops::evm_key_id(&addr), "enabled": enabled}))
+                .into_response(),
             Err(e) => e.into_response(),
         };
     }

@@ -34,10 +34,19 @@ pub struct RpcError {
 
 impl RpcError {
     fn new(code: i64, reason: &'static str, message: &'static str) -> Self {
-        RpcError { code, reason, message, detail: None, source: None }
+        RpcError {
+            code,
+            reason,
+            message,
+            detail: None,
+            source: None,
+        }
     }
     fn invalid_params(detail: impl Into<String>) -> Self {
-        RpcError { detail: Some(detail.into()), ..Self::new(-32602, "invalid_params", "invalid params") }
+        RpcError {
+            detail: Some(detail.into()),
+            ..Self::new(-32602, "invalid_params", "invalid params")
+        }
     }
     fn refused(ev: &Evaluation) -> Self {
         let c = ev.refusal();
@@ -64,9 +73,14 @@ fn address_param(v: Option<&Value>) -> Result<Address, RpcError> {
 }
 
 fn hex_param(v: Option<&Value>) -> Result<Vec<u8>, RpcError> {
-    let s = v.and_then(Value::as_str).ok_or_else(|| RpcError::invalid_params("expected hex data"))?;
-    hex::decode(s.strip_prefix("0x").ok_or_else(|| RpcError::invalid_params("data must be 0x-prefixed hex"))?)
-        .map_err(|_| RpcError::invalid_params("data is not hex"))
+    let s = v
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::invalid_params("expected hex data"))?;
+    hex::decode(
+        s.strip_prefix("0x")
+            .ok_or_else(|| RpcError::invalid_params("data must be 0x-prefixed hex"))?,
+    )
+    .map_err(|_| RpcError::invalid_params("data is not hex"))
 }
 
 struct Ctx<'a> {
@@ -88,7 +102,12 @@ impl Ctx<'_> {
             .ok_or_else(|| RpcError::new(-32001, "unknown_account", "no key for this account"))
     }
 
-    fn decide(&self, addr: &Address, req: &Request<'_>, intent: Option<&signward_policy::Intent>) -> Result<Evaluation, RpcError> {
+    fn decide(
+        &self,
+        addr: &Address,
+        req: &Request<'_>,
+        intent: Option<&signward_policy::Intent>,
+    ) -> Result<Evaluation, RpcError> {
         let ev = self.state.evm.evaluate(addr, self.token(), req, intent);
         if !ev.allowed() {
             return Err(RpcError::refused(&ev));
@@ -102,19 +121,33 @@ fn rsv_hex(sig: [u8; 65]) -> Value {
 }
 
 async fn sign_transaction(ctx: &mut Ctx<'_>, params: &[Value]) -> Rpc {
-    let tx_value = params.first().ok_or_else(|| RpcError::invalid_params("expected a transaction object"))?;
-    let (tx, mut intent) = signward_evm::tx::parse(tx_value).map_err(|e| RpcError::invalid_params(e.to_string()))?;
+    let tx_value = params
+        .first()
+        .ok_or_else(|| RpcError::invalid_params("expected a transaction object"))?;
+    let (tx, mut intent) =
+        signward_evm::tx::parse(tx_value).map_err(|e| RpcError::invalid_params(e.to_string()))?;
     if let Some(extra) = params.get(1) {
         if let Some(i) = extra.get("intent") {
-            intent = Some(serde_json::from_value(i.clone()).map_err(|e| RpcError::invalid_params(format!("intent: {e}")))?);
+            intent = Some(
+                serde_json::from_value(i.clone())
+                    .map_err(|e| RpcError::invalid_params(format!("intent: {e}")))?,
+            );
         }
     }
-    let from = tx.from.ok_or_else(|| RpcError::invalid_params("from is required"))?;
+    let from = tx
+        .from
+        .ok_or_else(|| RpcError::invalid_params("from is required"))?;
     let key = ctx.key(&from)?;
     let ev = ctx.decide(&from, &Request::Transaction(&tx.facts), intent.as_ref())?;
     // Spend windows: checked and recorded in one durable transaction before signing.
     if !ev.spend_windows.is_empty() {
-        let ledger = ctx.state.evm.ledger.as_ref().ok_or_else(|| RpcError::new(-32006, "spend_ledger_unavailable", "spend ledger unavailable; nothing was signed"))?;
+        let ledger = ctx.state.evm.ledger.as_ref().ok_or_else(|| {
+            RpcError::new(
+                -32006,
+                "spend_ledger_unavailable",
+                "spend ledger unavailable; nothing was signed",
+            )
+        })?;
         match ledger.reserve(&ev.spend_windows, tx.facts.value).await {
             Ok(None) => {}
             Ok(Some(x)) => {
@@ -128,7 +161,11 @@ async fn sign_transaction(ctx: &mut Ctx<'_>, params: &[Value]) -> Rpc {
             }
             Err(e) => {
                 tracing::error!(error = %e, "spend ledger failed");
-                return Err(RpcError::new(-32006, "spend_ledger_unavailable", "spend ledger unavailable; nothing was signed"));
+                return Err(RpcError::new(
+                    -32006,
+                    "spend_ledger_unavailable",
+                    "spend ledger unavailable; nothing was signed",
+                ));
             }
         }
     }
@@ -171,11 +208,26 @@ async fn dispatch(ctx: &mut Ctx<'_>, method: &str, params: &[Value]) -> Rpc {
         if state.is_sealed() {
             return Err(RpcError::new(-32004, "sealed", "the vault is sealed"));
         }
-        return Ok(json!(state.evm.entries().into_iter().map(|(a, _)| a.to_checksum(None)).collect::<Vec<_>>()));
+        return Ok(json!(state
+            .evm
+            .entries()
+            .into_iter()
+            .map(|(a, _)| a.to_checksum(None))
+            .collect::<Vec<_>>()));
     }
-    let known = ["eth_sign", "personal_sign", "eth_signTypedData", "eth_signTypedData_v4", "eth_signTransaction"];
+    let known = [
+        "eth_sign",
+        "personal_sign",
+        "eth_signTypedData",
+        "eth_signTypedData_v4",
+        "eth_signTransaction",
+    ];
     if !known.contains(&method) {
-        return Err(RpcError::new(-32601, "method_not_found", "method not found"));
+        return Err(RpcError::new(
+            -32601,
+            "method_not_found",
+            "method not found",
+        ));
     }
     if state.is_sealed() {
         return Err(RpcError::new(-32004, "sealed", "the vault is sealed"));
@@ -183,7 +235,11 @@ async fn dispatch(ctx: &mut Ctx<'_>, method: &str, params: &[Value]) -> Rpc {
     match method {
         "eth_sign" | "personal_sign" => {
             // eth_sign: [address, data]; personal_sign: [data, address, ...].
-            let (a, d) = if method == "eth_sign" { (params.first(), params.get(1)) } else { (params.get(1), params.first()) };
+            let (a, d) = if method == "eth_sign" {
+                (params.first(), params.get(1))
+            } else {
+                (params.get(1), params.first())
+            };
             let addr = address_param(a)?;
             let data = match (method, d.and_then(Value::as_str)) {
                 ("personal_sign", Some(s)) if !s.starts_with("0x") => s.as_bytes().to_vec(),
@@ -191,16 +247,30 @@ async fn dispatch(ctx: &mut Ctx<'_>, method: &str, params: &[Value]) -> Rpc {
             };
             let key = ctx.key(&addr)?;
             ctx.decide(&addr, &Request::PersonalMessage, None)?;
-            let sig = signward_evm::message::sign_personal(&key, &data).map_err(|_| RpcError::new(-32603, "internal_error", "internal error"))?;
+            let sig = signward_evm::message::sign_personal(&key, &data)
+                .map_err(|_| RpcError::new(-32603, "internal_error", "internal error"))?;
             Ok(rsv_hex(sig))
         }
         "eth_signTypedData" | "eth_signTypedData_v4" => {
             let addr = address_param(params.first())?;
-            let typed = signward_evm::message::parse_typed(params.get(1).ok_or_else(|| RpcError::invalid_params("expected typed data"))?)
-                .map_err(|e| RpcError::invalid_params(e.to_string()))?;
+            let typed = signward_evm::message::parse_typed(
+                params
+                    .get(1)
+                    .ok_or_else(|| RpcError::invalid_params("expected typed data"))?,
+            )
+            .map_err(|e| RpcError::invalid_params(e.to_string()))?;
             let key = ctx.key(&addr)?;
-            ctx.decide(&addr, &Request::TypedData { chain_id: typed.chain_id, verifying_contract: typed.verifying_contract }, None)?;
-            let sig = typed.sign(&key).map_err(|e| RpcError::invalid_params(e.to_string()))?;
+            ctx.decide(
+                &addr,
+                &Request::TypedData {
+                    chain_id: typed.chain_id,
+                    verifying_contract: typed.verifying_contract,
+                },
+                None,
+            )?;
+            let sig = typed
+                .sign(&key)
+                .map_err(|e| RpcError::invalid_params(e.to_string()))?;
             Ok(rsv_hex(sig))
         }
         _ => sign_transaction(ctx, params).await,
@@ -239,12 +309,27 @@ pub async fn rpc(
         return reply(Value::Null, Err(parse_error()));
     };
     if v.is_array() {
-        return reply(Value::Null, Err(RpcError::new(-32600, "batch_not_supported", "batch requests are not supported")));
+        return reply(
+            Value::Null,
+            Err(RpcError::new(
+                -32600,
+                "batch_not_supported",
+                "batch requests are not supported",
+            )),
+        );
     }
     let id = v.get("id").cloned().unwrap_or(Value::Null);
-    let method = match (v.get("jsonrpc").and_then(Value::as_str), v.get("method").and_then(Value::as_str)) {
+    let method = match (
+        v.get("jsonrpc").and_then(Value::as_str),
+        v.get("method").and_then(Value::as_str),
+    ) {
         (Some("2.0"), Some(m)) => m.to_string(),
-        _ => return reply(id, Err(RpcError::new(-32600, "invalid_request", "invalid request"))),
+        _ => {
+            return reply(
+                id,
+                Err(RpcError::new(-32600, "invalid_request", "invalid request")),
+            )
+        }
     };
     let params: Vec<Value> = match v.get("params") {
         None | Some(Value::Null) => Vec::new(),
@@ -257,7 +342,12 @@ pub async fn rpc(
         record: signward_audit::Record {
             event: "evm".into(),
             request_id: Some(uuid::Uuid::new_v4().to_string()),
-            caller: Some(caller.as_ref().map(|c| c.name.clone()).unwrap_or_else(|| "-".into())),
+            caller: Some(
+                caller
+                    .as_ref()
+                    .map(|c| c.name.clone())
+                    .unwrap_or_else(|| "-".into()),
+            ),
             peer: client.map(|Extension(ClientIp(ip))| ip.to_string()),
             operation: Some(method.clone()),
             ..Default::default()
@@ -287,7 +377,11 @@ pub async fn rpc(
         Ok(()) => result,
         Err(e) => {
             tracing::error!(error = %e, "audit write failed; EVM response withheld");
-            Err(RpcError::new(-32005, "audit_unavailable", "the audit log could not be written; nothing was released"))
+            Err(RpcError::new(
+                -32005,
+                "audit_unavailable",
+                "the audit log could not be written; nothing was released",
+            ))
         }
     };
     reply(id, result)

@@ -1,0 +1,733 @@
+//! The EVM signer through the real binary: JSON-RPC methods signed for what the policy allows and
+//! refused, with a reason code, for what it does not (each rule just inside and just outside);
+//! eth-account recovers and re-derives every signature and web3.py uses the endpoint unchanged;
+//! spend windows under concurrent requests on one instance and on two sharing PostgreSQL; dev mode;
+//! EVM keys generated in the vault; `policy check`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+const FRIEND: &str = "0x3333333333333333333333333333333333333333";
+const DEX: &str = "0x2222222222222222222222222222222222222222";
+const STRANGER: &str = "0x4444444444444444444444444444444444444444";
+const MAIL: &str = "0xCcCCccccCCCCcCCCCCCcCcCccCcCCCcCcccccccC";
+
+fn policy(extra: &str) -> String {
+    format!(
+        r#"
+[defaults]
+chain_ids = [1, 10]
+recipients = ["{FRIEND}", "{DEX}"]
+max_value_wei = "1000000000000000000"
+max_gas = 100000
+max_fee_per_gas_wei = "100000000000"
+max_priority_fee_per_gas_wei = "2000000000"
+max_calldata_bytes = 68
+allow_personal_sign = true
+contracts = [{{ address = "{DEX}", selectors = ["0xa9059cbb"] }}]
+typed_data_domains = [{{ chain_id = 1, verifying_contract = "{MAIL}" }}]
+{extra}
+
+[tokens.bot]
+chain_ids = [1]
+recipients = ["*"]
+max_value_wei = "1000000000000000000"
+max_gas = 100000
+max_fee_per_gas_wei = "100000000000"
+max_priority_fee_per_gas_wei = "2000000000"
+max_calldata_bytes = 68
+require_intent = true
+contracts = [{{ address = "{DEX}", selectors = ["0xa9059cbb"] }}]
+"#
+    )
+}
+
+fn wallet() -> (PathBuf, String, String) {
+    let dir = vectors().join("v3keystore/web3signer");
+    let exp: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    (
+        dir.join("wallet.json"),
+        exp["private_key"].as_str().unwrap().to_string(),
+        exp["address"].as_str().unwrap().to_string(),
+    )
+}
+
+fn typed_data() -> Value {
+    json!({
+        "types": {"EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
+                                   {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}],
+                  "Person": [{"name": "name", "type": "string"}, {"name": "wallet", "type": "address"}],
+                  "Mail": [{"name": "from", "type": "Person"}, {"name": "to", "type": "Person"}, {"name": "contents", "type": "string"}]},
+        "primaryType": "Mail",
+        "domain": {"name": "Ether Mail", "version": "1", "chainId": 1, "verifyingContract": MAIL},
+        "message": {"from": {"name": "Cow", "wallet": "0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826"},
+                    "to": {"name": "Bob", "wallet": "0xbBbBBBBbbBBBbbbBbbBbbbbBBbBbbbbBbBbbBBbB"},
+                    "contents": "Hello, Bob!"}
+    })
+}
+
+fn rpc(server: &Server, token: &str, method: &str, params: Value) -> Value {
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params});
+    let r = server.request(
+        "POST",
+        "/",
+        &[
+            ("authorization", &format!("Bearer {token}")),
+            ("content-type", "application/json"),
+        ],
+        &serde_json::to_vec(&body).unwrap(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["jsonrpc"], "2.0");
+    v
+}
+
+fn reason(v: &Value) -> &str {
+    v["error"]["data"]["reason"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error: {v}"))
+}
+
+fn transfer_calldata(to: &str, amount: u64) -> String {
+    format!("0xa9059cbb{:0>64}{:064x}", &to[2..], amount)
+}
+
+fn tx(from: &str, over: Value) -> Value {
+    let mut t = json!({"from": from, "to": FRIEND, "value": "0x1", "gas": "0x5208", "maxFeePerGas": "0x174876e800",
+                       "maxPriorityFeePerGas": "0x77359400", "nonce": "0x0", "chainId": "0x1"});
+    for (k, v) in over.as_object().unwrap() {
+        if v.is_null() {
+            t.as_object_mut().unwrap().remove(k);
+        } else {
+            t[k] = v.clone();
+        }
+    }
+    t
+}
+
+#[test]
+fn json_rpc_signs_what_the_policy_allows_and_refuses_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (wallet, private_key, address) = wallet();
+    std::fs::create_dir_all(d.join("evm")).unwrap();
+    std::fs::copy(&wallet, d.join("evm/wallet.json")).unwrap();
+    write_secret(&d.join("evm.pass"), b"pass\n");
+    std::fs::write(d.join("policy.toml"), policy("")).unwrap();
+    let ops = credential(d, &["--name", "ops", "--scope", "sign"]);
+    let bot = credential(d, &["--name", "bot", "--scope", "sign"]);
+    let viewer = credential(d, &["--name", "viewer", "--scope", "public_keys"]);
+    let net = minimal_network(d);
+    let server = Server::start_with_auth(
+        d,
+        &[
+            "--network",
+            net.to_str().unwrap(),
+            "--evm-keyfiles-path",
+            d.join("evm").to_str().unwrap(),
+            "--evm-keyfiles-password-file",
+            d.join("evm.pass").to_str().unwrap(),
+            "--evm-policy",
+            d.join("policy.toml").to_str().unwrap(),
+        ],
+    );
+    let accounts = rpc(&server, &ops, "eth_accounts", json!([]));
+    assert_eq!(accounts["result"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        accounts["result"][0].as_str().unwrap().to_lowercase(),
+        address
+    );
+
+    // Allowed: every transaction type, exactly at the limits, and both message kinds.
+    let mut cases = Vec::new();
+    let allowed = [
+        (
+            "legacy",
+            tx(
+                &address,
+                json!({"maxFeePerGas": null, "maxPriorityFeePerGas": null, "gasPrice": "0x174876e800", "nonce": "0x3"}),
+            ),
+        ),
+        (
+            "eip2930",
+            tx(
+                &address,
+                json!({"maxFeePerGas": null, "maxPriorityFeePerGas": null, "gasPrice": "0x3b9aca00", "chainId": "0xa",
+            "accessList": [{"address": DEX, "storageKeys": [format!("0x{}", "01".repeat(32))]}]}),
+            ),
+        ),
+        (
+            "eip1559 at every cap",
+            tx(
+                &address,
+                json!({"value": "0xde0b6b3a7640000", "gas": "0x186a0"}),
+            ),
+        ),
+        (
+            "erc20 transfer",
+            tx(
+                &address,
+                json!({"to": DEX, "value": "0x0", "gas": "0xea60", "data": transfer_calldata(FRIEND, 10)}),
+            ),
+        ),
+    ];
+    for (name, t) in &allowed {
+        let v = rpc(&server, &ops, "eth_signTransaction", json!([t]));
+        let raw = v["result"]["raw"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: {v}"));
+        assert_eq!(v["result"]["tx"]["from"].as_str().unwrap(), address);
+        cases.push(json!({"name": name, "kind": "tx", "request": t, "raw": raw}));
+    }
+    let v = rpc(
+        &server,
+        &ops,
+        "eth_sign",
+        json!([address, "0x7369676e77617264"]),
+    );
+    cases.push(json!({"name": "eth_sign", "kind": "personal", "message": "0x7369676e77617264", "signature": v["result"]}));
+    let v = rpc(
+        &server,
+        &ops,
+        "personal_sign",
+        json!(["hello signward", address]),
+    );
+    cases.push(json!({"name": "personal_sign text", "kind": "personal", "message": format!("0x{}", hex::encode("hello signward")), "signature": v["result"]}));
+    for method in ["eth_signTypedData_v4", "eth_signTypedData"] {
+        let v = rpc(&server, &ops, method, json!([address, typed_data()]));
+        cases.push(json!({"name": method, "kind": "typed", "typed_data": typed_data(), "signature": v["result"]}));
+    }
+    let v = rpc(
+        &server,
+        &ops,
+        "eth_signTypedData_v4",
+        json!([address, typed_data().to_string()]),
+    );
+    cases.push(json!({"name": "typed data as a string", "kind": "typed", "typed_data": typed_data(), "signature": v["result"]}));
+    if let Some(py) = python() {
+        let (ok, out) = run_python(
+            &py,
+            "verify_evm.py",
+            &[],
+            &json!({"private_key": private_key, "address": address, "cases": cases}),
+        );
+        assert!(ok, "eth-account disagrees: {out}");
+        assert_eq!(out["results"].as_array().unwrap().len(), cases.len());
+    }
+
+    // Refused: each rule just outside its limit, with its reason code and the rule set named.
+    let outside = [
+        (
+            "value_too_high",
+            tx(&address, json!({"value": "0xde0b6b3a7640001"})),
+        ),
+        (
+            "recipient_not_allowed",
+            tx(&address, json!({"to": STRANGER})),
+        ),
+        (
+            "chain_id_not_allowed",
+            tx(&address, json!({"chainId": "0x5"})),
+        ),
+        ("gas_too_high", tx(&address, json!({"gas": "0x186a1"}))),
+        (
+            "max_fee_too_high",
+            tx(&address, json!({"maxFeePerGas": "0x174876e801"})),
+        ),
+        (
+            "priority_fee_too_high",
+            tx(
+                &address,
+                json!({"maxPriorityFeePerGas": "0x77359401", "maxFeePerGas": "0x174876e800"}),
+            ),
+        ),
+        (
+            "gas_price_too_high",
+            tx(
+                &address,
+                json!({"maxFeePerGas": null, "maxPriorityFeePerGas": null, "gasPrice": "0x174876e801"}),
+            ),
+        ),
+        (
+            "selector_not_allowed",
+            tx(
+                &address,
+                json!({"to": DEX, "value": "0x0", "data": "0xdeadbeef"}),
+            ),
+        ),
+        (
+            "selector_not_allowed",
+            tx(
+                &address,
+                json!({"to": FRIEND, "value": "0x0", "data": transfer_calldata(FRIEND, 1)}),
+            ),
+        ),
+        (
+            "calldata_too_large",
+            tx(
+                &address,
+                json!({"to": DEX, "value": "0x0", "data": format!("{}00", transfer_calldata(FRIEND, 1))}),
+            ),
+        ),
+        (
+            "contract_creation_not_allowed",
+            tx(&address, json!({"to": null, "data": "0x6000"})),
+        ),
+    ];
+    for (want, t) in &outside {
+        let v = rpc(&server, &ops, "eth_signTransaction", json!([t]));
+        assert_eq!(reason(&v), *want, "{v}");
+        assert_eq!(v["error"]["code"], -32003);
+        assert_eq!(v["error"]["data"]["rule_source"], "defaults");
+    }
+    let mut other_domain = typed_data();
+    other_domain["domain"]["chainId"] = json!(10);
+    assert_eq!(
+        reason(&rpc(
+            &server,
+            &ops,
+            "eth_signTypedData_v4",
+            json!([address, other_domain])
+        )),
+        "typed_data_domain_not_allowed"
+    );
+
+    // The bot credential's own rules apply too: intent is required and must match.
+    let plain = tx(&address, json!({}));
+    let v = rpc(&server, &bot, "eth_signTransaction", json!([plain]));
+    assert_eq!(
+        (reason(&v), v["error"]["data"]["rule_source"].as_str()),
+        ("intent_required", Some("token bot"))
+    );
+    let intent =
+        json!({"action": "transfer", "recipient": FRIEND, "max_value_wei": "1", "chain_id": 1});
+    assert!(rpc(
+        &server,
+        &bot,
+        "eth_signTransaction",
+        json!([plain, {"intent": intent}])
+    )["result"]["raw"]
+        .is_string());
+    let mut embedded = plain.clone();
+    embedded["intent"] = intent.clone();
+    assert!(
+        rpc(&server, &bot, "eth_signTransaction", json!([embedded]))["result"]["raw"].is_string()
+    );
+    let lying = json!({"action": "transfer", "recipient": DEX, "max_value_wei": "1"});
+    assert_eq!(
+        reason(&rpc(
+            &server,
+            &bot,
+            "eth_signTransaction",
+            json!([plain, {"intent": lying}])
+        )),
+        "intent_mismatch"
+    );
+    let erc = tx(
+        &address,
+        json!({"to": DEX, "value": "0x0", "data": transfer_calldata(FRIEND, 11)}),
+    );
+    let erc_intent =
+        json!({"action": "erc20_transfer", "token": DEX, "recipient": FRIEND, "max_amount": "10"});
+    assert_eq!(
+        reason(&rpc(
+            &server,
+            &bot,
+            "eth_signTransaction",
+            json!([erc, {"intent": erc_intent}])
+        )),
+        "intent_mismatch"
+    );
+    assert_eq!(
+        reason(&rpc(
+            &server,
+            &bot,
+            "personal_sign",
+            json!(["0x00", address])
+        )),
+        "message_signing_not_allowed"
+    );
+
+    // Protocol errors: stable codes.
+    let unknown = tx(STRANGER, json!({}));
+    assert_eq!(
+        reason(&rpc(&server, &ops, "eth_signTransaction", json!([unknown]))),
+        "unknown_account"
+    );
+    assert_eq!(
+        rpc(&server, &ops, "eth_sendTransaction", json!([]))["error"]["code"],
+        -32601
+    );
+    assert_eq!(
+        reason(&rpc(
+            &server,
+            &ops,
+            "eth_signTransaction",
+            json!([tx(&address, json!({"chainId": null}))])
+        )),
+        "invalid_params"
+    );
+    assert_eq!(
+        reason(&rpc(
+            &server,
+            &ops,
+            "eth_signTransaction",
+            json!([tx(&address, json!({"maxFeePerBlobGas": "0x1"}))])
+        )),
+        "invalid_params"
+    );
+    let auth = format!("Bearer {ops}");
+    let r = server.request("POST", "/", &[("authorization", &auth)], b"{not json");
+    assert_eq!(r.json()["error"]["code"], -32700);
+    let r = server.request("POST", "/", &[("authorization", &auth)], b"[]");
+    assert_eq!(r.json()["error"]["code"], -32600);
+    let r = server.request(
+        "POST",
+        "/",
+        &[("authorization", &format!("Bearer {viewer}"))],
+        b"{}",
+    );
+    assert_eq!(r.status, 403);
+    let r = server.request("POST", "/", &[], b"{}");
+    assert_eq!(r.status, 401);
+
+    // web3.py, unchanged, against the endpoint.
+    if let Some(py) = python() {
+        let (ok, out) = run_python(
+            &py,
+            "web3_client.py",
+            &[&format!("http://127.0.0.1:{}/", server.port), &ops],
+            &json!({"to": FRIEND, "typed_data": typed_data()}),
+        );
+        assert!(ok, "web3.py could not use the endpoint: {out}");
+    }
+
+    // Every decision is audited with the rule that decided it; the key never appears anywhere.
+    let audit = String::from_utf8_lossy(&run_signward(&["audit", "query"], &d.join("data")).stdout)
+        .into_owned();
+    for needle in [
+        "\"value_too_high\"",
+        "\"intent_required\"",
+        "\"selector_not_allowed\"",
+        "\"eth_signTransaction\"",
+    ] {
+        assert!(audit.contains(needle), "audit lacks {needle}");
+    }
+    assert!(audit.contains("\"decision\":\"signed\"") && audit.contains("\"event\":\"evm\""));
+    let secret = private_key.trim_start_matches("0x");
+    assert!(!server.log_text().contains(secret) && !audit.contains(secret));
+
+    // `policy check` explains the same decisions offline.
+    let req = d.join("req.json");
+    std::fs::write(&req, json!({"jsonrpc": "2.0", "id": 1, "method": "eth_signTransaction", "params": [outside[0].1]}).to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_signward"))
+        .args([
+            "policy",
+            "check",
+            "--policy",
+            d.join("policy.toml").to_str().unwrap(),
+            "--request",
+            req.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("FAIL  value_too_high")
+            && text.contains("decision: refused (value_too_high from defaults)"),
+        "{text}"
+    );
+    std::fs::write(&req, json!({"jsonrpc": "2.0", "id": 1, "method": "eth_signTransaction", "params": [plain, {"intent": intent}]}).to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_signward"))
+        .args([
+            "policy",
+            "check",
+            "--policy",
+            d.join("policy.toml").to_str().unwrap(),
+            "--request",
+            req.to_str().unwrap(),
+            "--token",
+            "bot",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let bad = d.join("bad.toml");
+    std::fs::write(&bad, policy("").replace("max_gas = 100000\n", "")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_signward"))
+        .args(["policy", "validate", "--policy", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_gas"));
+}
+
+const DEV_KEY: &str = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+
+fn dev_server(d: &Path, extra: &[&str]) -> Server {
+    let mut child_env_args = vec![
+        "--dev",
+        "--dev-evm-key",
+        "env:SIGNWARD_TEST_DEV_KEY",
+        "--evm-policy",
+        d.join("policy.toml").to_str().unwrap().to_string().leak(),
+    ];
+    child_env_args.extend_from_slice(extra);
+    std::env::set_var("SIGNWARD_TEST_DEV_KEY", DEV_KEY);
+    Server::start(d, &child_env_args)
+}
+
+fn dev_address() -> String {
+    let k = signward_evm::EvmKey::from_secret_bytes(&hex::decode(&DEV_KEY[2..]).unwrap()).unwrap();
+    format!("{:#x}", k.address())
+}
+
+/// 40 concurrent transfers of 1,000 wei against a 10,000 wei window: exactly 10 are signed.
+fn window_burst(servers: &[&Server], n: usize) -> (usize, usize) {
+    let from = dev_address();
+    let ports: Vec<u16> = servers.iter().map(|s| s.port).collect();
+    let signed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let threads: Vec<_> = (0..n)
+        .map(|i| {
+            let (from, port, signed, refused) = (from.clone(), ports[i % ports.len()], signed.clone(), refused.clone());
+            std::thread::spawn(move || {
+                let body = json!({"jsonrpc": "2.0", "id": i, "method": "eth_signTransaction", "params": [tx(&from, json!({"value": "0x3e8", "nonce": format!("0x{i:x}")}))]});
+                let r = try_request(port, "POST", "/", &[("content-type", "application/json")], &serde_json::to_vec(&body).unwrap()).unwrap();
+                let v = r.json();
+                if v["result"]["raw"].is_string() {
+                    signed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                } else {
+                    assert_eq!(v["error"]["data"]["reason"], "spend_window_value_exceeded", "{v}");
+                    refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    (
+        signed.load(std::sync::atomic::Ordering::SeqCst),
+        refused.load(std::sync::atomic::Ordering::SeqCst),
+    )
+}
+
+const WINDOW: &str =
+    r#"spend_window = { window_secs = 3600, max_total_wei = "10000", max_count = 1000 }"#;
+
+#[test]
+fn spend_window_under_concurrency_dev_mode_and_vault_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("policy.toml"), policy(WINDOW)).unwrap();
+    // A raw key from the environment is refused without --dev.
+    let out = Command::new(env!("CARGO_BIN_EXE_signward"))
+        .args([
+            "serve",
+            "--data-dir",
+            d.join("x").to_str().unwrap(),
+            "--dev-evm-key",
+            "env:SIGNWARD_TEST_DEV_KEY",
+            "--http-listen-port",
+            &free_port().to_string(),
+        ])
+        .env("SIGNWARD_TEST_DEV_KEY", DEV_KEY)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused without --dev"));
+
+    let server = dev_server(d, &[]);
+    assert!(server.log_text().contains("DEV MODE"));
+    let health = server.request("GET", "/healthcheck", &[], b"").json();
+    let evm = health["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "evm-check")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (evm["status"].as_str(), evm["data"]["dev-mode"].as_bool()),
+        (Some("UNSAFE"), Some(true))
+    );
+    assert_eq!(window_burst(&[&server], 40), (10, 30));
+    // The window survives a restart: it is in the ledger, not in memory.
+    drop(server);
+    let server = dev_server(d, &[]);
+    assert_eq!(window_burst(&[&server], 3), (0, 3));
+    drop(server);
+}
+
+#[test]
+fn spend_window_holds_across_two_instances_sharing_postgres() {
+    let Some(admin) = pg_admin() else { return };
+    let (url, name) = pg_create(&admin, "evm_window");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("policy.toml"), policy(WINDOW)).unwrap();
+    let a = dev_server(d, &["--slashing-protection-db-url", &url]);
+    let b = dev_server(d, &["--slashing-protection-db-url", &url]);
+    let (signed, refused) = window_burst(&[&a, &b], 40);
+    assert_eq!(
+        (signed, refused),
+        (10, 30),
+        "two instances share one window"
+    );
+    drop(a);
+    drop(b);
+    pg_drop(&admin, &name);
+}
+
+#[test]
+fn evm_keys_generated_in_the_vault_sign_and_follow_the_seal() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("data");
+    let id = age::x25519::Identity::generate();
+    {
+        use secrecy::ExposeSecret;
+        write_secret(
+            &d.join("id.key"),
+            format!("{}\n", id.to_string().expose_secret()).as_bytes(),
+        );
+    }
+    let r = id.to_public().to_string();
+    let out = run_signward(
+        &[
+            "init",
+            "--out",
+            d.join("shares").to_str().unwrap(),
+            "--shares",
+            "2",
+            "--threshold",
+            "2",
+            "--share-to",
+            &r,
+            "--share-to",
+            &r,
+        ],
+        &data,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shares: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    std::fs::write(d.join("policy.toml"), policy("")).unwrap();
+    let server = Server::start_with_auth(
+        d,
+        &[
+            "--unseal-shares-from",
+            &shares[0],
+            "--unseal-shares-from",
+            &shares[1],
+            "--identity",
+            d.join("id.key").to_str().unwrap(),
+            "--evm-policy",
+            d.join("policy.toml").to_str().unwrap(),
+        ],
+    );
+    let admin = credential(d, &["--name", "ops", "--scope", "admin,sign"]);
+    write_secret(&d.join("ops.token"), admin.as_bytes());
+    std::thread::sleep(Duration::from_millis(1200));
+    let url = format!("http://127.0.0.1:{}", server.port);
+    let out = Command::new(env!("CARGO_BIN_EXE_signward"))
+        .args([
+            "keys",
+            "generate",
+            "--type",
+            "secp256k1",
+            "--count",
+            "2",
+            "--url",
+            &url,
+            "--token-file",
+            d.join("ops.token").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let addrs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    let accounts = rpc(&server, &admin, "eth_accounts", json!([]));
+    let listed: Vec<String> = accounts["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_lowercase())
+        .collect();
+    for a in &addrs {
+        assert!(listed.contains(a), "{a} not in {listed:?}");
+    }
+    let v = rpc(
+        &server,
+        &admin,
+        "eth_signTransaction",
+        json!([tx(&addrs[0], json!({}))]),
+    );
+    let raw = hex::decode(
+        v["result"]["raw"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("0x"),
+    )
+    .unwrap();
+    {
+        use alloy_consensus::transaction::SignerRecoverable;
+        use alloy_eips::eip2718::Decodable2718;
+        let env = alloy_consensus::TxEnvelope::decode_2718(&mut raw.as_slice()).unwrap();
+        assert_eq!(format!("{:#x}", env.recover_signer().unwrap()), addrs[0]);
+    }
+    // Disable, then seal: the key stops signing each time.
+    let token_file = d.join("ops.token");
+    let ctl = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--url", &url, "--token-file", token_file.to_str().unwrap()]);
+        let o = Command::new(env!("CARGO_BIN_EXE_signward"))
+            .args(&all)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    ctl(&["keys", "disable", &addrs[1]]);
+    assert_eq!(
+        reason(&rpc(&server, &admin, "eth_sign", json!([addrs[1], "0x00"]))),
+        "unknown_account"
+    );
+    ctl(&["seal"]);
+    assert_eq!(
+        reason(&rpc(
+            &server,
+            &admin,
+            "eth_signTransaction",
+            json!([tx(&addrs[0], json!({}))])
+        )),
+        "sealed"
+    );
+}
