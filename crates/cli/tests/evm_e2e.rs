@@ -704,6 +704,34 @@ fn evm_keys_generated_in_the_vault_sign_and_follow_the_seal() {
         let env = alloy_consensus::TxEnvelope::decode_2718(&mut raw.as_slice()).unwrap();
         assert_eq!(format!("{:#x}", env.recover_signer().unwrap()), addrs[0]);
     }
+    // A V3 keyfile imported into the vault signs too.
+    let (wallet_file, _, wallet_addr) = wallet();
+    std::fs::create_dir_all(d.join("v3")).unwrap();
+    std::fs::copy(&wallet_file, d.join("v3/wallet.json")).unwrap();
+    write_secret(&d.join("v3.pass"), b"pass");
+    let out = Command::new(env!("CARGO_BIN_EXE_signward"))
+        .args([
+            "keys",
+            "import",
+            "--keystores-path",
+            d.join("v3").to_str().unwrap(),
+            "--keystores-password-file",
+            d.join("v3.pass").to_str().unwrap(),
+            "--url",
+            &url,
+            "--token-file",
+            d.join("ops.token").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 imported"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = rpc(&server, &admin, "eth_sign", json!([wallet_addr, "0x01"]));
+    assert!(v["result"].is_string(), "{v}");
+
     // Disable, then seal: the key stops signing each time.
     let token_file = d.join("ops.token");
     let ctl = |args: &[&str]| {

@@ -24,6 +24,8 @@ use crate::vault::VaultRuntime;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub pubkey: Option<PublicKeyBytes>,
+    /// For an EVM key (V3 keyfile import).
+    pub address: Option<alloy_primitives::Address>,
     /// `imported`, `duplicate`, `deleted`, `not_active`, `not_found`, `error`.
     pub status: &'static str,
     pub message: String,
@@ -70,19 +72,36 @@ pub async fn import_keystores(
     origin: &str,
     keystores: Vec<String>,
     passwords: Vec<Zeroizing<String>>,
+    allow_v3: bool,
 ) -> Result<Vec<Outcome>, ApiError> {
     if keystores.len() != passwords.len() {
         return Err(ApiError::Vault("invalid_keystore"));
     }
     let rt = unsealed(state)?;
-    let decrypted: Vec<Result<BlsKeypair, String>> = tokio::task::spawn_blocking(move || {
+    let decrypted: Vec<Result<Decrypted, String>> = tokio::task::spawn_blocking(move || {
         keystores
             .into_par_iter()
             .zip(passwords.into_par_iter())
             .map(|(ks, pw)| {
                 let pw = SecretString::from(pw.as_str());
+                let v3 = serde_json::from_str::<serde_json::Value>(&ks)
+                    .ok()
+                    .is_some_and(|v| v["version"] == 3);
+                if v3 && allow_v3 {
+                    return signward_evm::keyfile::decrypt(
+                        ks.as_bytes(),
+                        &pw,
+                        &KdfLimits::default(),
+                    )
+                    .map(Decrypted::Evm)
+                    .map_err(|e| match e {
+                        signward_evm::EvmError::MacMismatch => "mac_mismatch".to_string(),
+                        _ => "malformed_keyfile".to_string(),
+                    });
+                }
                 Keystore::from_json(ks.as_bytes())
                     .and_then(|k| k.decrypt(&pw, &KdfLimits::default()))
+                    .map(Decrypted::Bls)
                     .map_err(|e| e.class().to_string())
             })
             .collect()
@@ -91,19 +110,36 @@ pub async fn import_keystores(
     .map_err(|_| ApiError::Internal)?;
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(decrypted.len());
     let mut fresh: Vec<(usize, BlsKeypair)> = Vec::new();
+    let mut fresh_evm: Vec<(usize, signward_evm::EvmKey)> = Vec::new();
     let mut batch_seen = HashSet::new();
+    let mut batch_seen_evm = HashSet::new();
     for (i, r) in decrypted.into_iter().enumerate() {
         match r {
             Err(class) => outcomes.push(Outcome {
                 pubkey: None,
+                address: None,
                 status: "error",
                 message: format!("keystore could not be decrypted ({class})"),
             }),
-            Ok(kp) => {
+            Ok(Decrypted::Evm(k)) => {
+                let a = k.address();
+                let dup = state.evm.origin(&a).is_some() || !batch_seen_evm.insert(a);
+                outcomes.push(Outcome {
+                    pubkey: None,
+                    address: Some(a),
+                    status: if dup { "duplicate" } else { "imported" },
+                    message: String::new(),
+                });
+                if !dup {
+                    fresh_evm.push((i, k));
+                }
+            }
+            Ok(Decrypted::Bls(kp)) => {
                 let pk = *kp.public_key();
                 let dup = state.keys.origin(&pk).is_some() || !batch_seen.insert(pk);
                 outcomes.push(Outcome {
                     pubkey: Some(pk),
+                    address: None,
                     status: if dup { "duplicate" } else { "imported" },
                     message: String::new(),
                 });
@@ -114,7 +150,50 @@ pub async fn import_keystores(
         }
     }
     store_and_load(state, rt, caller, origin, fresh, &mut outcomes).await?;
+    if !fresh_evm.is_empty() {
+        let to_store: Vec<KeyToStore> = fresh_evm
+            .iter()
+            .map(|(_, k)| KeyToStore {
+                kind: KeyKind::Secp256k1,
+                key_id: evm_key_id(&k.address()),
+                secret: Zeroizing::new(k.secret_bytes().to_vec()),
+                origin: origin.to_string(),
+            })
+            .collect();
+        let _g = rt.sync.lock().await;
+        let stored = rt
+            .vault
+            .store_keys(&to_store)
+            .await
+            .map_err(|e| ApiError::from(&e))?;
+        let mut keep = Vec::new();
+        for ((i, k), was_new) in fresh_evm.into_iter().zip(stored) {
+            if was_new {
+                let record = signward_audit::Record {
+                    event: "key".into(),
+                    caller: Some(caller.to_string()),
+                    key: Some(evm_key_id(&k.address())),
+                    decision: "imported".into(),
+                    reason: Some(format!("{origin} V3 keyfile")),
+                    ..Default::default()
+                };
+                state
+                    .journal(record)
+                    .await
+                    .map_err(|_| ApiError::AuditUnavailable)?;
+                keep.push(k);
+            } else {
+                outcomes[i].status = "duplicate";
+            }
+        }
+        state.evm.insert(crate::evm::EvmOrigin::Vault, keep);
+    }
     Ok(outcomes)
+}
+
+enum Decrypted {
+    Bls(BlsKeypair),
+    Evm(signward_evm::EvmKey),
 }
 
 async fn store_and_load(
@@ -274,6 +353,7 @@ pub async fn generate(
         .iter()
         .map(|k| Outcome {
             pubkey: Some(*k.public_key()),
+            address: None,
             status: "imported",
             message: String::new(),
         })
@@ -457,6 +537,7 @@ pub async fn delete(
         .into_iter()
         .map(|(pk, s)| Outcome {
             pubkey: Some(pk),
+            address: None,
             status: match s {
                 "deleted" => "deleted",
                 "read_only" => "error",

@@ -136,11 +136,18 @@ pub async fn import(State((state, _)): St, caller: Who, body: Bytes) -> Response
     let Ok(b) = serde_json::from_slice::<ImportBody>(&body) else {
         return ApiError::MalformedBody.into_response();
     };
-    match keyops::import_keystores(&state, &name(&caller), "imported", b.keystores, b.passwords)
-        .await
+    match keyops::import_keystores(
+        &state,
+        &name(&caller),
+        "imported",
+        b.keystores,
+        b.passwords,
+        true,
+    )
+    .await
     {
         Ok(outcomes) => Json(json!({"data": outcomes.iter().map(|o| json!({
-            "pubkey": o.pubkey.map(|p| p.to_hex()),
+            "pubkey": o.pubkey.map(|p| p.to_hex()).or(o.address.map(|a| keyops::evm_key_id(&a))),
             "status": o.status,
             "message": o.message,
         })).collect::<Vec<_>>()}))

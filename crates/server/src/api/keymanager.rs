@@ -94,6 +94,7 @@ pub async fn import(State((state, _)): St, caller: Who, body: Bytes) -> Response
         "keymanager",
         req.keystores,
         req.passwords,
+        false,
     )
     .await
     {
