@@ -562,6 +562,9 @@ pub enum BenchCommand {
         duration_secs: u64,
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+        /// Drop the policy's spend window (no ledger commit per transaction).
+        #[arg(long)]
+        without_spend_window: bool,
     },
     /// Time to decrypt N PBKDF2 keystores with 1 thread and with all cores.
     Load {

@@ -634,7 +634,11 @@ fn rand_core_rng() -> k256::elliptic_curve::rand_core::OsRng {
 /// `eth_signTransaction` (EIP-1559) through the full JSON-RPC path: token auth, a realistic
 /// policy (chain, recipients, selector, caps, declared intent not required), a spend window in
 /// the SQLite ledger (one durable commit per transaction), the audit log, then k256 signing.
-pub fn evm(duration_secs: u64, concurrency: usize) -> anyhow::Result<()> {
+pub fn evm(
+    duration_secs: u64,
+    concurrency: usize,
+    without_spend_window: bool,
+) -> anyhow::Result<()> {
     ensure!(
         duration_secs > 0 && concurrency > 0,
         "arguments must be positive"
@@ -662,7 +666,7 @@ pub fn evm(duration_secs: u64, concurrency: usize) -> anyhow::Result<()> {
         .await?;
         let key = signward_evm::EvmKey::generate();
         let from = key.address();
-        let policy = signward_policy::Policy::from_toml(
+        let mut policy_text = String::from(
             r#"
 [defaults]
 chain_ids = [1]
@@ -673,9 +677,12 @@ max_fee_per_gas_wei = "200000000000"
 max_priority_fee_per_gas_wei = "5000000000"
 max_calldata_bytes = 1024
 contracts = [{ address = "0x2222222222222222222222222222222222222222", selectors = ["0xa9059cbb", "0x095ea7b3"] }]
-spend_window = { window_secs = 86400, max_total_wei = "1000000000000000000000000", max_count = 100000000 }
 "#,
-        )?;
+        );
+        if !without_spend_window {
+            policy_text.push_str("spend_window = { window_secs = 86400, max_total_wei = \"1000000000000000000000000\", max_count = 100000000 }\n");
+        }
+        let policy = signward_policy::Policy::from_toml(&policy_text)?;
         let ledger = signward_evm::ledger::SpendLedger::open(&format!("sqlite:{}", dir.join("evm.sqlite").display())).await?;
         let mut state = AppState::new(NetworkConfig::mainnet(), Protection::new(db, None)).with_audit_in_slashing_db();
         state = state.with_gate(Gate {
@@ -760,7 +767,10 @@ spend_window = { window_secs = 86400, max_total_wei = "1000000000000000000000000
         let ok = all.len() as u64;
         anyhow::Ok((ok as f64 / elapsed, percentile(&all, 0.5), percentile(&all, 0.99), errors, ok + errors))
     })?;
-    println!("\n## eth_signTransaction (EIP-1559 ERC-20 transfer) through JSON-RPC: token auth, policy, SQLite spend window, audit ({concurrency} connections, {duration_secs}s; client on the same machine)");
+    println!(
+        "\n## eth_signTransaction (EIP-1559 ERC-20 transfer) through JSON-RPC: token auth, policy, {}audit ({concurrency} connections, {duration_secs}s; client on the same machine)",
+        if without_spend_window { "" } else { "SQLite spend window, " }
+    );
     println!("requests: {total}   errors: {errors}");
     println!("throughput:                {rate:>10.0} tx/s");
     println!(

@@ -65,7 +65,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             BenchCommand::Evm {
                 duration_secs,
                 concurrency,
-            } => bench::evm(duration_secs, concurrency),
+                without_spend_window,
+            } => bench::evm(duration_secs, concurrency, without_spend_window),
             BenchCommand::Unseal {
                 keys,
                 db,
