@@ -28,4 +28,9 @@ if [ "$#" -eq 0 ]; then
   fi
   set -- --keystores-path "$DEMO" --keystores-password-file "$PW"
 fi
+if [ "$(id -u)" = 0 ]; then
+  # signward refuses root; a demo on a fresh root shell passes the flag, loudly.
+  echo "running as root: passing --allow-root (run signward as its own user in production)" >&2
+  set -- --allow-root "$@"
+fi
 exec "$BIN" serve --data-dir "$DATA" "$@"

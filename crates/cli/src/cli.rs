@@ -149,6 +149,10 @@ pub struct ServeArgs {
     /// Refuse to start when process memory cannot be locked against swapping.
     #[arg(long)]
     pub require_memory_lock: bool,
+    /// Run even as root. A signer should run as its own unprivileged user (see
+    /// packaging/signward.service); this flag exists for containers that insist.
+    #[arg(long)]
+    pub allow_root: bool,
     /// Directory of V3 (Web3 Secret Storage) keyfiles (`*.json`) for EVM signing.
     #[arg(long, requires = "evm_keyfiles_password_file")]
     pub evm_keyfiles_path: Option<PathBuf>,

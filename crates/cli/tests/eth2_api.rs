@@ -309,6 +309,15 @@ fn negative_paths_answer_stable_codes_and_leak_nothing() {
     }
     let ks3 = vectors().join("eip2335/nimbus-eth2/keystore3.json");
     std::fs::copy(&ks3, keys.join("wrongpw.json")).unwrap();
+    owner_only(&keys.join("wrongpw.json"));
+    // A keystore others can read is refused (an offline guessing target), naming file and fix.
+    std::fs::copy(&ks3, keys.join("readable.json")).unwrap();
+    std::fs::set_permissions(
+        keys.join("readable.json"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    write_secret(&pwdir.join("readable.txt"), password.as_bytes());
     write_secret(&pwdir.join("wrongpw.txt"), b"definitely-not-it-7731");
     let mut tampered: Value = serde_json::from_slice(&std::fs::read(&ks3).unwrap()).unwrap();
     let msg = tampered["crypto"]["cipher"]["message"]
@@ -317,19 +326,17 @@ fn negative_paths_answer_stable_codes_and_leak_nothing() {
         .to_string();
     let flipped = format!("{}{}", if &msg[..1] == "0" { "1" } else { "0" }, &msg[1..]);
     tampered["crypto"]["cipher"]["message"] = Value::String(flipped);
-    std::fs::write(
-        keys.join("tampered.json"),
-        serde_json::to_vec(&tampered).unwrap(),
-    )
-    .unwrap();
+    write_secret(
+        &keys.join("tampered.json"),
+        &serde_json::to_vec(&tampered).unwrap(),
+    );
     write_secret(&pwdir.join("tampered.txt"), password.as_bytes());
     let mut hostile = tampered.clone();
     hostile["crypto"]["kdf"]["params"]["c"] = json!(1u64 << 31);
-    std::fs::write(
-        keys.join("hostile.json"),
-        serde_json::to_vec(&hostile).unwrap(),
-    )
-    .unwrap();
+    write_secret(
+        &keys.join("hostile.json"),
+        &serde_json::to_vec(&hostile).unwrap(),
+    );
     write_secret(&pwdir.join("hostile.txt"), password.as_bytes());
 
     let net = minimal_network(dir.path());
@@ -349,13 +356,19 @@ fn negative_paths_answer_stable_codes_and_leak_nothing() {
     assert_eq!(server.public_keys().len(), 2);
     let h = server.request("GET", "/healthcheck", &[], b"");
     assert_eq!(h.status, 503, "failed keys make health DOWN");
-    assert_eq!(h.json()["checks"][0]["data"]["keys-failed"], 3);
+    assert_eq!(h.json()["checks"][0]["data"]["keys-failed"], 4);
     let log = server.log_text();
     assert!(
         log.contains("wrongpw.json") && log.contains("checksum_mismatch"),
         "{log}"
     );
     assert!(log.contains("tampered.json"));
+    assert!(
+        log.contains("readable.json")
+            && log.contains("insecure_permissions")
+            && log.contains("chmod 600"),
+        "{log}"
+    );
     assert!(log.contains("hostile.json") && log.contains("kdf_too_expensive"));
 
     let good = fork_boundary_requests()[0].1.clone();

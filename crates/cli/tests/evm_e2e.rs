@@ -121,6 +121,7 @@ fn json_rpc_signs_what_the_policy_allows_and_refuses_the_rest() {
     let (wallet, private_key, address) = wallet();
     std::fs::create_dir_all(d.join("evm")).unwrap();
     std::fs::copy(&wallet, d.join("evm/wallet.json")).unwrap();
+    owner_only(&d.join("evm/wallet.json"));
     write_secret(&d.join("evm.pass"), b"pass\n");
     std::fs::write(d.join("policy.toml"), policy("")).unwrap();
     let ops = credential(d, &["--name", "ops", "--scope", "sign"]);

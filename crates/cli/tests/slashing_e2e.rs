@@ -109,11 +109,9 @@ fn chain_clock_and_network_pinning_on_mainnet() {
     drop(server);
     // And the same database cannot be opened for another network.
     let port = free_port().to_string();
-    expect_refusal(
-        &["serve", "--network", "hoodi", "--http-listen-port", &port],
-        &dir.path().join("data"),
-        "another network",
-    );
+    let mut args = vec!["serve", "--network", "hoodi", "--http-listen-port", &port];
+    args.extend(root_flag());
+    expect_refusal(&args, &dir.path().join("data"), "another network");
 }
 
 /// Fire `n` conflicting attestations (same validator and target, different roots) from many

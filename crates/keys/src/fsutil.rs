@@ -20,13 +20,17 @@ pub enum FileKind {
     Password,
     /// A key config file (may hold a plaintext `file-raw` key).
     KeyConfig,
-    /// Encrypted keystore (its secrecy rests on the password).
+    /// Encrypted keystore. Its secrecy rests on the password, but a readable keystore invites an
+    /// offline guessing attack, so it too must be owner-only.
     Keystore,
 }
 
 impl FileKind {
     fn must_be_owner_only(self) -> bool {
-        matches!(self, FileKind::Password | FileKind::KeyConfig)
+        matches!(
+            self,
+            FileKind::Password | FileKind::KeyConfig | FileKind::Keystore
+        )
     }
 }
 

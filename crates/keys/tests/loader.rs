@@ -18,7 +18,7 @@ fn write_keystore(dir: &Path, name: &str, key: &BlsKeypair, password: &str) {
         "",
     )
     .unwrap();
-    std::fs::write(dir.join(name), serde_json::to_vec(&ks).unwrap()).unwrap();
+    write_secret(&dir.join(name), &serde_json::to_string(&ks).unwrap());
 }
 
 fn write_secret(path: &Path, text: &str) {
@@ -62,7 +62,7 @@ fn keystores_with_password_directory() {
     std::fs::write(pw.join("key3.txt"), "pass3").unwrap();
     std::fs::set_permissions(pw.join("key3.txt"), std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::write(ks.join("notes.txt"), "ignored").unwrap();
-    std::fs::write(ks.join("broken.json"), "{not json").unwrap();
+    write_secret(&ks.join("broken.json"), "{not json");
 
     let r = load(&KeySources {
         keystores_path: Some(ks),

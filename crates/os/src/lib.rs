@@ -63,3 +63,42 @@ pub fn lock_all_memory() -> MemoryLock {
         },
     }
 }
+
+/// Turn core dumps off for this process: `RLIMIT_CORE` 0 (soft and hard) and not dumpable
+/// (`PR_SET_DUMPABLE` 0, which also keeps other unprivileged processes from ptracing it or
+/// reading its memory through /proc).
+pub fn disable_core_dumps() -> Result<(), String> {
+    nix::sys::resource::setrlimit(Resource::RLIMIT_CORE, 0, 0)
+        .map_err(|e| format!("setrlimit(RLIMIT_CORE): {e}"))?;
+    nix::sys::prctl::set_dumpable(false).map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
+    Ok(())
+}
+
+/// Whether the process may dump core (`PR_GET_DUMPABLE`).
+pub fn is_dumpable() -> bool {
+    nix::sys::prctl::get_dumpable().unwrap_or(true)
+}
+
+/// The soft `RLIMIT_CORE` (`None` = unlimited).
+pub fn core_limit() -> Option<u64> {
+    match getrlimit(Resource::RLIMIT_CORE) {
+        Ok((soft, _)) if soft == RLIM_INFINITY => None,
+        Ok((soft, _)) => Some(soft),
+        Err(_) => None,
+    }
+}
+
+/// Files this process creates are owner-only from now on (umask 077).
+pub fn owner_only_umask() {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+}
+
+/// Running as root (effective uid 0).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The effective user id.
+pub fn euid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}

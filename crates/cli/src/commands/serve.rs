@@ -164,6 +164,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .iter()
         .map(|c| c.parse::<signward_auth::Cidr>())
         .collect::<Result<Vec<_>, _>>()?;
+    // Process hardening, before any secret is read: owner-only files, no core dumps.
+    if signward_os::is_root() {
+        if !args.allow_root {
+            bail!(
+                "refusing to run as root: a compromise of the signer would own the host. Run it as \
+                 its own unprivileged user (see packaging/signward.service), or pass --allow-root"
+            );
+        }
+        tracing::warn!("running as root (--allow-root)");
+    }
+    signward_os::owner_only_umask();
+    signward_os::disable_core_dumps()
+        .map_err(|e| anyhow::anyhow!("cannot turn core dumps off: {e}"))?;
+    tracing::info!("core dumps off (RLIMIT_CORE 0, not dumpable); umask 077");
     super::ensure_private_dir(&args.data_dir)?;
     // Lock memory before any secret is read, so no key ever reaches swap.
     let memory = signward_os::lock_all_memory();

@@ -35,6 +35,22 @@ pub fn python() -> Option<PathBuf> {
     }
 }
 
+/// chmod 600: keystores, like passwords, must be owner-only.
+pub fn owner_only(path: &Path) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// `--allow-root` when the tests run as root (CI does); signward refuses root otherwise.
+pub fn root_flag() -> Option<&'static str> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .unwrap_or("1");
+    (euid == "0").then_some("--allow-root")
+}
+
 pub fn write_secret(path: &Path, contents: &[u8]) {
     std::fs::write(path, contents).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -73,6 +89,7 @@ impl Server {
             .arg(dir.join("data"))
             .arg("--http-listen-port")
             .arg(port.to_string())
+            .args(root_flag())
             .args(args)
             .env("SIGNWARD_LOG", "debug")
             .stdout(Stdio::null())
@@ -299,6 +316,7 @@ pub fn nimbus_keys(dir: &Path, count: usize) -> (PathBuf, PathBuf, Vec<String>) 
             keys.join(file),
         )
         .unwrap();
+        owner_only(&keys.join(file));
         pubkeys.push(case["pubkey"].as_str().unwrap().to_string());
         password = case["password"].as_str().unwrap().to_string();
     }
