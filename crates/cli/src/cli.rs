@@ -58,6 +58,19 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Emergency stop: a running server refuses every signing request until `resume` (persisted).
+    Halt {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Why (kept in the audit log and the health check).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift a halt.
+    Resume {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Show the vault's state and unseal progress on a running server.
     Status {
         #[command(flatten)]
@@ -153,6 +166,22 @@ pub struct ServeArgs {
     /// packaging/signward.service); this flag exists for containers that insist.
     #[arg(long)]
     pub allow_root: bool,
+    /// A canary key (BLS public key or EVM address): listed like a real key, never signed with;
+    /// any request for it is refused, audited, counted and triggers --canary-action. Repeatable.
+    #[arg(long)]
+    pub canary_key: Vec<String>,
+    /// What a canary request does besides refusing and alerting.
+    #[arg(long, value_enum, default_value_t = CanaryActionArg::Halt)]
+    pub canary_action: CanaryActionArg,
+    /// Serve Prometheus metrics on their own listener (`metrics` scope).
+    #[arg(long)]
+    pub metrics_enabled: bool,
+    /// Address of the metrics listener.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub metrics_host: IpAddr,
+    /// Port of the metrics listener.
+    #[arg(long, default_value_t = 9001)]
+    pub metrics_port: u16,
     /// Directory of V3 (Web3 Secret Storage) keyfiles (`*.json`) for EVM signing.
     #[arg(long, requires = "evm_keyfiles_password_file")]
     pub evm_keyfiles_path: Option<PathBuf>,
@@ -283,6 +312,16 @@ pub struct CeremonyArgs {
     pub input: ShareInput,
     #[command(flatten)]
     pub output: ShareOutput,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CanaryActionArg {
+    /// Halt signing (persisted) at once.
+    Halt,
+    /// Seal the vault at once.
+    Seal,
+    /// Only refuse, audit and count.
+    Alert,
 }
 
 #[derive(Debug, Subcommand)]

@@ -43,6 +43,10 @@ pub enum ApiError {
     NotReady,
     /// The vault is sealed: nothing is signed until a quorum of shares unseals it.
     Sealed,
+    /// An operator (or a canary) halted signing.
+    Halted,
+    /// A canary key was requested: never signed with; the alarm has been raised.
+    Canary,
     /// A vault or key-management failure, by its stable code (see [`signward_vault::VaultError::code`]).
     Vault(&'static str),
     /// The request body exceeds the limit.
@@ -76,8 +80,10 @@ impl ApiError {
             ApiError::TooManyFailures => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Refused(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Vault(code) => vault_status(code),
+            ApiError::Canary => StatusCode::FORBIDDEN,
             ApiError::NotReady
             | ApiError::Sealed
+            | ApiError::Halted
             | ApiError::SlashingUnavailable
             | ApiError::AuditUnavailable
             | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
@@ -106,6 +112,8 @@ impl ApiError {
             ApiError::Overloaded => "overloaded",
             ApiError::NotReady => "not_ready",
             ApiError::Sealed => "sealed",
+            ApiError::Halted => "halted",
+            ApiError::Canary => "canary_key",
             ApiError::Vault(code) => code,
             ApiError::BodyTooLarge => "body_too_large",
             ApiError::Timeout => "timeout",
@@ -153,6 +161,8 @@ impl ApiError {
             ApiError::Overloaded => "too many requests in flight; retry shortly",
             ApiError::NotReady => "the signer is not ready; keys are still loading",
             ApiError::Sealed => "the vault is sealed; submit unseal shares (signward unseal)",
+            ApiError::Halted => "signing is halted by an operator; nothing is signed until `signward resume`",
+            ApiError::Canary => "this key may not be used",
             ApiError::Vault(code) => vault_message(code),
             ApiError::BodyTooLarge => "the request body is too large",
             ApiError::Timeout => "the request timed out",

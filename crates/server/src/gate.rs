@@ -37,7 +37,7 @@ pub fn required_scope(path: &str) -> Option<Scope> {
         Some(Scope::Sign)
     } else if path == "/api/v1/eth2/publicKeys" {
         Some(Scope::PublicKeys)
-    } else if path == "/healthcheck" {
+    } else if path == "/healthcheck" || path == "/metrics" {
         Some(Scope::Metrics)
     } else if path.starts_with("/eth/v1/") {
         Some(Scope::Keymanager)
@@ -142,6 +142,10 @@ pub async fn gate(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
     };
     let Some(caller) = caller else {
         let failures = gate.limiter.fail(ip);
+        state
+            .metrics
+            .auth_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(source = %ip, path = req.uri().path(), failures, "authentication failed");
         audit_denial(&state, None, ip, &route, ApiError::Unauthorized.code()).await;
         let mut r = ApiError::Unauthorized.into_response();

@@ -9,10 +9,12 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod controls;
 pub mod error;
 pub mod evm;
 pub mod gate;
 pub mod keyops;
+pub mod metrics;
 pub mod serve;
 pub mod signer;
 pub mod state;

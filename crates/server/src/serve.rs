@@ -109,6 +109,8 @@ pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
         .route("/admin/v1/vault/unseal", post(admin::unseal))
         .route("/admin/v1/vault/unseal/reset", post(admin::unseal_reset))
         .route("/admin/v1/vault/seal", post(admin::seal))
+        .route("/admin/v1/halt", post(admin::halt))
+        .route("/admin/v1/resume", post(admin::resume))
         .route("/admin/v1/keys", get(admin::list))
         .route("/admin/v1/keys/import", post(admin::import))
         .route("/admin/v1/keys/generate", post(admin::generate))
@@ -124,6 +126,15 @@ pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
             shed(permits.clone(), req, next)
         }))
         .with_state((state, limits))
+}
+
+/// The metrics router, for its own listener: `GET /metrics` behind the gate (`metrics` scope).
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(health::metrics))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), gate::gate))
+        .with_state((state, Limits::default()))
 }
 
 /// Serve until `shutdown` resolves; then stop accepting and let in-flight requests finish for up

@@ -51,10 +51,18 @@ pub async fn sign_eth2(
     if !state.is_ready() {
         return Err(ApiError::NotReady);
     }
+    let pubkey = parse_pubkey(identifier)?;
+    if state.canaries.bls.contains(&pubkey) {
+        let who = caller.map(|c| c.name.as_str()).unwrap_or("-");
+        crate::controls::canary_hit(state, who, &pubkey.to_hex(), "eth2 sign").await;
+        return Err(ApiError::Canary);
+    }
     if state.is_sealed() {
         return Err(ApiError::Sealed);
     }
-    let pubkey = parse_pubkey(identifier)?;
+    if state.halt.is_halted() {
+        return Err(ApiError::Halted);
+    }
     if let Some(c) = caller {
         if c.policy
             .keys
@@ -175,6 +183,7 @@ async fn check_and_record(
     };
     // With the audit chain in the SQLite slashing database, the record is committed in the
     // same transaction as the check: one fsync for both.
+    let db_started = std::time::Instant::now();
     let decided = match (state.audits_in_slashing_db(), protection.db.audit_store()) {
         (true, Some(store)) => {
             let mut record = draft.record.clone();
@@ -192,6 +201,10 @@ async fn check_and_record(
         }
         _ => protection.db.check_and_record(check).await,
     };
+    state
+        .metrics
+        .slashing_db_latency
+        .observe(db_started.elapsed());
     match decided {
         Ok(Decision::Allowed) | Ok(Decision::Repeat) => Ok(()),
         Ok(Decision::Refused(refusal)) => {

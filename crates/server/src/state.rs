@@ -175,6 +175,11 @@ pub struct AppState {
     pub audit: Option<Journal>,
     /// EVM keys, policy and spend ledger.
     pub evm: crate::evm::EvmState,
+    /// The halt switch (persisted under the data directory).
+    pub halt: crate::controls::Halt,
+    /// Keys that must never be used.
+    pub canaries: crate::controls::Canaries,
+    pub metrics: crate::metrics::Metrics,
     /// The sealed key vault, when one is configured.
     pub vault: Option<crate::vault::VaultRuntime>,
     /// Where deleted keys' slashing history is kept (`<data-dir>/deleted-keys`).
@@ -193,6 +198,9 @@ impl AppState {
             gate: None,
             audit: None,
             evm: crate::evm::EvmState::default(),
+            halt: crate::controls::Halt::default(),
+            canaries: crate::controls::Canaries::default(),
+            metrics: crate::metrics::Metrics::default(),
             vault: None,
             data_dir: None,
             memory: signward_os::MemoryLock::Disabled,

@@ -33,6 +33,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Unseal(args) => vault::unseal(args),
         Command::Seal { client } => vault::seal(client),
         Command::Status { client } => vault::status(client),
+        Command::Halt { client, reason } => vault::halt(client, reason),
+        Command::Resume { client } => vault::resume(client),
         Command::Rekey(args) => vault::rekey(args),
         Command::Rotate(args) => vault::rotate(args),
         Command::Keys { command } => keys::run(command),

@@ -273,6 +273,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!("no EVM policy (--evm-policy): every EVM signing request will be refused");
         }
         state.data_dir = Some(args.data_dir.clone());
+        state.halt = signward_server::controls::Halt::load(&args.data_dir);
+        if state.halt.is_halted() {
+            tracing::warn!(reason = state.halt.reason().as_deref().unwrap_or(""), "signing is HALTED (persisted); `signward resume` lifts it");
+        }
+        state.canaries = canaries(&args.canary_key, args.canary_action)?;
         state.memory = memory;
         state = if audit_in_slashing_db {
             tracing::info!("audit log kept in the slashing database (one commit for both)");
@@ -336,6 +341,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         if let Some(path) = args.evm_policy.clone() {
             spawn_policy_reload(state.clone(), path);
         }
+        if args.metrics_enabled {
+            let addr = SocketAddr::new(args.metrics_host, args.metrics_port);
+            if !addr.ip().is_loopback() && !args.insecure_allow_plaintext_non_loopback {
+                bail!("the metrics listener {addr} is not on loopback and would carry its token in plaintext; keep it on loopback or pass --insecure-allow-plaintext-non-loopback");
+            }
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for metrics"))?;
+            tracing::info!(address = %listener.local_addr()?, "metrics listening");
+            let app = signward_server::serve::metrics_router(state.clone());
+            tokio::spawn(async move {
+                if let Err(e) = signward_server::serve(listener, app, std::future::pending(), Duration::from_secs(1)).await {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            });
+        }
         let app = signward_server::router(state, config.limits);
         match tls {
             Some(tls) => {
@@ -350,6 +369,37 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("signward stopped");
         Ok(())
     })
+}
+
+/// Canary keys from `--canary-key`: 48-byte BLS public keys or 20-byte EVM addresses.
+fn canaries(
+    keys: &[String],
+    action: crate::cli::CanaryActionArg,
+) -> anyhow::Result<signward_server::controls::Canaries> {
+    use signward_server::controls::{Canaries, CanaryAction};
+    let mut c = Canaries {
+        action: match action {
+            crate::cli::CanaryActionArg::Halt => CanaryAction::Halt,
+            crate::cli::CanaryActionArg::Seal => CanaryAction::Seal,
+            crate::cli::CanaryActionArg::Alert => CanaryAction::Alert,
+        },
+        ..Default::default()
+    };
+    for k in keys {
+        if let Ok(pk) = k.parse::<signward_core::bytes::PublicKeyBytes>() {
+            c.bls.insert(pk);
+        } else if let Ok(a) = k.parse::<alloy_primitives::Address>() {
+            c.evm.insert(a);
+        } else {
+            bail!(
+                "--canary-key {k:?} is neither a 48-byte BLS public key nor a 20-byte EVM address"
+            );
+        }
+    }
+    if !keys.is_empty() {
+        tracing::info!(bls = c.bls.len(), evm = c.evm.len(), action = ?c.action, "canary keys armed");
+    }
+    Ok(c)
 }
 
 /// Decrypt every V3 keyfile in `dir` (in parallel); failures are logged by file name and class.

@@ -271,3 +271,16 @@ pub fn status(client: ClientArgs) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(())
 }
+
+pub fn halt(client: ClientArgs, reason: Option<String>) -> anyhow::Result<()> {
+    let body = serde_json::to_vec(&serde_json::json!({ "reason": reason }))?;
+    AdminClient::new(&client)?.expect_ok("POST", "/admin/v1/halt", Some(Zeroizing::new(body)))?;
+    println!("halted: every signing request is refused until `signward resume`");
+    Ok(())
+}
+
+pub fn resume(client: ClientArgs) -> anyhow::Result<()> {
+    AdminClient::new(&client)?.expect_ok("POST", "/admin/v1/resume", None)?;
+    println!("resumed");
+    Ok(())
+}

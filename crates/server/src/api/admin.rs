@@ -47,6 +47,7 @@ pub async fn status(State((state, _)): St) -> Response {
             "backend": rt.vault.store().backend(),
             "keys_loaded": state.keys.len(),
             "memory": state.memory,
+            "halted": state.halt.is_halted(),
         }))
         .into_response(),
         Err(e) => ApiError::from(&e).into_response(),
@@ -253,5 +254,58 @@ pub async fn delete(State((state, _)): St, caller: Who, Path(pk): Path<String>) 
             }
         }
         Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct HaltBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /admin/v1/halt` `{reason?}`: refuse every signing request from now on, across restarts.
+pub async fn halt(State((state, _)): St, caller: Who, body: Bytes) -> Response {
+    let b: HaltBody = if body.is_empty() {
+        HaltBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(_) => return ApiError::MalformedBody.into_response(),
+        }
+    };
+    let who = name(&caller);
+    let reason: String = b
+        .reason
+        .unwrap_or_else(|| "operator".into())
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    let persisted = state.halt.halt(&format!("{reason} (by {who})"));
+    tracing::warn!(caller = %who, reason = %reason, "signing HALTED");
+    crate::controls::audit_control(&state, &who, "halted", Some(reason)).await;
+    match persisted {
+        Ok(()) => Json(json!({"halted": true})).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "halted in memory, but the halt could not be persisted");
+            ApiError::Internal.into_response()
+        }
+    }
+}
+
+/// `POST /admin/v1/resume`
+pub async fn resume(State((state, _)): St, caller: Who) -> Response {
+    let who = name(&caller);
+    match state.halt.resume() {
+        Ok(()) => {
+            tracing::warn!(caller = %who, "signing resumed");
+            crate::controls::audit_control(&state, &who, "resumed", None).await;
+            Json(json!({"halted": false})).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the halt could not be lifted (its file could not be removed); still halted");
+            ApiError::Internal.into_response()
+        }
     }
 }

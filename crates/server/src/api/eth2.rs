@@ -82,12 +82,19 @@ pub async fn sign(
     record.latency_us = Some(started.elapsed().as_micros() as u64);
     let (decision, reason) = match &result {
         Ok(_) => ("signed", None),
-        Err(e @ ApiError::Refused(_)) => ("refused", Some(e.code())),
+        Err(e @ (ApiError::Refused(_) | ApiError::Canary)) => ("refused", Some(e.code())),
         Err(e @ (ApiError::Forbidden(_) | ApiError::Unauthorized)) => ("denied", Some(e.code())),
         Err(e) => ("error", Some(e.code())),
     };
     record.decision = decision.into();
     record.reason = reason.map(String::from);
+    state.metrics.request(
+        "eth2",
+        record.operation.as_deref().unwrap_or("-"),
+        decision,
+        reason.unwrap_or(""),
+    );
+    state.metrics.eth2_latency.observe(started.elapsed());
     let needs_record = state.audit.is_some()
         && !(draft.written && matches!(result, Ok(_) | Err(ApiError::Refused(_))));
     let result = if needs_record {
@@ -146,9 +153,14 @@ pub async fn public_keys(
     if state.is_sealed() {
         return ApiError::Sealed.into_response();
     }
-    let keys: Vec<String> = state
-        .keys
-        .public_keys()
+    let mut all = state.keys.public_keys();
+    // Canary keys are listed like any other: they are bait.
+    for c in &state.canaries.bls {
+        if !all.contains(c) {
+            all.push(*c);
+        }
+    }
+    let keys: Vec<String> = all
         .iter()
         .filter(|k| {
             caller

@@ -13,6 +13,18 @@ use signward_slashing::SlashingStore;
 use crate::serve::Limits;
 use crate::state::{AppState, LoadStatus};
 
+/// `GET /metrics` (its own listener, `metrics` scope): Prometheus text format.
+pub async fn metrics(State((state, _)): State<(Arc<AppState>, Limits)>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(&state),
+    )
+        .into_response()
+}
+
 pub async fn upcheck() -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "OK").into_response()
 }
@@ -79,11 +91,17 @@ pub async fn healthcheck(State((state, _)): State<(Arc<AppState>, Limits)>) -> R
             "dev-mode": state.evm.dev,
         },
     });
-    let up = keys_status == "UP" && db_status == "UP" && vault_status == "UP";
+    let halted = state.halt.is_halted();
+    let halt = json!({
+        "id": "halt-check",
+        "status": if halted { "DOWN" } else { "UP" },
+        "data": {"halted": halted, "reason": state.halt.reason(), "canary-hits": state.canaries.hits.load(std::sync::atomic::Ordering::Relaxed)},
+    });
+    let up = keys_status == "UP" && db_status == "UP" && vault_status == "UP" && !halted;
     let overall = if up { "UP" } else { "DOWN" };
     let body = json!({
         "status": overall,
-        "checks": [{"id": "keys-check", "status": keys_status, "data": data}, slashing, vault, evm],
+        "checks": [{"id": "keys-check", "status": keys_status, "data": data}, slashing, vault, evm, halt],
         "outcome": overall,
     });
     let code = if up {

@@ -94,8 +94,18 @@ impl Ctx<'_> {
         self.caller.map(|c| c.name.as_str())
     }
 
-    fn key(&mut self, addr: &Address) -> Result<Arc<EvmKey>, RpcError> {
+    async fn key(&mut self, addr: &Address) -> Result<Arc<EvmKey>, RpcError> {
         self.record.key = Some(format!("{addr:#x}"));
+        if self.state.canaries.evm.contains(addr) {
+            let who = self.token().unwrap_or("-").to_string();
+            let op = self.record.operation.clone().unwrap_or_default();
+            crate::controls::canary_hit(self.state, &who, &format!("{addr:#x}"), &op).await;
+            return Err(RpcError::new(
+                -32008,
+                "canary_key",
+                "this key may not be used",
+            ));
+        }
         self.state
             .evm
             .get(addr)
@@ -137,7 +147,7 @@ async fn sign_transaction(ctx: &mut Ctx<'_>, params: &[Value]) -> Rpc {
     let from = tx
         .from
         .ok_or_else(|| RpcError::invalid_params("from is required"))?;
-    let key = ctx.key(&from)?;
+    let key = ctx.key(&from).await?;
     let ev = ctx.decide(&from, &Request::Transaction(&tx.facts), intent.as_ref())?;
     // Spend windows: checked and recorded in one durable transaction before signing.
     if !ev.spend_windows.is_empty() {
@@ -208,11 +218,16 @@ async fn dispatch(ctx: &mut Ctx<'_>, method: &str, params: &[Value]) -> Rpc {
         if state.is_sealed() {
             return Err(RpcError::new(-32004, "sealed", "the vault is sealed"));
         }
-        return Ok(json!(state
-            .evm
-            .entries()
+        let mut all: Vec<Address> = state.evm.entries().into_iter().map(|(a, _)| a).collect();
+        // Canary addresses are listed like any other: they are bait.
+        for c in &state.canaries.evm {
+            if !all.contains(c) {
+                all.push(*c);
+            }
+        }
+        return Ok(json!(all
             .into_iter()
-            .map(|(a, _)| a.to_checksum(None))
+            .map(|a| a.to_checksum(None))
             .collect::<Vec<_>>()));
     }
     let known = [
@@ -232,6 +247,13 @@ async fn dispatch(ctx: &mut Ctx<'_>, method: &str, params: &[Value]) -> Rpc {
     if state.is_sealed() {
         return Err(RpcError::new(-32004, "sealed", "the vault is sealed"));
     }
+    if state.halt.is_halted() {
+        return Err(RpcError::new(
+            -32007,
+            "halted",
+            "signing is halted by an operator",
+        ));
+    }
     match method {
         "eth_sign" | "personal_sign" => {
             // eth_sign: [address, data]; personal_sign: [data, address, ...].
@@ -245,7 +267,7 @@ async fn dispatch(ctx: &mut Ctx<'_>, method: &str, params: &[Value]) -> Rpc {
                 ("personal_sign", Some(s)) if !s.starts_with("0x") => s.as_bytes().to_vec(),
                 _ => hex_param(d)?,
             };
-            let key = ctx.key(&addr)?;
+            let key = ctx.key(&addr).await?;
             ctx.decide(&addr, &Request::PersonalMessage, None)?;
             let sig = signward_evm::message::sign_personal(&key, &data)
                 .map_err(|_| RpcError::new(-32603, "internal_error", "internal error"))?;
@@ -259,7 +281,7 @@ async fn dispatch(ctx: &mut Ctx<'_>, method: &str, params: &[Value]) -> Rpc {
                     .ok_or_else(|| RpcError::invalid_params("expected typed data"))?,
             )
             .map_err(|e| RpcError::invalid_params(e.to_string()))?;
-            let key = ctx.key(&addr)?;
+            let key = ctx.key(&addr).await?;
             ctx.decide(
                 &addr,
                 &Request::TypedData {
@@ -361,7 +383,7 @@ pub async fn rpc(
     record.latency_us = Some(started.elapsed().as_micros() as u64);
     match &result {
         Ok(_) => record.decision = "signed".into(),
-        Err(e) if e.code == -32003 => {
+        Err(e) if e.code == -32003 || e.code == -32008 => {
             record.decision = "refused".into();
             record.reason = Some(e.reason.to_string());
         }
@@ -373,6 +395,13 @@ pub async fn rpc(
     if let Err(e) = &result {
         tracing::info!(method = %method, reason = e.reason, source = e.source.as_deref().unwrap_or("-"), "EVM request refused");
     }
+    state.metrics.request(
+        "evm",
+        &method,
+        &record.decision,
+        record.reason.as_deref().unwrap_or(""),
+    );
+    state.metrics.evm_latency.observe(started.elapsed());
     let result = match state.journal(record).await {
         Ok(()) => result,
         Err(e) => {
