@@ -85,6 +85,13 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Configuration files: check one.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Check the host and the configuration for operational security; exit 1 on any failure.
+    Doctor(Box<DoctorArgs>),
     /// The EVM policy: explain what it decides for a request, without signing.
     Policy {
         #[command(subcommand)]
@@ -99,6 +106,10 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// A TOML file of settings named like these flags; flags and SIGNWARD_* environment
+    /// variables take precedence over it. Must not be accessible by others.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Directory for signward's own state.
     #[arg(long, default_value = "./signward-data")]
     pub data_dir: PathBuf,
@@ -312,6 +323,25 @@ pub struct CeremonyArgs {
     pub input: ShareInput,
     #[command(flatten)]
     pub output: ShareOutput,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Parse a config file as `serve` would (with the environment applied) and print the result.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The systemd unit to check for hardening options.
+    #[arg(long)]
+    pub unit: Option<PathBuf>,
+    /// The serve settings to check (the same flags, environment and --config as `serve`).
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

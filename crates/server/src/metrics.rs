@@ -67,9 +67,12 @@ impl Histogram {
     }
 }
 
+/// (api, operation, decision, reason).
+type RequestKey = (&'static str, String, String, String);
+
 /// Every metric signward keeps.
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, String, String, String), u64>>,
+    requests: Mutex<BTreeMap<RequestKey, u64>>,
     pub eth2_latency: Histogram,
     pub evm_latency: Histogram,
     pub slashing_db_latency: Histogram,

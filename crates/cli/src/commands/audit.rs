@@ -36,6 +36,26 @@ fn logs(data_dir: &Path) -> anyhow::Result<Vec<(String, rusqlite::Connection, Ta
     Ok(out)
 }
 
+/// Verify every audit chain in `data_dir`: per log, `Ok(records)` or `Err(what is wrong)`.
+pub fn verify_all(data_dir: &Path) -> anyhow::Result<Vec<(String, Result<u64, String>)>> {
+    let key = key(data_dir)?;
+    let mut out = Vec::new();
+    for (name, c, t) in &logs(data_dir)? {
+        let v = match signward_audit::verify_in(c, &key, *t)? {
+            Verdict::Intact { records } => Ok(records),
+            Verdict::Altered { seq } => Err(format!(
+                "record {seq} was altered or records were reordered"
+            )),
+            Verdict::Missing { seq } => Err(format!("record {seq} is missing")),
+            Verdict::Truncated { head_seq, last_seq } => Err(format!(
+                "ends at record {last_seq} but the head says {head_seq}"
+            )),
+        };
+        out.push((name.clone(), v));
+    }
+    Ok(out)
+}
+
 /// Append an event from a command to the chain the server writes to.
 pub fn append_event(data_dir: &Path, record: signward_audit::Record) -> anyhow::Result<()> {
     let key = key(data_dir)?;

@@ -3,6 +3,7 @@
 mod audit;
 mod bench;
 mod client;
+mod doctor;
 mod keys;
 mod keystore;
 pub(crate) mod policy;
@@ -39,6 +40,10 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Rotate(args) => vault::rotate(args),
         Command::Keys { command } => keys::run(command),
         Command::Policy { command } => policy::run(command),
+        Command::Config {
+            command: crate::cli::ConfigCommand::Check { config },
+        } => crate::config::check(&config),
+        Command::Doctor(args) => doctor::run(*args),
         Command::Bench { command } => match command {
             BenchCommand::Signing {
                 keys,

@@ -332,15 +332,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let loader_state = state.clone();
         let threads = args.key_loader_threads;
         let evm_files = args.evm_keyfiles_path.clone().zip(args.evm_keyfiles_password_file.clone());
+        let reload_sources = sources.clone();
         tokio::task::spawn_blocking(move || {
             if let Some((dir, pw)) = &evm_files {
                 load_evm_keyfiles(&loader_state, dir, pw);
             }
             load_keys(&loader_state, &sources, threads)
         });
-        if let Some(path) = args.evm_policy.clone() {
-            spawn_policy_reload(state.clone(), path);
-        }
+        spawn_sighup(state.clone(), tls.clone(), args.evm_policy.clone(), reload_sources);
         if args.metrics_enabled {
             let addr = SocketAddr::new(args.metrics_host, args.metrics_port);
             if !addr.ip().is_loopback() && !args.insecure_allow_plaintext_non_loopback {
@@ -359,7 +358,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         match tls {
             Some(tls) => {
                 tracing::info!(mtls = tls.requires_client_cert(), "serving HTTPS");
-                spawn_reload_on_sighup(tls.clone());
                 signward_server::serve_tls(listener, app, tls, shutdown_signal(), config.shutdown_grace).await?;
             }
             None => {
@@ -462,27 +460,6 @@ fn load_evm_keyfiles(state: &AppState, dir: &std::path::Path, password_file: &st
     tracing::info!(loaded = n, "EVM keyfiles loaded");
 }
 
-/// SIGHUP reloads the EVM policy; a policy that fails to parse keeps the one in force.
-fn spawn_policy_reload(state: Arc<AppState>, path: std::path::PathBuf) {
-    use tokio::signal::unix::{signal, SignalKind};
-    tokio::spawn(async move {
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            return;
-        };
-        while hup.recv().await.is_some() {
-            match super::policy::load(&path) {
-                Ok(p) => {
-                    state.evm.set_policy(p);
-                    tracing::info!(file = %path.display(), "SIGHUP: EVM policy reloaded");
-                }
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "SIGHUP: EVM policy reload failed; keeping the policy in force")
-                }
-            }
-        }
-    });
-}
-
 /// Periodic pruning: set-based, and never weakening protection (see signward-slashing).
 fn spawn_pruning(state: Arc<AppState>, keep_epochs: u64, hours: u64) {
     tokio::spawn(async move {
@@ -503,19 +480,88 @@ fn spawn_pruning(state: Arc<AppState>, keep_epochs: u64, hours: u64) {
     });
 }
 
-/// SIGHUP reloads the certificates; a failed reload keeps the ones in use.
-fn spawn_reload_on_sighup(tls: Arc<signward_server::tls::Tls>) {
+/// Re-read the key files: load what is new, drop what is gone. Returns (added, removed, failed).
+fn reload_file_keys(state: &AppState, sources: &KeySources) -> (usize, usize, usize) {
+    use signward_server::state::KeyOrigin;
+    use std::collections::HashSet;
+    let report = load_all(
+        discover(sources),
+        None,
+        KdfLimits::default(),
+        Duration::from_secs(5),
+        |_| {},
+    );
+    for f in &report.failures {
+        tracing::error!(file = %f.origin, error.class = f.error.class(), error = %f.error, "key failed to load");
+    }
+    let current: HashSet<_> = state
+        .keys
+        .entries()
+        .into_iter()
+        .filter(|(_, o)| *o == KeyOrigin::File)
+        .map(|(pk, _)| pk)
+        .collect();
+    let fresh: HashSet<_> = report
+        .loaded
+        .iter()
+        .map(|k| *k.keypair.public_key())
+        .collect();
+    let gone: HashSet<_> = current.difference(&fresh).copied().collect();
+    let removed = state.keys.remove_all(&gone);
+    let added = state.keys.insert_all(
+        report
+            .loaded
+            .into_iter()
+            .map(|k| k.keypair)
+            .filter(|k| !current.contains(k.public_key())),
+    );
+    (added, removed, report.failures.len())
+}
+
+/// SIGHUP reloads the key files, the TLS certificates and the EVM policy, and logs what changed.
+/// Whatever fails to reload keeps what is in force.
+fn spawn_sighup(
+    state: Arc<AppState>,
+    tls: Option<Arc<signward_server::tls::Tls>>,
+    policy: Option<std::path::PathBuf>,
+    sources: KeySources,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     tokio::spawn(async move {
         let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            tracing::error!("cannot listen for SIGHUP; certificates will not reload");
+            tracing::error!("cannot listen for SIGHUP; nothing will reload");
             return;
         };
         while hup.recv().await.is_some() {
-            match tls.reload() {
-                Ok(()) => tracing::info!("SIGHUP: TLS certificates reloaded"),
-                Err(e) => {
-                    tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the current certificates")
+            let s = state.clone();
+            let src = sources.clone();
+            match tokio::task::spawn_blocking(move || reload_file_keys(&s, &src)).await {
+                Ok((added, removed, failed)) => tracing::info!(
+                    added,
+                    removed,
+                    failed,
+                    loaded = state.keys.len(),
+                    "SIGHUP: keys reloaded"
+                ),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: key reload failed"),
+            }
+            if let Some(tls) = &tls {
+                match tls.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: TLS certificates reloaded"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the current certificates")
+                    }
+                }
+            }
+            if let Some(path) = &policy {
+                match super::policy::load(path) {
+                    Ok(p) => {
+                        state.evm.set_policy(p);
+                        tracing::info!(file = %path.display(), "SIGHUP: EVM policy reloaded");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "SIGHUP: EVM policy reload failed; keeping the policy in force")
+                    }
                 }
             }
         }
