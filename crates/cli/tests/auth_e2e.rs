@@ -132,16 +132,12 @@ fn authorisation_matrix() {
     let net = minimal_network(d);
     let server = Server::start_with_auth(
         d,
-        &[
-            "--network",
-            net.to_str().unwrap(),
-            "--keystores-path",
-            keys.to_str().unwrap(),
-            "--keystores-password-file",
-            pw.to_str().unwrap(),
-            "--auth-failure-limit",
-            "1000",
-        ],
+        &strs(&keystore_args(
+            &net,
+            &keys,
+            &pw,
+            &["--auth-failure-limit", "1000"],
+        )),
     );
     std::thread::sleep(std::time::Duration::from_millis(1100)); // let `expired` expire
 
@@ -643,17 +639,7 @@ fn every_decision_is_audited_and_tampering_is_detected() {
     let (keys, pw, pks) = nimbus_keys(d, 1);
     let tok = bearer(&token(d, &["--name", "vc-audit", "--scope", "sign"]));
     let net = minimal_network(d);
-    let server = Server::start_with_auth(
-        d,
-        &[
-            "--network",
-            net.to_str().unwrap(),
-            "--keystores-path",
-            keys.to_str().unwrap(),
-            "--keystores-password-file",
-            pw.to_str().unwrap(),
-        ],
-    );
+    let server = Server::start_with_auth(d, &strs(&keystore_args(&net, &keys, &pw, &[])));
     let ok = sign_as(&server, Some(&tok), &pks[0], &attestation(1, 2, 1), &[]);
     assert_eq!(ok.status, 200);
     let request_id = ok.header("x-request-id").unwrap().to_string();
@@ -741,22 +727,28 @@ fn a_failing_audit_store_blocks_signing() {
     let d = dir.path();
     let (keys, pw, pks) = nimbus_keys(d, 1);
     let tok = bearer(&token(d, &["--name", "vc", "--scope", "sign"]));
+    let mon = bearer(&token(d, &["--name", "mon", "--scope", "metrics"]));
     let net = minimal_network(d);
-    let server = Server::start_with_auth(
-        d,
-        &[
-            "--network",
-            net.to_str().unwrap(),
-            "--keystores-path",
-            keys.to_str().unwrap(),
-            "--keystores-password-file",
-            pw.to_str().unwrap(),
-        ],
-    );
+    let server = Server::start_with_auth(d, &strs(&keystore_args(&net, &keys, &pw, &[])));
     assert_eq!(
         sign_as(&server, Some(&tok), &pks[0], &randao(1), &[]).status,
         200
     );
+    let audit_check = || {
+        let h = server
+            .request("GET", "/healthcheck", &[("authorization", &mon)], b"")
+            .json();
+        h["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "audit-check")
+            .unwrap()["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(audit_check(), "UP");
     let c = rusqlite_open(&d.join("data/slashing.sqlite"));
     c.execute_batch("CREATE TRIGGER full BEFORE INSERT ON audit_records BEGIN SELECT RAISE(ABORT, 'disk full'); END;")
         .unwrap();
@@ -767,11 +759,17 @@ fn a_failing_audit_store_blocks_signing() {
     // Slashable: the check and its record share one transaction; both roll back.
     let r = sign_as(&server, Some(&tok), &pks[0], &attestation(1, 2, 1), &[]);
     assert_eq!(outcome(&r), (503, "audit_unavailable".into()));
+    assert_eq!(
+        audit_check(),
+        "DOWN",
+        "health reports the failing audit log"
+    );
     c.execute_batch("DROP TRIGGER full").unwrap();
     assert_eq!(
         sign_as(&server, Some(&tok), &pks[0], &randao(3), &[]).status,
         200
     );
+    assert_eq!(audit_check(), "UP");
     // Nothing was recorded for the failed attestation, so a different vote for target 2 is new.
     assert_eq!(
         sign_as(&server, Some(&tok), &pks[0], &attestation(1, 2, 7), &[]).status,

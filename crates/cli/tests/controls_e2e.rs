@@ -62,21 +62,21 @@ fn halt_canary_and_metrics() {
     let d = dir.path();
     let (keys, pw, pks) = nimbus_keys(d, 1);
     let canary = format!("0x{}", "a1".repeat(48));
-    let net = minimal_network(d);
     let metrics_port = free_port();
-    let args = [
-        "--network",
-        net.to_str().unwrap(),
-        "--keystores-path",
-        keys.to_str().unwrap(),
-        "--keystores-password-file",
-        pw.to_str().unwrap(),
-        "--canary-key",
-        &canary,
-        "--metrics-enabled",
-        "--metrics-port",
-        &metrics_port.to_string(),
-    ];
+    let port_s = metrics_port.to_string();
+    let owned = keystore_args(
+        &minimal_network(d),
+        &keys,
+        &pw,
+        &[
+            "--canary-key",
+            &canary,
+            "--metrics-enabled",
+            "--metrics-port",
+            &port_s,
+        ],
+    );
+    let args: Vec<&str> = owned.iter().map(String::as_str).collect();
     let ops = credential(d, &["--name", "ops", "--scope", "admin"]);
     write_secret(&d.join("ops.token"), ops.as_bytes());
     let vc = format!(
@@ -321,4 +321,50 @@ fn evm_canary_alert_only() {
         ),
         (Some("UP"), Some(1))
     );
+}
+
+/// JSON logs: every line is a JSON object, and no secret reaches them (passwords, tokens, the
+/// server secret, key material), whatever the failures along the way.
+#[test]
+fn json_logs_carry_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (keys, pw, pks) = nimbus_keys(d, 1);
+    let password = std::fs::read_to_string(&pw).unwrap();
+    let tok = credential(d, &["--name", "vc", "--scope", "sign"]);
+    let args = keystore_args(&minimal_network(d), &keys, &pw, &["--log-format", "json"]);
+    let server = Server::start_with_auth(d, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let auth = format!("Bearer {tok}");
+    assert_eq!(sign(&server, &auth, &pks[0], &randao(1)).status, 200);
+    let forged = format!("Bearer sw_{}", "ab".repeat(32));
+    assert_eq!(sign(&server, &forged, &pks[0], &randao(2)).status, 401);
+    let r = server.request("POST", "/", &[("authorization", &auth)], br#"{"jsonrpc":"2.0","id":1,"method":"eth_sign","params":["0x1111111111111111111111111111111111111111","0x00"]}"#);
+    assert_eq!(r.status, 200);
+    drop(server);
+    let log = std::fs::read_to_string(
+        std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(".log"))
+            .unwrap(),
+    )
+    .unwrap();
+    let server_key = hex::encode(std::fs::read(d.join("data/server.key")).unwrap());
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+        assert!(
+            v.get("level").is_some() && v.get("fields").is_some(),
+            "{line}"
+        );
+    }
+    for secret in [
+        password.trim(),
+        tok.as_str(),
+        &tok[3..],
+        &"ab".repeat(32),
+        &server_key,
+    ] {
+        assert!(!log.contains(secret), "a secret reached the JSON log");
+    }
 }

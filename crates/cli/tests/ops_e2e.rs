@@ -371,18 +371,8 @@ fn sighup_reloads_key_files_and_reports_the_change() {
     let second = second.unwrap();
     let parked = d.join("parked.json");
     std::fs::rename(&second, &parked).unwrap();
-    let net = minimal_network(d);
-    let server = Server::start(
-        d,
-        &[
-            "--network",
-            net.to_str().unwrap(),
-            "--keystores-path",
-            keys.to_str().unwrap(),
-            "--keystores-password-file",
-            pw.to_str().unwrap(),
-        ],
-    );
+    let args = keystore_args(&minimal_network(d), &keys, &pw, &[]);
+    let server = Server::start(d, &args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(server.public_keys(), vec![pks[0].clone()]);
     std::fs::rename(&parked, &second).unwrap();
     server.signal("HUP");

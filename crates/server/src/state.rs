@@ -180,6 +180,7 @@ pub struct AppState {
     /// Keys that must never be used.
     pub canaries: crate::controls::Canaries,
     pub metrics: crate::metrics::Metrics,
+    audit_failing: std::sync::atomic::AtomicBool,
     /// The sealed key vault, when one is configured.
     pub vault: Option<crate::vault::VaultRuntime>,
     /// Where deleted keys' slashing history is kept (`<data-dir>/deleted-keys`).
@@ -201,6 +202,7 @@ impl AppState {
             halt: crate::controls::Halt::default(),
             canaries: crate::controls::Canaries::default(),
             metrics: crate::metrics::Metrics::default(),
+            audit_failing: std::sync::atomic::AtomicBool::new(false),
             vault: None,
             data_dir: None,
             memory: signward_os::MemoryLock::Disabled,
@@ -230,14 +232,26 @@ impl AppState {
 
     /// Append one record durably. `Ok` when there is no audit log.
     pub async fn journal(&self, record: signward_audit::Record) -> Result<(), String> {
-        match &self.audit {
+        let r = match &self.audit {
             None => Ok(()),
             Some(Journal::Own(log)) => log.append(record).await.map_err(|e| e.to_string()),
             Some(Journal::InSlashingDb) => match self.protection.db.audit_store() {
                 Some(s) => s.append_audit(record).await.map_err(|e| e.to_string()),
                 None => Err("the slashing database does not carry the audit log".into()),
             },
-        }
+        };
+        self.note_audit(r.is_ok());
+        r
+    }
+
+    /// Remember whether the latest audit write succeeded (for the health check).
+    pub fn note_audit(&self, ok: bool) {
+        self.audit_failing.store(!ok, Ordering::Relaxed);
+    }
+
+    /// The latest audit write failed.
+    pub fn audit_failing(&self) -> bool {
+        self.audit_failing.load(Ordering::Relaxed)
     }
 
     /// Keep keys in `vault` (sealed until a quorum of shares arrives).

@@ -325,6 +325,28 @@ pub fn nimbus_keys(dir: &Path, count: usize) -> (PathBuf, PathBuf, Vec<String>) 
     (keys, pw, pubkeys)
 }
 
+/// Borrow a list of owned arguments.
+pub fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// `--network NET --keystores-path KEYS --keystores-password-file PW`, then `extra`.
+pub fn keystore_args(net: &Path, keys: &Path, pw: &Path, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "--network",
+        net.to_str().unwrap(),
+        "--keystores-path",
+        keys.to_str().unwrap(),
+        "--keystores-password-file",
+        pw.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
 /// A server on the minimal test network with `count` Nimbus keystores and `extra` flags;
 /// returns the server and the loaded public keys.
 pub fn start_with_nimbus(dir: &Path, count: usize, extra: &[&str]) -> (Server, Vec<String>) {

@@ -95,6 +95,9 @@ pub async fn sign(
         reason.unwrap_or(""),
     );
     state.metrics.eth2_latency.observe(started.elapsed());
+    if matches!(result, Err(ApiError::AuditUnavailable)) {
+        state.note_audit(false);
+    }
     let needs_record = state.audit.is_some()
         && !(draft.written && matches!(result, Ok(_) | Err(ApiError::Refused(_))));
     let result = if needs_record {

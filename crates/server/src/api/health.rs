@@ -97,11 +97,28 @@ pub async fn healthcheck(State((state, _)): State<(Arc<AppState>, Limits)>) -> R
         "status": if halted { "DOWN" } else { "UP" },
         "data": {"halted": halted, "reason": state.halt.reason(), "canary-hits": state.canaries.hits.load(std::sync::atomic::Ordering::Relaxed)},
     });
-    let up = keys_status == "UP" && db_status == "UP" && vault_status == "UP" && !halted;
+    let audit_location = match &state.audit {
+        None => "none",
+        Some(crate::state::Journal::Own(_)) => "audit.sqlite",
+        Some(crate::state::Journal::InSlashingDb) => "slashing-database",
+    };
+    // (Only embedded uses, such as the benchmarks, run without an audit log.)
+    let audit_up = !state.audit_failing();
+    let audit = json!({
+        "id": "audit-check",
+        "status": match (state.audit.is_some(), audit_up) {
+            (false, _) => "DISABLED",
+            (true, true) => "UP",
+            (true, false) => "DOWN",
+        },
+        "data": {"location": audit_location, "last-write-failed": state.audit_failing()},
+    });
+    let up =
+        keys_status == "UP" && db_status == "UP" && vault_status == "UP" && !halted && audit_up;
     let overall = if up { "UP" } else { "DOWN" };
     let body = json!({
         "status": overall,
-        "checks": [{"id": "keys-check", "status": keys_status, "data": data}, slashing, vault, evm, halt],
+        "checks": [{"id": "keys-check", "status": keys_status, "data": data}, slashing, vault, evm, halt, audit],
         "outcome": overall,
     });
     let code = if up {
