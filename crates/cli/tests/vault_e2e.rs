@@ -268,6 +268,26 @@ fn init_ceremony_unseal_generate_backup_seal() {
     );
     let _ = health;
 
+    // A share file others can read is refused before it is opened.
+    let open_share = d.join("open-share.json");
+    std::fs::copy(&share_files[1], &open_share).unwrap();
+    std::fs::set_permissions(
+        &open_share,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    sw_err(
+        &admin.args(&[
+            "unseal",
+            "--share",
+            s(&open_share),
+            "--passphrase",
+            &format!("file:{}", d.join("op2.pass").display()),
+        ]),
+        &[],
+        "readable by group or others",
+    );
+
     // Wrong passphrase, wrong identity: named errors, no secret echoed.
     write_secret(&d.join("wrong.pass"), b"not the passphrase at all");
     let out = sw_err(

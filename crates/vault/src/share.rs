@@ -10,7 +10,7 @@
 //! - **age**: an ASCII-armored age file to an `age1…` recipient whose plaintext is the payload
 //!   JSON, so the standard `age` tool opens it too.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -486,16 +486,8 @@ pub fn open_file(
     passphrase: impl FnOnce() -> Result<SecretString, VaultError>,
     identities: Option<&[Box<dyn age::Identity>]>,
 ) -> Result<SharePayload, VaultError> {
-    let mut bytes = Zeroizing::new(Vec::new());
-    std::fs::File::open(path)
-        .map_err(|e| {
-            VaultError::Io(std::io::Error::new(
-                e.kind(),
-                format!("{}: {e}", path.display()),
-            ))
-        })?
-        .take(1 << 20)
-        .read_to_end(&mut bytes)?;
+    // A share file, though encrypted, must be owner-only: a readable one invites offline guessing.
+    let bytes = read_owner_only(path)?;
     match form(&bytes) {
         FileForm::Age => match identities {
             Some(ids) => decrypt_with_identities(&bytes, ids),
