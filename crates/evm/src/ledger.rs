@@ -3,7 +3,6 @@
 //! records the transaction in one transaction, committed durably, before anything is signed.
 
 use std::str::FromStr;
-use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use alloy_primitives::U256;
@@ -24,8 +23,97 @@ pub struct Exceeded {
 }
 
 pub enum SpendLedger {
-    Sqlite(Mutex<rusqlite::Connection>),
+    /// One writer thread owns the connection and commits reservations in groups.
+    Sqlite(std::sync::mpsc::Sender<Job>),
     Postgres(Pool),
+}
+
+/// A reservation handed to the SQLite writer thread.
+pub struct Job {
+    windows: Vec<(String, SpendWindow)>,
+    value: U256,
+    reply: tokio::sync::oneshot::Sender<Result<Option<Exceeded>, EvmError>>,
+}
+
+/// Most reservations committed together (one fsync for all of them).
+const MAX_GROUP: usize = 256;
+
+/// Check one reservation inside the open transaction and, if every window admits it, record it
+/// there (so later reservations of the same group see it).
+fn reserve_in(
+    tx: &rusqlite::Connection,
+    job: &Job,
+    now: i64,
+) -> Result<Option<Exceeded>, EvmError> {
+    for (bucket, w) in &job.windows {
+        let since = now - (w.window_secs as i64).saturating_mul(1000);
+        tx.execute(
+            "DELETE FROM evm_spend WHERE bucket = ?1 AND at_ms <= ?2",
+            params![bucket, since],
+        )?;
+        let values: Vec<String> = tx
+            .prepare_cached("SELECT value FROM evm_spend WHERE bucket = ?1 AND at_ms > ?2")?
+            .query_map(params![bucket, since], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        if let Some(x) = judge(bucket, w, &values, job.value)? {
+            return Ok(Some(x));
+        }
+    }
+    let v = job.value.to_string();
+    for (bucket, _) in &job.windows {
+        tx.execute(
+            "INSERT INTO evm_spend (bucket, at_ms, value) VALUES (?1, ?2, ?3)",
+            params![bucket, now, v],
+        )?;
+    }
+    Ok(None)
+}
+
+/// The SQLite writer: take a reservation, then whatever else is waiting (up to `MAX_GROUP`),
+/// decide them in order in one transaction, commit once (durably), then answer them all. If the
+/// commit fails, every reservation of the group fails and nothing is recorded.
+fn writer(mut conn: rusqlite::Connection, rx: std::sync::mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(j) => group.push(j),
+                Err(_) => break,
+            }
+        }
+        let now = now_ms();
+        let decided: Result<Vec<Result<Option<Exceeded>, EvmError>>, EvmError> = (|| {
+            let mut tx =
+                conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut out = Vec::with_capacity(group.len());
+            for job in &group {
+                // A savepoint per reservation: one that fails half-way leaves no rows behind.
+                let sp = tx.savepoint()?;
+                let r = reserve_in(&sp, job, now);
+                if matches!(r, Ok(None)) {
+                    sp.commit()?;
+                } else {
+                    drop(sp); // rolls back
+                }
+                out.push(r);
+            }
+            tx.commit()?;
+            Ok(out)
+        })();
+        match decided {
+            Ok(results) => {
+                for (job, r) in group.into_iter().zip(results) {
+                    let _ = job.reply.send(r);
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for job in group {
+                    let _ = job.reply.send(Err(EvmError::Ledger(msg.clone())));
+                }
+            }
+        }
+    }
 }
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS evm_spend (
@@ -98,7 +186,12 @@ impl SpendLedger {
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "FULL")?;
             conn.execute_batch(SCHEMA)?;
-            return Ok(SpendLedger::Sqlite(Mutex::new(conn)));
+            let (tx, rx) = std::sync::mpsc::channel::<Job>();
+            std::thread::Builder::new()
+                .name("evm-spend-ledger".into())
+                .spawn(move || writer(conn, rx))
+                .map_err(|e| EvmError::Ledger(e.to_string()))?;
+            return Ok(SpendLedger::Sqlite(tx));
         }
         let mut config = Config::from_str(url).map_err(|e| EvmError::Ledger(e.to_string()))?;
         config.options("-c synchronous_commit=on");
@@ -141,34 +234,19 @@ impl SpendLedger {
         let now = now_ms();
         let v = value.to_string();
         match self {
-            SpendLedger::Sqlite(conn) => {
-                let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-                let tx =
-                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                for (bucket, w) in &windows {
-                    let since = now - (w.window_secs as i64).saturating_mul(1000);
-                    tx.execute(
-                        "DELETE FROM evm_spend WHERE bucket = ?1 AND at_ms <= ?2",
-                        params![bucket, since],
-                    )?;
-                    let values: Vec<String> = tx
-                        .prepare_cached(
-                            "SELECT value FROM evm_spend WHERE bucket = ?1 AND at_ms > ?2",
-                        )?
-                        .query_map(params![bucket, since], |r| r.get(0))?
-                        .collect::<Result<_, _>>()?;
-                    if let Some(x) = judge(bucket, w, &values, value)? {
-                        return Ok(Some(x));
-                    }
-                }
-                for (bucket, _) in &windows {
-                    tx.execute(
-                        "INSERT INTO evm_spend (bucket, at_ms, value) VALUES (?1, ?2, ?3)",
-                        params![bucket, now, v],
-                    )?;
-                }
-                tx.commit()?;
-                Ok(None)
+            SpendLedger::Sqlite(sender) => {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                let job = Job {
+                    windows: windows.into_iter().cloned().collect(),
+                    value,
+                    reply,
+                };
+                sender
+                    .send(job)
+                    .map_err(|_| EvmError::Ledger("the spend ledger writer has stopped".into()))?;
+                answer
+                    .await
+                    .map_err(|_| EvmError::Ledger("the spend ledger writer has stopped".into()))?
             }
             SpendLedger::Postgres(pool) => {
                 let mut c = pool
