@@ -38,24 +38,38 @@ pub struct Job {
 /// Most reservations committed together (one fsync for all of them).
 const MAX_GROUP: usize = 256;
 
+/// Totals per (bucket, window) already read in the current group.
+type GroupCache = std::collections::HashMap<(String, u64), (U256, u64)>;
+
 /// Check one reservation inside the open transaction and, if every window admits it, record it
-/// there (so later reservations of the same group see it).
+/// there. Window totals are read from the database once per group and then kept up to date in
+/// `cache` as reservations are admitted.
 fn reserve_in(
     tx: &rusqlite::Connection,
     job: &Job,
     now: i64,
+    cache: &mut GroupCache,
 ) -> Result<Option<Exceeded>, EvmError> {
     for (bucket, w) in &job.windows {
-        let since = now - (w.window_secs as i64).saturating_mul(1000);
-        tx.execute(
-            "DELETE FROM evm_spend WHERE bucket = ?1 AND at_ms <= ?2",
-            params![bucket, since],
-        )?;
-        let values: Vec<String> = tx
-            .prepare_cached("SELECT value FROM evm_spend WHERE bucket = ?1 AND at_ms > ?2")?
-            .query_map(params![bucket, since], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        if let Some(x) = judge(bucket, w, &values, job.value)? {
+        let k = (bucket.clone(), w.window_secs);
+        let (total, count) = match cache.get(&k) {
+            Some(t) => *t,
+            None => {
+                let since = now - (w.window_secs as i64).saturating_mul(1000);
+                tx.execute(
+                    "DELETE FROM evm_spend WHERE bucket = ?1 AND at_ms <= ?2",
+                    params![bucket, since],
+                )?;
+                let values: Vec<String> = tx
+                    .prepare_cached("SELECT value FROM evm_spend WHERE bucket = ?1 AND at_ms > ?2")?
+                    .query_map(params![bucket, since], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                let t = totals(&values)?;
+                cache.insert(k, t);
+                t
+            }
+        };
+        if let Some(x) = judge_totals(bucket, w, total, count, job.value) {
             return Ok(Some(x));
         }
     }
@@ -86,14 +100,25 @@ fn writer(mut conn: rusqlite::Connection, rx: std::sync::mpsc::Receiver<Job>) {
             let mut tx =
                 conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let mut out = Vec::with_capacity(group.len());
+            let mut cache = GroupCache::new();
             for job in &group {
                 // A savepoint per reservation: one that fails half-way leaves no rows behind.
                 let sp = tx.savepoint()?;
-                let r = reserve_in(&sp, job, now);
+                let r = reserve_in(&sp, job, now, &mut cache);
                 if matches!(r, Ok(None)) {
                     sp.commit()?;
+                    for (bucket, w) in &job.windows {
+                        if let Some(t) = cache.get_mut(&(bucket.clone(), w.window_secs)) {
+                            t.0 = t.0.saturating_add(job.value);
+                            t.1 += 1;
+                        }
+                    }
                 } else {
                     drop(sp); // rolls back
+                    if r.is_err() {
+                        // The totals may no longer match the database; read them again.
+                        cache.clear();
+                    }
                 }
                 out.push(r);
             }
@@ -130,41 +155,54 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn judge(
-    bucket: &str,
-    w: &SpendWindow,
-    values: &[String],
-    value: U256,
-) -> Result<Option<Exceeded>, EvmError> {
+fn totals(values: &[String]) -> Result<(U256, u64), EvmError> {
     let mut total = U256::ZERO;
     for v in values {
         let v = U256::from_str(v)
             .map_err(|_| EvmError::Ledger("corrupt value in the spend ledger".into()))?;
         total = total.saturating_add(v);
     }
-    let count = values.len() as u64;
+    Ok((total, values.len() as u64))
+}
+
+fn judge(
+    bucket: &str,
+    w: &SpendWindow,
+    values: &[String],
+    value: U256,
+) -> Result<Option<Exceeded>, EvmError> {
+    let (total, count) = totals(values)?;
+    Ok(judge_totals(bucket, w, total, count, value))
+}
+
+fn judge_totals(
+    bucket: &str,
+    w: &SpendWindow,
+    total: U256,
+    count: u64,
+    value: U256,
+) -> Option<Exceeded> {
     if count + 1 > w.max_count {
-        return Ok(Some(Exceeded {
+        return Some(Exceeded {
             rule: "spend_window_count_exceeded",
             bucket: bucket.to_string(),
             detail: format!(
                 "{count} transactions in the last {} s (limit {})",
                 w.window_secs, w.max_count
             ),
-        }));
+        });
     }
-    let after = total.saturating_add(value);
-    if after > w.max_total_wei {
-        return Ok(Some(Exceeded {
+    if total.saturating_add(value) > w.max_total_wei {
+        return Some(Exceeded {
             rule: "spend_window_value_exceeded",
             bucket: bucket.to_string(),
             detail: format!(
                 "{total} wei spent in the last {} s; {value} more exceeds {}",
                 w.window_secs, w.max_total_wei
             ),
-        }));
+        });
     }
-    Ok(None)
+    None
 }
 
 impl SpendLedger {
