@@ -8,6 +8,11 @@ SIGNWARD_TEST_PYTHON="$(scripts/setup-test-env.sh)"
 export SIGNWARD_TEST_PYTHON
 export SIGNWARD_REQUIRE_PY=1
 scripts/ensure-age.sh
+# systemd-analyze verifies the shipped unit (Debian package systemd).
+if ! command -v systemd-analyze >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >&2 \
+    || { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >&2; }
+fi
 SIGNWARD_TEST_PG_URL="$(scripts/ensure-postgres.sh)"
 export SIGNWARD_TEST_PG_URL
 export SIGNWARD_REQUIRE_PG=1

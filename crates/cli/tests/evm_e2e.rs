@@ -428,45 +428,40 @@ fn json_rpc_signs_what_the_policy_allows_and_refuses_the_rest() {
     assert!(!server.log_text().contains(secret) && !audit.contains(secret));
 
     // `policy check` explains the same decisions offline.
-    let req = d.join("req.json");
-    std::fs::write(&req, json!({"jsonrpc": "2.0", "id": 1, "method": "eth_signTransaction", "params": [outside[0].1]}).to_string()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_signward"))
-        .args([
-            "policy",
-            "check",
-            "--policy",
-            d.join("policy.toml").to_str().unwrap(),
-            "--request",
-            req.to_str().unwrap(),
-        ])
-        .output()
+    let check = |params: Value, extra: &[&str]| {
+        let req = d.join("req.json");
+        std::fs::write(
+            &req,
+            json!({"jsonrpc": "2.0", "id": 1, "method": "eth_signTransaction", "params": params})
+                .to_string(),
+        )
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+        let out = Command::new(env!("CARGO_BIN_EXE_signward"))
+            .args([
+                "policy",
+                "check",
+                "--policy",
+                d.join("policy.toml").to_str().unwrap(),
+                "--request",
+                req.to_str().unwrap(),
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = check(json!([outside[0].1]), &[]);
+    assert_eq!(code, Some(1), "{text}");
     assert!(
         text.contains("FAIL  value_too_high")
             && text.contains("decision: refused (value_too_high from defaults)"),
         "{text}"
     );
-    std::fs::write(&req, json!({"jsonrpc": "2.0", "id": 1, "method": "eth_signTransaction", "params": [plain, {"intent": intent}]}).to_string()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_signward"))
-        .args([
-            "policy",
-            "check",
-            "--policy",
-            d.join("policy.toml").to_str().unwrap(),
-            "--request",
-            req.to_str().unwrap(),
-            "--token",
-            "bot",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let (code, text) = check(json!([plain, {"intent": intent}]), &["--token", "bot"]);
+    assert_eq!(code, Some(0), "{text}");
     let bad = d.join("bad.toml");
     std::fs::write(&bad, policy("").replace("max_gas = 100000\n", "")).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_signward"))

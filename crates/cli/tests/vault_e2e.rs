@@ -241,6 +241,10 @@ fn init_ceremony_unseal_generate_backup_seal() {
         "Bearer {}",
         credential(d, &["--name", "vc", "--scope", "sign,public_keys"])
     );
+    let monitor = format!(
+        "Bearer {}",
+        credential(d, &["--name", "mon", "--scope", "metrics"])
+    );
     std::thread::sleep(Duration::from_millis(1200));
 
     let status: Value = serde_json::from_str(&sw_ok(&admin.args(&["status"]), &[])).unwrap();
@@ -254,19 +258,25 @@ fn init_ceremony_unseal_generate_backup_seal() {
         b"",
     );
     assert_eq!((r.status, r.json()["code"].as_str()), (503, Some("sealed")));
-    let health = server.request(
-        "GET",
-        "/healthcheck",
-        &[(
-            "authorization",
-            &format!(
-                "Bearer {}",
-                credential(d, &["--name", "mon", "--scope", "metrics"])
-            ),
-        )],
-        b"",
+    let health = server.request("GET", "/healthcheck", &[("authorization", &monitor)], b"");
+    assert_eq!(
+        health.status, 503,
+        "a sealed vault makes the signer not ready"
     );
-    let _ = health;
+    let vault_check = health.json()["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "vault-check")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            vault_check["status"].as_str(),
+            vault_check["data"]["state"].as_str()
+        ),
+        (Some("DOWN"), Some("sealed"))
+    );
 
     // A share file others can read is refused before it is opened.
     let open_share = d.join("open-share.json");

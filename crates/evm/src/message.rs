@@ -2,6 +2,7 @@
 
 use alloy_dyn_abi::TypedData;
 use alloy_primitives::{eip191_hash_message, Address};
+use serde::Deserialize;
 
 use crate::key::rsv;
 use crate::{EvmError, EvmKey};
@@ -22,7 +23,7 @@ pub struct Typed {
 pub fn parse_typed(value: &serde_json::Value) -> Result<Typed, EvmError> {
     let data: TypedData = match value {
         serde_json::Value::String(s) => serde_json::from_str(s),
-        other => serde_json::from_value(other.clone()),
+        other => TypedData::deserialize(other),
     }
     .map_err(|e| EvmError::InvalidTypedData(e.to_string()))?;
     let chain_id = match data.domain.chain_id {

@@ -47,6 +47,12 @@ impl Quantity {
     }
 }
 
+/// A field the transaction must carry.
+fn required<'a>(q: &'a Option<Quantity>, field: &str) -> Result<&'a Quantity, EvmError> {
+    q.as_ref()
+        .ok_or_else(|| EvmError::InvalidTransaction(format!("{field} is required")))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct AccessListJson {
@@ -118,8 +124,7 @@ fn bytes(field: &str, s: &str) -> Result<Vec<u8>, EvmError> {
 
 /// Parse an `eth_signTransaction` transaction object (and its optional `intent`).
 pub fn parse(value: &serde_json::Value) -> Result<(TxRequest, Option<Intent>), EvmError> {
-    let t: TxJson = serde_json::from_value(value.clone())
-        .map_err(|e| EvmError::InvalidTransaction(e.to_string()))?;
+    let t = TxJson::deserialize(value).map_err(|e| EvmError::InvalidTransaction(e.to_string()))?;
     let data = match (&t.data, &t.input) {
         (Some(d), Some(i)) if bytes("data", d)? != bytes("input", i)? => {
             return Err(EvmError::InvalidTransaction("data and input differ".into()))
@@ -128,21 +133,9 @@ pub fn parse(value: &serde_json::Value) -> Result<(TxRequest, Option<Intent>), E
         (None, Some(i)) => bytes("input", i)?,
         (None, None) => Vec::new(),
     };
-    let chain_id = t
-        .chain_id
-        .as_ref()
-        .ok_or_else(|| EvmError::InvalidTransaction("chainId is required".into()))?
-        .u64("chainId")?;
-    let nonce = t
-        .nonce
-        .as_ref()
-        .ok_or_else(|| EvmError::InvalidTransaction("nonce is required".into()))?
-        .u64("nonce")?;
-    let gas = t
-        .gas
-        .as_ref()
-        .ok_or_else(|| EvmError::InvalidTransaction("gas is required".into()))?
-        .u64("gas")?;
+    let chain_id = required(&t.chain_id, "chainId")?.u64("chainId")?;
+    let nonce = required(&t.nonce, "nonce")?.u64("nonce")?;
+    let gas = required(&t.gas, "gas")?.u64("gas")?;
     let to = match t.to.as_deref() {
         None | Some("") => None,
         Some(s) => Some(addr("to", s)?),
@@ -171,11 +164,7 @@ pub fn parse(value: &serde_json::Value) -> Result<(TxRequest, Option<Intent>), E
                     "maxFeePerGas on a non-EIP-1559 transaction".into(),
                 ));
             }
-            let gp = t
-                .gas_price
-                .as_ref()
-                .ok_or_else(|| EvmError::InvalidTransaction("gasPrice is required".into()))?
-                .u128("gasPrice")?;
+            let gp = required(&t.gas_price, "gasPrice")?.u128("gasPrice")?;
             (Some(gp), None, None)
         }
         TxType::Eip1559 => {
@@ -184,17 +173,8 @@ pub fn parse(value: &serde_json::Value) -> Result<(TxRequest, Option<Intent>), E
                     "gasPrice on an EIP-1559 transaction".into(),
                 ));
             }
-            let mf = t
-                .max_fee_per_gas
-                .as_ref()
-                .ok_or_else(|| EvmError::InvalidTransaction("maxFeePerGas is required".into()))?
-                .u128("maxFeePerGas")?;
-            let mp = t
-                .max_priority_fee_per_gas
-                .as_ref()
-                .ok_or_else(|| {
-                    EvmError::InvalidTransaction("maxPriorityFeePerGas is required".into())
-                })?
+            let mf = required(&t.max_fee_per_gas, "maxFeePerGas")?.u128("maxFeePerGas")?;
+            let mp = required(&t.max_priority_fee_per_gas, "maxPriorityFeePerGas")?
                 .u128("maxPriorityFeePerGas")?;
             if mp > mf {
                 return Err(EvmError::InvalidTransaction(
@@ -246,6 +226,16 @@ pub fn parse(value: &serde_json::Value) -> Result<(TxRequest, Option<Intent>), E
     ))
 }
 
+/// Sign a transaction of any envelope type over the signing hash alloy computes for it.
+fn sign_envelope<T>(tx: T, key: &EvmKey) -> Result<TxEnvelope, EvmError>
+where
+    T: SignableTransaction<alloy_primitives::Signature>,
+    alloy_consensus::Signed<T>: Into<TxEnvelope>,
+{
+    let sig = key.sign_digest(&tx.signature_hash())?;
+    Ok(tx.into_signed(sig).into())
+}
+
 /// A signed transaction: the raw bytes and what clients show of it.
 #[derive(Debug, Clone)]
 pub struct SignedTx {
@@ -279,8 +269,7 @@ impl TxRequest {
                     value: f.value,
                     input,
                 };
-                let sig = key.sign_digest(&tx.signature_hash())?;
-                tx.into_signed(sig).into()
+                sign_envelope(tx, key)?
             }
             TxType::Eip2930 => {
                 let tx = TxEip2930 {
@@ -293,8 +282,7 @@ impl TxRequest {
                     access_list: self.access_list.clone(),
                     input,
                 };
-                let sig = key.sign_digest(&tx.signature_hash())?;
-                tx.into_signed(sig).into()
+                sign_envelope(tx, key)?
             }
             TxType::Eip1559 => {
                 let tx = TxEip1559 {
@@ -308,8 +296,7 @@ impl TxRequest {
                     access_list: self.access_list.clone(),
                     input,
                 };
-                let sig = key.sign_digest(&tx.signature_hash())?;
-                tx.into_signed(sig).into()
+                sign_envelope(tx, key)?
             }
         };
         let sig = *envelope.signature();

@@ -46,14 +46,14 @@ fn unsealed(state: &AppState) -> Result<&VaultRuntime, ApiError> {
 async fn audit_key(
     state: &AppState,
     caller: &str,
-    pubkey: &PublicKeyBytes,
+    key: &str,
     decision: &str,
     reason: Option<String>,
 ) -> Result<(), ApiError> {
     let record = signward_audit::Record {
         event: "key".into(),
         caller: Some(caller.to_string()),
-        key: Some(pubkey.to_hex()),
+        key: Some(key.to_string()),
         decision: decision.into(),
         reason,
         ..Default::default()
@@ -64,8 +64,65 @@ async fn audit_key(
     })
 }
 
+/// The vault key id of an EVM address: lowercase `0x` hex.
+pub fn evm_key_id(a: &alloy_primitives::Address) -> String {
+    format!("0x{}", hex::encode(a.as_slice()))
+}
+
+/// A key about to enter the vault, of either kind.
+enum NewKey {
+    Bls(BlsKeypair),
+    Evm(signward_evm::EvmKey),
+}
+
+impl NewKey {
+    fn kind(&self) -> KeyKind {
+        match self {
+            NewKey::Bls(_) => KeyKind::Bls,
+            NewKey::Evm(_) => KeyKind::Secp256k1,
+        }
+    }
+
+    /// The vault key id: BLS public key or EVM address, as `0x` hex.
+    fn id(&self) -> String {
+        match self {
+            NewKey::Bls(k) => k.public_key().to_hex(),
+            NewKey::Evm(k) => evm_key_id(&k.address()),
+        }
+    }
+
+    fn secret(&self) -> Zeroizing<Vec<u8>> {
+        match self {
+            NewKey::Bls(k) => Zeroizing::new(k.secret_bytes().to_vec()),
+            NewKey::Evm(k) => Zeroizing::new(k.secret_bytes().to_vec()),
+        }
+    }
+
+    /// Already loaded on this server (from any source).
+    fn is_loaded(&self, state: &AppState) -> bool {
+        match self {
+            NewKey::Bls(k) => state.keys.origin(k.public_key()).is_some(),
+            NewKey::Evm(k) => state.evm.origin(&k.address()).is_some(),
+        }
+    }
+
+    fn outcome(&self, status: &'static str) -> Outcome {
+        let (pubkey, address) = match self {
+            NewKey::Bls(k) => (Some(*k.public_key()), None),
+            NewKey::Evm(k) => (None, Some(k.address())),
+        };
+        Outcome {
+            pubkey,
+            address,
+            status,
+            message: String::new(),
+        }
+    }
+}
+
 /// Decrypt keystores (in parallel, each KDF bounded) and store the keys in the vault; they sign
-/// at once. Passwords are used once and wiped; nothing is written in plaintext.
+/// at once. Passwords are used once and wiped; nothing is written in plaintext. With `allow_v3`,
+/// Web3 Secret Storage (V3) keyfiles are accepted too, as EVM keys.
 pub async fn import_keystores(
     state: &Arc<AppState>,
     caller: &str,
@@ -78,7 +135,7 @@ pub async fn import_keystores(
         return Err(ApiError::Vault("invalid_keystore"));
     }
     let rt = unsealed(state)?;
-    let decrypted: Vec<Result<Decrypted, String>> = tokio::task::spawn_blocking(move || {
+    let decrypted: Vec<Result<NewKey, String>> = tokio::task::spawn_blocking(move || {
         keystores
             .into_par_iter()
             .zip(passwords.into_par_iter())
@@ -93,7 +150,7 @@ pub async fn import_keystores(
                         &pw,
                         &KdfLimits::default(),
                     )
-                    .map(Decrypted::Evm)
+                    .map(NewKey::Evm)
                     .map_err(|e| match e {
                         signward_evm::EvmError::MacMismatch => "mac_mismatch".to_string(),
                         _ => "malformed_keyfile".to_string(),
@@ -101,7 +158,7 @@ pub async fn import_keystores(
                 }
                 Keystore::from_json(ks.as_bytes())
                     .and_then(|k| k.decrypt(&pw, &KdfLimits::default()))
-                    .map(Decrypted::Bls)
+                    .map(NewKey::Bls)
                     .map_err(|e| e.class().to_string())
             })
             .collect()
@@ -109,10 +166,8 @@ pub async fn import_keystores(
     .await
     .map_err(|_| ApiError::Internal)?;
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(decrypted.len());
-    let mut fresh: Vec<(usize, BlsKeypair)> = Vec::new();
-    let mut fresh_evm: Vec<(usize, signward_evm::EvmKey)> = Vec::new();
+    let mut fresh: Vec<(usize, NewKey)> = Vec::new();
     let mut batch_seen = HashSet::new();
-    let mut batch_seen_evm = HashSet::new();
     for (i, r) in decrypted.into_iter().enumerate() {
         match r {
             Err(class) => outcomes.push(Outcome {
@@ -121,87 +176,27 @@ pub async fn import_keystores(
                 status: "error",
                 message: format!("keystore could not be decrypted ({class})"),
             }),
-            Ok(Decrypted::Evm(k)) => {
-                let a = k.address();
-                let dup = state.evm.origin(&a).is_some() || !batch_seen_evm.insert(a);
-                outcomes.push(Outcome {
-                    pubkey: None,
-                    address: Some(a),
-                    status: if dup { "duplicate" } else { "imported" },
-                    message: String::new(),
-                });
+            Ok(k) => {
+                let dup = k.is_loaded(state) || !batch_seen.insert(k.id());
+                outcomes.push(k.outcome(if dup { "duplicate" } else { "imported" }));
                 if !dup {
-                    fresh_evm.push((i, k));
-                }
-            }
-            Ok(Decrypted::Bls(kp)) => {
-                let pk = *kp.public_key();
-                let dup = state.keys.origin(&pk).is_some() || !batch_seen.insert(pk);
-                outcomes.push(Outcome {
-                    pubkey: Some(pk),
-                    address: None,
-                    status: if dup { "duplicate" } else { "imported" },
-                    message: String::new(),
-                });
-                if !dup {
-                    fresh.push((i, kp));
+                    fresh.push((i, k));
                 }
             }
         }
     }
     store_and_load(state, rt, caller, origin, fresh, &mut outcomes).await?;
-    if !fresh_evm.is_empty() {
-        let to_store: Vec<KeyToStore> = fresh_evm
-            .iter()
-            .map(|(_, k)| KeyToStore {
-                kind: KeyKind::Secp256k1,
-                key_id: evm_key_id(&k.address()),
-                secret: Zeroizing::new(k.secret_bytes().to_vec()),
-                origin: origin.to_string(),
-            })
-            .collect();
-        let _g = rt.sync.lock().await;
-        let stored = rt
-            .vault
-            .store_keys(&to_store)
-            .await
-            .map_err(|e| ApiError::from(&e))?;
-        let mut keep = Vec::new();
-        for ((i, k), was_new) in fresh_evm.into_iter().zip(stored) {
-            if was_new {
-                let record = signward_audit::Record {
-                    event: "key".into(),
-                    caller: Some(caller.to_string()),
-                    key: Some(evm_key_id(&k.address())),
-                    decision: "imported".into(),
-                    reason: Some(format!("{origin} V3 keyfile")),
-                    ..Default::default()
-                };
-                state
-                    .journal(record)
-                    .await
-                    .map_err(|_| ApiError::AuditUnavailable)?;
-                keep.push(k);
-            } else {
-                outcomes[i].status = "duplicate";
-            }
-        }
-        state.evm.insert(crate::evm::EvmOrigin::Vault, keep);
-    }
     Ok(outcomes)
 }
 
-enum Decrypted {
-    Bls(BlsKeypair),
-    Evm(signward_evm::EvmKey),
-}
-
+/// Store new keys in the vault, audit each one stored, and load them for signing. A key whose
+/// id the vault already holds is marked `duplicate` in `outcomes`.
 async fn store_and_load(
     state: &Arc<AppState>,
     rt: &VaultRuntime,
     caller: &str,
     origin: &str,
-    fresh: Vec<(usize, BlsKeypair)>,
+    fresh: Vec<(usize, NewKey)>,
     outcomes: &mut [Outcome],
 ) -> Result<(), ApiError> {
     if fresh.is_empty() {
@@ -209,10 +204,10 @@ async fn store_and_load(
     }
     let to_store: Vec<KeyToStore> = fresh
         .iter()
-        .map(|(_, kp)| KeyToStore {
-            kind: KeyKind::Bls,
-            key_id: kp.public_key().to_hex(),
-            secret: Zeroizing::new(kp.secret_bytes().to_vec()),
+        .map(|(_, k)| KeyToStore {
+            kind: k.kind(),
+            key_id: k.id(),
+            secret: k.secret(),
             origin: origin.to_string(),
         })
         .collect();
@@ -223,23 +218,21 @@ async fn store_and_load(
         .await
         .map_err(|e| ApiError::from(&e))?;
     drop(to_store);
-    let mut keep = Vec::new();
-    for ((i, kp), was_new) in fresh.into_iter().zip(stored) {
-        if was_new {
-            audit_key(
-                state,
-                caller,
-                kp.public_key(),
-                "imported",
-                Some(origin.to_string()),
-            )
-            .await?;
-            keep.push(kp);
-        } else {
+    let (mut bls, mut evm) = (Vec::new(), Vec::new());
+    for ((i, k), was_new) in fresh.into_iter().zip(stored) {
+        if !was_new {
             outcomes[i].status = "duplicate";
+            continue;
+        }
+        let reason = format!("{origin} {}", k.kind().as_str());
+        audit_key(state, caller, &k.id(), "imported", Some(reason)).await?;
+        match k {
+            NewKey::Bls(k) => bls.push(k),
+            NewKey::Evm(k) => evm.push(k),
         }
     }
-    state.keys.insert_all_from(KeyOrigin::Vault, keep);
+    state.keys.insert_all_from(KeyOrigin::Vault, bls);
+    state.evm.insert(crate::evm::EvmOrigin::Vault, evm);
     Ok(())
 }
 
@@ -250,28 +243,9 @@ pub struct Generated {
     pub backup: Option<String>,
 }
 
-fn backup(
-    recipient: Option<&age::x25519::Recipient>,
-    key_type: &str,
-    id: &str,
-    secret: &[u8],
-) -> Result<Option<String>, ApiError> {
-    let Some(r) = recipient else { return Ok(None) };
-    let plain = signward_vault::backup::raw_key_config(key_type, id, secret);
-    let armored =
-        signward_vault::backup::encrypt_armored(r, &plain).map_err(|e| ApiError::from(&e))?;
-    String::from_utf8(armored)
-        .map(Some)
-        .map_err(|_| ApiError::Internal)
-}
-
-/// The vault key id of an EVM address: lowercase `0x` hex.
-pub fn evm_key_id(a: &alloy_primitives::Address) -> String {
-    format!("0x{}", hex::encode(a.as_slice()))
-}
-
 /// Generate keys inside the boundary from the OS CSPRNG and store them in the vault. With
-/// `backup_to`, each key is also returned encrypted to that age recipient (never in plaintext).
+/// `backup_to`, each key is also returned encrypted to that age recipient (never in plaintext):
+/// a Web3Signer `file-raw` key configuration, which opens with the standard `age` tool.
 pub async fn generate(
     state: &Arc<AppState>,
     caller: &str,
@@ -287,138 +261,89 @@ pub async fn generate(
         .map(signward_vault::backup::parse_recipient)
         .transpose()
         .map_err(|e| ApiError::from(&e))?;
-    if kind == KeyKind::Secp256k1 {
-        let keys: Vec<signward_evm::EvmKey> = (0..count)
-            .map(|_| signward_evm::EvmKey::generate())
-            .collect();
-        let mut out = Vec::with_capacity(count);
-        let mut to_store = Vec::with_capacity(count);
-        for k in &keys {
-            let id = evm_key_id(&k.address());
-            out.push(Generated {
-                backup: backup(
-                    recipient.as_ref(),
-                    "SECP256K1",
-                    &id,
-                    k.secret_bytes().as_ref(),
-                )?,
-                id: id.clone(),
-            });
-            to_store.push(KeyToStore {
-                kind,
-                key_id: id,
-                secret: Zeroizing::new(k.secret_bytes().to_vec()),
-                origin: "generated".into(),
-            });
-        }
-        let _g = rt.sync.lock().await;
-        rt.vault
-            .store_keys(&to_store)
-            .await
-            .map_err(|e| ApiError::from(&e))?;
-        for g in &out {
-            let record = signward_audit::Record {
-                event: "key".into(),
-                caller: Some(caller.to_string()),
-                key: Some(g.id.clone()),
-                decision: "imported".into(),
-                reason: Some("generated secp256k1".into()),
-                ..Default::default()
-            };
-            state
-                .journal(record)
-                .await
-                .map_err(|_| ApiError::AuditUnavailable)?;
-        }
-        state.evm.insert(crate::evm::EvmOrigin::Vault, keys);
-        return Ok(out);
-    }
-    let keys: Vec<BlsKeypair> = tokio::task::spawn_blocking(move || {
+    let keys: Vec<NewKey> = tokio::task::spawn_blocking(move || {
         (0..count)
             .into_par_iter()
-            .map(|_| BlsKeypair::generate())
+            .map(|_| match kind {
+                KeyKind::Bls => NewKey::Bls(BlsKeypair::generate()),
+                KeyKind::Secp256k1 => NewKey::Evm(signward_evm::EvmKey::generate()),
+            })
             .collect()
     })
     .await
     .map_err(|_| ApiError::Internal)?;
+    let key_type = match kind {
+        KeyKind::Bls => "BLS",
+        KeyKind::Secp256k1 => "SECP256K1",
+    };
     let mut out = Vec::with_capacity(count);
-    for kp in &keys {
-        let id = kp.public_key().to_hex();
-        out.push(Generated {
-            backup: backup(recipient.as_ref(), "BLS", &id, kp.secret_bytes().as_ref())?,
-            id,
-        });
+    for k in &keys {
+        let id = k.id();
+        let backup = match &recipient {
+            None => None,
+            Some(r) => {
+                let plain = signward_vault::backup::raw_key_config(key_type, &id, &k.secret());
+                let armored = signward_vault::backup::encrypt_armored(r, &plain)
+                    .map_err(|e| ApiError::from(&e))?;
+                Some(String::from_utf8(armored).map_err(|_| ApiError::Internal)?)
+            }
+        };
+        out.push(Generated { id, backup });
     }
-    let mut outcomes: Vec<Outcome> = keys
-        .iter()
-        .map(|k| Outcome {
-            pubkey: Some(*k.public_key()),
-            address: None,
-            status: "imported",
-            message: String::new(),
-        })
-        .collect();
+    let mut outcomes: Vec<Outcome> = keys.iter().map(|k| k.outcome("imported")).collect();
     let fresh = keys.into_iter().enumerate().collect();
     store_and_load(state, rt, caller, "generated", fresh, &mut outcomes).await?;
     Ok(out)
 }
 
-/// Enable or disable a vault key on every instance (disabled keys stay stored but never sign).
-pub async fn set_enabled(
-    state: &Arc<AppState>,
-    caller: &str,
-    pubkey: &PublicKeyBytes,
-    enabled: bool,
-) -> Result<(), ApiError> {
-    let rt = unsealed(state)?;
-    if state.keys.origin(pubkey) == Some(KeyOrigin::File) {
-        return Err(ApiError::Vault("read_only_key"));
-    }
-    let found = rt
-        .vault
-        .store()
-        .set_enabled(&pubkey.to_hex(), enabled)
-        .await
-        .map_err(|e| ApiError::from(&e))?;
-    if !found {
-        return Err(ApiError::Vault("key_not_found"));
-    }
-    audit_key(
-        state,
-        caller,
-        pubkey,
-        if enabled { "enabled" } else { "disabled" },
-        None,
-    )
-    .await?;
-    crate::vault::reconcile(state)
-        .await
-        .map_err(|e| ApiError::from(&e))?;
-    Ok(())
+/// A key named by an admin request.
+pub enum KeyRef {
+    Bls(PublicKeyBytes),
+    Evm(alloy_primitives::Address),
 }
 
-/// Enable, disable (`Some(bool)`) or delete (`None`) a vault EVM key, on every instance.
-pub async fn manage_evm(
+impl KeyRef {
+    pub fn id(&self) -> String {
+        match self {
+            KeyRef::Bls(pk) => pk.to_hex(),
+            KeyRef::Evm(a) => evm_key_id(a),
+        }
+    }
+
+    /// Loaded from files (or the dev flag): not the vault's to change.
+    fn read_only(&self, state: &AppState) -> bool {
+        match self {
+            KeyRef::Bls(pk) => state.keys.origin(pk) == Some(KeyOrigin::File),
+            KeyRef::Evm(a) => matches!(
+                state.evm.origin(a),
+                Some(crate::evm::EvmOrigin::File | crate::evm::EvmOrigin::Dev)
+            ),
+        }
+    }
+}
+
+/// Enable or disable (`Some(bool)`) a vault key of either kind, or delete (`None`) an EVM key,
+/// on every instance. Disabled keys stay stored but never sign. (BLS keys are deleted through
+/// [`delete`], which exports their slashing history first.)
+pub async fn manage(
     state: &Arc<AppState>,
     caller: &str,
-    addr: &alloy_primitives::Address,
+    key: &KeyRef,
     enabled: Option<bool>,
 ) -> Result<(), ApiError> {
     let rt = unsealed(state)?;
-    if matches!(
-        state.evm.origin(addr),
-        Some(crate::evm::EvmOrigin::File | crate::evm::EvmOrigin::Dev)
-    ) {
+    if key.read_only(state) {
         return Err(ApiError::Vault("read_only_key"));
     }
-    let id = evm_key_id(addr);
+    let id = key.id();
     let store = rt.vault.store();
-    let found = match enabled {
-        Some(e) => store.set_enabled(&id, e).await,
-        None => store
+    let found = match (enabled, key) {
+        (Some(e), _) => store.set_enabled(&id, e).await,
+        (None, KeyRef::Evm(_)) => store
             .delete_keys(std::slice::from_ref(&id))
             .await
             .map(|v| v[0]),
+        (None, KeyRef::Bls(_)) => return Err(ApiError::Internal),
     }
     .map_err(|e| ApiError::from(&e))?;
     if !found {
@@ -429,17 +354,7 @@ pub async fn manage_evm(
         Some(false) => "disabled",
         None => "deleted",
     };
-    let record = signward_audit::Record {
-        event: "key".into(),
-        caller: Some(caller.to_string()),
-        key: Some(id),
-        decision: decision.into(),
-        ..Default::default()
-    };
-    state
-        .journal(record)
-        .await
-        .map_err(|_| ApiError::AuditUnavailable)?;
+    audit_key(state, caller, &id, decision, None).await?;
     crate::vault::reconcile(state)
         .await
         .map_err(|e| ApiError::from(&e))?;
@@ -530,7 +445,7 @@ pub async fn delete(
             return Err(ApiError::from(&e));
         }
         for pk in &deleting {
-            audit_key(state, caller, pk, "deleted", None).await?;
+            audit_key(state, caller, &pk.to_hex(), "deleted", None).await?;
         }
     }
     let outcomes = outcomes

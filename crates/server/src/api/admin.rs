@@ -207,20 +207,21 @@ pub async fn disable(State((state, _)): St, caller: Who, Path(pk): Path<String>)
     toggle(state, caller, pk, false).await
 }
 
-async fn toggle(state: Arc<AppState>, caller: Who, pk: String, enabled: bool) -> Response {
-    if let Ok(addr) = pk.parse::<alloy_primitives::Address>() {
-        return match keyops::manage_evm(&state, &name(&caller), &addr, Some(enabled)).await {
-            Ok(()) => Json(json!({"pubkey": keyops::evm_key_id(&addr), "enabled": enabled}))
-                .into_response(),
-            Err(e) => e.into_response(),
-        };
+/// A path segment naming a key: an EVM address (20 bytes) or a BLS public key (48 bytes).
+fn key_ref(s: &str) -> Result<keyops::KeyRef, ApiError> {
+    if let Ok(a) = s.parse::<alloy_primitives::Address>() {
+        return Ok(keyops::KeyRef::Evm(a));
     }
-    let pk = match pubkey(&pk) {
-        Ok(p) => p,
+    pubkey(s).map(keyops::KeyRef::Bls)
+}
+
+async fn toggle(state: Arc<AppState>, caller: Who, pk: String, enabled: bool) -> Response {
+    let key = match key_ref(&pk) {
+        Ok(k) => k,
         Err(e) => return e.into_response(),
     };
-    match keyops::set_enabled(&state, &name(&caller), &pk, enabled).await {
-        Ok(()) => Json(json!({"pubkey": pk.to_hex(), "enabled": enabled})).into_response(),
+    match keyops::manage(&state, &name(&caller), &key, Some(enabled)).await {
+        Ok(()) => Json(json!({"pubkey": key.id(), "enabled": enabled})).into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -228,15 +229,18 @@ async fn toggle(state: Arc<AppState>, caller: Who, pk: String, enabled: bool) ->
 /// `DELETE /admin/v1/keys/{pubkey}`: the key's slashing history comes back, and is also kept
 /// under `<data-dir>/deleted-keys/` before the record is deleted.
 pub async fn delete(State((state, _)): St, caller: Who, Path(pk): Path<String>) -> Response {
-    if let Ok(addr) = pk.parse::<alloy_primitives::Address>() {
-        // EVM keys have no slashing history.
-        return match keyops::manage_evm(&state, &name(&caller), &addr, None).await {
-            Ok(()) => Json(json!({"pubkey": keyops::evm_key_id(&addr), "status": "deleted", "slashing_protection": null})).into_response(),
-            Err(e) => e.into_response(),
-        };
-    }
-    let pk = match pubkey(&pk) {
-        Ok(p) => p,
+    let pk = match key_ref(&pk) {
+        Ok(keyops::KeyRef::Bls(pk)) => pk,
+        Ok(evm) => {
+            // EVM keys have no slashing history.
+            return match keyops::manage(&state, &name(&caller), &evm, None).await {
+                Ok(()) => Json(
+                    json!({"pubkey": evm.id(), "status": "deleted", "slashing_protection": null}),
+                )
+                .into_response(),
+                Err(e) => e.into_response(),
+            };
+        }
         Err(e) => return e.into_response(),
     };
     match keyops::delete(&state, &name(&caller), &[pk]).await {

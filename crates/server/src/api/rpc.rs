@@ -353,9 +353,10 @@ pub async fn rpc(
             )
         }
     };
-    let params: Vec<Value> = match v.get("params") {
+    let mut v = v;
+    let params: Vec<Value> = match v.get_mut("params").map(Value::take) {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a.clone(),
+        Some(Value::Array(a)) => a,
         Some(_) => return reply(id, Err(RpcError::invalid_params("params must be an array"))),
     };
     let mut ctx = Ctx {
