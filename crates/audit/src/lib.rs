@@ -15,8 +15,6 @@
 //! durable. Callers release nothing (no signature) until it has returned `Ok`.
 #![forbid(unsafe_code)]
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -44,6 +42,16 @@ pub enum AuditError {
     Io(#[from] std::io::Error),
     #[error("record could not be encoded: {0}")]
     Encode(String),
+}
+
+impl From<signward_db::DbError> for AuditError {
+    fn from(e: signward_db::DbError) -> Self {
+        match e {
+            signward_db::DbError::Sqlite(e) => AuditError::Sqlite(e),
+            signward_db::DbError::Io(e) => AuditError::Io(e),
+            other => AuditError::Storage(other.to_string()),
+        }
+    }
 }
 
 /// One audit record. Holds identifiers and public values only; never a secret.
@@ -166,18 +174,7 @@ pub fn has_tables(c: &Connection, t: Tables) -> Result<bool, AuditError> {
 }
 
 fn connect(path: &Path) -> Result<Connection, AuditError> {
-    if !path.exists() {
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)?;
-    }
-    let c = Connection::open(path)?;
-    c.busy_timeout(Duration::from_secs(30))?;
-    c.pragma_update(None, "journal_mode", "WAL")?;
-    c.pragma_update(None, "synchronous", "FULL")?;
+    let c = signward_db::open_sqlite(path)?;
     create_tables(&c, OWN_FILE)?;
     Ok(c)
 }

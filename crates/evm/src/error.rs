@@ -29,6 +29,12 @@ impl From<rusqlite::Error> for EvmError {
     }
 }
 
+impl From<signward_db::DbError> for EvmError {
+    fn from(e: signward_db::DbError) -> Self {
+        EvmError::Ledger(e.to_string())
+    }
+}
+
 impl From<tokio_postgres::Error> for EvmError {
     fn from(e: tokio_postgres::Error) -> Self {
         EvmError::Ledger(e.to_string())

@@ -6,10 +6,9 @@ use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use alloy_primitives::U256;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::Pool;
 use rusqlite::params;
 use signward_policy::SpendWindow;
-use tokio_postgres::{Config, NoTls};
 
 use crate::EvmError;
 
@@ -209,20 +208,7 @@ impl SpendLedger {
     /// `sqlite:PATH` (created 0600) or `postgres://…`.
     pub async fn open(url: &str) -> Result<Self, EvmError> {
         if let Some(path) = url.strip_prefix("sqlite:") {
-            let p = std::path::Path::new(path);
-            if !p.exists() {
-                use std::os::unix::fs::OpenOptionsExt;
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(p)
-                    .map_err(|e| EvmError::Ledger(e.to_string()))?;
-            }
-            let conn = rusqlite::Connection::open(p)?;
-            conn.busy_timeout(std::time::Duration::from_secs(10))?;
-            conn.pragma_update(None, "journal_mode", "WAL")?;
-            conn.pragma_update(None, "synchronous", "FULL")?;
+            let conn = signward_db::open_sqlite(std::path::Path::new(path))?;
             conn.execute_batch(SCHEMA)?;
             let (tx, rx) = std::sync::mpsc::channel::<Job>();
             std::thread::Builder::new()
@@ -231,18 +217,7 @@ impl SpendLedger {
                 .map_err(|e| EvmError::Ledger(e.to_string()))?;
             return Ok(SpendLedger::Sqlite(tx));
         }
-        let mut config = Config::from_str(url).map_err(|e| EvmError::Ledger(e.to_string()))?;
-        config.options("-c synchronous_commit=on");
-        let pool = Pool::builder(Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        ))
-        .max_size(16)
-        .build()
-        .map_err(|e| EvmError::Ledger(e.to_string()))?;
+        let pool = signward_db::pg_pool(url, 16)?;
         let mut c = pool
             .get()
             .await

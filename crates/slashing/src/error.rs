@@ -31,6 +31,17 @@ pub enum SlashingError {
     Io(#[from] std::io::Error),
 }
 
+impl From<signward_db::DbError> for SlashingError {
+    fn from(e: signward_db::DbError) -> Self {
+        match e {
+            signward_db::DbError::Sqlite(e) => SlashingError::Sqlite(e),
+            signward_db::DbError::Postgres(e) => SlashingError::Postgres(e),
+            signward_db::DbError::Io(e) => SlashingError::Io(e),
+            signward_db::DbError::Pool(e) => SlashingError::Pool(e),
+        }
+    }
+}
+
 impl SlashingError {
     /// Stable class for logs and metrics.
     pub fn class(&self) -> &'static str {

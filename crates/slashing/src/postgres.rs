@@ -9,11 +9,9 @@
 //! Primary keys on (validator, slot) and (validator, target) are the backstop.
 
 use std::io::{Read, Write};
-use std::str::FromStr;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::Pool;
 use signward_core::bytes::{PublicKeyBytes, Root, Uint64};
-use tokio_postgres::{Config, NoTls};
 
 use crate::decision::{Check, Decision, Refusal, Signable};
 use crate::interchange::{self, Event, SignedAttestation, SignedBlock, ValidatorHistory};
@@ -123,20 +121,7 @@ type Client = deadpool_postgres::Object;
 impl PgStore {
     /// Connect, then create or upgrade the schema (serialised across instances).
     pub async fn connect(url: &str) -> Result<Self, SlashingError> {
-        let mut config = Config::from_str(url)?;
-        // Commits are durable before we answer, whatever the server default is.
-        config.options("-c synchronous_commit=on");
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(16)
-            .build()
-            .map_err(pool_err)?;
+        let pool = signward_db::pg_pool(url, 16)?;
         let store = PgStore { pool };
         store.migrate().await?;
         Ok(store)

@@ -8,11 +8,8 @@
 //! take the same SQLite write lock, so they are safe while the server runs.
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use signward_core::bytes::{PublicKeyBytes, Root, Uint64};
@@ -91,32 +88,9 @@ pub struct SqliteStore {
     audits: bool,
 }
 
-fn configure(conn: &Connection) -> Result<(), SlashingError> {
-    conn.busy_timeout(Duration::from_secs(30))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    Ok(())
-}
-
-/// Open (creating the file 0600 if needed) and configure a connection.
+/// Open (creating the file 0600 if needed) a durable connection.
 fn connect(path: &Path) -> Result<Connection, SlashingError> {
-    if !path.exists() {
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)?;
-            }
-        }
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)?;
-    }
-    let conn = Connection::open(path)?;
-    configure(&conn)?;
-    Ok(conn)
+    Ok(signward_db::open_sqlite(path)?)
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), SlashingError> {

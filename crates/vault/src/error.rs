@@ -78,6 +78,15 @@ impl From<rusqlite::Error> for VaultError {
     }
 }
 
+impl From<signward_db::DbError> for VaultError {
+    fn from(e: signward_db::DbError) -> Self {
+        match e {
+            signward_db::DbError::Io(e) => VaultError::Io(e),
+            other => VaultError::Storage(other.to_string()),
+        }
+    }
+}
+
 impl From<tokio_postgres::Error> for VaultError {
     fn from(e: tokio_postgres::Error) -> Self {
         VaultError::Storage(e.to_string())

@@ -4,13 +4,11 @@
 //! generation in the same transaction, so a key can never be stored under a superseded key.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::Pool;
 use rusqlite::{params, OptionalExtension};
-use tokio_postgres::{Config, NoTls};
 
 use crate::record::{KeyKind, SealedRecord};
 use crate::VaultError;
@@ -145,36 +143,12 @@ impl VaultStore {
     /// Open `sqlite:PATH` (created 0600) or `postgres://…`, creating the tables if needed.
     pub async fn open(url: &str) -> Result<Self, VaultError> {
         if let Some(path) = url.strip_prefix("sqlite:") {
-            let path = Path::new(path);
-            if !path.exists() {
-                use std::os::unix::fs::OpenOptionsExt;
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)?;
-            }
-            let conn = rusqlite::Connection::open(path)?;
-            conn.busy_timeout(std::time::Duration::from_secs(10))?;
-            conn.pragma_update(None, "journal_mode", "WAL")?;
-            conn.pragma_update(None, "synchronous", "FULL")?;
+            let conn = signward_db::open_sqlite(Path::new(path))?;
             conn.execute_batch(SQLITE_SCHEMA)?;
             return Ok(VaultStore::Sqlite(Mutex::new(conn)));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let mut config = Config::from_str(url)?;
-            config.options("-c synchronous_commit=on");
-            let manager = Manager::from_config(
-                config,
-                NoTls,
-                ManagerConfig {
-                    recycling_method: RecyclingMethod::Fast,
-                },
-            );
-            let pool = Pool::builder(manager)
-                .max_size(4)
-                .build()
-                .map_err(|e| VaultError::Storage(e.to_string()))?;
+            let pool = signward_db::pg_pool(url, 4)?;
             let store = VaultStore::Postgres(pool);
             let mut c = store.pg().await?;
             let tx = c.transaction().await?;
