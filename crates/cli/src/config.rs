@@ -199,9 +199,17 @@ pub fn check(config: &Path) -> anyhow::Result<()> {
     let (argv, sources) = expand(argv)?;
     let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(argv)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let crate::cli::Command::Serve(args) = cli.command else {
+    let crate::cli::Command::Serve(mut args) = cli.command else {
         bail!("not a serve configuration")
     };
+    // A raw key given where an `env:VAR` belongs is refused by `serve`; never print it here.
+    if args
+        .dev_evm_key
+        .as_deref()
+        .is_some_and(|k| !k.starts_with("env:"))
+    {
+        args.dev_evm_key = Some("<redacted: must be env:VAR>".into());
+    }
     println!("config OK: {}", config.display());
     for (k, s) in &sources {
         println!(

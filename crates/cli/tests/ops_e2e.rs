@@ -322,6 +322,17 @@ fn config_file_env_and_flag_precedence() {
         &[("SIGNWARD_HTTP_LISTEN_PORT", "7002")],
     );
     assert!(row(&out, "listener").contains("pass"), "{out}");
+    // A raw key where `env:VAR` belongs is never printed back.
+    let raw = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+    std::fs::write(&cfg, format!("dev-evm-key = \"0x{raw}\"\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_signward"))
+        .args(["config", "check", "--config", c])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(raw)
+            && !String::from_utf8_lossy(&out.stderr).contains(raw)
+    );
     // Refusals: unknown keys, a world-readable file, a password in a group-readable file.
     std::fs::write(&cfg, "http-listen-prot = 1\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_signward"))

@@ -54,6 +54,8 @@ enum Inner {
 pub struct Vault {
     store: VaultStore,
     inner: Mutex<Inner>,
+    /// Mirrors `inner` being `Unsealed`, so the signing path reads it without taking the lock.
+    unsealed: std::sync::atomic::AtomicBool,
 }
 
 /// A decrypted key, wiped on drop.
@@ -220,6 +222,7 @@ impl Vault {
             inner: Mutex::new(Inner::Sealed {
                 pending: Vec::new(),
             }),
+            unsealed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -232,7 +235,7 @@ impl Vault {
     }
 
     pub fn is_unsealed(&self) -> bool {
-        matches!(*self.lock(), Inner::Unsealed { .. })
+        self.unsealed.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The state and unseal progress.
@@ -288,6 +291,8 @@ impl Vault {
                     master,
                     meta: meta.clone(),
                 };
+                self.unsealed
+                    .store(true, std::sync::atomic::Ordering::Release);
             }
         }
         self.status().await
@@ -303,7 +308,10 @@ impl Vault {
 
     /// Wipe the master key (and any pending shares) from memory.
     pub fn seal(&self) {
-        *self.lock() = Inner::Sealed {
+        let mut g = self.lock();
+        self.unsealed
+            .store(false, std::sync::atomic::Ordering::Release);
+        *g = Inner::Sealed {
             pending: Vec::new(),
         };
     }
