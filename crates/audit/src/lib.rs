@@ -88,6 +88,54 @@ pub struct Record {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_us: Option<u64>,
+    /// For an aggregated record: how many events it stands for (since `first_ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_ms: Option<u64>,
+}
+
+/// The longest any text field of a record may be, in characters. Records carry identifiers and
+/// codes; anything longer came from a request and is cut, so no request can grow the log by more
+/// than a bounded amount per record.
+pub const MAX_FIELD_CHARS: usize = 128;
+
+fn bound_field(v: &mut String) {
+    let clean = v.chars().any(|c| c.is_control()) || v.chars().nth(MAX_FIELD_CHARS).is_some();
+    if clean {
+        let mut out: String = v
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .take(MAX_FIELD_CHARS)
+            .collect();
+        if v.chars().nth(MAX_FIELD_CHARS).is_some() {
+            out.push('…');
+        }
+        *v = out;
+    }
+}
+
+impl Record {
+    /// Cut every text field to [`MAX_FIELD_CHARS`] and replace control characters. Applied to
+    /// every record on its way into the log.
+    pub fn bound(&mut self) {
+        bound_field(&mut self.event);
+        bound_field(&mut self.decision);
+        for f in [
+            &mut self.request_id,
+            &mut self.caller,
+            &mut self.peer,
+            &mut self.key,
+            &mut self.operation,
+            &mut self.signing_root,
+            &mut self.reason,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            bound_field(f);
+        }
+    }
 }
 
 /// The key the chain is MACed with, derived from the server secret. No `Debug`.
@@ -214,6 +262,7 @@ pub fn append_batch(
         t.records
     ))?;
     for r in records.iter_mut() {
+        r.bound();
         if r.time_ms == 0 {
             r.time_ms = now_ms();
         }

@@ -117,7 +117,9 @@ async fn edited_record_is_detected() {
     let dir = filled(20).await;
     db(&dir)
         .execute(
-            "UPDATE records SET body = replace(body, '\"refused\"', '\"signed\"') WHERE seq = 9",
+            // Appends are concurrent, so which record lands at seq 9 varies: edit a field every
+            // record has.
+            "UPDATE records SET body = replace(body, '\"sign\"', '\"SIGN\"') WHERE seq = 9",
             [],
         )
         .unwrap();
@@ -215,4 +217,32 @@ fn audit_file_is_owner_only() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o077, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fields_from_requests_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), key()).unwrap();
+    log.append(Record {
+        event: "access".into(),
+        operation: Some(format!("GET /{}", "a".repeat(60_000))),
+        key: Some("k\n\u{1b}[31m".into()),
+        decision: "denied".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let got = query(dir.path(), &Filter::default()).unwrap();
+    let r = &got[0].1;
+    let op = r.operation.as_deref().unwrap();
+    assert!(
+        op.chars().count() <= signward_audit::MAX_FIELD_CHARS + 1,
+        "{}",
+        op.len()
+    );
+    assert_eq!(r.key.as_deref(), Some("k??[31m"));
+    assert_eq!(
+        verify(dir.path(), &key()).unwrap(),
+        Verdict::Intact { records: 1 }
+    );
 }

@@ -2,7 +2,8 @@
 //!
 //! * [`secret`]: the server secret (HMAC key), created 0600 in the data directory.
 //! * [`token`]: 256-bit random tokens; only HMAC-SHA256(secret, token) is ever stored.
-//! * [`policy`]: scopes, key restriction, operation allow/deny, CIDR binding, expiry.
+//! * [`policy`]: the one authorizer: scopes, BLS and EVM keys, operations by family, fee
+//!   recipients, CIDR binding, expiry.
 //! * [`store`]: the credential file, reloaded when it changes.
 //! * [`limiter`]: failed attempts counted and limited per source address.
 #![forbid(unsafe_code)]
@@ -15,4 +16,6 @@ pub mod store;
 pub mod token;
 
 pub use error::AuthError;
-pub use policy::{Cidr, Denied, Policy, Scope};
+pub use policy::{
+    parse_address, parse_operations, Cidr, Denied, EvmKeys, KeyId, Operation, Policy, Scope,
+};

@@ -1,9 +1,8 @@
 //! The server secret: 32 random bytes, the HMAC key for stored tokens (and, later, the audit
 //! chain). Created once with mode 0600; refused when group or others can read it.
 
-use std::fs::OpenOptions;
-use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use rand::RngCore;
@@ -22,19 +21,13 @@ impl ServerSecret {
     /// Load `path`, creating it (0600) with fresh random bytes if it does not exist.
     pub fn load_or_create(path: &Path) -> Result<Self, AuthError> {
         let name = path.display().to_string();
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-        {
-            Ok(mut f) => {
-                let mut s = Zeroizing::new([0u8; 32]);
-                rand::rngs::OsRng.fill_bytes(s.as_mut());
-                f.write_all(s.as_ref())?;
-                f.sync_all()?;
+        let mut fresh = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(fresh.as_mut());
+        // Created 0600 and made durable (file and directory entry) before it is used.
+        match signward_os::fs::write_new(path, fresh.as_ref()) {
+            Ok(()) => {
                 tracing::info!(file = %name, "created the server secret");
-                return Ok(ServerSecret(s));
+                return Ok(ServerSecret(fresh));
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e.into()),

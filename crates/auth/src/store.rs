@@ -28,6 +28,17 @@ pub struct Credential {
     pub cert_sha256: Option<String>,
     pub created_at: u64,
     pub policy: Policy,
+    /// Set when the server suspended the credential (it asked for a canary key). A suspended
+    /// credential is refused everywhere until `signward token reinstate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended: Option<Suspension>,
+}
+
+/// Why and when a credential was suspended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspension {
+    pub at: u64,
+    pub reason: String,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -65,16 +76,30 @@ fn read_file(path: &Path) -> Result<File, AuthError> {
     Ok(f)
 }
 
+/// Replace the file durably (a revocation survives a crash the moment the call returns).
 fn write_file(path: &Path, f: &File) -> Result<(), AuthError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir)?; // created 0600
-    serde_json::to_writer_pretty(tmp.as_file(), f).map_err(|e| AuthError::BadFile {
+    let bytes = serde_json::to_vec_pretty(f).map_err(|e| AuthError::BadFile {
         file: path.display().to_string(),
         reason: e.to_string(),
     })?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| AuthError::Io(e.error))?;
+    signward_os::fs::replace(path, &bytes)?;
     Ok(())
+}
+
+/// Read, change and write the credential file under its lock, so the CLI and the server never
+/// lose each other's changes.
+fn update<T>(
+    path: &Path,
+    change: impl FnOnce(&mut File) -> Result<T, AuthError>,
+) -> Result<T, AuthError> {
+    let lock = path.with_file_name(".tokens.json.lock");
+    signward_os::fs::with_lock(&lock, || {
+        let mut f = read_file(path)?;
+        f.version = 1;
+        let out = change(&mut f)?;
+        write_file(path, &f)?;
+        Ok(out)
+    })?
 }
 
 fn now() -> u64 {
@@ -97,7 +122,6 @@ impl CredentialFile {
     }
 
     /// Create a credential and return its token (to be shown once).
-    /// Create a credential and return its token (to be shown once).
     pub fn create(
         &self,
         secret: &ServerSecret,
@@ -111,6 +135,7 @@ impl CredentialFile {
             cert_sha256: None,
             created_at: now(),
             policy,
+            suspended: None,
         })?;
         Ok(t)
     }
@@ -138,6 +163,7 @@ impl CredentialFile {
             cert_sha256: Some(fp),
             created_at: now(),
             policy,
+            suspended: None,
         })
     }
 
@@ -159,13 +185,13 @@ impl CredentialFile {
                 "at least one scope is required".into(),
             ));
         }
-        let mut f = read_file(&self.path)?;
-        f.version = 1;
-        if f.credentials.iter().any(|x| &x.name == name) {
-            return Err(AuthError::Duplicate(name.clone()));
-        }
-        f.credentials.push(c);
-        write_file(&self.path, &f)
+        update(&self.path, |f| {
+            if f.credentials.iter().any(|x| x.name == c.name) {
+                return Err(AuthError::Duplicate(c.name.clone()));
+            }
+            f.credentials.push(c);
+            Ok(())
+        })
     }
 
     pub fn list(&self) -> Result<Vec<Credential>, AuthError> {
@@ -173,13 +199,34 @@ impl CredentialFile {
     }
 
     pub fn revoke(&self, name: &str) -> Result<(), AuthError> {
-        let mut f = read_file(&self.path)?;
-        let before = f.credentials.len();
-        f.credentials.retain(|c| c.name != name);
-        if f.credentials.len() == before {
-            return Err(AuthError::NotFound(name.to_string()));
-        }
-        write_file(&self.path, &f)
+        update(&self.path, |f| {
+            let before = f.credentials.len();
+            f.credentials.retain(|c| c.name != name);
+            if f.credentials.len() == before {
+                return Err(AuthError::NotFound(name.to_string()));
+            }
+            Ok(())
+        })
+    }
+
+    /// Suspend (`Some(reason)`) or reinstate (`None`) a credential. Returns whether it changed.
+    pub fn set_suspended(&self, name: &str, reason: Option<&str>) -> Result<bool, AuthError> {
+        update(&self.path, |f| {
+            let c = f
+                .credentials
+                .iter_mut()
+                .find(|c| c.name == name)
+                .ok_or_else(|| AuthError::NotFound(name.to_string()))?;
+            let next = reason.map(|r| Suspension {
+                at: now(),
+                reason: r.chars().filter(|c| !c.is_control()).take(200).collect(),
+            });
+            let changed = c.suspended.is_some() != next.is_some();
+            if changed {
+                c.suspended = next;
+            }
+            Ok(changed)
+        })
     }
 }
 
@@ -188,6 +235,8 @@ impl CredentialFile {
 pub struct Caller {
     pub name: String,
     pub policy: Policy,
+    /// Suspended callers are refused everywhere (403 `credential_suspended`).
+    pub suspended: bool,
 }
 
 /// The server's view: token HMAC → caller and certificate fingerprint → caller, reloaded when
@@ -217,6 +266,7 @@ fn index(f: File) -> Index {
         let caller = Arc::new(Caller {
             name: c.name,
             policy: c.policy,
+            suspended: c.suspended.is_some(),
         });
         if let Some(fp) = c.cert_sha256 {
             idx.certs.insert(fp, caller);
@@ -249,6 +299,25 @@ impl TokenStore {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Suspend a credential durably and at once (the in-memory set is reloaded from the file
+    /// just written).
+    pub fn suspend(&self, name: &str, reason: &str) -> Result<bool, AuthError> {
+        let changed = CredentialFile {
+            path: self.path.clone(),
+        }
+        .set_suspended(name, Some(reason))?;
+        self.reload_now();
+        Ok(changed)
+    }
+
+    fn reload_now(&self) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.0 = Instant::now() - Duration::from_secs(2);
+        seen.1 = None;
+        drop(seen);
+        self.refresh();
     }
 
     /// Re-read the file if it changed; keep the old set if the new file is unreadable.

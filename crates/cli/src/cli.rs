@@ -182,7 +182,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub canary_key: Vec<String>,
     /// What a canary request does besides refusing and alerting.
-    #[arg(long, value_enum, default_value_t = CanaryActionArg::Halt)]
+    #[arg(long, value_enum, default_value_t = CanaryActionArg::Suspend)]
     pub canary_action: CanaryActionArg,
     /// Serve Prometheus metrics on their own listener (`metrics` scope).
     #[arg(long)]
@@ -237,6 +237,19 @@ pub struct ServeArgs {
     /// Requests in flight at once; more are shed with 503 `overloaded` and Retry-After.
     #[arg(long, default_value_t = 1024)]
     pub max_concurrent_requests: usize,
+    /// Connections open at once (lowered to fit the descriptor limit, RLIMIT_NOFILE). At the
+    /// cap, the longest-idle connection is closed to make room.
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Connections open at once from one source address.
+    #[arg(long, default_value_t = 512)]
+    pub max_connections_per_ip: usize,
+    /// Seconds from the first byte of a request head to its end.
+    #[arg(long, default_value_t = 10)]
+    pub http_header_timeout_secs: u64,
+    /// Seconds a connection may wait without a request before it is closed.
+    #[arg(long, default_value_t = 60)]
+    pub http_idle_timeout_secs: u64,
 }
 
 /// How `signward` reaches a running server's admin API.
@@ -346,9 +359,11 @@ pub struct DoctorArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CanaryActionArg {
-    /// Halt signing (persisted) at once.
+    /// Suspend the credential that asked (persisted in tokens.json); everyone else signs on.
+    Suspend,
+    /// Suspend that credential and halt all signing (persisted) at once.
     Halt,
-    /// Seal the vault at once.
+    /// Suspend that credential and seal the vault at once.
     Seal,
     /// Only refuse, audit and count.
     Alert,
@@ -495,6 +510,25 @@ pub enum SlashingCommand {
         #[command(flatten)]
         db: SlashingDbArgs,
     },
+    /// List the validators that are disabled (deleted keys): nothing is signed for them.
+    Disabled {
+        #[arg(long, default_value = "./signward-data")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        db: SlashingDbArgs,
+    },
+    /// Let disabled validators sign again, on every instance sharing the database. Only for keys
+    /// this signer cluster owns again (their history here is complete); a Keymanager or
+    /// `keys import` does this by itself.
+    Enable {
+        /// BLS public keys (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        pubkey: Vec<String>,
+        #[arg(long, default_value = "./signward-data")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        db: SlashingDbArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -532,18 +566,25 @@ pub enum TokenCommand {
     Create {
         #[arg(long)]
         name: String,
-        /// sign, public_keys, keymanager, admin, metrics (comma-separated).
+        /// sign, public_keys, keymanager, admin, metrics, evm (comma-separated).
         #[arg(long, value_delimiter = ',', required = true)]
         scope: Vec<String>,
-        /// Only these public keys (comma-separated).
+        /// Only these keys (comma-separated): BLS public keys (without any, every BLS key) and
+        /// EVM addresses (without any, no EVM key; `evm:*` for every EVM key).
         #[arg(long, value_delimiter = ',')]
         keys: Vec<String>,
-        /// Only these sign request types, e.g. ATTESTATION,BLOCK_V2.
+        /// Only these operations, by family (BLOCK covers BLOCK_V2): sign request types,
+        /// `duties` (every validator-client duty), DEPOSIT, VOLUNTARY_EXIT, and the EVM methods
+        /// eth_signTransaction, eth_sign (and personal_sign), eth_signTypedData. Without it, a
+        /// credential may sign duties only: deposits, exits and EVM methods must be named.
         #[arg(long, value_delimiter = ',')]
         allow_op: Vec<String>,
-        /// Never these sign request types, e.g. VOLUNTARY_EXIT.
+        /// Never these operations (by family), e.g. VOLUNTARY_EXIT.
         #[arg(long, value_delimiter = ',')]
         deny_op: Vec<String>,
+        /// Validator registrations only for these fee recipients (comma-separated addresses).
+        #[arg(long, value_delimiter = ',')]
+        fee_recipient: Vec<String>,
         /// Only from these networks (CIDR, comma-separated).
         #[arg(long, value_delimiter = ',')]
         cidr: Vec<String>,
@@ -564,6 +605,12 @@ pub enum TokenCommand {
     },
     /// Revoke a credential; a running server stops accepting it within a second.
     Revoke {
+        name: String,
+        #[arg(long, default_value = "./signward-data")]
+        data_dir: PathBuf,
+    },
+    /// Lift the suspension of a credential (after a canary hit, once investigated).
+    Reinstate {
         name: String,
         #[arg(long, default_value = "./signward-data")]
         data_dir: PathBuf,

@@ -164,8 +164,14 @@ pub fn expand(argv: Vec<OsString>) -> anyhow::Result<(Vec<OsString>, BTreeMap<St
         if strs[pos] != "doctor" {
             check_permissions(path, &text)?;
         }
-        let table: toml::Table =
-            toml::from_str(&text).with_context(|| format!("config file {}", path.display()))?;
+        // The error names the line and column only: the file may hold a password.
+        let table: toml::Table = toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "config file {}: {}",
+                path.display(),
+                signward_policy::toml_error(&text, &e)
+            )
+        })?;
         for (key, v) in &table {
             let long = key.replace('_', "-");
             let Some(f) = flags.iter().find(|f| f.long == long) else {

@@ -10,7 +10,9 @@ use base64::Engine;
 use common::*;
 use serde_json::{json, Value};
 
-const GVR: &str = "0x04700007fabc8282644aed6d1c7c9e21d38a03a0c4ba193f3afe428824b3a673";
+// Mainnet's: the servers here run with the default network, and its pin applies to every
+// message type.
+const GVR: &str = "0x4b363db94e286120d76eb905340fdd4e54bfe9f06bf33ff6cf5ad27f511bfe95";
 
 fn randao(epoch: u64) -> Value {
     json!({"type": "RANDAO_REVEAL",
@@ -92,6 +94,14 @@ fn authorisation_matrix() {
     let t = |args: &[&str]| bearer(&token(d, args));
     let signer = t(&["--name", "signer", "--scope", "sign"]);
     let lister = t(&["--name", "lister", "--scope", "public_keys"]);
+    let exiter = t(&[
+        "--name",
+        "exiter",
+        "--scope",
+        "sign",
+        "--allow-op",
+        "duties,voluntary_exit",
+    ]);
     let restricted = t(&[
         "--name",
         "restricted",
@@ -175,9 +185,22 @@ fn authorisation_matrix() {
             ok.clone(),
         ),
         (
+            // Exits and deposits are granted by name only.
             "signer exits",
             Some(&signer),
             Box::new(|s, a, n| sign_as(s, a, pk0, &exit(n), &[])),
+            e(403, "operation_denied"),
+        ),
+        (
+            "exiter exits",
+            Some(&exiter),
+            Box::new(|s, a, n| sign_as(s, a, pk0, &exit(n), &[])),
+            ok.clone(),
+        ),
+        (
+            "exiter signs duties",
+            Some(&exiter),
+            Box::new(|s, a, n| sign_as(s, a, pk0, &randao(n), &[])),
             ok.clone(),
         ),
         (
@@ -401,9 +424,13 @@ fn failed_attempts_are_limited_per_source() {
         let r = sign_as(&server, Some("Bearer sw_nope"), &pks[0], &randao(i), &[]);
         assert_eq!(r.status, 401);
     }
-    let r = sign_as(&server, Some(&bearer(&tok)), &pks[0], &randao(9), &[]);
+    // Failed attempts are throttled...
+    let r = sign_as(&server, Some("Bearer sw_nope"), &pks[0], &randao(8), &[]);
     assert_eq!(outcome(&r), (429, "too_many_auth_failures".into()));
     assert!(r.header("retry-after").is_some());
+    // ...but a valid credential from the same address is never locked out by them.
+    let r = sign_as(&server, Some(&bearer(&tok)), &pks[0], &randao(9), &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 #[test]
@@ -667,6 +694,11 @@ fn every_decision_is_audited_and_tampering_is_detected() {
         &big,
     );
     assert_eq!(r.status, 413);
+    // Denials without a valid credential are written aggregated, per source and interval, and
+    // at shutdown.
+    server.signal("TERM");
+    let mut server = server;
+    server.child.wait().unwrap();
     let (_, out, _) = cli(d, &["audit", "query"]);
     let records: Vec<Value> = out
         .lines()
@@ -692,6 +724,7 @@ fn every_decision_is_audited_and_tampering_is_detected() {
     assert!(signed["latency_us"].as_u64().is_some());
     assert_eq!(find("refused")["reason"], "double_vote");
     assert_eq!(find("denied")["reason"], "unauthorized");
+    assert_eq!(find("denied")["count"], 1);
     assert_eq!(find("error")["reason"], "body_too_large");
     let (_, refused_only, _) = cli(d, &["audit", "query", "--decision", "refused"]);
     assert_eq!(refused_only.lines().count(), 1);

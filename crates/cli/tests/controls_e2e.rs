@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
-const GVR: &str = "0x04700007fabc8282644aed6d1c7c9e21d38a03a0c4ba193f3afe428824b3a673";
+// Mainnet's: the servers here run with the default network, and its pin applies to every
+// message type.
+const GVR: &str = "0x4b363db94e286120d76eb905340fdd4e54bfe9f06bf33ff6cf5ad27f511bfe95";
 
 fn randao(epoch: u64) -> Value {
     json!({"type": "RANDAO_REVEAL",
@@ -71,6 +73,8 @@ fn halt_canary_and_metrics() {
         &[
             "--canary-key",
             &canary,
+            "--canary-action",
+            "halt",
             "--metrics-enabled",
             "--metrics-port",
             &port_s,
@@ -86,6 +90,10 @@ fn halt_canary_and_metrics() {
     let mon = format!(
         "Bearer {}",
         credential(d, &["--name", "mon", "--scope", "metrics"])
+    );
+    let other_vc = format!(
+        "Bearer {}",
+        credential(d, &["--name", "vc-2", "--scope", "sign"])
     );
     let server = Server::start_with_auth(d, &args);
 
@@ -161,7 +169,8 @@ fn halt_canary_and_metrics() {
     admin(d, &server, &["resume"]);
     assert_eq!(sign(&server, &vc, &pks[0], &randao(4)).status, 200);
 
-    // Canary: listed like a real key, never signed with; a request halts the signer at once.
+    // Canary: listed like a real key, never signed with; with `--canary-action halt` a request
+    // suspends the credential that asked and halts the signer at once.
     let listed: Vec<String> = serde_json::from_slice(
         &server
             .request(
@@ -182,6 +191,12 @@ fn halt_canary_and_metrics() {
     let r = sign(&server, &vc, &pks[0], &randao(6));
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
+        (403, Some("credential_suspended")),
+        "the credential that asked is contained"
+    );
+    let r = sign(&server, &other_vc, &pks[0], &randao(6));
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
         (503, Some("halted")),
         "the canary halted the signer"
     );
@@ -194,6 +209,7 @@ fn halt_canary_and_metrics() {
     let audit = String::from_utf8_lossy(&run_signward(&["audit", "query"], &d.join("data")).stdout)
         .into_owned();
     assert!(audit.contains("\"event\":\"canary\"") && audit.contains(&canary));
+    assert!(audit.contains("\"decision\":\"suspended\""), "{audit}");
     assert!(
         audit.contains("\"decision\":\"halted\"") && audit.contains("\"decision\":\"resumed\"")
     );
@@ -331,7 +347,19 @@ fn json_logs_carry_no_secret() {
     let d = dir.path();
     let (keys, pw, pks) = nimbus_keys(d, 1);
     let password = std::fs::read_to_string(&pw).unwrap();
-    let tok = credential(d, &["--name", "vc", "--scope", "sign"]);
+    let tok = credential(
+        d,
+        &[
+            "--name",
+            "vc",
+            "--scope",
+            "sign,evm",
+            "--keys",
+            "evm:*",
+            "--allow-op",
+            "duties,eth_sign",
+        ],
+    );
     let args = keystore_args(&minimal_network(d), &keys, &pw, &["--log-format", "json"]);
     let server = Server::start_with_auth(d, &args.iter().map(String::as_str).collect::<Vec<_>>());
     let auth = format!("Bearer {tok}");

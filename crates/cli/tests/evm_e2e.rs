@@ -32,7 +32,7 @@ max_priority_fee_per_gas_wei = "2000000000"
 max_calldata_bytes = 68
 allow_personal_sign = true
 contracts = [{{ address = "{DEX}", selectors = ["0xa9059cbb"] }}]
-typed_data_domains = [{{ chain_id = 1, verifying_contract = "{MAIL}" }}]
+typed_data_domains = [{{ chain_id = 1, verifying_contract = "{MAIL}", primary_types = ["Mail"] }}]
 {extra}
 
 [tokens.bot]
@@ -124,8 +124,21 @@ fn json_rpc_signs_what_the_policy_allows_and_refuses_the_rest() {
     owner_only(&d.join("evm/wallet.json"));
     write_secret(&d.join("evm.pass"), b"pass\n");
     std::fs::write(d.join("policy.toml"), policy("")).unwrap();
-    let ops = credential(d, &["--name", "ops", "--scope", "sign"]);
-    let bot = credential(d, &["--name", "bot", "--scope", "sign"]);
+    // EVM keys and methods are granted explicitly.
+    let evm = [
+        "--keys",
+        "evm:*",
+        "--allow-op",
+        "eth_signTransaction,eth_sign,eth_signTypedData",
+    ];
+    let ops = credential(
+        d,
+        &[&["--name", "ops", "--scope", "evm"][..], &evm].concat(),
+    );
+    let bot = credential(
+        d,
+        &[&["--name", "bot", "--scope", "evm"][..], &evm].concat(),
+    );
     let viewer = credential(d, &["--name", "viewer", "--scope", "public_keys"]);
     let net = minimal_network(d);
     let server = Server::start_with_auth(
@@ -643,7 +656,19 @@ fn evm_keys_generated_in_the_vault_sign_and_follow_the_seal() {
             d.join("policy.toml").to_str().unwrap(),
         ],
     );
-    let admin = credential(d, &["--name", "ops", "--scope", "admin,sign"]);
+    let admin = credential(
+        d,
+        &[
+            "--name",
+            "ops",
+            "--scope",
+            "admin,evm",
+            "--keys",
+            "evm:*",
+            "--allow-op",
+            "eth_signTransaction,eth_sign,eth_signTypedData",
+        ],
+    );
     write_secret(&d.join("ops.token"), admin.as_bytes());
     std::thread::sleep(Duration::from_millis(1200));
     let url = format!("http://127.0.0.1:{}", server.port);

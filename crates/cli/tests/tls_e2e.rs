@@ -127,7 +127,7 @@ fn https(
 fn randao_body(epoch: u64) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({"type": "RANDAO_REVEAL",
         "fork_info": {"fork": {"previous_version": "0x00000001", "current_version": "0x00000001", "epoch": "0"},
-                      "genesis_validators_root": "0x04700007fabc8282644aed6d1c7c9e21d38a03a0c4ba193f3afe428824b3a673"},
+                      "genesis_validators_root": "0x4b363db94e286120d76eb905340fdd4e54bfe9f06bf33ff6cf5ad27f511bfe95"},
         "randao_reveal": {"epoch": epoch.to_string()}})).unwrap()
 }
 

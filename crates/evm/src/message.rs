@@ -12,20 +12,68 @@ pub fn sign_personal(key: &EvmKey, message: &[u8]) -> Result<[u8; 65], EvmError>
     Ok(rsv(&key.sign_digest(&eip191_hash_message(message))?))
 }
 
-/// Parsed EIP-712 typed data with the domain facts the policy looks at.
+/// Parsed EIP-712 typed data with the facts the policy looks at.
 pub struct Typed {
     data: TypedData,
     pub chain_id: Option<u64>,
     pub verifying_contract: Option<Address>,
+    /// True when the message grants an allowance (see [`grants_allowance`]).
+    pub approval: bool,
+}
+
+/// Names that mark a message type, or a field of it, as granting an allowance.
+const APPROVAL_TYPE_WORDS: [&str; 3] = ["permit", "approv", "allowance"];
+const APPROVAL_FIELDS: [&str; 5] = ["spender", "allowance", "allowed", "approved", "operator"];
+
+/// Does this typed data grant someone an allowance? EIP-2612 `Permit`, DAI's `Permit`, Permit2's
+/// `PermitSingle`/`PermitBatch`/`PermitTransferFrom`…, and anything else whose primary type is
+/// named like one or carries (directly or in a nested struct) a `spender`, `allowance`,
+/// `allowed`, `approved` or `operator` field. Deliberately broad: a false positive only means a
+/// policy must name the type.
+pub fn grants_allowance(types: &serde_json::Value, primary_type: &str) -> bool {
+    let lower = primary_type.to_ascii_lowercase();
+    if APPROVAL_TYPE_WORDS.iter().any(|w| lower.contains(w)) {
+        return true;
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut todo = vec![primary_type.to_string()];
+    while let Some(t) = todo.pop() {
+        if !seen.insert(t.clone()) || seen.len() > 64 {
+            continue;
+        }
+        let Some(fields) = types.get(&t).and_then(|f| f.as_array()) else {
+            continue;
+        };
+        for f in fields {
+            let name = f.get("name").and_then(|n| n.as_str()).unwrap_or("");
+            if APPROVAL_FIELDS.contains(&name.to_ascii_lowercase().as_str()) {
+                return true;
+            }
+            if let Some(ty) = f.get("type").and_then(|t| t.as_str()) {
+                let base = ty.split('[').next().unwrap_or(ty);
+                if types.get(base).is_some() {
+                    todo.push(base.to_string());
+                }
+            }
+        }
+    }
+    false
 }
 
 /// Parse `eth_signTypedData_v4` data (a JSON object, or a string holding one).
 pub fn parse_typed(value: &serde_json::Value) -> Result<Typed, EvmError> {
-    let data: TypedData = match value {
-        serde_json::Value::String(s) => serde_json::from_str(s),
-        other => TypedData::deserialize(other),
-    }
-    .map_err(|e| EvmError::InvalidTypedData(e.to_string()))?;
+    let parsed;
+    let value = match value {
+        serde_json::Value::String(s) => {
+            parsed = serde_json::from_str::<serde_json::Value>(s)
+                .map_err(|e| EvmError::InvalidTypedData(e.to_string()))?;
+            &parsed
+        }
+        other => other,
+    };
+    let data =
+        TypedData::deserialize(value).map_err(|e| EvmError::InvalidTypedData(e.to_string()))?;
+    let approval = grants_allowance(&value["types"], &data.primary_type);
     let chain_id = match data.domain.chain_id {
         Some(c) => Some(
             u64::try_from(c).map_err(|_| EvmError::InvalidTypedData("chainId too large".into()))?,
@@ -37,15 +85,69 @@ pub fn parse_typed(value: &serde_json::Value) -> Result<Typed, EvmError> {
         data,
         chain_id,
         verifying_contract,
+        approval,
     })
 }
 
 impl Typed {
+    /// The message type being signed.
+    pub fn primary_type(&self) -> &str {
+        &self.data.primary_type
+    }
+
     pub fn sign(&self, key: &EvmKey) -> Result<[u8; 65], EvmError> {
         let hash = self
             .data
             .eip712_signing_hash()
             .map_err(|e| EvmError::InvalidTypedData(e.to_string()))?;
         Ok(rsv(&key.sign_digest(&hash)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grants_allowance;
+    use serde_json::json;
+
+    #[test]
+    fn allowances_are_recognised() {
+        let eip712 = json!([{"name": "name", "type": "string"}]);
+        let cases = [
+            // EIP-2612
+            (
+                json!({"EIP712Domain": eip712, "Permit": [{"name": "owner", "type": "address"}, {"name": "spender", "type": "address"}, {"name": "value", "type": "uint256"}]}),
+                "Permit",
+                true,
+            ),
+            // Permit2: the spender is in the primary type, the amount in a nested one.
+            (
+                json!({"PermitSingle": [{"name": "details", "type": "PermitDetails"}, {"name": "spender", "type": "address"}], "PermitDetails": [{"name": "token", "type": "address"}]}),
+                "PermitSingle",
+                true,
+            ),
+            // Renamed, but a nested struct names an operator.
+            (
+                json!({"Grant": [{"name": "inner", "type": "Inner[]"}], "Inner": [{"name": "operator", "type": "address"}]}),
+                "Grant",
+                true,
+            ),
+            // Polymarket's ClobAuth and the EIP-712 example mail grant nothing.
+            (
+                json!({"ClobAuth": [{"name": "address", "type": "address"}, {"name": "timestamp", "type": "string"}, {"name": "nonce", "type": "uint256"}, {"name": "message", "type": "string"}]}),
+                "ClobAuth",
+                false,
+            ),
+            (
+                json!({"Mail": [{"name": "from", "type": "Person"}, {"name": "contents", "type": "string"}], "Person": [{"name": "wallet", "type": "address"}]}),
+                "Mail",
+                false,
+            ),
+        ];
+        for (types, primary, expect) in cases {
+            assert_eq!(grants_allowance(&types, primary), expect, "{primary}");
+        }
+        // Cycles in the type graph end.
+        let cyclic = json!({"A": [{"name": "b", "type": "B"}], "B": [{"name": "a", "type": "A"}]});
+        assert!(!grants_allowance(&cyclic, "A"));
     }
 }

@@ -113,8 +113,8 @@ pub struct TxRequest {
 }
 
 fn addr(field: &str, s: &str) -> Result<Address, EvmError> {
-    Address::from_str(s.trim())
-        .map_err(|_| EvmError::InvalidTransaction(format!("{field} is not an address")))
+    signward_policy::parse_address(s)
+        .map_err(|e| EvmError::InvalidTransaction(format!("{field}: {e}")))
 }
 
 fn bytes(field: &str, s: &str) -> Result<Vec<u8>, EvmError> {

@@ -1,9 +1,9 @@
 //! File access for key material: size-bounded reads, owner-only permission checks for files that
 //! hold secrets, and 0600 creation.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use zeroize::Zeroizing;
@@ -64,13 +64,7 @@ pub fn read_secret_file(path: &Path, kind: FileKind) -> Result<Zeroizing<Vec<u8>
     read_bounded(path)
 }
 
-/// Write `contents` to a new file with mode 0600 (fails if the file exists).
+/// Write `contents` to a new file with mode 0600 (fails if the file exists), durably.
 pub fn write_secret_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(contents)?;
-    f.sync_all()
+    signward_os::fs::write_new(path, contents)
 }

@@ -74,6 +74,18 @@ pub fn disable_core_dumps() -> Result<(), String> {
     Ok(())
 }
 
+/// Raise the soft descriptor limit (`RLIMIT_NOFILE`) to the hard one, as far as the hard one
+/// allows, and return the soft limit now in force. Connections are capped below it.
+pub fn raise_descriptor_limit() -> u64 {
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 1024;
+    };
+    if hard > soft && nix::sys::resource::setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        return hard;
+    }
+    soft
+}
+
 /// Whether the process may dump core (`PR_GET_DUMPABLE`).
 pub fn is_dumpable() -> bool {
     nix::sys::prctl::get_dumpable().unwrap_or(true)
@@ -102,3 +114,5 @@ pub fn is_root() -> bool {
 pub fn euid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
+
+pub mod fs;

@@ -3,7 +3,7 @@
 use alloy_primitives::{Address, U256};
 
 use crate::intent::Intent;
-use crate::model::{Policy, RuleSet, SpendWindow, TypedDataDomain};
+use crate::model::{Policy, RuleSet, SpendWindow};
 
 /// What a transaction decodes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,10 +27,14 @@ pub enum Request<'a> {
     Transaction(&'a TxFacts),
     /// An EIP-191 personal message (`eth_sign`, `personal_sign`).
     PersonalMessage,
-    /// EIP-712 typed data, by its domain.
+    /// EIP-712 typed data, by its domain and message type.
     TypedData {
         chain_id: Option<u64>,
         verifying_contract: Option<Address>,
+        primary_type: &'a str,
+        /// The message grants an allowance (a permit, an approval): allowed only where a rule
+        /// names its type.
+        approval: bool,
     },
 }
 
@@ -181,15 +185,17 @@ fn evaluate_set(rs: &RuleSet, out: &mut Out<'_>, req: &Request<'_>, intent: Opti
         Request::TypedData {
             chain_id,
             verifying_contract,
+            primary_type,
+            approval,
         } => {
-            let ok = match (chain_id, verifying_contract) {
-                (Some(c), Some(v)) => rs.typed_data_domains.contains(&TypedDataDomain {
-                    chain_id: *c,
-                    verifying_contract: *v,
-                }),
-                _ => false,
+            let domain = match (chain_id, verifying_contract) {
+                (Some(c), Some(v)) => rs
+                    .typed_data_domains
+                    .iter()
+                    .find(|d| d.chain_id == *c && d.verifying_contract == *v),
+                _ => None,
             };
-            out.rule("typed_data_domain_not_allowed", ok, || {
+            out.rule("typed_data_domain_not_allowed", domain.is_some(), || {
                 format!(
                     "domain chainId {} verifyingContract {}",
                     chain_id
@@ -200,8 +206,30 @@ fn evaluate_set(rs: &RuleSet, out: &mut Out<'_>, req: &Request<'_>, intent: Opti
                         .unwrap_or_else(|| "absent".into())
                 )
             });
+            if let Some(d) = domain {
+                let named = d.primary_types.contains(*primary_type);
+                if *approval {
+                    out.rule("typed_data_approval_not_allowed", named, || {
+                        format!(
+                            "primaryType {} grants an allowance; only a rule that names it allows it",
+                            bounded(primary_type)
+                        )
+                    });
+                } else {
+                    out.rule(
+                        "typed_data_type_not_allowed",
+                        named || d.any_other_type,
+                        || format!("primaryType {}", bounded(primary_type)),
+                    );
+                }
+            }
         }
     }
+}
+
+/// A name from a request, cut for a detail message.
+fn bounded(s: &str) -> String {
+    s.chars().take(64).filter(|c| !c.is_control()).collect()
 }
 
 /// Evaluate `req` for `key`, asked by credential `token`. The key's rule set (its own section,

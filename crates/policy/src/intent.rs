@@ -35,7 +35,7 @@ pub struct Intent {
 
 fn addr(field: &str, v: &Option<String>) -> Result<Option<Address>, String> {
     v.as_deref()
-        .map(|s| Address::from_str(s).map_err(|_| format!("intent.{field} is not an address")))
+        .map(|s| crate::parse_address(s).map_err(|e| format!("intent.{field}: {e}")))
         .transpose()
 }
 

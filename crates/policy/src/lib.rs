@@ -8,10 +8,12 @@
 
 #![forbid(unsafe_code)]
 
+mod address;
 mod eval;
 mod intent;
 mod model;
 
+pub use address::{parse_address, AddressError};
 pub use eval::{evaluate, Check, Evaluation, Request, TxFacts};
 pub use intent::Intent;
-pub use model::{Policy, PolicyError, RuleSet, SpendWindow, TypedDataDomain};
+pub use model::{toml_error, Policy, PolicyError, RuleSet, SpendWindow, TypedDataDomain};

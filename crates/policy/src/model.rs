@@ -79,6 +79,9 @@ struct ContractFile {
 struct DomainFile {
     chain_id: u64,
     verifying_contract: String,
+    /// The message types that may be signed under this domain; `"*"` for any type that grants
+    /// no allowance. A type that grants one (a permit, an approval) must be named.
+    primary_types: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,11 +103,15 @@ struct PolicyFile {
     tokens: BTreeMap<String, RuleSetFile>,
 }
 
-/// An EIP-712 domain that may be signed for.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+/// An EIP-712 domain that may be signed for, and the message types allowed under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TypedDataDomain {
     pub chain_id: u64,
     pub verifying_contract: Address,
+    /// Types named explicitly (the only way to allow one that grants an allowance).
+    pub primary_types: BTreeSet<String>,
+    /// `"*"`: any other type, as long as it grants no allowance.
+    pub any_other_type: bool,
 }
 
 /// Total value and number of transactions a key may sign per rolling window.
@@ -134,13 +141,12 @@ pub struct RuleSet {
     pub require_intent: bool,
     /// Function selectors allowed per recipient; calldata to any other recipient is refused.
     pub contracts: BTreeMap<Address, BTreeSet<[u8; 4]>>,
-    pub typed_data_domains: BTreeSet<TypedDataDomain>,
+    pub typed_data_domains: Vec<TypedDataDomain>,
     pub spend_window: Option<SpendWindow>,
 }
 
 fn address(field: &str, s: &str) -> Result<Address, PolicyError> {
-    Address::from_str(s.trim())
-        .map_err(|_| bad(field, format!("{s:?} is not a 20-byte hex address")))
+    crate::parse_address(s).map_err(|e| bad(field, format!("{s:?}: {e}")))
 }
 
 impl RuleSet {
@@ -173,19 +179,42 @@ impl RuleSet {
             }
             contracts.insert(a, sels);
         }
-        let typed_data_domains = f
-            .typed_data_domains
-            .iter()
-            .map(|d| {
-                Ok(TypedDataDomain {
-                    chain_id: d.chain_id,
-                    verifying_contract: address(
-                        &field("typed_data_domains.verifying_contract"),
-                        &d.verifying_contract,
-                    )?,
-                })
-            })
-            .collect::<Result<_, PolicyError>>()?;
+        let mut typed_data_domains: Vec<TypedDataDomain> = Vec::new();
+        for d in &f.typed_data_domains {
+            let verifying_contract = address(
+                &field("typed_data_domains.verifying_contract"),
+                &d.verifying_contract,
+            )?;
+            if typed_data_domains
+                .iter()
+                .any(|x| x.chain_id == d.chain_id && x.verifying_contract == verifying_contract)
+            {
+                return Err(bad(
+                    field("typed_data_domains"),
+                    format!(
+                        "domain {} on chain {} is listed twice",
+                        verifying_contract, d.chain_id
+                    ),
+                ));
+            }
+            if d.primary_types.is_empty() {
+                return Err(bad(
+                    field("typed_data_domains.primary_types"),
+                    "name the message types allowed (or \"*\" for any that grants no allowance)",
+                ));
+            }
+            typed_data_domains.push(TypedDataDomain {
+                chain_id: d.chain_id,
+                verifying_contract,
+                primary_types: d
+                    .primary_types
+                    .iter()
+                    .filter(|t| t.as_str() != "*")
+                    .cloned()
+                    .collect(),
+                any_other_type: d.primary_types.iter().any(|t| t == "*"),
+            });
+        }
         let max_fee = f
             .max_fee_per_gas_wei
             .to_u256(&field("max_fee_per_gas_wei"))?;
@@ -228,6 +257,30 @@ impl RuleSet {
     }
 }
 
+/// Where a TOML document failed and why, without any of its content (a config file may hold a
+/// password; its text never goes into an error).
+pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return e.message().to_string();
+    };
+    let before = &text.as_bytes()[..span.start.min(text.len())];
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+    // A message may quote a value ("invalid type: string \"...\""): quoted text is elided.
+    let mut message = String::new();
+    for (i, part) in e
+        .message()
+        .lines()
+        .next()
+        .unwrap_or("invalid TOML")
+        .split('"')
+        .enumerate()
+    {
+        message.push_str(if i % 2 == 1 { "\"…\"" } else { part });
+    }
+    format!("line {line}, column {column}: {message}")
+}
+
 /// A parsed policy.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Policy {
@@ -238,7 +291,8 @@ pub struct Policy {
 
 impl Policy {
     pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
-        let f: PolicyFile = toml::from_str(text).map_err(|e| PolicyError::Syntax(e.to_string()))?;
+        let f: PolicyFile =
+            toml::from_str(text).map_err(|e| PolicyError::Syntax(toml_error(text, &e)))?;
         let defaults = f
             .defaults
             .map(|d| RuleSet::from_file("defaults", d))
@@ -246,7 +300,14 @@ impl Policy {
         let mut keys = BTreeMap::new();
         for (k, v) in f.keys {
             let a = address(&format!("keys.{k}"), &k)?;
-            keys.insert(a, RuleSet::from_file(&format!("keys.\"{k}\""), v)?);
+            let rs = RuleSet::from_file(&format!("keys.\"{k}\""), v)?;
+            // The same address under two spellings would silently replace one section.
+            if keys.insert(a, rs).is_some() {
+                return Err(bad(
+                    format!("keys.\"{k}\""),
+                    "another section names the same address (in another letter case)",
+                ));
+            }
         }
         let mut tokens = BTreeMap::new();
         for (k, v) in f.tokens {

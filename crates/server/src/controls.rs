@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use alloy_primitives::Address;
 use signward_core::bytes::PublicKeyBytes;
 
+use signward_auth::store::Caller;
+
 use crate::state::AppState;
 
 /// The halt switch. Halted, every signing request is refused with 503 `halted`.
@@ -48,19 +50,7 @@ impl Halt {
         self.halted.store(true, Ordering::Release);
         *self.reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
         if let Some(f) = &self.file {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut h = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(f)?;
-            h.write_all(reason.as_bytes())?;
-            h.sync_all()?;
-            if let Some(dir) = f.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
+            signward_os::fs::replace(f, reason.as_bytes())?;
         }
         Ok(())
     }
@@ -68,15 +58,7 @@ impl Halt {
     /// Resume: the persisted state goes first, so a crash cannot leave a resumed-looking file.
     pub fn resume(&self) -> std::io::Result<()> {
         if let Some(f) = &self.file {
-            match std::fs::remove_file(f) {
-                Ok(()) => {
-                    if let Some(dir) = f.parent() {
-                        std::fs::File::open(dir)?.sync_all()?;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
+            signward_os::fs::remove(f)?;
         }
         *self.reason.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.halted.store(false, Ordering::Release);
@@ -84,12 +66,16 @@ impl Halt {
     }
 }
 
-/// What a canary hit does besides refusing, auditing and counting.
+/// What a canary hit does besides refusing, auditing and counting. Every action but `Alert`
+/// contains the credential that asked (suspended, persisted); only `Halt` and `Seal` stop
+/// everyone else too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CanaryAction {
-    /// Halt the signer (persisted) at once.
+    /// Suspend the credential that asked.
+    Suspend,
+    /// Suspend it, and halt the signer (persisted) at once.
     Halt,
-    /// Seal the vault at once.
+    /// Suspend it, and seal the vault at once.
     Seal,
     /// Only refuse, audit and count.
     Alert,
@@ -108,20 +94,26 @@ impl Default for Canaries {
         Canaries {
             bls: HashSet::new(),
             evm: HashSet::new(),
-            action: CanaryAction::Halt,
+            action: CanaryAction::Suspend,
             hits: AtomicU64::new(0),
         }
     }
 }
 
-/// A canary was asked for: count it, audit it, and act. Called before anything else is done
-/// with the request.
-pub async fn canary_hit(state: &Arc<AppState>, caller: &str, key: &str, operation: &str) {
+/// A canary was asked for: count it, audit it, contain the credential and act. Called before
+/// anything else is done with the request.
+pub async fn canary_hit(
+    state: &Arc<AppState>,
+    caller: Option<&Caller>,
+    key: &str,
+    operation: &'static str,
+) {
+    let who = caller.map(|c| c.name.as_str()).unwrap_or("-");
     let hits = state.canaries.hits.fetch_add(1, Ordering::Relaxed) + 1;
-    tracing::error!(key = %key, caller = %caller, operation = %operation, hits, action = ?state.canaries.action, "CANARY KEY REQUESTED: someone is using a key that must never be used");
+    tracing::error!(key = %key, caller = %who, operation = %operation, hits, action = ?state.canaries.action, "CANARY KEY REQUESTED: someone is using a key that must never be used");
     let record = signward_audit::Record {
         event: "canary".into(),
-        caller: Some(caller.to_string()),
+        caller: Some(who.to_string()),
         key: Some(key.to_string()),
         operation: Some(operation.to_string()),
         decision: "refused".into(),
@@ -131,18 +123,66 @@ pub async fn canary_hit(state: &Arc<AppState>, caller: &str, key: &str, operatio
     if let Err(e) = state.journal(record).await {
         tracing::error!(error = %e, "audit write for a canary hit failed");
     }
-    match state.canaries.action {
+    let action = state.canaries.action;
+    if action != CanaryAction::Alert {
+        suspend(state, caller, key).await;
+    }
+    match action {
         CanaryAction::Halt => {
             if let Err(e) = state
                 .halt
-                .halt(&format!("canary key {key} requested by {caller}"))
+                .halt(&format!("canary key {key} requested by {who}"))
             {
                 tracing::error!(error = %e, "halted in memory, but the halt could not be persisted");
             }
             audit_control(state, "-", "halted", Some(format!("canary key {key}"))).await;
         }
         CanaryAction::Seal => crate::vault::seal(state, "-", "canary").await,
-        CanaryAction::Alert => {}
+        CanaryAction::Suspend | CanaryAction::Alert => {}
+    }
+}
+
+/// Suspend the credential that asked for a canary key: durably, at once, audited.
+async fn suspend(state: &Arc<AppState>, caller: Option<&Caller>, key: &str) {
+    let (Some(c), Some(gate)) = (caller, &state.gate) else {
+        tracing::error!("a canary key was requested without a credential (authentication is off): nothing to suspend");
+        return;
+    };
+    match gate
+        .tokens
+        .suspend(&c.name, &format!("requested canary key {key}"))
+    {
+        Ok(_) => {
+            tracing::error!(caller = %c.name, "credential SUSPENDED after a canary hit; `signward token reinstate` lifts it");
+            let record = signward_audit::Record {
+                event: "token".into(),
+                caller: Some(c.name.clone()),
+                key: Some(key.to_string()),
+                decision: "suspended".into(),
+                reason: Some("canary_key".into()),
+                ..Default::default()
+            };
+            if let Err(e) = state.journal(record).await {
+                tracing::error!(error = %e, "audit write for a suspension failed");
+            }
+        }
+        Err(e) => {
+            // The credential could not be contained: stop everything instead.
+            tracing::error!(error = %e, caller = %c.name, "the credential could not be suspended; halting all signing");
+            if let Err(e) = state.halt.halt(&format!(
+                "canary key {key}; suspension of {} failed",
+                c.name
+            )) {
+                tracing::error!(error = %e, "halted in memory, but the halt could not be persisted");
+            }
+            audit_control(
+                state,
+                "-",
+                "halted",
+                Some("canary suspension failed".into()),
+            )
+            .await;
+        }
     }
 }
 

@@ -49,6 +49,12 @@ pub enum ApiError {
     Canary,
     /// A vault or key-management failure, by its stable code (see [`signward_vault::VaultError::code`]).
     Vault(&'static str),
+    /// The `slashing_protection` of an import is not a valid EIP-3076 document.
+    HistoryInvalid,
+    /// The `slashing_protection` of an import is for another chain.
+    HistoryWrongChain,
+    /// The `slashing_protection` of an import holds a record beyond the chain clock's window.
+    HistoryTooFarInFuture,
     /// The request body exceeds the limit.
     BodyTooLarge,
     /// The request took longer than the server allows.
@@ -73,7 +79,10 @@ impl ApiError {
             | ApiError::InvalidRequest
             | ApiError::SszBounds
             | ApiError::UnsupportedBlockFormat
-            | ApiError::SigningRootMismatch => StatusCode::BAD_REQUEST,
+            | ApiError::SigningRootMismatch
+            | ApiError::HistoryInvalid
+            | ApiError::HistoryWrongChain
+            | ApiError::HistoryTooFarInFuture => StatusCode::BAD_REQUEST,
             ApiError::UnknownKey | ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -115,6 +124,9 @@ impl ApiError {
             ApiError::Halted => "halted",
             ApiError::Canary => "canary_key",
             ApiError::Vault(code) => code,
+            ApiError::HistoryInvalid => "invalid_slashing_protection",
+            ApiError::HistoryWrongChain => "slashing_protection_genesis_mismatch",
+            ApiError::HistoryTooFarInFuture => "slashing_protection_too_far_in_future",
             ApiError::BodyTooLarge => "body_too_large",
             ApiError::Timeout => "timeout",
             ApiError::NotFound => "not_found",
@@ -145,6 +157,8 @@ impl ApiError {
                 Denied::Operation => "the credential does not grant this operation",
                 Denied::Network => "the credential may not be used from this address",
                 Denied::Expired => "the credential has expired",
+                Denied::FeeRecipient => "the credential does not grant this fee recipient",
+                Denied::Suspended => "the credential is suspended; an operator must reinstate it",
             },
             ApiError::TooManyFailures => "too many failed authentication attempts; retry later",
             ApiError::Refused(r) => match r {
@@ -155,6 +169,7 @@ impl ApiError {
                 Refusal::SourceAfterTarget => "refused by slashing protection: source epoch is after target epoch",
                 Refusal::GenesisMismatch => "refused by slashing protection: genesis validators root differs from the database's",
                 Refusal::TooFarInFuture => "refused by slashing protection: slot or epoch too far ahead of the chain clock",
+                Refusal::Disabled => "refused by slashing protection: the validator is disabled (its key was deleted); import it again to sign",
             },
             ApiError::SlashingUnavailable => "slashing protection database unavailable; nothing was signed",
             ApiError::AuditUnavailable => "the audit log could not be written; nothing was released",
@@ -164,6 +179,9 @@ impl ApiError {
             ApiError::Halted => "signing is halted by an operator; nothing is signed until `signward resume`",
             ApiError::Canary => "this key may not be used",
             ApiError::Vault(code) => vault_message(code),
+            ApiError::HistoryInvalid => "slashing_protection is not a valid EIP-3076 interchange document",
+            ApiError::HistoryWrongChain => "slashing_protection is for another chain (genesis validators root) than this signer",
+            ApiError::HistoryTooFarInFuture => "slashing_protection holds a record beyond the chain clock's window",
             ApiError::BodyTooLarge => "the request body is too large",
             ApiError::Timeout => "the request timed out",
             ApiError::NotFound => "no such endpoint",
@@ -224,6 +242,16 @@ impl From<&signward_vault::VaultError> for ApiError {
                 }
                 ApiError::Vault(code)
             }
+        }
+    }
+}
+
+impl From<crate::admission::Refused> for ApiError {
+    fn from(r: crate::admission::Refused) -> Self {
+        match r {
+            crate::admission::Refused::Canary => ApiError::Canary,
+            crate::admission::Refused::Sealed => ApiError::Sealed,
+            crate::admission::Refused::Halted => ApiError::Halted,
         }
     }
 }

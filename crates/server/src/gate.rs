@@ -1,20 +1,27 @@
 //! The gate in front of every route but `/upcheck`: who is calling (token by Bearer or HTTP
-//! Basic), from where (socket peer; `X-Forwarded-For` only from a configured trusted proxy), and
-//! whether their policy allows the route's scope. Failed attempts are limited per source.
-//! Credentials are never logged or echoed.
+//! Basic, or a client certificate), from where (socket peer; `X-Forwarded-For` only from a
+//! configured trusted proxy), and whether their policy allows the route's scope. The scope comes
+//! from the group the route is declared in ([`crate::serve::router`]); a path in no group is
+//! never served. Credentials are never logged or echoed.
+//!
+//! Failed attempts are limited per source, and only failed attempts: a valid credential is never
+//! refused because someone else at the same address guessed wrong. Denials without a valid
+//! credential are counted per source and reason and written to the audit log once per interval,
+//! so traffic without a credential cannot grow the log faster than that.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use signward_auth::limiter::FailureLimiter;
 use signward_auth::store::TokenStore;
-use signward_auth::{Cidr, Scope};
+use signward_auth::{Cidr, Denied, Scope};
 use zeroize::Zeroizing;
 
 use crate::error::ApiError;
@@ -29,22 +36,86 @@ pub struct Gate {
     pub tokens: TokenStore,
     pub limiter: FailureLimiter,
     pub trusted_proxies: Vec<Cidr>,
+    /// Denials without a valid credential, awaiting their aggregated audit record.
+    pub denials: DenialTally,
 }
 
-/// The scope a path needs; `None` for open paths.
-pub fn required_scope(path: &str) -> Option<Scope> {
-    if path.starts_with("/api/v1/eth2/sign/") || path == "/" {
-        Some(Scope::Sign)
-    } else if path == "/api/v1/eth2/publicKeys" {
-        Some(Scope::PublicKeys)
-    } else if path == "/healthcheck" || path == "/metrics" {
-        Some(Scope::Metrics)
-    } else if path.starts_with("/eth/v1/") {
-        Some(Scope::Keymanager)
-    } else if path.starts_with("/admin/") {
-        Some(Scope::Admin)
-    } else {
-        None
+impl Gate {
+    pub fn new(tokens: TokenStore, limiter: FailureLimiter, trusted_proxies: Vec<Cidr>) -> Self {
+        Gate {
+            tokens,
+            limiter,
+            trusted_proxies,
+            denials: DenialTally::default(),
+        }
+    }
+}
+
+/// How often aggregated denial records are written.
+pub const DENIAL_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
+/// Most distinct sources tallied per interval; the rest are counted under `0.0.0.0`.
+const MAX_TALLIED_SOURCES: usize = 4096;
+
+/// Denials without a valid credential, per (source, reason), for one interval.
+#[derive(Default)]
+pub struct DenialTally {
+    inner: Mutex<HashMap<(IpAddr, &'static str), (u64, u64)>>,
+}
+
+impl DenialTally {
+    /// Count one denial. Returns true for the first from this source and reason in the
+    /// interval (worth a log line; the rest are not).
+    pub fn count(&self, ip: IpAddr, reason: &'static str) -> bool {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let at_capacity = g.len() >= MAX_TALLIED_SOURCES && !g.contains_key(&(ip, reason));
+        let key = if at_capacity {
+            (IpAddr::V4(Ipv4Addr::UNSPECIFIED), reason)
+        } else {
+            (ip, reason)
+        };
+        let e = g.entry(key).or_insert((0, now_ms()));
+        e.0 += 1;
+        e.0 == 1
+    }
+
+    /// Take the tallies: one audit record per source and reason.
+    pub fn drain(&self) -> Vec<signward_audit::Record> {
+        let taken = std::mem::take(&mut *self.inner.lock().unwrap_or_else(|p| p.into_inner()));
+        taken
+            .into_iter()
+            .map(|((ip, reason), (count, first_ms))| signward_audit::Record {
+                event: "access".into(),
+                caller: Some("-".into()),
+                peer: Some(ip.to_string()),
+                decision: "denied".into(),
+                reason: Some(reason.to_string()),
+                count: Some(count),
+                first_ms: Some(first_ms),
+                ..Default::default()
+            })
+            .collect()
+    }
+}
+
+/// Write the aggregated denial records every [`DENIAL_FLUSH_INTERVAL`] (and keep doing so).
+pub fn spawn_denial_flush(state: Arc<AppState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(DENIAL_FLUSH_INTERVAL);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            flush_denials(&state).await;
+        }
+    });
+}
+
+/// Write what the tally holds now.
+pub async fn flush_denials(state: &AppState) {
+    let Some(gate) = &state.gate else { return };
+    for record in gate.denials.drain() {
+        if let Err(e) = state.journal(record).await {
+            tracing::error!(error = %e, "audit record of denials could not be written");
+        }
     }
 }
 
@@ -64,7 +135,7 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr 
         return peer;
     };
     let mut hops: Vec<IpAddr> = Vec::new();
-    for part in xff.split(',') {
+    for part in xff.split(',').take(32) {
         match part.trim().parse() {
             Ok(ip) => hops.push(ip),
             Err(_) => return peer,
@@ -105,11 +176,20 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Middleware: authenticate and check the route's scope; put the caller in the request.
-pub async fn gate(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
-    let Some(scope) = required_scope(req.uri().path()) else {
-        return next.run(req).await;
-    };
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Middleware for the routes of one scope: authenticate and check the scope; put the caller in
+/// the request.
+pub async fn gate(
+    State((state, scope)): State<(Arc<AppState>, Scope)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -122,16 +202,6 @@ pub async fn gate(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
     };
     let ip = client_ip(peer, req.headers(), &gate.trusted_proxies);
     req.extensions_mut().insert(ClientIp(ip));
-    let route = format!("{} {}", req.method(), req.uri().path());
-    if let Some(wait) = gate.limiter.blocked(ip) {
-        tracing::warn!(source = %ip, "authentication refused: too many failures");
-        audit_denial(&state, None, ip, &route, ApiError::TooManyFailures.code()).await;
-        let mut r = ApiError::TooManyFailures.into_response();
-        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
-            r.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return r;
-    }
     // A token when one is presented; otherwise the verified client certificate (mTLS).
     let caller = match credential(req.headers()) {
         Some(t) => gate.tokens.authenticate(&t),
@@ -141,44 +211,69 @@ pub async fn gate(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
             .and_then(|c| gate.tokens.authenticate_cert(&c.0)),
     };
     let Some(caller) = caller else {
-        let failures = gate.limiter.fail(ip);
-        state
-            .metrics
-            .auth_failures
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::warn!(source = %ip, path = req.uri().path(), failures, "authentication failed");
-        audit_denial(&state, None, ip, &route, ApiError::Unauthorized.code()).await;
-        let mut r = ApiError::Unauthorized.into_response();
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"signward\""),
-        );
-        return r;
+        return refuse_unknown(&state, gate, ip);
     };
-    if let Err(denied) = caller.policy.check_access(scope, ip, now()) {
+    // Our own route template (bounded), never the request's path.
+    let route = format!(
+        "{} {}",
+        req.method().as_str(),
+        req.extensions()
+            .get::<MatchedPath>()
+            .map(|m| m.as_str())
+            .unwrap_or("-")
+    );
+    let checked = if caller.suspended {
+        Err(Denied::Suspended)
+    } else {
+        caller.policy.check_access(scope, ip, now())
+    };
+    if let Err(denied) = checked {
         tracing::warn!(caller = %caller.name, source = %ip, scope = %scope, reason = denied.code(), "access denied");
-        audit_denial(&state, Some(&caller.name), ip, &route, denied.code()).await;
+        audit_denial(&state, &caller.name, ip, route, denied.code()).await;
         return ApiError::Forbidden(denied).into_response();
     }
     req.extensions_mut().insert(caller);
     next.run(req).await
 }
 
-/// Record an access denial. A denial is answered whether or not the record could be written
-/// (nothing is released either way); a write failure is logged.
-async fn audit_denial(
-    state: &AppState,
-    caller: Option<&str>,
-    ip: IpAddr,
-    route: &str,
-    reason: &str,
-) {
+/// No valid credential: 429 while the source is over its failure limit, else 401 (and one more
+/// failure counted). Either way the denial is tallied, not written one by one.
+fn refuse_unknown(state: &AppState, gate: &Gate, ip: IpAddr) -> Response {
+    state
+        .metrics
+        .auth_failures
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if let Some(wait) = gate.limiter.blocked(ip) {
+        if gate.denials.count(ip, ApiError::TooManyFailures.code()) {
+            tracing::warn!(source = %ip, "authentication refused: too many failures");
+        }
+        let mut r = ApiError::TooManyFailures.into_response();
+        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
+    let failures = gate.limiter.fail(ip);
+    if gate.denials.count(ip, ApiError::Unauthorized.code()) {
+        tracing::warn!(source = %ip, failures, "authentication failed");
+    }
+    let mut r = ApiError::Unauthorized.into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"signward\""),
+    );
+    r
+}
+
+/// Record a denial of a known caller. A denial is answered whether or not the record could be
+/// written (nothing is released either way); a write failure is logged.
+async fn audit_denial(state: &AppState, caller: &str, ip: IpAddr, route: String, reason: &str) {
     if state.audit.is_some() {
         let record = signward_audit::Record {
             event: "access".into(),
-            caller: Some(caller.unwrap_or("-").to_string()),
+            caller: Some(caller.to_string()),
             peer: Some(ip.to_string()),
-            operation: Some(route.to_string()),
+            operation: Some(route),
             decision: "denied".into(),
             reason: Some(reason.to_string()),
             ..Default::default()
@@ -239,5 +334,19 @@ mod tests {
         assert_eq!(credential(&h).unwrap().as_str(), "sw_ghi");
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Digest x"));
         assert!(credential(&h).is_none());
+    }
+
+    #[test]
+    fn denial_tally_is_bounded() {
+        let t = DenialTally::default();
+        for i in 1..=(MAX_TALLIED_SOURCES as u32 + 500) {
+            t.count(IpAddr::V4(Ipv4Addr::from(i)), "unauthorized");
+        }
+        assert!(!t.count(IpAddr::V4(Ipv4Addr::from(1)), "unauthorized"));
+        let records = t.drain();
+        assert_eq!(records.len(), MAX_TALLIED_SOURCES + 1);
+        let total: u64 = records.iter().map(|r| r.count.unwrap()).sum();
+        assert_eq!(total, MAX_TALLIED_SOURCES as u64 + 501);
+        assert!(t.drain().is_empty());
     }
 }

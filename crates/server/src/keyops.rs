@@ -4,7 +4,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use rayon::prelude::*;
 use secrecy::SecretString;
@@ -123,6 +122,10 @@ impl NewKey {
 /// Decrypt keystores (in parallel, each KDF bounded) and store the keys in the vault; they sign
 /// at once. Passwords are used once and wiped; nothing is written in plaintext. With `allow_v3`,
 /// Web3 Secret Storage (V3) keyfiles are accepted too, as EVM keys.
+///
+/// With `history` (the Keymanager API's `slashing_protection`), the records of the keys this
+/// request actually imports (decrypted, so the caller holds them, and new here) are imported
+/// before those keys can sign; records of any other key in the document are ignored.
 pub async fn import_keystores(
     state: &Arc<AppState>,
     caller: &str,
@@ -130,6 +133,7 @@ pub async fn import_keystores(
     keystores: Vec<String>,
     passwords: Vec<Zeroizing<String>>,
     allow_v3: bool,
+    history: Option<&str>,
 ) -> Result<Vec<Outcome>, ApiError> {
     if keystores.len() != passwords.len() {
         return Err(ApiError::Vault("invalid_keystore"));
@@ -185,6 +189,16 @@ pub async fn import_keystores(
             }
         }
     }
+    if let Some(doc) = history {
+        let keys: HashSet<PublicKeyBytes> = fresh
+            .iter()
+            .filter_map(|(_, k)| match k {
+                NewKey::Bls(k) => Some(*k.public_key()),
+                NewKey::Evm(_) => None,
+            })
+            .collect();
+        import_history(state, doc, &keys).await?;
+    }
     store_and_load(state, rt, caller, origin, fresh, &mut outcomes).await?;
     Ok(outcomes)
 }
@@ -201,6 +215,26 @@ async fn store_and_load(
 ) -> Result<(), ApiError> {
     if fresh.is_empty() {
         return Ok(());
+    }
+    // A key deleted here before (disabled in the slashing database) signs again once it is
+    // imported again: this signer owns it from now on.
+    let bls: Vec<PublicKeyBytes> = fresh
+        .iter()
+        .filter_map(|(_, k)| match k {
+            NewKey::Bls(k) => Some(*k.public_key()),
+            NewKey::Evm(_) => None,
+        })
+        .collect();
+    if !bls.is_empty() {
+        state
+            .protection
+            .db
+            .set_enabled(bls, true, true)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "could not enable the imported validators in the slashing database");
+                ApiError::SlashingUnavailable
+            })?;
     }
     let to_store: Vec<KeyToStore> = fresh
         .iter()
@@ -337,6 +371,32 @@ pub async fn manage(
     }
     let id = key.id();
     let store = rt.vault.store();
+    // A BLS key's state is also kept in the slashing database, where every instance's checks
+    // read it: enabling goes there first, disabling last (after the vault's record).
+    let slashing_flag = |on: bool| async move {
+        match key {
+            KeyRef::Bls(pk) => state
+                .protection
+                .db
+                .set_enabled(vec![*pk], on, on)
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "slashing database unavailable");
+                    ApiError::SlashingUnavailable
+                }),
+            KeyRef::Evm(_) => Ok(()),
+        }
+    };
+    if enabled == Some(true)
+        && store
+            .keys()
+            .await
+            .map_err(|e| ApiError::from(&e))?
+            .iter()
+            .any(|k| k.key_id == id)
+    {
+        slashing_flag(true).await?;
+    }
     let found = match (enabled, key) {
         (Some(e), _) => store.set_enabled(&id, e).await,
         (None, KeyRef::Evm(_)) => store
@@ -348,6 +408,9 @@ pub async fn manage(
     .map_err(|e| ApiError::from(&e))?;
     if !found {
         return Err(ApiError::Vault("key_not_found"));
+    }
+    if enabled == Some(false) {
+        slashing_flag(false).await?;
     }
     let decision = match enabled {
         Some(true) => "enabled",
@@ -361,10 +424,20 @@ pub async fn manage(
     Ok(())
 }
 
-/// Delete keys: stop signing with them (here at once; on other instances sharing the vault
-/// within one poll interval, which this call waits out), export their EIP-3076 history, keep a
-/// copy of it under `<data-dir>/deleted-keys/`, then delete the records. Returns the outcomes
-/// and the interchange document for the deleted and inactive keys.
+/// Delete keys. In this order, so that no instance can sign with a key once this returns and
+/// the returned history covers every signature ever released:
+/// 1. retire the keys here (wait for every request holding one to finish; no new one starts);
+/// 2. disable them in the slashing database, durably. Every instance's check-and-record, and
+///    its check for messages that are not slashable, reads that state in the same transaction
+///    as its decision, so a stalled instance cannot sign after this, whatever its vault poll
+///    says; a record that committed before it is in the export;
+/// 3. disable the vault records (other instances drop the keys at their next poll);
+/// 4. export the keys' EIP-3076 history, keep a copy under `<data-dir>/deleted-keys/`;
+/// 5. delete the records.
+///
+/// A failure before step 5 puts everything back as it was. Keys asked about that this server
+/// does not hold but that have history (`not_active`) are disabled too, so their returned
+/// history stays complete.
 pub async fn delete(
     state: &Arc<AppState>,
     caller: &str,
@@ -383,6 +456,7 @@ pub async fn delete(
         .collect();
     let mut outcomes = Vec::with_capacity(pubkeys.len());
     let mut deleting = HashSet::new();
+    let mut absent = HashSet::new();
     for pk in pubkeys {
         let status = if state.keys.origin(pk) == Some(KeyOrigin::File) {
             "read_only"
@@ -390,58 +464,88 @@ pub async fn delete(
             deleting.insert(*pk);
             "deleted"
         } else {
+            absent.insert(*pk);
             "absent"
         };
         outcomes.push((*pk, status));
     }
-    // 1. Stop signing here at once, and everywhere: disabling the records bumps the vault's
-    //    version, which every instance sharing it follows within a poll interval.
-    state.keys.remove_all(&deleting);
+    let db = &state.protection.db;
+    let unavailable = |e: signward_slashing::SlashingError| {
+        tracing::error!(error = %e, "slashing database unavailable; nothing deleted");
+        ApiError::SlashingUnavailable
+    };
+    let was_disabled: HashSet<PublicKeyBytes> = db
+        .disabled()
+        .await
+        .map_err(unavailable)?
+        .into_iter()
+        .collect();
+    // 1. Nothing signs with them here from now on.
+    state.keys.retire(&deleting).await;
+    // What to undo if a later step fails.
+    let disabled_now: Vec<PublicKeyBytes> = deleting
+        .iter()
+        .chain(&absent)
+        .filter(|pk| !was_disabled.contains(pk))
+        .copied()
+        .collect();
     let was_enabled: Vec<String> = deleting
         .iter()
         .map(|pk| pk.to_hex())
         .filter(|id| in_vault.get(id).copied().unwrap_or(false))
         .collect();
+    // 2. Nothing signs with them anywhere from now on.
+    let disabled = async {
+        db.set_enabled(deleting.iter().copied().collect(), false, false)
+            .await?;
+        db.set_enabled(absent.iter().copied().collect(), false, true)
+            .await
+    };
+    if let Err(e) = disabled.await {
+        restore(state, rt, &was_enabled, &disabled_now).await;
+        return Err(unavailable(e));
+    }
+    // 3. Other instances drop them from memory.
     for pk in &deleting {
         if let Err(e) = rt.vault.store().set_enabled(&pk.to_hex(), false).await {
-            restore(state, rt, &was_enabled).await;
+            restore(state, rt, &was_enabled, &disabled_now).await;
             return Err(ApiError::from(&e));
         }
     }
-    // 2. Wait out the other instances' poll; anything they signed until then is recorded in the
-    //    shared slashing database before the export below.
-    if rt.vault.store().is_shared() && !deleting.is_empty() {
-        tokio::time::sleep(crate::vault::POLL_INTERVAL + Duration::from_millis(500)).await;
-    }
-    // 3. Export the history of every key asked about.
-    // (Only keys that end up `deleted` or `not_active` may have their history returned, so the
-    // read-only ones are left out.)
-    let asked: HashSet<PublicKeyBytes> = outcomes
-        .iter()
-        .filter(|(_, status)| *status != "read_only")
-        .map(|(pk, _)| *pk)
-        .collect();
-    let exported = export_for(state, &asked).await;
-    let (doc, with_history) = match exported {
+    // 4. The history of every key asked about. (Only keys that end up `deleted` or
+    // `not_active` may have their history returned, so the read-only ones are left out.)
+    let asked: HashSet<PublicKeyBytes> = deleting.union(&absent).copied().collect();
+    let (doc, with_history) = match export_for(state, &asked).await {
         Ok(x) => x,
         Err(e) => {
-            // Nothing was deleted: put the keys back.
-            restore(state, rt, &was_enabled).await;
+            restore(state, rt, &was_enabled, &disabled_now).await;
             return Err(e);
         }
     };
     let with_history: HashSet<PublicKeyBytes> = with_history.into_iter().collect();
+    // An absent key without history stays as it was: nothing of it is here.
+    let untouched: Vec<PublicKeyBytes> = absent
+        .iter()
+        .filter(|pk| !with_history.contains(pk) && !was_disabled.contains(pk))
+        .copied()
+        .collect();
+    if !untouched.is_empty() {
+        if let Err(e) = db.set_enabled(untouched, true, true).await {
+            tracing::warn!(error = %e, "could not re-enable keys without history");
+        }
+    }
     if !deleting.is_empty() {
         if let Some(dir) = &state.data_dir {
             if let Err(e) = keep_export(dir, &doc) {
                 tracing::error!(error = %e, "could not keep the deleted keys' slashing history; nothing deleted");
-                restore(state, rt, &was_enabled).await;
+                restore(state, rt, &was_enabled, &disabled_now).await;
                 return Err(ApiError::Internal);
             }
         }
+        // 5. Gone.
         let ids: Vec<String> = deleting.iter().map(|pk| pk.to_hex()).collect();
         if let Err(e) = rt.vault.store().delete_keys(&ids).await {
-            restore(state, rt, &was_enabled).await;
+            restore(state, rt, &was_enabled, &disabled_now).await;
             return Err(ApiError::from(&e));
         }
         for pk in &deleting {
@@ -470,7 +574,22 @@ pub async fn delete(
 }
 
 /// Undo a delete that could not finish: the keys sign again where they did before.
-async fn restore(state: &Arc<AppState>, rt: &VaultRuntime, was_enabled: &[String]) {
+async fn restore(
+    state: &Arc<AppState>,
+    rt: &VaultRuntime,
+    was_enabled: &[String],
+    disabled_now: &[PublicKeyBytes],
+) {
+    if !disabled_now.is_empty() {
+        if let Err(e) = state
+            .protection
+            .db
+            .set_enabled(disabled_now.to_vec(), true, true)
+            .await
+        {
+            tracing::error!(error = %e, "could not re-enable keys in the slashing database after a failed delete");
+        }
+    }
     for id in was_enabled {
         if let Err(e) = rt.vault.store().set_enabled(id, true).await {
             tracing::error!(error = %e, key = %id, "could not re-enable a key after a failed delete");
@@ -547,31 +666,93 @@ fn keep_export(dir: &std::path::Path, doc: &[u8]) -> std::io::Result<()> {
             .unwrap_or(0),
         uuid::Uuid::new_v4().simple()
     );
-    signward_vault::share::write_new_durably(&d.join(name), doc)
-        .map_err(|e| std::io::Error::other(e.to_string()))
+    signward_os::fs::write_new(&d.join(name), doc)
 }
 
-/// Import the part of an interchange document that concerns `keys`.
+/// Import the part of an interchange document that concerns `keys`: refused as a whole (400)
+/// when the document is malformed, is for another chain, or holds a record of those keys beyond
+/// the chain clock's window (a far-future record would lock the key out of today's duties).
 pub async fn import_history(
     state: &AppState,
     doc: &str,
     keys: &HashSet<PublicKeyBytes>,
 ) -> Result<(), ApiError> {
-    let (filtered, kept) = signward_slashing::interchange::filter(doc.as_bytes(), |pk| keys.contains(pk)).map_err(|e| {
-        tracing::warn!(error = %e, "slashing_protection in the import request is not a valid interchange document");
-        ApiError::Vault("invalid_keystore")
-    })?;
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let (filtered, kept) =
+        signward_slashing::interchange::filter(doc.as_bytes(), |pk| keys.contains(pk)).map_err(
+            |e| {
+                tracing::warn!(
+                    error.class = e.class(),
+                    "slashing_protection in the import request is not a valid interchange document"
+                );
+                ApiError::HistoryInvalid
+            },
+        )?;
     if kept.is_empty() {
         return Ok(());
     }
-    state
-        .protection
-        .db
-        .import(std::io::Cursor::new(filtered))
+    check_history_window(state, &filtered)?;
+    let db = &state.protection.db;
+    let pinned = db.genesis_validators_root().await.map_err(|e| {
+        tracing::error!(error = %e, "slashing database unavailable");
+        ApiError::SlashingUnavailable
+    })?;
+    let chain = pinned.or(state.network.genesis_validators_root);
+    if let Some(ours) = chain {
+        if signward_slashing::interchange::genesis_validators_root(&filtered[..])
+            .is_ok_and(|theirs| theirs != ours)
+        {
+            tracing::warn!("slashing_protection in the import request is for another chain");
+            return Err(ApiError::HistoryWrongChain);
+        }
+    }
+    db.import(std::io::Cursor::new(filtered))
         .await
         .map(|_| ())
-        .map_err(|e| {
-            tracing::error!(error = %e, "slashing history import failed");
-            ApiError::SlashingUnavailable
+        .map_err(|e| match e {
+            signward_slashing::SlashingError::GenesisMismatch { .. } => ApiError::HistoryWrongChain,
+            signward_slashing::SlashingError::Interchange(_) => ApiError::HistoryInvalid,
+            e => {
+                tracing::error!(error = %e, "slashing history import failed");
+                ApiError::SlashingUnavailable
+            }
         })
+}
+
+/// Every block and attestation target of `doc` within the chain clock's window (when the
+/// genesis time is known).
+fn check_history_window(state: &AppState, doc: &[u8]) -> Result<(), ApiError> {
+    let Some(clock) = &state.protection.clock else {
+        return Ok(());
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut beyond = false;
+    signward_slashing::interchange::read(doc, |event| {
+        if let signward_slashing::interchange::Event::Validator(v) = event {
+            let blocks = v
+                .signed_blocks
+                .iter()
+                .map(|b| signward_slashing::Signable::Block { slot: b.slot.0 });
+            let atts =
+                v.signed_attestations
+                    .iter()
+                    .map(|a| signward_slashing::Signable::Attestation {
+                        source_epoch: a.source_epoch.0,
+                        target_epoch: a.target_epoch.0.max(a.source_epoch.0),
+                    });
+            beyond |= blocks.chain(atts).any(|s| clock.check(s, now).is_some());
+        }
+        Ok(())
+    })
+    .map_err(|_| ApiError::HistoryInvalid)?;
+    if beyond {
+        tracing::warn!("slashing_protection in the import request holds records beyond the chain clock's window");
+        return Err(ApiError::HistoryTooFarInFuture);
+    }
+    Ok(())
 }

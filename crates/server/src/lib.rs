@@ -1,14 +1,17 @@
 //! signward-server: the HTTP edge.
 //!
-//! Request path: [`serve`] accepts the connection (body limit, timeout) → [`gate`] authenticates
-//! the caller and checks the route's scope → [`api`] routes it →
-//! [`signer::Signer`] parses the body, computes the signing job with `signward-core`, looks up
-//! the key, (slashing check-and-record goes here) and signs off the async runtime → the handler
-//! answers in JSON or text. Every failure leaves through [`error::ApiError`], which logs the detail
-//! and returns only a stable code.
+//! Request path: [`conn`] accepts the connection (caps, header and idle timeouts) → [`serve`]
+//! routes it (every route in one scope group; body limit, deadline) → [`gate`] authenticates the
+//! caller and checks the group's scope → [`api`] handles it → [`signer`] (eth2) or
+//! [`api::rpc`] (EVM) runs [`admission`], asks the caller's policy (the one authorizer in
+//! `signward-auth`), checks and records in the slashing database, and signs off the async
+//! runtime → the handler answers in JSON or text. Every failure leaves through
+//! [`error::ApiError`], which logs the detail and returns only a stable code.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod api;
+pub mod conn;
 pub mod controls;
 pub mod error;
 pub mod evm;

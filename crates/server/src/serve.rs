@@ -10,9 +10,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
+use signward_auth::Scope;
 use tokio::net::TcpListener;
 
 use crate::api::{admin, eth2, health, keymanager, rpc};
+pub use crate::conn::ConnLimits;
 use crate::error::ApiError;
 use crate::gate;
 use crate::state::AppState;
@@ -22,6 +24,7 @@ use crate::state::AppState;
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub limits: Limits,
+    pub connections: ConnLimits,
     /// After a shutdown signal, in-flight requests get this long to finish.
     pub shutdown_grace: Duration,
 }
@@ -52,15 +55,7 @@ impl Default for Limits {
 /// deadline than signing; they need an authenticated `keymanager` or `admin` caller.
 const IMPORT_TIMEOUT: Duration = Duration::from_secs(600);
 
-async fn deadline(limits: Limits, req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    let limit = if req.method() == axum::http::Method::POST
-        && (path == "/eth/v1/keystores" || path == "/admin/v1/keys/import")
-    {
-        limits.request_timeout.max(IMPORT_TIMEOUT)
-    } else {
-        limits.request_timeout
-    };
+async fn deadline(limit: Duration, req: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(r) => r,
         Err(_) => ApiError::Timeout.into_response(),
@@ -89,39 +84,95 @@ async fn not_found() -> Response {
     ApiError::NotFound.into_response()
 }
 
+type St = (Arc<AppState>, Limits);
+
+/// Routes behind the gate for `scope`, each under its deadline. Every route but `/upcheck` is
+/// declared in exactly one of these groups; a path that is in none is not served (404), so a
+/// route cannot be added without saying which scope guards it.
+fn scoped(state: &Arc<AppState>, scope: Scope, limit: Duration, routes: Router<St>) -> Router<St> {
+    routes
+        .route_layer(middleware::from_fn_with_state(
+            (state.clone(), scope),
+            gate::gate,
+        ))
+        .route_layer(middleware::from_fn(move |req, next| {
+            deadline(limit, req, next)
+        }))
+}
+
 /// The application router.
 pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight.max(1)));
+    let t = limits.request_timeout;
+    let long = t.max(IMPORT_TIMEOUT);
+    let s = &state;
     Router::new()
-        .route("/", post(rpc::rpc))
-        .route("/api/v1/eth2/sign/{identifier}", post(eth2::sign))
-        .route("/api/v1/eth2/publicKeys", get(eth2::public_keys))
         .route("/upcheck", get(health::upcheck))
-        .route("/healthcheck", get(health::healthcheck))
-        .route(
-            "/eth/v1/keystores",
-            get(keymanager::list)
-                .post(keymanager::import)
-                .delete(keymanager::delete),
-        )
-        .route("/eth/v1/remotekeys", get(keymanager::remote_keys))
-        .route("/admin/v1/vault", get(admin::status))
-        .route("/admin/v1/vault/unseal", post(admin::unseal))
-        .route("/admin/v1/vault/unseal/reset", post(admin::unseal_reset))
-        .route("/admin/v1/vault/seal", post(admin::seal))
-        .route("/admin/v1/halt", post(admin::halt))
-        .route("/admin/v1/resume", post(admin::resume))
-        .route("/admin/v1/keys", get(admin::list))
-        .route("/admin/v1/keys/import", post(admin::import))
-        .route("/admin/v1/keys/generate", post(admin::generate))
-        .route("/admin/v1/keys/{pubkey}", delete(admin::delete))
-        .route("/admin/v1/keys/{pubkey}/enable", post(admin::enable))
-        .route("/admin/v1/keys/{pubkey}/disable", post(admin::disable))
+        .merge(scoped(
+            s,
+            Scope::Evm,
+            t,
+            Router::new().route("/", post(rpc::rpc)),
+        ))
+        .merge(scoped(
+            s,
+            Scope::Sign,
+            t,
+            Router::new().route("/api/v1/eth2/sign/{identifier}", post(eth2::sign)),
+        ))
+        .merge(scoped(
+            s,
+            Scope::PublicKeys,
+            t,
+            Router::new().route("/api/v1/eth2/publicKeys", get(eth2::public_keys)),
+        ))
+        .merge(scoped(
+            s,
+            Scope::Metrics,
+            t,
+            Router::new().route("/healthcheck", get(health::healthcheck)),
+        ))
+        .merge(scoped(
+            s,
+            Scope::Keymanager,
+            t,
+            Router::new()
+                .route(
+                    "/eth/v1/keystores",
+                    get(keymanager::list).delete(keymanager::delete),
+                )
+                .route("/eth/v1/remotekeys", get(keymanager::remote_keys)),
+        ))
+        .merge(scoped(
+            s,
+            Scope::Keymanager,
+            long,
+            Router::new().route("/eth/v1/keystores", post(keymanager::import)),
+        ))
+        .merge(scoped(
+            s,
+            Scope::Admin,
+            t,
+            Router::new()
+                .route("/admin/v1/vault", get(admin::status))
+                .route("/admin/v1/vault/unseal", post(admin::unseal))
+                .route("/admin/v1/vault/unseal/reset", post(admin::unseal_reset))
+                .route("/admin/v1/vault/seal", post(admin::seal))
+                .route("/admin/v1/halt", post(admin::halt))
+                .route("/admin/v1/resume", post(admin::resume))
+                .route("/admin/v1/keys", get(admin::list))
+                .route("/admin/v1/keys/generate", post(admin::generate))
+                .route("/admin/v1/keys/{pubkey}", delete(admin::delete))
+                .route("/admin/v1/keys/{pubkey}/enable", post(admin::enable))
+                .route("/admin/v1/keys/{pubkey}/disable", post(admin::disable)),
+        ))
+        .merge(scoped(
+            s,
+            Scope::Admin,
+            long,
+            Router::new().route("/admin/v1/keys/import", post(admin::import)),
+        ))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), gate::gate))
-        .layer(middleware::from_fn(move |req, next| {
-            deadline(limits, req, next)
-        }))
         .layer(middleware::from_fn(move |req, next| {
             shed(permits.clone(), req, next)
         }))
@@ -130,125 +181,40 @@ pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
 
 /// The metrics router, for its own listener: `GET /metrics` behind the gate (`metrics` scope).
 pub fn metrics_router(state: Arc<AppState>) -> Router {
+    let limits = Limits::default();
     Router::new()
-        .route("/metrics", get(health::metrics))
+        .merge(scoped(
+            &state,
+            Scope::Metrics,
+            limits.request_timeout,
+            Router::new().route("/metrics", get(health::metrics)),
+        ))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), gate::gate))
-        .with_state((state, Limits::default()))
+        .with_state((state, limits))
 }
 
-/// Serve until `shutdown` resolves; then stop accepting and let in-flight requests finish for up
-/// to `grace`.
+/// Serve plain HTTP until `shutdown` resolves; then stop accepting and let in-flight requests
+/// finish for up to `grace`. Connections are limited and timed out as [`ConnLimits`] says.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    conn: ConnLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> std::io::Result<()> {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let signal = async move {
-        shutdown.await;
-        let _ = tx.send(());
-    };
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(signal);
-    let server = std::pin::pin!(std::future::IntoFuture::into_future(server));
-    tokio::select! {
-        r = server => r,
-        _ = async {
-            let _ = rx.await;
-            tokio::time::sleep(grace).await;
-        } => {
-            tracing::warn!("shutdown grace period elapsed with requests still in flight");
-            Ok(())
-        }
-    }
+    crate::conn::serve(listener, app, None, conn, shutdown, grace).await
 }
 
-/// Serve HTTPS (and mTLS when configured) until `shutdown` resolves, then let in-flight
-/// requests finish for up to `grace`. Each connection takes the TLS configuration current at
-/// its handshake, so [`crate::tls::Tls::reload`] never drops the listener.
+/// Serve HTTPS (and mTLS when configured) the same way. Each connection takes the TLS
+/// configuration current at its handshake, so [`crate::tls::Tls::reload`] never drops the
+/// listener.
 pub async fn serve_tls(
     listener: TcpListener,
     app: Router,
     tls: Arc<crate::tls::Tls>,
+    conn: ConnLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use hyper_util::server::conn::auto::Builder;
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut connections = tokio::task::JoinSet::new();
-    let shutdown = std::pin::pin!(shutdown);
-    let mut shutdown = shutdown;
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                };
-                let acceptor = tls.acceptor();
-                let app = app.clone();
-                let mut stop = stop_rx.clone();
-                connections.spawn(async move {
-                    let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::info!(peer = %peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::info!(peer = %peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let cert = stream
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|c| c.first())
-                        .map(|c| crate::tls::PeerCert(crate::tls::fingerprint(c.as_ref())));
-                    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let mut req = req.map(axum::body::Body::new);
-                        req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-                        if let Some(c) = &cert {
-                            req.extensions_mut().insert(c.clone());
-                        }
-                        let app = app.clone();
-                        async move { tower::ServiceExt::oneshot(app, req).await }
-                    });
-                    let builder = Builder::new(TokioExecutor::new());
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                    let mut conn = std::pin::pin!(conn);
-                    tokio::select! {
-                        r = conn.as_mut() => {
-                            if let Err(e) = r {
-                                tracing::debug!(error = %e, "connection ended with an error");
-                            }
-                        }
-                        _ = stop.changed() => {
-                            conn.as_mut().graceful_shutdown();
-                            let _ = conn.await;
-                        }
-                    }
-                });
-            }
-        }
-    }
-    drop(listener);
-    let _ = stop_tx.send(true);
-    let drain = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(grace, drain).await.is_err() {
-        tracing::warn!("shutdown grace period elapsed with requests still in flight");
-    }
-    Ok(())
+    crate::conn::serve(listener, app, Some(tls), conn, shutdown, grace).await
 }

@@ -1,19 +1,22 @@
 //! The signing pipeline, in the order a request must pass it:
 //!
-//! 1. readiness (keys loaded) → 2. key lookup → 3. body parse → 4. signing job computed by the
-//!    server (signing root, slashable facts) → 5. check-and-record for blocks and attestations:
-//!    the chain clock, then the slashing database decides, records and commits durably → 6. BLS
-//!    signature, off the async runtime. A refused request costs no BLS work, and nothing is
-//!    signed when the database cannot answer.
+//! 1. readiness (keys loaded) → 2. admission (canary → sealed → halted) → 3. key granted to
+//!    the caller, then leased (a delete waits for the lease) → 4. body parse, operation granted →
+//!    5. signing job computed by the server (signing root, slashable facts) → 6. check-and-record
+//!    for blocks and attestations: the chain clock, then the slashing database decides, records
+//!    and commits durably; for every other message the database still says whether the
+//!    validator may sign (not disabled, same chain) → 7. BLS signature, off the async runtime.
+//!    A refused request costs no BLS work, and nothing is signed when the database cannot answer.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use signward_auth::store::Caller;
+use signward_auth::{KeyId, Operation};
 use signward_core::bytes::{PublicKeyBytes, SignatureBytes};
 use signward_core::request::SignRequest;
 use signward_core::signing::{prepare, SigningJob, Slashable};
-use signward_slashing::{Check, Decision, Signable, SlashingStore};
+use signward_slashing::{Check, Decision, Refusal, Signable, SlashingStore};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -22,6 +25,8 @@ use crate::state::AppState;
 /// already committed it together with the check.
 pub struct AuditDraft {
     pub record: signward_audit::Record,
+    /// The message type, once the body is parsed (for metrics: our own names only).
+    pub kind: Option<signward_core::request::MessageType>,
     pub written: bool,
     pub started: std::time::Instant,
 }
@@ -38,8 +43,8 @@ pub fn parse_pubkey(s: &str) -> Result<PublicKeyBytes, ApiError> {
 }
 
 /// Run the pipeline for one eth2 sign request. `caller` is the authenticated caller (`None`
-/// only with auth disabled). Its key restriction is checked before the key lookup, so a
-/// restricted credential learns nothing about other keys.
+/// only with auth disabled). Its key grant is checked before the key lookup, so a restricted
+/// credential learns nothing about other keys.
 pub async fn sign_eth2(
     state: &Arc<AppState>,
     caller: Option<&Caller>,
@@ -52,28 +57,25 @@ pub async fn sign_eth2(
         return Err(ApiError::NotReady);
     }
     let pubkey = parse_pubkey(identifier)?;
-    if state.canaries.bls.contains(&pubkey) {
-        let who = caller.map(|c| c.name.as_str()).unwrap_or("-");
-        crate::controls::canary_hit(state, who, &pubkey.to_hex(), "eth2 sign").await;
-        return Err(ApiError::Canary);
-    }
-    if state.is_sealed() {
-        return Err(ApiError::Sealed);
-    }
-    if state.halt.is_halted() {
-        return Err(ApiError::Halted);
-    }
+    crate::admission::admit(
+        state,
+        caller,
+        crate::admission::Requested::Bls(&pubkey),
+        "eth2 sign",
+    )
+    .await?;
     if let Some(c) = caller {
-        if c.policy
-            .keys
-            .as_ref()
-            .is_some_and(|keys| !keys.contains(&pubkey))
-        {
+        c.policy.check_key(KeyId::Bls(&pubkey)).map_err(|d| {
             tracing::warn!(caller = %c.name, pubkey = %pubkey, "key not granted to caller");
-            return Err(ApiError::Forbidden(signward_auth::Denied::Key));
-        }
+            ApiError::Forbidden(d)
+        })?;
     }
-    let key = state.keys.get(&pubkey).ok_or(ApiError::UnknownKey)?;
+    // Held until the signature is made: a delete waits for it.
+    let lease = state
+        .keys
+        .lease(&pubkey)
+        .await
+        .ok_or(ApiError::UnknownKey)?;
     let request = SignRequest::from_json(body).map_err(|e| {
         tracing::debug!(
             error.class = e.classify_name(),
@@ -84,12 +86,10 @@ pub async fn sign_eth2(
         ApiError::MalformedBody
     })?;
     if let Some(c) = caller {
-        c.policy.check_sign(&pubkey, request.kind).map_err(|d| {
-            tracing::warn!(caller = %c.name, kind = %request.kind, reason = d.code(), "operation not granted to caller");
-            ApiError::Forbidden(d)
-        })?;
+        authorize_operation(c, &request)?;
     }
     audit.operation = Some(request.kind.as_str().to_string());
+    draft.kind = Some(request.kind);
     let job = prepare(&request, &state.network).map_err(|e| {
         tracing::debug!(error = %e, kind = %request.kind, "sign request refused");
         ApiError::from(&e)
@@ -109,8 +109,27 @@ pub async fn sign_eth2(
     let started = draft.started;
     check_and_record(state, &pubkey, &job, draft, started).await?;
     let root = job.signing_root;
-    let signature = sign_on_pool(move || key.sign(&root)).await?;
+    let key = lease.entry();
+    let signature = sign_on_pool(move || key.keypair.sign(&root)).await?;
+    drop(lease);
     Ok(Signed { job, signature })
+}
+
+/// The caller may sign this kind of message (by family), and a validator registration only for
+/// a fee recipient it is granted.
+fn authorize_operation(c: &Caller, request: &SignRequest) -> Result<(), ApiError> {
+    let deny = |d: signward_auth::Denied| {
+        tracing::warn!(caller = %c.name, kind = %request.kind, reason = d.code(), "operation not granted to caller");
+        ApiError::Forbidden(d)
+    };
+    c.policy
+        .check_operation(Operation::of_message(request.kind))
+        .map_err(deny)?;
+    if let Some(reg) = &request.validator_registration {
+        let fee_recipient = alloy_primitives::Address::from(reg.fee_recipient.0);
+        c.policy.check_fee_recipient(&fee_recipient).map_err(deny)?;
+    }
+    Ok(())
 }
 
 /// BLS signing runs on one pool as wide as the machine, not on tokio's blocking pool: a burst of
@@ -149,7 +168,7 @@ async fn check_and_record(
     started: std::time::Instant,
 ) -> Result<(), ApiError> {
     let signable = match job.slashable {
-        Slashable::No => return Ok(()),
+        Slashable::No => return check_not_slashable(state, pubkey, job).await,
         Slashable::Block { slot } => Signable::Block { slot },
         Slashable::Attestation {
             source_epoch,
@@ -212,9 +231,42 @@ async fn check_and_record(
             tracing::warn!(reason = refusal.code(), pubkey = %pubkey, kind = %job.kind, "slashing protection refused");
             Err(ApiError::Refused(refusal))
         }
-        Err(signward_slashing::SlashingError::OutOfRange(_)) => Err(ApiError::Refused(
-            signward_slashing::Refusal::TooFarInFuture,
-        )),
+        Err(e) => {
+            tracing::error!(error = %e, error.class = e.class(), "slashing database unavailable; not signing");
+            Err(ApiError::SlashingUnavailable)
+        }
+    }
+}
+
+/// A message that is not slashable is not recorded, but the database still decides whether the
+/// validator may sign at all (it may have been deleted on another instance) and for which chain.
+async fn check_not_slashable(
+    state: &AppState,
+    pubkey: &PublicKeyBytes,
+    job: &SigningJob,
+) -> Result<(), ApiError> {
+    let protection = &state.protection;
+    // The configured network's chain, when it is known, before any database read.
+    if let (Some(net), Some(gvr)) = (
+        state.network.genesis_validators_root,
+        job.genesis_validators_root,
+    ) {
+        if net != gvr {
+            protection.count_refusal(Refusal::GenesisMismatch);
+            return Err(ApiError::Refused(Refusal::GenesisMismatch));
+        }
+    }
+    match protection
+        .db
+        .may_sign(*pubkey, job.genesis_validators_root)
+        .await
+    {
+        Ok(None) => Ok(()),
+        Ok(Some(refusal)) => {
+            protection.count_refusal(refusal);
+            tracing::warn!(reason = refusal.code(), pubkey = %pubkey, kind = %job.kind, "refused by the slashing database");
+            Err(ApiError::Refused(refusal))
+        }
         Err(e) => {
             tracing::error!(error = %e, error.class = e.class(), "slashing database unavailable; not signing");
             Err(ApiError::SlashingUnavailable)

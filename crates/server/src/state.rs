@@ -19,6 +19,31 @@ pub enum KeyOrigin {
     Vault,
 }
 
+/// A loaded key. Signing holds a [`KeyLease`] on it from the key lookup until the signature is
+/// made; retiring the key waits for every lease, and no lease is granted after it.
+pub struct KeyEntry {
+    pub keypair: BlsKeypair,
+    pub origin: KeyOrigin,
+    retired: Arc<tokio::sync::RwLock<bool>>,
+}
+
+/// Permission to sign with a key, held for the whole request.
+pub struct KeyLease {
+    entry: Arc<KeyEntry>,
+    _guard: tokio::sync::OwnedRwLockReadGuard<bool>,
+}
+
+impl KeyLease {
+    pub fn keypair(&self) -> &BlsKeypair {
+        &self.entry.keypair
+    }
+
+    /// The key, for work off the async runtime (the lease must outlive that work).
+    pub fn entry(&self) -> Arc<KeyEntry> {
+        self.entry.clone()
+    }
+}
+
 /// The keys the server can sign with, in load order.
 #[derive(Default)]
 pub struct KeyRegistry {
@@ -28,7 +53,7 @@ pub struct KeyRegistry {
 #[derive(Default)]
 struct Inner {
     order: Vec<PublicKeyBytes>,
-    map: HashMap<PublicKeyBytes, (Arc<BlsKeypair>, KeyOrigin)>,
+    map: HashMap<PublicKeyBytes, Arc<KeyEntry>>,
 }
 
 impl KeyRegistry {
@@ -56,7 +81,11 @@ impl KeyRegistry {
         for k in keys {
             let pk = *k.public_key();
             if let std::collections::hash_map::Entry::Vacant(e) = g.map.entry(pk) {
-                e.insert((Arc::new(k), origin));
+                e.insert(Arc::new(KeyEntry {
+                    keypair: k,
+                    origin,
+                    retired: Arc::default(),
+                }));
                 g.order.push(pk);
                 added += 1;
             }
@@ -67,29 +96,58 @@ impl KeyRegistry {
     /// Remove the keys in `pks` (dropping the registry's reference; the secret is wiped when the
     /// last in-flight signer lets go). Returns how many were present.
     pub fn remove_all(&self, pks: &std::collections::HashSet<PublicKeyBytes>) -> usize {
+        self.take(pks).len()
+    }
+
+    fn take(&self, pks: &std::collections::HashSet<PublicKeyBytes>) -> Vec<Arc<KeyEntry>> {
         let mut g = self.write();
-        let before = g.map.len();
-        g.map.retain(|pk, _| !pks.contains(pk));
-        g.order.retain(|pk| !pks.contains(pk));
-        before - g.map.len()
+        let taken: Vec<Arc<KeyEntry>> = pks.iter().filter_map(|pk| g.map.remove(pk)).collect();
+        if !taken.is_empty() {
+            g.order.retain(|pk| !pks.contains(pk));
+        }
+        taken
+    }
+
+    /// Remove the keys in `pks` and wait until no request holds a lease on any of them: when
+    /// this returns, this process signs nothing more with them (a request that looked a key up
+    /// before it was removed is refused when it asks for its lease). Returns how many were present.
+    pub async fn retire(&self, pks: &std::collections::HashSet<PublicKeyBytes>) -> usize {
+        let taken = self.take(pks);
+        for e in &taken {
+            *e.retired.write().await = true;
+        }
+        taken.len()
     }
 
     /// Remove every key of `origin`. Returns how many.
     pub fn remove_origin(&self, origin: KeyOrigin) -> usize {
         let mut g = self.write();
         let before = g.map.len();
-        g.map.retain(|_, (_, o)| *o != origin);
+        g.map.retain(|_, e| e.origin != origin);
         let Inner { order, map } = &mut *g;
         order.retain(|pk| map.contains_key(pk));
         before - map.len()
     }
 
-    pub fn get(&self, pk: &PublicKeyBytes) -> Option<Arc<BlsKeypair>> {
-        self.read().map.get(pk).map(|(k, _)| k.clone())
+    /// A lease on `pk`, or `None` when no such key is loaded (or it is being retired).
+    pub async fn lease(&self, pk: &PublicKeyBytes) -> Option<KeyLease> {
+        let entry = self.read().map.get(pk).cloned()?;
+        let guard = entry.retired.clone().read_owned().await;
+        if *guard {
+            return None;
+        }
+        Some(KeyLease {
+            entry,
+            _guard: guard,
+        })
+    }
+
+    pub fn contains(&self, pk: &PublicKeyBytes) -> bool {
+        self.read().map.contains_key(pk)
     }
 
     pub fn origin(&self, pk: &PublicKeyBytes) -> Option<KeyOrigin> {
-        self.read().map.get(pk).map(|(_, o)| *o)
+        self.read().map.get(pk).map(|e| e.origin)
     }
 
     /// Public keys and origins, in load order.
@@ -97,7 +155,7 @@ impl KeyRegistry {
         let g = self.read();
         g.order
             .iter()
-            .filter_map(|pk| g.map.get(pk).map(|(_, o)| (*pk, *o)))
+            .filter_map(|pk| g.map.get(pk).map(|e| (*pk, e.origin)))
             .collect()
     }
 

@@ -38,12 +38,16 @@ pub enum Refusal {
     SourceAfterTarget,
     /// The request is for another chain than the database is pinned to.
     GenesisMismatch,
-    /// The slot or epoch is further ahead of the chain clock than allowed.
+    /// The slot or epoch is further ahead of the chain clock than allowed (or beyond any real
+    /// slot or epoch).
     TooFarInFuture,
+    /// The validator was disabled (its key deleted, its history exported): nothing more is
+    /// signed for it, by any instance sharing the database, until it is imported again.
+    Disabled,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 7] = [
+    pub const ALL: [Refusal; 8] = [
         Refusal::DoubleProposal,
         Refusal::DoubleVote,
         Refusal::SurroundVote,
@@ -51,6 +55,7 @@ impl Refusal {
         Refusal::SourceAfterTarget,
         Refusal::GenesisMismatch,
         Refusal::TooFarInFuture,
+        Refusal::Disabled,
     ];
 
     pub fn code(&self) -> &'static str {
@@ -62,6 +67,7 @@ impl Refusal {
             Refusal::SourceAfterTarget => "source_after_target",
             Refusal::GenesisMismatch => "genesis_mismatch",
             Refusal::TooFarInFuture => "too_far_in_future",
+            Refusal::Disabled => "validator_disabled",
         }
     }
 

@@ -207,7 +207,8 @@ pub fn check_metadata(m: &Metadata) -> Result<(), SlashingError> {
 }
 
 /// Copy the entries of an interchange document whose public key `keep` accepts into a new
-/// document (same metadata). Returns it and the public keys it holds, in order.
+/// document (same metadata). Returns it and the public keys in it that have at least one record,
+/// in order.
 pub fn filter<R: Read>(
     reader: R,
     keep: impl Fn(&PublicKeyBytes) -> bool,
@@ -224,13 +225,32 @@ pub fn filter<R: Read>(
             if keep(&v.pubkey) {
                 let w = writer.as_mut().ok_or(SlashingError::WriterGone)?;
                 w.validator(&v.pubkey, &v.signed_blocks, &v.signed_attestations)?;
-                kept.push(v.pubkey);
+                if !v.signed_blocks.is_empty() || !v.signed_attestations.is_empty() {
+                    kept.push(v.pubkey);
+                }
             }
             Ok(())
         }
     })?;
     let w = writer.ok_or_else(|| SlashingError::Interchange("no metadata".into()))?;
     Ok((w.finish()?, kept))
+}
+
+/// The genesis validators root a document is for (reading stops at its metadata).
+pub fn genesis_validators_root<R: Read>(reader: R) -> Result<Root, SlashingError> {
+    let mut found = None;
+    let read_result = read(reader, |event| match event {
+        Event::Metadata(m) => {
+            found = Some(m.genesis_validators_root);
+            Err(SlashingError::Interchange("metadata read".into()))
+        }
+        Event::Validator(_) => Ok(()),
+    });
+    match (found, read_result) {
+        (Some(r), _) => Ok(r),
+        (None, Err(e)) => Err(e),
+        (None, Ok(())) => Err(SlashingError::Interchange("no metadata".into())),
+    }
 }
 
 /// Writes an interchange document one validator at a time.

@@ -5,6 +5,7 @@
 //! * [`store`]: the [`SlashingStore`] trait and [`SlashingDb`], chosen by URL.
 //! * [`sqlite`]: the embedded default, with group commit.
 //! * [`postgres`]: for several instances sharing one database.
+//! * [`history`]: one validator's records and how an import merges into them (pure).
 //! * [`interchange`]: EIP-3076 import and export, streamed.
 //! * [`clock`]: the chain-clock window that refuses messages too far in the future.
 //!
@@ -16,6 +17,7 @@
 pub mod clock;
 pub mod decision;
 mod error;
+pub mod history;
 pub mod interchange;
 pub mod postgres;
 pub mod sqlite;

@@ -14,19 +14,20 @@ use deadpool_postgres::Pool;
 use signward_core::bytes::{PublicKeyBytes, Root, Uint64};
 
 use crate::decision::{Check, Decision, Refusal, Signable};
+use crate::history::{merge, History, MergeReport, Watermarks};
 use crate::interchange::{self, Event, SignedAttestation, SignedBlock, ValidatorHistory};
 use crate::store::{
-    normalize, to_i64, write_history, ExportReport, ImportReport, PruneReport, SlashingStore,
-    SCHEMA_VERSION,
+    to_i64, write_history, ExportReport, ImportReport, PruneReport, SlashingStore, SCHEMA_VERSION,
 };
 use crate::SlashingError;
 
 /// Serialises schema migrations across instances.
 const MIGRATION_LOCK: i64 = 0x5349_474e_5741_5244; // "SIGNWARD"
 
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE validators (
     id BIGSERIAL PRIMARY KEY,
     pubkey BYTEA NOT NULL UNIQUE
@@ -105,7 +106,68 @@ BEGIN
 END;
 $$;
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+ALTER TABLE validators ADD COLUMN enabled BOOLEAN NOT NULL DEFAULT TRUE;
+CREATE OR REPLACE FUNCTION signward_check(p_pubkey BYTEA, p_gvr BYTEA, p_kind SMALLINT,
+                               p_a BIGINT, p_b BIGINT, p_root BYTEA) RETURNS TEXT
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_id BIGINT; v_enabled BOOLEAN; pinned BYTEA; e_root BYTEA; e_src BIGINT; hit BOOLEAN;
+    min_a BIGINT; min_b BIGINT; wm_a BIGINT; wm_b BIGINT;
+BEGIN
+    SELECT value INTO pinned FROM signward_meta WHERE key = 'genesis_validators_root';
+    IF pinned IS NULL THEN
+        INSERT INTO signward_meta (key, value) VALUES ('genesis_validators_root', p_gvr)
+            ON CONFLICT (key) DO NOTHING;
+        SELECT value INTO pinned FROM signward_meta WHERE key = 'genesis_validators_root';
+    END IF;
+    IF pinned <> p_gvr THEN RETURN 'genesis_mismatch'; END IF;
+    INSERT INTO validators (pubkey) VALUES (p_pubkey) ON CONFLICT (pubkey) DO NOTHING;
+    SELECT id, enabled INTO v_id, v_enabled FROM validators WHERE pubkey = p_pubkey FOR UPDATE;
+    IF NOT v_enabled THEN RETURN 'validator_disabled'; END IF;
+    IF p_kind = 0 THEN
+        SELECT signing_root, TRUE INTO e_root, hit FROM signed_blocks
+            WHERE validator_id = v_id AND slot = p_a;
+        IF hit THEN
+            IF e_root IS NOT NULL AND e_root = p_root THEN RETURN 'repeat'; END IF;
+            RETURN 'double_proposal';
+        END IF;
+        SELECT MIN(slot) INTO min_a FROM signed_blocks WHERE validator_id = v_id;
+        SELECT block_slot INTO wm_a FROM watermarks WHERE validator_id = v_id;
+        IF p_a <= min_a OR p_a <= wm_a THEN RETURN 'below_watermark'; END IF;
+        INSERT INTO signed_blocks (validator_id, slot, signing_root) VALUES (v_id, p_a, p_root);
+        RETURN 'allowed';
+    END IF;
+    IF p_a > p_b THEN RETURN 'source_after_target'; END IF;
+    SELECT source_epoch, signing_root, TRUE INTO e_src, e_root, hit FROM signed_attestations
+        WHERE validator_id = v_id AND target_epoch = p_b;
+    IF hit THEN
+        IF e_src = p_a AND e_root IS NOT NULL AND e_root = p_root THEN RETURN 'repeat'; END IF;
+        RETURN 'double_vote';
+    END IF;
+    IF EXISTS (SELECT 1 FROM signed_attestations
+               WHERE validator_id = v_id AND target_epoch > p_b AND source_epoch < p_a)
+       OR EXISTS (SELECT 1 FROM signed_attestations
+               WHERE validator_id = v_id AND source_epoch > p_a AND target_epoch < p_b) THEN
+        RETURN 'surround_vote';
+    END IF;
+    SELECT MIN(source_epoch), MIN(target_epoch) INTO min_a, min_b
+        FROM signed_attestations WHERE validator_id = v_id;
+    SELECT att_source, att_target INTO wm_a, wm_b FROM watermarks WHERE validator_id = v_id;
+    IF p_a < min_a OR p_b <= min_b OR p_a < wm_a OR p_b <= wm_b THEN
+        RETURN 'below_watermark';
+    END IF;
+    INSERT INTO signed_attestations (validator_id, source_epoch, target_epoch, signing_root)
+        VALUES (v_id, p_a, p_b, p_root);
+    RETURN 'allowed';
+END;
+$$;
+"#,
+    ),
+];
 
 fn pool_err(e: impl std::fmt::Display) -> SlashingError {
     SlashingError::Pool(e.to_string())
@@ -176,16 +238,15 @@ impl PgStore {
         Ok(())
     }
 
-    /// Import one validator's history in one transaction with a fixed number of statements
-    /// (arrays, not a round trip per record).
+    /// Merge one imported validator into its stored history (see [`crate::history`]) in one
+    /// transaction, under the validator's row lock, with a fixed number of statements.
     async fn import_validator(
         &self,
         v: &ValidatorHistory,
         report: &mut ImportReport,
     ) -> Result<(), SlashingError> {
-        let n = normalize(v)?;
-        report.duplicates += n.duplicates;
-        report.conflicts += n.conflicts;
+        let mut m = MergeReport::default();
+        let incoming = History::from_interchange(v, &mut m)?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let pk = v.pubkey.0.to_vec();
@@ -201,67 +262,87 @@ impl PgStore {
             )
             .await?
             .get(0);
-        // Stored rows that disagree with the file lose their signing root (stricter); new rows
-        // are inserted; the rest are duplicates. All CTEs see the rows as they were before.
-        let slots: Vec<i64> = n.blocks.iter().map(|b| b.0).collect();
-        let broots: Vec<Option<Vec<u8>>> =
-            n.blocks.iter().map(|b| b.1.map(|r| r.0.to_vec())).collect();
-        let row = tx
-            .query_one(
-                "WITH incoming AS (SELECT * FROM UNNEST($2::BIGINT[], $3::BYTEA[]) AS t(slot, root)),
-                 differ AS (
-                     SELECT i.slot FROM signed_blocks b JOIN incoming i ON b.slot = i.slot
-                     WHERE b.validator_id = $1 AND (b.signing_root IS NULL OR i.root IS NULL
-                                                    OR b.signing_root <> i.root)
-                       AND NOT (b.signing_root IS NULL AND i.root IS NULL)),
-                 changed AS (
-                     UPDATE signed_blocks b SET signing_root = NULL
-                     WHERE b.validator_id = $1 AND b.slot IN (SELECT slot FROM differ)
-                     RETURNING 1),
-                 added AS (
-                     INSERT INTO signed_blocks (validator_id, slot, signing_root)
-                     SELECT $1, slot, root FROM incoming ON CONFLICT DO NOTHING RETURNING 1)
-                 SELECT (SELECT COUNT(*) FROM added), (SELECT COUNT(*) FROM differ), (SELECT COUNT(*) FROM changed)",
+        let mut stored = History::default();
+        for r in tx
+            .query(
+                "SELECT slot, signing_root FROM signed_blocks WHERE validator_id = $1",
+                &[&vid],
+            )
+            .await?
+        {
+            stored.blocks.insert(r.get(0), opt_root(r.get(1)));
+        }
+        for r in tx
+            .query(
+                "SELECT source_epoch, target_epoch, signing_root FROM signed_attestations WHERE validator_id = $1",
+                &[&vid],
+            )
+            .await?
+        {
+            stored.attestations.insert(r.get(1), (r.get(0), opt_root(r.get(2))));
+        }
+        if let Some(r) = tx
+            .query_opt(
+                "SELECT block_slot, att_source, att_target FROM watermarks WHERE validator_id = $1",
+                &[&vid],
+            )
+            .await?
+        {
+            stored.watermarks = Watermarks {
+                block_slot: r.get(0),
+                att_source: r.get(1),
+                att_target: r.get(2),
+            };
+        }
+        let merged = merge(stored.clone(), &incoming, &mut m);
+        if merged != stored {
+            let slots: Vec<i64> = merged.blocks.keys().copied().collect();
+            let broots: Vec<Option<Vec<u8>>> = merged
+                .blocks
+                .values()
+                .map(|r| r.map(|r| r.0.to_vec()))
+                .collect();
+            let targets: Vec<i64> = merged.attestations.keys().copied().collect();
+            let sources: Vec<i64> = merged.attestations.values().map(|a| a.0).collect();
+            let aroots: Vec<Option<Vec<u8>>> = merged
+                .attestations
+                .values()
+                .map(|a| a.1.map(|r| r.0.to_vec()))
+                .collect();
+            tx.execute("DELETE FROM signed_blocks WHERE validator_id = $1", &[&vid])
+                .await?;
+            tx.execute(
+                "DELETE FROM signed_attestations WHERE validator_id = $1",
+                &[&vid],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO signed_blocks (validator_id, slot, signing_root)
+                 SELECT $1, slot, root FROM UNNEST($2::BIGINT[], $3::BYTEA[]) AS t(slot, root)",
                 &[&vid, &slots, &broots],
             )
             .await?;
-        let (added, differ): (i64, i64) = (row.get(0), row.get(1));
-        report.blocks += added as u64;
-        report.conflicts += differ as u64;
-        report.duplicates += (slots.len() as i64 - added - differ).max(0) as u64;
-
-        let sources: Vec<i64> = n.attestations.iter().map(|a| a.0).collect();
-        let targets: Vec<i64> = n.attestations.iter().map(|a| a.1).collect();
-        let aroots: Vec<Option<Vec<u8>>> = n
-            .attestations
-            .iter()
-            .map(|a| a.2.map(|r| r.0.to_vec()))
-            .collect();
-        let row = tx
-            .query_one(
-                "WITH incoming AS (SELECT * FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::BYTEA[]) AS t(source, target, root)),
-                 differ AS (
-                     SELECT i.target FROM signed_attestations a JOIN incoming i ON a.target_epoch = i.target
-                     WHERE a.validator_id = $1
-                       AND (a.source_epoch <> i.source
-                            OR ((a.signing_root IS NULL OR i.root IS NULL OR a.signing_root <> i.root)
-                                AND NOT (a.signing_root IS NULL AND i.root IS NULL)))),
-                 changed AS (
-                     UPDATE signed_attestations a SET signing_root = NULL
-                     WHERE a.validator_id = $1 AND a.target_epoch IN (SELECT target FROM differ)
-                     RETURNING 1),
-                 added AS (
-                     INSERT INTO signed_attestations (validator_id, source_epoch, target_epoch, signing_root)
-                     SELECT $1, source, target, root FROM incoming ON CONFLICT DO NOTHING RETURNING 1)
-                 SELECT (SELECT COUNT(*) FROM added), (SELECT COUNT(*) FROM differ), (SELECT COUNT(*) FROM changed)",
+            tx.execute(
+                "INSERT INTO signed_attestations (validator_id, source_epoch, target_epoch, signing_root)
+                 SELECT $1, source, target, root
+                 FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::BYTEA[]) AS t(source, target, root)",
                 &[&vid, &sources, &targets, &aroots],
             )
             .await?;
-        let (added, differ): (i64, i64) = (row.get(0), row.get(1));
-        report.attestations += added as u64;
-        report.conflicts += differ as u64;
-        report.duplicates += (targets.len() as i64 - added - differ).max(0) as u64;
+            let w = merged.watermarks;
+            if w != Watermarks::default() {
+                tx.execute(
+                    "INSERT INTO watermarks (validator_id, block_slot, att_source, att_target)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (validator_id) DO UPDATE SET block_slot = EXCLUDED.block_slot,
+                         att_source = EXCLUDED.att_source, att_target = EXCLUDED.att_target",
+                    &[&vid, &w.block_slot, &w.att_source, &w.att_target],
+                )
+                .await?;
+            }
+        }
         tx.commit().await?;
+        report.add(&m);
         report.validators += 1;
         Ok(())
     }
@@ -273,12 +354,17 @@ fn opt_root(v: Option<Vec<u8>>) -> Option<Root> {
 
 impl SlashingStore for PgStore {
     async fn check_and_record(&self, check: Check) -> Result<Decision, SlashingError> {
-        let (kind, a, b): (i16, i64, i64) = match check.signable {
-            Signable::Block { slot } => (0, to_i64(slot)?, 0),
+        let values = match check.signable {
+            Signable::Block { slot } => to_i64(slot).map(|s| (0i16, s, 0)),
             Signable::Attestation {
                 source_epoch,
                 target_epoch,
-            } => (1, to_i64(source_epoch)?, to_i64(target_epoch)?),
+            } => to_i64(source_epoch).and_then(|s| Ok((1i16, s, to_i64(target_epoch)?))),
+        };
+        // Beyond any real slot or epoch: refused like any other far-future message (as the
+        // SQLite backend does).
+        let Ok((kind, a, b)) = values else {
+            return Ok(Decision::Refused(Refusal::TooFarInFuture));
         };
         let client = self.client().await?;
         let stmt = client
@@ -450,6 +536,70 @@ impl SlashingStore for PgStore {
         w.finish()?;
         tx.commit().await?;
         Ok(report)
+    }
+
+    async fn set_enabled(
+        &self,
+        pubkeys: Vec<PublicKeyBytes>,
+        enabled: bool,
+        only_known: bool,
+    ) -> Result<(), SlashingError> {
+        let keys: Vec<Vec<u8>> = pubkeys.iter().map(|p| p.0.to_vec()).collect();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        if !only_known {
+            tx.execute(
+                "INSERT INTO validators (pubkey) SELECT * FROM UNNEST($1::BYTEA[])
+                 ON CONFLICT (pubkey) DO NOTHING",
+                &[&keys],
+            )
+            .await?;
+        }
+        // The row lock a check takes (FOR UPDATE) waits for this update; a check that runs
+        // after it commits reads the new state.
+        tx.execute(
+            "UPDATE validators SET enabled = $2 WHERE pubkey = ANY($1::BYTEA[])",
+            &[&keys, &enabled],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn may_sign(
+        &self,
+        pubkey: PublicKeyBytes,
+        gvr: Option<Root>,
+    ) -> Result<Option<Refusal>, SlashingError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT (SELECT value FROM signward_meta WHERE key = 'genesis_validators_root'),
+                        (SELECT enabled FROM validators WHERE pubkey = $1)",
+            )
+            .await?;
+        let row = client.query_one(&stmt, &[&pubkey.0.to_vec()]).await?;
+        let pinned: Option<Vec<u8>> = row.get(0);
+        let enabled: Option<bool> = row.get(1);
+        if let (Some(p), Some(g)) = (pinned.and_then(|b| Root::from_slice(&b)), gvr) {
+            if p != g {
+                return Ok(Some(Refusal::GenesisMismatch));
+            }
+        }
+        Ok((enabled == Some(false)).then_some(Refusal::Disabled))
+    }
+
+    async fn disabled(&self) -> Result<Vec<PublicKeyBytes>, SlashingError> {
+        let client = self.client().await?;
+        Ok(client
+            .query(
+                "SELECT pubkey FROM validators WHERE NOT enabled ORDER BY id",
+                &[],
+            )
+            .await?
+            .iter()
+            .filter_map(|r| PublicKeyBytes::from_slice(&r.get::<_, Vec<u8>>(0)))
+            .collect())
     }
 
     async fn prune(

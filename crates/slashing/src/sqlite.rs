@@ -18,19 +18,20 @@ use tokio::sync::{mpsc, oneshot};
 use signward_audit::{AuditKey, Record, WITH_SLASHING};
 
 use crate::decision::{Check, Decision, Refusal, Signable};
+use crate::history::{merge, History, MergeReport, Watermarks};
 use crate::interchange::{self, Event, SignedAttestation, SignedBlock, ValidatorHistory};
 use crate::store::{
-    normalize, to_i64, write_history, ExportReport, ImportReport, PruneReport, SlashingStore,
-    SCHEMA_VERSION,
+    to_i64, write_history, ExportReport, ImportReport, PruneReport, SlashingStore, SCHEMA_VERSION,
 };
 use crate::SlashingError;
 
 /// Most checks decided in one transaction.
 pub const MAX_BATCH: usize = 512;
 
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE validators (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE validators (
          id INTEGER PRIMARY KEY,
          pubkey BLOB NOT NULL UNIQUE
      );
@@ -54,7 +55,12 @@ const MIGRATIONS: &[(i64, &str)] = &[(
          att_source INTEGER,
          att_target INTEGER
      );",
-)];
+    ),
+    (
+        2,
+        "ALTER TABLE validators ADD COLUMN enabled INTEGER NOT NULL DEFAULT 1;",
+    ),
+];
 
 enum Job {
     Check(
@@ -86,6 +92,8 @@ pub struct SqliteStore {
     path: PathBuf,
     jobs: mpsc::Sender<Job>,
     audits: bool,
+    /// For the one read a message that is not slashable needs (WAL: never blocks the writer).
+    reader: std::sync::Mutex<Connection>,
 }
 
 /// Open (creating the file 0600 if needed) a durable connection.
@@ -288,7 +296,19 @@ impl Writer {
                 id
             }
         };
-        decide(&self.conn, vid, check.signable, &check.signing_root.0)
+        // Read inside this transaction: a disable committed before it is always seen.
+        let enabled: bool = self
+            .conn
+            .prepare_cached("SELECT enabled FROM validators WHERE id = ?1")?
+            .query_row(params![vid], |r| r.get(0))?;
+        if !enabled {
+            return Ok(Decision::Refused(Refusal::Disabled));
+        }
+        match decide(&self.conn, vid, check.signable, &check.signing_root.0) {
+            // Beyond any real slot or epoch: refused like any other far-future message.
+            Err(SlashingError::OutOfRange(_)) => Ok(Decision::Refused(Refusal::TooFarInFuture)),
+            other => other,
+        }
     }
 
     fn run_batch(&mut self, batch: Vec<Job>) {
@@ -301,12 +321,7 @@ impl Writer {
             for job in &batch {
                 match job {
                     Job::Check(check, record, _) => {
-                        let r = match self.decide_one(check) {
-                            Ok(d) => Ok(d),
-                            // A value out of range refuses this request only.
-                            Err(SlashingError::OutOfRange(v)) => Err(SlashingError::OutOfRange(v)),
-                            Err(e) => return Err(e),
-                        };
+                        let r = Ok(self.decide_one(check)?);
                         if let Some(record) = record {
                             let mut record = record.clone();
                             stamp(&mut record, &r);
@@ -416,6 +431,7 @@ impl SqliteStore {
             path: path.to_path_buf(),
             jobs: tx,
             audits,
+            reader: std::sync::Mutex::new(connect(path)?),
         })
     }
 
@@ -473,64 +489,94 @@ impl SqliteStore {
     }
 }
 
+/// One validator's stored history, read inside the caller's transaction.
+fn read_history(tx: &Connection, vid: i64) -> Result<History, SlashingError> {
+    let mut h = History::default();
+    let mut q =
+        tx.prepare_cached("SELECT slot, signing_root FROM signed_blocks WHERE validator_id = ?1")?;
+    let mut rows = q.query(params![vid])?;
+    while let Some(r) = rows.next()? {
+        h.blocks.insert(r.get(0)?, opt_root(r.get(1)?));
+    }
+    let mut q = tx.prepare_cached(
+        "SELECT source_epoch, target_epoch, signing_root FROM signed_attestations WHERE validator_id = ?1",
+    )?;
+    let mut rows = q.query(params![vid])?;
+    while let Some(r) = rows.next()? {
+        h.attestations
+            .insert(r.get(1)?, (r.get(0)?, opt_root(r.get(2)?)));
+    }
+    if let Some((b, s, t)) = tx
+        .prepare_cached(
+            "SELECT block_slot, att_source, att_target FROM watermarks WHERE validator_id = ?1",
+        )?
+        .query_row(params![vid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?
+    {
+        h.watermarks = Watermarks {
+            block_slot: b,
+            att_source: s,
+            att_target: t,
+        };
+    }
+    Ok(h)
+}
+
+/// Replace one validator's stored history with `h`, inside the caller's transaction.
+fn write_history_rows(
+    tx: &Connection,
+    vid: i64,
+    h: &History,
+    was_empty: bool,
+) -> Result<(), SlashingError> {
+    if !was_empty {
+        tx.prepare_cached("DELETE FROM signed_blocks WHERE validator_id = ?1")?
+            .execute(params![vid])?;
+        tx.prepare_cached("DELETE FROM signed_attestations WHERE validator_id = ?1")?
+            .execute(params![vid])?;
+    }
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO signed_blocks (validator_id, slot, signing_root) VALUES (?1, ?2, ?3)",
+    )?;
+    for (slot, root) in &h.blocks {
+        ins.execute(params![vid, slot, root.map(|r| r.0.to_vec())])?;
+    }
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO signed_attestations (validator_id, source_epoch, target_epoch, signing_root)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (t, (s, root)) in &h.attestations {
+        ins.execute(params![vid, s, t, root.map(|r| r.0.to_vec())])?;
+    }
+    let w = h.watermarks;
+    if w != Watermarks::default() {
+        tx.prepare_cached(
+            "INSERT INTO watermarks (validator_id, block_slot, att_source, att_target)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(validator_id) DO UPDATE SET block_slot = excluded.block_slot,
+                 att_source = excluded.att_source, att_target = excluded.att_target",
+        )?
+        .execute(params![vid, w.block_slot, w.att_source, w.att_target])?;
+    }
+    Ok(())
+}
+
+/// Merge one imported validator into the stored history (see [`crate::history`]).
 fn import_validator(
     tx: &Connection,
     v: &ValidatorHistory,
     report: &mut ImportReport,
 ) -> Result<(), SlashingError> {
-    let n = normalize(v)?;
-    report.duplicates += n.duplicates;
-    report.conflicts += n.conflicts;
+    let mut m = MergeReport::default();
+    let incoming = History::from_interchange(v, &mut m)?;
     let vid = validator_id(tx, &v.pubkey)?;
-    for (slot, root) in n.blocks {
-        let root = root.map(|r| r.0.to_vec());
-        let existing: Option<Option<Vec<u8>>> = tx
-            .prepare_cached(
-                "SELECT signing_root FROM signed_blocks WHERE validator_id = ?1 AND slot = ?2",
-            )?
-            .query_row(params![vid, slot], |r| r.get(0))
-            .optional()?;
-        match existing {
-            None => {
-                tx.prepare_cached("INSERT INTO signed_blocks (validator_id, slot, signing_root) VALUES (?1, ?2, ?3)")?
-                    .execute(params![vid, slot, root])?;
-                report.blocks += 1;
-            }
-            Some(e) if e == root => report.duplicates += 1,
-            Some(_) => {
-                tx.prepare_cached("UPDATE signed_blocks SET signing_root = NULL WHERE validator_id = ?1 AND slot = ?2")?
-                    .execute(params![vid, slot])?;
-                report.conflicts += 1;
-            }
-        }
+    let stored = read_history(tx, vid)?;
+    let was_empty = stored.blocks.is_empty() && stored.attestations.is_empty();
+    let merged = merge(stored.clone(), &incoming, &mut m);
+    if merged != stored {
+        write_history_rows(tx, vid, &merged, was_empty)?;
     }
-    for (s, t, root) in n.attestations {
-        let root = root.map(|r| r.0.to_vec());
-        let existing: Option<(i64, Option<Vec<u8>>)> = tx
-            .prepare_cached(
-                "SELECT source_epoch, signing_root FROM signed_attestations WHERE validator_id = ?1 AND target_epoch = ?2",
-            )?
-            .query_row(params![vid, t], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        match existing {
-            None => {
-                tx.prepare_cached(
-                    "INSERT INTO signed_attestations (validator_id, source_epoch, target_epoch, signing_root)
-                     VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![vid, s, t, root])?;
-                report.attestations += 1;
-            }
-            Some((es, e)) if es == s && e == root => report.duplicates += 1,
-            Some(_) => {
-                tx.prepare_cached(
-                    "UPDATE signed_attestations SET signing_root = NULL WHERE validator_id = ?1 AND target_epoch = ?2",
-                )?
-                .execute(params![vid, t])?;
-                report.conflicts += 1;
-            }
-        }
-    }
+    report.add(&m);
     report.validators += 1;
     Ok(())
 }
@@ -736,6 +782,61 @@ impl SlashingStore for SqliteStore {
         minimal: bool,
     ) -> Result<ExportReport, SlashingError> {
         self.blocking(move |c| export_all(c, writer, minimal)).await
+    }
+
+    async fn set_enabled(
+        &self,
+        pubkeys: Vec<PublicKeyBytes>,
+        enabled: bool,
+        only_known: bool,
+    ) -> Result<(), SlashingError> {
+        self.blocking(move |c| {
+            // The write lock serialises this with the writer's batches: a batch that commits
+            // later sees the new state.
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for pk in &pubkeys {
+                if !only_known {
+                    validator_id(&tx, pk)?;
+                }
+                tx.prepare_cached("UPDATE validators SET enabled = ?1 WHERE pubkey = ?2")?
+                    .execute(params![enabled, pk.0.to_vec()])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn may_sign(
+        &self,
+        pubkey: PublicKeyBytes,
+        gvr: Option<Root>,
+    ) -> Result<Option<Refusal>, SlashingError> {
+        // Two indexed reads on a connection of its own; microseconds, so done in place.
+        let c = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        if let (Some(pinned), Some(g)) = (read_gvr(&c)?, gvr) {
+            if pinned != g {
+                return Ok(Some(Refusal::GenesisMismatch));
+            }
+        }
+        let enabled: Option<bool> = c
+            .prepare_cached("SELECT enabled FROM validators WHERE pubkey = ?1")?
+            .query_row(params![pubkey.0.to_vec()], |r| r.get(0))
+            .optional()?;
+        Ok((enabled == Some(false)).then_some(Refusal::Disabled))
+    }
+
+    async fn disabled(&self) -> Result<Vec<PublicKeyBytes>, SlashingError> {
+        self.blocking(|c| {
+            let v: Vec<Vec<u8>> = c
+                .prepare("SELECT pubkey FROM validators WHERE NOT enabled ORDER BY id")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(v.iter()
+                .filter_map(|b| PublicKeyBytes::from_slice(b))
+                .collect())
+        })
+        .await
     }
 
     async fn prune(

@@ -5,14 +5,15 @@ use std::io::{Read, Write};
 
 use signward_core::bytes::Root;
 
-use crate::decision::{Check, Decision};
+use crate::decision::{Check, Decision, Refusal};
 use crate::postgres::PgStore;
 use crate::sqlite::SqliteStore;
 use crate::SlashingError;
+use signward_core::bytes::PublicKeyBytes;
 
 /// The newest schema this build understands. Older schemas are migrated on open; newer ones are
 /// refused.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Outcome of an interchange import.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -25,6 +26,19 @@ pub struct ImportReport {
     /// Records that conflict with stored ones at the same slot/target. The stored record is kept
     /// and its signing root cleared, so nothing more is signed at that slot/target.
     pub conflicts: u64,
+    /// Records below a floor (an earlier import's or this file's own lowest record) that a
+    /// watermark now covers instead.
+    pub below_floor: u64,
+}
+
+impl ImportReport {
+    pub(crate) fn add(&mut self, m: &crate::history::MergeReport) {
+        self.blocks += m.blocks_added;
+        self.attestations += m.attestations_added;
+        self.duplicates += m.duplicates;
+        self.conflicts += m.conflicts;
+        self.below_floor += m.below_floor;
+    }
 }
 
 /// Outcome of an export.
@@ -77,6 +91,30 @@ pub trait SlashingStore: Send + Sync {
         writer: W,
         minimal: bool,
     ) -> impl Future<Output = Result<ExportReport, SlashingError>> + Send;
+
+    /// Refuse (`enabled = false`) or allow again every message of these validators, durably,
+    /// across every instance sharing the database. A check that commits after this has committed
+    /// sees it: a disabled validator's history cannot grow, so an export taken afterwards covers
+    /// every signature ever released. With `only_known`, validators the database has never seen
+    /// are left alone; otherwise they are recorded (as disabled or enabled).
+    fn set_enabled(
+        &self,
+        pubkeys: Vec<PublicKeyBytes>,
+        enabled: bool,
+        only_known: bool,
+    ) -> impl Future<Output = Result<(), SlashingError>> + Send;
+
+    /// For a message that is not slashable (and so is not recorded): may this validator sign
+    /// for the chain `gvr`? `Some(refusal)` when the validator is disabled, or when the database
+    /// is pinned to another chain.
+    fn may_sign(
+        &self,
+        pubkey: PublicKeyBytes,
+        gvr: Option<Root>,
+    ) -> impl Future<Output = Result<Option<Refusal>, SlashingError>> + Send;
+
+    /// The validators that are disabled.
+    fn disabled(&self) -> impl Future<Output = Result<Vec<PublicKeyBytes>, SlashingError>> + Send;
 
     /// Delete history older than `keep_epochs` epochs behind each validator's newest record,
     /// raising the validator's low watermarks first so that protection never weakens.
@@ -197,6 +235,36 @@ impl SlashingStore for SlashingDb {
         }
     }
 
+    async fn set_enabled(
+        &self,
+        pubkeys: Vec<PublicKeyBytes>,
+        enabled: bool,
+        only_known: bool,
+    ) -> Result<(), SlashingError> {
+        match self {
+            SlashingDb::Sqlite(s) => s.set_enabled(pubkeys, enabled, only_known).await,
+            SlashingDb::Postgres(s) => s.set_enabled(pubkeys, enabled, only_known).await,
+        }
+    }
+
+    async fn may_sign(
+        &self,
+        pubkey: PublicKeyBytes,
+        gvr: Option<Root>,
+    ) -> Result<Option<Refusal>, SlashingError> {
+        match self {
+            SlashingDb::Sqlite(s) => s.may_sign(pubkey, gvr).await,
+            SlashingDb::Postgres(s) => s.may_sign(pubkey, gvr).await,
+        }
+    }
+
+    async fn disabled(&self) -> Result<Vec<PublicKeyBytes>, SlashingError> {
+        match self {
+            SlashingDb::Sqlite(s) => s.disabled().await,
+            SlashingDb::Postgres(s) => s.disabled().await,
+        }
+    }
+
     async fn prune(
         &self,
         keep_epochs: u64,
@@ -229,7 +297,12 @@ pub fn write_history<W: std::io::Write>(
 ) -> Result<(), SlashingError> {
     use crate::interchange::{SignedAttestation, SignedBlock};
     use signward_core::bytes::Uint64;
-    if let Some(slot) = watermarks.0 {
+    // A watermark is written as a root-less record, unless the lowest stored record already sits
+    // on it (every stored record lies at or above the watermarks).
+    if let Some(slot) = watermarks
+        .0
+        .filter(|w| blocks.first().map(|b| b.slot.0 as i64) != Some(*w))
+    {
         blocks.insert(
             0,
             SignedBlock {
@@ -238,7 +311,15 @@ pub fn write_history<W: std::io::Write>(
             },
         );
     }
-    if let (Some(s), Some(t)) = (watermarks.1, watermarks.2) {
+    let covered = |s: i64, t: i64| {
+        atts.first().map(|a| a.target_epoch.0 as i64) == Some(t)
+            && atts.iter().all(|a| a.source_epoch.0 as i64 >= s)
+    };
+    if let Some((s, t)) = watermarks
+        .1
+        .zip(watermarks.2)
+        .filter(|(s, t)| !covered(*s, *t))
+    {
         atts.insert(
             0,
             SignedAttestation {
@@ -273,59 +354,4 @@ pub fn write_history<W: std::io::Write>(
     report.blocks += blocks.len() as u64;
     report.attestations += atts.len() as u64;
     w.validator(pubkey, &blocks, &atts)
-}
-
-/// A validator's imported history with duplicates inside the file merged: one record per slot and
-/// per target. Records that disagree within the file (same slot or target, different content)
-/// keep no signing root, so nothing more can be signed there.
-pub struct NormalizedHistory {
-    pub blocks: Vec<(i64, Option<Root>)>,
-    pub attestations: Vec<(i64, i64, Option<Root>)>,
-    /// Records dropped as exact duplicates within the file.
-    pub duplicates: u64,
-    /// Records merged because they disagreed within the file.
-    pub conflicts: u64,
-}
-
-/// Merge duplicates within one validator's imported history (see [`NormalizedHistory`]).
-pub fn normalize(
-    v: &crate::interchange::ValidatorHistory,
-) -> Result<NormalizedHistory, SlashingError> {
-    use std::collections::BTreeMap;
-    let mut duplicates = 0;
-    let mut conflicts = 0;
-    let mut blocks: BTreeMap<i64, Option<Root>> = BTreeMap::new();
-    for b in &v.signed_blocks {
-        let slot = to_i64(b.slot.0)?;
-        match blocks.get_mut(&slot) {
-            None => {
-                blocks.insert(slot, b.signing_root);
-            }
-            Some(r) if *r == b.signing_root => duplicates += 1,
-            Some(r) => {
-                *r = None;
-                conflicts += 1;
-            }
-        }
-    }
-    let mut atts: BTreeMap<i64, (i64, Option<Root>)> = BTreeMap::new();
-    for a in &v.signed_attestations {
-        let (s, t) = (to_i64(a.source_epoch.0)?, to_i64(a.target_epoch.0)?);
-        match atts.get_mut(&t) {
-            None => {
-                atts.insert(t, (s, a.signing_root));
-            }
-            Some((es, r)) if *es == s && *r == a.signing_root => duplicates += 1,
-            Some((_, r)) => {
-                *r = None;
-                conflicts += 1;
-            }
-        }
-    }
-    Ok(NormalizedHistory {
-        blocks: blocks.into_iter().collect(),
-        attestations: atts.into_iter().map(|(t, (s, r))| (s, t, r)).collect(),
-        duplicates,
-        conflicts,
-    })
 }

@@ -115,11 +115,16 @@ async fn rules<S: SlashingStore>(s: &S) {
     );
     assert_eq!(decide(s, att(1, 10, 12, 1)).await, Allowed);
     assert_eq!(decide(s, att(1, 12, 13, 1)).await, Allowed);
-    // Out-of-range values are an error for that request only, never a signature.
-    assert!(matches!(
-        s.check_and_record(block(1, u64::MAX, 1)).await,
-        Err(SlashingError::OutOfRange(_))
-    ));
+    // Out-of-range values are refused as too far in the future, for that request only, and the
+    // same way on both backends.
+    assert_eq!(
+        decide(s, block(1, u64::MAX, 1)).await,
+        Refused(Refusal::TooFarInFuture)
+    );
+    assert_eq!(
+        decide(s, att(1, 20, u64::MAX, 1)).await,
+        Refused(Refusal::TooFarInFuture)
+    );
     assert_eq!(decide(s, block(1, 13, 1)).await, Allowed);
 }
 
@@ -490,4 +495,222 @@ async fn database_file_is_owner_only() {
     drop(signward_slashing::sqlite::SqliteStore::open(&path).unwrap());
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o077, 0, "mode {mode:o}");
+}
+
+/// A shared in-memory writer for exports.
+#[derive(Clone, Default)]
+struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn export_json<S: SlashingStore>(s: &S) -> serde_json::Value {
+    let buf = Buf::default();
+    s.export(buf.clone(), false).await.unwrap();
+    let bytes = buf.0.lock().unwrap().clone();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// Disabling a validator: checks and non-slashable messages are refused by every store sharing
+/// the database, from the moment the call returns; enabling it again restores signing.
+async fn disable_enable<S: SlashingStore>(s: &S, other: &S) {
+    assert_eq!(decide(s, att(8, 1, 2, 1)).await, Allowed);
+    assert_eq!(s.may_sign(pk(8), Some(GVR)).await.unwrap(), None);
+    s.set_enabled(vec![pk(8), pk(9)], false, false)
+        .await
+        .unwrap();
+    for store in [s, other] {
+        assert_eq!(
+            decide(store, att(8, 2, 3, 1)).await,
+            Refused(Refusal::Disabled)
+        );
+        assert_eq!(
+            decide(store, block(9, 5, 1)).await,
+            Refused(Refusal::Disabled)
+        );
+        assert_eq!(
+            store.may_sign(pk(8), Some(GVR)).await.unwrap(),
+            Some(Refusal::Disabled)
+        );
+    }
+    let mut disabled = s.disabled().await.unwrap();
+    disabled.sort();
+    assert_eq!(disabled, vec![pk(8), pk(9)]);
+    // only_known leaves unknown validators unrecorded.
+    s.set_enabled(vec![pk(10)], false, true).await.unwrap();
+    assert_eq!(s.may_sign(pk(10), Some(GVR)).await.unwrap(), None);
+    // Another chain is refused for non-slashable messages too.
+    assert_eq!(
+        s.may_sign(pk(10), Some(root(99))).await.unwrap(),
+        Some(Refusal::GenesisMismatch)
+    );
+    s.set_enabled(vec![pk(8)], true, false).await.unwrap();
+    assert_eq!(decide(other, att(8, 2, 3, 1)).await, Allowed);
+    assert_eq!(other.may_sign(pk(8), Some(GVR)).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_enable_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.sqlite");
+    let (a, b) = (
+        signward_slashing::sqlite::SqliteStore::open(&path).unwrap(),
+        signward_slashing::sqlite::SqliteStore::open(&path).unwrap(),
+    );
+    disable_enable(&a, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_enable_postgres() {
+    let Some(admin) = pg_admin_url() else { return };
+    let db = TestDb::create(&admin).await;
+    disable_enable(&pg_store(&db).await, &pg_store(&db).await).await;
+    db.drop_db().await;
+}
+
+/// Checks race a disable: every check that was allowed is in the export taken after the disable
+/// returned, and every check decided after it is refused.
+async fn disable_races_checks<S: SlashingStore + 'static>(s: Arc<S>, other: Arc<S>) {
+    assert_eq!(decide(&*s, att(11, 0, 1, 0)).await, Allowed);
+    let mut tasks = Vec::new();
+    for i in 0..400u64 {
+        let st = if i % 2 == 0 { s.clone() } else { other.clone() };
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_micros(i * 50)).await;
+            let d = st.check_and_record(att(11, 1, 2 + i, 1)).await.unwrap();
+            (2 + i, d)
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(8)).await;
+    s.set_enabled(vec![pk(11)], false, false).await.unwrap();
+    let exported = export_json(&*s).await;
+    let recorded: std::collections::HashSet<u64> = exported["data"][0]["signed_attestations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["target_epoch"].as_str().unwrap().parse().unwrap())
+        .collect();
+    let (mut allowed, mut disabled) = (0, 0);
+    for t in tasks {
+        let (target, d) = t.await.unwrap();
+        match d {
+            Allowed => {
+                allowed += 1;
+                assert!(
+                    recorded.contains(&target),
+                    "target {target} signed but not exported"
+                );
+            }
+            Refused(Refusal::Disabled) => disabled += 1,
+            // A later target may surround nothing but lie below an earlier one's source: no.
+            other => panic!("unexpected {other:?} for target {target}"),
+        }
+    }
+    assert!(disabled > 0, "the disable landed before some checks");
+    assert_eq!(allowed + disabled, 400);
+    assert_eq!(recorded.len(), allowed + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_races_checks_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.sqlite");
+    disable_races_checks(
+        Arc::new(signward_slashing::sqlite::SqliteStore::open(&path).unwrap()),
+        Arc::new(signward_slashing::sqlite::SqliteStore::open(&path).unwrap()),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_races_checks_postgres() {
+    let Some(admin) = pg_admin_url() else { return };
+    let db = TestDb::create(&admin).await;
+    disable_races_checks(Arc::new(pg_store(&db).await), Arc::new(pg_store(&db).await)).await;
+    db.drop_db().await;
+}
+
+fn doc(v: u8, blocks: &[u64], atts: &[(u64, u64)]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "metadata": {"interchange_format_version": "5", "genesis_validators_root": GVR.to_hex()},
+        "data": [{
+            "pubkey": pk(v).to_hex(),
+            "signed_blocks": blocks.iter().map(|s| serde_json::json!({"slot": s.to_string()})).collect::<Vec<_>>(),
+            "signed_attestations": atts.iter().map(|(s, t)| serde_json::json!({"source_epoch": s.to_string(), "target_epoch": t.to_string()})).collect::<Vec<_>>(),
+        }]
+    }))
+    .unwrap()
+}
+
+/// An import never lowers protection: a minimal history, then an older one, leaves the first
+/// floor in place; a record with the same target and a lower source keeps every vote it
+/// surrounds refused. The result survives an export and a re-import elsewhere.
+async fn imports_only_raise<S: SlashingStore>(s: &S, fresh: &S) {
+    s.pin_genesis_validators_root(GVR).await.unwrap();
+    s.import(std::io::Cursor::new(doc(12, &[100], &[(49, 50)])))
+        .await
+        .unwrap();
+    let older = s
+        .import(std::io::Cursor::new(doc(
+            12,
+            &[10, 20],
+            &[(9, 10), (19, 20)],
+        )))
+        .await
+        .unwrap();
+    assert_eq!(older.below_floor, 4);
+    // Stored (5, 60); imported (2, 60): the vote (3, 59) is surrounded by (2, 60).
+    s.import(std::io::Cursor::new(doc(13, &[], &[(5, 60)])))
+        .await
+        .unwrap();
+    s.import(std::io::Cursor::new(doc(13, &[], &[(2, 60)])))
+        .await
+        .unwrap();
+    let exported = serde_json::to_vec(&export_json(s).await).unwrap();
+    fresh.import(std::io::Cursor::new(exported)).await.unwrap();
+    for store in [s, fresh] {
+        for slot in [11, 50, 99, 100] {
+            assert!(
+                matches!(decide(store, block(12, slot, 1)).await, Refused(_)),
+                "block {slot}"
+            );
+        }
+        for (a, b) in [(20, 21), (30, 40), (48, 49), (49, 50)] {
+            assert!(
+                matches!(decide(store, att(12, a, b, 1)).await, Refused(_)),
+                "vote ({a},{b})"
+            );
+        }
+        for (a, b) in [(3, 59), (4, 59), (1, 61), (4, 61)] {
+            assert!(
+                matches!(decide(store, att(13, a, b, 1)).await, Refused(_)),
+                "vote ({a},{b})"
+            );
+        }
+    }
+    assert_eq!(decide(s, block(12, 101, 1)).await, Allowed);
+    assert_eq!(decide(s, att(12, 50, 51, 1)).await, Allowed);
+    assert_eq!(decide(s, att(13, 5, 61, 1)).await, Allowed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_only_raise_protection_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    imports_only_raise(&sqlite_store(&dir), &sqlite_store(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_only_raise_protection_postgres() {
+    let Some(admin) = pg_admin_url() else { return };
+    let (db1, db2) = (TestDb::create(&admin).await, TestDb::create(&admin).await);
+    imports_only_raise(&pg_store(&db1).await, &pg_store(&db2).await).await;
+    db1.drop_db().await;
+    db2.drop_db().await;
 }

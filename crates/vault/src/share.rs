@@ -10,7 +10,6 @@
 //! - **age**: an ASCII-armored age file to an `age1…` recipient whose plaintext is the payload
 //!   JSON, so the standard `age` tool opens it too.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -422,29 +421,7 @@ pub fn read_owner_only(path: &Path) -> Result<Zeroizing<Vec<u8>>, VaultError> {
 
 /// Write `bytes` to a new file `path` (mode 0600), fsync it and its directory. Never overwrites.
 pub fn write_new_durably(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| {
-            VaultError::Io(std::io::Error::new(
-                e.kind(),
-                format!("{}: {e}", path.display()),
-            ))
-        })?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        })?
-        .sync_all()?;
-    }
-    Ok(())
+    Ok(signward_os::fs::write_new(path, bytes)?)
 }
 
 /// Write one share file per payload into `dir` (created 0700 if needed), named

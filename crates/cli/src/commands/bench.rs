@@ -201,11 +201,11 @@ async fn http_bench(
             let audit_key = signward_audit::AuditKey::derive(secret.bytes());
             let instance_dir = data_dir.join(format!("instance-{i}"));
             super::ensure_private_dir(&instance_dir)?;
-            state = state.with_gate(Gate {
-                tokens: TokenStore::open(data_dir, secret)?,
-                limiter: FailureLimiter::new(1000, Duration::from_secs(60)),
-                trusted_proxies: vec![],
-            });
+            state = state.with_gate(Gate::new(
+                TokenStore::open(data_dir, secret)?,
+                FailureLimiter::new(1000, Duration::from_secs(60)),
+                vec![],
+            ));
             state = if shared_audit {
                 state.with_audit_in_slashing_db()
             } else {
@@ -230,6 +230,7 @@ async fn http_bench(
         servers.push(tokio::spawn(signward_server::serve(
             listener,
             app,
+            signward_server::serve::ConnLimits::default(),
             async {
                 let _ = stop_rx.await;
             },
@@ -676,7 +677,13 @@ pub fn evm(
     let (rate, p50, p99, errors, total) = runtime.block_on(async {
         let dir = tmp.path();
         let secret = ServerSecret::load_or_create(&dir.join("server.key"))?;
-        let token = CredentialFile::new(dir).create(&secret, "bot", Policy { scopes: [Scope::Sign].into(), ..Default::default() })?;
+        let bot = Policy {
+            scopes: [Scope::Evm].into(),
+            evm_keys: signward_auth::EvmKeys::All,
+            allow_ops: Some([signward_auth::Operation::EvmTransaction].into()),
+            ..Default::default()
+        };
+        let token = CredentialFile::new(dir).create(&secret, "bot", bot)?;
         let bearer = format!("Bearer {}", token.0.as_str());
         let db = signward_slashing::SlashingDb::open_with_audit(
             &format!("sqlite:{}", dir.join("slashing.sqlite").display()),
@@ -704,11 +711,11 @@ contracts = [{ address = "0x2222222222222222222222222222222222222222", selectors
         let policy = signward_policy::Policy::from_toml(&policy_text)?;
         let ledger = signward_evm::ledger::SpendLedger::open(&format!("sqlite:{}", dir.join("evm.sqlite").display())).await?;
         let mut state = AppState::new(NetworkConfig::mainnet(), Protection::new(db, None)).with_audit_in_slashing_db();
-        state = state.with_gate(Gate {
-            tokens: TokenStore::open(dir, secret)?,
-            limiter: FailureLimiter::new(1000, Duration::from_secs(60)),
-            trusted_proxies: vec![],
-        });
+        state = state.with_gate(Gate::new(
+            TokenStore::open(dir, secret)?,
+            FailureLimiter::new(1000, Duration::from_secs(60)),
+            vec![],
+        ));
         state.evm = signward_server::evm::EvmState::new(Some(policy), Some(ledger), false);
         state.evm.insert(signward_server::evm::EvmOrigin::File, [key]);
         state.set_load_status(LoadStatus::Done { loaded: 0, failed: 0 });
@@ -719,6 +726,7 @@ contracts = [{ address = "0x2222222222222222222222222222222222222222", selectors
         let server = tokio::spawn(signward_server::serve(
             listener,
             signward_server::router(state, Limits::default()),
+            signward_server::serve::ConnLimits::default(),
             async {
                 let _ = stop_rx.await;
             },

@@ -96,7 +96,7 @@ pub fn run(command: KeysCommand) -> anyhow::Result<()> {
             let doc = v["slashing_protection"]
                 .as_str()
                 .context("the server returned no slashing history")?;
-            signward_vault::share::write_new_durably(&slashing_out, doc.as_bytes())?;
+            signward_os::fs::write_new(&slashing_out, doc.as_bytes())?;
             println!(
                 "{pubkey} deleted; slashing history in {}",
                 slashing_out.display()
@@ -204,7 +204,7 @@ fn generate(
         match (&backup_dir, k["backup"].as_str()) {
             (Some(d), Some(b)) => {
                 let path = d.join(format!("{pk}.age"));
-                signward_vault::share::write_new_durably(&path, b.as_bytes())?;
+                signward_os::fs::write_new(&path, b.as_bytes())?;
                 println!("{pk}  backup: {}", path.display());
             }
             _ => println!("{pk}"),

@@ -94,6 +94,8 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<()> {
                             &Request::TypedData {
                                 chain_id: t.chain_id,
                                 verifying_contract: t.verifying_contract,
+                                primary_type: t.primary_type(),
+                                approval: t.approval,
                             },
                             None,
                         ),

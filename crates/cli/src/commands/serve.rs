@@ -12,7 +12,7 @@ use signward_core::network::NetworkConfig;
 use signward_keys::keystore::KdfLimits;
 use signward_keys::loader::{discover, load_all, KeySources, Progress};
 use signward_server::gate::Gate;
-use signward_server::serve::Limits;
+use signward_server::serve::{ConnLimits, Limits};
 use signward_server::state::{LoadStatus, Protection};
 use signward_server::vault::VaultRuntime;
 use signward_server::{AppState, ServerConfig};
@@ -90,6 +90,7 @@ fn load_keys(state: &AppState, sources: &KeySources, threads: Option<usize>) {
     }
     let loaded = report.loaded.len();
     let failed = report.failures.len();
+    warn_disabled(state, report.loaded.iter().map(|k| *k.keypair.public_key()));
     state
         .keys
         .insert_all(report.loaded.into_iter().map(|k| k.keypair));
@@ -100,6 +101,27 @@ fn load_keys(state: &AppState, sources: &KeySources, threads: Option<usize>) {
         elapsed_ms = report.elapsed.as_millis() as u64,
         "key loading finished; ready to sign"
     );
+}
+
+/// Keys loaded from files whose validator is disabled in the slashing database (deleted through
+/// the Keymanager API, here or on another instance) sign nothing: say so at load time.
+fn warn_disabled(
+    state: &AppState,
+    loaded: impl Iterator<Item = signward_core::bytes::PublicKeyBytes>,
+) {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let disabled = match handle.block_on(state.protection.db.disabled()) {
+        Ok(d) => d.into_iter().collect::<std::collections::HashSet<_>>(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read disabled validators");
+            return;
+        }
+    };
+    for pk in loaded.filter(|pk| disabled.contains(pk)) {
+        tracing::warn!(pubkey = %pk, "this key is disabled in the slashing database (it was deleted and its history exported); it signs nothing until it is imported again or `signward slashing enable` is run");
+    }
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -204,6 +226,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         super::vault::read_shares(&args.unseal_shares_from, &args.unseal_input)?
     };
     let vault_url = super::vault::vault_url(&args.slashing, &args.data_dir)?;
+    let nofile = signward_os::raise_descriptor_limit();
     let config = ServerConfig {
         listen: SocketAddr::new(args.http_listen_host, args.http_listen_port),
         limits: Limits {
@@ -211,8 +234,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             request_timeout: Duration::from_secs(args.request_timeout_secs),
             max_in_flight: args.max_concurrent_requests,
         },
+        connections: ConnLimits {
+            max_connections: args.max_connections,
+            max_per_ip: args.max_connections_per_ip,
+            header_timeout: Duration::from_secs(args.http_header_timeout_secs.max(1)),
+            idle_timeout: Duration::from_secs(args.http_idle_timeout_secs.max(1)),
+            ..ConnLimits::default()
+        }
+        .fit_descriptor_limit(nofile),
         shutdown_grace: Duration::from_secs(30),
     };
+    tracing::info!(
+        nofile,
+        max_connections = config.connections.max_connections,
+        max_connections_per_ip = config.connections.max_per_ip,
+        "connection limits"
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("signward-http")
@@ -295,11 +332,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             if tokens.is_empty() {
                 tracing::warn!("no credentials exist yet: every request but /upcheck will be refused; create one with `signward token create`");
             }
-            state = state.with_gate(Gate {
+            state = state.with_gate(Gate::new(
                 tokens,
-                limiter: FailureLimiter::new(args.auth_failure_limit, Duration::from_secs(60)),
+                FailureLimiter::new(args.auth_failure_limit, Duration::from_secs(60)),
                 trusted_proxies,
-            });
+            ));
         }
         let state = Arc::new(state);
         if vault_initialized {
@@ -314,6 +351,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
         signward_server::vault::spawn_poll(state.clone());
+        signward_server::gate::spawn_denial_flush(state.clone());
         if let Some((keep, hours)) = prune {
             spawn_pruning(state.clone(), keep, hours);
         }
@@ -349,21 +387,24 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!(address = %listener.local_addr()?, "metrics listening");
             let app = signward_server::serve::metrics_router(state.clone());
             tokio::spawn(async move {
-                if let Err(e) = signward_server::serve(listener, app, std::future::pending(), Duration::from_secs(1)).await {
+                let conns = ConnLimits { max_connections: 64, max_per_ip: 16, ..ConnLimits::default() };
+                if let Err(e) = signward_server::serve(listener, app, conns, std::future::pending(), Duration::from_secs(1)).await {
                     tracing::error!(error = %e, "metrics listener failed");
                 }
             });
         }
-        let app = signward_server::router(state, config.limits);
+        let app = signward_server::router(state.clone(), config.limits);
         match tls {
             Some(tls) => {
                 tracing::info!(mtls = tls.requires_client_cert(), "serving HTTPS");
-                signward_server::serve_tls(listener, app, tls, shutdown_signal(), config.shutdown_grace).await?;
+                signward_server::serve_tls(listener, app, tls, config.connections, shutdown_signal(), config.shutdown_grace).await?;
             }
             None => {
-                signward_server::serve(listener, app, shutdown_signal(), config.shutdown_grace).await?;
+                signward_server::serve(listener, app, config.connections, shutdown_signal(), config.shutdown_grace).await?;
             }
         }
+        // Denials tallied since the last interval are not lost.
+        signward_server::gate::flush_denials(&state).await;
         tracing::info!("signward stopped");
         Ok(())
     })
@@ -377,6 +418,7 @@ fn canaries(
     use signward_server::controls::{Canaries, CanaryAction};
     let mut c = Canaries {
         action: match action {
+            crate::cli::CanaryActionArg::Suspend => CanaryAction::Suspend,
             crate::cli::CanaryActionArg::Halt => CanaryAction::Halt,
             crate::cli::CanaryActionArg::Seal => CanaryAction::Seal,
             crate::cli::CanaryActionArg::Alert => CanaryAction::Alert,
@@ -386,7 +428,7 @@ fn canaries(
     for k in keys {
         if let Ok(pk) = k.parse::<signward_core::bytes::PublicKeyBytes>() {
             c.bls.insert(pk);
-        } else if let Ok(a) = k.parse::<alloy_primitives::Address>() {
+        } else if let Ok(a) = signward_policy::parse_address(k) {
             c.evm.insert(a);
         } else {
             bail!(

@@ -81,13 +81,12 @@ pub fn run(command: SlashingCommand) -> anyhow::Result<()> {
             }
             SlashingCommand::Export { file, minimal, data_dir, db } => {
                 let store = open(&db, &data_dir).await?;
-                // Write beside the target and rename, so a failed export leaves no partial file.
-                let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                let tmp = tempfile::NamedTempFile::new_in(dir)?;
-                let out = std::io::BufWriter::new(tmp.reopen()?);
+                // Streamed beside the target, then renamed over it durably: a failed export
+                // leaves no partial file, and a finished one survives a crash.
+                let staged = signward_os::fs::Staged::new(&file).with_context(|| format!("writing {}", file.display()))?;
+                let out = std::io::BufWriter::new(staged.file().try_clone()?);
                 let r = store.export(out, minimal).await.context("export failed")?;
-                tmp.as_file().sync_all()?;
-                tmp.persist(&file).with_context(|| format!("writing {}", file.display()))?;
+                staged.commit().with_context(|| format!("writing {}", file.display()))?;
                 println!(
                     "exported {} validators: {} blocks, {} attestations{}",
                     r.validators,
@@ -95,6 +94,23 @@ pub fn run(command: SlashingCommand) -> anyhow::Result<()> {
                     r.attestations,
                     if minimal { " (minimal)" } else { "" }
                 );
+                Ok(())
+            }
+            SlashingCommand::Disabled { data_dir, db } => {
+                let store = open(&db, &data_dir).await?;
+                for pk in store.disabled().await.context("reading disabled validators")? {
+                    println!("{}", pk.to_hex());
+                }
+                Ok(())
+            }
+            SlashingCommand::Enable { pubkey, data_dir, db } => {
+                let keys = pubkey
+                    .iter()
+                    .map(|k| k.parse::<signward_core::bytes::PublicKeyBytes>().map_err(|_| anyhow::anyhow!("{k:?} is not a 48-byte BLS public key")))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let n = keys.len();
+                store_enable(&open(&db, &data_dir).await?, keys).await?;
+                println!("enabled {n} validators");
                 Ok(())
             }
             SlashingCommand::Prune { epochs_to_keep, network, data_dir, db } => {
@@ -112,4 +128,14 @@ pub fn run(command: SlashingCommand) -> anyhow::Result<()> {
             }
         }
     })
+}
+
+async fn store_enable(
+    store: &SlashingDb,
+    keys: Vec<signward_core::bytes::PublicKeyBytes>,
+) -> anyhow::Result<()> {
+    store
+        .set_enabled(keys, true, true)
+        .await
+        .context("enabling validators")
 }

@@ -5,9 +5,8 @@ use std::collections::BTreeSet;
 use anyhow::{bail, Context};
 use signward_auth::secret::ServerSecret;
 use signward_auth::store::CredentialFile;
-use signward_auth::{Cidr, Policy, Scope};
+use signward_auth::{parse_operations, Cidr, EvmKeys, Operation, Policy, Scope};
 use signward_core::bytes::PublicKeyBytes;
-use signward_core::request::MessageType;
 
 use crate::cli::TokenCommand;
 
@@ -28,14 +27,30 @@ pub fn parse_duration(s: &str) -> anyhow::Result<u64> {
     n.checked_mul(mult).context("duration too long")
 }
 
-fn ops(list: &[String]) -> anyhow::Result<BTreeSet<String>> {
-    list.iter()
-        .map(|o| {
-            o.parse::<MessageType>()
-                .map(|t| t.as_str().to_string())
-                .map_err(|_| anyhow::anyhow!("unknown operation {o:?}"))
-        })
-        .collect()
+/// Split `--keys` into BLS public keys and EVM addresses (`evm:*`: every EVM key).
+fn split_keys(list: &[String]) -> anyhow::Result<(Option<BTreeSet<PublicKeyBytes>>, EvmKeys)> {
+    let mut bls = BTreeSet::new();
+    let mut evm = BTreeSet::new();
+    let mut all_evm = false;
+    for k in list {
+        let k = k.trim();
+        if k == "evm:*" {
+            all_evm = true;
+        } else if let Ok(pk) = k.parse::<PublicKeyBytes>() {
+            bls.insert(pk);
+        } else if k.trim_start_matches("0x").len() == 40 {
+            evm.insert(signward_auth::parse_address(k)?);
+        } else {
+            bail!("--keys {k:?} is neither a 48-byte BLS public key nor a 20-byte EVM address");
+        }
+    }
+    let evm_keys = match (all_evm, evm.is_empty()) {
+        (true, true) => EvmKeys::All,
+        (true, false) => bail!("--keys: evm:* together with EVM addresses is ambiguous"),
+        (false, true) => EvmKeys::None,
+        (false, false) => EvmKeys::Only(evm),
+    };
+    Ok(((!bls.is_empty()).then_some(bls), evm_keys))
 }
 
 /// Record a credential event in the audit log (never the token).
@@ -63,6 +78,7 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
             keys,
             allow_op,
             deny_op,
+            fee_recipient,
             cidr,
             expires,
             cert_sha256,
@@ -73,30 +89,30 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
                 .iter()
                 .map(|s| s.parse::<Scope>())
                 .collect::<Result<_, _>>()?;
-            let keys = if keys.is_empty() {
-                None
-            } else {
-                Some(
-                    keys.iter()
-                        .map(|k| {
-                            k.parse::<PublicKeyBytes>()
-                                .map_err(|_| anyhow::anyhow!("invalid public key {k:?}"))
-                        })
-                        .collect::<anyhow::Result<_>>()?,
-                )
-            };
+            let (keys, evm_keys) = split_keys(&keys)?;
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)?
                 .as_secs();
             let policy = Policy {
                 scopes,
                 keys,
+                evm_keys,
                 allow_ops: if allow_op.is_empty() {
                     None
                 } else {
-                    Some(ops(&allow_op)?)
+                    Some(parse_operations(&allow_op)?)
                 },
-                deny_ops: ops(&deny_op)?,
+                deny_ops: parse_operations(&deny_op)?,
+                fee_recipients: if fee_recipient.is_empty() {
+                    None
+                } else {
+                    Some(
+                        fee_recipient
+                            .iter()
+                            .map(|a| signward_auth::parse_address(a))
+                            .collect::<Result<_, _>>()?,
+                    )
+                },
                 cidrs: cidr
                     .iter()
                     .map(|c| c.parse::<Cidr>())
@@ -105,6 +121,17 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
                     .map(|e| parse_duration(&e).map(|d| now + d))
                     .transpose()?,
             };
+            if policy.scopes.contains(&Scope::Evm) {
+                if policy.evm_keys.is_none() {
+                    bail!("an evm credential must name its EVM keys: --keys 0xADDRESS,... (or evm:* for every EVM key)");
+                }
+                if !Operation::ALL
+                    .iter()
+                    .any(|op| op.is_evm() && policy.check_operation(*op).is_ok())
+                {
+                    bail!("an evm credential must name the EVM methods it may call: --allow-op eth_signTransaction,eth_sign,eth_signTypedData (any of them)");
+                }
+            }
             let scopes: Vec<String> = policy.scopes.iter().map(|s| s.to_string()).collect();
             if let Some(fp) = cert_sha256 {
                 CredentialFile::new(&data_dir).create_cert(&name, &fp, policy)?;
@@ -127,7 +154,7 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
             for c in CredentialFile::new(&data_dir).list()? {
                 println!(
                     "{}",
-                    serde_json::json!({"name": c.name, "created_at": c.created_at, "policy": c.policy})
+                    serde_json::json!({"name": c.name, "created_at": c.created_at, "policy": c.policy, "suspended": c.suspended.map(|s| serde_json::json!({"at": s.at, "reason": s.reason}))})
                 );
             }
             Ok(())
@@ -136,6 +163,15 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
             CredentialFile::new(&data_dir).revoke(&name)?;
             audit_event(&data_dir, &name, "revoked", None)?;
             eprintln!("revoked {name}");
+            Ok(())
+        }
+        TokenCommand::Reinstate { name, data_dir } => {
+            if CredentialFile::new(&data_dir).set_suspended(&name, None)? {
+                audit_event(&data_dir, &name, "reinstated", None)?;
+                eprintln!("reinstated {name}; a running server accepts it again within a second");
+            } else {
+                eprintln!("{name} was not suspended");
+            }
             Ok(())
         }
     }

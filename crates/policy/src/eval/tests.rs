@@ -21,7 +21,7 @@ max_priority_fee_per_gas_wei = 2000000000
 max_gas_price_wei = "50000000000"
 max_calldata_bytes = 68
 contracts = [{ address = "0x2222222222222222222222222222222222222222", selectors = ["0xa9059cbb"] }]
-typed_data_domains = [{ chain_id = 1, verifying_contract = "0x2222222222222222222222222222222222222222" }]
+typed_data_domains = [{ chain_id = 1, verifying_contract = "0x2222222222222222222222222222222222222222", primary_types = ["*", "PermitSingle"] }]
 spend_window = { window_secs = 3600, max_total_wei = "3000000000000000000", max_count = 10 }
 
 [tokens.bot]
@@ -231,32 +231,43 @@ fn messages_and_typed_data() {
         r.refusal().map(|c| c.rule),
         Some("message_signing_not_allowed")
     );
-    let ok = Request::TypedData {
-        chain_id: Some(1),
-        verifying_contract: Some(a(DEX)),
+    let td = |chain_id, vc: &str, primary_type, approval| Request::TypedData {
+        chain_id,
+        verifying_contract: Some(a(vc)),
+        primary_type,
+        approval,
     };
-    assert!(evaluate(&p, &key, None, &ok, None).allowed());
+    assert!(evaluate(&p, &key, None, &td(Some(1), DEX, "Order", false), None).allowed());
+    // An approval is allowed only where a rule names its type: "*" is not enough.
+    assert!(evaluate(
+        &p,
+        &key,
+        None,
+        &td(Some(1), DEX, "PermitSingle", true),
+        None
+    )
+    .allowed());
+    let rule = |r: Request<'_>| evaluate(&p, &key, None, &r, None).refusal().map(|c| c.rule);
+    assert_eq!(
+        rule(td(Some(1), DEX, "Permit", true)),
+        Some("typed_data_approval_not_allowed")
+    );
     for bad in [
-        Request::TypedData {
-            chain_id: Some(8453),
-            verifying_contract: Some(a(DEX)),
-        },
-        Request::TypedData {
-            chain_id: Some(1),
-            verifying_contract: Some(a(FRIEND)),
-        },
-        Request::TypedData {
-            chain_id: None,
-            verifying_contract: Some(a(DEX)),
-        },
+        td(Some(8453), DEX, "Order", false),
+        td(Some(1), FRIEND, "Order", false),
+        td(None, DEX, "Order", false),
     ] {
-        assert_eq!(
-            evaluate(&p, &key, None, &bad, None)
-                .refusal()
-                .map(|c| c.rule),
-            Some("typed_data_domain_not_allowed")
-        );
+        assert_eq!(rule(bad), Some("typed_data_domain_not_allowed"));
     }
+    // Without "*", only the named types.
+    let strict =
+        Policy::from_toml(&POLICY.replace("\"*\", \"PermitSingle\"", "\"Order\"")).unwrap();
+    let r = evaluate(&strict, &key, None, &td(Some(1), DEX, "Mail", false), None);
+    assert_eq!(
+        r.refusal().map(|c| c.rule),
+        Some("typed_data_type_not_allowed")
+    );
+    assert!(evaluate(&strict, &key, None, &td(Some(1), DEX, "Order", false), None).allowed());
     // No rule set at all: everything refused.
     let empty = Policy::from_toml("").unwrap();
     assert_eq!(code(&empty, &tx(), None, None), Some("no_policy_for_key"));
@@ -271,4 +282,34 @@ fn malformed_policies_name_the_field() {
     assert!(e.contains("defaults.recipients"), "{e}");
     let unknown = format!("{POLICY}\nmax_colour = 3\n");
     assert!(Policy::from_toml(&unknown).is_err());
+}
+
+#[test]
+fn ambiguous_or_mistyped_policies_are_refused() {
+    let section = POLICY.split("[tokens.bot]").nth(1).unwrap().to_string();
+    // The same key under two spellings.
+    let twice = format!(
+        "{POLICY}\n[keys.\"0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed\"]{section}\n[keys.\"0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed\"]{section}"
+    );
+    let e = Policy::from_toml(&twice).unwrap_err().to_string();
+    assert!(e.contains("same address"), "{e}");
+    // A mixed-case address with a wrong checksum.
+    let typo = POLICY.replace(
+        "\"0x3333333333333333333333333333333333333333\"]",
+        "\"0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD\"]",
+    );
+    let e = Policy::from_toml(&typo).unwrap_err().to_string();
+    assert!(e.contains("checksum"), "{e}");
+    // A domain without primary types.
+    let e = Policy::from_toml(&POLICY.replace("\"*\", \"PermitSingle\"", ""))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("primary_types"), "{e}");
+    // A syntax error names the place, never the text.
+    let secret = "max_gas = \"hunter2-secret\" oops\n";
+    let e = Policy::from_toml(&format!("[defaults]\n{secret}"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("line 2"), "{e}");
+    assert!(!e.contains("hunter2"), "{e}");
 }

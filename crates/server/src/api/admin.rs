@@ -144,6 +144,7 @@ pub async fn import(State((state, _)): St, caller: Who, body: Bytes) -> Response
         b.keystores,
         b.passwords,
         true,
+        None,
     )
     .await
     {
@@ -209,7 +210,7 @@ pub async fn disable(State((state, _)): St, caller: Who, Path(pk): Path<String>)
 
 /// A path segment naming a key: an EVM address (20 bytes) or a BLS public key (48 bytes).
 fn key_ref(s: &str) -> Result<keyops::KeyRef, ApiError> {
-    if let Ok(a) = s.parse::<alloy_primitives::Address>() {
+    if let Ok(a) = signward_policy::parse_address(s) {
         return Ok(keyops::KeyRef::Evm(a));
     }
     pubkey(s).map(keyops::KeyRef::Bls)

@@ -62,9 +62,11 @@ pub async fn sign(
                     .unwrap_or_else(|| "-".into()),
             ),
             peer: client.map(|Extension(ClientIp(ip))| ip.to_string()),
+            // The audit crate bounds every field; a key that does not parse is recorded cut.
             key: Some(identifier.clone()),
             ..Default::default()
         },
+        kind: None,
         written: false,
         started,
     };
@@ -78,6 +80,7 @@ pub async fn sign(
     // Fail closed: the decision is recorded durably before any answer leaves; a signature is
     // dropped if its record cannot be written. A slashable decision may already have been
     // committed with its check (then only a later failure needs a record of its own).
+    let draft_kind = draft.kind.map(|k| k.as_str()).unwrap_or("-");
     let mut record = draft.record;
     record.latency_us = Some(started.elapsed().as_micros() as u64);
     let (decision, reason) = match &result {
@@ -88,12 +91,9 @@ pub async fn sign(
     };
     record.decision = decision.into();
     record.reason = reason.map(String::from);
-    state.metrics.request(
-        "eth2",
-        record.operation.as_deref().unwrap_or("-"),
-        decision,
-        reason.unwrap_or(""),
-    );
+    state
+        .metrics
+        .request("eth2", draft_kind, decision, reason.unwrap_or(""));
     state.metrics.eth2_latency.observe(started.elapsed());
     if matches!(result, Err(ApiError::AuditUnavailable)) {
         state.note_audit(false);
@@ -111,7 +111,7 @@ pub async fn sign(
     } else {
         result
     };
-    let mut response = respond(result, &headers, &identifier, caller.as_deref());
+    let mut response = respond(result, &headers, caller.as_deref());
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", v);
     }
@@ -121,12 +121,11 @@ pub async fn sign(
 fn respond(
     result: Result<signer::Signed, ApiError>,
     headers: &HeaderMap,
-    identifier: &str,
     caller: Option<&Caller>,
 ) -> Response {
     match result {
         Ok(signed) => {
-            tracing::debug!(kind = %signed.job.kind, pubkey = %identifier, caller = caller.as_ref().map(|c| c.name.as_str()).unwrap_or("-"), "signed");
+            tracing::debug!(kind = %signed.job.kind, caller = caller.as_ref().map(|c| c.name.as_str()).unwrap_or("-"), "signed");
             let signature = signed.signature.to_hex();
             if wants_json(headers) {
                 Json(SigningResponse { signature }).into_response()
@@ -142,7 +141,7 @@ fn respond(
             }
         }
         Err(e) => {
-            tracing::info!(code = e.code(), pubkey = %identifier, "sign request refused");
+            tracing::info!(code = e.code(), "sign request refused");
             e.into_response()
         }
     }
@@ -168,7 +167,7 @@ pub async fn public_keys(
         .filter(|k| {
             caller
                 .as_ref()
-                .is_none_or(|Extension(c)| c.policy.may_see_key(k))
+                .is_none_or(|Extension(c)| c.policy.may_see_key(signward_auth::KeyId::Bls(k)))
         })
         .map(|k| k.to_hex())
         .collect();

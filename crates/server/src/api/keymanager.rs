@@ -2,7 +2,6 @@
 //! ethereum/keymanager-APIs spec defines them. Imports go into the sealed vault — never to a
 //! plaintext password file — and a delete returns the keys' EIP-3076 history.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -13,7 +12,6 @@ use serde::Deserialize;
 use serde_json::json;
 use signward_auth::store::Caller;
 use signward_core::bytes::PublicKeyBytes;
-use signward_keys::keystore::Keystore;
 use zeroize::Zeroizing;
 
 use crate::error::ApiError;
@@ -71,23 +69,8 @@ pub async fn import(State((state, _)): St, caller: Who, body: Bytes) -> Response
     if state.is_sealed() {
         return ApiError::Sealed.into_response();
     }
-    // Slashing history first, for the keys this request carries, so no key can sign before its
-    // history is in place.
-    if let Some(doc) = &req.slashing_protection {
-        let keys: HashSet<PublicKeyBytes> = req
-            .keystores
-            .iter()
-            .filter_map(|k| {
-                Keystore::from_json(k.as_bytes())
-                    .ok()?
-                    .declared_pubkey()
-                    .ok()?
-            })
-            .collect();
-        if let Err(e) = keyops::import_history(&state, doc, &keys).await {
-            return e.into_response();
-        }
-    }
+    // The keystores are decrypted first; the history of the keys this request imports goes in
+    // before any of them can sign (see keyops::import_keystores).
     match keyops::import_keystores(
         &state,
         &name(&caller),
@@ -95,6 +78,7 @@ pub async fn import(State((state, _)): St, caller: Who, body: Bytes) -> Response
         req.keystores,
         req.passwords,
         false,
+        req.slashing_protection.as_deref(),
     )
     .await
     {

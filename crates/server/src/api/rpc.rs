@@ -4,7 +4,6 @@
 //! decided it) before the answer leaves. Errors are JSON-RPC error objects whose `data.reason`
 //! is a stable code.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{json, Value};
 use signward_auth::store::Caller;
+use signward_auth::{KeyId, Operation};
 use signward_evm::EvmKey;
 use signward_policy::{Evaluation, Request};
 
@@ -67,9 +67,25 @@ fn parse_error() -> RpcError {
 type Rpc = Result<Value, RpcError>;
 
 fn address_param(v: Option<&Value>) -> Result<Address, RpcError> {
-    v.and_then(Value::as_str)
-        .and_then(|s| Address::from_str(s).ok())
-        .ok_or_else(|| RpcError::invalid_params("expected an address"))
+    let s = v
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::invalid_params("expected an address"))?;
+    signward_policy::parse_address(s).map_err(|e| RpcError::invalid_params(e.to_string()))
+}
+
+/// The methods this endpoint knows, by their exact names. Only these names ever reach a log
+/// field, a metric label or an audit record; anything else is `unknown`.
+const METHODS: [&str; 6] = [
+    "eth_accounts",
+    "eth_sign",
+    "personal_sign",
+    "eth_signTypedData",
+    "eth_signTypedData_v4",
+    "eth_signTransaction",
+];
+
+fn known_method(m: &str) -> Option<&'static str> {
+    METHODS.iter().find(|k| **k == m).copied()
 }
 
 fn hex_param(v: Option<&Value>) -> Result<Vec<u8>, RpcError> {
@@ -94,17 +110,38 @@ impl Ctx<'_> {
         self.caller.map(|c| c.name.as_str())
     }
 
-    async fn key(&mut self, addr: &Address) -> Result<Arc<EvmKey>, RpcError> {
+    /// Admission (canary → sealed → halted, as for eth2), then the caller's grants (this key,
+    /// this family of methods), then the key itself.
+    async fn key(&mut self, addr: &Address, method: &'static str) -> Result<Arc<EvmKey>, RpcError> {
         self.record.key = Some(format!("{addr:#x}"));
-        if self.state.canaries.evm.contains(addr) {
-            let who = self.token().unwrap_or("-").to_string();
-            let op = self.record.operation.clone().unwrap_or_default();
-            crate::controls::canary_hit(self.state, &who, &format!("{addr:#x}"), &op).await;
-            return Err(RpcError::new(
-                -32008,
-                "canary_key",
-                "this key may not be used",
-            ));
+        crate::admission::admit(
+            self.state,
+            self.caller,
+            crate::admission::Requested::Evm(addr),
+            method,
+        )
+        .await
+        .map_err(|r| match r {
+            crate::admission::Refused::Canary => {
+                RpcError::new(-32008, "canary_key", "this key may not be used")
+            }
+            crate::admission::Refused::Sealed => {
+                RpcError::new(-32004, "sealed", "the vault is sealed")
+            }
+            crate::admission::Refused::Halted => {
+                RpcError::new(-32007, "halted", "signing is halted by an operator")
+            }
+        })?;
+        if let Some(c) = self.caller {
+            let op = Operation::of_evm_method(method)
+                .ok_or_else(|| RpcError::new(-32601, "method_not_found", "method not found"))?;
+            c.policy
+                .check_key(KeyId::Evm(addr))
+                .and_then(|()| c.policy.check_operation(op))
+                .map_err(|d| {
+                    tracing::warn!(caller = %c.name, method, reason = d.code(), "EVM request not granted to caller");
+                    RpcError::new(-32010, d.code(), "not granted to this credential")
+                })?;
         }
         self.state
             .evm
@@ -147,7 +184,7 @@ async fn sign_transaction(ctx: &mut Ctx<'_>, params: &[Value]) -> Rpc {
     let from = tx
         .from
         .ok_or_else(|| RpcError::invalid_params("from is required"))?;
-    let key = ctx.key(&from).await?;
+    let key = ctx.key(&from, "eth_signTransaction").await?;
     let ev = ctx.decide(&from, &Request::Transaction(&tx.facts), intent.as_ref())?;
     // Spend windows: checked and recorded in one durable transaction before signing.
     if !ev.spend_windows.is_empty() {
@@ -212,49 +249,29 @@ async fn sign_transaction(ctx: &mut Ctx<'_>, params: &[Value]) -> Rpc {
     Ok(json!({"raw": format!("0x{}", hex::encode(&signed.raw)), "tx": txj}))
 }
 
-async fn dispatch(ctx: &mut Ctx<'_>, method: &str, params: &[Value]) -> Rpc {
+async fn dispatch(ctx: &mut Ctx<'_>, method: &'static str, params: &[Value]) -> Rpc {
     let state = ctx.state;
-    if method == "eth_accounts" {
-        if state.is_sealed() {
-            return Err(RpcError::new(-32004, "sealed", "the vault is sealed"));
-        }
-        let mut all: Vec<Address> = state.evm.entries().into_iter().map(|(a, _)| a).collect();
-        // Canary addresses are listed like any other: they are bait.
-        for c in &state.canaries.evm {
-            if !all.contains(c) {
-                all.push(*c);
-            }
-        }
-        return Ok(json!(all
-            .into_iter()
-            .map(|a| a.to_checksum(None))
-            .collect::<Vec<_>>()));
-    }
-    let known = [
-        "eth_sign",
-        "personal_sign",
-        "eth_signTypedData",
-        "eth_signTypedData_v4",
-        "eth_signTransaction",
-    ];
-    if !known.contains(&method) {
-        return Err(RpcError::new(
-            -32601,
-            "method_not_found",
-            "method not found",
-        ));
-    }
-    if state.is_sealed() {
-        return Err(RpcError::new(-32004, "sealed", "the vault is sealed"));
-    }
-    if state.halt.is_halted() {
-        return Err(RpcError::new(
-            -32007,
-            "halted",
-            "signing is halted by an operator",
-        ));
-    }
     match method {
+        "eth_accounts" => {
+            if state.is_sealed() {
+                return Err(RpcError::new(-32004, "sealed", "the vault is sealed"));
+            }
+            let mut all: Vec<Address> = state.evm.entries().into_iter().map(|(a, _)| a).collect();
+            // Canary addresses are listed like any other: they are bait.
+            for c in &state.canaries.evm {
+                if !all.contains(c) {
+                    all.push(*c);
+                }
+            }
+            // Only the keys this credential is granted.
+            Ok(json!(all
+                .into_iter()
+                .filter(|a| ctx
+                    .caller
+                    .is_none_or(|c| c.policy.may_see_key(KeyId::Evm(a))))
+                .map(|a| a.to_checksum(None))
+                .collect::<Vec<_>>()))
+        }
         "eth_sign" | "personal_sign" => {
             // eth_sign: [address, data]; personal_sign: [data, address, ...].
             let (a, d) = if method == "eth_sign" {
@@ -267,7 +284,7 @@ async fn dispatch(ctx: &mut Ctx<'_>, method: &str, params: &[Value]) -> Rpc {
                 ("personal_sign", Some(s)) if !s.starts_with("0x") => s.as_bytes().to_vec(),
                 _ => hex_param(d)?,
             };
-            let key = ctx.key(&addr).await?;
+            let key = ctx.key(&addr, method).await?;
             ctx.decide(&addr, &Request::PersonalMessage, None)?;
             let sig = signward_evm::message::sign_personal(&key, &data)
                 .map_err(|_| RpcError::new(-32603, "internal_error", "internal error"))?;
@@ -281,12 +298,14 @@ async fn dispatch(ctx: &mut Ctx<'_>, method: &str, params: &[Value]) -> Rpc {
                     .ok_or_else(|| RpcError::invalid_params("expected typed data"))?,
             )
             .map_err(|e| RpcError::invalid_params(e.to_string()))?;
-            let key = ctx.key(&addr).await?;
+            let key = ctx.key(&addr, method).await?;
             ctx.decide(
                 &addr,
                 &Request::TypedData {
                     chain_id: typed.chain_id,
                     verifying_contract: typed.verifying_contract,
+                    primary_type: typed.primary_type(),
+                    approval: typed.approval,
                 },
                 None,
             )?;
@@ -295,7 +314,12 @@ async fn dispatch(ctx: &mut Ctx<'_>, method: &str, params: &[Value]) -> Rpc {
                 .map_err(|e| RpcError::invalid_params(e.to_string()))?;
             Ok(rsv_hex(sig))
         }
-        _ => sign_transaction(ctx, params).await,
+        "eth_signTransaction" => sign_transaction(ctx, params).await,
+        _ => Err(RpcError::new(
+            -32601,
+            "method_not_found",
+            "method not found",
+        )),
     }
 }
 
@@ -345,7 +369,8 @@ pub async fn rpc(
         v.get("jsonrpc").and_then(Value::as_str),
         v.get("method").and_then(Value::as_str),
     ) {
-        (Some("2.0"), Some(m)) => m.to_string(),
+        // Only our own names go further; a request's name is never recorded or counted.
+        (Some("2.0"), Some(m)) => known_method(m).unwrap_or("unknown"),
         _ => {
             return reply(
                 id,
@@ -372,36 +397,28 @@ pub async fn rpc(
                     .unwrap_or_else(|| "-".into()),
             ),
             peer: client.map(|Extension(ClientIp(ip))| ip.to_string()),
-            operation: Some(method.clone()),
+            operation: Some(method.to_string()),
             ..Default::default()
         },
     };
-    let result = dispatch(&mut ctx, &method, &params).await;
+    let result = dispatch(&mut ctx, method, &params).await;
     if method == "eth_accounts" {
         return reply(id, result);
     }
     let mut record = ctx.record;
     record.latency_us = Some(started.elapsed().as_micros() as u64);
-    match &result {
-        Ok(_) => record.decision = "signed".into(),
-        Err(e) if e.code == -32003 || e.code == -32008 => {
-            record.decision = "refused".into();
-            record.reason = Some(e.reason.to_string());
-        }
-        Err(e) => {
-            record.decision = "error".into();
-            record.reason = Some(e.reason.to_string());
-        }
-    }
+    let (decision, reason) = match &result {
+        Ok(_) => ("signed", ""),
+        Err(e) if e.code == -32003 || e.code == -32008 => ("refused", e.reason),
+        Err(e) if e.code == -32010 => ("denied", e.reason),
+        Err(e) => ("error", e.reason),
+    };
+    record.decision = decision.into();
+    record.reason = (!reason.is_empty()).then(|| reason.to_string());
     if let Err(e) = &result {
-        tracing::info!(method = %method, reason = e.reason, source = e.source.as_deref().unwrap_or("-"), "EVM request refused");
+        tracing::info!(method, reason = e.reason, "EVM request refused");
     }
-    state.metrics.request(
-        "evm",
-        &method,
-        &record.decision,
-        record.reason.as_deref().unwrap_or(""),
-    );
+    state.metrics.request("evm", method, decision, reason);
     state.metrics.evm_latency.observe(started.elapsed());
     let result = match state.journal(record).await {
         Ok(()) => result,
