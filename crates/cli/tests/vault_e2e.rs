@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -28,101 +28,6 @@ fn attestation(source: u64, target: u64) -> Value {
            "attestation": {"slot": "1", "index": "0", "beacon_block_root": format!("0x{}", "11".repeat(32)),
                "source": {"epoch": source.to_string(), "root": format!("0x{}", "00".repeat(32))},
                "target": {"epoch": target.to_string(), "root": format!("0x{}", "00".repeat(32))}}})
-}
-
-/// `signward ARGS` (no data dir appended), with extra environment.
-fn sw(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_signward"))
-        .args(args)
-        .envs(env.iter().copied())
-        .env_remove("SIGNWARD_URL")
-        .env_remove("SIGNWARD_TOKEN_FILE")
-        .output()
-        .unwrap()
-}
-
-fn sw_ok(args: &[&str], env: &[(&str, &str)]) -> String {
-    let out = sw(args, env);
-    assert!(
-        out.status.success(),
-        "signward {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Must fail and say `needle`; returns everything it printed.
-fn sw_err(args: &[&str], env: &[(&str, &str)], needle: &str) -> String {
-    let out = sw(args, env);
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success(), "signward {args:?} succeeded:\n{all}");
-    assert!(all.contains(needle), "expected {needle:?} in:\n{all}");
-    all
-}
-
-/// The `age` CLI (Debian package `age`, installed by scripts/test.sh) is required in CI.
-fn age_cli() -> bool {
-    let ok = Command::new("age")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok
-        && (std::env::var_os("CI").is_some() || std::env::var_os("SIGNWARD_REQUIRE_PY").is_some())
-    {
-        panic!("the age CLI is missing: run scripts/test.sh");
-    }
-    ok
-}
-
-/// An age identity file (0600) and its recipient, made with `age-keygen` when present.
-fn age_identity(path: &Path) -> String {
-    let id = age::x25519::Identity::generate();
-    use secrecy::ExposeSecret;
-    let text = format!("# test identity\n{}\n", id.to_string().expose_secret());
-    write_secret(path, text.as_bytes());
-    id.to_public().to_string()
-}
-
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    v.sort();
-    v
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-struct Admin {
-    url: String,
-    token_file: PathBuf,
-}
-
-impl Admin {
-    fn new(d: &Path, server: &Server) -> Admin {
-        let tok = credential(d, &["--name", "ops", "--scope", "admin"]);
-        let token_file = d.join("admin.token");
-        write_secret(&token_file, tok.as_bytes());
-        // Credentials reach a running server within a second.
-        std::thread::sleep(Duration::from_millis(1200));
-        Admin {
-            url: format!("http://127.0.0.1:{}", server.port),
-            token_file,
-        }
-    }
-
-    fn args<'a>(&'a self, cmd: &[&'a str]) -> Vec<&'a str> {
-        let mut v = cmd.to_vec();
-        v.extend(["--url", &self.url, "--token-file", s(&self.token_file)]);
-        v
-    }
 }
 
 #[test]
@@ -651,54 +556,6 @@ fn admin_for<'a>(server: &Server, admin: &'a Admin, cmd: &[&'a str]) -> Vec<&'a 
     let url: &'static str = Box::leak(format!("http://127.0.0.1:{}", server.port).into_boxed_str());
     let mut v = cmd.to_vec();
     v.extend(["--url", url, "--token-file", s(&admin.token_file)]);
-    v
-}
-
-/// init with `n` age shares to one test identity; returns the identity file and the shares.
-fn init_age(d: &Path, data: &Path, t: u8, n: u8) -> (PathBuf, Vec<PathBuf>) {
-    let id = d.join("ops.key");
-    let r = if id.exists() {
-        let text = std::fs::read_to_string(&id).unwrap();
-        let line = text
-            .lines()
-            .find(|l| l.starts_with("AGE-SECRET-KEY"))
-            .unwrap()
-            .to_string();
-        use std::str::FromStr;
-        age::x25519::Identity::from_str(&line)
-            .unwrap()
-            .to_public()
-            .to_string()
-    } else {
-        age_identity(&id)
-    };
-    let mut args = vec![
-        "init".to_string(),
-        "--data-dir".into(),
-        s(data).into(),
-        "--out".into(),
-        s(&d.join("shares")).into(),
-        "--shares".into(),
-        n.to_string(),
-        "--threshold".into(),
-        t.to_string(),
-    ];
-    for _ in 0..n {
-        args.push("--share-to".into());
-        args.push(r.clone());
-    }
-    let out = sw_ok(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
-    (id, out.lines().map(PathBuf::from).collect())
-}
-
-fn unattended(id: &Path, shares: &[PathBuf]) -> Vec<String> {
-    let mut v = Vec::new();
-    for sh in shares {
-        v.push("--unseal-shares-from".to_string());
-        v.push(s(sh).to_string());
-    }
-    v.push("--identity".into());
-    v.push(s(id).into());
     v
 }
 

@@ -5,8 +5,9 @@
 //! * a request head must arrive within `header_timeout` of its first byte;
 //! * a connection with no request for `idle_timeout` is closed;
 //! * connections are capped in total and per source address. At a cap, the connection that has
-//!   been idle longest (never one with a request in flight) is closed to make room; only when
-//!   every connection is busy is the newcomer turned away.
+//!   been idle longest (never one with a request in flight) is closed to make room, and counts
+//!   until its descriptor is released; when every connection is busy, new ones wait in the
+//!   kernel's backlog (total cap) or are turned away (per-address cap).
 //!
 //! The total cap is kept below the process's descriptor limit, so `accept` never fails for want
 //! of descriptors; if it does anyway, the loop backs off instead of spinning.
@@ -83,6 +84,8 @@ fn ms_since(t0: Instant) -> u64 {
 /// What the server knows about one open connection.
 struct Conn {
     ip: IpAddr,
+    /// Told to close (to make room); still counted until its descriptor is released.
+    closing: std::sync::atomic::AtomicBool,
     /// Milliseconds since the table's epoch: last byte read, and the first byte of a request
     /// head still being read (0 when none).
     last_read: AtomicU64,
@@ -94,7 +97,6 @@ struct Conn {
 #[derive(Default)]
 struct Table {
     conns: HashMap<u64, Arc<Conn>>,
-    per_ip: HashMap<IpAddr, usize>,
     next_id: u64,
 }
 
@@ -103,6 +105,7 @@ pub struct Connections {
     limits: ConnLimits,
     epoch: Instant,
     table: Mutex<Table>,
+    released: tokio::sync::Notify,
     refused: AtomicU64,
     evicted: AtomicU64,
 }
@@ -113,6 +116,7 @@ impl Connections {
             limits,
             epoch: Instant::now(),
             table: Mutex::default(),
+            released: tokio::sync::Notify::new(),
             refused: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
         })
@@ -134,66 +138,87 @@ impl Connections {
         )
     }
 
-    /// Admit a new connection from `ip`, closing the longest-idle one if a cap is reached.
+    /// Close the connection that has been idle longest (of `ip` only, when given): never one
+    /// with a request in flight, nor one already closing. Returns whether one was found.
+    fn evict_idle(&self, t: &Table, ip: Option<IpAddr>) -> bool {
+        let victim = t
+            .conns
+            .values()
+            .filter(|c| ip.is_none_or(|ip| c.ip == ip))
+            .filter(|c| !c.closing.load(Ordering::Acquire))
+            .filter(|c| c.in_flight.load(Ordering::Acquire) == 0)
+            .min_by_key(|c| c.last_read.load(Ordering::Relaxed));
+        match victim {
+            Some(c) => {
+                c.closing.store(true, Ordering::Release);
+                c.close.notify_one();
+                self.evicted.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Wait until there is room for one more connection. At the cap, the longest-idle
+    /// connection is told to close, and room comes when its descriptor is released: a closing
+    /// connection counts until then, so the descriptors in use never exceed the cap. When every
+    /// connection is busy, nothing is accepted (new ones wait in the kernel's backlog).
+    async fn room(&self) {
+        loop {
+            {
+                let t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+                if t.conns.len() < self.limits.max_connections {
+                    return;
+                }
+                let closing = t
+                    .conns
+                    .values()
+                    .filter(|c| c.closing.load(Ordering::Acquire))
+                    .count();
+                if closing == 0 && !self.evict_idle(&t, None) {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            let _ =
+                tokio::time::timeout(Duration::from_millis(100), self.released.notified()).await;
+        }
+    }
+
+    /// Admit a new connection from `ip` (there is room: see [`Self::room`]). At the per-address
+    /// cap, that address's longest-idle connection is told to close; if all of them are busy,
+    /// the newcomer is turned away.
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<(u64, Arc<Conn>)> {
         let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        let idle_victim = |t: &Table, same_ip: bool| {
-            t.conns
-                .iter()
-                .filter(|(_, c)| c.in_flight.load(Ordering::Acquire) == 0)
-                .filter(|(_, c)| !same_ip || c.ip == ip)
-                .min_by_key(|(_, c)| c.last_read.load(Ordering::Relaxed))
-                .map(|(id, _)| *id)
-        };
-        let evict = |t: &mut Table, same_ip: bool| -> bool {
-            match idle_victim(t, same_ip) {
-                Some(id) => {
-                    if let Some(c) = t.conns.remove(&id) {
-                        if let Some(n) = t.per_ip.get_mut(&c.ip) {
-                            *n -= 1;
-                        }
-                        c.close.notify_one();
-                        self.evicted.fetch_add(1, Ordering::Relaxed);
-                    }
-                    true
-                }
-                None => false,
-            }
-        };
-        if t.per_ip.get(&ip).copied().unwrap_or(0) >= self.limits.max_per_ip && !evict(&mut t, true)
-        {
+        let from_ip = t
+            .conns
+            .values()
+            .filter(|c| c.ip == ip && !c.closing.load(Ordering::Acquire))
+            .count();
+        if from_ip >= self.limits.max_per_ip && !self.evict_idle(&t, Some(ip)) {
             self.refused.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        if t.conns.len() >= self.limits.max_connections && !evict(&mut t, false) {
-            self.refused.fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
-        t.per_ip.retain(|_, n| *n > 0);
         let id = t.next_id;
         t.next_id += 1;
         let c = Arc::new(Conn {
             ip,
+            closing: std::sync::atomic::AtomicBool::new(false),
             last_read: AtomicU64::new(ms_since(self.epoch)),
             head_started: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             close: tokio::sync::Notify::new(),
         });
         t.conns.insert(id, c.clone());
-        *t.per_ip.entry(ip).or_insert(0) += 1;
         Some((id, c))
     }
 
     fn release(&self, id: u64) {
-        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = t.conns.remove(&id) {
-            if let Some(n) = t.per_ip.get_mut(&c.ip) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    t.per_ip.remove(&c.ip);
-                }
-            }
-        }
+        self.table
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .conns
+            .remove(&id);
+        self.released.notify_waiters();
     }
 }
 
@@ -298,9 +323,12 @@ pub async fn serve(
     loop {
         let accepted = tokio::select! {
             _ = &mut shutdown => break,
-            a = listener.accept() => a,
             // Reap finished connection tasks as we go.
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            a = async {
+                connections.room().await;
+                listener.accept().await
+            } => a,
         };
         let (tcp, peer) = match accepted {
             Ok(a) => a,

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn repo() -> PathBuf {
@@ -81,9 +81,22 @@ impl Server {
 
     /// Start with the default: authentication on.
     pub fn start_with_auth(dir: &Path, args: &[&str]) -> Server {
+        Self::start_wrapped(dir, &[], args)
+    }
+
+    /// Start with authentication on, under `wrapper` (e.g. `prlimit --nofile=256:256`).
+    pub fn start_wrapped(dir: &Path, wrapper: &[&str], args: &[&str]) -> Server {
         let port = free_port();
         let log = dir.join(format!("signward-{port}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_signward"))
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(env!("CARGO_BIN_EXE_signward"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_signward")),
+        };
+        let child = cmd
             .arg("serve")
             .arg("--data-dir")
             .arg(dir.join("data"))
@@ -471,4 +484,149 @@ pub fn pg_drop(admin: &str, name: &str) {
             .await
             .unwrap();
     });
+}
+
+// ---- The sealed vault from the command line (shared by the vault and delete tests). ----
+
+/// `signward ARGS` (no data dir appended), with extra environment.
+pub fn sw(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_signward"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("SIGNWARD_URL")
+        .env_remove("SIGNWARD_TOKEN_FILE")
+        .output()
+        .unwrap()
+}
+
+pub fn sw_ok(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = sw(args, env);
+    assert!(
+        out.status.success(),
+        "signward {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Must fail and say `needle`; returns everything it printed.
+pub fn sw_err(args: &[&str], env: &[(&str, &str)], needle: &str) -> String {
+    let out = sw(args, env);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "signward {args:?} succeeded:\n{all}");
+    assert!(all.contains(needle), "expected {needle:?} in:\n{all}");
+    all
+}
+
+/// The `age` CLI (Debian package `age`, installed by scripts/test.sh) is required in CI.
+pub fn age_cli() -> bool {
+    let ok = Command::new("age")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok
+        && (std::env::var_os("CI").is_some() || std::env::var_os("SIGNWARD_REQUIRE_PY").is_some())
+    {
+        panic!("the age CLI is missing: run scripts/test.sh");
+    }
+    ok
+}
+
+/// An age identity file (0600) and its recipient, made with `age-keygen` when present.
+pub fn age_identity(path: &Path) -> String {
+    let id = age::x25519::Identity::generate();
+    use secrecy::ExposeSecret;
+    let text = format!("# test identity\n{}\n", id.to_string().expose_secret());
+    write_secret(path, text.as_bytes());
+    id.to_public().to_string()
+}
+
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+pub struct Admin {
+    pub url: String,
+    pub token_file: PathBuf,
+}
+
+impl Admin {
+    pub fn new(d: &Path, server: &Server) -> Admin {
+        let tok = credential(d, &["--name", "ops", "--scope", "admin"]);
+        let token_file = d.join("admin.token");
+        write_secret(&token_file, tok.as_bytes());
+        // Credentials reach a running server within a second.
+        std::thread::sleep(Duration::from_millis(1200));
+        Admin {
+            url: format!("http://127.0.0.1:{}", server.port),
+            token_file,
+        }
+    }
+
+    pub fn args<'a>(&'a self, cmd: &[&'a str]) -> Vec<&'a str> {
+        let mut v = cmd.to_vec();
+        v.extend(["--url", &self.url, "--token-file", s(&self.token_file)]);
+        v
+    }
+}
+
+/// init with `n` age shares to one test identity; returns the identity file and the shares.
+pub fn init_age(d: &Path, data: &Path, t: u8, n: u8) -> (PathBuf, Vec<PathBuf>) {
+    let id = d.join("ops.key");
+    let r = if id.exists() {
+        let text = std::fs::read_to_string(&id).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("AGE-SECRET-KEY"))
+            .unwrap()
+            .to_string();
+        use std::str::FromStr;
+        age::x25519::Identity::from_str(&line)
+            .unwrap()
+            .to_public()
+            .to_string()
+    } else {
+        age_identity(&id)
+    };
+    let mut args = vec![
+        "init".to_string(),
+        "--data-dir".into(),
+        s(data).into(),
+        "--out".into(),
+        s(&d.join("shares")).into(),
+        "--shares".into(),
+        n.to_string(),
+        "--threshold".into(),
+        t.to_string(),
+    ];
+    for _ in 0..n {
+        args.push("--share-to".into());
+        args.push(r.clone());
+    }
+    let out = sw_ok(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    (id, out.lines().map(PathBuf::from).collect())
+}
+
+pub fn unattended(id: &Path, shares: &[PathBuf]) -> Vec<String> {
+    let mut v = Vec::new();
+    for sh in shares {
+        v.push("--unseal-shares-from".to_string());
+        v.push(s(sh).to_string());
+    }
+    v.push("--identity".into());
+    v.push(s(id).into());
+    v
 }
