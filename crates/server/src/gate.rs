@@ -56,10 +56,13 @@ pub const DENIAL_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
 /// Most distinct sources tallied per interval; the rest are counted under `0.0.0.0`.
 const MAX_TALLIED_SOURCES: usize = 4096;
 
+/// (source, reason) → (count, first seen, Unix ms).
+type Tallies = HashMap<(IpAddr, &'static str), (u64, u64)>;
+
 /// Denials without a valid credential, per (source, reason), for one interval.
 #[derive(Default)]
 pub struct DenialTally {
-    inner: Mutex<HashMap<(IpAddr, &'static str), (u64, u64)>>,
+    inner: Mutex<Tallies>,
 }
 
 impl DenialTally {

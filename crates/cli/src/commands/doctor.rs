@@ -390,6 +390,16 @@ fn unit(r: &mut Report, path: &Path) {
     if values.get("User").is_some_and(|u| u == "root") {
         missing.push("User=root".into());
     }
+    // Enough descriptors for the connection cap and its reserve (see --max-connections).
+    match values
+        .get("LimitNOFILE")
+        .map(|v| v.split(':').next().unwrap_or("").parse::<u64>())
+    {
+        Some(Ok(n)) if n >= 4096 => {}
+        Some(_) if values.get("LimitNOFILE").is_some_and(|v| v == "infinity") => {}
+        Some(_) => missing.push("LimitNOFILE below 4096".into()),
+        None => missing.push("LimitNOFILE= (missing)".into()),
+    }
     if missing.is_empty() {
         r.pass(
             "systemd unit",

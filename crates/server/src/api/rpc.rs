@@ -43,8 +43,10 @@ impl RpcError {
         }
     }
     fn invalid_params(detail: impl Into<String>) -> Self {
+        // A parser's message may quote the request: cut it.
+        let detail: String = detail.into().chars().take(200).collect();
         RpcError {
-            detail: Some(detail.into()),
+            detail: Some(detail),
             ..Self::new(-32602, "invalid_params", "invalid params")
         }
     }
