@@ -44,16 +44,7 @@ fn attestation(source: u64, target: u64) -> Value {
 }
 
 fn sign(server: &Server, auth: &str, pk: &str, body: &Value) -> Response {
-    server.request(
-        "POST",
-        &format!("/api/v1/eth2/sign/{pk}"),
-        &[
-            ("authorization", auth),
-            ("content-type", "application/json"),
-            ("accept", "application/json"),
-        ],
-        &serde_json::to_vec(body).unwrap(),
-    )
+    sign_with(server, auth, pk, body)
 }
 
 fn code(r: &Response) -> (u16, String) {
@@ -353,25 +344,7 @@ fn keymanager_import_history_is_bounded_to_imported_keys() {
     let km = bearer(d, &["--name", "km", "--scope", "keymanager"]);
     let vc = bearer(d, &["--name", "vc", "--scope", "sign"]);
     settle();
-    write_secret(&d.join("ks.pass"), b"keystore password");
-    sw_ok(
-        &[
-            "keystore",
-            "create",
-            "--out",
-            s(&d.join("ks")),
-            "--password-file",
-            s(&d.join("ks.pass")),
-            "--count",
-            "3",
-            "--kdf",
-            "pbkdf2",
-            "--pbkdf2-iterations",
-            "2048",
-        ],
-        &[],
-    );
-    let ks: Vec<String> = files(&d.join("ks"))
+    let ks: Vec<String> = pbkdf2_keystores(d, "ks", b"keystore password", 3)
         .iter()
         .map(|f| std::fs::read_to_string(f).unwrap())
         .collect();

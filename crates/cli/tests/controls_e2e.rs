@@ -22,15 +22,7 @@ fn randao(epoch: u64) -> Value {
 }
 
 fn sign(server: &Server, auth: &str, pk: &str, body: &Value) -> Response {
-    server.request(
-        "POST",
-        &format!("/api/v1/eth2/sign/{pk}"),
-        &[
-            ("authorization", auth),
-            ("content-type", "application/json"),
-        ],
-        &serde_json::to_vec(body).unwrap(),
-    )
+    sign_with(server, auth, pk, body)
 }
 
 fn admin(d: &std::path::Path, server: &Server, args: &[&str]) -> String {

@@ -121,25 +121,8 @@ impl Duties {
 
 /// A fresh PBKDF2 keystore (cheap, for test speed) and its password.
 fn keystore(d: &Path) -> (String, String, String) {
-    write_secret(&d.join("ks.pass"), b"keystore password");
-    sw_ok(
-        &[
-            "keystore",
-            "create",
-            "--out",
-            s(&d.join("ks")),
-            "--password-file",
-            s(&d.join("ks.pass")),
-            "--count",
-            "1",
-            "--kdf",
-            "pbkdf2",
-            "--pbkdf2-iterations",
-            "2048",
-        ],
-        &[],
-    );
-    let text = std::fs::read_to_string(&files(&d.join("ks"))[0]).unwrap();
+    let text =
+        std::fs::read_to_string(&pbkdf2_keystores(d, "ks", b"keystore password", 1)[0]).unwrap();
     let pk = format!(
         "0x{}",
         serde_json::from_str::<Value>(&text).unwrap()["pubkey"]
@@ -312,31 +295,7 @@ fn delete_while_signing_two_postgres_instances_one_stalled() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (db_url, db_name) = pg_create(&admin_url, "delete");
-    let data = d.join("data");
-    let url_env = [("SW_PG_URL", db_url.as_str())];
-    let id = d.join("ops.key");
-    let r = age_identity(&id);
-    let out = sw_ok(
-        &[
-            "init",
-            "--data-dir",
-            s(&data),
-            "--slashing-protection-db-url",
-            "env:SW_PG_URL",
-            "--out",
-            s(&d.join("shares")),
-            "--shares",
-            "2",
-            "--threshold",
-            "2",
-            "--share-to",
-            &r,
-            "--share-to",
-            &r,
-        ],
-        &url_env,
-    );
-    let shares: Vec<std::path::PathBuf> = out.lines().map(std::path::PathBuf::from).collect();
+    let (id, shares) = init_age_pg(d, &d.join("data"), &db_url);
     let mut args = vec![
         "--network".to_string(),
         s(&minimal_network(d)).into(),

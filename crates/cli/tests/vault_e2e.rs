@@ -736,24 +736,7 @@ fn keymanager_imports_into_the_vault_and_deletes_with_history() {
 
     // The CLI import path: progress, then the key signs.
     let admin = Admin::new(d, &server);
-    write_secret(&d.join("ks2.pass"), b"second password");
-    sw_ok(
-        &[
-            "keystore",
-            "create",
-            "--out",
-            s(&d.join("ks2")),
-            "--password-file",
-            s(&d.join("ks2.pass")),
-            "--count",
-            "3",
-            "--kdf",
-            "pbkdf2",
-            "--pbkdf2-iterations",
-            "2048",
-        ],
-        &[],
-    );
+    pbkdf2_keystores(d, "ks2", b"second password", 3);
     let out = sw(
         &admin.args(&[
             "keys",
@@ -993,30 +976,7 @@ fn postgres_instances_share_the_vault() {
     let d = dir.path();
     let (db_url, db_name) = pg_create(&admin_url, "vault");
     let data = d.join("data");
-    let url_env = [("SW_PG_URL", db_url.as_str())];
-    let id = d.join("ops.key");
-    let r = age_identity(&id);
-    let out = sw_ok(
-        &[
-            "init",
-            "--data-dir",
-            s(&data),
-            "--slashing-protection-db-url",
-            "env:SW_PG_URL",
-            "--out",
-            s(&d.join("shares")),
-            "--shares",
-            "2",
-            "--threshold",
-            "2",
-            "--share-to",
-            &r,
-            "--share-to",
-            &r,
-        ],
-        &url_env,
-    );
-    let shares: Vec<PathBuf> = out.lines().map(PathBuf::from).collect();
+    let (id, shares) = init_age_pg(d, &data, &db_url);
     let net = minimal_network(d);
     let mut args = vec![
         "--network".to_string(),

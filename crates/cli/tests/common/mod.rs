@@ -630,3 +630,71 @@ pub fn unattended(id: &Path, shares: &[PathBuf]) -> Vec<String> {
     v.push(s(id).into());
     v
 }
+
+/// `count` fresh EIP-2335 keystores (PBKDF2 with 2,048 iterations: cheap, for test speed) in
+/// `d/<name>`, with the password `password` in `d/<name>.pass`. Returns the keystore files.
+pub fn pbkdf2_keystores(d: &Path, name: &str, password: &[u8], count: usize) -> Vec<PathBuf> {
+    let pass = d.join(format!("{name}.pass"));
+    write_secret(&pass, password);
+    let count = count.to_string();
+    sw_ok(
+        &[
+            "keystore",
+            "create",
+            "--out",
+            s(&d.join(name)),
+            "--password-file",
+            s(&pass),
+            "--count",
+            &count,
+            "--kdf",
+            "pbkdf2",
+            "--pbkdf2-iterations",
+            "2048",
+        ],
+        &[],
+    );
+    files(&d.join(name))
+}
+
+/// `signward init` of a 2-of-2 vault in the PostgreSQL database `db_url`, both shares to one
+/// new age identity `d/ops.key`. Returns the identity file and the share files.
+pub fn init_age_pg(d: &Path, data: &Path, db_url: &str) -> (PathBuf, Vec<PathBuf>) {
+    let id = d.join("ops.key");
+    let r = age_identity(&id);
+    let out = sw_ok(
+        &[
+            "init",
+            "--data-dir",
+            s(data),
+            "--slashing-protection-db-url",
+            "env:SW_PG_URL",
+            "--out",
+            s(&d.join("shares")),
+            "--shares",
+            "2",
+            "--threshold",
+            "2",
+            "--share-to",
+            &r,
+            "--share-to",
+            &r,
+        ],
+        &[("SW_PG_URL", db_url)],
+    );
+    (id, out.lines().map(PathBuf::from).collect())
+}
+
+/// POST a sign request with a credential, asking for JSON.
+pub fn sign_with(server: &Server, auth: &str, pk: &str, body: &serde_json::Value) -> Response {
+    server.request(
+        "POST",
+        &format!("/api/v1/eth2/sign/{pk}"),
+        &[
+            ("authorization", auth),
+            ("content-type", "application/json"),
+            ("accept", "application/json"),
+        ],
+        &serde_json::to_vec(body).unwrap(),
+    )
+}
