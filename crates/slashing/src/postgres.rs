@@ -52,65 +52,20 @@ CREATE TABLE watermarks (
     att_source BIGINT,
     att_target BIGINT
 );
-CREATE FUNCTION signward_check(p_pubkey BYTEA, p_gvr BYTEA, p_kind SMALLINT,
-                               p_a BIGINT, p_b BIGINT, p_root BYTEA) RETURNS TEXT
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_id BIGINT; pinned BYTEA; e_root BYTEA; e_src BIGINT; hit BOOLEAN;
-    min_a BIGINT; min_b BIGINT; wm_a BIGINT; wm_b BIGINT;
-BEGIN
-    SELECT value INTO pinned FROM signward_meta WHERE key = 'genesis_validators_root';
-    IF pinned IS NULL THEN
-        INSERT INTO signward_meta (key, value) VALUES ('genesis_validators_root', p_gvr)
-            ON CONFLICT (key) DO NOTHING;
-        SELECT value INTO pinned FROM signward_meta WHERE key = 'genesis_validators_root';
-    END IF;
-    IF pinned <> p_gvr THEN RETURN 'genesis_mismatch'; END IF;
-    INSERT INTO validators (pubkey) VALUES (p_pubkey) ON CONFLICT (pubkey) DO NOTHING;
-    SELECT id INTO v_id FROM validators WHERE pubkey = p_pubkey FOR UPDATE;
-    IF p_kind = 0 THEN
-        SELECT signing_root, TRUE INTO e_root, hit FROM signed_blocks
-            WHERE validator_id = v_id AND slot = p_a;
-        IF hit THEN
-            IF e_root IS NOT NULL AND e_root = p_root THEN RETURN 'repeat'; END IF;
-            RETURN 'double_proposal';
-        END IF;
-        SELECT MIN(slot) INTO min_a FROM signed_blocks WHERE validator_id = v_id;
-        SELECT block_slot INTO wm_a FROM watermarks WHERE validator_id = v_id;
-        IF p_a <= min_a OR p_a <= wm_a THEN RETURN 'below_watermark'; END IF;
-        INSERT INTO signed_blocks (validator_id, slot, signing_root) VALUES (v_id, p_a, p_root);
-        RETURN 'allowed';
-    END IF;
-    IF p_a > p_b THEN RETURN 'source_after_target'; END IF;
-    SELECT source_epoch, signing_root, TRUE INTO e_src, e_root, hit FROM signed_attestations
-        WHERE validator_id = v_id AND target_epoch = p_b;
-    IF hit THEN
-        IF e_src = p_a AND e_root IS NOT NULL AND e_root = p_root THEN RETURN 'repeat'; END IF;
-        RETURN 'double_vote';
-    END IF;
-    IF EXISTS (SELECT 1 FROM signed_attestations
-               WHERE validator_id = v_id AND target_epoch > p_b AND source_epoch < p_a)
-       OR EXISTS (SELECT 1 FROM signed_attestations
-               WHERE validator_id = v_id AND source_epoch > p_a AND target_epoch < p_b) THEN
-        RETURN 'surround_vote';
-    END IF;
-    SELECT MIN(source_epoch), MIN(target_epoch) INTO min_a, min_b
-        FROM signed_attestations WHERE validator_id = v_id;
-    SELECT att_source, att_target INTO wm_a, wm_b FROM watermarks WHERE validator_id = v_id;
-    IF p_a < min_a OR p_b <= min_b OR p_a < wm_a OR p_b <= wm_b THEN
-        RETURN 'below_watermark';
-    END IF;
-    INSERT INTO signed_attestations (validator_id, source_epoch, target_epoch, signing_root)
-        VALUES (v_id, p_a, p_b, p_root);
-    RETURN 'allowed';
-END;
-$$;
 "#,
     ),
     (
         2,
         r#"
 ALTER TABLE validators ADD COLUMN enabled BOOLEAN NOT NULL DEFAULT TRUE;
+"#,
+    ),
+];
+
+/// The check, as one PL/pgSQL function: pin the chain, lock the validator's row, refuse a
+/// disabled validator, apply the EIP-3076 rules, record. It is code rather than schema: it is
+/// (re)installed whenever a migration runs, so there is one version of it.
+const CHECK_FUNCTION: &str = r#"
 CREATE OR REPLACE FUNCTION signward_check(p_pubkey BYTEA, p_gvr BYTEA, p_kind SMALLINT,
                                p_a BIGINT, p_b BIGINT, p_root BYTEA) RETURNS TEXT
 LANGUAGE plpgsql AS $$
@@ -165,9 +120,7 @@ BEGIN
     RETURN 'allowed';
 END;
 $$;
-"#,
-    ),
-];
+"#;
 
 fn pool_err(e: impl std::fmt::Display) -> SlashingError {
     SlashingError::Pool(e.to_string())
@@ -224,6 +177,7 @@ impl PgStore {
                 supported: SCHEMA_VERSION,
             });
         }
+        let migrating = MIGRATIONS.iter().any(|(v, _)| *v > found);
         for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
             tx.batch_execute(sql).await?;
             tx.execute(
@@ -233,6 +187,9 @@ impl PgStore {
             )
             .await?;
             tracing::info!(version, "slashing database schema migrated");
+        }
+        if migrating {
+            tx.batch_execute(CHECK_FUNCTION).await?;
         }
         tx.commit().await?;
         Ok(())

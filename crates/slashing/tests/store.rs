@@ -714,3 +714,30 @@ async fn imports_only_raise_protection_postgres() {
     db1.drop_db().await;
     db2.drop_db().await;
 }
+
+/// A schema-1 database (before validators could be disabled) is migrated in place: its history
+/// is kept and its validators are enabled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_one_is_migrated_with_its_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    {
+        let s = signward_slashing::sqlite::SqliteStore::open(&path).unwrap();
+        assert_eq!(decide(&s, att(1, 5, 6, 1)).await, Allowed);
+    }
+    // Turn it back into schema 1: no `enabled` column.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE validators DROP COLUMN enabled;
+         UPDATE meta SET value = 1 WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    drop(conn);
+    let s = signward_slashing::sqlite::SqliteStore::open(&path).unwrap();
+    assert_eq!(
+        decide(&s, att(1, 5, 6, 2)).await,
+        Refused(Refusal::DoubleVote)
+    );
+    assert_eq!(decide(&s, att(1, 6, 7, 1)).await, Allowed);
+    assert!(s.disabled().await.unwrap().is_empty());
+}
