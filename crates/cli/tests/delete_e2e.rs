@@ -355,3 +355,116 @@ fn delete_while_signing_two_postgres_instances_one_stalled() {
     drop(b);
     pg_drop(&admin_url, &db_name);
 }
+
+/// kill -9 at any point of a delete: once a history has been exported (kept under
+/// `deleted-keys/`), the key never signs again after the restart; if it still signs, nothing was
+/// exported. A delete run again completes.
+#[test]
+fn kill_9_during_delete_never_leaves_an_exported_key_signing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (server, km) = vault_server(d, &[]);
+    let (ks, pw, pk) = keystore(d);
+    keymanager_import(&server, &km, &ks, &pw, None);
+    let vc = bearer_sign(d);
+    drop(server);
+    let data = d.join("data");
+    let (id, shares) = (d.join("ops.key"), files(&d.join("shares")));
+    let mut args = vec!["--network".to_string(), s(&minimal_network(d)).into()];
+    args.extend(unattended(&id, &shares));
+    let mut target = 10;
+    let (mut exported_rounds, mut intact_rounds) = (0, 0);
+    for round in 0..8u64 {
+        let mut server = Server::start_with_auth(d, &strs(&args));
+        target += 1;
+        let r = sign_with(&server, &vc, &pk, &attestation(target - 1, target, 1));
+        if r.status != 200 {
+            // Disabled or gone from an earlier round: the delete goes on where it stopped.
+            assert!(
+                matches!(code_of(&r).as_str(), "validator_disabled" | "unknown_key"),
+                "{}",
+                r.text()
+            );
+            break;
+        }
+        // DELETE, and kill -9 a few milliseconds into it.
+        let port = server.port;
+        let km2 = km.clone();
+        let pk2 = pk.clone();
+        let del = std::thread::spawn(move || {
+            try_request(
+                port,
+                "DELETE",
+                "/eth/v1/keystores",
+                &[
+                    ("authorization", &km2),
+                    ("content-type", "application/json"),
+                ],
+                &serde_json::to_vec(&json!({"pubkeys": [pk2]})).unwrap(),
+            )
+        });
+        std::thread::sleep(Duration::from_millis(round * 3));
+        let _ = server.child.kill();
+        let _ = server.child.wait();
+        let _ = del.join();
+        let exported =
+            data.join("deleted-keys").exists() && !files(&data.join("deleted-keys")).is_empty();
+        let server = Server::start_with_auth(d, &strs(&args));
+        target += 1;
+        let r = sign_with(&server, &vc, &pk, &attestation(target - 1, target, 1));
+        if exported {
+            exported_rounds += 1;
+            assert_ne!(
+                r.status, 200,
+                "round {round}: history exported, yet the key signed"
+            );
+            break;
+        }
+        if r.status == 200 {
+            intact_rounds += 1;
+        } else {
+            // Disabled before the export: nothing signs; a delete run again finishes it.
+            assert_eq!(
+                code_of(&r),
+                "validator_disabled",
+                "round {round}: {}",
+                r.text()
+            );
+            break;
+        }
+    }
+    // Whatever state the kills left, a delete completes and returns the full history.
+    let server = Server::start_with_auth(d, &strs(&args));
+    let r = server.request(
+        "DELETE",
+        "/eth/v1/keystores",
+        &[("authorization", &km), ("content-type", "application/json")],
+        &serde_json::to_vec(&json!({"pubkeys": [pk]})).unwrap(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert!(
+        matches!(
+            v["data"][0]["status"].as_str(),
+            Some("deleted" | "not_active")
+        ),
+        "{v}"
+    );
+    let doc: Value = serde_json::from_str(v["slashing_protection"].as_str().unwrap()).unwrap();
+    let last = doc["data"][0]["signed_attestations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["target_epoch"].as_str()?.parse::<u64>().ok())
+        .max()
+        .unwrap();
+    assert!(last >= 11, "the history holds what was signed: {doc}");
+    eprintln!("kill -9 during delete: {intact_rounds} rounds killed before the disable, {exported_rounds} after the export");
+}
+
+fn code_of(r: &Response) -> String {
+    serde_json::from_slice::<Value>(&r.body)
+        .ok()
+        .and_then(|v| v["code"].as_str().map(String::from))
+        .unwrap_or_default()
+}

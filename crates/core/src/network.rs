@@ -237,11 +237,13 @@ impl NetworkConfig {
             return Err(bad("fork epochs are not in activation order"));
         }
         let genesis_time = match (get("MIN_GENESIS_TIME"), get("GENESIS_DELAY")) {
-            (Some(t), Some(d)) => t
-                .parse::<u64>()
-                .ok()
-                .zip(d.parse::<u64>().ok())
-                .map(|(t, d)| t + d),
+            (Some(t), Some(d)) => match t.parse::<u64>().ok().zip(d.parse::<u64>().ok()) {
+                Some((t, d)) => Some(
+                    t.checked_add(d)
+                        .ok_or_else(|| bad("MIN_GENESIS_TIME + GENESIS_DELAY is out of range"))?,
+                ),
+                None => None,
+            },
             _ => None,
         };
         let seconds_per_slot = match get("SECONDS_PER_SLOT") {
@@ -312,5 +314,21 @@ mod tests {
         assert_eq!(n.fork_version_at(3), v([1, 0, 0, 1]));
         assert!(NetworkConfig::from_config_yaml("x", "PRESET_BASE: gnosis\n").is_err());
         assert!(NetworkConfig::from_config_yaml("x", "PRESET_BASE: mainnet\n").is_err());
+    }
+
+    #[test]
+    fn config_yaml_genesis_time_overflow_is_an_error() {
+        // Found by fuzz/fuzz_targets/network_config.rs: the sum overflowed (a panic with
+        // overflow checks, a wrapped genesis time without).
+        let text = "GENESIS_FORK_VERSION: 0x00000000\nMIN_GENESIS_TIME: 18446744073709551607\n\
+                    GENESIS_DELAY: 604800\n";
+        assert!(matches!(
+            NetworkConfig::from_config_yaml("x", text),
+            Err(CoreError::InvalidNetwork(_))
+        ));
+        let text = "GENESIS_FORK_VERSION: 0x00000000\nMIN_GENESIS_TIME: 18446744073709551607\n\
+                    GENESIS_DELAY: 8\n";
+        let n = NetworkConfig::from_config_yaml("x", text).unwrap();
+        assert_eq!(n.genesis_time, Some(u64::MAX));
     }
 }

@@ -134,6 +134,10 @@ pub fn parse(value: &serde_json::Value) -> Result<(TxRequest, Option<Intent>), E
         (None, None) => Vec::new(),
     };
     let chain_id = required(&t.chain_id, "chainId")?.u64("chainId")?;
+    // EIP-2294's bound: EIP-155's `v` (chainId·2 + 35 + parity) must fit in 64 bits.
+    if chain_id > u64::MAX / 2 - 36 {
+        return Err(EvmError::InvalidTransaction("chainId is too large".into()));
+    }
     let nonce = required(&t.nonce, "nonce")?.u64("nonce")?;
     let gas = required(&t.gas, "gas")?.u64("gas")?;
     let to = match t.to.as_deref() {
@@ -312,5 +316,31 @@ impl TxRequest {
                 _ => parity as u64,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_id_is_bounded_so_eip155_v_fits() {
+        // Reached through fuzz/fuzz_targets/jsonrpc_tx.rs: chainId·2 + 35 overflowed in `sign`
+        // (a panic with overflow checks, a wrapped `v` without).
+        let key = EvmKey::from_secret_bytes(&[0x11; 32]).unwrap();
+        let tx = |chain_id: u64| {
+            let id = format!("{chain_id:#x}");
+            serde_json::json!({"gas": 21000, "gasPrice": 1, "nonce": 0, "chainId": id})
+        };
+        for too_large in [u64::MAX, u64::MAX / 2 - 35] {
+            assert!(matches!(
+                parse(&tx(too_large)),
+                Err(EvmError::InvalidTransaction(_))
+            ));
+        }
+        let max = u64::MAX / 2 - 36;
+        let (req, _) = parse(&tx(max)).unwrap();
+        let signed = req.sign(&key).unwrap();
+        assert_eq!(signed.v, max * 2 + 35 + signed.y_parity as u64);
     }
 }

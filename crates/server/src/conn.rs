@@ -175,8 +175,9 @@ impl Connections {
                     .values()
                     .filter(|c| c.closing.load(Ordering::Acquire))
                     .count();
-                if closing == 0 && !self.evict_idle(&t, None) {
-                    self.refused.fetch_add(1, Ordering::Relaxed);
+                if closing == 0 {
+                    // Every connection busy: new ones wait in the backlog meanwhile.
+                    self.evict_idle(&t, None);
                 }
             }
             let _ =

@@ -438,7 +438,21 @@ pub async fn manage(
 /// A failure before step 5 puts everything back as it was. Keys asked about that this server
 /// does not hold but that have history (`not_active`) are disabled too, so their returned
 /// history stays complete.
+///
+/// The steps run in a task of their own: a client that gives up (or a request deadline) cannot
+/// stop a delete half-way; it finishes, or puts everything back.
 pub async fn delete(
+    state: &Arc<AppState>,
+    caller: &str,
+    pubkeys: &[PublicKeyBytes],
+) -> Result<(Vec<Outcome>, Vec<u8>), ApiError> {
+    let (state, caller, pubkeys) = (state.clone(), caller.to_string(), pubkeys.to_vec());
+    tokio::spawn(async move { delete_steps(&state, &caller, &pubkeys).await })
+        .await
+        .map_err(|_| ApiError::Internal)?
+}
+
+async fn delete_steps(
     state: &Arc<AppState>,
     caller: &str,
     pubkeys: &[PublicKeyBytes],

@@ -51,8 +51,9 @@ impl Default for Limits {
     }
 }
 
-/// Key imports decrypt keystores (scrypt: about a second of CPU each), so they get a longer
-/// deadline than signing; they need an authenticated `keymanager` or `admin` caller.
+/// Key imports decrypt keystores (scrypt: about a second of CPU each) and deletes wait for the
+/// requests holding the keys, so they get a longer deadline than signing; they need an
+/// authenticated `keymanager` or `admin` caller.
 const IMPORT_TIMEOUT: Duration = Duration::from_secs(600);
 
 async fn deadline(limit: Duration, req: Request, next: Next) -> Response {
@@ -137,17 +138,18 @@ pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
             Scope::Keymanager,
             t,
             Router::new()
-                .route(
-                    "/eth/v1/keystores",
-                    get(keymanager::list).delete(keymanager::delete),
-                )
+                .route("/eth/v1/keystores", get(keymanager::list))
                 .route("/eth/v1/remotekeys", get(keymanager::remote_keys)),
         ))
+        // Imports decrypt keystores; deletes wait for the requests that hold the keys.
         .merge(scoped(
             s,
             Scope::Keymanager,
             long,
-            Router::new().route("/eth/v1/keystores", post(keymanager::import)),
+            Router::new().route(
+                "/eth/v1/keystores",
+                post(keymanager::import).delete(keymanager::delete),
+            ),
         ))
         .merge(scoped(
             s,
@@ -162,7 +164,6 @@ pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
                 .route("/admin/v1/resume", post(admin::resume))
                 .route("/admin/v1/keys", get(admin::list))
                 .route("/admin/v1/keys/generate", post(admin::generate))
-                .route("/admin/v1/keys/{pubkey}", delete(admin::delete))
                 .route("/admin/v1/keys/{pubkey}/enable", post(admin::enable))
                 .route("/admin/v1/keys/{pubkey}/disable", post(admin::disable)),
         ))
@@ -170,7 +171,9 @@ pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
             s,
             Scope::Admin,
             long,
-            Router::new().route("/admin/v1/keys/import", post(admin::import)),
+            Router::new()
+                .route("/admin/v1/keys/import", post(admin::import))
+                .route("/admin/v1/keys/{pubkey}", delete(admin::delete)),
         ))
         .fallback(not_found)
         .layer(middleware::from_fn(move |req, next| {
