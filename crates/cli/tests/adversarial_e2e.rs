@@ -231,6 +231,11 @@ fn unauthenticated_floods_do_not_grow_the_audit_log() {
         let r = sign(&server, &vc, &long, &randao(2));
         assert_eq!(code(&r), (400, "invalid_pubkey".into()));
     }
+    // A valid credential outside its scope, in a loop: tallied too.
+    for _ in 0..100 {
+        let r = server.request("GET", "/healthcheck", &[("authorization", &vc)], b"");
+        assert_eq!(code(&r), (403, "scope_denied".into()));
+    }
     assert_eq!(sign(&server, &vc, &pks[0], &randao(3)).status, 200);
     let grown = size().saturating_sub(before);
     assert!(
@@ -247,6 +252,13 @@ fn unauthenticated_floods_do_not_grow_the_audit_log() {
     assert!(denied.len() <= 2, "aggregated records: {denied:?}");
     let total: u64 = denied.iter().map(|r| r["count"].as_u64().unwrap()).sum();
     assert_eq!(total, 240);
+    let scope: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["decision"] == "denied" && r["caller"] == "vc")
+        .collect();
+    assert_eq!(scope.len(), 1, "{scope:?}");
+    assert_eq!(scope[0]["count"], 100);
+    assert_eq!(scope[0]["reason"], "scope_denied");
     for r in &records {
         for (k, v) in r.as_object().unwrap() {
             if let Some(s) = v.as_str() {
@@ -1230,4 +1242,127 @@ fn barrage_of_malformed_requests() {
         "RSS grew from {rss_before} to {rss_after} KiB"
     );
     assert_eq!(sign(&server, &vc, &pk, &randao(1 << 20)).status, 200);
+}
+
+/// Review findings on key management: a Keymanager credential restricted to some keys lists,
+/// imports and deletes only those; a keystore the vault holds (disabled) is a duplicate whose
+/// history is not imported; an admin delete of a key this vault does not hold is a 404 that
+/// changes nothing.
+#[test]
+fn key_management_respects_key_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("data");
+    let (id, shares) = init_age(d, &data, 2, 2);
+    let mut args = vec!["--network".to_string(), s(&minimal_network(d)).into()];
+    args.extend(unattended(&id, &shares));
+    let server = Server::start_with_auth(d, &strs(&args));
+    let ks: Vec<String> = pbkdf2_keystores(d, "ks", b"keystore password", 3)
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    let pk = |i: usize| {
+        format!(
+            "0x{}",
+            serde_json::from_str::<Value>(&ks[i]).unwrap()["pubkey"]
+                .as_str()
+                .unwrap()
+        )
+    };
+    let km = bearer(d, &["--name", "km", "--scope", "keymanager"]);
+    let km_a = bearer(
+        d,
+        &["--name", "km-a", "--scope", "keymanager", "--keys", &pk(0)],
+    );
+    let vc = bearer(d, &["--name", "vc", "--scope", "sign"]);
+    let admin = Admin::new(d, &server);
+    let km_call = |auth: &str, method: &str, body: Value| {
+        server.request(
+            method,
+            "/eth/v1/keystores",
+            &[
+                ("authorization", auth),
+                ("content-type", "application/json"),
+            ],
+            &serde_json::to_vec(&body).unwrap(),
+        )
+    };
+    let r = km_call(
+        &km,
+        "POST",
+        json!({"keystores": [ks[0], ks[1]], "passwords": ["keystore password", "keystore password"]}),
+    );
+    assert_eq!(r.json()["data"][0]["status"], "imported", "{}", r.text());
+    // The restricted credential sees, deletes and imports its key only.
+    let listed = km_call(&km_a, "GET", json!(null)).json();
+    let listed: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["validating_pubkey"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, vec![pk(0).as_str()]);
+    let r = km_call(&km_a, "DELETE", json!({"pubkeys": [pk(1)]})).json();
+    assert_eq!(r["data"][0]["status"], "error", "{r}");
+    assert_eq!(
+        sign(&server, &vc, &pk(1), &randao(1)).status,
+        200,
+        "the other key still signs"
+    );
+    let r = km_call(
+        &km_a,
+        "POST",
+        json!({"keystores": [ks[2]], "passwords": ["keystore password"]}),
+    )
+    .json();
+    assert_eq!(r["data"][0]["status"], "error", "{r}");
+    assert_eq!(
+        code(&sign(&server, &vc, &pk(2), &randao(1))),
+        (404, "unknown_key".into())
+    );
+    // A key the vault holds, disabled: importing it again is a duplicate, its history ignored.
+    sw_ok(&admin.args(&["keys", "disable", &pk(1)]), &[]);
+    let history = json!({"metadata": {"interchange_format_version": "5", "genesis_validators_root": gvr()},
+                         "data": [{"pubkey": pk(1), "signed_blocks": [], "signed_attestations": [{"source_epoch": "99", "target_epoch": "100"}]}]});
+    let r = km_call(&km, "POST", json!({"keystores": [ks[1]], "passwords": ["keystore password"], "slashing_protection": history.to_string()})).json();
+    assert_eq!(r["data"][0]["status"], "duplicate", "{r}");
+    sw_ok(&admin.args(&["keys", "enable", &pk(1)]), &[]);
+    assert_eq!(
+        sign(&server, &vc, &pk(1), &attestation(3, 4)).status,
+        200,
+        "no history was imported for it"
+    );
+    // An admin delete of a key this vault does not hold: 404, and nothing is disabled.
+    let other = format!("0x{}", "b2".repeat(48));
+    let imported = format!(
+        "{{\"metadata\":{{\"interchange_format_version\":\"5\",\"genesis_validators_root\":\"{}\"}},\"data\":[{{\"pubkey\":\"{other}\",\"signed_blocks\":[{{\"slot\":\"5\"}}],\"signed_attestations\":[]}}]}}",
+        gvr()
+    );
+    std::fs::write(d.join("other.json"), imported).unwrap();
+    let out = run_signward(
+        &["slashing", "import", "--file", s(&d.join("other.json"))],
+        &data,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out_file = d.join("other-history.json");
+    let out = sw(
+        &admin.args(&["keys", "delete", &other, "--slashing-out", s(&out_file)]),
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("key_not_found"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_signward(&["slashing", "disabled"], &data);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).trim().is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

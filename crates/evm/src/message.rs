@@ -21,15 +21,33 @@ pub struct Typed {
     pub approval: bool,
 }
 
-/// Names that mark a message type, or a field of it, as granting an allowance.
-const APPROVAL_TYPE_WORDS: [&str; 3] = ["permit", "approv", "allowance"];
-const APPROVAL_FIELDS: [&str; 5] = ["spender", "allowance", "allowed", "approved", "operator"];
+/// Words that mark a message type, or a field of it, as granting an allowance, an authority or
+/// funds (matched anywhere in the name, case-insensitively).
+const APPROVAL_TYPE_WORDS: [&str; 6] = [
+    "permit",
+    "approv",
+    "allowance",
+    "authoriz",
+    "delegat",
+    "withsig",
+];
+const APPROVAL_FIELDS: [&str; 8] = [
+    "spender",
+    "allowance",
+    "allowed",
+    "approved",
+    "operator",
+    "manager",
+    "delegatee",
+    "authoriz",
+];
 
-/// Does this typed data grant someone an allowance? EIP-2612 `Permit`, DAI's `Permit`, Permit2's
-/// `PermitSingle`/`PermitBatch`/`PermitTransferFrom`…, and anything else whose primary type is
-/// named like one or carries (directly or in a nested struct) a `spender`, `allowance`,
-/// `allowed`, `approved` or `operator` field. Deliberately broad: a false positive only means a
-/// policy must name the type.
+/// Does this typed data look like it grants someone an allowance or an authority? EIP-2612 and
+/// DAI `Permit`, Permit2's `PermitSingle`/`PermitBatch`/`PermitTransferFrom`…, EIP-3009
+/// `TransferWithAuthorization`, delegations by signature, and anything whose primary type is
+/// named like one or carries (directly or in a nested struct) a field named like `spender`,
+/// `allowance`, `allowed`, `approved`, `operator`, `manager` or `delegatee`. A policy must name
+/// every type anyway; this only picks the reason code of a refusal.
 pub fn grants_allowance(types: &serde_json::Value, primary_type: &str) -> bool {
     let lower = primary_type.to_ascii_lowercase();
     if APPROVAL_TYPE_WORDS.iter().any(|w| lower.contains(w)) {
@@ -45,8 +63,12 @@ pub fn grants_allowance(types: &serde_json::Value, primary_type: &str) -> bool {
             continue;
         };
         for f in fields {
-            let name = f.get("name").and_then(|n| n.as_str()).unwrap_or("");
-            if APPROVAL_FIELDS.contains(&name.to_ascii_lowercase().as_str()) {
+            let name = f
+                .get("name")
+                .and_then(|n| n.as_str())
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            if APPROVAL_FIELDS.iter().any(|w| name.contains(w)) {
                 return true;
             }
             if let Some(ty) = f.get("type").and_then(|t| t.as_str()) {
@@ -129,6 +151,21 @@ mod tests {
             (
                 json!({"Grant": [{"name": "inner", "type": "Inner[]"}], "Inner": [{"name": "operator", "type": "address"}]}),
                 "Grant",
+                true,
+            ),
+            (
+                json!({"TransferWithAuthorization": [{"name": "from", "type": "address"}, {"name": "to", "type": "address"}]}),
+                "TransferWithAuthorization",
+                true,
+            ),
+            (
+                json!({"Authorization": [{"name": "owner", "type": "address"}, {"name": "manager", "type": "address"}, {"name": "isAllowed", "type": "bool"}]}),
+                "Authorization",
+                true,
+            ),
+            (
+                json!({"X": [{"name": "spenderAddress", "type": "address"}]}),
+                "X",
                 true,
             ),
             // Polymarket's ClobAuth and the EIP-712 example mail grant nothing.

@@ -21,16 +21,25 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Create `path` (mode 0600; it must not exist), write `bytes`, and make both durable.
+/// Create `path` (mode 0600; it must not exist) holding `bytes`, durably. The bytes are written
+/// and fsynced under a temporary name first and then linked into place, so `path` never exists
+/// half-written (a crash or a full disk leaves no truncated key, share or history file).
 pub fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
+    let tmp = temp_beside(path);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        // `link` fails if `path` exists: never overwrites.
+        std::fs::hard_link(&tmp, path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result?;
     sync_dir(parent(path))
 }
 

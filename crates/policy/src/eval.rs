@@ -32,8 +32,8 @@ pub enum Request<'a> {
         chain_id: Option<u64>,
         verifying_contract: Option<Address>,
         primary_type: &'a str,
-        /// The message grants an allowance (a permit, an approval): allowed only where a rule
-        /// names its type.
+        /// The message looks like it grants an allowance (a permit, an approval): only changes
+        /// the reason code of a refusal; every type must be named anyway.
         approval: bool,
     },
 }
@@ -207,21 +207,20 @@ fn evaluate_set(rs: &RuleSet, out: &mut Out<'_>, req: &Request<'_>, intent: Opti
                 )
             });
             if let Some(d) = domain {
+                // Only the types a rule names; an unnamed one that looks like an allowance is
+                // refused under a reason code of its own.
                 let named = d.primary_types.contains(*primary_type);
-                if *approval {
-                    out.rule("typed_data_approval_not_allowed", named, || {
-                        format!(
-                            "primaryType {} grants an allowance; only a rule that names it allows it",
-                            bounded(primary_type)
-                        )
-                    });
+                let rule = if *approval {
+                    "typed_data_approval_not_allowed"
                 } else {
-                    out.rule(
-                        "typed_data_type_not_allowed",
-                        named || d.any_other_type,
-                        || format!("primaryType {}", bounded(primary_type)),
-                    );
-                }
+                    "typed_data_type_not_allowed"
+                };
+                out.rule(rule, named, || {
+                    format!(
+                        "primaryType {} is not named for this domain",
+                        bounded(primary_type)
+                    )
+                });
             }
         }
     }

@@ -79,8 +79,8 @@ struct ContractFile {
 struct DomainFile {
     chain_id: u64,
     verifying_contract: String,
-    /// The message types that may be signed under this domain; `"*"` for any type that grants
-    /// no allowance. A type that grants one (a permit, an approval) must be named.
+    /// The message types (`primaryType`) that may be signed under this domain, each by name:
+    /// there is no wildcard, so nothing (a permit, an approval) is signed by omission.
     primary_types: Vec<String>,
 }
 
@@ -103,15 +103,12 @@ struct PolicyFile {
     tokens: BTreeMap<String, RuleSetFile>,
 }
 
-/// An EIP-712 domain that may be signed for, and the message types allowed under it.
+/// An EIP-712 domain that may be signed for, and the message types allowed under it, by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TypedDataDomain {
     pub chain_id: u64,
     pub verifying_contract: Address,
-    /// Types named explicitly (the only way to allow one that grants an allowance).
     pub primary_types: BTreeSet<String>,
-    /// `"*"`: any other type, as long as it grants no allowance.
-    pub any_other_type: bool,
 }
 
 /// Total value and number of transactions a key may sign per rolling window.
@@ -200,19 +197,25 @@ impl RuleSet {
             if d.primary_types.is_empty() {
                 return Err(bad(
                     field("typed_data_domains.primary_types"),
-                    "name the message types allowed (or \"*\" for any that grants no allowance)",
+                    "name the message types (primaryType) that may be signed",
+                ));
+            }
+            if let Some(t) = d
+                .primary_types
+                .iter()
+                .find(|t| t.is_empty() || t.contains('*') || t.trim() != t.as_str())
+            {
+                return Err(bad(
+                    field("typed_data_domains.primary_types"),
+                    format!(
+                        "{t:?}: each message type is named; there is no wildcard for typed data"
+                    ),
                 ));
             }
             typed_data_domains.push(TypedDataDomain {
                 chain_id: d.chain_id,
                 verifying_contract,
-                primary_types: d
-                    .primary_types
-                    .iter()
-                    .filter(|t| t.as_str() != "*")
-                    .cloned()
-                    .collect(),
-                any_other_type: d.primary_types.iter().any(|t| t == "*"),
+                primary_types: d.primary_types.iter().cloned().collect(),
             });
         }
         let max_fee = f
@@ -260,24 +263,19 @@ impl RuleSet {
 /// Where a TOML document failed and why, without any of its content (a config file may hold a
 /// password; its text never goes into an error).
 pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    // A message may quote a value (`invalid type: string "..."`): quoted text is elided. (Key
+    // names, in backticks, are kept: they name the setting.)
+    let mut message = String::new();
+    let first = e.message().lines().next().unwrap_or("invalid TOML");
+    for (i, part) in first.split('"').enumerate() {
+        message.push_str(if i % 2 == 1 { "\"…\"" } else { part });
+    }
     let Some(span) = e.span() else {
-        return e.message().to_string();
+        return message;
     };
     let before = &text.as_bytes()[..span.start.min(text.len())];
     let line = before.iter().filter(|b| **b == b'\n').count() + 1;
     let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
-    // A message may quote a value ("invalid type: string \"...\""): quoted text is elided.
-    let mut message = String::new();
-    for (i, part) in e
-        .message()
-        .lines()
-        .next()
-        .unwrap_or("invalid TOML")
-        .split('"')
-        .enumerate()
-    {
-        message.push_str(if i % 2 == 1 { "\"…\"" } else { part });
-    }
     format!("line {line}, column {column}: {message}")
 }
 

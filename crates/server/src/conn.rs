@@ -287,13 +287,18 @@ impl Drop for InFlight {
     }
 }
 
-/// Close the connection when its request head is late or it is told to make room.
+/// Close the connection when its request head is late, or when it is told to make room and no
+/// request is in flight (one that started meanwhile, and its response, are let through first).
 async fn watchdog(conn: Arc<Conn>, epoch: Instant, limits: ConnLimits) {
     let header_ms = limits.header_timeout.as_millis() as u64;
+    let mut told = false;
     loop {
         tokio::select! {
-            _ = conn.close.notified() => return,
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = conn.close.notified(), if !told => told = true,
+            _ = tokio::time::sleep(Duration::from_millis(if told { 20 } else { 250 })) => {}
+        }
+        if told && conn.in_flight.load(Ordering::Acquire) == 0 {
+            return;
         }
         let started = conn.head_started.load(Ordering::Acquire);
         if started != 0
@@ -455,9 +460,16 @@ async fn run_http<IO>(
         }
         let app = app.clone();
         async move {
-            let r = tower::ServiceExt::oneshot(app, req).await;
-            drop(guard);
-            r
+            let r = tower::ServiceExt::oneshot(app, req).await?;
+            // In flight until the response body has been sent (hyper drops it then), so a
+            // long answer to a slow reader is never taken for an idle connection.
+            Ok::<_, std::convert::Infallible>(r.map(|body| {
+                use http_body_util::BodyExt;
+                axum::body::Body::new(body.map_frame(move |f| {
+                    let _in_flight = &guard;
+                    f
+                }))
+            }))
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();

@@ -166,6 +166,10 @@ async fn suspend(state: &Arc<AppState>, caller: Option<&Caller>, key: &str) {
                 tracing::error!(error = %e, "audit write for a suspension failed");
             }
         }
+        Err(signward_auth::AuthError::NotFound(_)) => {
+            // Revoked meanwhile: nothing left to contain.
+            tracing::error!(caller = %c.name, "the credential was revoked before it could be suspended");
+        }
         Err(e) => {
             // The credential could not be contained: stop everything instead.
             tracing::error!(error = %e, caller = %c.name, "the credential could not be suspended; halting all signing");

@@ -5,16 +5,17 @@
 //! never served. Credentials are never logged or echoed.
 //!
 //! Failed attempts are limited per source, and only failed attempts: a valid credential is never
-//! refused because someone else at the same address guessed wrong. Denials without a valid
-//! credential are counted per source and reason and written to the audit log once per interval,
-//! so traffic without a credential cannot grow the log faster than that.
+//! refused because someone else at the same address guessed wrong. Denials at the gate (no valid
+//! credential, or one outside its scope, network, lifetime, or suspended) are counted per source,
+//! reason and credential and written to the audit log once per interval, so no traffic can grow
+//! the log faster than that.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -56,46 +57,48 @@ pub const DENIAL_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
 /// Most distinct sources tallied per interval; the rest are counted under `0.0.0.0`.
 const MAX_TALLIED_SOURCES: usize = 4096;
 
-/// (source, reason) → (count, first seen, Unix ms).
-type Tallies = HashMap<(IpAddr, &'static str), (u64, u64)>;
+/// (source, reason, credential if known) → (count, first seen, Unix ms).
+type Tallies = HashMap<(IpAddr, &'static str, Option<String>), (u64, u64)>;
 
-/// Denials without a valid credential, per (source, reason), for one interval.
+/// Denials at the gate, per source, reason and credential, for one interval.
 #[derive(Default)]
 pub struct DenialTally {
     inner: Mutex<Tallies>,
 }
 
 impl DenialTally {
-    /// Count one denial. Returns true for the first from this source and reason in the
-    /// interval (worth a log line; the rest are not).
-    pub fn count(&self, ip: IpAddr, reason: &'static str) -> bool {
+    /// Count one denial (`caller`: the credential, when it was valid). Returns true for the
+    /// first of its kind in the interval (worth a log line; the rest are not).
+    pub fn count(&self, ip: IpAddr, reason: &'static str, caller: Option<&str>) -> bool {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let at_capacity = g.len() >= MAX_TALLIED_SOURCES && !g.contains_key(&(ip, reason));
-        let key = if at_capacity {
-            (IpAddr::V4(Ipv4Addr::UNSPECIFIED), reason)
+        let key = (ip, reason, caller.map(String::from));
+        let key = if g.len() >= MAX_TALLIED_SOURCES && !g.contains_key(&key) {
+            (IpAddr::V4(Ipv4Addr::UNSPECIFIED), reason, None)
         } else {
-            (ip, reason)
+            key
         };
         let e = g.entry(key).or_insert((0, now_ms()));
         e.0 += 1;
         e.0 == 1
     }
 
-    /// Take the tallies: one audit record per source and reason.
+    /// Take the tallies: one audit record per source, reason and credential.
     pub fn drain(&self) -> Vec<signward_audit::Record> {
         let taken = std::mem::take(&mut *self.inner.lock().unwrap_or_else(|p| p.into_inner()));
         taken
             .into_iter()
-            .map(|((ip, reason), (count, first_ms))| signward_audit::Record {
-                event: "access".into(),
-                caller: Some("-".into()),
-                peer: Some(ip.to_string()),
-                decision: "denied".into(),
-                reason: Some(reason.to_string()),
-                count: Some(count),
-                first_ms: Some(first_ms),
-                ..Default::default()
-            })
+            .map(
+                |((ip, reason, caller), (count, first_ms))| signward_audit::Record {
+                    event: "access".into(),
+                    caller: Some(caller.unwrap_or_else(|| "-".into())),
+                    peer: Some(ip.to_string()),
+                    decision: "denied".into(),
+                    reason: Some(reason.to_string()),
+                    count: Some(count),
+                    first_ms: Some(first_ms),
+                    ..Default::default()
+                },
+            )
             .collect()
     }
 }
@@ -216,23 +219,17 @@ pub async fn gate(
     let Some(caller) = caller else {
         return refuse_unknown(&state, gate, ip);
     };
-    // Our own route template (bounded), never the request's path.
-    let route = format!(
-        "{} {}",
-        req.method().as_str(),
-        req.extensions()
-            .get::<MatchedPath>()
-            .map(|m| m.as_str())
-            .unwrap_or("-")
-    );
     let checked = if caller.suspended {
         Err(Denied::Suspended)
     } else {
         caller.policy.check_access(scope, ip, now())
     };
     if let Err(denied) = checked {
-        tracing::warn!(caller = %caller.name, source = %ip, scope = %scope, reason = denied.code(), "access denied");
-        audit_denial(&state, &caller.name, ip, route, denied.code()).await;
+        // Tallied like unknown credentials: an expired or suspended token sent in a loop adds
+        // one record a minute, not one per request.
+        if gate.denials.count(ip, denied.code(), Some(&caller.name)) {
+            tracing::warn!(caller = %caller.name, source = %ip, scope = %scope, reason = denied.code(), "access denied");
+        }
         return ApiError::Forbidden(denied).into_response();
     }
     req.extensions_mut().insert(caller);
@@ -247,7 +244,10 @@ fn refuse_unknown(state: &AppState, gate: &Gate, ip: IpAddr) -> Response {
         .auth_failures
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if let Some(wait) = gate.limiter.blocked(ip) {
-        if gate.denials.count(ip, ApiError::TooManyFailures.code()) {
+        if gate
+            .denials
+            .count(ip, ApiError::TooManyFailures.code(), None)
+        {
             tracing::warn!(source = %ip, "authentication refused: too many failures");
         }
         let mut r = ApiError::TooManyFailures.into_response();
@@ -257,7 +257,7 @@ fn refuse_unknown(state: &AppState, gate: &Gate, ip: IpAddr) -> Response {
         return r;
     }
     let failures = gate.limiter.fail(ip);
-    if gate.denials.count(ip, ApiError::Unauthorized.code()) {
+    if gate.denials.count(ip, ApiError::Unauthorized.code(), None) {
         tracing::warn!(source = %ip, failures, "authentication failed");
     }
     let mut r = ApiError::Unauthorized.into_response();
@@ -266,25 +266,6 @@ fn refuse_unknown(state: &AppState, gate: &Gate, ip: IpAddr) -> Response {
         HeaderValue::from_static("Bearer realm=\"signward\""),
     );
     r
-}
-
-/// Record a denial of a known caller. A denial is answered whether or not the record could be
-/// written (nothing is released either way); a write failure is logged.
-async fn audit_denial(state: &AppState, caller: &str, ip: IpAddr, route: String, reason: &str) {
-    if state.audit.is_some() {
-        let record = signward_audit::Record {
-            event: "access".into(),
-            caller: Some(caller.to_string()),
-            peer: Some(ip.to_string()),
-            operation: Some(route),
-            decision: "denied".into(),
-            reason: Some(reason.to_string()),
-            ..Default::default()
-        };
-        if let Err(e) = state.journal(record).await {
-            tracing::error!(error = %e, "audit record of a denial could not be written");
-        }
-    }
 }
 
 #[cfg(test)]
@@ -343,9 +324,9 @@ mod tests {
     fn denial_tally_is_bounded() {
         let t = DenialTally::default();
         for i in 1..=(MAX_TALLIED_SOURCES as u32 + 500) {
-            t.count(IpAddr::V4(Ipv4Addr::from(i)), "unauthorized");
+            t.count(IpAddr::V4(Ipv4Addr::from(i)), "unauthorized", None);
         }
-        assert!(!t.count(IpAddr::V4(Ipv4Addr::from(1)), "unauthorized"));
+        assert!(!t.count(IpAddr::V4(Ipv4Addr::from(1)), "unauthorized", None));
         let records = t.drain();
         assert_eq!(records.len(), MAX_TALLIED_SOURCES + 1);
         let total: u64 = records.iter().map(|r| r.count.unwrap()).sum();

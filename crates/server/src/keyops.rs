@@ -19,6 +19,31 @@ use crate::error::ApiError;
 use crate::state::{AppState, KeyOrigin};
 use crate::vault::VaultRuntime;
 
+/// Who asks for a key operation: the name recorded in the audit log, and the credential's
+/// policy (`None` only with authentication off). Keys the policy does not grant are never
+/// touched, listed or imported for that caller.
+#[derive(Clone, Copy)]
+pub struct Actor<'a> {
+    pub name: &'a str,
+    pub policy: Option<&'a signward_auth::Policy>,
+}
+
+impl Actor<'_> {
+    pub fn may(&self, key: signward_auth::KeyId<'_>) -> bool {
+        self.policy.is_none_or(|p| p.check_key(key).is_ok())
+    }
+}
+
+/// What a delete does to asked-for keys this server does not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbsentKeys {
+    /// Keymanager semantics: one with history is disabled too and its history returned
+    /// (`not_active`), so that history stays complete.
+    Disable,
+    /// Leave them alone (the admin delete of one key answers 404).
+    Leave,
+}
+
 /// Per-key outcome of an import or delete.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -97,6 +122,13 @@ impl NewKey {
         }
     }
 
+    fn granted_to(&self, who: &Actor<'_>) -> bool {
+        match self {
+            NewKey::Bls(k) => who.may(signward_auth::KeyId::Bls(k.public_key())),
+            NewKey::Evm(k) => who.may(signward_auth::KeyId::Evm(&k.address())),
+        }
+    }
+
     /// Already loaded on this server (from any source).
     fn is_loaded(&self, state: &AppState) -> bool {
         match self {
@@ -128,7 +160,7 @@ impl NewKey {
 /// before those keys can sign; records of any other key in the document are ignored.
 pub async fn import_keystores(
     state: &Arc<AppState>,
-    caller: &str,
+    who: Actor<'_>,
     origin: &str,
     keystores: Vec<String>,
     passwords: Vec<Zeroizing<String>>,
@@ -139,6 +171,11 @@ pub async fn import_keystores(
         return Err(ApiError::Vault("invalid_keystore"));
     }
     let rt = unsealed(state)?;
+    if let Some(doc) = history {
+        // A document that is malformed, for another chain or beyond the clock is refused
+        // before anything is decrypted (nothing of it is imported yet).
+        import_history(state, doc, &HashSet::new()).await?;
+    }
     let decrypted: Vec<Result<NewKey, String>> = tokio::task::spawn_blocking(move || {
         keystores
             .into_par_iter()
@@ -180,6 +217,11 @@ pub async fn import_keystores(
                 status: "error",
                 message: format!("keystore could not be decrypted ({class})"),
             }),
+            Ok(k) if !k.granted_to(&who) => {
+                let mut o = k.outcome("error");
+                o.message = "the key is not granted to this credential".into();
+                outcomes.push(o);
+            }
             Ok(k) => {
                 let dup = k.is_loaded(state) || !batch_seen.insert(k.id());
                 outcomes.push(k.outcome(if dup { "duplicate" } else { "imported" }));
@@ -189,22 +231,14 @@ pub async fn import_keystores(
             }
         }
     }
-    if let Some(doc) = history {
-        let keys: HashSet<PublicKeyBytes> = fresh
-            .iter()
-            .filter_map(|(_, k)| match k {
-                NewKey::Bls(k) => Some(*k.public_key()),
-                NewKey::Evm(_) => None,
-            })
-            .collect();
-        import_history(state, doc, &keys).await?;
-    }
-    store_and_load(state, rt, caller, origin, fresh, &mut outcomes).await?;
+    store_and_load(state, rt, who.name, origin, fresh, &mut outcomes, history).await?;
     Ok(outcomes)
 }
 
-/// Store new keys in the vault, audit each one stored, and load them for signing. A key whose
-/// id the vault already holds is marked `duplicate` in `outcomes`.
+/// Store new keys in the vault, audit each one stored, and load them for signing. Under the
+/// vault's sync lock (deletes hold it throughout): a key the vault already holds, enabled or not,
+/// is a `duplicate` and nothing of it changes; for the others, `history` (the records of those
+/// keys only) is imported, then they are enabled in the slashing database, stored and loaded.
 async fn store_and_load(
     state: &Arc<AppState>,
     rt: &VaultRuntime,
@@ -212,12 +246,30 @@ async fn store_and_load(
     origin: &str,
     fresh: Vec<(usize, NewKey)>,
     outcomes: &mut [Outcome],
+    history: Option<&str>,
 ) -> Result<(), ApiError> {
     if fresh.is_empty() {
         return Ok(());
     }
-    // A key deleted here before (disabled in the slashing database) signs again once it is
-    // imported again: this signer owns it from now on.
+    let _g = rt.sync.lock().await;
+    let held: HashSet<String> = rt
+        .vault
+        .store()
+        .keys()
+        .await
+        .map_err(|e| ApiError::from(&e))?
+        .into_iter()
+        .map(|k| k.key_id)
+        .collect();
+    let (fresh, held_already): (Vec<_>, Vec<_>) = fresh
+        .into_iter()
+        .partition(|(_, k)| !held.contains(&k.id()));
+    for (i, _) in held_already {
+        outcomes[i].status = "duplicate";
+    }
+    if fresh.is_empty() {
+        return Ok(());
+    }
     let bls: Vec<PublicKeyBytes> = fresh
         .iter()
         .filter_map(|(_, k)| match k {
@@ -225,6 +277,11 @@ async fn store_and_load(
             NewKey::Evm(_) => None,
         })
         .collect();
+    if let Some(doc) = history {
+        import_history(state, doc, &bls.iter().copied().collect()).await?;
+    }
+    // A key deleted here before (disabled in the slashing database) signs again once it is
+    // imported again: this signer owns it from now on.
     if !bls.is_empty() {
         state
             .protection
@@ -245,7 +302,6 @@ async fn store_and_load(
             origin: origin.to_string(),
         })
         .collect();
-    let _g = rt.sync.lock().await;
     let stored = rt
         .vault
         .store_keys(&to_store)
@@ -326,7 +382,7 @@ pub async fn generate(
     }
     let mut outcomes: Vec<Outcome> = keys.iter().map(|k| k.outcome("imported")).collect();
     let fresh = keys.into_iter().enumerate().collect();
-    store_and_load(state, rt, caller, "generated", fresh, &mut outcomes).await?;
+    store_and_load(state, rt, caller, "generated", fresh, &mut outcomes, None).await?;
     Ok(out)
 }
 
@@ -361,14 +417,25 @@ impl KeyRef {
 /// [`delete`], which exports their slashing history first.)
 pub async fn manage(
     state: &Arc<AppState>,
-    caller: &str,
+    who: Actor<'_>,
     key: &KeyRef,
     enabled: Option<bool>,
 ) -> Result<(), ApiError> {
     let rt = unsealed(state)?;
+    let granted = match key {
+        KeyRef::Bls(pk) => who.may(signward_auth::KeyId::Bls(pk)),
+        KeyRef::Evm(a) => who.may(signward_auth::KeyId::Evm(a)),
+    };
+    if !granted {
+        return Err(ApiError::Forbidden(signward_auth::Denied::Key));
+    }
     if key.read_only(state) {
         return Err(ApiError::Vault("read_only_key"));
     }
+    // Serialised with deletes and imports: an enable cannot slip between a delete's disable and
+    // its export.
+    let _g = rt.sync.lock().await;
+    let caller = who.name;
     let id = key.id();
     let store = rt.vault.store();
     // A BLS key's state is also kept in the slashing database, where every instance's checks
@@ -418,7 +485,7 @@ pub async fn manage(
         None => "deleted",
     };
     audit_key(state, caller, &id, decision, None).await?;
-    crate::vault::reconcile(state)
+    crate::vault::reconcile_locked(state, rt)
         .await
         .map_err(|e| ApiError::from(&e))?;
     Ok(())
@@ -443,19 +510,39 @@ pub async fn manage(
 /// stop a delete half-way; it finishes, or puts everything back.
 pub async fn delete(
     state: &Arc<AppState>,
-    caller: &str,
+    who: Actor<'_>,
     pubkeys: &[PublicKeyBytes],
+    absent_keys: AbsentKeys,
 ) -> Result<(Vec<Outcome>, Vec<u8>), ApiError> {
-    let (state, caller, pubkeys) = (state.clone(), caller.to_string(), pubkeys.to_vec());
-    tokio::spawn(async move { delete_steps(&state, &caller, &pubkeys).await })
-        .await
-        .map_err(|_| ApiError::Internal)?
+    // Keys the caller is not granted are not touched: they are answered `error`.
+    let (granted, refused): (Vec<PublicKeyBytes>, Vec<PublicKeyBytes>) = pubkeys
+        .iter()
+        .partition(|pk| who.may(signward_auth::KeyId::Bls(pk)));
+    let (st, caller) = (state.clone(), who.name.to_string());
+    let (mut outcomes, doc) =
+        tokio::spawn(async move { delete_steps(&st, &caller, &granted, absent_keys).await })
+            .await
+            .map_err(|_| ApiError::Internal)??;
+    // Answer in the order asked.
+    for pk in refused {
+        outcomes.push(Outcome {
+            pubkey: Some(pk),
+            address: None,
+            status: "error",
+            message: "the key is not granted to this credential".into(),
+        });
+    }
+    let order: HashMap<PublicKeyBytes, usize> =
+        pubkeys.iter().enumerate().map(|(i, pk)| (*pk, i)).collect();
+    outcomes.sort_by_key(|o| o.pubkey.and_then(|pk| order.get(&pk).copied()));
+    Ok((outcomes, doc))
 }
 
 async fn delete_steps(
     state: &Arc<AppState>,
     caller: &str,
     pubkeys: &[PublicKeyBytes],
+    absent_keys: AbsentKeys,
 ) -> Result<(Vec<Outcome>, Vec<u8>), ApiError> {
     let rt = unsealed(state)?;
     let _g = rt.sync.lock().await;
@@ -478,7 +565,9 @@ async fn delete_steps(
             deleting.insert(*pk);
             "deleted"
         } else {
-            absent.insert(*pk);
+            if absent_keys == AbsentKeys::Disable {
+                absent.insert(*pk);
+            }
             "absent"
         };
         outcomes.push((*pk, status));
@@ -631,7 +720,7 @@ impl std::io::Write for SharedBuf {
     }
 }
 
-/// The interchange document (complete history) for `keys`, and which of them had any.
+/// The interchange document (complete history) for `keys` only, and which of them had any.
 pub async fn export_for(
     state: &AppState,
     keys: &HashSet<PublicKeyBytes>,
@@ -641,7 +730,7 @@ pub async fn export_for(
         tracing::error!(error = %e, "slashing database unavailable for export");
         ApiError::SlashingUnavailable
     })?;
-    let full = match pinned {
+    let doc = match pinned {
         // Nothing was ever recorded: an empty document for the network.
         None => {
             let gvr = state.network.genesis_validators_root.unwrap_or_default();
@@ -651,15 +740,18 @@ pub async fn export_for(
         }
         Some(_) => {
             let buf = SharedBuf::default();
-            db.export(buf.clone(), false).await.map_err(|e| {
-                tracing::error!(error = %e, "slashing export failed");
-                ApiError::SlashingUnavailable
-            })?;
+            db.export_validators(buf.clone(), keys.iter().copied().collect())
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "slashing export failed");
+                    ApiError::SlashingUnavailable
+                })?;
             let v = std::mem::take(&mut *buf.0.lock().unwrap_or_else(|p| p.into_inner()));
             v
         }
     };
-    signward_slashing::interchange::filter(&full[..], |pk| keys.contains(pk)).map_err(|e| {
+    // The document holds only `keys`; this also says which had records.
+    signward_slashing::interchange::filter(&doc[..], |pk| keys.contains(pk)).map_err(|e| {
         tracing::error!(error = %e, "slashing export filter failed");
         ApiError::Internal
     })
@@ -691,9 +783,7 @@ pub async fn import_history(
     doc: &str,
     keys: &HashSet<PublicKeyBytes>,
 ) -> Result<(), ApiError> {
-    if keys.is_empty() {
-        return Ok(());
-    }
+    // The whole document is validated (format, chain) even when no key of it is imported.
     let (filtered, kept) =
         signward_slashing::interchange::filter(doc.as_bytes(), |pk| keys.contains(pk)).map_err(
             |e| {
@@ -704,9 +794,6 @@ pub async fn import_history(
                 ApiError::HistoryInvalid
             },
         )?;
-    if kept.is_empty() {
-        return Ok(());
-    }
     check_history_window(state, &filtered)?;
     let db = &state.protection.db;
     let pinned = db.genesis_validators_root().await.map_err(|e| {
@@ -722,12 +809,16 @@ pub async fn import_history(
             return Err(ApiError::HistoryWrongChain);
         }
     }
+    if kept.is_empty() {
+        return Ok(());
+    }
     db.import(std::io::Cursor::new(filtered))
         .await
         .map(|_| ())
         .map_err(|e| match e {
             signward_slashing::SlashingError::GenesisMismatch { .. } => ApiError::HistoryWrongChain,
-            signward_slashing::SlashingError::Interchange(_) => ApiError::HistoryInvalid,
+            signward_slashing::SlashingError::Interchange(_)
+            | signward_slashing::SlashingError::OutOfRange(_) => ApiError::HistoryInvalid,
             e => {
                 tracing::error!(error = %e, "slashing history import failed");
                 ApiError::SlashingUnavailable

@@ -14,8 +14,11 @@
 //!   and no signing root, and the target becomes a floor: every vote the lower source would have
 //!   surrounded lies below that floor, and every vote that surrounds the lower source surrounds the
 //!   higher one too;
-//! * floors are only ever raised: importing an older history after a newer one changes nothing
-//!   at or below the newer one's floor (its records there are dropped, covered by the watermark).
+//! * every imported file's lowest records are floors, as EIP-3076 conditions 2, 4 and 5 say, and
+//!   floors are only ever raised: importing an older history after a newer one changes nothing
+//!   at or below the newer one's floor, and importing a newer one leaves no gap to sign in
+//!   (records below a raised floor are dropped, covered by the watermark). This is stricter than
+//!   EIP-3076's complete mode and no stricter than its minimal mode.
 
 use std::collections::BTreeMap;
 
@@ -194,13 +197,14 @@ fn raise_floors(h: &mut History, to: (Option<i64>, Option<i64>, Option<i64>), r:
 
 /// Merge an imported history into a stored one. The result is what must be stored.
 pub fn merge(stored: History, incoming: &History, report: &mut MergeReport) -> History {
-    // The stored floors are taken before any record is added: an imported record must never
-    // lower one. Where nothing is stored yet, the imported history's own floors apply. (Files
-    // are read as complete histories, as EIP-3076's complete mode does: a newer file's records
-    // above a stored floor do not raise it.)
+    // Both sides' floors are taken before any record is added, and the higher of each applies:
+    // an imported record never lowers a stored floor, and an imported file's lowest records are
+    // floors too (EIP-3076 conditions 2, 4 and 5 hold for every file imported): a file may be
+    // minimal, its one record standing for everything its signer did below it, so nothing in
+    // the gap between an older stored history and a newer imported one is signed.
     let (sb, ss, st) = stored.floors();
     let (ib, is, it) = incoming.floors();
-    let (ib, is, it) = (sb.or(ib), ss.or(is), st.or(it));
+    let (ib, is, it) = (max_opt(sb, ib), max_opt(ss, is), max_opt(st, it));
     let mut h = stored;
     let mut conflict_floor = None;
     for (slot, root) in &incoming.blocks {
@@ -295,20 +299,21 @@ mod tests {
         }
         assert!(block_allowed(&out, 101));
         assert!(att_allowed(&out, 50, 51));
-        // In the other order, the files are read as complete histories (EIP-3076 complete
-        // mode): the gap between them may be signed, nothing at or below the first floor may.
+        // In the other order too: the newer file's floor leaves no gap to sign in (it may be a
+        // minimal history of a signer that signed in that gap).
         let out2 = merge(
             merge(History::default(), &older, &mut r),
             &hist(&[(100, 1)], &[(49, 50, 1)]),
             &mut r,
         );
-        for slot in [9, 10, 20, 100] {
-            assert!(!block_allowed(&out2, slot));
+        for slot in [9, 10, 20, 50, 99, 100] {
+            assert!(!block_allowed(&out2, slot), "block {slot} in the gap");
         }
-        assert!(block_allowed(&out2, 50));
-        for (s, t) in [(8, 9), (9, 10), (19, 20), (18, 60)] {
-            assert!(!att_allowed(&out2, s, t));
+        for (s, t) in [(8, 9), (9, 10), (19, 20), (20, 21), (30, 40), (48, 49)] {
+            assert!(!att_allowed(&out2, s, t), "vote ({s},{t}) in the gap");
         }
+        assert!(block_allowed(&out2, 101));
+        assert!(att_allowed(&out2, 50, 51));
     }
 
     #[test]

@@ -305,6 +305,96 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// Export every validator, or only `only`.
+    async fn export_some<W: Write + Send + 'static>(
+        &self,
+        writer: W,
+        minimal: bool,
+        only: Option<Vec<PublicKeyBytes>>,
+    ) -> Result<ExportReport, SlashingError> {
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let gvr = tx
+            .query_opt(
+                "SELECT value FROM signward_meta WHERE key = 'genesis_validators_root'",
+                &[],
+            )
+            .await?
+            .and_then(|r| Root::from_slice(&r.get::<_, Vec<u8>>(0)))
+            .ok_or_else(|| {
+                SlashingError::Interchange(
+                    "database has no genesis validators root yet; nothing to export".into(),
+                )
+            })?;
+        let mut w = interchange::Writer::new(writer, &gvr)?;
+        let mut report = ExportReport::default();
+        let validators = match &only {
+            None => {
+                tx.query("SELECT id, pubkey FROM validators ORDER BY id", &[])
+                    .await?
+            }
+            Some(keys) => {
+                let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.0.to_vec()).collect();
+                tx.query(
+                    "SELECT id, pubkey FROM validators WHERE pubkey = ANY($1::BYTEA[]) ORDER BY id",
+                    &[&keys],
+                )
+                .await?
+            }
+        };
+        let blocks_q = tx
+            .prepare("SELECT slot, signing_root FROM signed_blocks WHERE validator_id = $1 ORDER BY slot")
+            .await?;
+        let atts_q = tx
+            .prepare("SELECT source_epoch, target_epoch, signing_root FROM signed_attestations WHERE validator_id = $1 ORDER BY target_epoch")
+            .await?;
+        let wm_q = tx
+            .prepare(
+                "SELECT block_slot, att_source, att_target FROM watermarks WHERE validator_id = $1",
+            )
+            .await?;
+        for v in validators {
+            let vid: i64 = v.get(0);
+            let Some(pubkey) = PublicKeyBytes::from_slice(&v.get::<_, Vec<u8>>(1)) else {
+                continue;
+            };
+            let blocks: Vec<SignedBlock> = tx
+                .query(&blocks_q, &[&vid])
+                .await?
+                .iter()
+                .map(|r| SignedBlock {
+                    slot: Uint64(r.get::<_, i64>(0) as u64),
+                    signing_root: opt_root(r.get(1)),
+                })
+                .collect();
+            let atts: Vec<SignedAttestation> = tx
+                .query(&atts_q, &[&vid])
+                .await?
+                .iter()
+                .map(|r| SignedAttestation {
+                    source_epoch: Uint64(r.get::<_, i64>(0) as u64),
+                    target_epoch: Uint64(r.get::<_, i64>(1) as u64),
+                    signing_root: opt_root(r.get(2)),
+                })
+                .collect();
+            let wm = match tx.query_opt(&wm_q, &[&vid]).await? {
+                Some(r) => (r.get(0), r.get(1), r.get(2)),
+                None => (None, None, None),
+            };
+            write_history(&mut w, &pubkey, blocks, atts, wm, minimal, &mut report)?;
+        }
+        w.finish()?;
+        tx.commit().await?;
+        Ok(report)
+    }
+}
+
 fn opt_root(v: Option<Vec<u8>>) -> Option<Root> {
     v.and_then(|b| Root::from_slice(&b))
 }
@@ -425,74 +515,15 @@ impl SlashingStore for PgStore {
         writer: W,
         minimal: bool,
     ) -> Result<ExportReport, SlashingError> {
-        let mut client = self.client().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
-        let gvr = tx
-            .query_opt(
-                "SELECT value FROM signward_meta WHERE key = 'genesis_validators_root'",
-                &[],
-            )
-            .await?
-            .and_then(|r| Root::from_slice(&r.get::<_, Vec<u8>>(0)))
-            .ok_or_else(|| {
-                SlashingError::Interchange(
-                    "database has no genesis validators root yet; nothing to export".into(),
-                )
-            })?;
-        let mut w = interchange::Writer::new(writer, &gvr)?;
-        let mut report = ExportReport::default();
-        let validators = tx
-            .query("SELECT id, pubkey FROM validators ORDER BY id", &[])
-            .await?;
-        let blocks_q = tx
-            .prepare("SELECT slot, signing_root FROM signed_blocks WHERE validator_id = $1 ORDER BY slot")
-            .await?;
-        let atts_q = tx
-            .prepare("SELECT source_epoch, target_epoch, signing_root FROM signed_attestations WHERE validator_id = $1 ORDER BY target_epoch")
-            .await?;
-        let wm_q = tx
-            .prepare(
-                "SELECT block_slot, att_source, att_target FROM watermarks WHERE validator_id = $1",
-            )
-            .await?;
-        for v in validators {
-            let vid: i64 = v.get(0);
-            let Some(pubkey) = PublicKeyBytes::from_slice(&v.get::<_, Vec<u8>>(1)) else {
-                continue;
-            };
-            let blocks: Vec<SignedBlock> = tx
-                .query(&blocks_q, &[&vid])
-                .await?
-                .iter()
-                .map(|r| SignedBlock {
-                    slot: Uint64(r.get::<_, i64>(0) as u64),
-                    signing_root: opt_root(r.get(1)),
-                })
-                .collect();
-            let atts: Vec<SignedAttestation> = tx
-                .query(&atts_q, &[&vid])
-                .await?
-                .iter()
-                .map(|r| SignedAttestation {
-                    source_epoch: Uint64(r.get::<_, i64>(0) as u64),
-                    target_epoch: Uint64(r.get::<_, i64>(1) as u64),
-                    signing_root: opt_root(r.get(2)),
-                })
-                .collect();
-            let wm = match tx.query_opt(&wm_q, &[&vid]).await? {
-                Some(r) => (r.get(0), r.get(1), r.get(2)),
-                None => (None, None, None),
-            };
-            write_history(&mut w, &pubkey, blocks, atts, wm, minimal, &mut report)?;
-        }
-        w.finish()?;
-        tx.commit().await?;
-        Ok(report)
+        self.export_some(writer, minimal, None).await
+    }
+
+    async fn export_validators<W: Write + Send + 'static>(
+        &self,
+        writer: W,
+        pubkeys: Vec<PublicKeyBytes>,
+    ) -> Result<ExportReport, SlashingError> {
+        self.export_some(writer, false, Some(pubkeys)).await
     }
 
     async fn set_enabled(

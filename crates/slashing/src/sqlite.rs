@@ -93,7 +93,7 @@ pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     audits: bool,
     /// For the one read a message that is not slashable needs (WAL: never blocks the writer).
-    reader: std::sync::Mutex<Connection>,
+    reader: std::sync::Arc<std::sync::Mutex<Connection>>,
 }
 
 /// Open (creating the file 0600 if needed) a durable connection.
@@ -431,7 +431,7 @@ impl SqliteStore {
             path: path.to_path_buf(),
             jobs: tx,
             audits,
-            reader: std::sync::Mutex::new(connect(path)?),
+            reader: std::sync::Arc::new(std::sync::Mutex::new(connect(path)?)),
         })
     }
 
@@ -589,6 +589,7 @@ fn export_all<W: Write>(
     conn: &mut Connection,
     out: W,
     minimal: bool,
+    only: Option<&std::collections::HashSet<PublicKeyBytes>>,
 ) -> Result<ExportReport, SlashingError> {
     let tx = conn.transaction()?; // one snapshot for the whole export
     let gvr = read_gvr(&tx)?.ok_or_else(|| {
@@ -615,6 +616,9 @@ fn export_all<W: Write>(
         let Some(pubkey) = PublicKeyBytes::from_slice(&pk) else {
             continue;
         };
+        if only.is_some_and(|set| !set.contains(&pubkey)) {
+            continue;
+        }
         let wm: Option<(Option<i64>, Option<i64>, Option<i64>)> = wm_q
             .query_row(params![vid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
@@ -781,7 +785,18 @@ impl SlashingStore for SqliteStore {
         writer: W,
         minimal: bool,
     ) -> Result<ExportReport, SlashingError> {
-        self.blocking(move |c| export_all(c, writer, minimal)).await
+        self.blocking(move |c| export_all(c, writer, minimal, None))
+            .await
+    }
+
+    async fn export_validators<W: Write + Send + 'static>(
+        &self,
+        writer: W,
+        pubkeys: Vec<PublicKeyBytes>,
+    ) -> Result<ExportReport, SlashingError> {
+        let only: std::collections::HashSet<PublicKeyBytes> = pubkeys.into_iter().collect();
+        self.blocking(move |c| export_all(c, writer, false, Some(&only)))
+            .await
     }
 
     async fn set_enabled(
@@ -812,18 +827,24 @@ impl SlashingStore for SqliteStore {
         pubkey: PublicKeyBytes,
         gvr: Option<Root>,
     ) -> Result<Option<Refusal>, SlashingError> {
-        // Two indexed reads on a connection of its own; microseconds, so done in place.
-        let c = self.reader.lock().unwrap_or_else(|p| p.into_inner());
-        if let (Some(pinned), Some(g)) = (read_gvr(&c)?, gvr) {
-            if pinned != g {
-                return Ok(Some(Refusal::GenesisMismatch));
+        // Two indexed reads on a connection of its own (WAL: they never wait for the writer),
+        // off the async workers all the same.
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let c = reader.lock().unwrap_or_else(|p| p.into_inner());
+            if let (Some(pinned), Some(g)) = (read_gvr(&c)?, gvr) {
+                if pinned != g {
+                    return Ok(Some(Refusal::GenesisMismatch));
+                }
             }
-        }
-        let enabled: Option<bool> = c
-            .prepare_cached("SELECT enabled FROM validators WHERE pubkey = ?1")?
-            .query_row(params![pubkey.0.to_vec()], |r| r.get(0))
-            .optional()?;
-        Ok((enabled == Some(false)).then_some(Refusal::Disabled))
+            let enabled: Option<bool> = c
+                .prepare_cached("SELECT enabled FROM validators WHERE pubkey = ?1")?
+                .query_row(params![pubkey.0.to_vec()], |r| r.get(0))
+                .optional()?;
+            Ok((enabled == Some(false)).then_some(Refusal::Disabled))
+        })
+        .await
+        .map_err(|_| SlashingError::WriterGone)?
     }
 
     async fn disabled(&self) -> Result<Vec<PublicKeyBytes>, SlashingError> {

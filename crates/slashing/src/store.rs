@@ -92,6 +92,13 @@ pub trait SlashingStore: Send + Sync {
         minimal: bool,
     ) -> impl Future<Output = Result<ExportReport, SlashingError>> + Send;
 
+    /// Export these validators only, as a complete EIP-3076 document.
+    fn export_validators<W: Write + Send + 'static>(
+        &self,
+        writer: W,
+        pubkeys: Vec<PublicKeyBytes>,
+    ) -> impl Future<Output = Result<ExportReport, SlashingError>> + Send;
+
     /// Refuse (`enabled = false`) or allow again every message of these validators, durably,
     /// across every instance sharing the database. A check that commits after this has committed
     /// sees it: a disabled validator's history cannot grow, so an export taken afterwards covers
@@ -232,6 +239,17 @@ impl SlashingStore for SlashingDb {
         match self {
             SlashingDb::Sqlite(s) => s.export(writer, minimal).await,
             SlashingDb::Postgres(s) => s.export(writer, minimal).await,
+        }
+    }
+
+    async fn export_validators<W: Write + Send + 'static>(
+        &self,
+        writer: W,
+        pubkeys: Vec<PublicKeyBytes>,
+    ) -> Result<ExportReport, SlashingError> {
+        match self {
+            SlashingDb::Sqlite(s) => s.export_validators(writer, pubkeys).await,
+            SlashingDb::Postgres(s) => s.export_validators(writer, pubkeys).await,
         }
     }
 

@@ -698,6 +698,27 @@ async fn imports_only_raise<S: SlashingStore>(s: &S, fresh: &S) {
     assert_eq!(decide(s, block(12, 101, 1)).await, Allowed);
     assert_eq!(decide(s, att(12, 50, 51, 1)).await, Allowed);
     assert_eq!(decide(s, att(13, 5, 61, 1)).await, Allowed);
+    // A newer history imported on top of an older one leaves no gap: it may be a minimal one,
+    // whose signer signed anything below its record.
+    s.import(std::io::Cursor::new(doc(14, &[10, 20], &[(1, 2), (2, 3)])))
+        .await
+        .unwrap();
+    s.import(std::io::Cursor::new(doc(14, &[100], &[(49, 50)])))
+        .await
+        .unwrap();
+    for slot in [21, 50, 99, 100] {
+        assert!(
+            matches!(decide(s, block(14, slot, 1)).await, Refused(_)),
+            "block {slot}"
+        );
+    }
+    for (a, b) in [(3, 4), (30, 31), (48, 49)] {
+        assert!(
+            matches!(decide(s, att(14, a, b, 1)).await, Refused(_)),
+            "vote ({a},{b})"
+        );
+    }
+    assert_eq!(decide(s, block(14, 101, 1)).await, Allowed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,7 +21,7 @@ max_priority_fee_per_gas_wei = 2000000000
 max_gas_price_wei = "50000000000"
 max_calldata_bytes = 68
 contracts = [{ address = "0x2222222222222222222222222222222222222222", selectors = ["0xa9059cbb"] }]
-typed_data_domains = [{ chain_id = 1, verifying_contract = "0x2222222222222222222222222222222222222222", primary_types = ["*", "PermitSingle"] }]
+typed_data_domains = [{ chain_id = 1, verifying_contract = "0x2222222222222222222222222222222222222222", primary_types = ["Order", "PermitSingle"] }]
 spend_window = { window_secs = 3600, max_total_wei = "3000000000000000000", max_count = 10 }
 
 [tokens.bot]
@@ -238,7 +238,7 @@ fn messages_and_typed_data() {
         approval,
     };
     assert!(evaluate(&p, &key, None, &td(Some(1), DEX, "Order", false), None).allowed());
-    // An approval is allowed only where a rule names its type: "*" is not enough.
+    // Only named types; an unnamed permit is refused under a code of its own.
     assert!(evaluate(
         &p,
         &key,
@@ -252,6 +252,10 @@ fn messages_and_typed_data() {
         rule(td(Some(1), DEX, "Permit", true)),
         Some("typed_data_approval_not_allowed")
     );
+    assert_eq!(
+        rule(td(Some(1), DEX, "TransferWithAuthorization", false)),
+        Some("typed_data_type_not_allowed")
+    );
     for bad in [
         td(Some(8453), DEX, "Order", false),
         td(Some(1), FRIEND, "Order", false),
@@ -259,15 +263,13 @@ fn messages_and_typed_data() {
     ] {
         assert_eq!(rule(bad), Some("typed_data_domain_not_allowed"));
     }
-    // Without "*", only the named types.
-    let strict =
-        Policy::from_toml(&POLICY.replace("\"*\", \"PermitSingle\"", "\"Order\"")).unwrap();
-    let r = evaluate(&strict, &key, None, &td(Some(1), DEX, "Mail", false), None);
-    assert_eq!(
-        r.refusal().map(|c| c.rule),
-        Some("typed_data_type_not_allowed")
-    );
-    assert!(evaluate(&strict, &key, None, &td(Some(1), DEX, "Order", false), None).allowed());
+    // There is no wildcard for typed data.
+    for wild in ["\"*\"", "\"Order*\""] {
+        let e = Policy::from_toml(&POLICY.replace("\"Order\", \"PermitSingle\"", wild))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no wildcard"), "{e}");
+    }
     // No rule set at all: everything refused.
     let empty = Policy::from_toml("").unwrap();
     assert_eq!(code(&empty, &tx(), None, None), Some("no_policy_for_key"));
@@ -301,7 +303,7 @@ fn ambiguous_or_mistyped_policies_are_refused() {
     let e = Policy::from_toml(&typo).unwrap_err().to_string();
     assert!(e.contains("checksum"), "{e}");
     // A domain without primary types.
-    let e = Policy::from_toml(&POLICY.replace("\"*\", \"PermitSingle\"", ""))
+    let e = Policy::from_toml(&POLICY.replace("\"Order\", \"PermitSingle\"", ""))
         .unwrap_err()
         .to_string();
     assert!(e.contains("primary_types"), "{e}");

@@ -29,6 +29,13 @@ fn name(caller: &Who) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+fn actor<'a>(name: &'a str, caller: &'a Who) -> keyops::Actor<'a> {
+    keyops::Actor {
+        name,
+        policy: caller.as_ref().map(|Extension(c)| &c.policy),
+    }
+}
+
 /// `GET /admin/v1/vault`
 pub async fn status(State((state, _)): St) -> Response {
     let Some(rt) = &state.vault else {
@@ -90,8 +97,10 @@ pub async fn seal(State((state, _)): St, caller: Who) -> Response {
     Json(json!({"state": "sealed"})).into_response()
 }
 
-/// `GET /admin/v1/keys`: every key the vault holds (enabled or not) and every file key.
-pub async fn list(State((state, _)): St) -> Response {
+/// `GET /admin/v1/keys`: every key the vault holds (enabled or not) and every file key, that
+/// this credential is granted.
+pub async fn list(State((state, _)): St, caller: Who) -> Response {
+    let who = actor("", &caller);
     let mut out = Vec::new();
     for (pk, origin) in state.keys.entries() {
         if origin == KeyOrigin::File {
@@ -121,6 +130,17 @@ pub async fn list(State((state, _)): St) -> Response {
             }
         }
     }
+    out.retain(|k| {
+        let id = k["pubkey"].as_str().unwrap_or("");
+        match (
+            id.parse::<PublicKeyBytes>(),
+            signward_policy::parse_address(id),
+        ) {
+            (Ok(pk), _) => who.may(signward_auth::KeyId::Bls(&pk)),
+            (_, Ok(a)) => who.may(signward_auth::KeyId::Evm(&a)),
+            _ => false,
+        }
+    });
     Json(json!({"keys": out})).into_response()
 }
 
@@ -137,9 +157,10 @@ pub async fn import(State((state, _)): St, caller: Who, body: Bytes) -> Response
     let Ok(b) = serde_json::from_slice::<ImportBody>(&body) else {
         return ApiError::MalformedBody.into_response();
     };
+    let n = name(&caller);
     match keyops::import_keystores(
         &state,
-        &name(&caller),
+        actor(&n, &caller),
         "imported",
         b.keystores,
         b.passwords,
@@ -221,7 +242,8 @@ async fn toggle(state: Arc<AppState>, caller: Who, pk: String, enabled: bool) ->
         Ok(k) => k,
         Err(e) => return e.into_response(),
     };
-    match keyops::manage(&state, &name(&caller), &key, Some(enabled)).await {
+    let n = name(&caller);
+    match keyops::manage(&state, actor(&n, &caller), &key, Some(enabled)).await {
         Ok(()) => Json(json!({"pubkey": key.id(), "enabled": enabled})).into_response(),
         Err(e) => e.into_response(),
     }
@@ -234,7 +256,8 @@ pub async fn delete(State((state, _)): St, caller: Who, Path(pk): Path<String>) 
         Ok(keyops::KeyRef::Bls(pk)) => pk,
         Ok(evm) => {
             // EVM keys have no slashing history.
-            return match keyops::manage(&state, &name(&caller), &evm, None).await {
+            let n = name(&caller);
+            return match keyops::manage(&state, actor(&n, &caller), &evm, None).await {
                 Ok(()) => Json(
                     json!({"pubkey": evm.id(), "status": "deleted", "slashing_protection": null}),
                 )
@@ -244,7 +267,9 @@ pub async fn delete(State((state, _)): St, caller: Who, Path(pk): Path<String>) 
         }
         Err(e) => return e.into_response(),
     };
-    match keyops::delete(&state, &name(&caller), &[pk]).await {
+    let n = name(&caller);
+    // A key this vault does not hold is a 404, and nothing of it changes.
+    match keyops::delete(&state, actor(&n, &caller), &[pk], keyops::AbsentKeys::Leave).await {
         Ok((outcomes, doc)) => {
             let o = &outcomes[0];
             match o.status {
@@ -254,6 +279,9 @@ pub async fn delete(State((state, _)): St, caller: Who, Path(pk): Path<String>) 
                     "slashing_protection": String::from_utf8_lossy(&doc),
                 }))
                 .into_response(),
+                "error" if o.message.contains("not granted") => {
+                    ApiError::Forbidden(signward_auth::Denied::Key).into_response()
+                }
                 "error" => ApiError::Vault("read_only_key").into_response(),
                 _ => ApiError::Vault("key_not_found").into_response(),
             }

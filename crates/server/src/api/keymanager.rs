@@ -29,15 +29,24 @@ fn name(caller: &Who) -> String {
         .unwrap_or_else(|| "- (keymanager)".into())
 }
 
-/// `GET /eth/v1/keystores`
-pub async fn list(State((state, _)): St) -> Response {
+fn actor<'a>(name: &'a str, caller: &'a Who) -> keyops::Actor<'a> {
+    keyops::Actor {
+        name,
+        policy: caller.as_ref().map(|Extension(c)| &c.policy),
+    }
+}
+
+/// `GET /eth/v1/keystores`: the keys this credential is granted.
+pub async fn list(State((state, _)): St, caller: Who) -> Response {
     if state.is_sealed() {
         return ApiError::Sealed.into_response();
     }
+    let who = actor("", &caller);
     let data: Vec<_> = state
         .keys
         .entries()
         .into_iter()
+        .filter(|(pk, _)| who.may(signward_auth::KeyId::Bls(pk)))
         .map(|(pk, origin)| {
             json!({
                 "validating_pubkey": pk.to_hex(),
@@ -71,9 +80,10 @@ pub async fn import(State((state, _)): St, caller: Who, body: Bytes) -> Response
     }
     // The keystores are decrypted first; the history of the keys this request imports goes in
     // before any of them can sign (see keyops::import_keystores).
+    let n = name(&caller);
     match keyops::import_keystores(
         &state,
-        &name(&caller),
+        actor(&n, &caller),
         "keymanager",
         req.keystores,
         req.passwords,
@@ -108,7 +118,15 @@ pub async fn delete(State((state, _)): St, caller: Who, body: Bytes) -> Response
             Err(_) => return ApiError::InvalidPubkey.into_response(),
         }
     }
-    match keyops::delete(&state, &name(&caller), &pubkeys).await {
+    let n = name(&caller);
+    match keyops::delete(
+        &state,
+        actor(&n, &caller),
+        &pubkeys,
+        keyops::AbsentKeys::Disable,
+    )
+    .await
+    {
         Ok((outcomes, doc)) => Json(json!({
             "data": outcomes.iter().map(|o| json!({"status": o.status, "message": o.message})).collect::<Vec<_>>(),
             "slashing_protection": String::from_utf8_lossy(&doc),
