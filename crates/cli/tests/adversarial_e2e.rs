@@ -667,8 +667,8 @@ fn evm_keys_and_methods_are_granted_explicitly() {
     assert_eq!(v["result"].as_array().unwrap().len(), 1);
 }
 
-/// Finding 9: typed data is allowed per domain and primaryType; an allowance (an EIP-2612
-/// permit) is refused under a domain that allows "*" unless a rule names its type.
+/// Finding 9: typed data is allowed per domain and primaryType, each type by name; an
+/// allowance (an EIP-2612 permit) under an allowed domain is refused, and there is no wildcard.
 #[test]
 fn typed_data_approvals_must_be_named() {
     let dir = tempfile::tempdir().unwrap();
@@ -677,7 +677,18 @@ fn typed_data_approvals_must_be_named() {
     let policy = |types: &str| {
         format!("[defaults]\nchain_ids = [1]\nrecipients = []\nmax_value_wei = \"0\"\nmax_gas = 1\nmax_fee_per_gas_wei = \"1\"\nmax_priority_fee_per_gas_wei = \"1\"\nmax_calldata_bytes = 0\ntyped_data_domains = [{{ chain_id = 1, verifying_contract = \"{token}\", primary_types = [{types}] }}]\n")
     };
+    // There is no wildcard for typed data: a policy with one does not load.
     std::fs::write(d.join("policy.toml"), policy("\"*\"")).unwrap();
+    let out = sw(
+        &["policy", "validate", "--policy", s(&d.join("policy.toml"))],
+        &[],
+    );
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no wildcard"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(d.join("policy.toml"), policy("\"Hello\"")).unwrap();
     let key = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
     // The dev key comes from the environment of the server process.
     let port = free_port();

@@ -423,10 +423,10 @@ fn kill_9_during_delete_never_leaves_an_exported_key_signing() {
         if r.status == 200 {
             intact_rounds += 1;
         } else {
-            // Disabled before the export: nothing signs; a delete run again finishes it.
-            assert_eq!(
-                code_of(&r),
-                "validator_disabled",
+            // Disabled before the export (in the slashing database, and perhaps in the vault
+            // too, so not loaded): nothing signs; a delete run again finishes it.
+            assert!(
+                matches!(code_of(&r).as_str(), "validator_disabled" | "unknown_key"),
                 "round {round}: {}",
                 r.text()
             );

@@ -342,7 +342,9 @@ fn interchange_import_and_export_from_the_cli_while_serving() {
     let v: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(v["metadata"]["genesis_validators_root"], GVR);
     let atts = v["data"][0]["signed_attestations"].as_array().unwrap();
-    assert_eq!(atts.len(), 3);
+    // (1, 2) lies below the imported file's floor (its lowest record, 40 → 50): the floor covers
+    // it, so the history holds the imported record and the one signed since.
+    assert_eq!(atts.len(), 2, "{atts:?}");
     assert!(atts
         .iter()
         .any(|a| a["target_epoch"] == "51" && a["signing_root"].is_string()));
