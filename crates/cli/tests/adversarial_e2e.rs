@@ -43,6 +43,22 @@ fn attestation(source: u64, target: u64) -> Value {
     r
 }
 
+/// `count` fresh keystores (JSON text) with the password `keystore password`, and their public keys.
+fn keystores_with_pubkeys(d: &Path, count: usize) -> (Vec<String>, Vec<String>) {
+    let ks: Vec<String> = pbkdf2_keystores(d, "ks", b"keystore password", count)
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    let pks = ks
+        .iter()
+        .map(|k| {
+            let v: Value = serde_json::from_str(k).unwrap();
+            format!("0x{}", v["pubkey"].as_str().unwrap())
+        })
+        .collect();
+    (ks, pks)
+}
+
 fn sign(server: &Server, auth: &str, pk: &str, body: &Value) -> Response {
     sign_with(server, auth, pk, body)
 }
@@ -356,18 +372,8 @@ fn keymanager_import_history_is_bounded_to_imported_keys() {
     let km = bearer(d, &["--name", "km", "--scope", "keymanager"]);
     let vc = bearer(d, &["--name", "vc", "--scope", "sign"]);
     settle();
-    let ks: Vec<String> = pbkdf2_keystores(d, "ks", b"keystore password", 3)
-        .iter()
-        .map(|f| std::fs::read_to_string(f).unwrap())
-        .collect();
-    let pk = |i: usize| {
-        format!(
-            "0x{}",
-            serde_json::from_str::<Value>(&ks[i]).unwrap()["pubkey"]
-                .as_str()
-                .unwrap()
-        )
-    };
+    let (ks, pks) = keystores_with_pubkeys(d, 3);
+    let pk = |i: usize| pks[i].clone();
     let import = |keystores: Vec<&str>, passwords: Vec<&str>, history: Option<Value>| {
         let mut body = json!({"keystores": keystores, "passwords": passwords});
         if let Some(h) = history {
@@ -1268,18 +1274,8 @@ fn key_management_respects_key_grants() {
     let mut args = vec!["--network".to_string(), s(&minimal_network(d)).into()];
     args.extend(unattended(&id, &shares));
     let server = Server::start_with_auth(d, &strs(&args));
-    let ks: Vec<String> = pbkdf2_keystores(d, "ks", b"keystore password", 3)
-        .iter()
-        .map(|f| std::fs::read_to_string(f).unwrap())
-        .collect();
-    let pk = |i: usize| {
-        format!(
-            "0x{}",
-            serde_json::from_str::<Value>(&ks[i]).unwrap()["pubkey"]
-                .as_str()
-                .unwrap()
-        )
-    };
+    let (ks, pks) = keystores_with_pubkeys(d, 3);
+    let pk = |i: usize| pks[i].clone();
     let km = bearer(d, &["--name", "km", "--scope", "keymanager"]);
     let km_a = bearer(
         d,

@@ -235,6 +235,19 @@ pub async fn import_keystores(
     Ok(outcomes)
 }
 
+/// Every key id the vault holds, and whether it is enabled.
+async fn vault_keys(rt: &VaultRuntime) -> Result<HashMap<String, bool>, ApiError> {
+    Ok(rt
+        .vault
+        .store()
+        .keys()
+        .await
+        .map_err(|e| ApiError::from(&e))?
+        .into_iter()
+        .map(|k| (k.key_id, k.enabled))
+        .collect())
+}
+
 /// Store new keys in the vault, audit each one stored, and load them for signing. Under the
 /// vault's sync lock (deletes hold it throughout): a key the vault already holds, enabled or not,
 /// is a `duplicate` and nothing of it changes; for the others, `history` (the records of those
@@ -252,15 +265,7 @@ async fn store_and_load(
         return Ok(());
     }
     let _g = rt.sync.lock().await;
-    let held: HashSet<String> = rt
-        .vault
-        .store()
-        .keys()
-        .await
-        .map_err(|e| ApiError::from(&e))?
-        .into_iter()
-        .map(|k| k.key_id)
-        .collect();
+    let held: HashSet<String> = vault_keys(rt).await?.into_keys().collect();
     let (fresh, held_already): (Vec<_>, Vec<_>) = fresh
         .into_iter()
         .partition(|(_, k)| !held.contains(&k.id()));
@@ -454,14 +459,7 @@ pub async fn manage(
             KeyRef::Evm(_) => Ok(()),
         }
     };
-    if enabled == Some(true)
-        && store
-            .keys()
-            .await
-            .map_err(|e| ApiError::from(&e))?
-            .iter()
-            .any(|k| k.key_id == id)
-    {
+    if enabled == Some(true) && vault_keys(rt).await?.contains_key(&id) {
         slashing_flag(true).await?;
     }
     let found = match (enabled, key) {
@@ -546,15 +544,7 @@ async fn delete_steps(
 ) -> Result<(Vec<Outcome>, Vec<u8>), ApiError> {
     let rt = unsealed(state)?;
     let _g = rt.sync.lock().await;
-    let in_vault: HashMap<String, bool> = rt
-        .vault
-        .store()
-        .keys()
-        .await
-        .map_err(|e| ApiError::from(&e))?
-        .into_iter()
-        .map(|k| (k.key_id, k.enabled))
-        .collect();
+    let in_vault = vault_keys(rt).await?;
     let mut outcomes = Vec::with_capacity(pubkeys.len());
     let mut deleting = HashSet::new();
     let mut absent = HashSet::new();
