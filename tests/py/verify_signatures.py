@@ -1,8 +1,10 @@
 """Independent check of signward's eth2 signatures.
 
 Reads from stdin a JSON object:
-  {"preset": "mainnet"|"minimal", "genesis_fork_version": "0x..", "cases": [
-      {"name": str, "pubkey": "0x..", "request": {...sign request body...}, "signature": "0x.."}]}
+  {"preset": "mainnet"|"minimal", "genesis_fork_version": "0x..", "forks": {"ALTAIR": epoch, ...}?,
+   "cases": [{"name": str, "pubkey": "0x..", "request": {...sign request body...}, "signature": "0x.."}]}
+"forks" is the network's fork schedule (absent: phase0 throughout). The deprecated BLOCK and
+AGGREGATE_AND_PROOF forms carry no version: their container is the one of the fork of their slot.
 For each case it computes the signing root from the request with its own SSZ containers
 (remerkleable) and the consensus rules written here from the specs, then verifies the BLS
 signature with py_ecc. Nothing here imports or mirrors signward's code.
@@ -247,7 +249,18 @@ def snake(value):
     return value
 
 
-def signing_root(req, preset, genesis_fork_version):
+def fork_at(forks, epoch):
+    """The fork the schedule gives `epoch` (phase0 before any)."""
+    order = ["ALTAIR", "BELLATRIX", "CAPELLA", "DENEB", "ELECTRA", "FULU"]
+    current = "PHASE0"
+    for name in order:
+        if name in forks and epoch >= int(forks[name]):
+            current = name
+    return current
+
+
+def signing_root(req, preset, genesis_fork_version, forks=None):
+    forks = forks or {}
     req = snake(req)
     p = PRESETS[preset]
     T = types(p)
@@ -256,7 +269,10 @@ def signing_root(req, preset, genesis_fork_version):
     fi = req.get("fork_info")
     if kind in ("BLOCK", "BLOCK_V2"):
         if kind == "BLOCK":
-            obj = build(T["BeaconBlockPhase0"], req["block"])
+            fork = fork_at(forks, int(req["block"]["slot"]) // spe)
+            if fork not in ("PHASE0", "ALTAIR"):
+                raise ValueError(f"deprecated BLOCK has no {fork} form")
+            obj = build(T["BeaconBlockPhase0" if fork == "PHASE0" else "BeaconBlockAltair"], req["block"])
         else:
             bb = req["beacon_block"]
             if "block_header" in bb:
@@ -275,7 +291,8 @@ def signing_root(req, preset, genesis_fork_version):
     if kind in ("AGGREGATE_AND_PROOF", "AGGREGATE_AND_PROOF_V2"):
         ap = req["aggregate_and_proof"]
         if kind == "AGGREGATE_AND_PROOF":
-            obj = build(T["AggregateAndProof"], ap)
+            fork = fork_at(forks, int(ap["aggregate"]["data"]["slot"]) // spe)
+            obj = build(T["AggregateAndProofElectra" if fork in ("ELECTRA", "FULU") else "AggregateAndProof"], ap)
         elif ap["version"] in ("ELECTRA", "FULU"):
             obj = build(T["AggregateAndProofElectra"], ap["data"])
         else:
@@ -313,7 +330,7 @@ def main():
     results = []
     for case in doc["cases"]:
         try:
-            obj_root, domain = signing_root(case["request"], doc["preset"], doc["genesis_fork_version"])
+            obj_root, domain = signing_root(case["request"], doc["preset"], doc["genesis_fork_version"], doc.get("forks"))
             root = bytes(SigningData(object_root=Bytes32(bytes(obj_root)), domain=domain).hash_tree_root())
             ok = bls.Verify(unhex(case["pubkey"]), root, unhex(case["signature"]))
             results.append({"name": case["name"], "ok": bool(ok), "signing_root": "0x" + root.hex()})

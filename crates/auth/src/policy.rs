@@ -104,6 +104,41 @@ impl Cidr {
     }
 }
 
+impl Cidr {
+    /// The prefix length.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    pub fn is_ipv4(&self) -> bool {
+        self.addr.is_ipv4()
+    }
+
+    /// How many addresses past one host the range spans, as a power of two (0 for one host).
+    pub fn host_bits(&self) -> u8 {
+        let max = if self.addr.is_ipv4() { 32 } else { 128 };
+        max - self.prefix
+    }
+
+    /// Whether the whole range is loopback.
+    pub fn is_loopback(&self) -> bool {
+        match self.addr {
+            IpAddr::V4(a) => a.is_loopback() && self.prefix >= 8,
+            IpAddr::V6(a) => a.is_loopback() && self.prefix == 128,
+        }
+    }
+
+    /// Whether the two ranges share an address.
+    pub fn overlaps(&self, other: &Cidr) -> bool {
+        let (wide, narrow) = if self.prefix <= other.prefix {
+            (self, other)
+        } else {
+            (other, self)
+        };
+        wide.contains(narrow.addr)
+    }
+}
+
 impl FromStr for Cidr {
     type Err = AuthError;
     fn from_str(s: &str) -> Result<Self, AuthError> {
@@ -671,5 +706,12 @@ mod tests {
         for bad in ["10.0.0.0/33", "nope", "::/129", "10.0.0.0/-1"] {
             assert!(bad.parse::<Cidr>().is_err(), "{bad}");
         }
+        assert_eq!(one.host_bits(), 0);
+        assert_eq!(c.host_bits(), 16);
+        assert!(one.is_loopback() && !c.is_loopback());
+        assert!(c.overlaps(&"10.1.7.7".parse().unwrap()));
+        assert!("10.1.7.7".parse::<Cidr>().unwrap().overlaps(&c));
+        assert!(!c.overlaps(&"10.2.0.0/16".parse().unwrap()));
+        assert!(!one.overlaps(&v6));
     }
 }

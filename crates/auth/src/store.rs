@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::policy::Policy;
+use crate::policy::{Cidr, Policy, Scope};
 use crate::secret::ServerSecret;
 use crate::token;
 use crate::AuthError;
@@ -26,12 +26,55 @@ pub struct Credential {
     /// Hex SHA-256 of a client certificate (mTLS), for a certificate credential.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_sha256: Option<String>,
+    /// A source credential: no secret; a request that presents no credential at all is this
+    /// caller when it comes from one of `policy.cidrs`. See [`check_source_credential`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub source_bound: bool,
     pub created_at: u64,
     pub policy: Policy,
     /// Set when the server suspended the credential (it asked for a canary key). A suspended
     /// credential is refused everywhere until `signward token reinstate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspended: Option<Suspension>,
+}
+
+/// Scopes a source credential may hold: a validator client's, never key management, the admin
+/// API or EVM signing (an address is not a secret).
+pub const SOURCE_SCOPES: [Scope; 3] = [Scope::Sign, Scope::PublicKeys, Scope::Metrics];
+
+/// The widest range a source credential may name: a /24 of IPv4, a /64 of IPv6.
+pub const SOURCE_MAX_HOST_BITS_V4: u8 = 8;
+pub const SOURCE_MAX_HOST_BITS_V6: u8 = 64;
+
+/// The rules of a source credential, checked when it is created and again when the server loads
+/// the file (a hand-edited entry that breaks them is ignored, never honoured).
+pub fn check_source_credential(c: &Credential) -> Result<(), AuthError> {
+    let bad = |m: &str| Err(AuthError::InvalidPolicy(m.to_string()));
+    if !c.token_hmac.is_empty() || c.cert_sha256.is_some() {
+        return bad("a source credential has no token and no certificate");
+    }
+    if c.policy.cidrs.is_empty() {
+        return bad("a source credential needs at least one address range (--source)");
+    }
+    for cidr in &c.policy.cidrs {
+        let max = if cidr.is_ipv4() {
+            SOURCE_MAX_HOST_BITS_V4
+        } else {
+            SOURCE_MAX_HOST_BITS_V6
+        };
+        if cidr.host_bits() > max {
+            return bad("a source credential's range may be at most a /24 (IPv4) or a /64 (IPv6)");
+        }
+    }
+    if let Some(s) = c.policy.scopes.iter().find(|s| !SOURCE_SCOPES.contains(s)) {
+        return Err(AuthError::InvalidPolicy(format!(
+            "a source credential may hold only sign, public_keys and metrics, not {s}"
+        )));
+    }
+    if !c.policy.evm_keys.is_none() {
+        return bad("a source credential may not be granted EVM keys");
+    }
+    Ok(())
 }
 
 /// Why and when a credential was suspended.
@@ -133,6 +176,7 @@ impl CredentialFile {
             name: name.to_string(),
             token_hmac: hex::encode(token::hmac(secret, &t.0)),
             cert_sha256: None,
+            source_bound: false,
             created_at: now(),
             policy,
             suspended: None,
@@ -161,10 +205,27 @@ impl CredentialFile {
             name: name.to_string(),
             token_hmac: String::new(),
             cert_sha256: Some(fp),
+            source_bound: false,
             created_at: now(),
             policy,
             suspended: None,
         })
+    }
+
+    /// Create a source credential: requests that present no credential from one of
+    /// `policy.cidrs` act as it. Its ranges may not overlap another source credential's.
+    pub fn create_source(&self, name: &str, policy: Policy) -> Result<(), AuthError> {
+        let c = Credential {
+            name: name.to_string(),
+            token_hmac: String::new(),
+            cert_sha256: None,
+            source_bound: true,
+            created_at: now(),
+            policy,
+            suspended: None,
+        };
+        check_source_credential(&c)?;
+        self.add(c)
     }
 
     /// Validate and append a new credential, atomically rewriting the file.
@@ -188,6 +249,19 @@ impl CredentialFile {
         update(&self.path, |f| {
             if f.credentials.iter().any(|x| x.name == c.name) {
                 return Err(AuthError::Duplicate(c.name.clone()));
+            }
+            if c.source_bound {
+                if let Some(other) = f
+                    .credentials
+                    .iter()
+                    .filter(|x| x.source_bound)
+                    .find(|x| overlapping(&x.policy.cidrs, &c.policy.cidrs))
+                {
+                    return Err(AuthError::InvalidPolicy(format!(
+                        "the address range overlaps source credential {:?}",
+                        other.name
+                    )));
+                }
             }
             f.credentials.push(c);
             Ok(())
@@ -252,23 +326,36 @@ pub struct TokenStore {
 struct Index {
     tokens: HashMap<[u8; 32], Arc<Caller>>,
     certs: HashMap<String, Arc<Caller>>,
+    sources: Vec<(Vec<Cidr>, Arc<Caller>)>,
 }
 
 impl Index {
     fn len(&self) -> usize {
-        self.tokens.len() + self.certs.len()
+        self.tokens.len() + self.certs.len() + self.sources.len()
     }
+}
+
+fn overlapping(a: &[Cidr], b: &[Cidr]) -> bool {
+    a.iter().any(|x| b.iter().any(|y| x.overlaps(y)))
 }
 
 fn index(f: File) -> Index {
     let mut idx = Index::default();
     for c in f.credentials {
+        if c.source_bound {
+            if let Err(e) = check_source_credential(&c) {
+                tracing::error!(credential = %c.name, error = %e, "source credential ignored");
+                continue;
+            }
+        }
         let caller = Arc::new(Caller {
             name: c.name,
             policy: c.policy,
             suspended: c.suspended.is_some(),
         });
-        if let Some(fp) = c.cert_sha256 {
+        if c.source_bound {
+            idx.sources.push((caller.policy.cidrs.clone(), caller));
+        } else if let Some(fp) = c.cert_sha256 {
             idx.certs.insert(fp, caller);
         } else if let Some(h) = hex::decode(&c.token_hmac)
             .ok()
@@ -358,6 +445,24 @@ impl TokenStore {
         // constant-time all the same.
         let (stored, caller) = map.tokens.get_key_value(&h)?;
         bool::from(stored.ct_eq(&h)).then(|| caller.clone())
+    }
+
+    /// The source credential for a request from `ip` that presented no credential, if exactly
+    /// one names a range holding `ip` (two would be ambiguous: the file was edited by hand to
+    /// overlap, and neither is chosen).
+    pub fn authenticate_source(&self, ip: std::net::IpAddr) -> Option<Arc<Caller>> {
+        self.refresh();
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut found = map
+            .sources
+            .iter()
+            .filter(|(cidrs, _)| cidrs.iter().any(|c| c.contains(ip)));
+        let first = found.next()?;
+        if found.next().is_some() {
+            tracing::error!(source = %ip, "two source credentials name this address; neither is used");
+            return None;
+        }
+        Some(first.1.clone())
     }
 
     /// The caller a verified client certificate (by SHA-256 fingerprint) belongs to, if any.

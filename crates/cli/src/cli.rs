@@ -560,6 +560,8 @@ pub enum AuditCommand {
     },
 }
 
+// Parsed once per run: the size of the Create variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Create a credential; prints the token once, alone on its line.
@@ -593,8 +595,15 @@ pub enum TokenCommand {
         expires: Option<String>,
         /// Make a certificate credential (mTLS) for the client certificate with this SHA-256
         /// fingerprint instead of a token.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "source")]
         cert_sha256: Option<String>,
+        /// Make a source credential instead of a token, for validator clients that cannot send
+        /// one (Lodestar >= 1.10): a request that presents no credential from one of these
+        /// address ranges (CIDR, comma-separated, at most a /24 or an IPv6 /64) acts as this
+        /// credential. Only the sign, public_keys and metrics scopes; no EVM keys. Prefer a
+        /// single loopback address; `signward doctor` flags anything wider.
+        #[arg(long, value_delimiter = ',', conflicts_with = "cidr")]
+        source: Vec<String>,
         #[arg(long, default_value = "./signward-data")]
         data_dir: PathBuf,
     },

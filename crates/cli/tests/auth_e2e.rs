@@ -809,3 +809,216 @@ fn a_failing_audit_store_blocks_signing() {
         200
     );
 }
+
+/// A source credential (for clients that cannot send one, such as Lodestar >= 1.10): a request
+/// that presents nothing, from the named address, acts as it, still limited to its keys,
+/// operations and scopes; a presented credential that fails never falls back to the address;
+/// the rules that keep it narrow hold at creation and at load; `doctor` flags a range.
+#[test]
+fn source_credential_authenticates_by_address_and_nothing_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (keys, pw, pks) = nimbus_keys(d, 2);
+    let (pk0, pk1) = (pks[0].as_str(), pks[1].as_str());
+    let data = d.join("data");
+    let create = |args: &[&str]| {
+        let mut all = vec!["token", "create"];
+        all.extend_from_slice(args);
+        run_signward(&all, &data)
+    };
+    let out = create(&[
+        "--name",
+        "lodestar",
+        "--source",
+        "127.0.0.1/32",
+        "--scope",
+        "sign,public_keys",
+        "--keys",
+        pk0,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "a source credential has no token to print"
+    );
+    // What a source credential may not be.
+    for (args, needle) in [
+        (
+            vec![
+                "--name",
+                "wide",
+                "--source",
+                "10.0.0.0/16",
+                "--scope",
+                "sign",
+            ],
+            "at most a /24",
+        ),
+        (
+            vec![
+                "--name",
+                "admin",
+                "--source",
+                "10.0.0.1",
+                "--scope",
+                "sign,admin",
+            ],
+            "not admin",
+        ),
+        (
+            vec![
+                "--name",
+                "km",
+                "--source",
+                "10.0.0.1",
+                "--scope",
+                "keymanager",
+            ],
+            "not keymanager",
+        ),
+        (
+            vec![
+                "--name",
+                "overlap",
+                "--source",
+                "127.0.0.0/24",
+                "--scope",
+                "sign",
+            ],
+            "overlaps source credential \"lodestar\"",
+        ),
+        (
+            vec![
+                "--name", "both", "--source", "10.0.0.1", "--cidr", "10.0.0.1", "--scope", "sign",
+            ],
+            "cannot be used with",
+        ),
+    ] {
+        let out = create(&args);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(needle),
+            "{args:?}: expected {needle:?} in {err}"
+        );
+    }
+    let vc = bearer(&token(d, &["--name", "vc", "--scope", "sign,public_keys"]));
+    let server = Server::start_with_auth(
+        d,
+        &strs(&keystore_args(&minimal_network(d), &keys, &pw, &[])),
+    );
+    let gvr0 = json!({"fork": {"previous_version": "0x00000001", "current_version": "0x00000001", "epoch": "0"},
+                      "genesis_validators_root": GVR});
+    let randao =
+        json!({"type": "RANDAO_REVEAL", "fork_info": gvr0, "randao_reveal": {"epoch": "3"}});
+
+    // No credential from 127.0.0.1: the source credential, for its key only.
+    assert_eq!(
+        outcome(&sign_as(&server, None, pk0, &randao, &[])),
+        (200, "ok".into())
+    );
+    assert_eq!(
+        outcome(&sign_as(&server, None, pk1, &randao, &[])),
+        (403, "key_denied".into())
+    );
+    let listed: Vec<String> =
+        serde_json::from_slice(&get_as(&server, None, "/api/v1/eth2/publicKeys").body).unwrap();
+    assert_eq!(listed, vec![pk0.to_string()]);
+    // Its operations: duties only.
+    let exit = json!({"type": "VOLUNTARY_EXIT", "fork_info": gvr0,
+                      "voluntary_exit": {"epoch": "3", "validator_index": "1"}});
+    assert_eq!(
+        outcome(&sign_as(&server, None, pk0, &exit, &[])),
+        (403, "operation_denied".into())
+    );
+    // Its scopes: not key management.
+    assert_eq!(
+        outcome(&get_as(&server, None, "/eth/v1/keystores")),
+        (403, "scope_denied".into())
+    );
+    // A presented credential decides alone: a wrong one is 401, never the address's.
+    let wrong = format!("Bearer sw_{}", "0".repeat(64));
+    for auth in [wrong.as_str(), "Basic !!!", "Bearer"] {
+        assert_eq!(
+            outcome(&sign_as(&server, Some(auth), pk0, &randao, &[])).0,
+            401,
+            "{auth}"
+        );
+    }
+    // The token credential is itself, with its own grants (both keys).
+    assert_eq!(
+        outcome(&sign_as(&server, Some(&vc), pk1, &randao, &[])),
+        (200, "ok".into())
+    );
+    // X-Forwarded-For from an untrusted peer changes nothing.
+    assert_eq!(
+        outcome(&sign_as(
+            &server,
+            None,
+            pk0,
+            &randao,
+            &[("x-forwarded-for", "10.9.9.9")]
+        )),
+        (200, "ok".into())
+    );
+
+    // A hand-edited file that widens the credential is not honoured: the entry is ignored.
+    let path = data.join("tokens.json");
+    let mut file: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    for c in file["credentials"].as_array_mut().unwrap() {
+        if c["name"] == "lodestar" {
+            c["policy"]["cidrs"] = json!(["0.0.0.0/0"]);
+            c["policy"]["scopes"] = json!(["sign", "public_keys", "admin"]);
+        }
+    }
+    write_secret(&path, &serde_json::to_vec(&file).unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    assert_eq!(outcome(&sign_as(&server, None, pk0, &randao, &[])).0, 401);
+    assert!(server.log_text().contains("source credential ignored"));
+
+    // Revoked: the address alone no longer signs (within a second).
+    run_signward(&["token", "revoke", "lodestar"], &data);
+    let out = create(&[
+        "--name",
+        "lodestar2",
+        "--source",
+        "10.1.2.0/24",
+        "--scope",
+        "sign",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    assert_eq!(outcome(&sign_as(&server, None, pk0, &randao, &[])).0, 401);
+    drop(server);
+
+    // doctor names every source credential and flags the range.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signward"))
+        .args(["doctor", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("source credential"))
+        .unwrap_or_else(|| panic!("no source credential row:\n{text}"));
+    assert!(
+        row.contains("WARN") && row.contains("lodestar2") && row.contains("a range"),
+        "{row}"
+    );
+    // Credentials never print a secret; `token list` says what kind each one is.
+    let list = run_signward(&["token", "list"], &data);
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.contains("\"kind\":\"source\"") && list.contains("\"kind\":\"token\""),
+        "{list}"
+    );
+}

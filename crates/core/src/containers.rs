@@ -2,7 +2,9 @@
 //! each with its SSZ `hash_tree_root`.
 //!
 //! Field names follow the consensus JSON (snake_case). Web3Signer's deprecated BLOCK request uses
-//! camelCase, so multi-word fields also accept their camelCase alias.
+//! camelCase, so multi-word fields also accept their camelCase alias. Every container but the
+//! fork info refuses a field it does not have: a field that would change the root is never
+//! dropped.
 
 use serde::Deserialize;
 
@@ -50,6 +52,7 @@ pub struct ForkInfo {
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Checkpoint {
     pub epoch: Uint64,
     pub root: Root,
@@ -62,6 +65,7 @@ impl HashTreeRoot for Checkpoint {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AttestationData {
     pub slot: Uint64,
     pub index: Uint64,
@@ -84,6 +88,7 @@ impl HashTreeRoot for AttestationData {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BeaconBlockHeader {
     pub slot: Uint64,
     #[serde(alias = "proposerIndex")]
@@ -110,6 +115,7 @@ impl HashTreeRoot for BeaconBlockHeader {
 
 /// A message with its BLS signature (`SignedBeaconBlockHeader`, `SignedVoluntaryExit`).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Signed<M> {
     pub message: M,
     pub signature: SignatureBytes,
@@ -128,6 +134,7 @@ pub type SignedBeaconBlockHeader = Signed<BeaconBlockHeader>;
 pub type SignedVoluntaryExit = Signed<VoluntaryExit>;
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Eth1Data {
     #[serde(alias = "depositRoot")]
     pub deposit_root: Root,
@@ -148,6 +155,7 @@ impl HashTreeRoot for Eth1Data {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProposerSlashing {
     #[serde(alias = "signedHeader1")]
     pub signed_header_1: SignedBeaconBlockHeader,
@@ -166,6 +174,7 @@ impl HashTreeRoot for ProposerSlashing {
 
 /// Phase0 `IndexedAttestation` (`attesting_indices` bounded by MAX_VALIDATORS_PER_COMMITTEE).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct IndexedAttestation {
     #[serde(alias = "attestingIndices")]
     pub attesting_indices: Vec<Uint64>,
@@ -185,6 +194,7 @@ impl HashTreeRoot for IndexedAttestation {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AttesterSlashing {
     #[serde(alias = "attestation1")]
     pub attestation_1: IndexedAttestation,
@@ -203,6 +213,7 @@ impl HashTreeRoot for AttesterSlashing {
 
 /// Phase0..Deneb `Attestation`.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Attestation {
     #[serde(alias = "aggregationBits")]
     pub aggregation_bits: HexBytes,
@@ -222,6 +233,7 @@ impl HashTreeRoot for Attestation {
 
 /// Electra (and later) `Attestation`, with `committee_bits`.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AttestationElectra {
     pub aggregation_bits: HexBytes,
     pub data: AttestationData,
@@ -244,6 +256,7 @@ impl HashTreeRoot for AttestationElectra {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DepositData {
     pub pubkey: PublicKeyBytes,
     #[serde(alias = "withdrawalCredentials")]
@@ -267,6 +280,7 @@ impl HashTreeRoot for DepositData {
 pub const DEPOSIT_PROOF_LENGTH: usize = 33;
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Deposit {
     pub proof: Vec<Root>,
     pub data: DepositData,
@@ -286,6 +300,7 @@ impl HashTreeRoot for Deposit {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct VoluntaryExit {
     pub epoch: Uint64,
     #[serde(alias = "validatorIndex")]
@@ -299,6 +314,7 @@ impl HashTreeRoot for VoluntaryExit {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SyncAggregate {
     #[serde(alias = "syncCommitteeBits")]
     pub sync_committee_bits: HexBytes,
@@ -317,6 +333,7 @@ impl HashTreeRoot for SyncAggregate {
 
 /// Phase0 and Altair `BeaconBlockBody`; Altair adds `sync_aggregate`.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BeaconBlockBody {
     #[serde(alias = "randaoReveal")]
     pub randao_reveal: SignatureBytes,
@@ -362,6 +379,7 @@ impl HashTreeRoot for BeaconBlockBody {
 
 /// A full Phase0/Altair `BeaconBlock`.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BeaconBlock {
     pub slot: Uint64,
     #[serde(alias = "proposerIndex")]
@@ -394,6 +412,7 @@ impl HashTreeRoot for BeaconBlock {
 
 /// `AggregateAndProof` over a Phase0..Deneb or an Electra+ attestation.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AggregateAndProof<A> {
     pub aggregator_index: Uint64,
     pub aggregate: A,
@@ -411,12 +430,14 @@ impl<A: HashTreeRoot> HashTreeRoot for AggregateAndProof<A> {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SyncCommitteeMessage {
     pub beacon_block_root: Root,
     pub slot: Uint64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SyncAggregatorSelectionData {
     pub slot: Uint64,
     pub subcommittee_index: Uint64,
@@ -429,6 +450,7 @@ impl HashTreeRoot for SyncAggregatorSelectionData {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SyncCommitteeContribution {
     pub slot: Uint64,
     pub beacon_block_root: Root,
@@ -450,6 +472,7 @@ impl HashTreeRoot for SyncCommitteeContribution {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ContributionAndProof {
     pub aggregator_index: Uint64,
     pub contribution: SyncCommitteeContribution,
@@ -468,6 +491,7 @@ impl HashTreeRoot for ContributionAndProof {
 
 /// Builder-API `ValidatorRegistrationV1`.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ValidatorRegistration {
     pub fee_recipient: Address,
     pub gas_limit: Uint64,
@@ -488,6 +512,7 @@ impl HashTreeRoot for ValidatorRegistration {
 
 /// The DEPOSIT request body: a `DepositMessage` plus the fork version its domain uses.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DepositRequest {
     pub pubkey: PublicKeyBytes,
     pub withdrawal_credentials: Root,

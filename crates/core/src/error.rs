@@ -14,6 +14,15 @@ pub enum CoreError {
     /// A field required by this request type is missing or contradicts another field.
     #[error("invalid request: {0}")]
     InvalidRequest(&'static str),
+    /// A payload holds a field that the container chosen for it (by its type, and for the
+    /// deprecated forms by the fork of its slot) does not have. Nothing is signed: ignoring the
+    /// field would sign a different message than the one sent.
+    #[error("unexpected field in {0}")]
+    UnexpectedField(&'static str),
+    /// The request's fork (its `version`, or the version `fork_info` gives for the message's
+    /// epoch) is not the fork the configured network schedules at the message's slot.
+    #[error("the message's fork does not match the network's fork at its slot")]
+    ForkMismatch,
     /// The signing root the client sent differs from the one we computed.
     #[error("client signing root does not match the computed signing root")]
     SigningRootMismatch,

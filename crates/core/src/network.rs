@@ -2,6 +2,7 @@
 //! (used for DEPOSIT-style and builder domains), genesis facts, and the fork schedule.
 
 use crate::bytes::{Root, Version};
+use crate::request::ForkName;
 use crate::CoreError;
 
 /// The preset values that change the shape of what we hash or how epochs are computed.
@@ -271,6 +272,28 @@ impl NetworkConfig {
         slot / self.preset.slots_per_epoch
     }
 
+    /// The fork scheduled at `epoch`: the last fork whose epoch is at or before it, phase0 before
+    /// any.
+    pub fn fork_at(&self, epoch: u64) -> ForkName {
+        self.forks
+            .iter()
+            .rev()
+            .find(|f| f.epoch <= epoch)
+            .and_then(|f| ForkName::from_config_name(f.name))
+            .unwrap_or(ForkName::Phase0)
+    }
+
+    /// The fork that uses `version` on this network, if any.
+    pub fn fork_of_version(&self, version: &Version) -> Option<ForkName> {
+        if *version == self.genesis_fork_version {
+            return Some(ForkName::Phase0);
+        }
+        self.forks
+            .iter()
+            .find(|f| f.version == *version)
+            .and_then(|f| ForkName::from_config_name(f.name))
+    }
+
     /// The fork version scheduled at `epoch`.
     pub fn fork_version_at(&self, epoch: u64) -> Version {
         self.forks
@@ -298,6 +321,12 @@ mod tests {
         assert_eq!(n.fork_version_at(74_240), v([1, 0, 0, 0]));
         assert_eq!(n.fork_version_at(411_392), v([6, 0, 0, 0]));
         assert_eq!(n.epoch_at_slot(64), 2);
+        assert_eq!(n.fork_at(74_239), ForkName::Phase0);
+        assert_eq!(n.fork_at(364_032), ForkName::Electra);
+        assert_eq!(n.fork_at(u64::MAX), ForkName::Fulu);
+        assert_eq!(n.fork_of_version(&v([5, 0, 0, 0])), Some(ForkName::Electra));
+        assert_eq!(n.fork_of_version(&v([0, 0, 0, 0])), Some(ForkName::Phase0));
+        assert_eq!(n.fork_of_version(&v([9, 9, 9, 9])), None);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The body of `POST /api/v1/eth2/sign/{identifier}` as Web3Signer defines it.
 //!
-//! One flat struct: `type` names the message, and exactly the payload field that type uses must be
-//! present. Unknown fields are ignored, as Web3Signer does, so newer clients keep working.
+//! One flat struct: `type` names the message, and the payload field that type uses must be
+//! present. Unknown top-level fields are ignored, as Web3Signer does, so newer clients keep
+//! working; inside a payload, every container refuses a field it does not have, so signward signs
+//! exactly what it was sent or nothing (an Electra `committee_bits` is never dropped silently).
 
 use std::fmt;
 use std::str::FromStr;
@@ -110,18 +112,54 @@ pub enum ForkName {
     Fulu,
 }
 
+impl ForkName {
+    /// Every fork, in activation order.
+    pub const ALL: [ForkName; 7] = [
+        ForkName::Phase0,
+        ForkName::Altair,
+        ForkName::Bellatrix,
+        ForkName::Capella,
+        ForkName::Deneb,
+        ForkName::Electra,
+        ForkName::Fulu,
+    ];
+
+    /// The lower-case name used in network configs (`altair`, `electra`, ...).
+    pub fn config_name(&self) -> &'static str {
+        match self {
+            ForkName::Phase0 => "phase0",
+            ForkName::Altair => "altair",
+            ForkName::Bellatrix => "bellatrix",
+            ForkName::Capella => "capella",
+            ForkName::Deneb => "deneb",
+            ForkName::Electra => "electra",
+            ForkName::Fulu => "fulu",
+        }
+    }
+
+    /// The fork a network config calls `name`.
+    pub fn from_config_name(name: &str) -> Option<ForkName> {
+        ForkName::ALL
+            .into_iter()
+            .find(|f| f.config_name().eq_ignore_ascii_case(name))
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SlotBody {
     pub slot: Uint64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EpochBody {
     pub epoch: Uint64,
 }
 
 /// BLOCK_V2's `beacon_block`: a full block up to Altair, a header from Bellatrix on.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BlockV2 {
     pub version: ForkName,
     #[serde(default)]
@@ -133,6 +171,7 @@ pub struct BlockV2 {
 /// AGGREGATE_AND_PROOF_V2's `aggregate_and_proof`: `{version, data}`; `data` is decoded once the
 /// version is known (Electra changed the attestation's shape).
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct VersionedAggregateAndProof {
     pub version: ForkName,
     pub data: Box<RawValue>,
@@ -152,8 +191,9 @@ pub struct SignRequest {
     #[serde(default, rename = "signingRoot", alias = "signing_root")]
     pub signing_root: Option<Root>,
 
+    /// The deprecated BLOCK's full block, decoded once the fork of its slot is known.
     #[serde(default)]
-    pub block: Option<BeaconBlock>,
+    pub block: Option<Box<RawValue>>,
     #[serde(default)]
     pub beacon_block: Option<BlockV2>,
     #[serde(default)]

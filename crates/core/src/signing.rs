@@ -3,7 +3,7 @@
 //! source/target) and the genesis validators root the request was made for.
 
 use crate::bytes::{FixedBytes, Root, Version};
-use crate::containers::{self, ForkInfo, HashTreeRoot};
+use crate::containers::{self, BeaconBlock, ForkInfo, HashTreeRoot};
 use crate::network::NetworkConfig;
 use crate::request::{
     AggregateAndProofElectra, AggregateAndProofPhase0, ForkName, MessageType, SignRequest,
@@ -75,10 +75,76 @@ fn missing(field: &'static str) -> CoreError {
     CoreError::InvalidRequest(field)
 }
 
-fn parse_raw<T: serde::de::DeserializeOwned>(
+/// Decode a payload kept raw until its container is known. A field the container does not have
+/// is [`CoreError::UnexpectedField`]; anything else wrong is [`CoreError::InvalidRequest`].
+pub fn parse_payload<T: serde::de::DeserializeOwned>(
     raw: &serde_json::value::RawValue,
+    field: &'static str,
 ) -> Result<T, CoreError> {
-    serde_json::from_str(raw.get()).map_err(|_| CoreError::InvalidRequest("aggregate_and_proof"))
+    serde_json::from_str(raw.get()).map_err(|e| {
+        if is_unknown_field(&e) {
+            CoreError::UnexpectedField(field)
+        } else {
+            CoreError::InvalidRequest(field)
+        }
+    })
+}
+
+/// Whether serde refused a field the target does not have (`deny_unknown_fields`).
+pub fn is_unknown_field(e: &serde_json::Error) -> bool {
+    e.is_data() && e.to_string().starts_with("unknown field")
+}
+
+/// The fork whose container a message at `epoch` is read with: the fork the network schedules
+/// at that epoch, as Web3Signer reads its deprecated forms. When `fork_info` names, for that
+/// epoch, a version this network gives to another fork, the two disagree about what is being
+/// signed and nothing is.
+fn fork_of_message(
+    network: &NetworkConfig,
+    fork_info: &ForkInfo,
+    epoch: u64,
+) -> Result<ForkName, CoreError> {
+    let scheduled = network.fork_at(epoch);
+    match network.fork_of_version(version_at(fork_info, epoch)) {
+        Some(claimed) if claimed != scheduled => Err(CoreError::ForkMismatch),
+        _ => Ok(scheduled),
+    }
+}
+
+/// The version `fork_info` gives a message signed at `epoch`.
+fn version_at(fork_info: &ForkInfo, epoch: u64) -> &Version {
+    if epoch < fork_info.fork.epoch.0 {
+        &fork_info.fork.previous_version
+    } else {
+        &fork_info.fork.current_version
+    }
+}
+
+/// The phase0 container before Electra, the Electra one (with `committee_bits`) from it on.
+fn aggregate_root(
+    raw: &serde_json::value::RawValue,
+    fork: ForkName,
+    p: &crate::network::Preset,
+) -> Result<Chunk, CoreError> {
+    if fork >= ForkName::Electra {
+        parse_payload::<AggregateAndProofElectra>(raw, "aggregate_and_proof")?.hash_tree_root(p)
+    } else {
+        parse_payload::<AggregateAndProofPhase0>(raw, "aggregate_and_proof")?.hash_tree_root(p)
+    }
+}
+
+/// The slot of an aggregate, read before its container is chosen.
+#[derive(serde::Deserialize)]
+struct AggregateSlot {
+    aggregate: AggregateSlotData,
+}
+#[derive(serde::Deserialize)]
+struct AggregateSlotData {
+    data: SlotOnly,
+}
+#[derive(serde::Deserialize)]
+struct SlotOnly {
+    slot: crate::bytes::Uint64,
 }
 
 /// Compute the signing job for `req` on `network`. Fails when the body lacks the payload of its
@@ -88,18 +154,29 @@ pub fn prepare(req: &SignRequest, network: &NetworkConfig) -> Result<SigningJob,
     let fork_info = || req.fork_info.as_ref().ok_or(missing("fork_info"));
     let (object_root, domain, slashable): (Chunk, Chunk, Slashable) = match req.kind {
         MessageType::Block => {
-            let block = req.block.as_ref().ok_or(missing("block"))?;
-            if block.body.sync_aggregate.is_some() {
-                return Err(CoreError::UnsupportedBlockFormat(
-                    "BLOCK is phase0 only; use BLOCK_V2",
-                ));
-            }
-            let slot = block.slot.0;
-            let d = domain_at(
-                domain::BEACON_PROPOSER,
-                fork_info()?,
-                network.epoch_at_slot(slot),
-            );
+            // Web3Signer's deprecated form: the full block, read by the fork of its slot
+            // (phase0 or Altair; later blocks carry an execution payload: use BLOCK_V2).
+            let raw = req.block.as_ref().ok_or(missing("block"))?;
+            let slot = parse_payload::<SlotOnly>(raw, "block")?.slot.0;
+            let epoch = network.epoch_at_slot(slot);
+            let fi = fork_info()?;
+            let block: BeaconBlock = match fork_of_message(network, fi, epoch)? {
+                fork @ (ForkName::Phase0 | ForkName::Altair) => {
+                    let block: BeaconBlock = parse_payload(raw, "block")?;
+                    if block.body.sync_aggregate.is_some() != (fork == ForkName::Altair) {
+                        return Err(CoreError::UnsupportedBlockFormat(
+                            "block body does not match the fork of its slot",
+                        ));
+                    }
+                    block
+                }
+                _ => {
+                    return Err(CoreError::UnsupportedBlockFormat(
+                        "from BELLATRIX on, BLOCK cannot carry the block: use BLOCK_V2",
+                    ))
+                }
+            };
+            let d = domain_at(domain::BEACON_PROPOSER, fi, epoch);
             (block.hash_tree_root(p)?, d, Slashable::Block { slot })
         }
         MessageType::BlockV2 => {
@@ -131,11 +208,8 @@ pub fn prepare(req: &SignRequest, network: &NetworkConfig) -> Result<SigningJob,
                 (None, None) => return Err(missing("beacon_block.block_header")),
             };
             let slot = header.slot.0;
-            let d = domain_at(
-                domain::BEACON_PROPOSER,
-                fork_info()?,
-                network.epoch_at_slot(slot),
-            );
+            let epoch = network.epoch_at_slot(slot);
+            let d = domain_at(domain::BEACON_PROPOSER, fork_info()?, epoch);
             (header.hash_tree_root(p)?, d, Slashable::Block { slot })
         }
         MessageType::Attestation => {
@@ -160,34 +234,38 @@ pub fn prepare(req: &SignRequest, network: &NetworkConfig) -> Result<SigningJob,
             (ssz::uint64(s.slot.0), d, Slashable::No)
         }
         MessageType::AggregateAndProof => {
+            // The deprecated form (Lighthouse sends it at every fork): the container is the one
+            // of the fork of the aggregate's slot, as Web3Signer reads it.
             let raw = req
                 .aggregate_and_proof
                 .as_ref()
                 .ok_or(missing("aggregate_and_proof"))?;
-            let ap: AggregateAndProofPhase0 = parse_raw(raw)?;
-            let epoch = network.epoch_at_slot(ap.aggregate.data.slot.0);
-            let d = domain_at(domain::AGGREGATE_AND_PROOF, fork_info()?, epoch);
-            (ap.hash_tree_root(p)?, d, Slashable::No)
+            let slot = parse_payload::<AggregateSlot>(raw, "aggregate_and_proof")?
+                .aggregate
+                .data
+                .slot
+                .0;
+            let epoch = network.epoch_at_slot(slot);
+            let fi = fork_info()?;
+            let fork = fork_of_message(network, fi, epoch)?;
+            let d = domain_at(domain::AGGREGATE_AND_PROOF, fi, epoch);
+            (aggregate_root(raw, fork, p)?, d, Slashable::No)
         }
         MessageType::AggregateAndProofV2 => {
             let raw = req
                 .aggregate_and_proof
                 .as_ref()
                 .ok_or(missing("aggregate_and_proof"))?;
-            let v: VersionedAggregateAndProof = parse_raw(raw)?;
-            let (root, slot) = if v.version >= ForkName::Electra {
-                let ap: AggregateAndProofElectra = parse_raw(&v.data)?;
-                (ap.hash_tree_root(p)?, ap.aggregate.data.slot.0)
-            } else {
-                let ap: AggregateAndProofPhase0 = parse_raw(&v.data)?;
-                (ap.hash_tree_root(p)?, ap.aggregate.data.slot.0)
-            };
-            let d = domain_at(
-                domain::AGGREGATE_AND_PROOF,
-                fork_info()?,
-                network.epoch_at_slot(slot),
-            );
-            (root, d, Slashable::No)
+            let v: VersionedAggregateAndProof = parse_payload(raw, "aggregate_and_proof")?;
+            let slot = parse_payload::<AggregateSlot>(&v.data, "aggregate_and_proof.data")?
+                .aggregate
+                .data
+                .slot
+                .0;
+            let epoch = network.epoch_at_slot(slot);
+            // The versioned form names its fork: its container is that fork's.
+            let d = domain_at(domain::AGGREGATE_AND_PROOF, fork_info()?, epoch);
+            (aggregate_root(&v.data, v.version, p)?, d, Slashable::No)
         }
         MessageType::RandaoReveal => {
             let r = req.randao_reveal.as_ref().ok_or(missing("randao_reveal"))?;

@@ -25,6 +25,10 @@ pub enum ApiError {
     UnsupportedBlockFormat,
     /// The client's `signingRoot` differs from the one the server computed.
     SigningRootMismatch,
+    /// A payload field its container does not have (e.g. `committee_bits` before Electra).
+    UnexpectedField,
+    /// The message's fork differs from the network's fork at its slot.
+    ForkMismatch,
     /// No credential, or one that is not valid.
     Unauthorized,
     /// A valid credential outside its policy (scope, key, operation, network, expiry).
@@ -80,6 +84,8 @@ impl ApiError {
             | ApiError::SszBounds
             | ApiError::UnsupportedBlockFormat
             | ApiError::SigningRootMismatch
+            | ApiError::UnexpectedField
+            | ApiError::ForkMismatch
             | ApiError::HistoryInvalid
             | ApiError::HistoryWrongChain
             | ApiError::HistoryTooFarInFuture => StatusCode::BAD_REQUEST,
@@ -112,6 +118,8 @@ impl ApiError {
             ApiError::SszBounds => "ssz_bounds",
             ApiError::UnsupportedBlockFormat => "unsupported_block_format",
             ApiError::SigningRootMismatch => "signing_root_mismatch",
+            ApiError::UnexpectedField => "unexpected_field",
+            ApiError::ForkMismatch => "fork_mismatch",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(d) => d.code(),
             ApiError::TooManyFailures => "too_many_auth_failures",
@@ -145,10 +153,16 @@ impl ApiError {
             }
             ApiError::SszBounds => "a list or bitfield in the request exceeds its bound",
             ApiError::UnsupportedBlockFormat => {
-                "block format not accepted for this fork; send block_header from BELLATRIX on"
+                "block format not accepted for this fork; from BELLATRIX on send BLOCK_V2 with block_header"
             }
             ApiError::SigningRootMismatch => {
                 "the signingRoot sent does not match the signing root computed by the server"
+            }
+            ApiError::UnexpectedField => {
+                "the payload holds a field its container does not have (the container is chosen by the type, and for BLOCK and AGGREGATE_AND_PROOF by the fork of the slot); nothing was signed"
+            }
+            ApiError::ForkMismatch => {
+                "the request's fork (version or fork_info) is not the network's fork at the message's slot; check --network"
             }
             ApiError::Unauthorized => "missing or invalid credentials",
             ApiError::Forbidden(d) => match d {
@@ -263,6 +277,8 @@ impl From<&CoreError> for ApiError {
             CoreError::UnsupportedBlockFormat(_) => ApiError::UnsupportedBlockFormat,
             CoreError::InvalidRequest(_) => ApiError::InvalidRequest,
             CoreError::SigningRootMismatch => ApiError::SigningRootMismatch,
+            CoreError::UnexpectedField(_) => ApiError::UnexpectedField,
+            CoreError::ForkMismatch => ApiError::ForkMismatch,
             CoreError::InvalidNetwork(_) => ApiError::Internal,
         }
     }

@@ -1,5 +1,6 @@
 //! The gate in front of every route but `/upcheck`: who is calling (token by Bearer or HTTP
-//! Basic, or a client certificate), from where (socket peer; `X-Forwarded-For` only from a
+//! Basic, or a client certificate, or, for a request that presents neither, a source credential
+//! naming its address), from where (socket peer; `X-Forwarded-For` only from a
 //! configured trusted proxy), and whether their policy allows the route's scope. The scope comes
 //! from the group the route is declared in ([`crate::serve::router`]); a path in no group is
 //! never served. Credentials are never logged or echoed.
@@ -208,13 +209,17 @@ pub async fn gate(
     };
     let ip = client_ip(peer, req.headers(), &gate.trusted_proxies);
     req.extensions_mut().insert(ClientIp(ip));
-    // A token when one is presented; otherwise the verified client certificate (mTLS).
-    let caller = match credential(req.headers()) {
-        Some(t) => gate.tokens.authenticate(&t),
-        None => req
-            .extensions()
-            .get::<crate::tls::PeerCert>()
-            .and_then(|c| gate.tokens.authenticate_cert(&c.0)),
+    // A token when one is presented; otherwise the verified client certificate (mTLS);
+    // otherwise, for a request that presents nothing at all, the source credential naming the
+    // caller's address (for clients that cannot send a credential). A credential that is
+    // presented and fails never falls back to the address.
+    let presented = credential(req.headers());
+    let cert = req.extensions().get::<crate::tls::PeerCert>().cloned();
+    let caller = match (presented, cert) {
+        (Some(t), _) => gate.tokens.authenticate(&t),
+        (None, Some(c)) => gate.tokens.authenticate_cert(&c.0),
+        (None, None) if req.headers().contains_key(header::AUTHORIZATION) => None,
+        (None, None) => gate.tokens.authenticate_source(ip),
     };
     let Some(caller) = caller else {
         return refuse_unknown(&state, gate, ip);

@@ -83,7 +83,11 @@ pub async fn sign_eth2(
             column = e.column(),
             "malformed sign request"
         );
-        ApiError::MalformedBody
+        if signward_core::signing::is_unknown_field(&e) {
+            ApiError::UnexpectedField
+        } else {
+            ApiError::MalformedBody
+        }
     })?;
     if let Some(c) = caller {
         authorize_operation(c, &request)?;

@@ -213,6 +213,41 @@ fn auth(r: &mut Report, s: &ServeArgs) {
     }
 }
 
+/// Source credentials authenticate by address alone: say which exist, and flag any that covers
+/// more than one host or a host other than this one.
+fn source_credentials(r: &mut Report, s: &ServeArgs) {
+    let Ok(creds) = signward_auth::store::CredentialFile::new(&s.data_dir).list() else {
+        return; // secret_files reports an unreadable credential file
+    };
+    for c in creds.iter().filter(|c| c.source_bound) {
+        let ranges: Vec<String> = c.policy.cidrs.iter().map(|x| x.to_string()).collect();
+        let wide = c.policy.cidrs.iter().any(|x| x.host_bits() > 0);
+        let remote = c.policy.cidrs.iter().any(|x| !x.is_loopback());
+        let detail = format!(
+            "{}: no secret; any process at {} signs as it",
+            c.name,
+            ranges.join(", ")
+        );
+        if wide {
+            r.add(
+                "source credential",
+                Status::Warn,
+                format!("{detail} (a range, not one host)"),
+                "name the validator client's single address (e.g. 127.0.0.1/32), or give the client a token or a client certificate",
+            );
+        } else if remote {
+            r.add(
+                "source credential",
+                Status::Warn,
+                format!("{detail} (not loopback: anyone who can use that address can sign)"),
+                "run the validator client on this host and use 127.0.0.1/32, or use mTLS (--tls-client-ca with token create --cert-sha256)",
+            );
+        } else {
+            r.pass("source credential", detail);
+        }
+    }
+}
+
 fn dev(r: &mut Report, s: &ServeArgs) {
     if s.dev || s.dev_evm_key.is_some() {
         r.add(
@@ -424,6 +459,7 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<()> {
     config_file(&mut r, s.config.as_deref());
     listener(&mut r, s);
     auth(&mut r, s);
+    source_credentials(&mut r, s);
     dev(&mut r, s);
     core_dumps(&mut r);
     memory(&mut r);

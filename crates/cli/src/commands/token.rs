@@ -70,6 +70,16 @@ fn audit_event(
     super::audit::append_event(data_dir, record)
 }
 
+fn credential_kind(c: &signward_auth::store::Credential) -> &'static str {
+    if c.source_bound {
+        "source"
+    } else if c.cert_sha256.is_some() {
+        "certificate"
+    } else {
+        "token"
+    }
+}
+
 pub fn run(command: TokenCommand) -> anyhow::Result<()> {
     match command {
         TokenCommand::Create {
@@ -82,8 +92,11 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
             cidr,
             expires,
             cert_sha256,
+            source,
             data_dir,
         } => {
+            let source_bound = !source.is_empty();
+            let cidr = if source_bound { source } else { cidr };
             super::ensure_private_dir(&data_dir)?;
             let scopes = scope
                 .iter()
@@ -144,6 +157,21 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
                 eprintln!("created certificate credential {name}");
                 return Ok(());
             }
+            if source_bound {
+                let ranges: Vec<String> = policy.cidrs.iter().map(|c| c.to_string()).collect();
+                CredentialFile::new(&data_dir).create_source(&name, policy)?;
+                audit_event(
+                    &data_dir,
+                    &name,
+                    "created",
+                    Some(format!("source {}; {}", ranges.join(","), scopes.join(","))),
+                )?;
+                eprintln!(
+                    "created source credential {name}: requests without a credential from {} act as {name}",
+                    ranges.join(", ")
+                );
+                return Ok(());
+            }
             let secret = ServerSecret::load_or_create(&data_dir.join("server.key"))?;
             let token = CredentialFile::new(&data_dir).create(&secret, &name, policy)?;
             audit_event(&data_dir, &name, "created", Some(scopes.join(",")))?;
@@ -154,7 +182,7 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
             for c in CredentialFile::new(&data_dir).list()? {
                 println!(
                     "{}",
-                    serde_json::json!({"name": c.name, "created_at": c.created_at, "policy": c.policy, "suspended": c.suspended.map(|s| serde_json::json!({"at": s.at, "reason": s.reason}))})
+                    serde_json::json!({"name": c.name, "kind": credential_kind(&c), "created_at": c.created_at, "policy": c.policy, "suspended": c.suspended.map(|s| serde_json::json!({"at": s.at, "reason": s.reason}))})
                 );
             }
             Ok(())
