@@ -143,9 +143,17 @@ pub struct ServeArgs {
     /// Port to listen on.
     #[arg(long, default_value_t = 9000)]
     pub http_listen_port: u16,
-    /// `mainnet`, `hoodi`, `sepolia`, or the path of a consensus `config.yaml`.
+    /// `mainnet`, `hoodi`, `sepolia`, or the path of a consensus `config.yaml`. Beside a
+    /// config.yaml, `genesis.ssz` (the genesis BeaconState) and a beacon API `genesis.json` are
+    /// read for the genesis time and genesis validators root.
     #[arg(long, default_value = "mainnet")]
     pub network: String,
+    /// The network's genesis time in Unix seconds (the chain-clock window needs it). Takes
+    /// precedence over genesis.ssz and genesis.json beside config.yaml; any source that
+    /// disagrees with it is an error. config.yaml's MIN_GENESIS_TIME + GENESIS_DELAY is not
+    /// genesis time.
+    #[arg(long)]
+    pub genesis_time: Option<u64>,
     /// Directory of EIP-2335 keystore files (`*.json`).
     #[arg(long)]
     pub keystores_path: Option<PathBuf>,
@@ -216,7 +224,7 @@ pub struct ServeArgs {
     /// (needs the network's genesis time).
     #[arg(long, default_value_t = 2)]
     pub slashing_protection_max_future_epochs: u64,
-    /// Turn the chain-clock check off (tests and private networks without a known genesis time).
+    /// Turn the chain-clock check off (tests only; /healthcheck and `doctor` report it off).
     #[arg(long)]
     pub slashing_protection_disable_clock_check: bool,
     /// Prune old slashing history periodically (never weakens protection).

@@ -181,11 +181,70 @@ pub enum LoadStatus {
     Done { loaded: usize, failed: usize },
 }
 
+/// Why the chain-clock window is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockOff {
+    /// `--slashing-protection-disable-clock-check`.
+    DisabledByFlag,
+    /// No source gave the network's genesis time (a custom network without `--genesis-time`,
+    /// `genesis.ssz` or a beacon `genesis.json`).
+    GenesisTimeUnknown,
+}
+
+impl ClockOff {
+    /// The stable reason code shown by `/healthcheck`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ClockOff::DisabledByFlag => "disabled_by_flag",
+            ClockOff::GenesisTimeUnknown => "genesis_time_unknown",
+        }
+    }
+}
+
+/// What the chain-clock window is doing and why, as `/healthcheck` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClockStatus {
+    /// `None` when the window is on.
+    pub off: Option<ClockOff>,
+    /// A sentence for the operator: why, and how to fix it.
+    pub detail: String,
+    /// The network's genesis time, when known (even when the check is disabled by flag).
+    pub genesis_time: Option<u64>,
+    /// Where it came from: `flag`, `genesis.ssz`, `genesis.json` or `built-in`.
+    pub genesis_time_source: Option<&'static str>,
+    /// A doubt about a genesis time in force (before 2020, before MIN_GENESIS_TIME).
+    pub warning: Option<String>,
+}
+
+impl ClockStatus {
+    /// The plain status for `clock`, without knowing where genesis time came from.
+    pub fn of(clock: Option<&ChainClock>) -> Self {
+        match clock {
+            Some(c) => ClockStatus {
+                off: None,
+                detail: "on".into(),
+                genesis_time: Some(c.genesis_time),
+                genesis_time_source: None,
+                warning: None,
+            },
+            None => ClockStatus {
+                off: Some(ClockOff::GenesisTimeUnknown),
+                detail: "genesis time unknown".into(),
+                genesis_time: None,
+                genesis_time_source: None,
+                warning: None,
+            },
+        }
+    }
+}
+
 /// Slashing protection as the server uses it: the database, the chain clock (when the genesis
-/// time is known and the check is enabled), and a counter per refusal reason.
+/// time is known and the check is enabled), why the clock is off when it is, and a counter per
+/// refusal reason.
 pub struct Protection {
     pub db: SlashingDb,
     pub clock: Option<ChainClock>,
+    pub clock_status: ClockStatus,
     refusals: [AtomicU64; Refusal::ALL.len()],
 }
 
@@ -193,9 +252,16 @@ impl Protection {
     pub fn new(db: SlashingDb, clock: Option<ChainClock>) -> Self {
         Protection {
             db,
+            clock_status: ClockStatus::of(clock.as_ref()),
             clock,
             refusals: Default::default(),
         }
+    }
+
+    /// Say why the clock is what it is (`serve` knows the source of genesis time).
+    pub fn with_clock_status(mut self, status: ClockStatus) -> Self {
+        self.clock_status = status;
+        self
     }
 
     pub fn count_refusal(&self, r: Refusal) {

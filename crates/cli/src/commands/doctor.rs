@@ -339,6 +339,67 @@ fn slashing_db(r: &mut Report, s: &ServeArgs) {
     }
 }
 
+/// The network and the chain-clock window `serve` would run with.
+fn chain_clock(r: &mut Report, s: &ServeArgs) {
+    let network = match super::serve::network_with_genesis(&s.network, s.genesis_time) {
+        Ok(n) => n.network,
+        Err(e) => {
+            return r.add(
+                "chain clock",
+                Status::Fail,
+                format!("{e:#}"),
+                "serve refuses to start: correct or remove the source that disagrees \
+                 (--genesis-time, genesis.ssz or genesis.json beside config.yaml)",
+            )
+        }
+    };
+    let status = super::serve::clock_status(&network, s.slashing_protection_disable_clock_check);
+    match status.off {
+        Some(signward_server::state::ClockOff::DisabledByFlag) => r.add(
+            "chain clock",
+            Status::Warn,
+            "OFF: disabled by --slashing-protection-disable-clock-check",
+            "remove the flag (it is for tests)",
+        ),
+        Some(signward_server::state::ClockOff::GenesisTimeUnknown) => r.add(
+            "chain clock",
+            Status::Warn,
+            format!("OFF: genesis time of {} unknown", network.name),
+            "pass --genesis-time <unix seconds> (or genesis-time in the config file), or put \
+             the network's genesis.ssz beside config.yaml; MIN_GENESIS_TIME + GENESIS_DELAY is \
+             not genesis time",
+        ),
+        None => match &status.warning {
+            Some(w) => r.add(
+                "chain clock",
+                Status::Warn,
+                w.clone(),
+                "give the network's real genesis time: --genesis-time or its genesis.ssz",
+            ),
+            None => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let t = status.genesis_time.unwrap_or(0);
+                let when = if t > now {
+                    format!("genesis in {} s (not started yet)", t - now)
+                } else {
+                    let slot = (now - t) / network.seconds_per_slot.max(1);
+                    format!("epoch now {}", network.epoch_at_slot(slot))
+                };
+                r.pass(
+                    "chain clock",
+                    format!(
+                        "on: genesis time {t} from {}, {when}",
+                        status.genesis_time_source.unwrap_or("?")
+                    ),
+                )
+            }
+        },
+    }
+}
+
 fn audit(r: &mut Report, dir: &Path) {
     if !dir.join("server.key").exists() {
         return r.add(
@@ -464,6 +525,7 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<()> {
     core_dumps(&mut r);
     memory(&mut r);
     slashing_db(&mut r, s);
+    chain_clock(&mut r, s);
     audit(&mut r, &s.data_dir);
     match &args.unit {
         Some(u) => unit(&mut r, u),

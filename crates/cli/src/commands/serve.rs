@@ -8,12 +8,12 @@ use anyhow::{bail, Context};
 use signward_auth::limiter::FailureLimiter;
 use signward_auth::secret::ServerSecret;
 use signward_auth::store::TokenStore;
-use signward_core::network::NetworkConfig;
+use signward_core::network::{GenesisFacts, NetworkConfig, GENESIS_SSZ_PREFIX_LEN};
 use signward_keys::keystore::KdfLimits;
 use signward_keys::loader::{discover, load_all, KeySources, Progress};
 use signward_server::gate::Gate;
 use signward_server::serve::{ConnLimits, Limits};
-use signward_server::state::{LoadStatus, Protection};
+use signward_server::state::{ClockOff, ClockStatus, LoadStatus, Protection};
 use signward_server::vault::VaultRuntime;
 use signward_server::{AppState, ServerConfig};
 use signward_slashing::clock::ChainClock;
@@ -33,6 +33,141 @@ pub fn network(spec: &str) -> anyhow::Result<NetworkConfig> {
             .with_context(|| format!("network config {}", path.display()));
     }
     bail!("unknown network {spec:?}: use mainnet, hoodi, sepolia, or the path of a config.yaml")
+}
+
+/// A beacon API genesis response is a few hundred bytes; a larger genesis.json is not one (the
+/// execution-layer genesis files kept under that name run to megabytes) and is not parsed.
+const GENESIS_JSON_MAX_BYTES: u64 = 64 * 1024;
+
+/// The network `serve` runs, with its genesis time and root from every source given, and notes
+/// about genesis files looked at but not used.
+pub struct Resolved {
+    pub network: NetworkConfig,
+    pub notes: Vec<String>,
+}
+
+/// `--network` with its genesis facts: `--genesis-time`, then `genesis.ssz` and `genesis.json`
+/// beside a config.yaml. Sources that disagree (with each other, with a built-in network's
+/// constants, or a file's fork version with config.yaml) are an error.
+pub fn network_with_genesis(spec: &str, genesis_time: Option<u64>) -> anyhow::Result<Resolved> {
+    let mut network = network(spec)?;
+    let mut facts = Vec::new();
+    let mut notes = Vec::new();
+    if let Some(t) = genesis_time {
+        facts.push(GenesisFacts::from_flag(t));
+    }
+    if NetworkConfig::builtin(spec).is_none() {
+        let dir = std::path::Path::new(spec)
+            .parent()
+            .unwrap_or(std::path::Path::new("."));
+        facts.extend(read_genesis_ssz(&dir.join("genesis.ssz"))?);
+        facts.extend(read_genesis_json(&dir.join("genesis.json"), &mut notes)?);
+    }
+    network
+        .apply_genesis(facts)
+        .with_context(|| format!("genesis of network {spec}"))?;
+    Ok(Resolved { network, notes })
+}
+
+/// Open a genesis file beside config.yaml: `None` when there is none.
+fn open_genesis_file(path: &std::path::Path) -> anyhow::Result<Option<std::fs::File>> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        Ok(m) if !m.is_file() => bail!("{} is not a regular file", path.display()),
+        Ok(_) => {}
+    }
+    std::fs::File::open(path)
+        .map(Some)
+        .with_context(|| format!("reading {}", path.display()))
+}
+
+/// The genesis time and root from the fixed prefix of `genesis.ssz`: only its first
+/// 40 bytes are read, however large the state.
+fn read_genesis_ssz(path: &std::path::Path) -> anyhow::Result<Option<GenesisFacts>> {
+    use std::io::Read;
+    let Some(file) = open_genesis_file(path)? else {
+        return Ok(None);
+    };
+    let mut prefix = Vec::with_capacity(GENESIS_SSZ_PREFIX_LEN);
+    file.take(GENESIS_SSZ_PREFIX_LEN as u64)
+        .read_to_end(&mut prefix)
+        .with_context(|| format!("reading {}", path.display()))?;
+    GenesisFacts::from_state_ssz(&prefix)
+        .map(Some)
+        .with_context(|| format!("{}", path.display()))
+}
+
+/// The genesis facts of a beacon API `genesis.json`; an execution-layer genesis.json (or any
+/// JSON without `genesis_time`) is skipped with a note.
+fn read_genesis_json(
+    path: &std::path::Path,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Option<GenesisFacts>> {
+    use std::io::Read;
+    let Some(file) = open_genesis_file(path)? else {
+        return Ok(None);
+    };
+    let mut text = String::new();
+    file.take(GENESIS_JSON_MAX_BYTES + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading {} (not UTF-8?)", path.display()))?;
+    if text.len() as u64 > GENESIS_JSON_MAX_BYTES {
+        notes.push(format!(
+            "{} not used: larger than {} KiB, so not a beacon API genesis response (an \
+             execution-layer genesis?)",
+            path.display(),
+            GENESIS_JSON_MAX_BYTES / 1024
+        ));
+        return Ok(None);
+    }
+    let facts =
+        GenesisFacts::from_beacon_json(&text).with_context(|| format!("{}", path.display()))?;
+    if facts.is_none() {
+        notes.push(format!(
+            "{} not used: it has no genesis_time (an execution-layer genesis?)",
+            path.display()
+        ));
+    }
+    Ok(facts)
+}
+
+/// What the chain-clock window does with `network`, and why.
+pub fn clock_status(network: &NetworkConfig, disabled_by_flag: bool) -> ClockStatus {
+    let source = network.genesis_time_source.map(|s| s.as_str());
+    let warning = network.genesis_time_warning();
+    if disabled_by_flag {
+        return ClockStatus {
+            off: Some(ClockOff::DisabledByFlag),
+            detail: "disabled by --slashing-protection-disable-clock-check: blocks and \
+                     attestations are not bounded in time; remove the flag"
+                .into(),
+            genesis_time: network.genesis_time,
+            genesis_time_source: source,
+            warning,
+        };
+    }
+    match network.genesis_time {
+        Some(t) => ClockStatus {
+            off: None,
+            detail: format!("on: genesis time {t} from {}", source.unwrap_or("?")),
+            genesis_time: Some(t),
+            genesis_time_source: source,
+            warning,
+        },
+        None => ClockStatus {
+            off: Some(ClockOff::GenesisTimeUnknown),
+            detail: format!(
+                "genesis time of {} unknown: blocks and attestations are not bounded in time; \
+                 pass --genesis-time <unix seconds> or put the network's genesis.ssz beside \
+                 config.yaml (MIN_GENESIS_TIME + GENESIS_DELAY in config.yaml is not genesis time)",
+                network.name
+            ),
+            genesis_time: None,
+            genesis_time_source: None,
+            warning: None,
+        },
+    }
 }
 
 fn sources(args: &ServeArgs) -> anyhow::Result<KeySources> {
@@ -125,7 +260,10 @@ fn warn_disabled(
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let network = network(&args.network)?;
+    let Resolved { network, notes } = network_with_genesis(&args.network, args.genesis_time)?;
+    for note in &notes {
+        tracing::info!("{note}");
+    }
     let sources = sources(&args)?;
     let loopback = args.http_listen_host.is_loopback();
     let tls = match (&args.tls_cert, &args.tls_key) {
@@ -265,22 +403,28 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 )
             })?;
         }
-        let clock = if args.slashing_protection_disable_clock_check {
-            tracing::warn!(
-                "chain-clock check disabled (--slashing-protection-disable-clock-check)"
-            );
-            None
-        } else if let Some(genesis_time) = network.genesis_time {
-            Some(ChainClock {
+        let clock_report = clock_status(&network, args.slashing_protection_disable_clock_check);
+        let clock = match (clock_report.off, network.genesis_time) {
+            (None, Some(genesis_time)) => Some(ChainClock {
                 genesis_time,
                 seconds_per_slot: network.seconds_per_slot,
                 slots_per_epoch: network.preset.slots_per_epoch,
                 max_future_epochs: args.slashing_protection_max_future_epochs,
-            })
-        } else {
-            tracing::warn!("network genesis time unknown: chain-clock check off");
-            None
+            }),
+            _ => None,
         };
+        match clock_report.off {
+            Some(off) => tracing::warn!(reason = off.code(), "chain-clock check OFF: {}", clock_report.detail),
+            None => tracing::info!(
+                genesis_time = clock_report.genesis_time,
+                source = clock_report.genesis_time_source,
+                max_future_epochs = args.slashing_protection_max_future_epochs,
+                "chain-clock check on"
+            ),
+        }
+        if let Some(w) = &clock_report.warning {
+            tracing::warn!("{w}");
+        }
         tracing::info!(
             backend = db.backend(),
             clock_check = clock.is_some(),
@@ -300,7 +444,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             format!("sqlite:{}", args.data_dir.join("evm.sqlite").display())
         };
         let ledger = signward_evm::ledger::SpendLedger::open(&ledger_url).await.context("opening the EVM spend ledger")?;
-        let mut state = AppState::new(network, Protection::new(db, clock)).with_vault(vault);
+        let mut state = AppState::new(network, Protection::new(db, clock).with_clock_status(clock_report)).with_vault(vault);
         state.evm = signward_server::evm::EvmState::new(evm_policy, Some(ledger), args.dev);
         if let Some(k) = dev_key {
             tracing::warn!(address = %k.address(), "DEV MODE: an EVM key from the environment is loaded (--dev-evm-key); never use this in production");

@@ -56,13 +56,25 @@ pub async fn healthcheck(State((state, _)): State<(Arc<AppState>, Limits)>) -> R
         .into_iter()
         .map(|(code, n)| (code.to_string(), n.into()))
         .collect();
+    // A stable shape whether the window is on or off: `state` is "on" or "off", `reason` a code
+    // (`disabled_by_flag`, `genesis_time_unknown`) or null, `detail` the why and the fix.
+    let cs = &p.clock_status;
+    let clock = json!({
+        "state": if p.clock.is_some() { "on" } else { "off" },
+        "reason": cs.off.map(|o| o.code()),
+        "detail": cs.detail,
+        "genesis-time": cs.genesis_time,
+        "genesis-time-source": cs.genesis_time_source,
+        "max-future-epochs": p.clock.map(|c| c.max_future_epochs),
+        "warning": cs.warning,
+    });
     let slashing = json!({
         "id": "slashing-protection-check",
         "status": db_status,
         "data": {
             "backend": p.db.backend(),
             "genesis-validators-root": gvr,
-            "chain-clock-check": p.clock.is_some(),
+            "chain-clock-check": clock,
             "refusals": refusals,
         }
     });
