@@ -132,7 +132,17 @@ rm -rf "$NET/keystores" "$NET/secrets" # the validator clients get no key materi
 printf 'test_password' >"$WORK/keystore-password"
 chmod 600 "$WORK/keystore-password"
 
-# 2. signward: credentials, then serve.
+# 2. The beacon node (no validator keys of its own); it starts while signward loads its keys.
+log "starting the beacon node on :$BN_PORT (genesis in $((GENESIS_TIME - $(date +%s)))s)"
+(cd "$NET" && exec "$LODESTAR" dev --preset minimal --paramsFile "$NET/config.yaml" \
+  --genesisValidators 8 --genesisTime "$GENESIS_TIME" --dataDir "$WORK/bn" \
+  --rest --rest.address 127.0.0.1 --rest.port "$BN_PORT" \
+  --listenAddress 127.0.0.1 --port "$P2P_PORT" --discv5 false \
+  --eth1 false --execution.engineMock \
+  --logFile none --logLevel info >"$WORK/beacon.log" 2>&1) &
+PIDS+=("$!")
+
+# 3. signward: credentials, then serve.
 SWDATA="$WORK/signward-data"
 ROOTFLAG=()
 [ "$(id -u)" = 0 ] && ROOTFLAG=(--allow-root)
@@ -174,15 +184,7 @@ if [ "$AUTH" = token ]; then
   [ "$code" = 401 ] || fail "publicKeys without a token answered $code, not 401"
 fi
 
-# 3. The beacon node (no validator keys of its own).
-log "starting the beacon node on :$BN_PORT (genesis in ${GENESIS_DELAY_SECS}s)"
-(cd "$NET" && exec "$LODESTAR" dev --preset minimal --paramsFile "$NET/config.yaml" \
-  --genesisValidators 8 --genesisTime "$GENESIS_TIME" --dataDir "$WORK/bn" \
-  --rest --rest.address 127.0.0.1 --rest.port "$BN_PORT" \
-  --listenAddress 127.0.0.1 --port "$P2P_PORT" --discv5 false \
-  --eth1 false --execution.engineMock \
-  --logFile none --logLevel info >"$WORK/beacon.log" 2>&1) &
-PIDS+=("$!")
+# The beacon node's API is up (before genesis, normally).
 for _ in $(seq 1 300); do
   curl -sf "$BN/eth/v1/beacon/genesis" >/dev/null 2>&1 && break
   sleep 0.5
