@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust unit, vector and end-to-end tests, with the Python cross-checks
-# (py_ecc, remerkleable, ethstaker-deposit), the age CLI and the PostgreSQL tests required, not skipped.
+# (py_ecc, remerkleable, ethstaker-deposit), the age CLI and the PostgreSQL tests required, not skipped,
+# then the devnet test: real Lodestar 1.5.1 validator clients signing a live chain through signward
+# (scripts/devnet-test.sh; SIGNWARD_SKIP_DEVNET=1 skips it outside CI).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -16,4 +18,9 @@ fi
 SIGNWARD_TEST_PG_URL="$(scripts/ensure-postgres.sh)"
 export SIGNWARD_TEST_PG_URL
 export SIGNWARD_REQUIRE_PG=1
+# Lodestar 1.5.1 for the devnet test (npm ci into a cache keyed on the lockfile's hash).
+if [ "${SIGNWARD_SKIP_DEVNET:-}" != 1 ] || [ -n "${CI:-}" ]; then
+  scripts/ensure-lodestar.sh >/dev/null
+fi
 cargo test --workspace --locked "$@"
+SIGNWARD_BIN="$ROOT/target/debug/signward" scripts/devnet-test.sh
