@@ -50,10 +50,11 @@ if [ "${SIGNWARD_SKIP_DEVNET:-}" = 1 ]; then
   exit 0
 fi
 
-# The switch to the source-address credential (`token create --source`, being added on main):
-# set AUTH=source. Then no token exists, Lodestar's URL has no userinfo, and both VCs are the one
-# credential `lodestar` (the audit caller check below then counts both).
-AUTH=token # TODO(source-credential): AUTH=source once `signward token create --source` lands.
+# Authentication: a source credential (`token create --source 127.0.0.1/32`), the way in for
+# Lodestar >= 1.10, whose fetch cannot send credentials. No token exists, Lodestar's URL has no
+# userinfo, and both VCs are the one credential `lodestar` (the audit caller check counts both).
+# SIGNWARD_DEVNET_AUTH=token runs the same test with a token in the URL (Basic), which 1.5.1 sends.
+AUTH="${SIGNWARD_DEVNET_AUTH:-source}"
 
 SECONDS_PER_SLOT="${SIGNWARD_DEVNET_SECONDS_PER_SLOT:-3}"
 EPOCH_SECS=$((8 * SECONDS_PER_SLOT))                   # minimal preset: 8 slots per epoch
@@ -113,10 +114,9 @@ log "writing config.yaml and interop keystores"
 "$LODESTAR" dev --preset minimal "${FORKS[@]}" --genesisValidators 8 --dumpTestnetFiles "$NET" \
   >"$WORK/dump.log" 2>&1 || fail "lodestar dev --dumpTestnetFiles"
 rm -f "$NET/genesis.ssz" # written with its own genesis time; the beacon node writes the real one
-# An interop genesis has the genesis time we choose; config.yaml says it as MIN_GENESIS_TIME with
-# GENESIS_DELAY 0, so the beacon node, both VCs and signward read one file and agree.
-# TODO(genesis-time): pass `signward serve --genesis-time "$GENESIS_TIME"` (or genesis.ssz beside
-# config.yaml) once that lands, instead of relying on MIN_GENESIS_TIME + GENESIS_DELAY.
+# An interop genesis has the genesis time we choose: the beacon node gets it as --genesisTime,
+# signward as --genesis-time (config.yaml holds no genesis time; its MIN_GENESIS_TIME is set to it
+# so that lower bound agrees).
 GENESIS_TIME=$(($(date +%s) + GENESIS_DELAY_SECS))
 sed -i -e "s/^MIN_GENESIS_TIME:.*/MIN_GENESIS_TIME: $GENESIS_TIME/" \
   -e "s/^GENESIS_DELAY:.*/GENESIS_DELAY: 0/" "$NET/config.yaml"
@@ -167,7 +167,7 @@ VC2_URL=$VC1_URL
 
 log "starting signward on :$SW_PORT"
 SIGNWARD_LOG=info "$SIGNWARD" serve --data-dir "$SWDATA" --http-listen-port "$SW_PORT" \
-  --network "$NET/config.yaml" --keystores-path "$KEYS" \
+  --network "$NET/config.yaml" --genesis-time "$GENESIS_TIME" --keystores-path "$KEYS" \
   --keystores-password-file "$WORK/keystore-password" "${ROOTFLAG[@]}" \
   >"$WORK/signward.log" 2>&1 &
 SW_PID=$!
@@ -182,6 +182,15 @@ grep -q "key loading finished" "$WORK/signward.log" || fail "signward did not lo
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$SW_PORT/api/v1/eth2/publicKeys")
 if [ "$AUTH" = token ]; then
   [ "$code" = 401 ] || fail "publicKeys without a token answered $code, not 401"
+else
+  [ "$code" = 200 ] || fail "publicKeys from the source credential's address answered $code"
+  # A presented credential that is wrong never falls back to the address; the source
+  # credential does not reach key management.
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer sw_$(printf '0%.0s' $(seq 64))" \
+    "http://127.0.0.1:$SW_PORT/api/v1/eth2/publicKeys")
+  [ "$code" = 401 ] || fail "a wrong token from the source address answered $code, not 401"
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$SW_PORT/eth/v1/keystores")
+  [ "$code" = 403 ] || fail "the source credential reached the Keymanager API ($code, not 403)"
 fi
 
 # The beacon node's API is up (before genesis, normally).
