@@ -32,39 +32,22 @@ import urllib.request
 from collections import Counter, defaultdict
 from multiprocessing import Pool
 
+import os
+
 import milagro_bls_binding as bls
 from py_ecc.bls import G2ProofOfPossession as py_ecc_bls
-from remerkleable.basic import uint64
 from remerkleable.byte_arrays import Bytes4, Bytes32
-from remerkleable.complex import Container
+
+# The spec containers are the ones the signature cross-checks use (tests/py/verify_signatures.py).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "py"))
+from verify_signatures import PRESETS, ForkData, SigningData, types  # noqa: E402
 
 SLOTS_PER_EPOCH = 8  # minimal preset
 DOMAIN_BEACON_PROPOSER = bytes.fromhex("00000000")
 DOMAIN_BEACON_ATTESTER = bytes.fromhex("01000000")
 FORKS = ("ALTAIR", "BELLATRIX", "CAPELLA")
-
-
-class Checkpoint(Container):
-    epoch: uint64
-    root: Bytes32
-
-
-class AttestationData(Container):
-    slot: uint64
-    index: uint64
-    beacon_block_root: Bytes32
-    source: Checkpoint
-    target: Checkpoint
-
-
-class ForkData(Container):
-    current_version: Bytes4
-    genesis_validators_root: Bytes32
-
-
-class SigningData(Container):
-    object_root: Bytes32
-    domain: Bytes32
+_SPEC = types(PRESETS["minimal"])
+Checkpoint, AttestationData = _SPEC["Checkpoint"], _SPEC["AttestationData"]
 
 
 def get(base, path):
