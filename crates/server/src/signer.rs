@@ -83,7 +83,7 @@ pub async fn sign_eth2(
             column = e.column(),
             "malformed sign request"
         );
-        ApiError::MalformedBody
+        ApiError::MalformedBody(crate::error::BodyKind::SignRequest)
     })?;
     if let Some(c) = caller {
         authorize_operation(c, &request)?;
