@@ -297,23 +297,39 @@ fn keymanager_gaps_and_json_errors() {
         assert!(!m.contains("sign request"), "{method} {path}: {m}");
     }
 
-    // 405 and 404 are JSON with a stable code, whoever asks.
+    // 405 and 404 are JSON with a stable code. The gate comes first: a method a route does
+    // not take is 405 for a credential with the route's scope, and 401/403 for anyone else.
+    let r = server.request("PUT", "/eth/v1/keystores", &[("authorization", &km)], b"");
+    assert_eq!(r.status, 405, "{}", r.text());
+    assert_eq!(r.json()["code"], "method_not_allowed");
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
+    assert!(
+        r.header("allow").is_some_and(|a| a.contains("GET")),
+        "{r:?}"
+    );
+    let r = server.request(
+        "GET",
+        "/api/v1/eth2/sign/0x00",
+        &[("authorization", &vc)],
+        b"",
+    );
+    assert_eq!(r.status, 405);
+    assert_eq!(r.json()["code"], "method_not_allowed");
+    let r = server.request(
+        "GET",
+        "/api/v1/eth2/sign/0x00",
+        &[("authorization", &km)],
+        b"",
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["code"], "scope_denied");
+    let r = server.request("PUT", "/eth/v1/keystores", &[], b"");
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["code"], "unauthorized");
     for auth in [km.as_str(), ""] {
-        let r = server.request("PUT", "/eth/v1/keystores", &[("authorization", auth)], b"");
-        assert_eq!(r.status, 405, "{}", r.text());
-        assert_eq!(r.json()["code"], "method_not_allowed");
-        assert!(r
-            .header("content-type")
-            .unwrap()
-            .starts_with("application/json"));
-        let r = server.request(
-            "GET",
-            "/api/v1/eth2/sign/0x00",
-            &[("authorization", auth)],
-            b"",
-        );
-        assert_eq!(r.status, 405);
-        assert_eq!(r.json()["code"], "method_not_allowed");
         let r = server.request("GET", "/eth/v1/nothing", &[("authorization", auth)], b"");
         assert_eq!(r.status, 404);
         assert_eq!(r.json()["code"], "not_found");
