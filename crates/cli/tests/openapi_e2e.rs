@@ -52,7 +52,7 @@ fn run(bin: &Path, config: &str, spec: &str, url: &str, token: &str, report: &Pa
         "schemathesis found nonconformance with {spec} (see above)"
     );
     assert!(
-        started.elapsed() < Duration::from_secs(90),
+        started.elapsed() < Duration::from_secs(150),
         "schemathesis took {:?}; the run must stay bounded",
         started.elapsed()
     );

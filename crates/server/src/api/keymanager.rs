@@ -152,13 +152,31 @@ pub const REMOTE_KEYS_UNSUPPORTED: &str =
     "remote_keys_unsupported: signward does not manage remote keys; it signs only with keys it holds";
 
 #[derive(Deserialize)]
+struct RemoteSigner {
+    pubkey: String,
+    /// `Some(Null)` for an explicit `null`, which the spec (a string) does not allow.
+    #[serde(default, deserialize_with = "present")]
+    url: Option<serde_json::Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
 struct RemoteImportRequest {
-    remote_keys: Vec<serde::de::IgnoredAny>,
+    remote_keys: Vec<RemoteSigner>,
 }
 
 #[derive(Deserialize)]
 struct RemoteDeleteRequest {
-    pubkeys: Vec<serde::de::IgnoredAny>,
+    pubkeys: Vec<String>,
+}
+
+/// The spec's `Pubkey`: `0x` and 96 hex digits.
+fn spec_pubkey(s: &str) -> bool {
+    s.strip_prefix("0x")
+        .is_some_and(|h| h.len() == 96 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// `POST /eth/v1/remotekeys`: signward manages no remote keys. The spec answers an import with
@@ -169,6 +187,16 @@ pub async fn remote_import(body: Bytes) -> Response {
     let Ok(req) = serde_json::from_slice::<RemoteImportRequest>(&body) else {
         return ApiError::MalformedBody(BodyKind::RemoteKeysImport).into_response();
     };
+    if !req.remote_keys.iter().all(|k| spec_pubkey(&k.pubkey)) {
+        return ApiError::InvalidPubkey.into_response();
+    }
+    if !req
+        .remote_keys
+        .iter()
+        .all(|k| k.url.as_ref().is_none_or(|u| u.is_string()))
+    {
+        return ApiError::MalformedBody(BodyKind::RemoteKeysImport).into_response();
+    }
     let data: Vec<_> = req
         .remote_keys
         .iter()
@@ -183,6 +211,9 @@ pub async fn remote_delete(body: Bytes) -> Response {
     let Ok(req) = serde_json::from_slice::<RemoteDeleteRequest>(&body) else {
         return ApiError::MalformedBody(BodyKind::RemoteKeysDelete).into_response();
     };
+    if !req.pubkeys.iter().all(|k| spec_pubkey(k)) {
+        return ApiError::InvalidPubkey.into_response();
+    }
     let data: Vec<_> = req
         .pubkeys
         .iter()
