@@ -174,25 +174,6 @@ pub async fn public_keys(
     Json(keys).into_response()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accept_negotiation() {
-        let h = |v: &str| {
-            let mut m = HeaderMap::new();
-            m.insert(header::ACCEPT, HeaderValue::from_str(v).unwrap());
-            wants_json(&m)
-        };
-        assert!(h("application/json"));
-        assert!(h("*/*"));
-        assert!(h("text/plain;q=0.5, application/json;q=0.9"));
-        assert!(!h("text/plain"));
-        assert!(!wants_json(&HeaderMap::new()));
-    }
-}
-
 /// `GET /api/v1/eth2/highWatermark` (Web3Signer): the epoch and slot below which every
 /// validator's attestations and blocks must lie to be signed. In Web3Signer it is an
 /// operator-set cap kept in the slashing database; signward's slashing database holds only
@@ -212,4 +193,23 @@ pub async fn high_watermark(State((state, _)): State<(Arc<AppState>, Limits)>) -
         .unwrap_or(0);
     let (epoch, slot) = clock.high_watermark(now);
     Json(serde_json::json!({"epoch": epoch.to_string(), "slot": slot.to_string()})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_negotiation() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::ACCEPT, HeaderValue::from_str(v).unwrap());
+            wants_json(&m)
+        };
+        assert!(h("application/json"));
+        assert!(h("*/*"));
+        assert!(h("text/plain;q=0.5, application/json;q=0.9"));
+        assert!(!h("text/plain"));
+        assert!(!wants_json(&HeaderMap::new()));
+    }
 }
