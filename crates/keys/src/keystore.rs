@@ -215,6 +215,25 @@ pub struct Keystore {
     pub version: u32,
 }
 
+/// `path` when it is a well-formed EIP-2334 derivation path (see [`Keystore::derivation_path`]).
+pub fn derivation_path(path: &str) -> Option<String> {
+    if path.is_empty() || path.len() > MAX_DERIVATION_PATH {
+        return None;
+    }
+    let mut parts = path.split('/');
+    if parts.next() != Some("m") {
+        return None;
+    }
+    let mut any = false;
+    for p in parts {
+        if p.is_empty() || p.len() > 10 || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        any = true;
+    }
+    any.then(|| path.to_string())
+}
+
 /// A keystore's crypto parameters after validation (all public: ciphertext is encrypted).
 struct Checked {
     kdf: Kdf,
@@ -227,7 +246,18 @@ fn hex_field(s: &str, what: &'static str) -> Result<Vec<u8>, KeyError> {
     decode_hex(s).ok_or(KeyError::MalformedKeystore(what))
 }
 
+/// Longest derivation path reported; EIP-2334 paths are far shorter.
+pub const MAX_DERIVATION_PATH: usize = 128;
+
 impl Keystore {
+    /// The keystore's EIP-2335 `path` when it is a well-formed EIP-2334 derivation path
+    /// (`m`, then `/` and decimal indices, at most [`MAX_DERIVATION_PATH`] bytes); `None` when
+    /// the keystore has none or holds anything else, so no file content of arbitrary shape or
+    /// size is ever echoed.
+    pub fn derivation_path(&self) -> Option<String> {
+        derivation_path(&self.path)
+    }
+
     /// Parse keystore JSON. Rejects unsupported versions; unknown extra fields are tolerated.
     pub fn from_json(bytes: &[u8]) -> Result<Self, KeyError> {
         let v: Value = serde_json::from_slice(bytes)
@@ -436,5 +466,33 @@ impl Keystore {
             uuid: Some(uuid::Uuid::new_v4().to_string()),
             version: 4,
         })
+    }
+}
+
+#[cfg(test)]
+mod derivation_path_tests {
+    use super::derivation_path;
+
+    #[test]
+    fn only_eip2334_paths_are_reported() {
+        assert_eq!(
+            derivation_path("m/12381/3600/0/0/0").as_deref(),
+            Some("m/12381/3600/0/0/0")
+        );
+        for bad in [
+            "",
+            "m",
+            "m/",
+            "m//1",
+            "x/1",
+            "m/1/a",
+            "m/1 ",
+            "m/12345678901",
+            "m/1/\u{202e}",
+        ] {
+            assert_eq!(derivation_path(bad), None, "{bad:?}");
+        }
+        let long = format!("m{}", "/1".repeat(70));
+        assert_eq!(derivation_path(&long), None);
     }
 }

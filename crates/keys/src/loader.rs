@@ -82,6 +82,8 @@ pub struct LoadFailure {
 pub struct LoadedKey {
     pub origin: String,
     pub keypair: BlsKeypair,
+    /// The keystore's EIP-2334 derivation path (EIP-2335 `path`), when it has a valid one.
+    pub derivation_path: Option<String>,
     /// True for a plaintext `file-raw` key.
     pub raw: bool,
 }
@@ -247,8 +249,20 @@ pub fn load_keystore_file(
     password: &SecretString,
     limits: &KdfLimits,
 ) -> Result<BlsKeypair, KeyError> {
+    load_keystore_file_with_path(keystore, password, limits).map(|(k, _)| k)
+}
+
+/// [`load_keystore_file`], with the keystore's derivation path (see
+/// [`Keystore::derivation_path`]).
+pub fn load_keystore_file_with_path(
+    keystore: &Path,
+    password: &SecretString,
+    limits: &KdfLimits,
+) -> Result<(BlsKeypair, Option<String>), KeyError> {
     let bytes = read_secret_file(keystore, FileKind::Keystore)?;
-    Keystore::from_json(&bytes)?.decrypt(password, limits)
+    let ks = Keystore::from_json(&bytes)?;
+    let keypair = ks.decrypt(password, limits)?;
+    Ok((keypair, ks.derivation_path()))
 }
 
 fn run_job(job: KeyJob, limits: &KdfLimits) -> Result<LoadedKey, LoadFailure> {
@@ -264,12 +278,13 @@ fn run_job(job: KeyJob, limits: &KdfLimits) -> Result<LoadedKey, LoadFailure> {
                     PasswordSource::File(p) => read_password_file(p)?,
                     PasswordSource::Missing => return Err(KeyError::MissingPassword),
                 };
-                load_keystore_file(&keystore, &password, limits)
+                load_keystore_file_with_path(&keystore, &password, limits)
             })();
             result
-                .map(|keypair| LoadedKey {
+                .map(|(keypair, derivation_path)| LoadedKey {
                     origin: origin.clone(),
                     keypair,
+                    derivation_path,
                     raw: false,
                 })
                 .map_err(|error| LoadFailure { origin, error })
@@ -286,6 +301,7 @@ fn run_job(job: KeyJob, limits: &KdfLimits) -> Result<LoadedKey, LoadFailure> {
                 .map(|keypair| LoadedKey {
                     origin: origin.clone(),
                     keypair,
+                    derivation_path: None,
                     raw: true,
                 })
                 .map_err(|error| LoadFailure { origin, error })

@@ -15,8 +15,8 @@ pub enum ApiError {
     InvalidPubkey,
     /// No loaded key has this public key.
     UnknownKey,
-    /// The body is not JSON, or not a sign request of a known type.
-    MalformedBody,
+    /// The body is not JSON, or not the body this endpoint takes (named by [`BodyKind`]).
+    MalformedBody(BodyKind),
     /// The body lacks what its type needs, or holds contradictory fields.
     InvalidRequest,
     /// A list, bitlist or bitvector breaks its SSZ bound.
@@ -65,8 +65,65 @@ pub enum ApiError {
     Timeout,
     /// No such route.
     NotFound,
+    /// The route exists, but not with this method.
+    MethodNotAllowed,
+    /// The framework refused the request before a handler saw it (a path or header it could
+    /// not read).
+    BadRequest,
+    /// A reload is already running (`POST /reload`).
+    ReloadInProgress,
+    /// This server has no key sources to reload (`POST /reload`).
+    ReloadUnavailable,
     /// Anything else; details are in the server log.
     Internal,
+}
+
+/// Which body an endpoint expected, so a parse error names the endpoint's own input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// `POST /api/v1/eth2/sign/{identifier}`
+    SignRequest,
+    /// `POST /eth/v1/keystores`
+    KeystoreImport,
+    /// `DELETE /eth/v1/keystores`
+    KeystoreDelete,
+    /// `POST /eth/v1/remotekeys`
+    RemoteKeysImport,
+    /// `DELETE /eth/v1/remotekeys`
+    RemoteKeysDelete,
+    /// `POST /admin/v1/keys/import`
+    AdminImport,
+    /// `POST /admin/v1/keys/generate`
+    AdminGenerate,
+    /// `POST /admin/v1/halt`
+    AdminHalt,
+}
+
+impl BodyKind {
+    fn message(self) -> &'static str {
+        match self {
+            BodyKind::SignRequest => "the request body is not a valid sign request",
+            BodyKind::KeystoreImport => {
+                "the request body is not a valid keystore import: a JSON object with keystores (array of strings), passwords (array of strings) and optional slashing_protection (string)"
+            }
+            BodyKind::KeystoreDelete => {
+                "the request body is not a valid keystore delete: a JSON object with pubkeys (array of strings)"
+            }
+            BodyKind::RemoteKeysImport => {
+                "the request body is not a valid remote key import: a JSON object with remote_keys (array)"
+            }
+            BodyKind::RemoteKeysDelete => {
+                "the request body is not a valid remote key delete: a JSON object with pubkeys (array)"
+            }
+            BodyKind::AdminImport => {
+                "the request body is not a valid key import: a JSON object with keystores and passwords (arrays of strings)"
+            }
+            BodyKind::AdminGenerate => {
+                "the request body is not a valid key generation request: a JSON object with type, count and optional backup_to"
+            }
+            BodyKind::AdminHalt => "the request body is not a valid halt request: a JSON object with an optional reason (string)",
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -79,7 +136,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::InvalidPubkey
-            | ApiError::MalformedBody
+            | ApiError::MalformedBody(_)
             | ApiError::InvalidRequest
             | ApiError::SszBounds
             | ApiError::UnsupportedBlockFormat
@@ -90,6 +147,10 @@ impl ApiError {
             | ApiError::HistoryWrongChain
             | ApiError::HistoryTooFarInFuture => StatusCode::BAD_REQUEST,
             ApiError::UnknownKey | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::BadRequest => StatusCode::BAD_REQUEST,
+            ApiError::ReloadInProgress => StatusCode::CONFLICT,
+            ApiError::ReloadUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TooManyFailures => StatusCode::TOO_MANY_REQUESTS,
@@ -113,7 +174,7 @@ impl ApiError {
         match self {
             ApiError::InvalidPubkey => "invalid_pubkey",
             ApiError::UnknownKey => "unknown_key",
-            ApiError::MalformedBody => "malformed_body",
+            ApiError::MalformedBody(_) => "malformed_body",
             ApiError::InvalidRequest => "invalid_request",
             ApiError::SszBounds => "ssz_bounds",
             ApiError::UnsupportedBlockFormat => "unsupported_block_format",
@@ -138,6 +199,10 @@ impl ApiError {
             ApiError::BodyTooLarge => "body_too_large",
             ApiError::Timeout => "timeout",
             ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::BadRequest => "bad_request",
+            ApiError::ReloadInProgress => "reload_in_progress",
+            ApiError::ReloadUnavailable => "reload_unavailable",
             ApiError::Internal => "internal_error",
         }
     }
@@ -147,7 +212,7 @@ impl ApiError {
         match self {
             ApiError::InvalidPubkey => "the public key in the path is not 48 bytes of hex",
             ApiError::UnknownKey => "no key with this public key is loaded",
-            ApiError::MalformedBody => "the request body is not a valid sign request",
+            ApiError::MalformedBody(kind) => kind.message(),
             ApiError::InvalidRequest => {
                 "the sign request lacks a field its type requires or is inconsistent"
             }
@@ -199,6 +264,10 @@ impl ApiError {
             ApiError::BodyTooLarge => "the request body is too large",
             ApiError::Timeout => "the request timed out",
             ApiError::NotFound => "no such endpoint",
+            ApiError::MethodNotAllowed => "this endpoint does not accept this HTTP method",
+            ApiError::BadRequest => "the request could not be read",
+            ApiError::ReloadInProgress => "a reload is already running; check GET /reload",
+            ApiError::ReloadUnavailable => "this server has no key sources to reload",
             ApiError::Internal => "internal error",
         }
     }

@@ -18,6 +18,7 @@ pub mod evm;
 pub mod gate;
 pub mod keyops;
 pub mod metrics;
+pub mod reload;
 pub mod serve;
 pub mod signer;
 pub mod state;

@@ -85,6 +85,42 @@ async fn not_found() -> Response {
     ApiError::NotFound.into_response()
 }
 
+/// Every error leaves as `{"code","message"}`: an answer the framework made itself (405 for a
+/// method a route does not take, 404, 413 from a body limit) has no JSON body, and gets the
+/// matching [`ApiError`] instead, keeping its headers (`Allow` on a 405).
+async fn json_errors(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let is_json = res
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return res;
+    }
+    let e = match status {
+        axum::http::StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        axum::http::StatusCode::NOT_FOUND => ApiError::NotFound,
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge,
+        axum::http::StatusCode::REQUEST_TIMEOUT => ApiError::Timeout,
+        _ if status.is_server_error() => ApiError::Internal,
+        _ => ApiError::BadRequest,
+    };
+    let (mut parts, _) = res.into_parts();
+    // The status stays the framework's; only the body changes.
+    let fresh = e.into_response();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, fresh.into_body())
+}
+
 type St = (Arc<AppState>, Limits);
 
 /// Routes behind the gate for `scope`, each under its deadline. Every route but `/upcheck` is
@@ -125,7 +161,10 @@ pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
             s,
             Scope::PublicKeys,
             t,
-            Router::new().route("/api/v1/eth2/publicKeys", get(eth2::public_keys)),
+            Router::new()
+                .route("/api/v1/eth2/publicKeys", get(eth2::public_keys))
+                // Read-only, and what a validator client's credential may already see.
+                .route("/api/v1/eth2/highWatermark", get(eth2::high_watermark)),
         ))
         .merge(scoped(
             s,
@@ -139,7 +178,12 @@ pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
             t,
             Router::new()
                 .route("/eth/v1/keystores", get(keymanager::list))
-                .route("/eth/v1/remotekeys", get(keymanager::remote_keys)),
+                .route(
+                    "/eth/v1/remotekeys",
+                    get(keymanager::remote_keys)
+                        .post(keymanager::remote_import)
+                        .delete(keymanager::remote_delete),
+                ),
         ))
         // Imports decrypt keystores; deletes wait for the requests that hold the keys.
         .merge(scoped(
@@ -165,7 +209,10 @@ pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
                 .route("/admin/v1/keys", get(admin::list))
                 .route("/admin/v1/keys/generate", post(admin::generate))
                 .route("/admin/v1/keys/{pubkey}/enable", post(admin::enable))
-                .route("/admin/v1/keys/{pubkey}/disable", post(admin::disable)),
+                .route("/admin/v1/keys/{pubkey}/disable", post(admin::disable))
+                // Web3Signer's reload: it changes which keys are served, so it is an operator's
+                // act (admin), never a validator client's or a key manager's.
+                .route("/reload", get(admin::reload_status).post(admin::reload)),
         ))
         .merge(scoped(
             s,
@@ -176,6 +223,7 @@ pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
                 .route("/admin/v1/keys/{pubkey}", delete(admin::delete)),
         ))
         .fallback(not_found)
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(move |req, next| {
             shed(permits.clone(), req, next)
         }))
@@ -193,6 +241,7 @@ pub fn metrics_router(state: Arc<AppState>) -> Router {
             Router::new().route("/metrics", get(health::metrics)),
         ))
         .fallback(not_found)
+        .layer(middleware::from_fn(json_errors))
         .with_state((state, limits))
 }
 

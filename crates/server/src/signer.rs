@@ -86,7 +86,7 @@ pub async fn sign_eth2(
         if signward_core::signing::is_unknown_field(&e) {
             ApiError::UnexpectedField
         } else {
-            ApiError::MalformedBody
+            ApiError::MalformedBody(crate::error::BodyKind::SignRequest)
         }
     })?;
     if let Some(c) = caller {

@@ -24,6 +24,8 @@ pub enum KeyOrigin {
 pub struct KeyEntry {
     pub keypair: BlsKeypair,
     pub origin: KeyOrigin,
+    /// The EIP-2334 path of the keystore the key came from, when it declared a valid one.
+    pub derivation_path: Option<String>,
     retired: Arc<tokio::sync::RwLock<bool>>,
 }
 
@@ -76,14 +78,25 @@ impl KeyRegistry {
         origin: KeyOrigin,
         keys: impl IntoIterator<Item = BlsKeypair>,
     ) -> usize {
+        self.insert_with_paths(origin, keys.into_iter().map(|k| (k, None)))
+    }
+
+    /// Add keys with their keystores' derivation paths; a public key already present is kept
+    /// as it was. Returns how many were added.
+    pub fn insert_with_paths(
+        &self,
+        origin: KeyOrigin,
+        keys: impl IntoIterator<Item = (BlsKeypair, Option<String>)>,
+    ) -> usize {
         let mut g = self.write();
         let mut added = 0;
-        for k in keys {
+        for (k, derivation_path) in keys {
             let pk = *k.public_key();
             if let std::collections::hash_map::Entry::Vacant(e) = g.map.entry(pk) {
                 e.insert(Arc::new(KeyEntry {
                     keypair: k,
                     origin,
+                    derivation_path,
                     retired: Arc::default(),
                 }));
                 g.order.push(pk);
@@ -156,6 +169,19 @@ impl KeyRegistry {
         g.order
             .iter()
             .filter_map(|pk| g.map.get(pk).map(|e| (*pk, e.origin)))
+            .collect()
+    }
+
+    /// Public keys, origins and derivation paths, in load order.
+    pub fn entries_with_paths(&self) -> Vec<(PublicKeyBytes, KeyOrigin, Option<String>)> {
+        let g = self.read();
+        g.order
+            .iter()
+            .filter_map(|pk| {
+                g.map
+                    .get(pk)
+                    .map(|e| (*pk, e.origin, e.derivation_path.clone()))
+            })
             .collect()
     }
 
@@ -311,6 +337,8 @@ pub struct AppState {
     pub data_dir: Option<std::path::PathBuf>,
     /// Whether the process memory (and so every decrypted key) is locked against swapping.
     pub memory: signward_os::MemoryLock,
+    /// Reloads key files, certificates and policy (SIGHUP and `POST /reload`).
+    pub reloader: Option<crate::reload::Reloader>,
     status: RwLock<LoadStatus>,
 }
 
@@ -330,6 +358,7 @@ impl AppState {
             vault: None,
             data_dir: None,
             memory: signward_os::MemoryLock::Disabled,
+            reloader: None,
             status: RwLock::new(LoadStatus::Loading { total: 0 }),
         }
     }
@@ -387,6 +416,12 @@ impl AppState {
     /// Signing must wait: a vault exists and is sealed.
     pub fn is_sealed(&self) -> bool {
         self.vault.as_ref().is_some_and(|v| v.blocks_signing())
+    }
+
+    /// Reload with `hook` on SIGHUP and `POST /reload` (see [`crate::reload`]).
+    pub fn with_reloader(mut self, hook: crate::reload::ReloadHook) -> Self {
+        self.reloader = Some(crate::reload::Reloader::new(hook));
+        self
     }
 
     /// Require credentials (see [`crate::gate`]).

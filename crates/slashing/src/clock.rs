@@ -19,6 +19,20 @@ impl ChainClock {
         now.saturating_sub(self.genesis_time) / self.seconds_per_slot.max(1)
     }
 
+    /// The first (epoch, slot) refused at `now`: an attestation's target epoch and a block's
+    /// slot must lie below them (Web3Signer's "high watermark" semantics). Saturates.
+    pub fn high_watermark(&self, now: u64) -> (u64, u64) {
+        let spe = self.slots_per_epoch.max(1);
+        let current_slot = self.current_slot(now);
+        let epoch = (current_slot / spe)
+            .saturating_add(self.max_future_epochs)
+            .saturating_add(1);
+        let slot = current_slot
+            .saturating_add(self.max_future_epochs.saturating_mul(spe))
+            .saturating_add(1);
+        (epoch, slot)
+    }
+
     /// `Some(TooFarInFuture)` when `signable` lies beyond the window at `now`.
     pub fn check(&self, signable: Signable, now: u64) -> Option<Refusal> {
         let spe = self.slots_per_epoch.max(1);
@@ -60,6 +74,8 @@ mod tests {
         };
         assert_eq!(c.check(att(12), now), None);
         assert_eq!(c.check(att(13), now), Some(Refusal::TooFarInFuture));
+        // The high watermark is the first refused epoch and slot.
+        assert_eq!(c.high_watermark(now), (13, 320 + 65));
         // Before genesis everything beyond the first epochs is refused.
         assert_eq!(c.check(att(3), 0), Some(Refusal::TooFarInFuture));
         assert_eq!(

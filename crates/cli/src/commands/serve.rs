@@ -226,9 +226,13 @@ fn load_keys(state: &AppState, sources: &KeySources, threads: Option<usize>) {
     let loaded = report.loaded.len();
     let failed = report.failures.len();
     warn_disabled(state, report.loaded.iter().map(|k| *k.keypair.public_key()));
-    state
-        .keys
-        .insert_all(report.loaded.into_iter().map(|k| k.keypair));
+    state.keys.insert_with_paths(
+        signward_server::state::KeyOrigin::File,
+        report
+            .loaded
+            .into_iter()
+            .map(|k| (k.keypair, k.derivation_path)),
+    );
     state.set_load_status(LoadStatus::Done { loaded, failed });
     tracing::info!(
         loaded,
@@ -482,6 +486,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 trusted_proxies,
             ));
         }
+        state = state.with_reloader(reload_hook(sources.clone(), tls.clone(), args.evm_policy.clone()));
         let state = Arc::new(state);
         if vault_initialized {
             tracing::warn!("the vault is sealed: signing is refused until a quorum of shares is submitted (signward unseal)");
@@ -514,14 +519,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let loader_state = state.clone();
         let threads = args.key_loader_threads;
         let evm_files = args.evm_keyfiles_path.clone().zip(args.evm_keyfiles_password_file.clone());
-        let reload_sources = sources.clone();
         tokio::task::spawn_blocking(move || {
             if let Some((dir, pw)) = &evm_files {
                 load_evm_keyfiles(&loader_state, dir, pw);
             }
             load_keys(&loader_state, &sources, threads)
         });
-        spawn_sighup(state.clone(), tls.clone(), args.evm_policy.clone(), reload_sources);
+        spawn_sighup(state.clone());
         if args.metrics_enabled {
             let addr = SocketAddr::new(args.metrics_host, args.metrics_port);
             if !addr.ip().is_loopback() && !args.insecure_allow_plaintext_non_loopback {
@@ -694,24 +698,60 @@ fn reload_file_keys(state: &AppState, sources: &KeySources) -> (usize, usize, us
         .collect();
     let gone: HashSet<_> = current.difference(&fresh).copied().collect();
     let removed = state.keys.remove_all(&gone);
-    let added = state.keys.insert_all(
+    let added = state.keys.insert_with_paths(
+        KeyOrigin::File,
         report
             .loaded
             .into_iter()
-            .map(|k| k.keypair)
-            .filter(|k| !current.contains(k.public_key())),
+            .map(|k| (k.keypair, k.derivation_path))
+            .filter(|(k, _)| !current.contains(k.public_key())),
     );
     (added, removed, report.failures.len())
 }
 
-/// SIGHUP reloads the key files, the TLS certificates and the EVM policy, and logs what changed.
-/// Whatever fails to reload keeps what is in force.
-fn spawn_sighup(
-    state: Arc<AppState>,
+/// The one reload, for SIGHUP and `POST /reload` (see `signward_server::reload`): the key
+/// files (new keys load, keys whose files are gone stop being served), the TLS certificates and
+/// the EVM policy. Whatever fails to reload keeps what is in force.
+fn reload_hook(
+    sources: KeySources,
     tls: Option<Arc<signward_server::tls::Tls>>,
     policy: Option<std::path::PathBuf>,
-    sources: KeySources,
-) {
+) -> signward_server::reload::ReloadHook {
+    Box::new(move |state: &AppState| {
+        let (added, removed, failed) = reload_file_keys(state, &sources);
+        let mut kept = Vec::new();
+        if let Some(tls) = &tls {
+            match tls.reload() {
+                Ok(()) => tracing::info!("TLS certificates reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS reload failed; keeping the current certificates");
+                    kept.push("tls");
+                }
+            }
+        }
+        if let Some(path) = &policy {
+            match super::policy::load(path) {
+                Ok(p) => {
+                    state.evm.set_policy(p);
+                    tracing::info!(file = %path.display(), "EVM policy reloaded");
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "EVM policy reload failed; keeping the policy in force");
+                    kept.push("evm_policy");
+                }
+            }
+        }
+        signward_server::reload::ReloadReport {
+            added,
+            removed,
+            failed,
+            kept,
+        }
+    })
+}
+
+/// SIGHUP runs the reload (the same one as `POST /reload`), after any reload already running.
+fn spawn_sighup(state: Arc<AppState>) {
     use tokio::signal::unix::{signal, SignalKind};
     tokio::spawn(async move {
         let Ok(mut hup) = signal(SignalKind::hangup()) else {
@@ -719,37 +759,8 @@ fn spawn_sighup(
             return;
         };
         while hup.recv().await.is_some() {
-            let s = state.clone();
-            let src = sources.clone();
-            match tokio::task::spawn_blocking(move || reload_file_keys(&s, &src)).await {
-                Ok((added, removed, failed)) => tracing::info!(
-                    added,
-                    removed,
-                    failed,
-                    loaded = state.keys.len(),
-                    "SIGHUP: keys reloaded"
-                ),
-                Err(e) => tracing::error!(error = %e, "SIGHUP: key reload failed"),
-            }
-            if let Some(tls) = &tls {
-                match tls.reload() {
-                    Ok(()) => tracing::info!("SIGHUP: TLS certificates reloaded"),
-                    Err(e) => {
-                        tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the current certificates")
-                    }
-                }
-            }
-            if let Some(path) = &policy {
-                match super::policy::load(path) {
-                    Ok(p) => {
-                        state.evm.set_policy(p);
-                        tracing::info!(file = %path.display(), "SIGHUP: EVM policy reloaded");
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %format!("{e:#}"), "SIGHUP: EVM policy reload failed; keeping the policy in force")
-                    }
-                }
-            }
+            tracing::info!("SIGHUP: reloading");
+            signward_server::reload::run(&state, signward_server::reload::Trigger::Signal).await;
         }
     });
 }

@@ -14,7 +14,7 @@ use signward_core::bytes::PublicKeyBytes;
 use signward_vault::SharePayload;
 use zeroize::Zeroizing;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, BodyKind};
 use crate::keyops;
 use crate::serve::Limits;
 use crate::state::{AppState, KeyOrigin};
@@ -155,7 +155,7 @@ struct ImportBody {
 pub async fn import(State((state, _)): St, caller: Who, body: Bytes) -> Response {
     let body = Zeroizing::new(body.to_vec());
     let Ok(b) = serde_json::from_slice::<ImportBody>(&body) else {
-        return ApiError::MalformedBody.into_response();
+        return ApiError::MalformedBody(BodyKind::AdminImport).into_response();
     };
     let n = name(&caller);
     match keyops::import_keystores(
@@ -192,7 +192,7 @@ struct GenerateBody {
 /// `POST /admin/v1/keys/generate` `{type: "bls", count, backup_to?: "age1…"}`
 pub async fn generate(State((state, _)): St, caller: Who, body: Bytes) -> Response {
     let Ok(b) = serde_json::from_slice::<GenerateBody>(&body) else {
-        return ApiError::MalformedBody.into_response();
+        return ApiError::MalformedBody(BodyKind::AdminGenerate).into_response();
     };
     let Some(kind) = signward_vault::KeyKind::parse(&b.kind) else {
         return ApiError::Vault("invalid_parameters").into_response();
@@ -304,7 +304,7 @@ pub async fn halt(State((state, _)): St, caller: Who, body: Bytes) -> Response {
     } else {
         match serde_json::from_slice(&body) {
             Ok(b) => b,
-            Err(_) => return ApiError::MalformedBody.into_response(),
+            Err(_) => return ApiError::MalformedBody(BodyKind::AdminHalt).into_response(),
         }
     };
     let who = name(&caller);
@@ -339,6 +339,65 @@ pub async fn resume(State((state, _)): St, caller: Who) -> Response {
         Err(e) => {
             tracing::error!(error = %e, "the halt could not be lifted (its file could not be removed); still halted");
             ApiError::Internal.into_response()
+        }
+    }
+}
+
+/// `GET /reload` (Web3Signer): the status of the latest reload.
+pub async fn reload_status(State((state, _)): St) -> Response {
+    let Some(r) = &state.reloader else {
+        return Json(json!({"status": "idle"})).into_response();
+    };
+    let s = r.status();
+    let mut body = json!({"status": s.phase.as_str()});
+    if let Some(t) = s.last_operation {
+        body["lastOperationTime"] = json!(crate::reload::iso8601(t));
+    }
+    if let Some(e) = s.last_error {
+        body["lastError"] = json!(e);
+    }
+    Json(body).into_response()
+}
+
+/// `POST /reload` (Web3Signer): reload key files, certificates and the EVM policy exactly as
+/// SIGHUP does, in the background: 202 at once, 409 while a reload runs. Admin scope: it
+/// changes which keys are served.
+pub async fn reload(State((state, _)): St, caller: Who) -> Response {
+    let who = name(&caller);
+    let started = crate::reload::start(&state, crate::reload::Trigger::Api);
+    let decision = match started {
+        Ok(true) => "accepted",
+        Ok(false) => "unavailable",
+        Err(_) => "busy",
+    };
+    let record = signward_audit::Record {
+        event: "reload".into(),
+        caller: Some(who.clone()),
+        decision: decision.into(),
+        ..Default::default()
+    };
+    if let Err(e) = state.journal(record).await {
+        tracing::error!(error = %e, "audit write for a reload failed");
+    }
+    tracing::info!(caller = %who, decision, "reload requested through the API");
+    match started {
+        Ok(true) => (
+            axum::http::StatusCode::ACCEPTED,
+            Json(json!({
+                "status": "accepted",
+                "message": "Reload operation accepted and is running in the background. Use GET /reload to check status.",
+            })),
+        )
+            .into_response(),
+        Ok(false) => ApiError::ReloadUnavailable.into_response(),
+        // Web3Signer's 409 body is {status: "error", message}; the stable code rides along.
+        Err(_) => {
+            let e = ApiError::ReloadInProgress;
+            (
+                e.status(),
+                Json(json!({"status": "error", "code": e.code(), "message": e.message()})),
+            )
+                .into_response()
         }
     }
 }

@@ -174,6 +174,27 @@ pub async fn public_keys(
     Json(keys).into_response()
 }
 
+/// `GET /api/v1/eth2/highWatermark` (Web3Signer): the epoch and slot below which every
+/// validator's attestations and blocks must lie to be signed. In Web3Signer it is an
+/// operator-set cap kept in the slashing database; signward's slashing database holds only
+/// per-validator low watermarks (floors), and its one cap for all validators is the chain-clock
+/// window (`--slashing-protection-max-future-epochs`): a block is refused past
+/// `current slot + max_future_epochs × slots per epoch`, an attestation past
+/// `current epoch + max_future_epochs`. This answers the first slot and epoch that are refused
+/// now, or `{}` (as Web3Signer does when no high watermark is set) when the clock check is off
+/// or the genesis time is unknown.
+pub async fn high_watermark(State((state, _)): State<(Arc<AppState>, Limits)>) -> Response {
+    let Some(clock) = state.protection.clock else {
+        return Json(serde_json::json!({})).into_response();
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (epoch, slot) = clock.high_watermark(now);
+    Json(serde_json::json!({"epoch": epoch.to_string(), "slot": slot.to_string()})).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

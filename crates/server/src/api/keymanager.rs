@@ -14,7 +14,7 @@ use signward_auth::store::Caller;
 use signward_core::bytes::PublicKeyBytes;
 use zeroize::Zeroizing;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, BodyKind};
 use crate::keyops;
 use crate::serve::Limits;
 use crate::state::{AppState, KeyOrigin};
@@ -42,17 +42,22 @@ pub async fn list(State((state, _)): St, caller: Who) -> Response {
         return ApiError::Sealed.into_response();
     }
     let who = actor("", &caller);
+    // `derivation_path` only when the keystore declared a valid EIP-2334 path (the spec: "if
+    // present in the imported keystore"); generated and vault keys have none.
     let data: Vec<_> = state
         .keys
-        .entries()
+        .entries_with_paths()
         .into_iter()
-        .filter(|(pk, _)| who.may(signward_auth::KeyId::Bls(pk)))
-        .map(|(pk, origin)| {
-            json!({
+        .filter(|(pk, _, _)| who.may(signward_auth::KeyId::Bls(pk)))
+        .map(|(pk, origin, path)| {
+            let mut o = json!({
                 "validating_pubkey": pk.to_hex(),
-                "derivation_path": "",
                 "readonly": origin == KeyOrigin::File,
-            })
+            });
+            if let Some(p) = path {
+                o["derivation_path"] = json!(p);
+            }
+            o
         })
         .collect();
     Json(json!({ "data": data })).into_response()
@@ -70,7 +75,7 @@ struct ImportRequest {
 pub async fn import(State((state, _)): St, caller: Who, body: Bytes) -> Response {
     let body = Zeroizing::new(body.to_vec());
     let Ok(req) = serde_json::from_slice::<ImportRequest>(&body) else {
-        return ApiError::MalformedBody.into_response();
+        return ApiError::MalformedBody(BodyKind::KeystoreImport).into_response();
     };
     if req.keystores.len() != req.passwords.len() {
         return ApiError::Vault("invalid_keystore").into_response();
@@ -109,7 +114,7 @@ struct DeleteRequest {
 /// `DELETE /eth/v1/keystores`
 pub async fn delete(State((state, _)): St, caller: Who, body: Bytes) -> Response {
     let Ok(req) = serde_json::from_slice::<DeleteRequest>(&body) else {
-        return ApiError::MalformedBody.into_response();
+        return ApiError::MalformedBody(BodyKind::KeystoreDelete).into_response();
     };
     let mut pubkeys = Vec::with_capacity(req.pubkeys.len());
     for p in &req.pubkeys {
@@ -140,4 +145,79 @@ pub async fn delete(State((state, _)): St, caller: Who, body: Bytes) -> Response
 /// so the list is empty.
 pub async fn remote_keys() -> Response {
     Json(json!({ "data": [] })).into_response()
+}
+
+/// The stable code in every per-key message of a remote-key import or delete.
+pub const REMOTE_KEYS_UNSUPPORTED: &str =
+    "remote_keys_unsupported: signward does not manage remote keys; it signs only with keys it holds";
+
+#[derive(Deserialize)]
+struct RemoteSigner {
+    pubkey: String,
+    /// `Some(Null)` for an explicit `null`, which the spec (a string) does not allow.
+    #[serde(default, deserialize_with = "present")]
+    url: Option<serde_json::Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+struct RemoteImportRequest {
+    remote_keys: Vec<RemoteSigner>,
+}
+
+#[derive(Deserialize)]
+struct RemoteDeleteRequest {
+    pubkeys: Vec<String>,
+}
+
+/// The spec's `Pubkey`: `0x` and 96 hex digits.
+fn spec_pubkey(s: &str) -> bool {
+    s.strip_prefix("0x")
+        .is_some_and(|h| h.len() == 96 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// `POST /eth/v1/remotekeys`: signward manages no remote keys. The spec answers an import with
+/// 200 and a status per key (its only other statuses are 401, 403 and 500, none of which fits
+/// "not supported"), so each key gets `error` with the stable code `remote_keys_unsupported`
+/// at the start of its message. A body that is not an import request is a 400 naming it.
+pub async fn remote_import(body: Bytes) -> Response {
+    let Ok(req) = serde_json::from_slice::<RemoteImportRequest>(&body) else {
+        return ApiError::MalformedBody(BodyKind::RemoteKeysImport).into_response();
+    };
+    if !req.remote_keys.iter().all(|k| spec_pubkey(&k.pubkey)) {
+        return ApiError::InvalidPubkey.into_response();
+    }
+    if !req
+        .remote_keys
+        .iter()
+        .all(|k| k.url.as_ref().is_none_or(|u| u.is_string()))
+    {
+        return ApiError::MalformedBody(BodyKind::RemoteKeysImport).into_response();
+    }
+    let data: Vec<_> = req
+        .remote_keys
+        .iter()
+        .map(|_| json!({"status": "error", "message": REMOTE_KEYS_UNSUPPORTED}))
+        .collect();
+    Json(json!({ "data": data })).into_response()
+}
+
+/// `DELETE /eth/v1/remotekeys`: no remote key is held, so each one is `not_found` (the spec:
+/// "DELETE should never return a 404", and `not_found` is exactly the case).
+pub async fn remote_delete(body: Bytes) -> Response {
+    let Ok(req) = serde_json::from_slice::<RemoteDeleteRequest>(&body) else {
+        return ApiError::MalformedBody(BodyKind::RemoteKeysDelete).into_response();
+    };
+    if !req.pubkeys.iter().all(|k| spec_pubkey(k)) {
+        return ApiError::InvalidPubkey.into_response();
+    }
+    let data: Vec<_> = req
+        .pubkeys
+        .iter()
+        .map(|_| json!({"status": "not_found", "message": REMOTE_KEYS_UNSUPPORTED}))
+        .collect();
+    Json(json!({ "data": data })).into_response()
 }
