@@ -329,6 +329,24 @@ fn keymanager_gaps_and_json_errors() {
     let r = server.request("PUT", "/eth/v1/keystores", &[], b"");
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["code"], "unauthorized");
+    // The Keymanager spec: 401 when no token is found, 403 when one is found but is invalid.
+    // Web3Signer's routes answer 401 for both, as its clients expect.
+    let bad = format!("Bearer sw_{}", "0".repeat(64));
+    let r = server.request("GET", "/eth/v1/keystores", &[("authorization", &bad)], b"");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["code"], "invalid_credential");
+    assert!(r.header("www-authenticate").is_none());
+    let r = server.request("GET", "/eth/v1/keystores", &[], b"");
+    assert_eq!(r.status, 401);
+    assert!(r.header("www-authenticate").is_some());
+    let r = server.request(
+        "GET",
+        "/api/v1/eth2/publicKeys",
+        &[("authorization", &bad)],
+        b"",
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["code"], "unauthorized");
     for auth in [km.as_str(), ""] {
         let r = server.request("GET", "/eth/v1/nothing", &[("authorization", auth)], b"");
         assert_eq!(r.status, 404);

@@ -31,6 +31,9 @@ pub enum ApiError {
     ForkMismatch,
     /// No credential, or one that is not valid.
     Unauthorized,
+    /// A credential was presented to the Keymanager API and is not valid: the Keymanager spec
+    /// answers 403 here ("a token is found but is invalid") and 401 only when none is found.
+    InvalidCredential,
     /// A valid credential outside its policy (scope, key, operation, network, expiry).
     Forbidden(Denied),
     /// Too many failed attempts from this source.
@@ -152,7 +155,7 @@ impl ApiError {
             ApiError::ReloadInProgress => StatusCode::CONFLICT,
             ApiError::ReloadUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::InvalidCredential => StatusCode::FORBIDDEN,
             ApiError::TooManyFailures => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Refused(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Vault(code) => vault_status(code),
@@ -182,6 +185,7 @@ impl ApiError {
             ApiError::UnexpectedField => "unexpected_field",
             ApiError::ForkMismatch => "fork_mismatch",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::InvalidCredential => "invalid_credential",
             ApiError::Forbidden(d) => d.code(),
             ApiError::TooManyFailures => "too_many_auth_failures",
             ApiError::Refused(r) => r.code(),
@@ -230,6 +234,7 @@ impl ApiError {
                 "the request's fork (version or fork_info) is not the network's fork at the message's slot; check --network"
             }
             ApiError::Unauthorized => "missing or invalid credentials",
+            ApiError::InvalidCredential => "the credential presented is not valid",
             ApiError::Forbidden(d) => match d {
                 Denied::Scope => "the credential does not grant this endpoint",
                 Denied::Key => "the credential does not grant this key",

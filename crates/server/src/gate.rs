@@ -222,7 +222,16 @@ pub async fn gate(
         (None, None) => gate.tokens.authenticate_source(ip),
     };
     let Some(caller) = caller else {
-        return refuse_unknown(&state, gate, ip);
+        // The Keymanager spec: 401 when no token is found, 403 when one is found but invalid.
+        // Web3Signer's routes keep 401 for both, as its clients expect.
+        let presented = req.headers().contains_key(header::AUTHORIZATION)
+            || req.extensions().get::<crate::tls::PeerCert>().is_some();
+        let refusal = if presented && scope == Scope::Keymanager {
+            ApiError::InvalidCredential
+        } else {
+            ApiError::Unauthorized
+        };
+        return refuse_unknown(&state, gate, ip, refusal);
     };
     let checked = if caller.suspended {
         Err(Denied::Suspended)
@@ -241,9 +250,9 @@ pub async fn gate(
     next.run(req).await
 }
 
-/// No valid credential: 429 while the source is over its failure limit, else 401 (and one more
-/// failure counted). Either way the denial is tallied, not written one by one.
-fn refuse_unknown(state: &AppState, gate: &Gate, ip: IpAddr) -> Response {
+/// No valid credential: 429 while the source is over its failure limit, else `refusal` (401, or
+/// 403 for an invalid credential presented to the Keymanager API) and one more failure counted. Either way the denial is tallied, not written one by one.
+fn refuse_unknown(state: &AppState, gate: &Gate, ip: IpAddr, refusal: ApiError) -> Response {
     state
         .metrics
         .auth_failures
@@ -262,14 +271,16 @@ fn refuse_unknown(state: &AppState, gate: &Gate, ip: IpAddr) -> Response {
         return r;
     }
     let failures = gate.limiter.fail(ip);
-    if gate.denials.count(ip, ApiError::Unauthorized.code(), None) {
+    if gate.denials.count(ip, refusal.code(), None) {
         tracing::warn!(source = %ip, failures, "authentication failed");
     }
-    let mut r = ApiError::Unauthorized.into_response();
-    r.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"signward\""),
-    );
+    let mut r = refusal.into_response();
+    if refusal == ApiError::Unauthorized {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"signward\""),
+        );
+    }
     r
 }
 
