@@ -363,10 +363,12 @@ fn keymanager_import_history_is_bounded_to_imported_keys() {
     let (id, shares) = init_age(d, &data, 2, 2);
     // A network whose genesis time is known, so the chain clock bounds imported history.
     let net = minimal_network(d);
-    let mut cfg = std::fs::read_to_string(&net).unwrap();
-    cfg.push_str("MIN_GENESIS_TIME: 1606824000\nGENESIS_DELAY: 0\n");
-    std::fs::write(&net, cfg).unwrap();
-    let mut args = vec!["--network".to_string(), s(&net).into()];
+    let mut args = vec![
+        "--network".to_string(),
+        s(&net).into(),
+        "--genesis-time".into(),
+        "1606824000".into(),
+    ];
     args.extend(unattended(&id, &shares));
     let server = Server::start_with_auth(d, &strs(&args));
     let km = bearer(d, &["--name", "km", "--scope", "keymanager"]);

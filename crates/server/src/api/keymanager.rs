@@ -83,6 +83,13 @@ pub async fn import(State((state, _)): St, caller: Who, body: Bytes) -> Response
     if state.is_sealed() {
         return ApiError::Sealed.into_response();
     }
+    // Imports go into the vault only. Without one, each keystore is refused in the spec's own
+    // shape (200 with an `error` status per key), never written anywhere.
+    if !state.vault.as_ref().is_some_and(|rt| rt.is_initialized()) {
+        let refused = json!({"status": "error",
+            "message": "vault_uninitialized: imports go into the sealed vault; run signward init"});
+        return Json(json!({"data": vec![refused; req.keystores.len()]})).into_response();
+    }
     // The keystores are decrypted first; the history of the keys this request imports goes in
     // before any of them can sign (see keyops::import_keystores).
     let n = name(&caller);
