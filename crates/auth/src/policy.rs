@@ -114,6 +114,16 @@ impl Cidr {
         self.addr.is_ipv4()
     }
 
+    /// Whether the range holds the unspecified, a multicast or the broadcast address.
+    pub fn is_unspecified_or_multicast(&self) -> bool {
+        let probe = |ip: IpAddr| self.contains(ip);
+        self.addr.is_unspecified()
+            || self.addr.is_multicast()
+            || probe(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+            || probe(IpAddr::V4(std::net::Ipv4Addr::BROADCAST))
+            || probe(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED))
+    }
+
     /// How many addresses past one host the range spans, as a power of two (0 for one host).
     pub fn host_bits(&self) -> u8 {
         let max = if self.addr.is_ipv4() { 32 } else { 128 };

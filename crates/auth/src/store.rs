@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::policy::{Cidr, Policy, Scope};
+use crate::policy::{Cidr, Operation, Policy, Scope};
 use crate::secret::ServerSecret;
 use crate::token;
 use crate::AuthError;
@@ -73,6 +73,25 @@ pub fn check_source_credential(c: &Credential) -> Result<(), AuthError> {
     }
     if !c.policy.evm_keys.is_none() {
         return bad("a source credential may not be granted EVM keys");
+    }
+    if let Some(op) = c
+        .policy
+        .allow_ops
+        .iter()
+        .flatten()
+        .find(|op| !Operation::DUTIES.contains(op))
+    {
+        return Err(AuthError::InvalidPolicy(format!(
+            "a source credential signs a validator client's duties only, not {}",
+            op.as_str()
+        )));
+    }
+    if c.policy
+        .cidrs
+        .iter()
+        .any(|x| x.is_unspecified_or_multicast())
+    {
+        return bad("a source credential's range may not be unspecified, multicast or broadcast");
     }
     Ok(())
 }

@@ -897,6 +897,23 @@ fn source_credential_authenticates_by_address_and_nothing_more() {
             ],
             "cannot be used with",
         ),
+        (
+            vec![
+                "--name",
+                "exits",
+                "--source",
+                "10.0.0.1",
+                "--scope",
+                "sign",
+                "--allow-op",
+                "duties,VOLUNTARY_EXIT",
+            ],
+            "duties only",
+        ),
+        (
+            vec!["--name", "any", "--source", "0.0.0.0/24", "--scope", "sign"],
+            "unspecified",
+        ),
     ] {
         let out = create(&args);
         assert!(!out.status.success(), "{args:?} was accepted");
@@ -954,17 +971,44 @@ fn source_credential_authenticates_by_address_and_nothing_more() {
         outcome(&sign_as(&server, Some(&vc), pk1, &randao, &[])),
         (200, "ok".into())
     );
-    // X-Forwarded-For from an untrusted peer changes nothing.
-    assert_eq!(
-        outcome(&sign_as(
-            &server,
-            None,
-            pk0,
-            &randao,
-            &[("x-forwarded-for", "10.9.9.9")]
+    // A request a forwarder relayed is not from the address it arrives from: with any
+    // forwarding header, the address proves nothing (a proxy on this host without
+    // --trusted-proxy, ssh -L, socat would otherwise make every caller loopback).
+    for h in ["x-forwarded-for", "forwarded", "x-real-ip", "via"] {
+        assert_eq!(
+            outcome(&sign_as(&server, None, pk0, &randao, &[(h, "127.0.0.1")])).0,
+            401,
+            "{h}"
+        );
+    }
+
+    // Through a trusted proxy, a source credential never applies: the proxy's address and
+    // the hops it reports are not the caller's to prove.
+    let proxied_dir = d.join("proxied");
+    std::fs::create_dir_all(&proxied_dir).unwrap();
+    std::fs::copy(data.join("tokens.json"), {
+        std::fs::create_dir_all(proxied_dir.join("data")).unwrap();
+        proxied_dir.join("data/tokens.json")
+    })
+    .unwrap();
+    std::fs::copy(data.join("server.key"), proxied_dir.join("data/server.key")).unwrap();
+    let proxied = Server::start_with_auth(
+        &proxied_dir,
+        &strs(&keystore_args(
+            &minimal_network(d),
+            &keys,
+            &pw,
+            &["--trusted-proxy", "127.0.0.1/32"],
         )),
-        (200, "ok".into())
     );
+    for extra in [vec![], vec![("x-forwarded-for", "127.0.0.1")]] {
+        assert_eq!(
+            outcome(&sign_as(&proxied, None, pk0, &randao, &extra)).0,
+            401,
+            "{extra:?}"
+        );
+    }
+    drop(proxied);
 
     // A hand-edited file that widens the credential is not honoured: the entry is ignored.
     let path = data.join("tokens.json");

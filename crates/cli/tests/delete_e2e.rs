@@ -110,6 +110,27 @@ impl Duties {
         }
     }
 
+    /// Wait until the client has `n` signatures (a loaded machine signs slower than a fixed
+    /// pause assumes).
+    fn wait_signed(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.status == 200)
+            .count()
+            < n
+        {
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {n} signatures in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn finish(self) -> Vec<Sent> {
         self.stop.store(true, Ordering::Relaxed);
         for h in self.handles {
@@ -282,7 +303,7 @@ fn delete_while_signing_sqlite() {
     let vc = bearer_sign(&d.join("a"));
     let t0 = Instant::now();
     let duties = Duties::start(vec![server.port], &pk, &vc, t0, 4);
-    std::thread::sleep(Duration::from_millis(600));
+    duties.wait_signed(12);
     let (response, returned_ms) = keymanager_delete(&server, &km, &pk, t0);
     std::thread::sleep(Duration::from_millis(600));
     let sent = duties.finish();
@@ -336,7 +357,7 @@ fn delete_while_signing_two_postgres_instances_one_stalled() {
     }
     let t0 = Instant::now();
     let duties = Duties::start(vec![a.port, b.port], &pk, &vc, t0, 4);
-    std::thread::sleep(Duration::from_millis(600));
+    duties.wait_signed(12);
     // B stalls with requests in flight and in its accept queue, across the whole delete: when
     // it resumes it still holds the key, and its vault poll has not run.
     b.signal("STOP");

@@ -141,17 +141,28 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr 
     else {
         return peer;
     };
-    let mut hops: Vec<IpAddr> = Vec::new();
-    for part in xff.split(',').take(32) {
-        match part.trim().parse() {
-            Ok(ip) => hops.push(ip),
+    // From the right: the hops our trusted proxies appended, then the first one they did not
+    // vouch for. What the client wrote further left is never read. A malformed hop before an
+    // untrusted one leaves the proxy's own address (which never matches a source credential:
+    // see `gate`).
+    for part in xff.rsplit(',').take(32) {
+        match part.trim().parse::<IpAddr>() {
+            Ok(ip) if is_trusted(ip) => continue,
+            Ok(ip) => return ip,
             Err(_) => return peer,
         }
     }
-    hops.into_iter()
-        .rev()
-        .find(|ip| !is_trusted(*ip))
-        .unwrap_or(peer)
+    peer
+}
+
+/// Headers that say the request was forwarded. A source credential is never used for a request
+/// that carries one from a peer that is not a trusted proxy: a forwarder on the signer's host
+/// (a proxy without `--trusted-proxy`, `ssh -L`, socat) would otherwise turn every caller it
+/// serves into its own loopback address.
+fn forwarded(headers: &HeaderMap) -> bool {
+    ["forwarded", "x-forwarded-for", "x-real-ip", "via"]
+        .iter()
+        .any(|h| headers.contains_key(*h))
 }
 
 /// The presented token: `Authorization: Bearer TOKEN`, or Basic with the token as password (or as
@@ -219,6 +230,10 @@ pub async fn gate(
         (Some(t), _) => gate.tokens.authenticate(&t),
         (None, Some(c)) => gate.tokens.authenticate_cert(&c.0),
         (None, None) if req.headers().contains_key(header::AUTHORIZATION) => None,
+        // Never through a proxy: the address a proxy reports is not the caller's to prove,
+        // and a request a forwarder relayed is not from the address it arrives from.
+        (None, None) if gate.trusted_proxies.iter().any(|c| c.contains(peer)) => None,
+        (None, None) if forwarded(req.headers()) => None,
         (None, None) => gate.tokens.authenticate_source(ip),
     };
     let Some(caller) = caller else {
@@ -303,6 +318,14 @@ mod tests {
         assert_eq!(
             client_ip("10.9.9.9".parse().unwrap(), &h, &trusted),
             "10.9.9.9".parse::<IpAddr>().unwrap()
+        );
+        // What the client wrote left of the hops our proxies appended is never read, however
+        // many hops it writes.
+        let spoofed = format!("{}7.7.7.7, 10.0.0.1", "10.0.0.5, ".repeat(40));
+        h.insert("x-forwarded-for", HeaderValue::from_str(&spoofed).unwrap());
+        assert_eq!(
+            client_ip("10.0.0.1".parse().unwrap(), &h, &trusted),
+            "7.7.7.7".parse::<IpAddr>().unwrap()
         );
         h.insert("x-forwarded-for", HeaderValue::from_static("garbage"));
         assert_eq!(

@@ -580,15 +580,22 @@ async fn disable_enable_postgres() {
 async fn disable_races_checks<S: SlashingStore + 'static>(s: Arc<S>, other: Arc<S>) {
     assert_eq!(decide(&*s, att(11, 0, 1, 0)).await, Allowed);
     let mut tasks = Vec::new();
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for i in 0..400u64 {
         let st = if i % 2 == 0 { s.clone() } else { other.clone() };
+        let done = done.clone();
         tasks.push(tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_micros(i * 50)).await;
+            tokio::time::sleep(std::time::Duration::from_micros(i * 250)).await;
             let d = st.check_and_record(att(11, 1, 2 + i, 1)).await.unwrap();
+            done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             (2 + i, d)
         }));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(8)).await;
+    // Disable once checks are under way (not after a fixed time: a loaded machine may finish
+    // them all first, and then nothing would race).
+    while done.load(std::sync::atomic::Ordering::SeqCst) < 10 {
+        tokio::time::sleep(std::time::Duration::from_micros(200)).await;
+    }
     s.set_enabled(vec![pk(11)], false, false).await.unwrap();
     let exported = export_json(&*s).await;
     let recorded: std::collections::HashSet<u64> = exported["data"][0]["signed_attestations"]
