@@ -577,23 +577,38 @@ async fn disable_enable_postgres() {
 
 /// Checks race a disable: every check that was allowed is in the export taken after the disable
 /// returned, and every check decided after it is refused.
+///
+/// Workers on both instances keep checking new targets until each has been refused for the
+/// disable, so the race happens however the machine schedules them (a fixed set of timed checks
+/// could all finish before the disable on a loaded machine, and then nothing would race).
 async fn disable_races_checks<S: SlashingStore + 'static>(s: Arc<S>, other: Arc<S>) {
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
+    const WORKERS: u64 = 8;
+    const MAX_CHECKS: u64 = 100_000;
     assert_eq!(decide(&*s, att(11, 0, 1, 0)).await, Allowed);
-    let mut tasks = Vec::new();
-    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    for i in 0..400u64 {
-        let st = if i % 2 == 0 { s.clone() } else { other.clone() };
-        let done = done.clone();
-        tasks.push(tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_micros(i * 250)).await;
-            let d = st.check_and_record(att(11, 1, 2 + i, 1)).await.unwrap();
-            done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            (2 + i, d)
+    let next = Arc::new(AtomicU64::new(2));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for w in 0..WORKERS {
+        let st = if w % 2 == 0 { s.clone() } else { other.clone() };
+        let (next, done) = (next.clone(), done.clone());
+        workers.push(tokio::spawn(async move {
+            let mut decided = Vec::new();
+            loop {
+                let target = next.fetch_add(1, SeqCst);
+                assert!(target < MAX_CHECKS, "the disable never took effect");
+                let d = st.check_and_record(att(11, 1, target, 1)).await.unwrap();
+                done.fetch_add(1, SeqCst);
+                let refused = d == Refused(Refusal::Disabled);
+                decided.push((target, d));
+                if refused {
+                    return decided;
+                }
+            }
         }));
     }
-    // Disable once checks are under way (not after a fixed time: a loaded machine may finish
-    // them all first, and then nothing would race).
-    while done.load(std::sync::atomic::Ordering::SeqCst) < 10 {
+    // Disable once checks are under way on both instances.
+    while done.load(SeqCst) < 20 {
         tokio::time::sleep(std::time::Duration::from_micros(200)).await;
     }
     s.set_enabled(vec![pk(11)], false, false).await.unwrap();
@@ -605,24 +620,32 @@ async fn disable_races_checks<S: SlashingStore + 'static>(s: Arc<S>, other: Arc<
         .map(|a| a["target_epoch"].as_str().unwrap().parse().unwrap())
         .collect();
     let (mut allowed, mut disabled) = (0, 0);
-    for t in tasks {
-        let (target, d) = t.await.unwrap();
-        match d {
-            Allowed => {
-                allowed += 1;
-                assert!(
-                    recorded.contains(&target),
-                    "target {target} signed but not exported"
-                );
+    for w in workers {
+        for (target, d) in w.await.unwrap() {
+            match d {
+                Allowed => {
+                    allowed += 1;
+                    assert!(
+                        recorded.contains(&target),
+                        "target {target} signed but not exported"
+                    );
+                }
+                Refused(Refusal::Disabled) => disabled += 1,
+                // Same source, distinct targets: nothing else may refuse them.
+                other => panic!("unexpected {other:?} for target {target}"),
             }
-            Refused(Refusal::Disabled) => disabled += 1,
-            // A later target may surround nothing but lie below an earlier one's source: no.
-            other => panic!("unexpected {other:?} for target {target}"),
         }
     }
-    assert!(disabled > 0, "the disable landed before some checks");
-    assert_eq!(allowed + disabled, 400);
+    assert_eq!(disabled, WORKERS as usize, "every worker ends on the disable");
+    assert!(allowed >= 20, "checks were under way before the disable");
     assert_eq!(recorded.len(), allowed + 1);
+    // After the disable, both instances refuse.
+    for st in [&s, &other] {
+        assert_eq!(
+            st.check_and_record(att(11, 1, MAX_CHECKS + 1, 1)).await.unwrap(),
+            Refused(Refusal::Disabled)
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
