@@ -103,6 +103,43 @@ impl History {
     }
 }
 
+impl History {
+    /// What a store's `prune` does to one validator, as a pure reference (the stores prune all
+    /// validators set-based in SQL): records more than `keep_epochs` below the highest one are
+    /// dropped and the watermarks raised to the highest dropped values, so nothing that was
+    /// refused before is allowed after.
+    pub fn prune(&mut self, keep_epochs: u64, slots_per_epoch: u64) {
+        let keep_slots = keep_epochs.saturating_mul(slots_per_epoch);
+        let cut = |top: i64, keep: u64| top.saturating_sub(i64::try_from(keep).unwrap_or(i64::MAX));
+        if let Some(top) = self.blocks.keys().next_back().copied() {
+            let below: Vec<i64> = self
+                .blocks
+                .range(..cut(top, keep_slots))
+                .map(|(s, _)| *s)
+                .collect();
+            for s in &below {
+                self.blocks.remove(s);
+            }
+            self.watermarks.block_slot = max_opt(self.watermarks.block_slot, below.last().copied());
+        }
+        if let Some(top) = self.attestations.keys().next_back().copied() {
+            let below: Vec<i64> = self
+                .attestations
+                .range(..cut(top, keep_epochs))
+                .map(|(t, _)| *t)
+                .collect();
+            let mut max_source = None;
+            for t in &below {
+                if let Some((s, _)) = self.attestations.remove(t) {
+                    max_source = max_opt(max_source, Some(s));
+                }
+            }
+            self.watermarks.att_source = max_opt(self.watermarks.att_source, max_source);
+            self.watermarks.att_target = max_opt(self.watermarks.att_target, below.last().copied());
+        }
+    }
+}
+
 /// Add a block record; counts a duplicate or a conflict (which clears the root).
 fn add_block(h: &mut History, slot: i64, root: Option<Root>, r: &mut MergeReport, count: bool) {
     match h.blocks.get_mut(&slot) {

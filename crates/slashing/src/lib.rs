@@ -6,6 +6,7 @@
 //! * [`sqlite`]: the embedded default, with group commit.
 //! * [`postgres`]: for several instances sharing one database.
 //! * [`history`]: one validator's records and how an import merges into them (pure).
+//! * [`rules`]: the EIP-3076 conditions as a pure reference, one named predicate each.
 //! * [`interchange`]: EIP-3076 import and export, streamed.
 //! * [`clock`]: the chain-clock window that refuses messages too far in the future.
 //!
@@ -20,6 +21,7 @@ mod error;
 pub mod history;
 pub mod interchange;
 pub mod postgres;
+pub mod rules;
 pub mod sqlite;
 pub mod store;
 

@@ -636,13 +636,18 @@ async fn disable_races_checks<S: SlashingStore + 'static>(s: Arc<S>, other: Arc<
             }
         }
     }
-    assert_eq!(disabled, WORKERS as usize, "every worker ends on the disable");
+    assert_eq!(
+        disabled, WORKERS as usize,
+        "every worker ends on the disable"
+    );
     assert!(allowed >= 20, "checks were under way before the disable");
     assert_eq!(recorded.len(), allowed + 1);
     // After the disable, both instances refuse.
     for st in [&s, &other] {
         assert_eq!(
-            st.check_and_record(att(11, 1, MAX_CHECKS + 1, 1)).await.unwrap(),
+            st.check_and_record(att(11, 1, MAX_CHECKS + 1, 1))
+                .await
+                .unwrap(),
             Refused(Refusal::Disabled)
         );
     }

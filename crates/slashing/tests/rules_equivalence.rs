@@ -1,0 +1,221 @@
+//! The stores decide as the pure reference says: random imported histories and random requests
+//! are given to the SQLite store, the PostgreSQL store and `signward_slashing::rules`, and every
+//! decision must be the same. Halfway, both stores and the reference are pruned (watermarks
+//! without records) and some cases import a second history (floors raised by an import). Each case is one validator; cases run concurrently so the stores'
+//! group commit keeps the run short. A failure prints the seed, the imported document and the
+//! requests so far.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use signward_core::bytes::{PublicKeyBytes, Root};
+use signward_slashing::history::{self, History, MergeReport};
+use signward_slashing::interchange::{self, Event};
+use signward_slashing::{rules, Check, Decision, Signable, SlashingDb, SlashingStore};
+
+const GVR: Root = signward_core::bytes::FixedBytes([7u8; 32]);
+const CASES: u64 = 192;
+const REQUESTS: usize = 40;
+/// Pruning halfway keeps this many epochs (of `SLOTS_PER_EPOCH` slots) below the highest record.
+const KEEP_EPOCHS: u64 = 3;
+const SLOTS_PER_EPOCH: u64 = 4;
+
+fn pubkey(case: u64) -> PublicKeyBytes {
+    let mut b = [0u8; 48];
+    b[..8].copy_from_slice(&case.to_be_bytes());
+    b[47] = 1;
+    PublicKeyBytes::from(b)
+}
+
+fn root(n: u8) -> Root {
+    Root::from([n; 32])
+}
+
+/// A random interchange document for one validator: some blocks and attestations in a small
+/// range (so requests meet them), some without a signing root, some in conflict.
+fn document(rng: &mut StdRng, pk: &PublicKeyBytes) -> Vec<u8> {
+    let mut blocks = Vec::new();
+    for _ in 0..rng.gen_range(0..4) {
+        let mut b = serde_json::json!({"slot": rng.gen_range(0u64..30).to_string()});
+        if rng.gen_bool(0.7) {
+            b["signing_root"] = root(rng.gen_range(1..4)).to_hex().into();
+        }
+        blocks.push(b);
+    }
+    let mut atts = Vec::new();
+    for _ in 0..rng.gen_range(0..4) {
+        let s = rng.gen_range(0u64..12);
+        let t = s + rng.gen_range(0u64..8);
+        let mut a =
+            serde_json::json!({"source_epoch": s.to_string(), "target_epoch": t.to_string()});
+        if rng.gen_bool(0.7) {
+            a["signing_root"] = root(rng.gen_range(1..4)).to_hex().into();
+        }
+        atts.push(a);
+    }
+    serde_json::to_vec(&serde_json::json!({
+        "metadata": {"interchange_format_version": "5", "genesis_validators_root": GVR.to_hex()},
+        "data": [{"pubkey": pk.to_hex(), "signed_blocks": blocks, "signed_attestations": atts}],
+    }))
+    .unwrap()
+}
+
+/// The reference's history after importing `doc`: merged as a store merges it.
+fn import_into(mut out: History, doc: &[u8]) -> History {
+    interchange::read(doc, |e| {
+        if let Event::Validator(v) = e {
+            let mut r = MergeReport::default();
+            let incoming = History::from_interchange(&v, &mut r)?;
+            out = history::merge(std::mem::take(&mut out), &incoming, &mut r);
+        }
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+fn request(rng: &mut StdRng) -> (Signable, Root) {
+    let signable = if rng.gen_bool(0.35) {
+        Signable::Block {
+            slot: rng.gen_range(0..32),
+        }
+    } else {
+        // Mostly well-formed; sometimes a source after its target.
+        let s = rng.gen_range(0u64..14);
+        let t = if rng.gen_bool(0.9) {
+            s + rng.gen_range(0u64..9)
+        } else {
+            s.saturating_sub(rng.gen_range(1..3))
+        };
+        Signable::Attestation {
+            source_epoch: s,
+            target_epoch: t,
+        }
+    };
+    (signable, root(rng.gen_range(1..4)))
+}
+
+/// One case; returns the decisions taken (all three backends agreeing on each), or the first
+/// disagreement. A disagreeing case still passes `halfway`, so the others are not held up.
+/// Halfway it waits at `halfway` while both stores are pruned, and prunes its reference too.
+async fn run_case<A: SlashingStore, B: SlashingStore>(
+    seed: u64,
+    a: &A,
+    b: &B,
+    halfway: &tokio::sync::Barrier,
+) -> Result<Vec<Decision>, String> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let pk = pubkey(seed);
+    let doc = document(&mut rng, &pk);
+    a.import(std::io::Cursor::new(doc.clone())).await.unwrap();
+    b.import(std::io::Cursor::new(doc.clone())).await.unwrap();
+    let mut reference = import_into(History::default(), &doc);
+    let mut asked = Vec::new();
+    let mut imported = vec![doc];
+    let mut decided = Vec::new();
+    for i in 0..REQUESTS {
+        // Halfway, sometimes a second history arrives: its lowest records become floors, which
+        // is how watermarks without records below them come about.
+        if i == REQUESTS / 2 {
+            halfway.wait().await;
+            halfway.wait().await;
+            reference.prune(KEEP_EPOCHS, SLOTS_PER_EPOCH);
+        }
+        if i == REQUESTS / 2 && rng.gen_bool(0.5) {
+            let doc = document(&mut rng, &pk);
+            a.import(std::io::Cursor::new(doc.clone())).await.unwrap();
+            b.import(std::io::Cursor::new(doc.clone())).await.unwrap();
+            reference = import_into(reference, &doc);
+            imported.push(doc);
+        }
+        let (signable, signing_root) = request(&mut rng);
+        asked.push(signable);
+        let want = rules::check_and_record(&mut reference, signable, &signing_root);
+        let check = Check {
+            pubkey: pk,
+            genesis_validators_root: GVR,
+            signable,
+            signing_root,
+        };
+        decided.push(want);
+        let got_a = a.check_and_record(check.clone()).await.unwrap();
+        let got_b = b.check_and_record(check).await.unwrap();
+        if got_a != want || got_b != want {
+            let failure = format!(
+                "seed {seed}: reference {want:?}, sqlite {got_a:?}, postgres {got_b:?}\n\
+             imported: {:?}\nrequests: {asked:?}\nreference history: {reference:?}",
+                imported
+                    .iter()
+                    .map(|d| String::from_utf8_lossy(d))
+                    .collect::<Vec<_>>()
+            );
+            if i < REQUESTS / 2 {
+                halfway.wait().await;
+                halfway.wait().await;
+            }
+            return Err(failure);
+        }
+    }
+    Ok(decided)
+}
+
+/// Every case against both stores, all cases at once in parallel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_decide_as_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg_db = match pg_admin_url() {
+        Some(admin) => Some(TestDb::create(&admin).await),
+        None => None,
+    };
+    let first = Arc::new(SlashingDb::Sqlite(sqlite_store(&dir)));
+    // Without PostgreSQL (a local run that skips it), a second SQLite store stands in.
+    let second = Arc::new(match &pg_db {
+        Some(db) => SlashingDb::Postgres(pg_store(db).await),
+        None => SlashingDb::Sqlite(sqlite_store(&dir)),
+    });
+    for s in [&first, &second] {
+        s.pin_genesis_validators_root(GVR).await.unwrap();
+    }
+    let halfway = Arc::new(tokio::sync::Barrier::new(CASES as usize + 1));
+    let tasks: Vec<_> = (0..CASES)
+        .map(|seed| {
+            let (a, b, halfway) = (first.clone(), second.clone(), halfway.clone());
+            tokio::spawn(async move { run_case(seed, &*a, &*b, &halfway).await })
+        })
+        .collect();
+    // Every case is halfway: prune both stores (all validators at once, as the signer does).
+    let wait = || tokio::time::timeout(std::time::Duration::from_secs(120), halfway.wait());
+    wait().await.expect("a case stopped before halfway");
+    for s in [&first, &second] {
+        s.prune(KEEP_EPOCHS, SLOTS_PER_EPOCH).await.unwrap();
+    }
+    wait().await.expect("a case stopped before halfway");
+    // The cases reached every kind of answer, so the comparison was not vacuous.
+    let mut seen = std::collections::HashSet::new();
+    for t in tasks {
+        for d in t.await.unwrap().unwrap_or_else(|e| panic!("{e}")) {
+            seen.insert(match d {
+                Decision::Refused(r) => r.code(),
+                Decision::Allowed => "allowed",
+                Decision::Repeat => "repeat",
+            });
+        }
+    }
+    for want in [
+        "allowed",
+        "repeat",
+        "double_proposal",
+        "double_vote",
+        "surround_vote",
+        "below_watermark",
+        "source_after_target",
+    ] {
+        assert!(seen.contains(want), "no case reached {want}: {seen:?}");
+    }
+    if let Some(db) = pg_db {
+        db.drop_db().await;
+    }
+}
