@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use signward_core::network::NetworkConfig;
 use signward_core::request::SignRequest;
-use signward_core::signing::{self, Slashable};
+use signward_core::signing;
 
 fn networks() -> &'static [NetworkConfig; 3] {
     static N: OnceLock<[NetworkConfig; 3]> = OnceLock::new();
@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(job) = signing::prepare(&req, network) {
             assert_eq!(job.kind, req.kind);
             // A slashable job always carries the genesis validators root it was made for.
-            if job.slashable != Slashable::No {
+            if job.slashable.is_some() {
                 assert!(job.genesis_validators_root.is_some());
             }
             if let Some(client) = req.signing_root {

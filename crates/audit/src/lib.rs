@@ -22,9 +22,10 @@ use hmac::{Hmac, Mac};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use signward_db::GroupCommit;
 use subtle::ConstantTimeEq;
 use thiserror::Error;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
 /// Most records committed in one transaction.
@@ -287,7 +288,7 @@ type Job = (Record, oneshot::Sender<Result<(), AuditError>>);
 
 /// The audit log of a running server.
 pub struct AuditLog {
-    jobs: mpsc::Sender<Job>,
+    jobs: GroupCommit<Job>,
 }
 
 impl AuditLog {
@@ -295,43 +296,33 @@ impl AuditLog {
     pub fn open(data_dir: &Path, key: AuditKey) -> Result<Self, AuditError> {
         let path = data_dir.join("audit.sqlite");
         let mut conn = connect(&path)?;
-        let (tx, mut rx) = mpsc::channel::<Job>(16 * MAX_BATCH);
-        std::thread::Builder::new().name("audit-writer".into()).spawn(move || {
-            while let Some(first) = rx.blocking_recv() {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(j) => batch.push(j),
-                        Err(_) => break,
-                    }
-                }
-                let mut records: Vec<Record> = batch.iter().map(|(r, _)| r.clone()).collect();
-                let result = (|| -> Result<(), AuditError> {
-                    let t = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                    append_batch(&t, &key, OWN_FILE, &mut records)?;
-                    t.commit()?;
-                    Ok(())
-                })();
-                let failure = result.err().map(|e| e.to_string());
-                if let Some(e) = &failure {
-                    tracing::error!(error = %e, batch = batch.len(), "audit write failed; nothing in this batch is released");
-                }
-                for (_, reply) in batch {
-                    let _ = reply.send(match &failure {
-                        None => Ok(()),
-                        Some(e) => Err(AuditError::Storage(e.clone())),
-                    });
-                }
+        let jobs = GroupCommit::spawn("audit-writer", MAX_BATCH, move |batch: Vec<Job>| {
+            let mut records: Vec<Record> = batch.iter().map(|(r, _)| r.clone()).collect();
+            let result = (|| -> Result<(), AuditError> {
+                let t = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                append_batch(&t, &key, OWN_FILE, &mut records)?;
+                t.commit()?;
+                Ok(())
+            })();
+            let failure = result.err().map(|e| e.to_string());
+            if let Some(e) = &failure {
+                tracing::error!(error = %e, batch = batch.len(), "audit write failed; nothing in this batch is released");
+            }
+            for (_, reply) in batch {
+                let _ = reply.send(match &failure {
+                    None => Ok(()),
+                    Some(e) => Err(AuditError::Storage(e.clone())),
+                });
             }
         })?;
-        Ok(AuditLog { jobs: tx })
+        Ok(AuditLog { jobs })
     }
 
     /// Append one record; returns once it is durable.
     pub async fn append(&self, record: Record) -> Result<(), AuditError> {
         let (reply, rx) = oneshot::channel();
         self.jobs
-            .send((record, reply))
+            .submit((record, reply))
             .await
             .map_err(|_| AuditError::WriterGone)?;
         rx.await.map_err(|_| AuditError::WriterGone)?

@@ -27,11 +27,10 @@ pub mod domain {
     pub const APPLICATION_BUILDER: [u8; 4] = [0, 0, 0, 1];
 }
 
-/// What slashing protection must check and record before this message may be signed.
+/// A slashable message: what slashing protection must check and record before it is signed.
+/// The one type both the signing job and slashing protection use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slashable {
-    /// Not slashable (RANDAO, aggregation duties, sync committee, exits, deposits, registrations).
-    No,
     /// A block proposal at `slot`.
     Block { slot: u64 },
     /// An attestation vote from `source_epoch` to `target_epoch`.
@@ -46,7 +45,9 @@ pub enum Slashable {
 pub struct SigningJob {
     pub kind: MessageType,
     pub signing_root: Root,
-    pub slashable: Slashable,
+    /// `None` for messages that are not slashable (RANDAO, aggregation duties, sync committee,
+    /// exits, deposits, registrations).
+    pub slashable: Option<Slashable>,
     /// From `fork_info`; `None` for DEPOSIT and VALIDATOR_REGISTRATION, which carry none.
     pub genesis_validators_root: Option<Root>,
 }
@@ -152,7 +153,7 @@ struct SlotOnly {
 pub fn prepare(req: &SignRequest, network: &NetworkConfig) -> Result<SigningJob, CoreError> {
     let p = &network.preset;
     let fork_info = || req.fork_info.as_ref().ok_or(missing("fork_info"));
-    let (object_root, domain, slashable): (Chunk, Chunk, Slashable) = match req.kind {
+    let (object_root, domain, slashable): (Chunk, Chunk, Option<Slashable>) = match req.kind {
         MessageType::Block => {
             // Web3Signer's deprecated form: the full block, read by the fork of its slot
             // (phase0 or Altair; later blocks carry an execution payload: use BLOCK_V2).
@@ -177,7 +178,7 @@ pub fn prepare(req: &SignRequest, network: &NetworkConfig) -> Result<SigningJob,
                 }
             };
             let d = domain_at(domain::BEACON_PROPOSER, fi, epoch);
-            (block.hash_tree_root(p)?, d, Slashable::Block { slot })
+            (block.hash_tree_root(p)?, d, Some(Slashable::Block { slot }))
         }
         MessageType::BlockV2 => {
             let bb = req.beacon_block.as_ref().ok_or(missing("beacon_block"))?;
@@ -210,15 +211,19 @@ pub fn prepare(req: &SignRequest, network: &NetworkConfig) -> Result<SigningJob,
             let slot = header.slot.0;
             let epoch = network.epoch_at_slot(slot);
             let d = domain_at(domain::BEACON_PROPOSER, fork_info()?, epoch);
-            (header.hash_tree_root(p)?, d, Slashable::Block { slot })
+            (
+                header.hash_tree_root(p)?,
+                d,
+                Some(Slashable::Block { slot }),
+            )
         }
         MessageType::Attestation => {
             let a = req.attestation.as_ref().ok_or(missing("attestation"))?;
             let d = domain_at(domain::BEACON_ATTESTER, fork_info()?, a.target.epoch.0);
-            let s = Slashable::Attestation {
+            let s = Some(Slashable::Attestation {
                 source_epoch: a.source.epoch.0,
                 target_epoch: a.target.epoch.0,
-            };
+            });
             (a.hash_tree_root(p)?, d, s)
         }
         MessageType::AggregationSlot => {
@@ -231,7 +236,7 @@ pub fn prepare(req: &SignRequest, network: &NetworkConfig) -> Result<SigningJob,
                 fork_info()?,
                 network.epoch_at_slot(s.slot.0),
             );
-            (ssz::uint64(s.slot.0), d, Slashable::No)
+            (ssz::uint64(s.slot.0), d, None)
         }
         MessageType::AggregateAndProof => {
             // The deprecated form (Lighthouse sends it at every fork): the container is the one
@@ -249,7 +254,7 @@ pub fn prepare(req: &SignRequest, network: &NetworkConfig) -> Result<SigningJob,
             let fi = fork_info()?;
             let fork = fork_of_message(network, fi, epoch)?;
             let d = domain_at(domain::AGGREGATE_AND_PROOF, fi, epoch);
-            (aggregate_root(raw, fork, p)?, d, Slashable::No)
+            (aggregate_root(raw, fork, p)?, d, None)
         }
         MessageType::AggregateAndProofV2 => {
             let raw = req
@@ -265,12 +270,12 @@ pub fn prepare(req: &SignRequest, network: &NetworkConfig) -> Result<SigningJob,
             let epoch = network.epoch_at_slot(slot);
             // The versioned form names its fork: its container is that fork's.
             let d = domain_at(domain::AGGREGATE_AND_PROOF, fork_info()?, epoch);
-            (aggregate_root(&v.data, v.version, p)?, d, Slashable::No)
+            (aggregate_root(&v.data, v.version, p)?, d, None)
         }
         MessageType::RandaoReveal => {
             let r = req.randao_reveal.as_ref().ok_or(missing("randao_reveal"))?;
             let d = domain_at(domain::RANDAO, fork_info()?, r.epoch.0);
-            (ssz::uint64(r.epoch.0), d, Slashable::No)
+            (ssz::uint64(r.epoch.0), d, None)
         }
         MessageType::VoluntaryExit => {
             // EIP-7044 pins exits to the Capella fork version from Deneb on; validator clients
@@ -280,14 +285,14 @@ pub fn prepare(req: &SignRequest, network: &NetworkConfig) -> Result<SigningJob,
                 .as_ref()
                 .ok_or(missing("voluntary_exit"))?;
             let d = domain_at(domain::VOLUNTARY_EXIT, fork_info()?, e.epoch.0);
-            (e.hash_tree_root(p)?, d, Slashable::No)
+            (e.hash_tree_root(p)?, d, None)
         }
         MessageType::Deposit => {
             // Deposits are signed before genesis: the domain uses the request's fork version and
             // a zero genesis validators root (compute_domain's defaults).
             let dep = req.deposit.as_ref().ok_or(missing("deposit"))?;
             let d = compute_domain(domain::DEPOSIT, &dep.genesis_fork_version, &Root::ZERO);
-            (dep.hash_tree_root(p)?, d, Slashable::No)
+            (dep.hash_tree_root(p)?, d, None)
         }
         MessageType::SyncCommitteeMessage => {
             let m = req
@@ -299,7 +304,7 @@ pub fn prepare(req: &SignRequest, network: &NetworkConfig) -> Result<SigningJob,
                 fork_info()?,
                 network.epoch_at_slot(m.slot.0),
             );
-            (m.beacon_block_root.0, d, Slashable::No)
+            (m.beacon_block_root.0, d, None)
         }
         MessageType::SyncCommitteeSelectionProof => {
             let s = req
@@ -311,7 +316,7 @@ pub fn prepare(req: &SignRequest, network: &NetworkConfig) -> Result<SigningJob,
                 fork_info()?,
                 network.epoch_at_slot(s.slot.0),
             );
-            (s.hash_tree_root(p)?, d, Slashable::No)
+            (s.hash_tree_root(p)?, d, None)
         }
         MessageType::SyncCommitteeContributionAndProof => {
             let c = req
@@ -323,7 +328,7 @@ pub fn prepare(req: &SignRequest, network: &NetworkConfig) -> Result<SigningJob,
                 fork_info()?,
                 network.epoch_at_slot(c.contribution.slot.0),
             );
-            (c.hash_tree_root(p)?, d, Slashable::No)
+            (c.hash_tree_root(p)?, d, None)
         }
         MessageType::ValidatorRegistration => {
             let v = req
@@ -335,7 +340,7 @@ pub fn prepare(req: &SignRequest, network: &NetworkConfig) -> Result<SigningJob,
                 &network.genesis_fork_version,
                 &Root::ZERO,
             );
-            (v.hash_tree_root(p)?, d, Slashable::No)
+            (v.hash_tree_root(p)?, d, None)
         }
     };
     let signing_root = FixedBytes(containers::signing_root(&object_root, &domain));

@@ -108,19 +108,19 @@ fn slashable_facts_are_extracted() {
     let a = &find("ATTESTATION")["attestation"];
     assert_eq!(
         job.slashable,
-        Slashable::Attestation {
+        Some(Slashable::Attestation {
             source_epoch: a["source"]["epoch"].as_str().unwrap().parse().unwrap(),
             target_epoch: a["target"]["epoch"].as_str().unwrap().parse().unwrap(),
-        }
+        })
     );
     let req =
         SignRequest::from_json(&serde_json::to_vec(&find("BLOCK_V2 (DENEB)")).unwrap()).unwrap();
     assert!(matches!(
         prepare(&req, &net).unwrap().slashable,
-        Slashable::Block { .. }
+        Some(Slashable::Block { .. })
     ));
     let req = SignRequest::from_json(&serde_json::to_vec(&find("RANDAO_REVEAL")).unwrap()).unwrap();
-    assert_eq!(prepare(&req, &net).unwrap().slashable, Slashable::No);
+    assert_eq!(prepare(&req, &net).unwrap().slashable, None);
 }
 
 #[test]

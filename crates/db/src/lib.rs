@@ -1,7 +1,11 @@
 //! How every signward store opens its database, in one place: the slashing database, the audit
-//! log, the vault and the EVM spend ledger all need the same durability and file permissions.
+//! log, the vault and the EVM spend ledger all need the same durability and file permissions,
+//! and the SQLite ones share one group-commit writer ([`GroupCommit`]).
 
 #![forbid(unsafe_code)]
+
+pub mod group_commit;
+pub use group_commit::{GroupCommit, WriterStopped};
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;

@@ -23,7 +23,7 @@ pub struct Exceeded {
 
 pub enum SpendLedger {
     /// One writer thread owns the connection and commits reservations in groups.
-    Sqlite(std::sync::mpsc::Sender<Job>),
+    Sqlite(signward_db::GroupCommit<Job>),
     Postgres(Pool),
 }
 
@@ -82,59 +82,49 @@ fn reserve_in(
     Ok(None)
 }
 
-/// The SQLite writer: take a reservation, then whatever else is waiting (up to `MAX_GROUP`),
-/// decide them in order in one transaction, commit once (durably), then answer them all. If the
+/// One group of the SQLite writer ([`signward_db::GroupCommit`]): the reservations waiting (up to
+/// `MAX_GROUP`), decided in order in one transaction, commit once (durably), then answer them all. If the
 /// commit fails, every reservation of the group fails and nothing is recorded.
-fn writer(mut conn: rusqlite::Connection, rx: std::sync::mpsc::Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(j) => group.push(j),
-                Err(_) => break,
+fn run_group(conn: &mut rusqlite::Connection, group: Vec<Job>) {
+    let now = now_ms();
+    let decided: Result<Vec<Result<Option<Exceeded>, EvmError>>, EvmError> = (|| {
+        let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut out = Vec::with_capacity(group.len());
+        let mut cache = GroupCache::new();
+        for job in &group {
+            // A savepoint per reservation: one that fails half-way leaves no rows behind.
+            let sp = tx.savepoint()?;
+            let r = reserve_in(&sp, job, now, &mut cache);
+            if matches!(r, Ok(None)) {
+                sp.commit()?;
+                for (bucket, w) in &job.windows {
+                    if let Some(t) = cache.get_mut(&(bucket.clone(), w.window_secs)) {
+                        t.0 = t.0.saturating_add(job.value);
+                        t.1 += 1;
+                    }
+                }
+            } else {
+                drop(sp); // rolls back
+                if r.is_err() {
+                    // The totals may no longer match the database; read them again.
+                    cache.clear();
+                }
+            }
+            out.push(r);
+        }
+        tx.commit()?;
+        Ok(out)
+    })();
+    match decided {
+        Ok(results) => {
+            for (job, r) in group.into_iter().zip(results) {
+                let _ = job.reply.send(r);
             }
         }
-        let now = now_ms();
-        let decided: Result<Vec<Result<Option<Exceeded>, EvmError>>, EvmError> = (|| {
-            let mut tx =
-                conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let mut out = Vec::with_capacity(group.len());
-            let mut cache = GroupCache::new();
-            for job in &group {
-                // A savepoint per reservation: one that fails half-way leaves no rows behind.
-                let sp = tx.savepoint()?;
-                let r = reserve_in(&sp, job, now, &mut cache);
-                if matches!(r, Ok(None)) {
-                    sp.commit()?;
-                    for (bucket, w) in &job.windows {
-                        if let Some(t) = cache.get_mut(&(bucket.clone(), w.window_secs)) {
-                            t.0 = t.0.saturating_add(job.value);
-                            t.1 += 1;
-                        }
-                    }
-                } else {
-                    drop(sp); // rolls back
-                    if r.is_err() {
-                        // The totals may no longer match the database; read them again.
-                        cache.clear();
-                    }
-                }
-                out.push(r);
-            }
-            tx.commit()?;
-            Ok(out)
-        })();
-        match decided {
-            Ok(results) => {
-                for (job, r) in group.into_iter().zip(results) {
-                    let _ = job.reply.send(r);
-                }
-            }
-            Err(e) => {
-                let msg = e.to_string();
-                for job in group {
-                    let _ = job.reply.send(Err(EvmError::Ledger(msg.clone())));
-                }
+        Err(e) => {
+            let msg = e.to_string();
+            for job in group {
+                let _ = job.reply.send(Err(EvmError::Ledger(msg.clone())));
             }
         }
     }
@@ -210,12 +200,13 @@ impl SpendLedger {
         if let Some(path) = url.strip_prefix("sqlite:") {
             let conn = signward_db::open_sqlite(std::path::Path::new(path))?;
             conn.execute_batch(SCHEMA)?;
-            let (tx, rx) = std::sync::mpsc::channel::<Job>();
-            std::thread::Builder::new()
-                .name("evm-spend-ledger".into())
-                .spawn(move || writer(conn, rx))
+            let mut conn = conn;
+            let writer =
+                signward_db::GroupCommit::spawn("evm-spend-ledger", MAX_GROUP, move |group| {
+                    run_group(&mut conn, group)
+                })
                 .map_err(|e| EvmError::Ledger(e.to_string()))?;
-            return Ok(SpendLedger::Sqlite(tx));
+            return Ok(SpendLedger::Sqlite(writer));
         }
         let pool = signward_db::pg_pool(url, 16)?;
         let mut c = pool
@@ -255,7 +246,8 @@ impl SpendLedger {
                     reply,
                 };
                 sender
-                    .send(job)
+                    .submit(job)
+                    .await
                     .map_err(|_| EvmError::Ledger("the spend ledger writer has stopped".into()))?;
                 answer
                     .await

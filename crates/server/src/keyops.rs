@@ -832,11 +832,11 @@ fn check_history_window(state: &AppState, doc: &[u8]) -> Result<(), ApiError> {
             let blocks = v
                 .signed_blocks
                 .iter()
-                .map(|b| signward_slashing::Signable::Block { slot: b.slot.0 });
+                .map(|b| signward_slashing::Slashable::Block { slot: b.slot.0 });
             let atts =
                 v.signed_attestations
                     .iter()
-                    .map(|a| signward_slashing::Signable::Attestation {
+                    .map(|a| signward_slashing::Slashable::Attestation {
                         source_epoch: a.source_epoch.0,
                         target_epoch: a.target_epoch.0.max(a.source_epoch.0),
                     });

@@ -16,7 +16,7 @@ use signward_auth::{KeyId, Operation};
 use signward_core::bytes::{PublicKeyBytes, SignatureBytes};
 use signward_core::request::SignRequest;
 use signward_core::signing::{prepare, SigningJob, Slashable};
-use signward_slashing::{Check, Decision, Refusal, Signable, SlashingStore};
+use signward_slashing::{Check, Decision, Refusal, SlashingStore};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -100,15 +100,15 @@ pub async fn sign_eth2(
     })?;
     audit.signing_root = Some(job.signing_root.to_hex());
     match job.slashable {
-        Slashable::Block { slot } => audit.slot = Some(slot),
-        Slashable::Attestation {
+        Some(Slashable::Block { slot }) => audit.slot = Some(slot),
+        Some(Slashable::Attestation {
             source_epoch,
             target_epoch,
-        } => {
+        }) => {
             audit.source_epoch = Some(source_epoch);
             audit.target_epoch = Some(target_epoch);
         }
-        Slashable::No => {}
+        None => {}
     }
     let started = draft.started;
     check_and_record(state, &pubkey, &job, draft, started).await?;
@@ -171,16 +171,8 @@ async fn check_and_record(
     draft: &mut AuditDraft,
     started: std::time::Instant,
 ) -> Result<(), ApiError> {
-    let signable = match job.slashable {
-        Slashable::No => return check_not_slashable(state, pubkey, job).await,
-        Slashable::Block { slot } => Signable::Block { slot },
-        Slashable::Attestation {
-            source_epoch,
-            target_epoch,
-        } => Signable::Attestation {
-            source_epoch,
-            target_epoch,
-        },
+    let Some(slashable) = job.slashable else {
+        return check_not_slashable(state, pubkey, job).await;
     };
     // BLOCK and ATTESTATION requests always carry fork_info.
     let gvr = job
@@ -192,7 +184,7 @@ async fn check_and_record(
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        if let Some(refusal) = clock.check(signable, now) {
+        if let Some(refusal) = clock.check(slashable, now) {
             protection.count_refusal(refusal);
             tracing::warn!(reason = refusal.code(), pubkey = %pubkey, kind = %job.kind, "slashing protection refused");
             return Err(ApiError::Refused(refusal));
@@ -201,7 +193,7 @@ async fn check_and_record(
     let check = Check {
         pubkey: *pubkey,
         genesis_validators_root: gvr,
-        signable,
+        slashable,
         signing_root: job.signing_root,
     };
     // With the audit chain in the SQLite slashing database, the record is committed in the

@@ -2,7 +2,7 @@
 //! wall-clock time, so a confused client cannot push a validator's history into the future and
 //! lock it out of signing today's duties.
 
-use crate::decision::{Refusal, Signable};
+use crate::decision::{Refusal, Slashable};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChainClock {
@@ -33,15 +33,15 @@ impl ChainClock {
         (epoch, slot)
     }
 
-    /// `Some(TooFarInFuture)` when `signable` lies beyond the window at `now`.
-    pub fn check(&self, signable: Signable, now: u64) -> Option<Refusal> {
+    /// `Some(TooFarInFuture)` when `slashable` lies beyond the window at `now`.
+    pub fn check(&self, slashable: Slashable, now: u64) -> Option<Refusal> {
         let spe = self.slots_per_epoch.max(1);
         let current_slot = self.current_slot(now);
-        let too_far = match signable {
-            Signable::Block { slot } => {
+        let too_far = match slashable {
+            Slashable::Block { slot } => {
                 slot > current_slot.saturating_add(self.max_future_epochs.saturating_mul(spe))
             }
-            Signable::Attestation { target_epoch, .. } => {
+            Slashable::Attestation { target_epoch, .. } => {
                 target_epoch > (current_slot / spe).saturating_add(self.max_future_epochs)
             }
         };
@@ -63,12 +63,12 @@ mod tests {
         };
         let now = 1000 + 12 * 320; // slot 320, epoch 10
         assert_eq!(c.current_slot(now), 320);
-        assert_eq!(c.check(Signable::Block { slot: 320 + 64 }, now), None);
+        assert_eq!(c.check(Slashable::Block { slot: 320 + 64 }, now), None);
         assert_eq!(
-            c.check(Signable::Block { slot: 320 + 65 }, now),
+            c.check(Slashable::Block { slot: 320 + 65 }, now),
             Some(Refusal::TooFarInFuture)
         );
-        let att = |t| Signable::Attestation {
+        let att = |t| Slashable::Attestation {
             source_epoch: 0,
             target_epoch: t,
         };
@@ -79,7 +79,7 @@ mod tests {
         // Before genesis everything beyond the first epochs is refused.
         assert_eq!(c.check(att(3), 0), Some(Refusal::TooFarInFuture));
         assert_eq!(
-            c.check(Signable::Block { slot: u64::MAX }, now),
+            c.check(Slashable::Block { slot: u64::MAX }, now),
             Some(Refusal::TooFarInFuture)
         );
     }

@@ -1,25 +1,16 @@
 //! What is asked (a [`Check`]) and what is answered (a [`Decision`]).
 
 use signward_core::bytes::{PublicKeyBytes, Root};
-
-/// A slashable message about to be signed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signable {
-    Block {
-        slot: u64,
-    },
-    Attestation {
-        source_epoch: u64,
-        target_epoch: u64,
-    },
-}
+/// The slashable message about to be signed: the signing job's own type, so what is checked is
+/// exactly what was computed from the request.
+pub use signward_core::signing::Slashable;
 
 /// One check-and-record request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
     pub pubkey: PublicKeyBytes,
     pub genesis_validators_root: Root,
-    pub signable: Signable,
+    pub slashable: Slashable,
     pub signing_root: Root,
 }
 

@@ -25,6 +25,6 @@ pub mod rules;
 pub mod sqlite;
 pub mod store;
 
-pub use decision::{Check, Decision, Refusal, Signable};
+pub use decision::{Check, Decision, Refusal, Slashable};
 pub use error::SlashingError;
 pub use store::{SlashingDb, SlashingStore};

@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use deadpool_postgres::Pool;
 use signward_core::bytes::{PublicKeyBytes, Root, Uint64};
 
-use crate::decision::{Check, Decision, Refusal, Signable};
+use crate::decision::{Check, Decision, Refusal, Slashable};
 use crate::history::{merge, History, MergeReport, Watermarks};
 use crate::interchange::{self, Event, SignedAttestation, SignedBlock, ValidatorHistory};
 use crate::store::{
@@ -401,9 +401,9 @@ fn opt_root(v: Option<Vec<u8>>) -> Option<Root> {
 
 impl SlashingStore for PgStore {
     async fn check_and_record(&self, check: Check) -> Result<Decision, SlashingError> {
-        let values = match check.signable {
-            Signable::Block { slot } => to_i64(slot).map(|s| (0i16, s, 0)),
-            Signable::Attestation {
+        let values = match check.slashable {
+            Slashable::Block { slot } => to_i64(slot).map(|s| (0i16, s, 0)),
+            Slashable::Attestation {
                 source_epoch,
                 target_epoch,
             } => to_i64(source_epoch).and_then(|s| Ok((1i16, s, to_i64(target_epoch)?))),

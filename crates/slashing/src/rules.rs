@@ -24,18 +24,22 @@
 
 use signward_core::bytes::Root;
 
-use crate::decision::{Decision, Refusal, Signable};
+use crate::decision::{Decision, Refusal, Slashable};
 use crate::history::History;
 
 /// Condition 1: a block is already recorded at `slot` with a root other than `root` (a record
 /// without a root counts as another root).
 pub fn is_double_proposal(h: &History, slot: i64, root: &Root) -> bool {
-    h.blocks.get(&slot).is_some_and(|r| r.as_ref() != Some(root))
+    h.blocks
+        .get(&slot)
+        .is_some_and(|r| r.as_ref() != Some(root))
 }
 
 /// The identical block was signed before.
 pub fn is_repeat_block(h: &History, slot: i64, root: &Root) -> bool {
-    h.blocks.get(&slot).is_some_and(|r| r.as_ref() == Some(root))
+    h.blocks
+        .get(&slot)
+        .is_some_and(|r| r.as_ref() == Some(root))
 }
 
 /// Condition 2: `slot` is at or below the lowest signed slot or the block watermark.
@@ -82,15 +86,18 @@ pub fn is_below_source_floor(h: &History, source: i64) -> bool {
 
 /// Condition 5: the target is at or below the lowest signed target or the target watermark.
 pub fn is_below_target_floor(h: &History, target: i64) -> bool {
-    h.attestations.keys().next().is_some_and(|min| target <= *min)
+    h.attestations
+        .keys()
+        .next()
+        .is_some_and(|min| target <= *min)
         || h.watermarks.att_target.is_some_and(|w| target <= w)
 }
 
 /// The decision for one message against one validator's history, in the order every backend
 /// checks. Does not record; see [`record`].
-pub fn decide(h: &History, signable: Signable, root: &Root) -> Decision {
-    let refusal = match signable {
-        Signable::Block { slot } => {
+pub fn decide(h: &History, slashable: Slashable, root: &Root) -> Decision {
+    let refusal = match slashable {
+        Slashable::Block { slot } => {
             let Ok(slot) = i64::try_from(slot) else {
                 return Decision::Refused(Refusal::TooFarInFuture);
             };
@@ -105,7 +112,7 @@ pub fn decide(h: &History, signable: Signable, root: &Root) -> Decision {
                 return Decision::Allowed;
             }
         }
-        Signable::Attestation {
+        Slashable::Attestation {
             source_epoch,
             target_epoch,
         } => {
@@ -134,17 +141,17 @@ pub fn decide(h: &History, signable: Signable, root: &Root) -> Decision {
 
 /// Record an allowed message in the history (what a store inserts in the same transaction).
 /// Does nothing for a message [`decide`] would not allow.
-pub fn record(h: &mut History, signable: Signable, root: &Root) {
-    if decide(h, signable, root) != Decision::Allowed {
+pub fn record(h: &mut History, slashable: Slashable, root: &Root) {
+    if decide(h, slashable, root) != Decision::Allowed {
         return;
     }
-    match signable {
-        Signable::Block { slot } => {
+    match slashable {
+        Slashable::Block { slot } => {
             if let Ok(slot) = i64::try_from(slot) {
                 h.blocks.insert(slot, Some(*root));
             }
         }
-        Signable::Attestation {
+        Slashable::Attestation {
             source_epoch,
             target_epoch,
         } => {
@@ -156,10 +163,10 @@ pub fn record(h: &mut History, signable: Signable, root: &Root) {
 }
 
 /// [`decide`], then [`record`] when allowed: the whole check-and-record of one message.
-pub fn check_and_record(h: &mut History, signable: Signable, root: &Root) -> Decision {
-    let d = decide(h, signable, root);
+pub fn check_and_record(h: &mut History, slashable: Slashable, root: &Root) -> Decision {
+    let d = decide(h, slashable, root);
     if d == Decision::Allowed {
-        record(h, signable, root);
+        record(h, slashable, root);
     }
     d
 }
@@ -172,8 +179,8 @@ mod tests {
         Root::from([n; 32])
     }
 
-    fn att(s: u64, t: u64) -> Signable {
-        Signable::Attestation {
+    fn att(s: u64, t: u64) -> Slashable {
+        Slashable::Attestation {
             source_epoch: s,
             target_epoch: t,
         }
@@ -182,7 +189,7 @@ mod tests {
     #[test]
     fn each_condition_by_name() {
         let mut h = History::default();
-        let b = |slot| Signable::Block { slot };
+        let b = |slot| Slashable::Block { slot };
         assert_eq!(check_and_record(&mut h, b(10), &r(1)), Decision::Allowed);
         assert_eq!(decide(&h, b(10), &r(1)), Decision::Repeat);
         assert_eq!(
@@ -193,7 +200,10 @@ mod tests {
             decide(&h, b(9), &r(1)),
             Decision::Refused(Refusal::BelowWatermark)
         );
-        assert_eq!(check_and_record(&mut h, att(2, 4), &r(1)), Decision::Allowed);
+        assert_eq!(
+            check_and_record(&mut h, att(2, 4), &r(1)),
+            Decision::Allowed
+        );
         assert_eq!(decide(&h, att(2, 4), &r(1)), Decision::Repeat);
         assert_eq!(
             decide(&h, att(3, 4), &r(1)),
@@ -203,7 +213,10 @@ mod tests {
             decide(&h, att(1, 5), &r(1)),
             Decision::Refused(Refusal::SurroundVote)
         );
-        assert_eq!(check_and_record(&mut h, att(3, 8), &r(1)), Decision::Allowed);
+        assert_eq!(
+            check_and_record(&mut h, att(3, 8), &r(1)),
+            Decision::Allowed
+        );
         assert_eq!(
             decide(&h, att(4, 6), &r(1)),
             Decision::Refused(Refusal::SurroundVote)
@@ -221,7 +234,7 @@ mod tests {
             Decision::Refused(Refusal::SourceAfterTarget)
         );
         assert_eq!(
-            decide(&h, Signable::Block { slot: u64::MAX }, &r(1)),
+            decide(&h, Slashable::Block { slot: u64::MAX }, &r(1)),
             Decision::Refused(Refusal::TooFarInFuture)
         );
         // A record without a root is a conflict for any root.

@@ -13,11 +13,12 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use signward_core::bytes::{PublicKeyBytes, Root, Uint64};
-use tokio::sync::{mpsc, oneshot};
+use signward_db::GroupCommit;
+use tokio::sync::oneshot;
 
 use signward_audit::{AuditKey, Record, WITH_SLASHING};
 
-use crate::decision::{Check, Decision, Refusal, Signable};
+use crate::decision::{Check, Decision, Refusal, Slashable};
 use crate::history::{merge, History, MergeReport, Watermarks};
 use crate::interchange::{self, Event, SignedAttestation, SignedBlock, ValidatorHistory};
 use crate::store::{
@@ -90,7 +91,7 @@ fn stamp(record: &mut Record, decision: &Result<Decision, SlashingError>) {
 /// transactions (tables `audit_records`/`audit_head`), so one fsync commits both.
 pub struct SqliteStore {
     path: PathBuf,
-    jobs: mpsc::Sender<Job>,
+    jobs: GroupCommit<Job>,
     audits: bool,
     /// For the one read a message that is not slashable needs (WAL: never blocks the writer).
     reader: std::sync::Arc<std::sync::Mutex<Connection>>,
@@ -166,11 +167,11 @@ fn validator_id(conn: &Connection, pubkey: &PublicKeyBytes) -> Result<i64, rusql
 fn decide(
     c: &Connection,
     vid: i64,
-    signable: Signable,
+    slashable: Slashable,
     root: &[u8],
 ) -> Result<Decision, SlashingError> {
-    match signable {
-        Signable::Block { slot } => {
+    match slashable {
+        Slashable::Block { slot } => {
             let slot = to_i64(slot)?;
             let existing: Option<Option<Vec<u8>>> = c
                 .prepare_cached(
@@ -200,7 +201,7 @@ fn decide(
             .execute(params![vid, slot, root])?;
             Ok(Decision::Allowed)
         }
-        Signable::Attestation {
+        Slashable::Attestation {
             source_epoch,
             target_epoch,
         } => {
@@ -304,7 +305,7 @@ impl Writer {
         if !enabled {
             return Ok(Decision::Refused(Refusal::Disabled));
         }
-        match decide(&self.conn, vid, check.signable, &check.signing_root.0) {
+        match decide(&self.conn, vid, check.slashable, &check.signing_root.0) {
             // Beyond any real slot or epoch: refused like any other far-future message.
             Err(SlashingError::OutOfRange(_)) => Ok(Decision::Refused(Refusal::TooFarInFuture)),
             other => other,
@@ -387,19 +388,6 @@ impl Writer {
     }
 }
 
-fn writer_loop(mut w: Writer, mut rx: mpsc::Receiver<Job>) {
-    while let Some(first) = rx.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
-            }
-        }
-        w.run_batch(batch);
-    }
-}
-
 impl SqliteStore {
     /// Open or create the database at `path` (file mode 0600), migrate it, and start the writer.
     pub fn open(path: &Path) -> Result<Self, SlashingError> {
@@ -417,19 +405,18 @@ impl SqliteStore {
         }
         let audits = audit.is_some();
         let gvr = read_gvr(&conn)?;
-        let (tx, rx) = mpsc::channel(16 * MAX_BATCH);
-        let writer = Writer {
+        let mut writer = Writer {
             conn,
             ids: HashMap::new(),
             gvr,
             audit,
         };
-        std::thread::Builder::new()
-            .name("slashing-writer".into())
-            .spawn(move || writer_loop(writer, rx))?;
+        let jobs = GroupCommit::spawn("slashing-writer", MAX_BATCH, move |batch| {
+            writer.run_batch(batch)
+        })?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
-            jobs: tx,
+            jobs,
             audits,
             reader: std::sync::Arc::new(std::sync::Mutex::new(connect(path)?)),
         })
@@ -454,7 +441,7 @@ impl SqliteStore {
     ) -> Result<Decision, SlashingError> {
         let (reply, rx) = oneshot::channel();
         self.jobs
-            .send(Job::Check(check, Some(record), reply))
+            .submit(Job::Check(check, Some(record), reply))
             .await
             .map_err(|_| SlashingError::WriterGone)?;
         rx.await.map_err(|_| SlashingError::WriterGone)?
@@ -469,7 +456,7 @@ impl SqliteStore {
         }
         let (reply, rx) = oneshot::channel();
         self.jobs
-            .send(Job::Audit(record, reply))
+            .submit(Job::Audit(record, reply))
             .await
             .map_err(|_| SlashingError::WriterGone)?;
         rx.await.map_err(|_| SlashingError::WriterGone)?
@@ -712,7 +699,7 @@ impl SlashingStore for SqliteStore {
     async fn check_and_record(&self, check: Check) -> Result<Decision, SlashingError> {
         let (reply, rx) = oneshot::channel();
         self.jobs
-            .send(Job::Check(check, None, reply))
+            .submit(Job::Check(check, None, reply))
             .await
             .map_err(|_| SlashingError::WriterGone)?;
         rx.await.map_err(|_| SlashingError::WriterGone)?

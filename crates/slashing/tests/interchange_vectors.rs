@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 use signward_core::bytes::{PublicKeyBytes, Root};
-use signward_slashing::{Check, Signable, SlashingStore};
+use signward_slashing::{Check, Slashable, SlashingStore};
 
 fn num(v: &Value) -> u64 {
     v.as_str().unwrap().parse().unwrap()
@@ -81,7 +81,7 @@ async fn run_file<S: SlashingStore>(name: &str, test: &Value, store: &S) -> usiz
                     .parse::<PublicKeyBytes>()
                     .unwrap(),
                 genesis_validators_root: gvr,
-                signable: Signable::Block {
+                slashable: Slashable::Block {
                     slot: num(&b["slot"]),
                 },
                 signing_root: b["signing_root"]
@@ -105,7 +105,7 @@ async fn run_file<S: SlashingStore>(name: &str, test: &Value, store: &S) -> usiz
                     .parse::<PublicKeyBytes>()
                     .unwrap(),
                 genesis_validators_root: gvr,
-                signable: Signable::Attestation {
+                slashable: Slashable::Attestation {
                     source_epoch: num(&a["source_epoch"]),
                     target_epoch: num(&a["target_epoch"]),
                 },

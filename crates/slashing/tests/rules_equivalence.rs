@@ -14,7 +14,7 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use signward_core::bytes::{PublicKeyBytes, Root};
 use signward_slashing::history::{self, History, MergeReport};
 use signward_slashing::interchange::{self, Event};
-use signward_slashing::{rules, Check, Decision, Signable, SlashingDb, SlashingStore};
+use signward_slashing::{rules, Check, Decision, Slashable, SlashingDb, SlashingStore};
 
 const GVR: Root = signward_core::bytes::FixedBytes([7u8; 32]);
 const CASES: u64 = 192;
@@ -77,9 +77,9 @@ fn import_into(mut out: History, doc: &[u8]) -> History {
     out
 }
 
-fn request(rng: &mut StdRng) -> (Signable, Root) {
-    let signable = if rng.gen_bool(0.35) {
-        Signable::Block {
+fn request(rng: &mut StdRng) -> (Slashable, Root) {
+    let slashable = if rng.gen_bool(0.35) {
+        Slashable::Block {
             slot: rng.gen_range(0..32),
         }
     } else {
@@ -90,12 +90,12 @@ fn request(rng: &mut StdRng) -> (Signable, Root) {
         } else {
             s.saturating_sub(rng.gen_range(1..3))
         };
-        Signable::Attestation {
+        Slashable::Attestation {
             source_epoch: s,
             target_epoch: t,
         }
     };
-    (signable, root(rng.gen_range(1..4)))
+    (slashable, root(rng.gen_range(1..4)))
 }
 
 /// One case; returns the decisions taken (all three backends agreeing on each), or the first
@@ -131,13 +131,13 @@ async fn run_case<A: SlashingStore, B: SlashingStore>(
             reference = import_into(reference, &doc);
             imported.push(doc);
         }
-        let (signable, signing_root) = request(&mut rng);
-        asked.push(signable);
-        let want = rules::check_and_record(&mut reference, signable, &signing_root);
+        let (slashable, signing_root) = request(&mut rng);
+        asked.push(slashable);
+        let want = rules::check_and_record(&mut reference, slashable, &signing_root);
         let check = Check {
             pubkey: pk,
             genesis_validators_root: GVR,
-            signable,
+            slashable,
             signing_root,
         };
         decided.push(want);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use common::*;
 use signward_core::bytes::{PublicKeyBytes, Root};
 use signward_slashing::store::ImportReport;
-use signward_slashing::{Check, Decision, Refusal, Signable, SlashingError, SlashingStore};
+use signward_slashing::{Check, Decision, Refusal, Slashable, SlashingError, SlashingStore};
 
 const GVR: Root = signward_core::bytes::FixedBytes([7u8; 32]);
 
@@ -25,7 +25,7 @@ fn block(v: u8, slot: u64, r: u8) -> Check {
     Check {
         pubkey: pk(v),
         genesis_validators_root: GVR,
-        signable: Signable::Block { slot },
+        slashable: Slashable::Block { slot },
         signing_root: root(r),
     }
 }
@@ -34,7 +34,7 @@ fn att(v: u8, source: u64, target: u64, r: u8) -> Check {
     Check {
         pubkey: pk(v),
         genesis_validators_root: GVR,
-        signable: Signable::Attestation {
+        slashable: Slashable::Attestation {
             source_epoch: source,
             target_epoch: target,
         },
