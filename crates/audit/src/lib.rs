@@ -14,6 +14,7 @@
 //! requests share a transaction and an fsync. [`AuditLog::append`] returns only once the record is
 //! durable. Callers release nothing (no signature) until it has returned `Ok`.
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

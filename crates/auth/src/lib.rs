@@ -7,6 +7,7 @@
 //! * [`store`]: the credential file, reloaded when it changes.
 //! * [`limiter`]: failed attempts counted and limited per source address.
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod error;
 pub mod limiter;

@@ -14,7 +14,9 @@ use crate::AuthError;
 pub struct ServerSecret(Zeroizing<[u8; 32]>);
 
 impl ServerSecret {
-    pub fn bytes(&self) -> &[u8; 32] {
+    /// The secret itself, to key a MAC (credential fingerprints, the audit key). Named
+    /// `dangerous_` because the bytes are the server's root secret: never log, store or return them.
+    pub fn dangerous_bytes(&self) -> &[u8; 32] {
         &self.0
     }
 
@@ -60,7 +62,7 @@ mod tests {
             0o600
         );
         let b = ServerSecret::load_or_create(&p).unwrap();
-        assert_eq!(a.bytes(), b.bytes());
+        assert_eq!(a.dangerous_bytes(), b.dangerous_bytes());
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
         assert!(matches!(
             ServerSecret::load_or_create(&p),

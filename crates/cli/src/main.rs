@@ -1,5 +1,6 @@
 //! `signward`: parse the command line, set up logging, run the command.
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod cli;
 mod commands;

@@ -3,6 +3,7 @@
 //! and the SQLite ones share one group-commit writer ([`GroupCommit`]).
 
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod group_commit;
 pub use group_commit::{GroupCommit, WriterStopped};

@@ -38,7 +38,7 @@ impl EvmKey {
         self.address
     }
 
-    pub fn secret_bytes(&self) -> Zeroizing<[u8; 32]> {
+    pub fn dangerous_secret_bytes(&self) -> Zeroizing<[u8; 32]> {
         Zeroizing::new(self.signing.to_bytes().into())
     }
 

@@ -35,7 +35,7 @@ fn v3_keyfile_vectors() {
         }
         let key = r.unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(
-            hex::encode(key.secret_bytes().as_ref()),
+            hex::encode(key.dangerous_secret_bytes().as_ref()),
             case["priv"].as_str().unwrap(),
             "{name}"
         );

@@ -56,7 +56,7 @@ impl BlsKeypair {
 
     /// The secret as bytes, in a buffer wiped on drop. Only for encrypting it again
     /// (keystore export, vault); never log or return it.
-    pub fn secret_bytes(&self) -> Zeroizing<[u8; 32]> {
+    pub fn dangerous_secret_bytes(&self) -> Zeroizing<[u8; 32]> {
         Zeroizing::new(self.secret.to_bytes())
     }
 }
@@ -92,7 +92,7 @@ mod tests {
         assert!(verify(&k.public_key().0, &root.0, &sig.0));
         assert!(!verify(&k.public_key().0, &[8u8; 32], &sig.0));
         let dbg = format!("{k:?}");
-        assert!(!dbg.contains(&hex::encode(k.secret_bytes().as_ref())));
+        assert!(!dbg.contains(&hex::encode(k.dangerous_secret_bytes().as_ref())));
     }
 
     #[test]

@@ -438,7 +438,7 @@ impl Keystore {
         kdf.check(&KdfLimits::default())?;
         let pw = normalize(password);
         let dk = kdf.derive(pw.expose_secret())?;
-        let mut ciphertext = keypair.secret_bytes();
+        let mut ciphertext = keypair.dangerous_secret_bytes();
         let mut cipher = Aes128Ctr::new_from_slices(&dk[..16], iv)
             .map_err(|_| KeyError::MalformedKeystore("iv is not 16 bytes"))?;
         cipher.apply_keystream(ciphertext.as_mut());

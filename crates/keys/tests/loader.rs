@@ -124,7 +124,7 @@ fn key_configs_keystore_and_raw() {
         &format!(
             "type: file-keystore\nkeyType: BLS\nkeystoreFile: ../k1.json\nkeystorePasswordFile: ../k1.txt\n---\n\
              type: file-raw\nkeyType: BLS\nprivateKey: \"0x{}\"\n---\ntype: aws-kms\n",
-            hex::encode(k2.secret_bytes().as_ref())
+            hex::encode(k2.dangerous_secret_bytes().as_ref())
         ),
     );
     let sources = KeySources {

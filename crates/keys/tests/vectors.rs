@@ -29,7 +29,7 @@ fn pw(s: &str) -> SecretString {
 }
 
 fn secret_hex(k: &BlsKeypair) -> String {
-    format!("0x{}", hex::encode(k.secret_bytes().as_ref()))
+    format!("0x{}", hex::encode(k.dangerous_secret_bytes().as_ref()))
 }
 
 #[test]
@@ -269,7 +269,7 @@ fn encrypt_decrypt_round_trip_and_no_secret_in_errors() {
     let err = ks.decrypt(&pw("nope"), &KdfLimits::default()).unwrap_err();
     let text = format!("{err} {err:?}");
     assert!(!text.contains("nope"));
-    assert!(!text.contains(&hex::encode(key.secret_bytes().as_ref())));
+    assert!(!text.contains(&hex::encode(key.dangerous_secret_bytes().as_ref())));
 }
 
 fn hexarg(v: &Value) -> Vec<u8> {

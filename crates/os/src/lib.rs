@@ -2,6 +2,7 @@
 //! wrappers, so this crate too forbids `unsafe`.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use nix::sys::mman::{mlockall, MlockAllFlags};
 use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};

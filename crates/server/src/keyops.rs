@@ -117,8 +117,8 @@ impl NewKey {
 
     fn secret(&self) -> Zeroizing<Vec<u8>> {
         match self {
-            NewKey::Bls(k) => Zeroizing::new(k.secret_bytes().to_vec()),
-            NewKey::Evm(k) => Zeroizing::new(k.secret_bytes().to_vec()),
+            NewKey::Bls(k) => Zeroizing::new(k.dangerous_secret_bytes().to_vec()),
+            NewKey::Evm(k) => Zeroizing::new(k.dangerous_secret_bytes().to_vec()),
         }
     }
 

@@ -8,6 +8,7 @@
 //! runtime → the handler answers in JSON or text. Every failure leaves through
 //! [`error::ApiError`], which logs the detail and returns only a stable code.
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admission;
 pub mod api;

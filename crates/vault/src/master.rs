@@ -85,7 +85,7 @@ impl MasterKey {
     }
 
     /// The key that encrypts key records.
-    pub fn record_key(&self) -> Zeroizing<[u8; 32]> {
+    pub fn dangerous_record_key(&self) -> Zeroizing<[u8; 32]> {
         self.subkey(b"records")
     }
 
@@ -93,6 +93,7 @@ impl MasterKey {
     /// recombined key can be checked before it is used; it reveals nothing about the key.
     pub fn verifier(&self, vault_id: &str, generation: u64) -> [u8; 32] {
         let k = self.subkey(b"verifier");
+        #[allow(clippy::expect_used)] // HMAC takes a key of any length: this cannot fail.
         let mut mac =
             <Hmac<Sha256> as Mac>::new_from_slice(k.as_ref()).expect("HMAC accepts any key length");
         mac.update(vault_id.as_bytes());

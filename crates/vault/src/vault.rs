@@ -201,8 +201,8 @@ pub async fn rotate(
         verifier: new_master.verifier(&meta.vault_id, generation).to_vec(),
         version: meta.version,
     };
-    let old_key = old.record_key();
-    let new_key = new_master.record_key();
+    let old_key = old.dangerous_record_key();
+    let new_key = new_master.dangerous_record_key();
     let mut records = Vec::new();
     for k in store.keys().await? {
         let secret = record::open(&old_key, &meta.vault_id, k.kind, &k.key_id, &k.record)?;
@@ -324,9 +324,9 @@ impl Vault {
         }
     }
 
-    fn record_key(&self) -> Result<(Zeroizing<[u8; 32]>, VaultMeta), VaultError> {
+    fn dangerous_record_key(&self) -> Result<(Zeroizing<[u8; 32]>, VaultMeta), VaultError> {
         match &*self.lock() {
-            Inner::Unsealed { master, meta } => Ok((master.record_key(), meta.clone())),
+            Inner::Unsealed { master, meta } => Ok((master.dangerous_record_key(), meta.clone())),
             Inner::Sealed { .. } => Err(VaultError::Sealed),
         }
     }
@@ -334,7 +334,7 @@ impl Vault {
     /// Decrypt every stored key (enabled or not). Any record that fails authentication fails the
     /// whole call: a tampered vault is not half-loaded.
     pub async fn open_all(&self) -> Result<Vec<OpenedKey>, VaultError> {
-        let (key, meta) = self.record_key()?;
+        let (key, meta) = self.dangerous_record_key()?;
         let stored = self.store.keys().await?;
         let mut out = Vec::with_capacity(stored.len());
         for s in stored {
@@ -346,7 +346,7 @@ impl Vault {
 
     /// Encrypt and store keys; per key, `true` if stored, `false` if the id already existed.
     pub async fn store_keys(&self, keys: &[KeyToStore]) -> Result<Vec<bool>, VaultError> {
-        let (key, meta) = self.record_key()?;
+        let (key, meta) = self.dangerous_record_key()?;
         let mut new = Vec::with_capacity(keys.len());
         for k in keys {
             new.push(NewKey {

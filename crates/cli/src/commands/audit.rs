@@ -12,7 +12,7 @@ use crate::cli::AuditCommand;
 pub fn key(data_dir: &Path) -> anyhow::Result<AuditKey> {
     super::ensure_private_dir(data_dir)?;
     let secret = ServerSecret::load_or_create(&data_dir.join("server.key"))?;
-    Ok(AuditKey::derive(secret.bytes()))
+    Ok(AuditKey::derive(secret.dangerous_bytes()))
 }
 
 /// The audit chains kept in `data_dir`: in the SQLite slashing database (the default, committed

@@ -198,7 +198,7 @@ async fn http_bench(
         let mut state = AppState::new(NetworkConfig::mainnet(), Protection::new(store, None));
         if with_auth_audit {
             let secret = ServerSecret::load_or_create(&data_dir.join("server.key"))?;
-            let audit_key = signward_audit::AuditKey::derive(secret.bytes());
+            let audit_key = signward_audit::AuditKey::derive(secret.dangerous_bytes());
             let instance_dir = data_dir.join(format!("instance-{i}"));
             super::ensure_private_dir(&instance_dir)?;
             state = state.with_gate(Gate::new(
@@ -215,7 +215,7 @@ async fn http_bench(
         let state = Arc::new(state);
         let copies = generated
             .iter()
-            .map(|k| BlsKeypair::from_secret_bytes(k.secret_bytes().as_ref()))
+            .map(|k| BlsKeypair::from_secret_bytes(k.dangerous_secret_bytes().as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
         state.keys.insert_all(copies);
         state.set_load_status(LoadStatus::Done {
@@ -455,7 +455,7 @@ pub fn unseal(keys: usize, db: &str, scrypt_sample: usize) -> anyhow::Result<()>
                 KeyToStore {
                     kind: KeyKind::Bls,
                     key_id: k.public_key().to_hex(),
-                    secret: zeroize::Zeroizing::new(k.secret_bytes().to_vec()),
+                    secret: zeroize::Zeroizing::new(k.dangerous_secret_bytes().to_vec()),
                     origin: "bench".into(),
                 }
             })
@@ -687,7 +687,7 @@ pub fn evm(
         let bearer = format!("Bearer {}", token.0.as_str());
         let db = signward_slashing::SlashingDb::open_with_audit(
             &format!("sqlite:{}", dir.join("slashing.sqlite").display()),
-            Some(signward_audit::AuditKey::derive(secret.bytes())),
+            Some(signward_audit::AuditKey::derive(secret.dangerous_bytes())),
         )
         .await?;
         let key = signward_evm::EvmKey::generate();
