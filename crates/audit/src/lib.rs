@@ -295,7 +295,7 @@ pub struct AuditLog {
 impl AuditLog {
     /// Open `<data_dir>/audit.sqlite` and start the writer.
     pub fn open(data_dir: &Path, key: AuditKey) -> Result<Self, AuditError> {
-        let path = data_dir.join("audit.sqlite");
+        let path = signward_os::DataDir::new(data_dir).audit_db();
         let mut conn = connect(&path)?;
         let jobs = GroupCommit::spawn("audit-writer", MAX_BATCH, move |batch: Vec<Job>| {
             let mut records: Vec<Record> = batch.iter().map(|(r, _)| r.clone()).collect();
@@ -356,7 +356,7 @@ pub fn open_existing(path: &Path) -> Result<Connection, AuditError> {
 
 /// Append from a command (no running writer needed; takes the same SQLite lock).
 pub fn append_now(data_dir: &Path, key: &AuditKey, mut record: Record) -> Result<(), AuditError> {
-    let mut c = connect(&data_dir.join("audit.sqlite"))?;
+    let mut c = connect(&signward_os::DataDir::new(data_dir).audit_db())?;
     let t = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     append_batch(&t, key, OWN_FILE, std::slice::from_mut(&mut record))?;
     t.commit()?;
@@ -379,7 +379,7 @@ pub enum Verdict {
 
 /// Verify the whole chain of `<data_dir>/audit.sqlite`.
 pub fn verify(data_dir: &Path, key: &AuditKey) -> Result<Verdict, AuditError> {
-    let path: PathBuf = data_dir.join("audit.sqlite");
+    let path: PathBuf = signward_os::DataDir::new(data_dir).audit_db();
     verify_in(&connect(&path)?, key, OWN_FILE)
 }
 
@@ -448,7 +448,11 @@ pub struct Filter {
 
 /// Records of `<data_dir>/audit.sqlite` matching `f`, oldest first, with their sequence numbers.
 pub fn query(data_dir: &Path, f: &Filter) -> Result<Vec<(i64, Record)>, AuditError> {
-    query_in(&connect(&data_dir.join("audit.sqlite"))?, OWN_FILE, f)
+    query_in(
+        &connect(&signward_os::DataDir::new(data_dir).audit_db())?,
+        OWN_FILE,
+        f,
+    )
 }
 
 /// Records in tables `t` of `c` matching `f`.

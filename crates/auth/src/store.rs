@@ -179,7 +179,7 @@ pub struct CredentialFile {
 impl CredentialFile {
     pub fn new(data_dir: &Path) -> Self {
         CredentialFile {
-            path: data_dir.join("tokens.json"),
+            path: signward_os::DataDir::new(data_dir).tokens(),
         }
     }
 
@@ -388,7 +388,7 @@ fn index(f: File) -> Index {
 
 impl TokenStore {
     pub fn open(data_dir: &Path, secret: ServerSecret) -> Result<Self, AuthError> {
-        let path = data_dir.join("tokens.json");
+        let path = signward_os::DataDir::new(data_dir).tokens();
         let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
         let map = index(read_file(&path)?);
         Ok(TokenStore {

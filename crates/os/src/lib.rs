@@ -116,4 +116,7 @@ pub fn euid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
 
+pub mod data_dir;
 pub mod fs;
+
+pub use data_dir::DataDir;

@@ -1,5 +1,6 @@
 //! `signward audit verify|query`.
 
+use signward_os::DataDir;
 use std::path::Path;
 
 use anyhow::bail;
@@ -11,7 +12,7 @@ use crate::cli::AuditCommand;
 /// The audit chain key, from the server secret in `data_dir`.
 pub fn key(data_dir: &Path) -> anyhow::Result<AuditKey> {
     super::ensure_private_dir(data_dir)?;
-    let secret = ServerSecret::load_or_create(&data_dir.join("server.key"))?;
+    let secret = ServerSecret::load_or_create(&DataDir::new(data_dir).server_key())?;
     Ok(AuditKey::derive(secret.dangerous_bytes()))
 }
 
@@ -19,14 +20,14 @@ pub fn key(data_dir: &Path) -> anyhow::Result<AuditKey> {
 /// with the checks) and/or in `audit.sqlite` (used with a PostgreSQL slashing database).
 fn logs(data_dir: &Path) -> anyhow::Result<Vec<(String, rusqlite::Connection, Tables)>> {
     let mut out = Vec::new();
-    let shared = data_dir.join("slashing.sqlite");
+    let shared = DataDir::new(data_dir).slashing_db();
     if shared.exists() {
         let c = signward_audit::open_existing(&shared)?;
         if signward_audit::has_tables(&c, WITH_SLASHING)? {
             out.push((shared.display().to_string(), c, WITH_SLASHING));
         }
     }
-    let own = data_dir.join("audit.sqlite");
+    let own = DataDir::new(data_dir).audit_db();
     if own.exists() {
         let c = signward_audit::open_existing(&own)?;
         if signward_audit::has_tables(&c, OWN_FILE)? {
@@ -59,7 +60,7 @@ pub fn verify_all(data_dir: &Path) -> anyhow::Result<Vec<(String, Result<u64, St
 /// Append an event from a command to the chain the server writes to.
 pub fn append_event(data_dir: &Path, record: signward_audit::Record) -> anyhow::Result<()> {
     let key = key(data_dir)?;
-    let shared = data_dir.join("slashing.sqlite");
+    let shared = DataDir::new(data_dir).slashing_db();
     let in_slashing = shared.exists()
         && signward_audit::has_tables(&signward_audit::open_existing(&shared)?, WITH_SLASHING)?;
     if in_slashing {

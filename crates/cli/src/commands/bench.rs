@@ -1,5 +1,6 @@
 //! `signward bench`: figures for docs/benchmarks.md, measured in one run beside raw blst.
 
+use signward_os::DataDir;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -168,7 +169,7 @@ async fn http_bench(
 ) -> anyhow::Result<(f64, u32, u32, u64, u64)> {
     // With auth and audit: a token with the sign scope, sent as a Bearer header.
     let bearer = if with_auth_audit {
-        let secret = ServerSecret::load_or_create(&data_dir.join("server.key"))?;
+        let secret = ServerSecret::load_or_create(&DataDir::new(data_dir).server_key())?;
         let policy = Policy {
             scopes: [Scope::Sign].into(),
             ..Default::default()
@@ -197,7 +198,7 @@ async fn http_bench(
         let shared_audit = store.audit_store().is_some();
         let mut state = AppState::new(NetworkConfig::mainnet(), Protection::new(store, None));
         if with_auth_audit {
-            let secret = ServerSecret::load_or_create(&data_dir.join("server.key"))?;
+            let secret = ServerSecret::load_or_create(&DataDir::new(data_dir).server_key())?;
             let audit_key = signward_audit::AuditKey::derive(secret.dangerous_bytes());
             let instance_dir = data_dir.join(format!("instance-{i}"));
             super::ensure_private_dir(&instance_dir)?;
@@ -676,7 +677,7 @@ pub fn evm(
     let tmp = tempfile::tempdir()?;
     let (rate, p50, p99, errors, total) = runtime.block_on(async {
         let dir = tmp.path();
-        let secret = ServerSecret::load_or_create(&dir.join("server.key"))?;
+        let secret = ServerSecret::load_or_create(&DataDir::new(dir).server_key())?;
         let bot = Policy {
             scopes: [Scope::Evm].into(),
             evm_keys: signward_auth::EvmKeys::All,
@@ -686,7 +687,7 @@ pub fn evm(
         let token = CredentialFile::new(dir).create(&secret, "bot", bot)?;
         let bearer = format!("Bearer {}", token.0.as_str());
         let db = signward_slashing::SlashingDb::open_with_audit(
-            &format!("sqlite:{}", dir.join("slashing.sqlite").display()),
+            &DataDir::sqlite_url(&DataDir::new(dir).slashing_db()),
             Some(signward_audit::AuditKey::derive(secret.dangerous_bytes())),
         )
         .await?;
@@ -709,7 +710,7 @@ contracts = [{ address = "0x2222222222222222222222222222222222222222", selectors
             policy_text.push_str("spend_window = { window_secs = 86400, max_total_wei = \"1000000000000000000000000\", max_count = 100000000 }\n");
         }
         let policy = signward_policy::Policy::from_toml(&policy_text)?;
-        let ledger = signward_evm::ledger::SpendLedger::open(&format!("sqlite:{}", dir.join("evm.sqlite").display())).await?;
+        let ledger = signward_evm::ledger::SpendLedger::open(&DataDir::sqlite_url(&DataDir::new(dir).evm_ledger())).await?;
         let mut state = AppState::new(NetworkConfig::mainnet(), Protection::new(db, None)).with_audit_in_slashing_db();
         state = state.with_gate(Gate::new(
             TokenStore::open(dir, secret)?,

@@ -1,6 +1,7 @@
 //! `signward doctor`: check the host and the configuration the service runs with, print a
 //! pass/warn/fail table with a fix for each finding, and exit 1 on any failure.
 
+use signward_os::DataDir;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
@@ -87,17 +88,10 @@ fn data_dir(r: &mut Report, dir: &Path) {
 }
 
 fn secret_files(r: &mut Report, s: &ServeArgs) {
-    let mut files: Vec<std::path::PathBuf> = [
-        "server.key",
-        "tokens.json",
-        "vault.sqlite",
-        "slashing.sqlite",
-        "evm.sqlite",
-        "audit.sqlite",
-    ]
-    .iter()
-    .map(|f| s.data_dir.join(f))
-    .collect();
+    let mut files: Vec<std::path::PathBuf> = signward_os::data_dir::FILES
+        .iter()
+        .map(|f| s.data_dir.join(f))
+        .collect();
     for p in [
         &s.keystores_password_file,
         &s.evm_keyfiles_password_file,
@@ -401,7 +395,7 @@ fn chain_clock(r: &mut Report, s: &ServeArgs) {
 }
 
 fn audit(r: &mut Report, dir: &Path) {
-    if !dir.join("server.key").exists() {
+    if !DataDir::new(dir).server_key().exists() {
         return r.add(
             "audit chain",
             Status::Warn,

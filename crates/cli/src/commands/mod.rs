@@ -85,13 +85,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
 
 /// Create a directory (and parents) with mode 0700 if it does not exist.
 pub(crate) fn ensure_private_dir(path: &std::path::Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    if !path.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(path)
-            .map_err(|e| anyhow::anyhow!("cannot create directory {}: {e}", path.display()))?;
-    }
-    Ok(())
+    signward_os::DataDir::new(path)
+        .ensure_private()
+        .map_err(|e| anyhow::anyhow!("cannot create directory {}: {e}", path.display()))
 }

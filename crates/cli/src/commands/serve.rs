@@ -1,5 +1,6 @@
 //! `signward serve`: bind, load keys in the background, serve until SIGTERM/SIGINT.
 
+use signward_os::DataDir;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -445,7 +446,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let ledger_url = if vault_url.starts_with("postgres") {
             vault_url.clone()
         } else {
-            format!("sqlite:{}", args.data_dir.join("evm.sqlite").display())
+            DataDir::sqlite_url(&DataDir::new(&args.data_dir).evm_ledger())
         };
         let ledger = signward_evm::ledger::SpendLedger::open(&ledger_url).await.context("opening the EVM spend ledger")?;
         let mut state = AppState::new(network, Protection::new(db, clock).with_clock_status(clock_report)).with_vault(vault);
@@ -475,7 +476,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         if args.insecure_disable_auth {
             tracing::warn!("AUTHENTICATION DISABLED (--insecure-disable-auth): any local process can sign with every key");
         } else {
-            let secret = ServerSecret::load_or_create(&args.data_dir.join("server.key"))?;
+            let secret = ServerSecret::load_or_create(&DataDir::new(&args.data_dir).server_key())?;
             let tokens = TokenStore::open(&args.data_dir, secret)?;
             if tokens.is_empty() {
                 tracing::warn!("no credentials exist yet: every request but /upcheck will be refused; create one with `signward token create`");

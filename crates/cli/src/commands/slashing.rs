@@ -1,5 +1,6 @@
 //! `signward slashing import|export|prune`, and opening the database from flags.
 
+use signward_os::DataDir;
 use std::path::Path;
 
 use anyhow::Context;
@@ -28,10 +29,7 @@ pub fn db_url(args: &SlashingDbArgs, data_dir: &Path) -> anyhow::Result<String> 
                 Ok(v.to_string())
             }
         },
-        None => Ok(format!(
-            "sqlite:{}",
-            data_dir.join("slashing.sqlite").display()
-        )),
+        None => Ok(DataDir::sqlite_url(&DataDir::new(data_dir).slashing_db())),
     }
 }
 

@@ -1,5 +1,6 @@
 //! `signward token create|list|revoke`.
 
+use signward_os::DataDir;
 use std::collections::BTreeSet;
 
 use anyhow::{bail, Context};
@@ -172,7 +173,7 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
                 );
                 return Ok(());
             }
-            let secret = ServerSecret::load_or_create(&data_dir.join("server.key"))?;
+            let secret = ServerSecret::load_or_create(&DataDir::new(&data_dir).server_key())?;
             let token = CredentialFile::new(&data_dir).create(&secret, &name, policy)?;
             audit_event(&data_dir, &name, "created", Some(scopes.join(",")))?;
             println!("{}", token.0.as_str());

@@ -1,5 +1,6 @@
 //! `signward init | unseal | seal | status | rekey | rotate`: the vault ceremonies.
 
+use signward_os::DataDir;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -24,10 +25,7 @@ pub fn vault_url(slashing: &SlashingDbArgs, data_dir: &Path) -> anyhow::Result<S
         return Ok(url);
     }
     super::ensure_private_dir(data_dir)?;
-    Ok(format!(
-        "sqlite:{}",
-        data_dir.join("vault.sqlite").display()
-    ))
+    Ok(DataDir::sqlite_url(&DataDir::new(data_dir).vault_db()))
 }
 
 fn prompt(label: &str) -> anyhow::Result<SecretString> {

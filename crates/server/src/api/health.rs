@@ -111,7 +111,7 @@ pub async fn healthcheck(State((state, _)): State<(Arc<AppState>, Limits)>) -> R
     });
     let audit_location = match &state.audit {
         None => "none",
-        Some(crate::state::Journal::Own(_)) => "audit.sqlite",
+        Some(crate::state::Journal::Own(_)) => signward_os::data_dir::AUDIT_DB,
         Some(crate::state::Journal::InSlashingDb) => "slashing-database",
     };
     // (Only embedded uses, such as the benchmarks, run without an audit log.)
