@@ -58,11 +58,6 @@ impl<J: Send + 'static> GroupCommit<J> {
     pub async fn submit(&self, job: J) -> Result<(), WriterStopped> {
         self.jobs.send(job).await.map_err(|_| WriterStopped)
     }
-
-    /// Queue a job from a thread that is not an async task (waits for room).
-    pub fn submit_blocking(&self, job: J) -> Result<(), WriterStopped> {
-        self.jobs.blocking_send(job).map_err(|_| WriterStopped)
-    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! How every signward store opens its database, in one place: the slashing database, the audit
 //! log, the vault and the EVM spend ledger all need the same durability and file permissions,
-//! and the SQLite ones share one group-commit writer ([`GroupCommit`]).
+//! and the SQLite stores that commit per request (slashing protection, the audit log, the spend
+//! ledger) each run their own writer thread of one type, [`GroupCommit`].
 
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]

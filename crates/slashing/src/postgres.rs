@@ -403,6 +403,12 @@ impl SlashingStore for PgStore {
     async fn check_and_record(&self, check: Check) -> Result<Decision, SlashingError> {
         let values = match check.slashable {
             Slashable::Block { slot } => to_i64(slot).map(|s| (0i16, s, 0)),
+            // Refused by the function as source_after_target, after the genesis and disabled
+            // checks, as SQLite and `rules` order it, however large the source is.
+            Slashable::Attestation {
+                source_epoch,
+                target_epoch,
+            } if source_epoch > target_epoch => Ok((1i16, 1, 0)),
             Slashable::Attestation {
                 source_epoch,
                 target_epoch,

@@ -18,9 +18,12 @@
 //! 5. an attestation whose target is at or below the lowest signed target is refused;
 //!
 //! and the slashing conditions themselves: no surround vote either way, and a source never after
-//! its target (checked before anything else). Chain pinning (genesis validators root), disabled
-//! validators and the chain-clock window are checked by the stores around these rules. An identical repeat (same slot or same source and target, same signing root) may
+//! its target (checked before anything else). Chain pinning (genesis validators root) and
+//! disabled validators are checked by the stores before these rules; the chain-clock window is
+//! checked by the signer before the store is asked. An identical repeat (same slot or same source and target, same signing root) may
 //! be signed again.
+
+use std::ops::Bound;
 
 use signward_core::bytes::Root;
 
@@ -63,7 +66,7 @@ pub fn is_double_vote(h: &History, source: i64, target: i64, root: &Root) -> boo
 /// A signed attestation surrounds this one (its source is lower and its target higher).
 pub fn is_surrounded(h: &History, source: i64, target: i64) -> bool {
     h.attestations
-        .range(target + 1..)
+        .range((Bound::Excluded(target), Bound::Unbounded))
         .any(|(_, (s, _))| *s < source)
 }
 

@@ -647,7 +647,7 @@ fn prune_all(
     slots_per_epoch: u64,
 ) -> Result<PruneReport, SlashingError> {
     let keep_epochs = to_i64(keep_epochs)?;
-    let keep_slots = to_i64(keep_epochs as u64 * slots_per_epoch)?;
+    let keep_slots = to_i64((keep_epochs as u64).saturating_mul(slots_per_epoch))?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Raise the watermarks to cover what is about to be deleted, then delete, set-based.
     tx.execute(

@@ -77,18 +77,28 @@ fn import_into(mut out: History, doc: &[u8]) -> History {
     out
 }
 
+/// A value at the edge of what the stores hold (`i64::MAX`) or beyond it.
+fn edge(rng: &mut StdRng) -> u64 {
+    [i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX][rng.gen_range(0..3)]
+}
+
 fn request(rng: &mut StdRng) -> (Slashable, Root) {
     let slashable = if rng.gen_bool(0.35) {
         Slashable::Block {
-            slot: rng.gen_range(0..32),
+            slot: if rng.gen_bool(0.02) {
+                edge(rng)
+            } else {
+                rng.gen_range(0..32)
+            },
         }
     } else {
-        // Mostly well-formed; sometimes a source after its target.
+        // Mostly well-formed; sometimes a source after its target, sometimes an edge value.
         let s = rng.gen_range(0u64..14);
-        let t = if rng.gen_bool(0.9) {
-            s + rng.gen_range(0u64..9)
-        } else {
-            s.saturating_sub(rng.gen_range(1..3))
+        let (s, t) = match rng.gen_range(0..100) {
+            0 => (edge(rng), s),
+            1 => (s, edge(rng)),
+            2..=11 => (s, s.saturating_sub(rng.gen_range(1..3))),
+            _ => (s, s + rng.gen_range(0u64..9)),
         };
         Slashable::Attestation {
             source_epoch: s,
@@ -99,37 +109,64 @@ fn request(rng: &mut StdRng) -> (Slashable, Root) {
 }
 
 /// One case; returns the decisions taken (all three backends agreeing on each), or the first
-/// disagreement. A disagreeing case still passes `halfway`, so the others are not held up.
-/// Halfway it waits at `halfway` while both stores are pruned, and prunes its reference too.
+/// disagreement or store error. A failing case still passes `halfway` (twice: the prune happens
+/// between), so the others are not held up and the failure is reported as it is.
 async fn run_case<A: SlashingStore, B: SlashingStore>(
     seed: u64,
     a: &A,
     b: &B,
     halfway: &tokio::sync::Barrier,
 ) -> Result<Vec<Decision>, String> {
+    let mut passed_halfway = false;
+    let result = case_steps(seed, a, b, halfway, &mut passed_halfway).await;
+    if !passed_halfway {
+        halfway.wait().await;
+        halfway.wait().await;
+    }
+    result
+}
+
+async fn case_steps<A: SlashingStore, B: SlashingStore>(
+    seed: u64,
+    a: &A,
+    b: &B,
+    halfway: &tokio::sync::Barrier,
+    passed_halfway: &mut bool,
+) -> Result<Vec<Decision>, String> {
+    let fail =
+        |what: &str, e: signward_slashing::SlashingError| format!("seed {seed}: {what}: {e}");
     let mut rng = StdRng::seed_from_u64(seed);
     let pk = pubkey(seed);
     let doc = document(&mut rng, &pk);
-    a.import(std::io::Cursor::new(doc.clone())).await.unwrap();
-    b.import(std::io::Cursor::new(doc.clone())).await.unwrap();
+    for s in [
+        a.import(std::io::Cursor::new(doc.clone())).await,
+        b.import(std::io::Cursor::new(doc.clone())).await,
+    ] {
+        s.map_err(|e| fail("import", e))?;
+    }
     let mut reference = import_into(History::default(), &doc);
     let mut asked = Vec::new();
     let mut imported = vec![doc];
     let mut decided = Vec::new();
     for i in 0..REQUESTS {
-        // Halfway, sometimes a second history arrives: its lowest records become floors, which
-        // is how watermarks without records below them come about.
         if i == REQUESTS / 2 {
+            // Every case waits here while both stores are pruned.
             halfway.wait().await;
             halfway.wait().await;
+            *passed_halfway = true;
             reference.prune(KEEP_EPOCHS, SLOTS_PER_EPOCH);
-        }
-        if i == REQUESTS / 2 && rng.gen_bool(0.5) {
-            let doc = document(&mut rng, &pk);
-            a.import(std::io::Cursor::new(doc.clone())).await.unwrap();
-            b.import(std::io::Cursor::new(doc.clone())).await.unwrap();
-            reference = import_into(reference, &doc);
-            imported.push(doc);
+            // Sometimes a second history arrives: its lowest records become floors.
+            if rng.gen_bool(0.5) {
+                let doc = document(&mut rng, &pk);
+                for s in [
+                    a.import(std::io::Cursor::new(doc.clone())).await,
+                    b.import(std::io::Cursor::new(doc.clone())).await,
+                ] {
+                    s.map_err(|e| fail("second import", e))?;
+                }
+                reference = import_into(reference, &doc);
+                imported.push(doc);
+            }
         }
         let (slashable, signing_root) = request(&mut rng);
         asked.push(slashable);
@@ -141,22 +178,23 @@ async fn run_case<A: SlashingStore, B: SlashingStore>(
             signing_root,
         };
         decided.push(want);
-        let got_a = a.check_and_record(check.clone()).await.unwrap();
-        let got_b = b.check_and_record(check).await.unwrap();
+        let got_a = a
+            .check_and_record(check.clone())
+            .await
+            .map_err(|e| fail("sqlite check", e))?;
+        let got_b = b
+            .check_and_record(check)
+            .await
+            .map_err(|e| fail("second store check", e))?;
         if got_a != want || got_b != want {
-            let failure = format!(
-                "seed {seed}: reference {want:?}, sqlite {got_a:?}, postgres {got_b:?}\n\
-             imported: {:?}\nrequests: {asked:?}\nreference history: {reference:?}",
+            return Err(format!(
+                "seed {seed}: reference {want:?}, sqlite {got_a:?}, second store {got_b:?}\n\
+                 imported: {:?}\nrequests: {asked:?}\nreference history: {reference:?}",
                 imported
                     .iter()
                     .map(|d| String::from_utf8_lossy(d))
                     .collect::<Vec<_>>()
-            );
-            if i < REQUESTS / 2 {
-                halfway.wait().await;
-                halfway.wait().await;
-            }
-            return Err(failure);
+            ));
         }
     }
     Ok(decided)
@@ -212,6 +250,7 @@ async fn stores_decide_as_the_reference() {
         "surround_vote",
         "below_watermark",
         "source_after_target",
+        "too_far_in_future",
     ] {
         assert!(seen.contains(want), "no case reached {want}: {seen:?}");
     }

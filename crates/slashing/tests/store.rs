@@ -576,42 +576,60 @@ async fn disable_enable_postgres() {
 }
 
 /// Checks race a disable: every check that was allowed is in the export taken after the disable
-/// returned, and every check decided after it is refused.
+/// returned, and every check started after it returned is refused.
 ///
-/// Workers on both instances keep checking new targets until each has been refused for the
-/// disable, so the race happens however the machine schedules them (a fixed set of timed checks
-/// could all finish before the disable on a loaded machine, and then nothing would race).
+/// Workers on both instances keep checking new targets (paced, so the disable is not starved of
+/// the SQLite write lock) until each has been refused for the disable, so the race happens
+/// however the machine schedules them: a fixed set of timed checks could all finish before the
+/// disable on a loaded machine, and then nothing would race.
 async fn disable_races_checks<S: SlashingStore + 'static>(s: Arc<S>, other: Arc<S>) {
-    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+    use std::time::Duration;
     const WORKERS: u64 = 8;
     const MAX_CHECKS: u64 = 100_000;
     assert_eq!(decide(&*s, att(11, 0, 1, 0)).await, Allowed);
     let next = Arc::new(AtomicU64::new(2));
     let done = Arc::new(AtomicUsize::new(0));
+    let disable_returned = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for w in 0..WORKERS {
         let st = if w % 2 == 0 { s.clone() } else { other.clone() };
-        let (next, done) = (next.clone(), done.clone());
+        let (next, done, returned) = (next.clone(), done.clone(), disable_returned.clone());
         workers.push(tokio::spawn(async move {
+            // (target, decision, started after the disable returned)
             let mut decided = Vec::new();
             loop {
                 let target = next.fetch_add(1, SeqCst);
                 assert!(target < MAX_CHECKS, "the disable never took effect");
+                let after = returned.load(SeqCst);
                 let d = st.check_and_record(att(11, 1, target, 1)).await.unwrap();
                 done.fetch_add(1, SeqCst);
                 let refused = d == Refused(Refusal::Disabled);
-                decided.push((target, d));
+                decided.push((target, d, after));
                 if refused {
                     return decided;
                 }
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }));
     }
     // Disable once checks are under way on both instances.
-    while done.load(SeqCst) < 20 {
-        tokio::time::sleep(std::time::Duration::from_micros(200)).await;
+    let under_way = async {
+        while done.load(SeqCst) < 20 {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(60), under_way)
+        .await
+        .is_err()
+    {
+        for w in workers {
+            w.await.unwrap(); // shows a worker's panic, if one stopped them
+        }
+        panic!("checks never got under way");
     }
     s.set_enabled(vec![pk(11)], false, false).await.unwrap();
+    disable_returned.store(true, SeqCst);
     let exported = export_json(&*s).await;
     let recorded: std::collections::HashSet<u64> = exported["data"][0]["signed_attestations"]
         .as_array()
@@ -621,10 +639,14 @@ async fn disable_races_checks<S: SlashingStore + 'static>(s: Arc<S>, other: Arc<
         .collect();
     let (mut allowed, mut disabled) = (0, 0);
     for w in workers {
-        for (target, d) in w.await.unwrap() {
+        for (target, d, after) in w.await.unwrap() {
             match d {
                 Allowed => {
                     allowed += 1;
+                    assert!(
+                        !after,
+                        "target {target} allowed though asked after the disable"
+                    );
                     assert!(
                         recorded.contains(&target),
                         "target {target} signed but not exported"
