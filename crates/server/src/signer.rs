@@ -199,14 +199,16 @@ async fn check_and_record(
     // With the audit chain in the SQLite slashing database, the record is committed in the
     // same transaction as the check: one fsync for both.
     let db_started = std::time::Instant::now();
-    let decided = match (state.audits_in_slashing_db(), protection.db.audit_store()) {
+    let decided = match (state.audits_in_slashing_db(), protection.db.journal_store()) {
         (true, Some(store)) => {
             let mut record = draft.record.clone();
             record.latency_us = Some(started.elapsed().as_micros() as u64);
-            let r = store.check_and_record_audited(check, record).await;
+            let r = store
+                .check_and_record_journaled(check, Box::new(record))
+                .await;
             if !matches!(
                 r,
-                Err(signward_slashing::SlashingError::Audit(_))
+                Err(signward_slashing::SlashingError::Journal(_))
                     | Err(signward_slashing::SlashingError::Storage(_))
                     | Err(signward_slashing::SlashingError::WriterGone)
             ) {

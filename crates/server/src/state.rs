@@ -370,9 +370,10 @@ impl AppState {
     }
 
     /// Record every decision in the SQLite slashing database, in the same transactions as the
-    /// checks. Ignored unless that database was opened with an audit key.
+    /// checks. Ignored unless that database was opened with the audit journal
+    /// ([`crate::audit_journal::AuditInSlashingDb`]).
     pub fn with_audit_in_slashing_db(mut self) -> Self {
-        if self.protection.db.audit_store().is_some() {
+        if self.protection.db.journal_store().is_some() {
             self.audit = Some(Journal::InSlashingDb);
         }
         self
@@ -388,8 +389,11 @@ impl AppState {
         let r = match &self.audit {
             None => Ok(()),
             Some(Journal::Own(log)) => log.append(record).await.map_err(|e| e.to_string()),
-            Some(Journal::InSlashingDb) => match self.protection.db.audit_store() {
-                Some(s) => s.append_audit(record).await.map_err(|e| e.to_string()),
+            Some(Journal::InSlashingDb) => match self.protection.db.journal_store() {
+                Some(s) => s
+                    .append_journal(Box::new(record))
+                    .await
+                    .map_err(|e| e.to_string()),
                 None => Err("the slashing database does not carry the audit log".into()),
             },
         };

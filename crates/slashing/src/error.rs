@@ -13,8 +13,9 @@ pub enum SlashingError {
     Pool(String),
     #[error("slashing database transaction failed: {0}")]
     Storage(String),
-    #[error("audit record could not be written: {0}")]
-    Audit(String),
+    /// The caller's journal (the audit chain) could not be written in the check's transaction.
+    #[error("journal entry could not be written: {0}")]
+    Journal(String),
     #[error("the slashing database writer has stopped")]
     WriterGone,
     #[error("unsupported database URL (use sqlite:PATH or postgres://...)")]
@@ -49,7 +50,7 @@ impl SlashingError {
             SlashingError::Sqlite(_) => "sqlite",
             SlashingError::Postgres(_) | SlashingError::Pool(_) => "postgres",
             SlashingError::Storage(_) => "storage",
-            SlashingError::Audit(_) => "audit",
+            SlashingError::Journal(_) => "journal",
             SlashingError::WriterGone => "writer_gone",
             SlashingError::BadUrl => "bad_url",
             SlashingError::SchemaTooNew { .. } => "schema_too_new",

@@ -16,8 +16,6 @@ use signward_core::bytes::{PublicKeyBytes, Root, Uint64};
 use signward_db::GroupCommit;
 use tokio::sync::oneshot;
 
-use signward_audit::{AuditKey, Record, WITH_SLASHING};
-
 use crate::decision::{Check, Decision, Refusal, Slashable};
 use crate::history::{merge, History, MergeReport, Watermarks};
 use crate::interchange::{self, Event, SignedAttestation, SignedBlock, ValidatorHistory};
@@ -63,36 +61,46 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
+/// One entry for a [`TxJournal`]: opaque to slashing protection, which only carries it into the
+/// transaction of its check.
+pub type JournalEntry = Box<dyn std::any::Any + Send>;
+
+/// Rows another component writes in the same transaction as a batch of checks, so one commit
+/// (one fsync) covers a decision and the caller's record of it. signward's audit chain is the one
+/// user (`signward-server` implements it); slashing protection knows nothing of what is written.
+pub trait TxJournal: Send + 'static {
+    /// Create the journal's tables in this database. Called at every open: must be idempotent.
+    fn create(&self, conn: &Connection) -> Result<(), String>;
+    /// Write the batch's entries, in submission order, inside the open transaction. Each comes
+    /// with the decision taken for its check, or `None` for an entry journaled on its own. An
+    /// error rolls the whole batch back: no check in it is allowed, nothing in it is signed.
+    fn write(
+        &mut self,
+        conn: &Connection,
+        entries: Vec<(JournalEntry, Option<Decision>)>,
+    ) -> Result<(), String>;
+}
+
 enum Job {
     Check(
         Check,
-        Option<Record>,
+        Option<JournalEntry>,
         oneshot::Sender<Result<Decision, SlashingError>>,
     ),
-    Audit(Record, oneshot::Sender<Result<(), SlashingError>>),
+    Journal(JournalEntry, oneshot::Sender<Result<(), SlashingError>>),
 }
 
-/// Mark an audit record with the decision taken for it.
-fn stamp(record: &mut Record, decision: &Result<Decision, SlashingError>) {
-    match decision {
-        Ok(Decision::Allowed) | Ok(Decision::Repeat) => record.decision = "signed".into(),
-        Ok(Decision::Refused(r)) => {
-            record.decision = "refused".into();
-            record.reason = Some(r.code().into());
-        }
-        Err(e) => {
-            record.decision = "error".into();
-            record.reason = Some(e.class().into());
-        }
-    }
+enum Reply {
+    Check(oneshot::Sender<Result<Decision, SlashingError>>),
+    Journal(oneshot::Sender<Result<(), SlashingError>>),
 }
 
-/// SQLite slashing protection database, optionally carrying the audit chain in the same
-/// transactions (tables `audit_records`/`audit_head`), so one fsync commits both.
+/// SQLite slashing protection database, optionally carrying a caller's journal (the audit chain)
+/// in the same transactions, so one fsync commits both.
 pub struct SqliteStore {
     path: PathBuf,
     jobs: GroupCommit<Job>,
-    audits: bool,
+    journals: bool,
     /// For the one read a message that is not slashable needs (WAL: never blocks the writer).
     reader: std::sync::Arc<std::sync::Mutex<Connection>>,
 }
@@ -269,7 +277,7 @@ struct Writer {
     conn: Connection,
     ids: HashMap<PublicKeyBytes, i64>,
     gvr: Option<Root>,
-    audit: Option<AuditKey>,
+    journal: Option<Box<dyn TxJournal>>,
 }
 
 impl Writer {
@@ -313,48 +321,55 @@ impl Writer {
     }
 
     fn run_batch(&mut self, batch: Vec<Job>) {
-        let mut results: Vec<Result<Decision, SlashingError>> = Vec::with_capacity(batch.len());
-        let mut records: Vec<Record> = Vec::new();
-        let gvr_before = self.gvr;
-        let mut audit_failed = false;
-        let outcome = (|| -> Result<(), SlashingError> {
-            self.conn.execute_batch("BEGIN IMMEDIATE")?;
-            for job in &batch {
-                match job {
-                    Job::Check(check, record, _) => {
-                        let r = Ok(self.decide_one(check)?);
-                        if let Some(record) = record {
-                            let mut record = record.clone();
-                            stamp(&mut record, &r);
-                            records.push(record);
-                        }
-                        results.push(r);
-                    }
-                    Job::Audit(record, _) => {
-                        records.push(record.clone());
-                        results.push(Ok(Decision::Allowed));
-                    }
+        // The jobs' entries move into the journal; their reply channels stay here.
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut pending = Vec::with_capacity(batch.len());
+        for job in batch {
+            match job {
+                Job::Check(check, entry, reply) => {
+                    pending.push((Some(check), entry));
+                    replies.push(Reply::Check(reply));
+                }
+                Job::Journal(entry, reply) => {
+                    pending.push((None, Some(entry)));
+                    replies.push(Reply::Journal(reply));
                 }
             }
-            if let (Some(key), false) = (&self.audit, records.is_empty()) {
-                signward_audit::append_batch(&self.conn, key, WITH_SLASHING, &mut records)
-                    .map_err(|e| {
-                        audit_failed = true;
-                        SlashingError::Audit(e.to_string())
-                    })?;
+        }
+        let mut results: Vec<Decision> = Vec::with_capacity(replies.len());
+        let gvr_before = self.gvr;
+        let mut journal_failed = false;
+        let outcome = (|| -> Result<(), SlashingError> {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            let mut entries: Vec<(JournalEntry, Option<Decision>)> = Vec::new();
+            for (check, entry) in pending {
+                let decision = match &check {
+                    Some(check) => Some(self.decide_one(check)?),
+                    None => None,
+                };
+                results.push(decision.unwrap_or(Decision::Allowed));
+                if let Some(entry) = entry {
+                    entries.push((entry, decision));
+                }
+            }
+            if let (Some(journal), false) = (&mut self.journal, entries.is_empty()) {
+                journal.write(&self.conn, entries).map_err(|e| {
+                    journal_failed = true;
+                    SlashingError::Journal(e)
+                })?;
             }
             self.conn.execute_batch("COMMIT")?;
             Ok(())
         })();
         match outcome {
             Ok(()) => {
-                for (job, r) in batch.into_iter().zip(results) {
-                    match job {
-                        Job::Check(_, _, reply) => {
-                            let _ = reply.send(r);
+                for (reply, r) in replies.into_iter().zip(results) {
+                    match reply {
+                        Reply::Check(reply) => {
+                            let _ = reply.send(Ok(r));
                         }
-                        Job::Audit(_, reply) => {
-                            let _ = reply.send(r.map(|_| ()));
+                        Reply::Journal(reply) => {
+                            let _ = reply.send(Ok(()));
                         }
                     }
                 }
@@ -364,21 +379,21 @@ impl Writer {
                 // Cached state may describe rows that were rolled back.
                 self.ids.clear();
                 self.gvr = gvr_before;
-                tracing::error!(error = %e, batch = batch.len(), "slashing database transaction failed; nothing in this batch is signed");
+                tracing::error!(error = %e, batch = replies.len(), "slashing database transaction failed; nothing in this batch is signed");
                 let msg = e.to_string();
                 let err = || {
-                    if audit_failed {
-                        SlashingError::Audit(msg.clone())
+                    if journal_failed {
+                        SlashingError::Journal(msg.clone())
                     } else {
                         SlashingError::Storage(msg.clone())
                     }
                 };
-                for job in batch {
-                    match job {
-                        Job::Check(_, _, reply) => {
+                for reply in replies {
+                    match reply {
+                        Reply::Check(reply) => {
                             let _ = reply.send(Err(err()));
                         }
-                        Job::Audit(_, reply) => {
+                        Reply::Journal(reply) => {
                             let _ = reply.send(Err(err()));
                         }
                     }
@@ -391,25 +406,27 @@ impl Writer {
 impl SqliteStore {
     /// Open or create the database at `path` (file mode 0600), migrate it, and start the writer.
     pub fn open(path: &Path) -> Result<Self, SlashingError> {
-        Self::open_with_audit(path, None)
+        Self::open_with_journal(path, None)
     }
 
-    /// As [`Self::open`]; with `audit`, the audit chain lives in this database and its records are
-    /// committed in the same transactions as the checks.
-    pub fn open_with_audit(path: &Path, audit: Option<AuditKey>) -> Result<Self, SlashingError> {
+    /// As [`Self::open`]; with `journal`, the journal's tables live in this database and its
+    /// entries are committed in the same transactions as the checks.
+    pub fn open_with_journal(
+        path: &Path,
+        journal: Option<Box<dyn TxJournal>>,
+    ) -> Result<Self, SlashingError> {
         let mut conn = connect(path)?;
         migrate(&mut conn)?;
-        if audit.is_some() {
-            signward_audit::create_tables(&conn, WITH_SLASHING)
-                .map_err(|e| SlashingError::Audit(e.to_string()))?;
+        if let Some(j) = &journal {
+            j.create(&conn).map_err(SlashingError::Journal)?;
         }
-        let audits = audit.is_some();
+        let journals = journal.is_some();
         let gvr = read_gvr(&conn)?;
         let mut writer = Writer {
             conn,
             ids: HashMap::new(),
             gvr,
-            audit,
+            journal,
         };
         let jobs = GroupCommit::spawn("slashing-writer", MAX_BATCH, move |batch| {
             writer.run_batch(batch)
@@ -417,14 +434,14 @@ impl SqliteStore {
         Ok(SqliteStore {
             path: path.to_path_buf(),
             jobs,
-            audits,
+            journals,
             reader: std::sync::Arc::new(std::sync::Mutex::new(connect(path)?)),
         })
     }
 
-    /// True when the audit chain is kept in this database.
-    pub fn audits(&self) -> bool {
-        self.audits
+    /// True when a journal is kept in this database.
+    pub fn journals(&self) -> bool {
+        self.journals
     }
 
     /// The database file.
@@ -432,31 +449,31 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Check and record, and commit `record` (stamped with the decision) in the same
-    /// transaction. Needs [`Self::open_with_audit`].
-    pub async fn check_and_record_audited(
+    /// Check and record, and hand `entry` with the decision to the journal in the same
+    /// transaction. Needs [`Self::open_with_journal`] (without a journal the entry is dropped).
+    pub async fn check_and_record_journaled(
         &self,
         check: Check,
-        record: Record,
+        entry: JournalEntry,
     ) -> Result<Decision, SlashingError> {
         let (reply, rx) = oneshot::channel();
         self.jobs
-            .submit(Job::Check(check, Some(record), reply))
+            .submit(Job::Check(check, Some(entry), reply))
             .await
             .map_err(|_| SlashingError::WriterGone)?;
         rx.await.map_err(|_| SlashingError::WriterGone)?
     }
 
-    /// Append an audit record, group-committed with the checks of the same moment.
-    pub async fn append_audit(&self, record: Record) -> Result<(), SlashingError> {
-        if !self.audits {
-            return Err(SlashingError::Audit(
-                "this database does not carry the audit log".into(),
+    /// Journal an entry on its own, group-committed with the checks of the same moment.
+    pub async fn append_journal(&self, entry: JournalEntry) -> Result<(), SlashingError> {
+        if !self.journals {
+            return Err(SlashingError::Journal(
+                "this database does not carry a journal".into(),
             ));
         }
         let (reply, rx) = oneshot::channel();
         self.jobs
-            .submit(Job::Audit(record, reply))
+            .submit(Job::Journal(entry, reply))
             .await
             .map_err(|_| SlashingError::WriterGone)?;
         rx.await.map_err(|_| SlashingError::WriterGone)?

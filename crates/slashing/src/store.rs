@@ -158,21 +158,22 @@ impl SlashingDb {
         }
     }
 
-    /// Open as [`Self::open`]; for SQLite with `audit`, the audit chain is kept in the same
-    /// database and committed with the checks (PostgreSQL ignores it: keep a separate log).
-    pub async fn open_with_audit(
+    /// Open as [`Self::open`]; for SQLite with `journal`, the journal (the audit chain) is kept
+    /// in the same database and committed with the checks (PostgreSQL ignores it: the caller
+    /// keeps its journal elsewhere).
+    pub async fn open_with_journal(
         url: &str,
-        audit: Option<signward_audit::AuditKey>,
+        journal: Option<Box<dyn crate::sqlite::TxJournal>>,
     ) -> Result<Self, SlashingError> {
-        match (url.strip_prefix("sqlite:"), audit) {
-            (Some(path), Some(key)) => {
+        match (url.strip_prefix("sqlite:"), journal) {
+            (Some(path), Some(journal)) => {
                 let path = path.strip_prefix("//").unwrap_or(path);
                 if path.is_empty() {
                     return Err(SlashingError::BadUrl);
                 }
                 let path = std::path::PathBuf::from(path);
                 let store = tokio::task::spawn_blocking(move || {
-                    SqliteStore::open_with_audit(&path, Some(key))
+                    SqliteStore::open_with_journal(&path, Some(journal))
                 })
                 .await
                 .map_err(|_| SlashingError::WriterGone)??;
@@ -182,10 +183,10 @@ impl SlashingDb {
         }
     }
 
-    /// The SQLite store when it carries the audit chain.
-    pub fn audit_store(&self) -> Option<&SqliteStore> {
+    /// The SQLite store when it carries a journal.
+    pub fn journal_store(&self) -> Option<&SqliteStore> {
         match self {
-            SlashingDb::Sqlite(s) if s.audits() => Some(s),
+            SlashingDb::Sqlite(s) if s.journals() => Some(s),
             _ => None,
         }
     }

@@ -195,7 +195,7 @@ async fn http_bench(
         } else {
             super::slashing::open(db, data_dir).await?
         };
-        let shared_audit = store.audit_store().is_some();
+        let shared_audit = store.journal_store().is_some();
         let mut state = AppState::new(NetworkConfig::mainnet(), Protection::new(store, None));
         if with_auth_audit {
             let secret = ServerSecret::load_or_create(&DataDir::new(data_dir).server_key())?;
@@ -686,9 +686,11 @@ pub fn evm(
         };
         let token = CredentialFile::new(dir).create(&secret, "bot", bot)?;
         let bearer = format!("Bearer {}", token.0.as_str());
-        let db = signward_slashing::SlashingDb::open_with_audit(
+        let db = signward_slashing::SlashingDb::open_with_journal(
             &DataDir::sqlite_url(&DataDir::new(dir).slashing_db()),
-            Some(signward_audit::AuditKey::derive(secret.dangerous_bytes())),
+            Some(signward_server::audit_journal::AuditInSlashingDb::boxed(
+                signward_audit::AuditKey::derive(secret.dangerous_bytes()),
+            )),
         )
         .await?;
         let key = signward_evm::EvmKey::generate();

@@ -439,7 +439,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             args.slashing_protection_pruning_epochs_to_keep,
             args.slashing_protection_pruning_interval,
         ));
-        let audit_in_slashing_db = db.audit_store().is_some();
+        let audit_in_slashing_db = db.journal_store().is_some();
         let vault_store = signward_vault::VaultStore::open(&vault_url).await.context("opening the vault database")?;
         let vault = VaultRuntime::new(signward_vault::Vault::new(vault_store)).await.context("reading the vault")?;
         let vault_initialized = vault.is_initialized();

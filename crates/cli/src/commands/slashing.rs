@@ -39,7 +39,8 @@ pub async fn open_with_audit(args: &SlashingDbArgs, data_dir: &Path) -> anyhow::
     if url.starts_with("sqlite:") {
         super::ensure_private_dir(data_dir)?;
         let key = super::audit::key(data_dir)?;
-        return SlashingDb::open_with_audit(&url, Some(key))
+        let journal = signward_server::audit_journal::AuditInSlashingDb::boxed(key);
+        return SlashingDb::open_with_journal(&url, Some(journal))
             .await
             .context("opening the slashing protection database");
     }
