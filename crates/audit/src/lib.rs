@@ -16,6 +16,9 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod vocabulary;
+pub use vocabulary::{Event, Outcome};
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -62,7 +65,7 @@ pub struct Record {
     /// Unix time in milliseconds (set by [`AuditLog::append`] when zero).
     #[serde(default)]
     pub time_ms: u64,
-    /// `sign`, `access`, `token`, ...
+    /// An [`Event`]'s string (kept as text so any stored log can be read back).
     pub event: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
@@ -83,7 +86,7 @@ pub struct Record {
     pub target_epoch: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_root: Option<String>,
-    /// `signed`, `refused`, `denied`, `error`, `created`, `revoked`, ...
+    /// An [`Outcome`]'s string.
     pub decision: String,
     /// Stable reason code for refusals and errors.
     #[serde(default, skip_serializing_if = "Option::is_none")]

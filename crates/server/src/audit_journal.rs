@@ -4,16 +4,16 @@
 //! records without knowing what they are ([`signward_slashing::sqlite::TxJournal`]); this module
 //! is where a slashing decision becomes an audit record.
 
-use signward_audit::{AuditKey, Record, WITH_SLASHING};
+use signward_audit::{AuditKey, Outcome, Record, WITH_SLASHING};
 use signward_slashing::sqlite::{JournalEntry, TxJournal};
 use signward_slashing::Decision;
 
 /// The one mapping from a slashing decision to the audit vocabulary.
 pub fn stamp(record: &mut Record, decision: Decision) {
     match decision {
-        Decision::Allowed | Decision::Repeat => record.decision = "signed".into(),
+        Decision::Allowed | Decision::Repeat => record.decision = Outcome::Signed.into(),
         Decision::Refused(r) => {
-            record.decision = "refused".into();
+            record.decision = Outcome::Refused.into();
             record.reason = Some(r.code().into());
         }
     }

@@ -112,11 +112,11 @@ pub async fn canary_hit(
     let hits = state.canaries.hits.fetch_add(1, Ordering::Relaxed) + 1;
     tracing::error!(key = %key, caller = %who, operation = %operation, hits, action = ?state.canaries.action, "CANARY KEY REQUESTED: someone is using a key that must never be used");
     let record = signward_audit::Record {
-        event: "canary".into(),
+        event: signward_audit::Event::Canary.into(),
         caller: Some(who.to_string()),
         key: Some(key.to_string()),
         operation: Some(operation.to_string()),
-        decision: "refused".into(),
+        decision: signward_audit::Outcome::Refused.into(),
         reason: Some("canary_key".into()),
         ..Default::default()
     };
@@ -135,7 +135,13 @@ pub async fn canary_hit(
             {
                 tracing::error!(error = %e, "halted in memory, but the halt could not be persisted");
             }
-            audit_control(state, "-", "halted", Some(format!("canary key {key}"))).await;
+            audit_control(
+                state,
+                "-",
+                signward_audit::Outcome::Halted,
+                Some(format!("canary key {key}")),
+            )
+            .await;
         }
         CanaryAction::Seal => crate::vault::seal(state, "-", "canary").await,
         CanaryAction::Suspend | CanaryAction::Alert => {}
@@ -155,10 +161,10 @@ async fn suspend(state: &Arc<AppState>, caller: Option<&Caller>, key: &str) {
         Ok(_) => {
             tracing::error!(caller = %c.name, "credential SUSPENDED after a canary hit; `signward token reinstate` lifts it");
             let record = signward_audit::Record {
-                event: "token".into(),
+                event: signward_audit::Event::Token.into(),
                 caller: Some(c.name.clone()),
                 key: Some(key.to_string()),
-                decision: "suspended".into(),
+                decision: signward_audit::Outcome::Suspended.into(),
                 reason: Some("canary_key".into()),
                 ..Default::default()
             };
@@ -182,7 +188,7 @@ async fn suspend(state: &Arc<AppState>, caller: Option<&Caller>, key: &str) {
             audit_control(
                 state,
                 "-",
-                "halted",
+                signward_audit::Outcome::Halted,
                 Some("canary suspension failed".into()),
             )
             .await;
@@ -191,9 +197,14 @@ async fn suspend(state: &Arc<AppState>, caller: Option<&Caller>, key: &str) {
 }
 
 /// Audit a halt or resume.
-pub async fn audit_control(state: &AppState, caller: &str, decision: &str, reason: Option<String>) {
+pub async fn audit_control(
+    state: &AppState,
+    caller: &str,
+    decision: signward_audit::Outcome,
+    reason: Option<String>,
+) {
     let record = signward_audit::Record {
-        event: "halt".into(),
+        event: signward_audit::Event::Halt.into(),
         caller: Some(caller.to_string()),
         decision: decision.into(),
         reason,

@@ -90,10 +90,10 @@ impl DenialTally {
             .into_iter()
             .map(
                 |((ip, reason, caller), (count, first_ms))| signward_audit::Record {
-                    event: "access".into(),
+                    event: signward_audit::Event::Access.into(),
                     caller: Some(caller.unwrap_or_else(|| "-".into())),
                     peer: Some(ip.to_string()),
-                    decision: "denied".into(),
+                    decision: signward_audit::Outcome::Denied.into(),
                     reason: Some(reason.to_string()),
                     count: Some(count),
                     first_ms: Some(first_ms),

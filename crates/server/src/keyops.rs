@@ -3,6 +3,8 @@
 //! (`signward keys …`) and the Keymanager API.
 
 use std::collections::{HashMap, HashSet};
+
+use signward_audit::Outcome as AuditOutcome;
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -71,11 +73,11 @@ async fn audit_key(
     state: &AppState,
     caller: &str,
     key: &str,
-    decision: &str,
+    decision: AuditOutcome,
     reason: Option<String>,
 ) -> Result<(), ApiError> {
     let record = signward_audit::Record {
-        event: "key".into(),
+        event: signward_audit::Event::Key.into(),
         caller: Some(caller.to_string()),
         key: Some(key.to_string()),
         decision: decision.into(),
@@ -320,7 +322,7 @@ async fn store_and_load(
             continue;
         }
         let reason = format!("{origin} {}", k.kind().as_str());
-        audit_key(state, caller, &k.id(), "imported", Some(reason)).await?;
+        audit_key(state, caller, &k.id(), AuditOutcome::Imported, Some(reason)).await?;
         match k {
             NewKey::Bls(k) => bls.push(k),
             NewKey::Evm(k) => evm.push(k),
@@ -478,9 +480,9 @@ pub async fn manage(
         slashing_flag(false).await?;
     }
     let decision = match enabled {
-        Some(true) => "enabled",
-        Some(false) => "disabled",
-        None => "deleted",
+        Some(true) => AuditOutcome::Enabled,
+        Some(false) => AuditOutcome::Disabled,
+        None => AuditOutcome::Deleted,
     };
     audit_key(state, caller, &id, decision, None).await?;
     crate::vault::reconcile_locked(state, rt)
@@ -642,7 +644,7 @@ async fn delete_steps(
             return Err(ApiError::from(&e));
         }
         for pk in &deleting {
-            audit_key(state, caller, &pk.to_hex(), "deleted", None).await?;
+            audit_key(state, caller, &pk.to_hex(), AuditOutcome::Deleted, None).await?;
         }
     }
     let outcomes = outcomes

@@ -135,9 +135,14 @@ pub(crate) async fn reconcile_locked(
     Ok((added, removed))
 }
 
-async fn audit_vault(state: &AppState, caller: &str, decision: &str, reason: Option<String>) {
+async fn audit_vault(
+    state: &AppState,
+    caller: &str,
+    decision: signward_audit::Outcome,
+    reason: Option<String>,
+) {
     let record = signward_audit::Record {
-        event: "vault".into(),
+        event: signward_audit::Event::Vault.into(),
         caller: Some(caller.to_string()),
         decision: decision.into(),
         reason,
@@ -171,7 +176,7 @@ pub async fn submit_share(
                     audit_vault(
                         state,
                         caller,
-                        "unsealed",
+                        signward_audit::Outcome::Unsealed,
                         Some(format!("share {index}; {added} keys loaded")),
                     )
                     .await;
@@ -193,14 +198,20 @@ pub async fn submit_share(
             audit_vault(
                 state,
                 caller,
-                "share_accepted",
+                signward_audit::Outcome::ShareAccepted,
                 Some(format!("share {index}; {} of {}", p.submitted, p.threshold)),
             )
             .await;
         }
         Err(e) => {
             tracing::warn!(error = %e, "unseal share refused");
-            audit_vault(state, caller, "share_refused", Some(e.code().to_string())).await;
+            audit_vault(
+                state,
+                caller,
+                signward_audit::Outcome::ShareRefused,
+                Some(e.code().to_string()),
+            )
+            .await;
         }
     }
     result
@@ -209,7 +220,7 @@ pub async fn submit_share(
 /// Discard submitted shares.
 pub async fn reset(state: &Arc<AppState>, caller: &str) -> Result<(), VaultError> {
     runtime(state)?.vault.reset();
-    audit_vault(state, caller, "unseal_reset", None).await;
+    audit_vault(state, caller, signward_audit::Outcome::UnsealReset, None).await;
     Ok(())
 }
 
@@ -220,7 +231,13 @@ pub async fn seal(state: &Arc<AppState>, caller: &str, why: &str) {
         let n = state.keys.remove_origin(KeyOrigin::Vault)
             + state.evm.remove_origin(crate::evm::EvmOrigin::Vault);
         tracing::warn!(keys_wiped = n, reason = why, "vault sealed");
-        audit_vault(state, caller, "sealed", Some(why.to_string())).await;
+        audit_vault(
+            state,
+            caller,
+            signward_audit::Outcome::Sealed,
+            Some(why.to_string()),
+        )
+        .await;
     }
 }
 

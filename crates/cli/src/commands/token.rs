@@ -58,11 +58,11 @@ fn split_keys(list: &[String]) -> anyhow::Result<(Option<BTreeSet<PublicKeyBytes
 fn audit_event(
     data_dir: &std::path::Path,
     name: &str,
-    decision: &str,
+    decision: signward_audit::Outcome,
     detail: Option<String>,
 ) -> anyhow::Result<()> {
     let record = signward_audit::Record {
-        event: "token".into(),
+        event: signward_audit::Event::Token.into(),
         caller: Some(name.to_string()),
         decision: decision.into(),
         reason: detail,
@@ -152,7 +152,7 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
                 audit_event(
                     &data_dir,
                     &name,
-                    "created",
+                    signward_audit::Outcome::Created,
                     Some(format!("certificate; {}", scopes.join(","))),
                 )?;
                 eprintln!("created certificate credential {name}");
@@ -164,7 +164,7 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
                 audit_event(
                     &data_dir,
                     &name,
-                    "created",
+                    signward_audit::Outcome::Created,
                     Some(format!("source {}; {}", ranges.join(","), scopes.join(","))),
                 )?;
                 eprintln!(
@@ -175,7 +175,12 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
             }
             let secret = ServerSecret::load_or_create(&DataDir::new(&data_dir).server_key())?;
             let token = CredentialFile::new(&data_dir).create(&secret, &name, policy)?;
-            audit_event(&data_dir, &name, "created", Some(scopes.join(",")))?;
+            audit_event(
+                &data_dir,
+                &name,
+                signward_audit::Outcome::Created,
+                Some(scopes.join(",")),
+            )?;
             println!("{}", token.0.as_str());
             Ok(())
         }
@@ -190,13 +195,13 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
         }
         TokenCommand::Revoke { name, data_dir } => {
             CredentialFile::new(&data_dir).revoke(&name)?;
-            audit_event(&data_dir, &name, "revoked", None)?;
+            audit_event(&data_dir, &name, signward_audit::Outcome::Revoked, None)?;
             eprintln!("revoked {name}");
             Ok(())
         }
         TokenCommand::Reinstate { name, data_dir } => {
             if CredentialFile::new(&data_dir).set_suspended(&name, None)? {
-                audit_event(&data_dir, &name, "reinstated", None)?;
+                audit_event(&data_dir, &name, signward_audit::Outcome::Reinstated, None)?;
                 eprintln!("reinstated {name}; a running server accepts it again within a second");
             } else {
                 eprintln!("{name} was not suspended");

@@ -149,7 +149,7 @@ pub fn init(args: InitArgs) -> anyhow::Result<()> {
             "vault {} created: {} shares, {} needed to unseal. Give each operator their file; the master key was not written anywhere.",
             meta.vault_id, meta.share_count, meta.threshold
         );
-        audit(&args.data_dir, "initialized", format!("vault {} {}-of-{}", meta.vault_id, meta.threshold, meta.share_count));
+        audit(&args.data_dir, signward_audit::Outcome::Initialized, format!("vault {} {}-of-{}", meta.vault_id, meta.threshold, meta.share_count));
         Ok(())
     })
 }
@@ -204,7 +204,11 @@ fn ceremony(args: CeremonyArgs, rotate: bool) -> anyhow::Result<()> {
         );
         audit(
             &args.data_dir,
-            what,
+            if rotate {
+                signward_audit::Outcome::Rotated
+            } else {
+                signward_audit::Outcome::Rekeyed
+            },
             format!(
                 "generation {} {}-of-{}",
                 meta.generation, meta.threshold, meta.share_count
@@ -214,9 +218,9 @@ fn ceremony(args: CeremonyArgs, rotate: bool) -> anyhow::Result<()> {
     })
 }
 
-fn audit(data_dir: &Path, decision: &str, reason: String) {
+fn audit(data_dir: &Path, decision: signward_audit::Outcome, reason: String) {
     let record = signward_audit::Record {
-        event: "vault".into(),
+        event: signward_audit::Event::Vault.into(),
         caller: Some("cli".into()),
         decision: decision.into(),
         reason: Some(reason),

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use signward_audit::Outcome;
+
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -317,7 +319,8 @@ pub async fn halt(State((state, _)): St, caller: Who, body: Bytes) -> Response {
         .collect();
     let persisted = state.halt.halt(&format!("{reason} (by {who})"));
     tracing::warn!(caller = %who, reason = %reason, "signing HALTED");
-    crate::controls::audit_control(&state, &who, "halted", Some(reason)).await;
+    crate::controls::audit_control(&state, &who, signward_audit::Outcome::Halted, Some(reason))
+        .await;
     match persisted {
         Ok(()) => Json(json!({"halted": true})).into_response(),
         Err(e) => {
@@ -333,7 +336,8 @@ pub async fn resume(State((state, _)): St, caller: Who) -> Response {
     match state.halt.resume() {
         Ok(()) => {
             tracing::warn!(caller = %who, "signing resumed");
-            crate::controls::audit_control(&state, &who, "resumed", None).await;
+            crate::controls::audit_control(&state, &who, signward_audit::Outcome::Resumed, None)
+                .await;
             Json(json!({"halted": false})).into_response()
         }
         Err(e) => {
@@ -366,12 +370,12 @@ pub async fn reload(State((state, _)): St, caller: Who) -> Response {
     let who = name(&caller);
     let started = crate::reload::start(&state, crate::reload::Trigger::Api);
     let decision = match started {
-        Ok(true) => "accepted",
-        Ok(false) => "unavailable",
-        Err(_) => "busy",
+        Ok(true) => Outcome::Accepted,
+        Ok(false) => Outcome::Unavailable,
+        Err(_) => Outcome::Busy,
     };
     let record = signward_audit::Record {
-        event: "reload".into(),
+        event: signward_audit::Event::Reload.into(),
         caller: Some(who.clone()),
         decision: decision.into(),
         ..Default::default()
@@ -379,7 +383,7 @@ pub async fn reload(State((state, _)): St, caller: Who) -> Response {
     if let Err(e) = state.journal(record).await {
         tracing::error!(error = %e, "audit write for a reload failed");
     }
-    tracing::info!(caller = %who, decision, "reload requested through the API");
+    tracing::info!(caller = %who, decision = decision.as_str(), "reload requested through the API");
     match started {
         Ok(true) => (
             axum::http::StatusCode::ACCEPTED,

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use signward_audit::Outcome;
+
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -53,7 +55,7 @@ pub async fn sign(
     let body = axum::body::to_bytes(body, limits.max_body_bytes).await;
     let mut draft = signer::AuditDraft {
         record: signward_audit::Record {
-            event: "sign".into(),
+            event: signward_audit::Event::Sign.into(),
             request_id: Some(request_id.clone()),
             caller: Some(
                 caller
@@ -84,11 +86,14 @@ pub async fn sign(
     let mut record = draft.record;
     record.latency_us = Some(started.elapsed().as_micros() as u64);
     let (decision, reason) = match &result {
-        Ok(_) => ("signed", None),
-        Err(e @ (ApiError::Refused(_) | ApiError::Canary)) => ("refused", Some(e.code())),
-        Err(e @ (ApiError::Forbidden(_) | ApiError::Unauthorized)) => ("denied", Some(e.code())),
-        Err(e) => ("error", Some(e.code())),
+        Ok(_) => (Outcome::Signed, None),
+        Err(e @ (ApiError::Refused(_) | ApiError::Canary)) => (Outcome::Refused, Some(e.code())),
+        Err(e @ (ApiError::Forbidden(_) | ApiError::Unauthorized)) => {
+            (Outcome::Denied, Some(e.code()))
+        }
+        Err(e) => (Outcome::Error, Some(e.code())),
     };
+    let decision = decision.as_str();
     record.decision = decision.into();
     record.reason = reason.map(String::from);
     state

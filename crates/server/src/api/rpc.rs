@@ -5,6 +5,8 @@
 //! is a stable code.
 
 use std::sync::Arc;
+
+use signward_audit::Outcome;
 use std::time::Instant;
 
 use alloy_primitives::Address;
@@ -390,7 +392,7 @@ pub async fn rpc(
         state: &state,
         caller: caller.as_deref(),
         record: signward_audit::Record {
-            event: "evm".into(),
+            event: signward_audit::Event::Evm.into(),
             request_id: Some(uuid::Uuid::new_v4().to_string()),
             caller: Some(
                 caller
@@ -410,11 +412,12 @@ pub async fn rpc(
     let mut record = ctx.record;
     record.latency_us = Some(started.elapsed().as_micros() as u64);
     let (decision, reason) = match &result {
-        Ok(_) => ("signed", ""),
-        Err(e) if e.code == -32003 || e.code == -32008 => ("refused", e.reason),
-        Err(e) if e.code == -32010 => ("denied", e.reason),
-        Err(e) => ("error", e.reason),
+        Ok(_) => (Outcome::Signed, ""),
+        Err(e) if e.code == -32003 || e.code == -32008 => (Outcome::Refused, e.reason),
+        Err(e) if e.code == -32010 => (Outcome::Denied, e.reason),
+        Err(e) => (Outcome::Error, e.reason),
     };
+    let decision = decision.as_str();
     record.decision = decision.into();
     record.reason = (!reason.is_empty()).then(|| reason.to_string());
     if let Err(e) = &result {
