@@ -14,6 +14,7 @@
 //! requests share a transaction and an fsync. [`AuditLog::append`] returns only once the record is
 //! durable. Callers release nothing (no signature) until it has returned `Ok`.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod vocabulary;
@@ -35,16 +36,22 @@ use zeroize::Zeroizing;
 /// Most records committed in one transaction.
 pub const MAX_BATCH: usize = 512;
 
+/// Why the audit log could not be written or read.
 #[derive(Debug, Error)]
 pub enum AuditError {
+    /// The database refused a statement.
     #[error("audit database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A batch failed to commit; nothing in it was released.
     #[error("audit write failed: {0}")]
     Storage(String),
+    /// The writer thread has stopped.
     #[error("the audit writer has stopped")]
     WriterGone,
+    /// A file could not be opened or created.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// A record could not be serialised.
     #[error("record could not be encoded: {0}")]
     Encode(String),
 }
@@ -67,23 +74,31 @@ pub struct Record {
     pub time_ms: u64,
     /// An [`Event`]'s string (kept as text so any stored log can be read back).
     pub event: String,
+    /// The request id the response carried (`X-Request-Id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     /// Token name (or certificate identity); `-` when unauthenticated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caller: Option<String>,
+    /// The peer address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
+    /// The key concerned (BLS public key or EVM address).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// The message type or EVM method.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,
+    /// A block's slot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<u64>,
+    /// An attestation's source epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_epoch: Option<u64>,
+    /// An attestation's target epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_epoch: Option<u64>,
+    /// The signing root computed for the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_root: Option<String>,
     /// An [`Outcome`]'s string.
@@ -91,11 +106,13 @@ pub struct Record {
     /// Stable reason code for refusals and errors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Time from the request's arrival to its decision, in microseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_us: Option<u64>,
     /// For an aggregated record: how many events it stands for (since `first_ms`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
+    /// For an aggregated record: when the first event happened (Unix ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_ms: Option<u64>,
 }
@@ -180,7 +197,9 @@ fn head_mac(key: &AuditKey, seq: i64, last: &[u8; 32]) -> [u8; 32] {
 /// slashing tables (one transaction and one fsync for both) it uses `audit_records`/`audit_head`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tables {
+    /// The records table.
     pub records: &'static str,
+    /// The head table.
     pub head: &'static str,
 }
 
@@ -367,17 +386,32 @@ pub fn append_now(data_dir: &Path, key: &AuditKey, mut record: Record) -> Result
 }
 
 /// What verification found.
+/// What [`verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Every record chains and the head matches.
-    Intact { records: u64 },
+    Intact {
+        /// How many records the chain holds.
+        records: u64,
+    },
     /// Record `seq` was altered (its MAC does not match its content and predecessor).
-    Altered { seq: i64 },
+    Altered {
+        /// The first altered record.
+        seq: i64,
+    },
     /// A record is missing before `seq` (a gap in the sequence) or records are out of order.
-    Missing { seq: i64 },
+    Missing {
+        /// The record after the gap.
+        seq: i64,
+    },
     /// The log ends before the head says it should (records cut off the end), or the head itself
     /// was altered.
-    Truncated { head_seq: i64, last_seq: i64 },
+    Truncated {
+        /// The last sequence number the head vouches for.
+        head_seq: i64,
+        /// The last record present.
+        last_seq: i64,
+    },
 }
 
 /// Verify the whole chain of `<data_dir>/audit.sqlite`.
@@ -441,11 +475,17 @@ pub fn verify_in(c: &Connection, key: &AuditKey, t: Tables) -> Result<Verdict, A
 /// Filters for [`query`].
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
+    /// Only records about this key.
     pub key: Option<String>,
+    /// Only records of this caller.
     pub caller: Option<String>,
+    /// Only records with this outcome.
     pub decision: Option<String>,
+    /// Only records at or after this time (Unix ms).
     pub since_ms: Option<u64>,
+    /// Only records at or before this time (Unix ms).
     pub until_ms: Option<u64>,
+    /// At most this many (the oldest matching); 0 for all.
     pub limit: usize,
 }
 

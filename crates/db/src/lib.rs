@@ -4,6 +4,7 @@
 //! ledger) each run their own writer thread of one type, [`GroupCommit`].
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod group_commit;
@@ -18,14 +19,19 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{Config, NoTls};
 
+/// Why a database could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
+    /// Creating the file or its directory failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// SQLite refused the file or a setting.
     #[error("SQLite error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The PostgreSQL URL could not be read.
     #[error("PostgreSQL error: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+    /// The connection pool could not be built.
     #[error("PostgreSQL pool error: {0}")]
     Pool(String),
 }

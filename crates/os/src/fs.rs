@@ -70,6 +70,7 @@ pub struct Staged {
 }
 
 impl Staged {
+    /// Start writing the file that will replace `path` (a new owner-only file beside it).
     pub fn new(path: &Path) -> std::io::Result<Staged> {
         let tmp = temp_beside(path);
         let file = OpenOptions::new()
@@ -91,6 +92,7 @@ impl Staged {
             .unwrap_or_else(|| unreachable!("present until commit"))
     }
 
+    /// Flush and fsync the new file, rename it over `path`, and fsync the directory.
     pub fn commit(mut self) -> std::io::Result<()> {
         if let Some(f) = self.file.take() {
             f.sync_all()?;

@@ -2,6 +2,7 @@
 //! wrappers, so this crate too forbids `unsafe`.
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use nix::sys::mman::{mlockall, MlockAllFlags};
@@ -19,12 +20,16 @@ pub enum MemoryLock {
     /// Every current and future page is locked when touched.
     Locked,
     /// Not locked; `reason` says why and what to change.
-    NotLocked { reason: String },
+    NotLocked {
+        /// Why, and what to change.
+        reason: String,
+    },
     /// Locking was turned off by configuration.
     Disabled,
 }
 
 impl MemoryLock {
+    /// True when every page is locked.
     pub fn is_locked(&self) -> bool {
         matches!(self, MemoryLock::Locked)
     }
