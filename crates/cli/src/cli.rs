@@ -97,11 +97,6 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
-    /// Measure signing throughput and key loading, beside raw blst signing.
-    Bench {
-        #[command(subcommand)]
-        command: BenchCommand,
-    },
 }
 
 #[derive(Debug, Args)]
@@ -657,69 +652,5 @@ pub enum KeystoreCommand {
         /// PBKDF2 iterations (pbkdf2 only).
         #[arg(long, default_value_t = 262_144)]
         pbkdf2_iterations: u32,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Signatures per second through the full HTTP path, beside raw blst on all cores.
-    Signing {
-        /// Number of keys to sign with (generated in memory).
-        #[arg(long, default_value_t = 100)]
-        keys: usize,
-        /// Servers sharing the slashing database (use with PostgreSQL).
-        #[arg(long, default_value_t = 1)]
-        instances: usize,
-        /// Seconds per measurement.
-        #[arg(long, default_value_t = 10)]
-        duration_secs: u64,
-        /// Concurrent client connections.
-        #[arg(long, default_value_t = 16)]
-        concurrency: usize,
-        /// Slashing database for the protected run (default: a temporary SQLite file).
-        #[command(flatten)]
-        db: SlashingDbArgs,
-        /// Turn on token authentication and the audit log, as `serve` runs by default.
-        #[arg(long)]
-        with_auth_audit: bool,
-    },
-    /// Import of a generated interchange file (validators × epochs), then pruning.
-    Interchange {
-        #[arg(long, default_value_t = 10_000)]
-        validators: u64,
-        #[arg(long, default_value_t = 250)]
-        epochs: u64,
-        #[command(flatten)]
-        db: SlashingDbArgs,
-    },
-    /// EVM: signed transactions per second through the full JSON-RPC path with a realistic
-    /// policy and spend window, beside raw k256 signing in the same run.
-    Evm {
-        #[arg(long, default_value_t = 10)]
-        duration_secs: u64,
-        #[arg(long, default_value_t = 32)]
-        concurrency: usize,
-        /// Drop the policy's spend window (no ledger commit per transaction).
-        #[arg(long)]
-        without_spend_window: bool,
-    },
-    /// Time to decrypt N PBKDF2 keystores with 1 thread and with all cores.
-    Load {
-        #[arg(long, default_value_t = 1000)]
-        count: usize,
-        #[arg(long, default_value_t = 262_144)]
-        pbkdf2_iterations: u32,
-    },
-    /// Unseal to ready-to-sign for N vault keys (the server's own path), beside decrypting a
-    /// sample of standard scrypt keystores extrapolated to N.
-    Unseal {
-        #[arg(long, default_value_t = 10_000)]
-        keys: usize,
-        /// `sqlite` or a `postgres://` URL (a scratch database: the vault tables are created).
-        #[arg(long, default_value = "sqlite")]
-        db: String,
-        /// scrypt keystores (n=262144, r=8, p=1) decrypted for the comparison.
-        #[arg(long, default_value_t = 16)]
-        scrypt_sample: usize,
     },
 }

@@ -17,6 +17,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("slashing", &["core", "db"]),
     ("vault", &["db", "keys", "os"]),
     ("evm", &["db", "keys", "policy"]),
+    ("engine", &["audit", "auth", "os", "slashing"]),
     (
         "server",
         &[
@@ -26,7 +27,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "cli",
         &[
-            "audit", "auth", "core", "evm", "keys", "os", "policy", "server", "slashing", "vault",
+            "audit", "auth", "core", "engine", "evm", "keys", "os", "policy", "server", "slashing",
+            "vault",
+        ],
+    ),
+    (
+        "bench",
+        &[
+            "audit", "auth", "core", "engine", "evm", "keys", "os", "policy", "server", "slashing",
+            "vault",
         ],
     ),
 ];

@@ -862,7 +862,12 @@ fn rekey_and_rotate_survive_kill_9() {
         .to_string()
     };
     let (mut old_kept, mut new_won, mut files_but_no_commit) = (0, 0, 0);
-    for round in 0..24u64 {
+    // 24 kill points spread over 0–600 ms; then, if none reached the commit (a slow or loaded
+    // machine), rounds with a growing delay (1 s, 2 s, … 64 s) until one completes.
+    for round in 0..31u64 {
+        if round >= 24 && new_won > 0 {
+            break;
+        }
         let op = if round % 2 == 0 { "rotate" } else { "rekey" };
         let out_dir = d.join(format!("round-{round}"));
         let mut args = vec![
@@ -915,7 +920,11 @@ fn rekey_and_rotate_survive_kill_9() {
             .spawn()
             .unwrap();
         // Kill somewhere between start-up and completion (a pseudo-random point per round).
-        let delay = Duration::from_micros((round * 7919 % 24) * 25_000);
+        let delay = if round < 24 {
+            Duration::from_micros((round * 7919 % 24) * 25_000)
+        } else {
+            Duration::from_secs(1 << (round - 24))
+        };
         let started = Instant::now();
         while started.elapsed() < delay {
             if child.try_wait().unwrap().is_some() {

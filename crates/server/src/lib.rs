@@ -12,7 +12,6 @@
 
 pub mod admission;
 pub mod api;
-pub mod audit_journal;
 pub mod conn;
 pub mod controls;
 pub mod error;

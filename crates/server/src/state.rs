@@ -371,7 +371,7 @@ impl AppState {
 
     /// Record every decision in the SQLite slashing database, in the same transactions as the
     /// checks. Ignored unless that database was opened with the audit journal
-    /// ([`crate::audit_journal::AuditInSlashingDb`]).
+    /// (`signward_engine::audit_journal::AuditInSlashingDb`).
     pub fn with_audit_in_slashing_db(mut self) -> Self {
         if self.protection.db.journal_store().is_some() {
             self.audit = Some(Journal::InSlashingDb);

@@ -5,15 +5,12 @@ use std::path::Path;
 
 use anyhow::bail;
 use signward_audit::{AuditKey, Filter, Tables, Verdict, OWN_FILE, WITH_SLASHING};
-use signward_auth::secret::ServerSecret;
 
 use crate::cli::AuditCommand;
 
 /// The audit chain key, from the server secret in `data_dir`.
 pub fn key(data_dir: &Path) -> anyhow::Result<AuditKey> {
-    super::ensure_private_dir(data_dir)?;
-    let secret = ServerSecret::load_or_create(&DataDir::new(data_dir).server_key())?;
-    Ok(AuditKey::derive(secret.dangerous_bytes()))
+    Ok(signward_engine::stores::audit_key(&DataDir::new(data_dir))?)
 }
 
 /// The audit chains kept in `data_dir`: in the SQLite slashing database (the default, committed

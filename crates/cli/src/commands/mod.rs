@@ -1,7 +1,6 @@
 //! One module per subcommand.
 
 mod audit;
-mod bench;
 mod client;
 mod doctor;
 mod keys;
@@ -12,7 +11,7 @@ mod slashing;
 mod token;
 pub(crate) mod vault;
 
-use crate::cli::{BenchCommand, Command, KeystoreCommand};
+use crate::cli::{Command, KeystoreCommand};
 
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
@@ -44,42 +43,6 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             command: crate::cli::ConfigCommand::Check { config },
         } => crate::config::check(&config),
         Command::Doctor(args) => doctor::run(*args),
-        Command::Bench { command } => match command {
-            BenchCommand::Signing {
-                keys,
-                instances,
-                duration_secs,
-                concurrency,
-                db,
-                with_auth_audit,
-            } => bench::signing(
-                keys,
-                instances,
-                duration_secs,
-                concurrency,
-                db,
-                with_auth_audit,
-            ),
-            BenchCommand::Interchange {
-                validators,
-                epochs,
-                db,
-            } => bench::interchange(validators, epochs, db),
-            BenchCommand::Load {
-                count,
-                pbkdf2_iterations,
-            } => bench::load(count, pbkdf2_iterations),
-            BenchCommand::Evm {
-                duration_secs,
-                concurrency,
-                without_spend_window,
-            } => bench::evm(duration_secs, concurrency, without_spend_window),
-            BenchCommand::Unseal {
-                keys,
-                db,
-                scrypt_sample,
-            } => bench::unseal(keys, &db, scrypt_sample),
-        },
     }
 }
 

@@ -4,59 +4,29 @@ use signward_os::DataDir;
 use std::path::Path;
 
 use anyhow::Context;
+use signward_engine::stores;
 use signward_slashing::{SlashingDb, SlashingStore};
 
 use crate::cli::{SlashingCommand, SlashingDbArgs};
 
 /// The database URL: the flag (or `env:VAR` indirection), else SQLite in the data dir.
 pub fn db_url(args: &SlashingDbArgs, data_dir: &Path) -> anyhow::Result<String> {
-    match args.slashing_protection_db_url.as_deref() {
-        Some(v) => match v.strip_prefix("env:") {
-            Some(var) => std::env::var(var).with_context(|| {
-                format!(
-                    "environment variable {var} (named by --slashing-protection-db-url) is not set"
-                )
-            }),
-            None => {
-                if v.starts_with("postgres")
-                    && v.contains('@')
-                    && v.split('@')
-                        .next()
-                        .is_some_and(|u| u.matches(':').count() > 1)
-                {
-                    tracing::warn!("the slashing database URL on the command line contains a password; use env:VAR instead");
-                }
-                Ok(v.to_string())
-            }
-        },
-        None => Ok(DataDir::sqlite_url(&DataDir::new(data_dir).slashing_db())),
-    }
+    Ok(stores::slashing_url(
+        args.slashing_protection_db_url.as_deref(),
+        &DataDir::new(data_dir),
+    )?)
 }
 
 /// Open the database; a SQLite one also carries the audit chain (keyed from the server secret).
 pub async fn open_with_audit(args: &SlashingDbArgs, data_dir: &Path) -> anyhow::Result<SlashingDb> {
     let url = db_url(args, data_dir)?;
-    if url.starts_with("sqlite:") {
-        super::ensure_private_dir(data_dir)?;
-        let key = super::audit::key(data_dir)?;
-        let journal = signward_server::audit_journal::AuditInSlashingDb::boxed(key);
-        return SlashingDb::open_with_journal(&url, Some(journal))
-            .await
-            .context("opening the slashing protection database");
-    }
-    SlashingDb::open(&url)
-        .await
-        .context("opening the slashing protection database")
+    Ok(stores::open_slashing(&url, &DataDir::new(data_dir), true).await?)
 }
 
+/// Open the database without the audit chain (the slashing commands).
 pub async fn open(args: &SlashingDbArgs, data_dir: &Path) -> anyhow::Result<SlashingDb> {
     let url = db_url(args, data_dir)?;
-    if url.starts_with("sqlite:") {
-        super::ensure_private_dir(data_dir)?;
-    }
-    SlashingDb::open(&url)
-        .await
-        .context("opening the slashing protection database")
+    Ok(stores::open_slashing(&url, &DataDir::new(data_dir), false).await?)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

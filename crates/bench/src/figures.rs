@@ -1,4 +1,5 @@
-//! `signward bench`: figures for docs/benchmarks.md, measured in one run beside raw blst.
+//! The measurements: each figure printed beside its reference (raw blst, raw k256, standard
+//! keystores) measured in the same run.
 
 use signward_os::DataDir;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,7 +33,7 @@ use signward_auth::store::{CredentialFile, TokenStore};
 use signward_auth::{Policy, Scope};
 use signward_server::gate::Gate;
 
-use crate::cli::SlashingDbArgs;
+use crate::{open_db, SlashingDbArgs};
 
 fn cores() -> usize {
     std::thread::available_parallelism()
@@ -41,7 +42,7 @@ fn cores() -> usize {
 }
 
 fn header() {
-    println!("# signward bench");
+    println!("# signward-bench");
     println!(
         "cores: {}   version: {}   build: {}",
         cores(),
@@ -191,9 +192,9 @@ async fn http_bench(
     let mut servers = Vec::new();
     for i in 0..instances.max(1) {
         let store = if with_auth_audit {
-            super::slashing::open_with_audit(db, data_dir).await?
+            open_db(db, data_dir, true).await?
         } else {
-            super::slashing::open(db, data_dir).await?
+            open_db(db, data_dir, false).await?
         };
         let shared_audit = store.journal_store().is_some();
         let mut state = AppState::new(NetworkConfig::mainnet(), Protection::new(store, None));
@@ -201,7 +202,7 @@ async fn http_bench(
             let secret = ServerSecret::load_or_create(&DataDir::new(data_dir).server_key())?;
             let audit_key = signward_audit::AuditKey::derive(secret.dangerous_bytes());
             let instance_dir = data_dir.join(format!("instance-{i}"));
-            super::ensure_private_dir(&instance_dir)?;
+            DataDir::new(&instance_dir).ensure_private()?;
             state = state.with_gate(Gate::new(
                 TokenStore::open(data_dir, secret)?,
                 FailureLimiter::new(1000, Duration::from_secs(60)),
@@ -367,7 +368,7 @@ pub fn load(count: usize, iterations: u32) -> anyhow::Result<()> {
     let pw_path = dir.path().join("password.txt");
     write_secret_file(&pw_path, b"bench-password")?;
     let ks_dir = dir.path().join("keystores");
-    super::ensure_private_dir(&ks_dir)?;
+    DataDir::new(&ks_dir).ensure_private()?;
     let password = SecretString::from("bench-password".to_string());
     println!("\n## keystore loading: {count} PBKDF2 keystores, c={iterations}");
     let t = Instant::now();
@@ -493,7 +494,7 @@ pub fn unseal(keys: usize, db: &str, scrypt_sample: usize) -> anyhow::Result<()>
     })?;
     if scrypt_sample > 0 {
         let ks_dir = dir.path().join("scrypt");
-        super::ensure_private_dir(&ks_dir)?;
+        DataDir::new(&ks_dir).ensure_private()?;
         let pw_path = dir.path().join("password.txt");
         write_secret_file(&pw_path, b"bench-password")?;
         let password = SecretString::from("bench-password".to_string());
@@ -589,7 +590,7 @@ pub fn interchange(validators: u64, epochs: u64, db: SlashingDbArgs) -> anyhow::
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let store = super::slashing::open(&db, tmp.path()).await?;
+        let store = open_db(&db, tmp.path(), false).await?;
         println!("backend: {}", store.backend());
         let t = Instant::now();
         let r = store.import(std::fs::File::open(&file)?).await?;
@@ -688,7 +689,7 @@ pub fn evm(
         let bearer = format!("Bearer {}", token.0.as_str());
         let db = signward_slashing::SlashingDb::open_with_journal(
             &DataDir::sqlite_url(&DataDir::new(dir).slashing_db()),
-            Some(signward_server::audit_journal::AuditInSlashingDb::boxed(
+            Some(signward_engine::audit_journal::AuditInSlashingDb::boxed(
                 signward_audit::AuditKey::derive(secret.dangerous_bytes()),
             )),
         )
