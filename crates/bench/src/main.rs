@@ -12,29 +12,14 @@ use clap::{Args, Parser, Subcommand};
 use signward_os::DataDir;
 use signward_slashing::SlashingDb;
 
-/// Where the slashing protection database is. `Debug` is written by hand: the URL may hold a
-/// password.
+/// Where the slashing protection database is. No `Debug` (nor on the commands that hold it):
+/// the URL may carry a password, and nothing here needs to print it.
 #[derive(Clone, Args)]
 pub struct SlashingDbArgs {
     /// `sqlite:PATH` or `postgres://...`, or `env:VAR` to read the URL from an environment
     /// variable. Default: a temporary SQLite file.
     #[arg(long)]
     pub slashing_protection_db_url: Option<String>,
-}
-
-impl std::fmt::Debug for SlashingDbArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shown = self.slashing_protection_db_url.as_deref().map(|u| {
-            if u.starts_with("env:") || u.starts_with("sqlite:") {
-                u
-            } else {
-                "<redacted>"
-            }
-        });
-        f.debug_struct("SlashingDbArgs")
-            .field("slashing_protection_db_url", &shown)
-            .finish()
-    }
 }
 
 /// Open the slashing database the bench runs against, as `serve` opens it.
@@ -49,7 +34,7 @@ pub async fn open_db(
     Ok(signward_engine::stores::open_slashing(&url, &d, audited).await?)
 }
 
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(
     name = "signward-bench",
     version,
@@ -60,7 +45,7 @@ struct Cli {
     command: BenchCommand,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 enum BenchCommand {
     /// Signatures per second through the full HTTP path, beside raw blst on all cores.
     Signing {
