@@ -17,13 +17,13 @@ use signward_core::bytes::Root;
 use signward_core::network::NetworkConfig;
 use signward_core::request::SignRequest;
 use signward_core::signing::prepare;
+use signward_engine::state::{LoadStatus, Protection};
+use signward_engine::AppState;
 use signward_keys::bls::{verify, BlsKeypair};
 use signward_keys::fsutil::write_secret_file;
 use signward_keys::keystore::{Kdf, KdfLimits, Keystore};
 use signward_keys::loader::{discover, load_all, KeySources};
 use signward_server::serve::Limits;
-use signward_server::state::{LoadStatus, Protection};
-use signward_server::AppState;
 use signward_slashing::interchange::{SignedAttestation, SignedBlock, Writer};
 use signward_slashing::SlashingStore;
 
@@ -31,7 +31,7 @@ use signward_auth::limiter::FailureLimiter;
 use signward_auth::secret::ServerSecret;
 use signward_auth::store::{CredentialFile, TokenStore};
 use signward_auth::{Policy, Scope};
-use signward_server::gate::Gate;
+use signward_engine::access::Gate;
 
 use crate::{open_db, SlashingDbArgs};
 
@@ -421,8 +421,8 @@ pub fn load(count: usize, iterations: u32) -> anyhow::Result<()> {
 /// submission, quorum check, record decryption, parallel key construction, registry), beside
 /// decrypting a sample of scrypt keystores on all cores, extrapolated to `keys`.
 pub fn unseal(keys: usize, db: &str, scrypt_sample: usize) -> anyhow::Result<()> {
-    use signward_server::state::Protection;
-    use signward_server::vault::VaultRuntime;
+    use signward_engine::state::Protection;
+    use signward_engine::vault::VaultRuntime;
     use signward_vault::vault::KeyToStore;
     use signward_vault::{KeyKind, Vault, VaultStore};
     ensure!(keys > 0, "keys must be positive");
@@ -479,7 +479,7 @@ pub fn unseal(keys: usize, db: &str, scrypt_sample: usize) -> anyhow::Result<()>
         for round in 1..=3 {
             let t = Instant::now();
             for s in &shares[1..] {
-                signward_server::vault::submit_share(&state, "bench", s.clone()).await?;
+                signward_engine::vault::submit_share(&state, "bench", s.clone()).await?;
             }
             let secs = t.elapsed().as_secs_f64();
             ensure!(!state.is_sealed() && state.keys.len() == keys, "unseal did not load every key");
@@ -488,7 +488,7 @@ pub fn unseal(keys: usize, db: &str, scrypt_sample: usize) -> anyhow::Result<()>
                 keys as f64 / secs,
                 state.keys.len()
             );
-            signward_server::vault::seal(&state, "bench", "bench").await;
+            signward_engine::vault::seal(&state, "bench", "bench").await;
         }
         anyhow::Ok(())
     })?;
@@ -720,8 +720,8 @@ contracts = [{ address = "0x2222222222222222222222222222222222222222", selectors
             FailureLimiter::new(1000, Duration::from_secs(60)),
             vec![],
         ));
-        state.evm = signward_server::evm::EvmState::new(Some(policy), Some(ledger), false);
-        state.evm.insert(signward_server::evm::EvmOrigin::File, [key]);
+        state.evm = signward_engine::evm::EvmState::new(Some(policy), Some(ledger), false);
+        state.evm.insert(signward_engine::evm::EvmOrigin::File, [key]);
         state.set_load_status(LoadStatus::Done { loaded: 0, failed: 0 });
         let state = Arc::new(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -17,11 +17,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("slashing", &["core", "db"]),
     ("vault", &["db", "keys", "os"]),
     ("evm", &["db", "keys", "policy"]),
-    ("engine", &["audit", "auth", "os", "slashing"]),
+    (
+        "engine",
+        &[
+            "audit", "auth", "core", "evm", "keys", "os", "policy", "slashing", "vault",
+        ],
+    ),
     (
         "server",
         &[
-            "audit", "auth", "core", "evm", "keys", "os", "policy", "slashing", "vault",
+            "audit", "auth", "core", "engine", "evm", "os", "policy", "slashing", "vault",
         ],
     ),
     (

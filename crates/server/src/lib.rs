@@ -10,22 +10,12 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod admission;
 pub mod api;
 pub mod conn;
-pub mod controls;
 pub mod error;
-pub mod evm;
 pub mod gate;
-pub mod keyops;
-pub mod metrics;
-pub mod reload;
 pub mod serve;
-pub mod signer;
-pub mod state;
 pub mod tls;
-pub mod vault;
 
 pub use error::ApiError;
 pub use serve::{router, serve, serve_tls, ServerConfig};
-pub use state::{AppState, KeyRegistry};

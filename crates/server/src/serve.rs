@@ -17,7 +17,8 @@ use crate::api::{admin, eth2, health, keymanager, rpc};
 pub use crate::conn::ConnLimits;
 use crate::error::ApiError;
 use crate::gate;
-use crate::state::AppState;
+use signward_engine::state::AppState;
+use signward_engine::Rejection;
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -107,7 +108,7 @@ async fn json_errors(req: Request, next: Next) -> Response {
         axum::http::StatusCode::NOT_FOUND => ApiError::NotFound,
         axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge,
         axum::http::StatusCode::REQUEST_TIMEOUT => ApiError::Timeout,
-        _ if status.is_server_error() => ApiError::Internal,
+        _ if status.is_server_error() => ApiError::Engine(Rejection::Internal),
         _ => ApiError::BadRequest,
     };
     let (mut parts, _) = res.into_parts();

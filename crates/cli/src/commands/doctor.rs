@@ -349,13 +349,13 @@ fn chain_clock(r: &mut Report, s: &ServeArgs) {
     };
     let status = super::serve::clock_status(&network, s.slashing_protection_disable_clock_check);
     match status.off {
-        Some(signward_server::state::ClockOff::DisabledByFlag) => r.add(
+        Some(signward_engine::state::ClockOff::DisabledByFlag) => r.add(
             "chain clock",
             Status::Warn,
             "OFF: disabled by --slashing-protection-disable-clock-check",
             "remove the flag (it is for tests)",
         ),
-        Some(signward_server::state::ClockOff::GenesisTimeUnknown) => r.add(
+        Some(signward_engine::state::ClockOff::GenesisTimeUnknown) => r.add(
             "chain clock",
             Status::Warn,
             format!("OFF: genesis time of {} unknown", network.name),

@@ -10,13 +10,14 @@ use signward_auth::limiter::FailureLimiter;
 use signward_auth::secret::ServerSecret;
 use signward_auth::store::TokenStore;
 use signward_core::network::{GenesisFacts, NetworkConfig, GENESIS_SSZ_PREFIX_LEN};
+use signward_engine::access::Gate;
+use signward_engine::state::{ClockOff, ClockStatus, LoadStatus, Protection};
+use signward_engine::vault::VaultRuntime;
+use signward_engine::AppState;
 use signward_keys::keystore::KdfLimits;
 use signward_keys::loader::{discover, load_all, KeySources, Progress};
-use signward_server::gate::Gate;
 use signward_server::serve::{ConnLimits, Limits};
-use signward_server::state::{ClockOff, ClockStatus, LoadStatus, Protection};
-use signward_server::vault::VaultRuntime;
-use signward_server::{AppState, ServerConfig};
+use signward_server::ServerConfig;
 use signward_slashing::clock::ChainClock;
 use signward_slashing::SlashingStore;
 
@@ -228,7 +229,7 @@ fn load_keys(state: &AppState, sources: &KeySources, threads: Option<usize>) {
     let failed = report.failures.len();
     warn_disabled(state, report.loaded.iter().map(|k| *k.keypair.public_key()));
     state.keys.insert_with_paths(
-        signward_server::state::KeyOrigin::File,
+        signward_engine::state::KeyOrigin::File,
         report
             .loaded
             .into_iter()
@@ -450,16 +451,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         };
         let ledger = signward_evm::ledger::SpendLedger::open(&ledger_url).await.context("opening the EVM spend ledger")?;
         let mut state = AppState::new(network, Protection::new(db, clock).with_clock_status(clock_report)).with_vault(vault);
-        state.evm = signward_server::evm::EvmState::new(evm_policy, Some(ledger), args.dev);
+        state.evm = signward_engine::evm::EvmState::new(evm_policy, Some(ledger), args.dev);
         if let Some(k) = dev_key {
             tracing::warn!(address = %k.address(), "DEV MODE: an EVM key from the environment is loaded (--dev-evm-key); never use this in production");
-            state.evm.insert(signward_server::evm::EvmOrigin::Dev, [k]);
+            state.evm.insert(signward_engine::evm::EvmOrigin::Dev, [k]);
         }
         if state.evm.policy().is_none() {
             tracing::info!("no EVM policy (--evm-policy): every EVM signing request will be refused");
         }
         state.data_dir = Some(args.data_dir.clone());
-        state.halt = signward_server::controls::Halt::load(&args.data_dir);
+        state.halt = signward_engine::controls::Halt::load(&args.data_dir);
         if state.halt.is_halted() {
             tracing::warn!(reason = state.halt.reason().as_deref().unwrap_or(""), "signing is HALTED (persisted); `signward resume` lifts it");
         }
@@ -493,15 +494,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             tracing::warn!("the vault is sealed: signing is refused until a quorum of shares is submitted (signward unseal)");
         }
         for share in boot_shares {
-            let p = signward_server::vault::submit_share(&state, "unseal-shares-from", share)
+            let p = signward_engine::vault::submit_share(&state, "unseal-shares-from", share)
                 .await
                 .context("unattended unseal")?;
             if p.state == signward_vault::VaultState::Unsealed {
                 break;
             }
         }
-        signward_server::vault::spawn_poll(state.clone());
-        signward_server::gate::spawn_denial_flush(state.clone());
+        signward_engine::vault::spawn_poll(state.clone());
+        signward_engine::access::spawn_denial_flush(state.clone());
         if let Some((keep, hours)) = prune {
             spawn_pruning(state.clone(), keep, hours);
         }
@@ -553,7 +554,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
         // Denials tallied since the last interval are not lost.
-        signward_server::gate::flush_denials(&state).await;
+        signward_engine::access::flush_denials(&state).await;
         tracing::info!("signward stopped");
         Ok(())
     })
@@ -563,8 +564,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 fn canaries(
     keys: &[String],
     action: crate::cli::CanaryActionArg,
-) -> anyhow::Result<signward_server::controls::Canaries> {
-    use signward_server::controls::{Canaries, CanaryAction};
+) -> anyhow::Result<signward_engine::controls::Canaries> {
+    use signward_engine::controls::{Canaries, CanaryAction};
     let mut c = Canaries {
         action: match action {
             crate::cli::CanaryActionArg::Suspend => CanaryAction::Suspend,
@@ -647,7 +648,7 @@ fn load_evm_keyfiles(state: &AppState, dir: &std::path::Path, password_file: &st
     }
     let n = state
         .evm
-        .insert(signward_server::evm::EvmOrigin::File, keys);
+        .insert(signward_engine::evm::EvmOrigin::File, keys);
     tracing::info!(loaded = n, "EVM keyfiles loaded");
 }
 
@@ -673,7 +674,7 @@ fn spawn_pruning(state: Arc<AppState>, keep_epochs: u64, hours: u64) {
 
 /// Re-read the key files: load what is new, drop what is gone. Returns (added, removed, failed).
 fn reload_file_keys(state: &AppState, sources: &KeySources) -> (usize, usize, usize) {
-    use signward_server::state::KeyOrigin;
+    use signward_engine::state::KeyOrigin;
     use std::collections::HashSet;
     let report = load_all(
         discover(sources),
@@ -717,7 +718,7 @@ fn reload_hook(
     sources: KeySources,
     tls: Option<Arc<signward_server::tls::Tls>>,
     policy: Option<std::path::PathBuf>,
-) -> signward_server::reload::ReloadHook {
+) -> signward_engine::reload::ReloadHook {
     Box::new(move |state: &AppState| {
         let (added, removed, failed) = reload_file_keys(state, &sources);
         let mut kept = Vec::new();
@@ -742,7 +743,7 @@ fn reload_hook(
                 }
             }
         }
-        signward_server::reload::ReloadReport {
+        signward_engine::reload::ReloadReport {
             added,
             removed,
             failed,
@@ -761,7 +762,7 @@ fn spawn_sighup(state: Arc<AppState>) {
         };
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading");
-            signward_server::reload::run(&state, signward_server::reload::Trigger::Signal).await;
+            signward_engine::reload::run(&state, signward_engine::reload::Trigger::Signal).await;
         }
     });
 }

@@ -17,9 +17,10 @@ use signward_vault::SharePayload;
 use zeroize::Zeroizing;
 
 use crate::error::{ApiError, BodyKind};
-use crate::keyops;
 use crate::serve::Limits;
-use crate::state::{AppState, KeyOrigin};
+use signward_engine::keyops;
+use signward_engine::state::{AppState, KeyOrigin};
+use signward_engine::Rejection;
 
 type St = State<(Arc<AppState>, Limits)>;
 type Who = Option<Extension<Arc<Caller>>>;
@@ -70,7 +71,7 @@ pub async fn unseal(State((state, _)): St, caller: Who, body: Bytes) -> Response
         Ok(s) => s,
         Err(e) => return ApiError::from(&e).into_response(),
     };
-    match crate::vault::submit_share(&state, &name(&caller), share).await {
+    match signward_engine::vault::submit_share(&state, &name(&caller), share).await {
         Ok(p) => Json(json!({
             "state": p.state.as_str(),
             "submitted": p.submitted,
@@ -84,7 +85,7 @@ pub async fn unseal(State((state, _)): St, caller: Who, body: Bytes) -> Response
 
 /// `POST /admin/v1/vault/unseal/reset`
 pub async fn unseal_reset(State((state, _)): St, caller: Who) -> Response {
-    match crate::vault::reset(&state, &name(&caller)).await {
+    match signward_engine::vault::reset(&state, &name(&caller)).await {
         Ok(()) => Json(json!({"state": "sealed", "submitted": 0})).into_response(),
         Err(e) => ApiError::from(&e).into_response(),
     }
@@ -93,9 +94,9 @@ pub async fn unseal_reset(State((state, _)): St, caller: Who) -> Response {
 /// `POST /admin/v1/vault/seal`
 pub async fn seal(State((state, _)): St, caller: Who) -> Response {
     if state.vault.as_ref().is_none_or(|v| !v.is_initialized()) {
-        return ApiError::Vault("vault_uninitialized").into_response();
+        return ApiError::Engine(Rejection::Vault("vault_uninitialized")).into_response();
     }
-    crate::vault::seal(&state, &name(&caller), "operator").await;
+    signward_engine::vault::seal(&state, &name(&caller), "operator").await;
     Json(json!({"state": "sealed"})).into_response()
 }
 
@@ -110,8 +111,8 @@ pub async fn list(State((state, _)): St, caller: Who) -> Response {
         }
     }
     for (a, origin) in state.evm.entries() {
-        if origin != crate::evm::EvmOrigin::Vault {
-            out.push(json!({"pubkey": keyops::evm_key_id(&a), "kind": "secp256k1", "origin": if origin == crate::evm::EvmOrigin::Dev { "dev" } else { "file" }, "enabled": true, "loaded": true}));
+        if origin != signward_engine::evm::EvmOrigin::Vault {
+            out.push(json!({"pubkey": keyops::evm_key_id(&a), "kind": "secp256k1", "origin": if origin == signward_engine::evm::EvmOrigin::Dev { "dev" } else { "file" }, "enabled": true, "loaded": true}));
         }
     }
     if let Some(rt) = &state.vault {
@@ -177,7 +178,7 @@ pub async fn import(State((state, _)): St, caller: Who, body: Bytes) -> Response
             "message": o.message,
         })).collect::<Vec<_>>()}))
         .into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
@@ -197,7 +198,7 @@ pub async fn generate(State((state, _)): St, caller: Who, body: Bytes) -> Respon
         return ApiError::MalformedBody(BodyKind::AdminGenerate).into_response();
     };
     let Some(kind) = signward_vault::KeyKind::parse(&b.kind) else {
-        return ApiError::Vault("invalid_parameters").into_response();
+        return ApiError::Engine(Rejection::Vault("invalid_parameters")).into_response();
     };
     match keyops::generate(
         &state,
@@ -213,12 +214,13 @@ pub async fn generate(State((state, _)): St, caller: Who, body: Bytes) -> Respon
             "backup": g.backup,
         })).collect::<Vec<_>>()}))
         .into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
 fn pubkey(s: &str) -> Result<PublicKeyBytes, ApiError> {
-    s.parse().map_err(|_| ApiError::InvalidPubkey)
+    s.parse()
+        .map_err(|_| ApiError::Engine(Rejection::InvalidPubkey))
 }
 
 /// `POST /admin/v1/keys/{pubkey}/enable`
@@ -247,7 +249,7 @@ async fn toggle(state: Arc<AppState>, caller: Who, pk: String, enabled: bool) ->
     let n = name(&caller);
     match keyops::manage(&state, actor(&n, &caller), &key, Some(enabled)).await {
         Ok(()) => Json(json!({"pubkey": key.id(), "enabled": enabled})).into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
@@ -264,7 +266,7 @@ pub async fn delete(State((state, _)): St, caller: Who, Path(pk): Path<String>) 
                     json!({"pubkey": evm.id(), "status": "deleted", "slashing_protection": null}),
                 )
                 .into_response(),
-                Err(e) => e.into_response(),
+                Err(e) => ApiError::from(e).into_response(),
             };
         }
         Err(e) => return e.into_response(),
@@ -282,13 +284,14 @@ pub async fn delete(State((state, _)): St, caller: Who, Path(pk): Path<String>) 
                 }))
                 .into_response(),
                 "error" if o.message.contains("not granted") => {
-                    ApiError::Forbidden(signward_auth::Denied::Key).into_response()
+                    ApiError::Engine(Rejection::Forbidden(signward_auth::Denied::Key))
+                        .into_response()
                 }
-                "error" => ApiError::Vault("read_only_key").into_response(),
-                _ => ApiError::Vault("key_not_found").into_response(),
+                "error" => ApiError::Engine(Rejection::Vault("read_only_key")).into_response(),
+                _ => ApiError::Engine(Rejection::Vault("key_not_found")).into_response(),
             }
         }
-        Err(e) => e.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
@@ -319,13 +322,18 @@ pub async fn halt(State((state, _)): St, caller: Who, body: Bytes) -> Response {
         .collect();
     let persisted = state.halt.halt(&format!("{reason} (by {who})"));
     tracing::warn!(caller = %who, reason = %reason, "signing HALTED");
-    crate::controls::audit_control(&state, &who, signward_audit::Outcome::Halted, Some(reason))
-        .await;
+    signward_engine::controls::audit_control(
+        &state,
+        &who,
+        signward_audit::Outcome::Halted,
+        Some(reason),
+    )
+    .await;
     match persisted {
         Ok(()) => Json(json!({"halted": true})).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "halted in memory, but the halt could not be persisted");
-            ApiError::Internal.into_response()
+            ApiError::Engine(Rejection::Internal).into_response()
         }
     }
 }
@@ -336,13 +344,18 @@ pub async fn resume(State((state, _)): St, caller: Who) -> Response {
     match state.halt.resume() {
         Ok(()) => {
             tracing::warn!(caller = %who, "signing resumed");
-            crate::controls::audit_control(&state, &who, signward_audit::Outcome::Resumed, None)
-                .await;
+            signward_engine::controls::audit_control(
+                &state,
+                &who,
+                signward_audit::Outcome::Resumed,
+                None,
+            )
+            .await;
             Json(json!({"halted": false})).into_response()
         }
         Err(e) => {
             tracing::error!(error = %e, "the halt could not be lifted (its file could not be removed); still halted");
-            ApiError::Internal.into_response()
+            ApiError::Engine(Rejection::Internal).into_response()
         }
     }
 }
@@ -355,7 +368,7 @@ pub async fn reload_status(State((state, _)): St) -> Response {
     let s = r.status();
     let mut body = json!({"status": s.phase.as_str()});
     if let Some(t) = s.last_operation {
-        body["lastOperationTime"] = json!(crate::reload::iso8601(t));
+        body["lastOperationTime"] = json!(signward_engine::reload::iso8601(t));
     }
     if let Some(e) = s.last_error {
         body["lastError"] = json!(e);
@@ -368,7 +381,7 @@ pub async fn reload_status(State((state, _)): St) -> Response {
 /// changes which keys are served.
 pub async fn reload(State((state, _)): St, caller: Who) -> Response {
     let who = name(&caller);
-    let started = crate::reload::start(&state, crate::reload::Trigger::Api);
+    let started = signward_engine::reload::start(&state, signward_engine::reload::Trigger::Api);
     let decision = match started {
         Ok(true) => Outcome::Accepted,
         Ok(false) => Outcome::Unavailable,

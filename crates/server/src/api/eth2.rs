@@ -18,8 +18,9 @@ use crate::gate::ClientIp;
 
 use crate::error::ApiError;
 use crate::serve::Limits;
-use crate::signer;
-use crate::state::AppState;
+use signward_engine::eth2 as signer;
+use signward_engine::state::AppState;
+use signward_engine::Rejection;
 
 #[derive(Serialize)]
 struct SigningResponse {
@@ -74,9 +75,9 @@ pub async fn sign(
     };
     // An oversized body is refused, and that refusal is recorded like any other.
     let result = match &body {
-        Ok(bytes) => {
-            signer::sign_eth2(&state, caller.as_deref(), &identifier, bytes, &mut draft).await
-        }
+        Ok(bytes) => signer::sign_eth2(&state, caller.as_deref(), &identifier, bytes, &mut draft)
+            .await
+            .map_err(ApiError::from),
         Err(_) => Err(ApiError::BodyTooLarge),
     };
     // Fail closed: the decision is recorded durably before any answer leaves; a signature is
@@ -87,8 +88,10 @@ pub async fn sign(
     record.latency_us = Some(started.elapsed().as_micros() as u64);
     let (decision, reason) = match &result {
         Ok(_) => (Outcome::Signed, None),
-        Err(e @ (ApiError::Refused(_) | ApiError::Canary)) => (Outcome::Refused, Some(e.code())),
-        Err(e @ (ApiError::Forbidden(_) | ApiError::Unauthorized)) => {
+        Err(
+            e @ (ApiError::Engine(Rejection::Refused(_)) | ApiError::Engine(Rejection::Canary)),
+        ) => (Outcome::Refused, Some(e.code())),
+        Err(e @ (ApiError::Engine(Rejection::Forbidden(_)) | ApiError::Unauthorized)) => {
             (Outcome::Denied, Some(e.code()))
         }
         Err(e) => (Outcome::Error, Some(e.code())),
@@ -100,17 +103,18 @@ pub async fn sign(
         .metrics
         .request("eth2", draft_kind, decision, reason.unwrap_or(""));
     state.metrics.eth2_latency.observe(started.elapsed());
-    if matches!(result, Err(ApiError::AuditUnavailable)) {
+    if matches!(result, Err(ApiError::Engine(Rejection::AuditUnavailable))) {
         state.note_audit(false);
     }
     let needs_record = state.audit.is_some()
-        && !(draft.written && matches!(result, Ok(_) | Err(ApiError::Refused(_))));
+        && !(draft.written
+            && matches!(result, Ok(_) | Err(ApiError::Engine(Rejection::Refused(_)))));
     let result = if needs_record {
         match state.journal(record).await {
             Ok(()) => result,
             Err(e) => {
                 tracing::error!(error = %e, request_id = %request_id, "audit write failed; response withheld");
-                Err(ApiError::AuditUnavailable)
+                Err(ApiError::Engine(Rejection::AuditUnavailable))
             }
         }
     } else {
@@ -158,7 +162,7 @@ pub async fn public_keys(
     caller: Option<Extension<Arc<Caller>>>,
 ) -> Response {
     if state.is_sealed() {
-        return ApiError::Sealed.into_response();
+        return ApiError::Engine(Rejection::Sealed).into_response();
     }
     let mut all = state.keys.public_keys();
     // Canary keys are listed like any other: they are bait.

@@ -11,7 +11,7 @@ use serde_json::json;
 use signward_slashing::SlashingStore;
 
 use crate::serve::Limits;
-use crate::state::{AppState, LoadStatus};
+use signward_engine::state::{AppState, LoadStatus};
 
 /// `GET /metrics` (its own listener, `metrics` scope): Prometheus text format.
 pub async fn metrics(State((state, _)): State<(Arc<AppState>, Limits)>) -> Response {
@@ -111,8 +111,8 @@ pub async fn healthcheck(State((state, _)): State<(Arc<AppState>, Limits)>) -> R
     });
     let audit_location = match &state.audit {
         None => "none",
-        Some(crate::state::Journal::Own(_)) => signward_os::data_dir::AUDIT_DB,
-        Some(crate::state::Journal::InSlashingDb) => "slashing-database",
+        Some(signward_engine::state::Journal::Own(_)) => signward_os::data_dir::AUDIT_DB,
+        Some(signward_engine::state::Journal::InSlashingDb) => "slashing-database",
     };
     // (Only embedded uses, such as the benchmarks, run without an audit log.)
     let audit_up = !state.audit_failing();

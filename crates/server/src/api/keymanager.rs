@@ -15,9 +15,10 @@ use signward_core::bytes::PublicKeyBytes;
 use zeroize::Zeroizing;
 
 use crate::error::{ApiError, BodyKind};
-use crate::keyops;
 use crate::serve::Limits;
-use crate::state::{AppState, KeyOrigin};
+use signward_engine::keyops;
+use signward_engine::state::{AppState, KeyOrigin};
+use signward_engine::Rejection;
 
 type St = State<(Arc<AppState>, Limits)>;
 type Who = Option<Extension<Arc<Caller>>>;
@@ -39,7 +40,7 @@ fn actor<'a>(name: &'a str, caller: &'a Who) -> keyops::Actor<'a> {
 /// `GET /eth/v1/keystores`: the keys this credential is granted.
 pub async fn list(State((state, _)): St, caller: Who) -> Response {
     if state.is_sealed() {
-        return ApiError::Sealed.into_response();
+        return ApiError::Engine(Rejection::Sealed).into_response();
     }
     let who = actor("", &caller);
     // `derivation_path` only when the keystore declared a valid EIP-2334 path (the spec: "if
@@ -78,10 +79,10 @@ pub async fn import(State((state, _)): St, caller: Who, body: Bytes) -> Response
         return ApiError::MalformedBody(BodyKind::KeystoreImport).into_response();
     };
     if req.keystores.len() != req.passwords.len() {
-        return ApiError::Vault("invalid_keystore").into_response();
+        return ApiError::Engine(Rejection::Vault("invalid_keystore")).into_response();
     }
     if state.is_sealed() {
-        return ApiError::Sealed.into_response();
+        return ApiError::Engine(Rejection::Sealed).into_response();
     }
     // Imports go into the vault only. Without one, each keystore is refused in the spec's own
     // shape (200 with an `error` status per key), never written anywhere.
@@ -109,7 +110,7 @@ pub async fn import(State((state, _)): St, caller: Who, body: Bytes) -> Response
             "message": o.message,
         })).collect::<Vec<_>>()}))
         .into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
@@ -127,7 +128,7 @@ pub async fn delete(State((state, _)): St, caller: Who, body: Bytes) -> Response
     for p in &req.pubkeys {
         match p.parse::<PublicKeyBytes>() {
             Ok(pk) => pubkeys.push(pk),
-            Err(_) => return ApiError::InvalidPubkey.into_response(),
+            Err(_) => return ApiError::Engine(Rejection::InvalidPubkey).into_response(),
         }
     }
     let n = name(&caller);
@@ -144,7 +145,7 @@ pub async fn delete(State((state, _)): St, caller: Who, body: Bytes) -> Response
             "slashing_protection": String::from_utf8_lossy(&doc),
         }))
         .into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
@@ -195,7 +196,7 @@ pub async fn remote_import(body: Bytes) -> Response {
         return ApiError::MalformedBody(BodyKind::RemoteKeysImport).into_response();
     };
     if !req.remote_keys.iter().all(|k| spec_pubkey(&k.pubkey)) {
-        return ApiError::InvalidPubkey.into_response();
+        return ApiError::Engine(Rejection::InvalidPubkey).into_response();
     }
     if !req
         .remote_keys
@@ -219,7 +220,7 @@ pub async fn remote_delete(body: Bytes) -> Response {
         return ApiError::MalformedBody(BodyKind::RemoteKeysDelete).into_response();
     };
     if !req.pubkeys.iter().all(|k| spec_pubkey(k)) {
-        return ApiError::InvalidPubkey.into_response();
+        return ApiError::Engine(Rejection::InvalidPubkey).into_response();
     }
     let data: Vec<_> = req
         .pubkeys

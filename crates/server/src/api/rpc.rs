@@ -22,7 +22,7 @@ use signward_policy::{Evaluation, Request};
 
 use crate::gate::ClientIp;
 use crate::serve::Limits;
-use crate::state::AppState;
+use signward_engine::state::AppState;
 
 /// A JSON-RPC error: numeric code, fixed message, stable reason and an optional detail.
 #[derive(Debug)]
@@ -118,21 +118,21 @@ impl Ctx<'_> {
     /// this family of methods), then the key itself.
     async fn key(&mut self, addr: &Address, method: &'static str) -> Result<Arc<EvmKey>, RpcError> {
         self.record.key = Some(format!("{addr:#x}"));
-        crate::admission::admit(
+        signward_engine::admission::admit(
             self.state,
             self.caller,
-            crate::admission::Requested::Evm(addr),
+            signward_engine::admission::Requested::Evm(addr),
             method,
         )
         .await
         .map_err(|r| match r {
-            crate::admission::Refused::Canary => {
+            signward_engine::admission::Refused::Canary => {
                 RpcError::new(-32008, "canary_key", "this key may not be used")
             }
-            crate::admission::Refused::Sealed => {
+            signward_engine::admission::Refused::Sealed => {
                 RpcError::new(-32004, "sealed", "the vault is sealed")
             }
-            crate::admission::Refused::Halted => {
+            signward_engine::admission::Refused::Halted => {
                 RpcError::new(-32007, "halted", "signing is halted by an operator")
             }
         })?;

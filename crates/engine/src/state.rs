@@ -320,7 +320,7 @@ pub struct AppState {
     pub keys: KeyRegistry,
     pub protection: Protection,
     /// Authentication and authorisation; `None` only with auth disabled on loopback.
-    pub gate: Option<crate::gate::Gate>,
+    pub gate: Option<crate::access::Gate>,
     /// The audit log; every signing decision is recorded before an answer leaves.
     pub audit: Option<Journal>,
     /// EVM keys, policy and spend ledger.
@@ -428,8 +428,8 @@ impl AppState {
         self
     }
 
-    /// Require credentials (see [`crate::gate`]).
-    pub fn with_gate(mut self, gate: crate::gate::Gate) -> Self {
+    /// Require credentials (see [`crate::access`]).
+    pub fn with_gate(mut self, gate: crate::access::Gate) -> Self {
         self.gate = Some(gate);
         self
     }

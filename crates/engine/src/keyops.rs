@@ -17,7 +17,7 @@ use signward_vault::vault::KeyToStore;
 use signward_vault::KeyKind;
 use zeroize::Zeroizing;
 
-use crate::error::ApiError;
+use crate::error::Rejection;
 use crate::state::{AppState, KeyOrigin};
 use crate::vault::VaultRuntime;
 
@@ -57,14 +57,14 @@ pub struct Outcome {
     pub message: String,
 }
 
-fn unsealed(state: &AppState) -> Result<&VaultRuntime, ApiError> {
+fn unsealed(state: &AppState) -> Result<&VaultRuntime, Rejection> {
     let rt = state
         .vault
         .as_ref()
         .filter(|rt| rt.is_initialized())
-        .ok_or(ApiError::Vault("vault_uninitialized"))?;
+        .ok_or(Rejection::Vault("vault_uninitialized"))?;
     if !rt.vault.is_unsealed() {
-        return Err(ApiError::Sealed);
+        return Err(Rejection::Sealed);
     }
     Ok(rt)
 }
@@ -75,7 +75,7 @@ async fn audit_key(
     key: &str,
     decision: AuditOutcome,
     reason: Option<String>,
-) -> Result<(), ApiError> {
+) -> Result<(), Rejection> {
     let record = signward_audit::Record {
         event: signward_audit::Event::Key.into(),
         caller: Some(caller.to_string()),
@@ -86,7 +86,7 @@ async fn audit_key(
     };
     state.journal(record).await.map_err(|e| {
         tracing::error!(error = %e, "audit write for a key event failed");
-        ApiError::AuditUnavailable
+        Rejection::AuditUnavailable
     })
 }
 
@@ -168,9 +168,9 @@ pub async fn import_keystores(
     passwords: Vec<Zeroizing<String>>,
     allow_v3: bool,
     history: Option<&str>,
-) -> Result<Vec<Outcome>, ApiError> {
+) -> Result<Vec<Outcome>, Rejection> {
     if keystores.len() != passwords.len() {
-        return Err(ApiError::Vault("invalid_keystore"));
+        return Err(Rejection::Vault("invalid_keystore"));
     }
     let rt = unsealed(state)?;
     if let Some(doc) = history {
@@ -207,7 +207,7 @@ pub async fn import_keystores(
             .collect()
     })
     .await
-    .map_err(|_| ApiError::Internal)?;
+    .map_err(|_| Rejection::Internal)?;
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(decrypted.len());
     let mut fresh: Vec<(usize, NewKey)> = Vec::new();
     let mut batch_seen = HashSet::new();
@@ -238,13 +238,13 @@ pub async fn import_keystores(
 }
 
 /// Every key id the vault holds, and whether it is enabled.
-async fn vault_keys(rt: &VaultRuntime) -> Result<HashMap<String, bool>, ApiError> {
+async fn vault_keys(rt: &VaultRuntime) -> Result<HashMap<String, bool>, Rejection> {
     Ok(rt
         .vault
         .store()
         .keys()
         .await
-        .map_err(|e| ApiError::from(&e))?
+        .map_err(|e| Rejection::from(&e))?
         .into_iter()
         .map(|k| (k.key_id, k.enabled))
         .collect())
@@ -262,7 +262,7 @@ async fn store_and_load(
     fresh: Vec<(usize, NewKey)>,
     outcomes: &mut [Outcome],
     history: Option<&str>,
-) -> Result<(), ApiError> {
+) -> Result<(), Rejection> {
     if fresh.is_empty() {
         return Ok(());
     }
@@ -297,7 +297,7 @@ async fn store_and_load(
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "could not enable the imported validators in the slashing database");
-                ApiError::SlashingUnavailable
+                Rejection::SlashingUnavailable
             })?;
     }
     let to_store: Vec<KeyToStore> = fresh
@@ -313,7 +313,7 @@ async fn store_and_load(
         .vault
         .store_keys(&to_store)
         .await
-        .map_err(|e| ApiError::from(&e))?;
+        .map_err(|e| Rejection::from(&e))?;
     drop(to_store);
     let (mut bls, mut evm) = (Vec::new(), Vec::new());
     for ((i, k), was_new) in fresh.into_iter().zip(stored) {
@@ -349,15 +349,15 @@ pub async fn generate(
     kind: KeyKind,
     count: usize,
     backup_to: Option<&str>,
-) -> Result<Vec<Generated>, ApiError> {
+) -> Result<Vec<Generated>, Rejection> {
     let rt = unsealed(state)?;
     if count == 0 || count > 10_000 {
-        return Err(ApiError::Vault("invalid_parameters"));
+        return Err(Rejection::Vault("invalid_parameters"));
     }
     let recipient = backup_to
         .map(signward_vault::backup::parse_recipient)
         .transpose()
-        .map_err(|e| ApiError::from(&e))?;
+        .map_err(|e| Rejection::from(&e))?;
     let keys: Vec<NewKey> = tokio::task::spawn_blocking(move || {
         (0..count)
             .into_par_iter()
@@ -368,7 +368,7 @@ pub async fn generate(
             .collect()
     })
     .await
-    .map_err(|_| ApiError::Internal)?;
+    .map_err(|_| Rejection::Internal)?;
     let key_type = match kind {
         KeyKind::Bls => "BLS",
         KeyKind::Secp256k1 => "SECP256K1",
@@ -381,8 +381,8 @@ pub async fn generate(
             Some(r) => {
                 let plain = signward_vault::backup::raw_key_config(key_type, &id, &k.secret());
                 let armored = signward_vault::backup::encrypt_armored(r, &plain)
-                    .map_err(|e| ApiError::from(&e))?;
-                Some(String::from_utf8(armored).map_err(|_| ApiError::Internal)?)
+                    .map_err(|e| Rejection::from(&e))?;
+                Some(String::from_utf8(armored).map_err(|_| Rejection::Internal)?)
             }
         };
         out.push(Generated { id, backup });
@@ -427,17 +427,17 @@ pub async fn manage(
     who: Actor<'_>,
     key: &KeyRef,
     enabled: Option<bool>,
-) -> Result<(), ApiError> {
+) -> Result<(), Rejection> {
     let rt = unsealed(state)?;
     let granted = match key {
         KeyRef::Bls(pk) => who.may(signward_auth::KeyId::Bls(pk)),
         KeyRef::Evm(a) => who.may(signward_auth::KeyId::Evm(a)),
     };
     if !granted {
-        return Err(ApiError::Forbidden(signward_auth::Denied::Key));
+        return Err(Rejection::Forbidden(signward_auth::Denied::Key));
     }
     if key.read_only(state) {
-        return Err(ApiError::Vault("read_only_key"));
+        return Err(Rejection::Vault("read_only_key"));
     }
     // Serialised with deletes and imports: an enable cannot slip between a delete's disable and
     // its export.
@@ -456,7 +456,7 @@ pub async fn manage(
                 .await
                 .map_err(|e| {
                     tracing::error!(error = %e, "slashing database unavailable");
-                    ApiError::SlashingUnavailable
+                    Rejection::SlashingUnavailable
                 }),
             KeyRef::Evm(_) => Ok(()),
         }
@@ -470,11 +470,11 @@ pub async fn manage(
             .delete_keys(std::slice::from_ref(&id))
             .await
             .map(|v| v[0]),
-        (None, KeyRef::Bls(_)) => return Err(ApiError::Internal),
+        (None, KeyRef::Bls(_)) => return Err(Rejection::Internal),
     }
-    .map_err(|e| ApiError::from(&e))?;
+    .map_err(|e| Rejection::from(&e))?;
     if !found {
-        return Err(ApiError::Vault("key_not_found"));
+        return Err(Rejection::Vault("key_not_found"));
     }
     if enabled == Some(false) {
         slashing_flag(false).await?;
@@ -487,7 +487,7 @@ pub async fn manage(
     audit_key(state, caller, &id, decision, None).await?;
     crate::vault::reconcile_locked(state, rt)
         .await
-        .map_err(|e| ApiError::from(&e))?;
+        .map_err(|e| Rejection::from(&e))?;
     Ok(())
 }
 
@@ -513,7 +513,7 @@ pub async fn delete(
     who: Actor<'_>,
     pubkeys: &[PublicKeyBytes],
     absent_keys: AbsentKeys,
-) -> Result<(Vec<Outcome>, Vec<u8>), ApiError> {
+) -> Result<(Vec<Outcome>, Vec<u8>), Rejection> {
     // Keys the caller is not granted are not touched: they are answered `error`.
     let (granted, refused): (Vec<PublicKeyBytes>, Vec<PublicKeyBytes>) = pubkeys
         .iter()
@@ -522,7 +522,7 @@ pub async fn delete(
     let (mut outcomes, doc) =
         tokio::spawn(async move { delete_steps(&st, &caller, &granted, absent_keys).await })
             .await
-            .map_err(|_| ApiError::Internal)??;
+            .map_err(|_| Rejection::Internal)??;
     // Answer in the order asked.
     for pk in refused {
         outcomes.push(Outcome {
@@ -543,7 +543,7 @@ async fn delete_steps(
     caller: &str,
     pubkeys: &[PublicKeyBytes],
     absent_keys: AbsentKeys,
-) -> Result<(Vec<Outcome>, Vec<u8>), ApiError> {
+) -> Result<(Vec<Outcome>, Vec<u8>), Rejection> {
     let rt = unsealed(state)?;
     let _g = rt.sync.lock().await;
     let in_vault = vault_keys(rt).await?;
@@ -567,7 +567,7 @@ async fn delete_steps(
     let db = &state.protection.db;
     let unavailable = |e: signward_slashing::SlashingError| {
         tracing::error!(error = %e, "slashing database unavailable; nothing deleted");
-        ApiError::SlashingUnavailable
+        Rejection::SlashingUnavailable
     };
     let was_disabled: HashSet<PublicKeyBytes> = db
         .disabled()
@@ -604,7 +604,7 @@ async fn delete_steps(
     for pk in &deleting {
         if let Err(e) = rt.vault.store().set_enabled(&pk.to_hex(), false).await {
             restore(state, rt, &was_enabled, &disabled_now).await;
-            return Err(ApiError::from(&e));
+            return Err(Rejection::from(&e));
         }
     }
     // 4. The history of every key asked about. (Only keys that end up `deleted` or
@@ -634,14 +634,14 @@ async fn delete_steps(
             if let Err(e) = keep_export(dir, &doc) {
                 tracing::error!(error = %e, "could not keep the deleted keys' slashing history; nothing deleted");
                 restore(state, rt, &was_enabled, &disabled_now).await;
-                return Err(ApiError::Internal);
+                return Err(Rejection::Internal);
             }
         }
         // 5. Gone.
         let ids: Vec<String> = deleting.iter().map(|pk| pk.to_hex()).collect();
         if let Err(e) = rt.vault.store().delete_keys(&ids).await {
             restore(state, rt, &was_enabled, &disabled_now).await;
-            return Err(ApiError::from(&e));
+            return Err(Rejection::from(&e));
         }
         for pk in &deleting {
             audit_key(state, caller, &pk.to_hex(), AuditOutcome::Deleted, None).await?;
@@ -716,19 +716,19 @@ impl std::io::Write for SharedBuf {
 pub async fn export_for(
     state: &AppState,
     keys: &HashSet<PublicKeyBytes>,
-) -> Result<(Vec<u8>, Vec<PublicKeyBytes>), ApiError> {
+) -> Result<(Vec<u8>, Vec<PublicKeyBytes>), Rejection> {
     let db = &state.protection.db;
     let pinned = db.genesis_validators_root().await.map_err(|e| {
         tracing::error!(error = %e, "slashing database unavailable for export");
-        ApiError::SlashingUnavailable
+        Rejection::SlashingUnavailable
     })?;
     let doc = match pinned {
         // Nothing was ever recorded: an empty document for the network.
         None => {
             let gvr = state.network.genesis_validators_root.unwrap_or_default();
             let w = signward_slashing::interchange::Writer::new(Vec::new(), &gvr)
-                .map_err(|_| ApiError::Internal)?;
-            w.finish().map_err(|_| ApiError::Internal)?
+                .map_err(|_| Rejection::Internal)?;
+            w.finish().map_err(|_| Rejection::Internal)?
         }
         Some(_) => {
             let buf = SharedBuf::default();
@@ -736,7 +736,7 @@ pub async fn export_for(
                 .await
                 .map_err(|e| {
                     tracing::error!(error = %e, "slashing export failed");
-                    ApiError::SlashingUnavailable
+                    Rejection::SlashingUnavailable
                 })?;
             let v = std::mem::take(&mut *buf.0.lock().unwrap_or_else(|p| p.into_inner()));
             v
@@ -745,7 +745,7 @@ pub async fn export_for(
     // The document holds only `keys`; this also says which had records.
     signward_slashing::interchange::filter(&doc[..], |pk| keys.contains(pk)).map_err(|e| {
         tracing::error!(error = %e, "slashing export filter failed");
-        ApiError::Internal
+        Rejection::Internal
     })
 }
 
@@ -774,7 +774,7 @@ pub async fn import_history(
     state: &AppState,
     doc: &str,
     keys: &HashSet<PublicKeyBytes>,
-) -> Result<(), ApiError> {
+) -> Result<(), Rejection> {
     // The whole document is validated (format, chain) even when no key of it is imported.
     let (filtered, kept) =
         signward_slashing::interchange::filter(doc.as_bytes(), |pk| keys.contains(pk)).map_err(
@@ -783,14 +783,14 @@ pub async fn import_history(
                     error.class = e.class(),
                     "slashing_protection in the import request is not a valid interchange document"
                 );
-                ApiError::HistoryInvalid
+                Rejection::HistoryInvalid
             },
         )?;
     check_history_window(state, &filtered)?;
     let db = &state.protection.db;
     let pinned = db.genesis_validators_root().await.map_err(|e| {
         tracing::error!(error = %e, "slashing database unavailable");
-        ApiError::SlashingUnavailable
+        Rejection::SlashingUnavailable
     })?;
     let chain = pinned.or(state.network.genesis_validators_root);
     if let Some(ours) = chain {
@@ -798,7 +798,7 @@ pub async fn import_history(
             .is_ok_and(|theirs| theirs != ours)
         {
             tracing::warn!("slashing_protection in the import request is for another chain");
-            return Err(ApiError::HistoryWrongChain);
+            return Err(Rejection::HistoryWrongChain);
         }
     }
     if kept.is_empty() {
@@ -808,19 +808,21 @@ pub async fn import_history(
         .await
         .map(|_| ())
         .map_err(|e| match e {
-            signward_slashing::SlashingError::GenesisMismatch { .. } => ApiError::HistoryWrongChain,
+            signward_slashing::SlashingError::GenesisMismatch { .. } => {
+                Rejection::HistoryWrongChain
+            }
             signward_slashing::SlashingError::Interchange(_)
-            | signward_slashing::SlashingError::OutOfRange(_) => ApiError::HistoryInvalid,
+            | signward_slashing::SlashingError::OutOfRange(_) => Rejection::HistoryInvalid,
             e => {
                 tracing::error!(error = %e, "slashing history import failed");
-                ApiError::SlashingUnavailable
+                Rejection::SlashingUnavailable
             }
         })
 }
 
 /// Every block and attestation target of `doc` within the chain clock's window (when the
 /// genesis time is known).
-fn check_history_window(state: &AppState, doc: &[u8]) -> Result<(), ApiError> {
+fn check_history_window(state: &AppState, doc: &[u8]) -> Result<(), Rejection> {
     let Some(clock) = &state.protection.clock else {
         return Ok(());
     };
@@ -846,10 +848,10 @@ fn check_history_window(state: &AppState, doc: &[u8]) -> Result<(), ApiError> {
         }
         Ok(())
     })
-    .map_err(|_| ApiError::HistoryInvalid)?;
+    .map_err(|_| Rejection::HistoryInvalid)?;
     if beyond {
         tracing::warn!("slashing_protection in the import request holds records beyond the chain clock's window");
-        return Err(ApiError::HistoryTooFarInFuture);
+        return Err(Rejection::HistoryTooFarInFuture);
     }
     Ok(())
 }

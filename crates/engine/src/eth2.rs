@@ -18,7 +18,7 @@ use signward_core::request::SignRequest;
 use signward_core::signing::{prepare, SigningJob, Slashable};
 use signward_slashing::{Check, Decision, Refusal, SlashingStore};
 
-use crate::error::ApiError;
+use crate::error::Rejection;
 use crate::state::AppState;
 
 /// The audit record of one request as it is filled in, and whether the slashing database has
@@ -38,8 +38,8 @@ pub struct Signed {
 }
 
 /// Parse the `{identifier}` path segment.
-pub fn parse_pubkey(s: &str) -> Result<PublicKeyBytes, ApiError> {
-    s.parse().map_err(|_| ApiError::InvalidPubkey)
+pub fn parse_pubkey(s: &str) -> Result<PublicKeyBytes, Rejection> {
+    s.parse().map_err(|_| Rejection::InvalidPubkey)
 }
 
 /// Run the pipeline for one eth2 sign request. `caller` is the authenticated caller (`None`
@@ -51,10 +51,10 @@ pub async fn sign_eth2(
     identifier: &str,
     body: &[u8],
     draft: &mut AuditDraft,
-) -> Result<Signed, ApiError> {
+) -> Result<Signed, Rejection> {
     let audit = &mut draft.record;
     if !state.is_ready() {
-        return Err(ApiError::NotReady);
+        return Err(Rejection::NotReady);
     }
     let pubkey = parse_pubkey(identifier)?;
     crate::admission::admit(
@@ -67,7 +67,7 @@ pub async fn sign_eth2(
     if let Some(c) = caller {
         c.policy.check_key(KeyId::Bls(&pubkey)).map_err(|d| {
             tracing::warn!(caller = %c.name, pubkey = %pubkey, "key not granted to caller");
-            ApiError::Forbidden(d)
+            Rejection::Forbidden(d)
         })?;
     }
     // Held until the signature is made: a delete waits for it.
@@ -75,7 +75,7 @@ pub async fn sign_eth2(
         .keys
         .lease(&pubkey)
         .await
-        .ok_or(ApiError::UnknownKey)?;
+        .ok_or(Rejection::UnknownKey)?;
     let request = SignRequest::from_json(body).map_err(|e| {
         tracing::debug!(
             error.class = e.classify_name(),
@@ -84,9 +84,9 @@ pub async fn sign_eth2(
             "malformed sign request"
         );
         if signward_core::signing::is_unknown_field(&e) {
-            ApiError::UnexpectedField
+            Rejection::UnexpectedField
         } else {
-            ApiError::MalformedBody(crate::error::BodyKind::SignRequest)
+            Rejection::MalformedSignRequest
         }
     })?;
     if let Some(c) = caller {
@@ -96,7 +96,7 @@ pub async fn sign_eth2(
     draft.kind = Some(request.kind);
     let job = prepare(&request, &state.network).map_err(|e| {
         tracing::debug!(error = %e, kind = %request.kind, "sign request refused");
-        ApiError::from(&e)
+        Rejection::from(&e)
     })?;
     audit.signing_root = Some(job.signing_root.to_hex());
     match job.slashable {
@@ -121,10 +121,10 @@ pub async fn sign_eth2(
 
 /// The caller may sign this kind of message (by family), and a validator registration only for
 /// a fee recipient it is granted.
-fn authorize_operation(c: &Caller, request: &SignRequest) -> Result<(), ApiError> {
+fn authorize_operation(c: &Caller, request: &SignRequest) -> Result<(), Rejection> {
     let deny = |d: signward_auth::Denied| {
         tracing::warn!(caller = %c.name, kind = %request.kind, reason = d.code(), "operation not granted to caller");
-        ApiError::Forbidden(d)
+        Rejection::Forbidden(d)
     };
     c.policy
         .check_operation(Operation::of_message(request.kind))
@@ -140,7 +140,7 @@ fn authorize_operation(c: &Caller, request: &SignRequest) -> Result<(), ApiError
 /// requests then queues for a core instead of spawning hundreds of threads that fight for two.
 async fn sign_on_pool(
     f: impl FnOnce() -> SignatureBytes + Send + 'static,
-) -> Result<SignatureBytes, ApiError> {
+) -> Result<SignatureBytes, Rejection> {
     static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
     let pool = POOL.get_or_init(|| {
         rayon::ThreadPoolBuilder::new()
@@ -150,7 +150,7 @@ async fn sign_on_pool(
             .ok()
     });
     let Some(pool) = pool else {
-        return Err(ApiError::Internal);
+        return Err(Rejection::Internal);
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     pool.spawn(move || {
@@ -158,7 +158,7 @@ async fn sign_on_pool(
     });
     rx.await.map_err(|_| {
         tracing::error!("signing task failed");
-        ApiError::Internal
+        Rejection::Internal
     })
 }
 
@@ -170,14 +170,14 @@ async fn check_and_record(
     job: &SigningJob,
     draft: &mut AuditDraft,
     started: std::time::Instant,
-) -> Result<(), ApiError> {
+) -> Result<(), Rejection> {
     let Some(slashable) = job.slashable else {
         return check_not_slashable(state, pubkey, job).await;
     };
     // BLOCK and ATTESTATION requests always carry fork_info.
     let gvr = job
         .genesis_validators_root
-        .ok_or(ApiError::InvalidRequest)?;
+        .ok_or(Rejection::InvalidRequest)?;
     let protection = &state.protection;
     if let Some(clock) = &protection.clock {
         let now = SystemTime::now()
@@ -187,7 +187,7 @@ async fn check_and_record(
         if let Some(refusal) = clock.check(slashable, now) {
             protection.count_refusal(refusal);
             tracing::warn!(reason = refusal.code(), pubkey = %pubkey, kind = %job.kind, "slashing protection refused");
-            return Err(ApiError::Refused(refusal));
+            return Err(Rejection::Refused(refusal));
         }
     }
     let check = Check {
@@ -227,11 +227,11 @@ async fn check_and_record(
         Ok(Decision::Refused(refusal)) => {
             protection.count_refusal(refusal);
             tracing::warn!(reason = refusal.code(), pubkey = %pubkey, kind = %job.kind, "slashing protection refused");
-            Err(ApiError::Refused(refusal))
+            Err(Rejection::Refused(refusal))
         }
         Err(e) => {
             tracing::error!(error = %e, error.class = e.class(), "slashing database unavailable; not signing");
-            Err(ApiError::SlashingUnavailable)
+            Err(Rejection::SlashingUnavailable)
         }
     }
 }
@@ -242,7 +242,7 @@ async fn check_not_slashable(
     state: &AppState,
     pubkey: &PublicKeyBytes,
     job: &SigningJob,
-) -> Result<(), ApiError> {
+) -> Result<(), Rejection> {
     let protection = &state.protection;
     // The configured network's chain, when it is known, before any database read.
     if let (Some(net), Some(gvr)) = (
@@ -251,7 +251,7 @@ async fn check_not_slashable(
     ) {
         if net != gvr {
             protection.count_refusal(Refusal::GenesisMismatch);
-            return Err(ApiError::Refused(Refusal::GenesisMismatch));
+            return Err(Rejection::Refused(Refusal::GenesisMismatch));
         }
     }
     match protection
@@ -263,11 +263,11 @@ async fn check_not_slashable(
         Ok(Some(refusal)) => {
             protection.count_refusal(refusal);
             tracing::warn!(reason = refusal.code(), pubkey = %pubkey, kind = %job.kind, "refused by the slashing database");
-            Err(ApiError::Refused(refusal))
+            Err(Rejection::Refused(refusal))
         }
         Err(e) => {
             tracing::error!(error = %e, error.class = e.class(), "slashing database unavailable; not signing");
-            Err(ApiError::SlashingUnavailable)
+            Err(Rejection::SlashingUnavailable)
         }
     }
 }
