@@ -150,3 +150,370 @@ impl EvmState {
         }
     }
 }
+
+/// The signing methods of the EVM JSON-RPC endpoint, by their exact names. Only these names
+/// ever reach a log field, a metric label or an audit record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvmMethod {
+    /// `eth_sign`
+    EthSign,
+    /// `personal_sign`
+    PersonalSign,
+    /// `eth_signTypedData`
+    SignTypedData,
+    /// `eth_signTypedData_v4`
+    SignTypedDataV4,
+    /// `eth_signTransaction`
+    SignTransaction,
+}
+
+impl EvmMethod {
+    /// Every method, in a fixed order.
+    pub const ALL: [EvmMethod; 5] = [
+        EvmMethod::EthSign,
+        EvmMethod::PersonalSign,
+        EvmMethod::SignTypedData,
+        EvmMethod::SignTypedDataV4,
+        EvmMethod::SignTransaction,
+    ];
+
+    /// The JSON-RPC name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvmMethod::EthSign => "eth_sign",
+            EvmMethod::PersonalSign => "personal_sign",
+            EvmMethod::SignTypedData => "eth_signTypedData",
+            EvmMethod::SignTypedDataV4 => "eth_signTypedData_v4",
+            EvmMethod::SignTransaction => "eth_signTransaction",
+        }
+    }
+
+    /// The method named `name`, if it is one of ours.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+}
+
+/// What an EVM signing request asks for, parsed by the edge.
+pub enum EvmRequest {
+    /// `eth_sign` / `personal_sign`: an EIP-191 personal message.
+    Message {
+        /// The signing account.
+        from: Address,
+        /// The message bytes.
+        data: Vec<u8>,
+    },
+    /// `eth_signTypedData(_v4)`: EIP-712 typed data.
+    TypedData {
+        /// The signing account.
+        from: Address,
+        /// The parsed typed data.
+        typed: signward_evm::message::Typed,
+    },
+    /// `eth_signTransaction`, with the caller's declared intent when it sent one.
+    Transaction {
+        /// The parsed transaction (its `from` is required).
+        tx: Box<signward_evm::tx::TxRequest>,
+        /// The intent the caller declared.
+        intent: Option<signward_policy::Intent>,
+    },
+}
+
+/// What the engine signed.
+pub enum EvmSigned {
+    /// A 65-byte `r ‖ s ‖ v` signature over a message or typed data.
+    Signature([u8; 65]),
+    /// A signed transaction and the request it was built from.
+    Transaction {
+        /// The request as parsed.
+        tx: Box<signward_evm::tx::TxRequest>,
+        /// The signature, hash and raw encoding.
+        signed: signward_evm::tx::SignedTx,
+    },
+}
+
+/// Why an EVM request was not signed. The JSON-RPC edge maps each to its error code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EvmRejection {
+    /// The request's parameters are not what the method takes (a detail cut to 200 chars).
+    InvalidParams(String),
+    /// A canary account was requested: never signed with; the alarm has been raised.
+    Canary,
+    /// The vault is sealed.
+    Sealed,
+    /// An operator (or a canary) halted signing.
+    Halted,
+    /// The credential is not granted this account or this method.
+    NotGranted(signward_auth::Denied),
+    /// No key for this account.
+    UnknownAccount,
+    /// The policy refused: the rule that decided, its detail and where the rule came from.
+    Policy {
+        /// The rule's stable name.
+        rule: &'static str,
+        /// What the rule saw.
+        detail: Option<String>,
+        /// Which rule set it belongs to.
+        source: Option<String>,
+    },
+    /// The spend ledger could not decide; nothing was signed.
+    LedgerUnavailable,
+    /// The audit record could not be written; nothing was released.
+    AuditUnavailable,
+    /// Not one of the signing methods.
+    MethodNotFound,
+    /// Anything else; details are in the log.
+    Internal,
+}
+
+impl EvmRejection {
+    /// The stable reason code.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            EvmRejection::InvalidParams(_) => "invalid_params",
+            EvmRejection::Canary => "canary_key",
+            EvmRejection::Sealed => "sealed",
+            EvmRejection::Halted => "halted",
+            EvmRejection::NotGranted(d) => d.code(),
+            EvmRejection::UnknownAccount => "unknown_account",
+            EvmRejection::Policy { rule, .. } => rule,
+            EvmRejection::LedgerUnavailable => "spend_ledger_unavailable",
+            EvmRejection::AuditUnavailable => "audit_unavailable",
+            EvmRejection::MethodNotFound => "method_not_found",
+            EvmRejection::Internal => "internal_error",
+        }
+    }
+
+    /// The audit outcome of this rejection.
+    pub fn outcome(&self) -> signward_audit::Outcome {
+        match self {
+            EvmRejection::Policy { .. } | EvmRejection::Canary => signward_audit::Outcome::Refused,
+            EvmRejection::NotGranted(_) => signward_audit::Outcome::Denied,
+            _ => signward_audit::Outcome::Error,
+        }
+    }
+
+    /// Cut a parser's message (it may quote the request) to a bounded detail.
+    pub fn invalid_params(detail: impl Into<String>) -> Self {
+        EvmRejection::InvalidParams(detail.into().chars().take(200).collect())
+    }
+
+    fn refused(ev: &Evaluation) -> Self {
+        let c = ev.refusal();
+        EvmRejection::Policy {
+            rule: c.map(|c| c.rule).unwrap_or("refused"),
+            detail: c.map(|c| c.detail.clone()),
+            source: c.map(|c| c.source.clone()),
+        }
+    }
+}
+
+/// The accounts `caller` may see, canaries included (they are bait), sorted by address with
+/// canaries after. Refused while the vault is sealed.
+pub fn accounts(
+    state: &crate::AppState,
+    caller: Option<&signward_auth::store::Caller>,
+) -> Result<Vec<Address>, EvmRejection> {
+    if state.is_sealed() {
+        return Err(EvmRejection::Sealed);
+    }
+    let mut all: Vec<Address> = state.evm.entries().into_iter().map(|(a, _)| a).collect();
+    for c in &state.canaries.evm {
+        if !all.contains(c) {
+            all.push(*c);
+        }
+    }
+    all.retain(|a| caller.is_none_or(|c| c.policy.may_see_key(signward_auth::KeyId::Evm(a))));
+    Ok(all)
+}
+
+/// Run the EVM pipeline for one request and record the decision durably before anything is
+/// released: admission (canary → sealed → halted, as for eth2) → the caller's grants (this
+/// account, this family of methods) → the key → the policy (key and credential rule sets,
+/// declared intent) → spend windows reserved durably → sign → audit. `request` is what the edge
+/// parsed, or why it could not (that is recorded too); `record` arrives with the request's
+/// caller, peer and id filled in; `started` is when the request arrived.
+pub async fn sign(
+    state: &Arc<crate::AppState>,
+    caller: Option<&signward_auth::store::Caller>,
+    method: EvmMethod,
+    request: Result<EvmRequest, EvmRejection>,
+    mut record: signward_audit::Record,
+    started: std::time::Instant,
+) -> Result<EvmSigned, EvmRejection> {
+    let result = match request {
+        Ok(request) => run(state, caller, method, request, &mut record).await,
+        Err(e) => Err(e),
+    };
+    settle(state, method.as_str(), result, record, started).await
+}
+
+/// Record a request for a method that is not one of ours (named `unknown`: a request's own
+/// name is never recorded or counted).
+pub async fn refuse_unknown_method(
+    state: &crate::AppState,
+    record: signward_audit::Record,
+    started: std::time::Instant,
+) -> EvmRejection {
+    match settle(
+        state,
+        "unknown",
+        Err::<(), _>(EvmRejection::MethodNotFound),
+        record,
+        started,
+    )
+    .await
+    {
+        Ok(()) => EvmRejection::MethodNotFound,
+        Err(e) => e,
+    }
+}
+
+/// Count, time and audit one decision; a result whose record cannot be written is withheld.
+async fn settle<T>(
+    state: &crate::AppState,
+    method: &'static str,
+    result: Result<T, EvmRejection>,
+    mut record: signward_audit::Record,
+    started: std::time::Instant,
+) -> Result<T, EvmRejection> {
+    record.operation = Some(method.to_string());
+    record.latency_us = Some(started.elapsed().as_micros() as u64);
+    let (outcome, reason) = match &result {
+        Ok(_) => (signward_audit::Outcome::Signed, ""),
+        Err(e) => (e.outcome(), e.reason()),
+    };
+    record.decision = outcome.into();
+    record.reason = (!reason.is_empty()).then(|| reason.to_string());
+    if result.is_err() {
+        tracing::info!(method, reason, "EVM request refused");
+    }
+    state
+        .metrics
+        .request("evm", method, outcome.as_str(), reason);
+    state.metrics.evm_latency.observe(started.elapsed());
+    match state.journal(record).await {
+        Ok(()) => result,
+        Err(e) => {
+            tracing::error!(error = %e, "audit write failed; EVM response withheld");
+            Err(EvmRejection::AuditUnavailable)
+        }
+    }
+}
+
+async fn run(
+    state: &Arc<crate::AppState>,
+    caller: Option<&signward_auth::store::Caller>,
+    method: EvmMethod,
+    request: EvmRequest,
+    record: &mut signward_audit::Record,
+) -> Result<EvmSigned, EvmRejection> {
+    let from = match &request {
+        EvmRequest::Message { from, .. } | EvmRequest::TypedData { from, .. } => *from,
+        EvmRequest::Transaction { tx, .. } => tx
+            .from
+            .ok_or_else(|| EvmRejection::invalid_params("from is required"))?,
+    };
+    let key = admit(state, caller, &from, method, record).await?;
+    let token = caller.map(|c| c.name.as_str());
+    let decide = |req: &Request<'_>, intent: Option<&signward_policy::Intent>| {
+        let ev = state.evm.evaluate(&from, token, req, intent);
+        if ev.allowed() {
+            Ok(ev)
+        } else {
+            Err(EvmRejection::refused(&ev))
+        }
+    };
+    match request {
+        EvmRequest::Message { data, .. } => {
+            decide(&Request::PersonalMessage, None)?;
+            signward_evm::message::sign_personal(&key, &data)
+                .map(EvmSigned::Signature)
+                .map_err(|e| {
+                    tracing::error!(error = %e, "message signing failed");
+                    EvmRejection::Internal
+                })
+        }
+        EvmRequest::TypedData { typed, .. } => {
+            decide(
+                &Request::TypedData {
+                    chain_id: typed.chain_id,
+                    verifying_contract: typed.verifying_contract,
+                    primary_type: typed.primary_type(),
+                    approval: typed.approval,
+                },
+                None,
+            )?;
+            typed
+                .sign(&key)
+                .map(EvmSigned::Signature)
+                .map_err(|e| EvmRejection::invalid_params(e.to_string()))
+        }
+        EvmRequest::Transaction { tx, intent } => {
+            let ev = decide(&Request::Transaction(&tx.facts), intent.as_ref())?;
+            // Spend windows: checked and recorded in one durable transaction before signing.
+            if !ev.spend_windows.is_empty() {
+                let ledger = state
+                    .evm
+                    .ledger
+                    .as_ref()
+                    .ok_or(EvmRejection::LedgerUnavailable)?;
+                match ledger.reserve(&ev.spend_windows, tx.facts.value).await {
+                    Ok(None) => {}
+                    Ok(Some(x)) => {
+                        return Err(EvmRejection::Policy {
+                            rule: x.rule,
+                            detail: Some(x.detail),
+                            source: Some(x.bucket),
+                        })
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "spend ledger failed");
+                        return Err(EvmRejection::LedgerUnavailable);
+                    }
+                }
+            }
+            let signed = tx.sign(&key).map_err(|e| {
+                tracing::error!(error = %e, "transaction signing failed");
+                EvmRejection::Internal
+            })?;
+            Ok(EvmSigned::Transaction { tx, signed })
+        }
+    }
+}
+
+/// Admission (canary → sealed → halted, as for eth2), then the caller's grants (this account,
+/// this family of methods), then the key itself.
+async fn admit(
+    state: &Arc<crate::AppState>,
+    caller: Option<&signward_auth::store::Caller>,
+    addr: &Address,
+    method: EvmMethod,
+    record: &mut signward_audit::Record,
+) -> Result<Arc<EvmKey>, EvmRejection> {
+    record.key = Some(format!("{addr:#x}"));
+    crate::admission::admit(
+        state,
+        caller,
+        crate::admission::Requested::Evm(addr),
+        method.as_str(),
+    )
+    .await
+    .map_err(|r| match r {
+        crate::admission::Refused::Canary => EvmRejection::Canary,
+        crate::admission::Refused::Sealed => EvmRejection::Sealed,
+        crate::admission::Refused::Halted => EvmRejection::Halted,
+    })?;
+    if let Some(c) = caller {
+        let op = signward_auth::Operation::of_evm_method(method.as_str())
+            .ok_or(EvmRejection::Internal)?;
+        c.policy
+            .check_key(signward_auth::KeyId::Evm(addr))
+            .and_then(|()| c.policy.check_operation(op))
+            .map_err(|d| {
+                tracing::warn!(caller = %c.name, method = method.as_str(), reason = d.code(), "EVM request not granted to caller");
+                EvmRejection::NotGranted(d)
+            })?;
+    }
+    state.evm.get(addr).ok_or(EvmRejection::UnknownAccount)
+}
