@@ -533,10 +533,10 @@ pub struct Policy {
     pub expires_at: Option<u64>,
 }
 
-/// The one authorizer: every permission a request needs is decided by these methods.
+/// The rules of a policy, applied only by [`crate::authorizer::authorize`].
 impl Policy {
     /// May this credential use `scope` from `peer` at `now` (Unix seconds)?
-    pub fn check_access(&self, scope: Scope, peer: IpAddr, now: u64) -> Result<(), Denied> {
+    pub(crate) fn check_access(&self, scope: Scope, peer: IpAddr, now: u64) -> Result<(), Denied> {
         if self.expires_at.is_some_and(|t| now >= t) {
             return Err(Denied::Expired);
         }
@@ -551,7 +551,7 @@ impl Policy {
 
     /// May this credential use `key`? (Checked before the key is looked up, so a restricted
     /// credential learns nothing about keys it is not granted.)
-    pub fn check_key(&self, key: KeyId<'_>) -> Result<(), Denied> {
+    pub(crate) fn check_key(&self, key: KeyId<'_>) -> Result<(), Denied> {
         let granted = match key {
             KeyId::Bls(pk) => self.keys.as_ref().is_none_or(|k| k.contains(pk)),
             KeyId::Evm(a) => self.evm_keys.contains(a),
@@ -560,7 +560,7 @@ impl Policy {
     }
 
     /// May this credential sign operations of this family?
-    pub fn check_operation(&self, op: Operation) -> Result<(), Denied> {
+    pub(crate) fn check_operation(&self, op: Operation) -> Result<(), Denied> {
         let allowed = match &self.allow_ops {
             Some(allow) => allow.contains(&op),
             None => Operation::DUTIES.contains(&op),
@@ -571,17 +571,12 @@ impl Policy {
     }
 
     /// May this credential sign a validator registration for `fee_recipient`?
-    pub fn check_fee_recipient(&self, fee_recipient: &Address) -> Result<(), Denied> {
+    pub(crate) fn check_fee_recipient(&self, fee_recipient: &Address) -> Result<(), Denied> {
         self.fee_recipients
             .as_ref()
             .is_none_or(|set| set.contains(fee_recipient))
             .then_some(())
             .ok_or(Denied::FeeRecipient)
-    }
-
-    /// May this credential see `key` listed?
-    pub fn may_see_key(&self, key: KeyId<'_>) -> bool {
-        self.check_key(key).is_ok()
     }
 }
 

@@ -16,14 +16,18 @@ use crate::state::AppState;
 
 /// Authentication and authorisation settings of a running server.
 pub struct Gate {
+    /// The credentials (tokens and certificate fingerprints), reloaded when their file changes.
     pub tokens: TokenStore,
+    /// Failed attempts, counted and limited per source.
     pub limiter: FailureLimiter,
+    /// Proxies whose `X-Forwarded-For` names the caller.
     pub trusted_proxies: Vec<Cidr>,
     /// Denials without a valid credential, awaiting their aggregated audit record.
     pub denials: DenialTally,
 }
 
 impl Gate {
+    /// Settings with an empty denial tally.
     pub fn new(tokens: TokenStore, limiter: FailureLimiter, trusted_proxies: Vec<Cidr>) -> Self {
         Gate {
             tokens,

@@ -10,7 +10,9 @@ use crate::state::AppState;
 /// A key named by a signing request.
 #[derive(Debug, Clone, Copy)]
 pub enum Requested<'a> {
+    /// A BLS key, by public key.
     Bls(&'a signward_core::bytes::PublicKeyBytes),
+    /// An EVM key, by address.
     Evm(&'a alloy_primitives::Address),
 }
 
@@ -19,7 +21,9 @@ pub enum Requested<'a> {
 pub enum Refused {
     /// A canary key: refused, and the alarm raised.
     Canary,
+    /// The vault is sealed.
     Sealed,
+    /// An operator (or a canary) halted signing.
     Halted,
 }
 

@@ -34,10 +34,12 @@ impl Halt {
         }
     }
 
+    /// Signing is halted.
     pub fn is_halted(&self) -> bool {
         self.halted.load(Ordering::Acquire)
     }
 
+    /// Why, as the operator said it (`None` when not halted).
     pub fn reason(&self) -> Option<String> {
         self.reason
             .lock()
@@ -83,9 +85,13 @@ pub enum CanaryAction {
 
 /// Canary keys: listed as if they were real, never signed with.
 pub struct Canaries {
+    /// BLS public keys that must never sign.
     pub bls: HashSet<PublicKeyBytes>,
+    /// EVM addresses that must never sign.
     pub evm: HashSet<Address>,
+    /// What a request for one of them sets off.
     pub action: CanaryAction,
+    /// Requests for a canary since start.
     pub hits: AtomicU64,
 }
 

@@ -25,6 +25,29 @@ pub enum EngineError {
     /// The slashing protection database could not be opened.
     #[error("opening the slashing protection database: {0}")]
     Slashing(#[from] signward_slashing::SlashingError),
+    /// The slashing database belongs to another network (genesis validators root).
+    #[error("the slashing database belongs to another network than {network}: {source}")]
+    WrongNetwork {
+        /// The network the server was started for.
+        network: String,
+        /// What the database said.
+        source: signward_slashing::SlashingError,
+    },
+    /// The vault database could not be opened or read.
+    #[error("opening the vault: {0}")]
+    Vault(signward_vault::VaultError),
+    /// A boot share (`--unseal-shares-from`) was refused.
+    #[error("unattended unseal: {0}")]
+    Unseal(signward_vault::VaultError),
+    /// The EVM spend ledger could not be opened.
+    #[error("opening the EVM spend ledger: {0}")]
+    Ledger(signward_evm::EvmError),
+    /// The audit log could not be opened.
+    #[error("opening the audit log: {0}")]
+    Audit(signward_audit::AuditError),
+    /// The credential file could not be opened.
+    #[error("opening the credentials: {0}")]
+    Credentials(signward_auth::AuthError),
 }
 
 impl EngineError {
@@ -35,6 +58,11 @@ impl EngineError {
             EngineError::DataDir { .. } => "data_dir",
             EngineError::Secret(_) => "server_secret",
             EngineError::Slashing(e) => e.class(),
+            EngineError::WrongNetwork { .. } => "wrong_network",
+            EngineError::Vault(e) | EngineError::Unseal(e) => e.code(),
+            EngineError::Ledger(_) => "spend_ledger",
+            EngineError::Audit(_) => "audit",
+            EngineError::Credentials(_) => "credentials",
         }
     }
 }

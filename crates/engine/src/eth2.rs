@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use signward_auth::store::Caller;
-use signward_auth::{KeyId, Operation};
+use signward_auth::{Action, KeyId, Operation};
 use signward_core::bytes::{PublicKeyBytes, SignatureBytes};
 use signward_core::request::SignRequest;
 use signward_core::signing::{prepare, SigningJob, Slashable};
@@ -24,16 +24,21 @@ use crate::state::AppState;
 /// The audit record of one request as it is filled in, and whether the slashing database has
 /// already committed it together with the check.
 pub struct AuditDraft {
+    /// The record as filled in so far.
     pub record: signward_audit::Record,
     /// The message type, once the body is parsed (for metrics: our own names only).
     pub kind: Option<signward_core::request::MessageType>,
+    /// The slashing database already committed the record with its check.
     pub written: bool,
+    /// When the request arrived.
     pub started: std::time::Instant,
 }
 
 /// A signature and the job it was computed for.
 pub struct Signed {
+    /// The job (signing root, slashable facts) the server computed.
     pub job: SigningJob,
+    /// The BLS signature over the job's signing root.
     pub signature: SignatureBytes,
 }
 
@@ -64,12 +69,10 @@ pub async fn sign_eth2(
         "eth2 sign",
     )
     .await?;
-    if let Some(c) = caller {
-        c.policy.check_key(KeyId::Bls(&pubkey)).map_err(|d| {
-            tracing::warn!(caller = %c.name, pubkey = %pubkey, "key not granted to caller");
-            Rejection::Forbidden(d)
-        })?;
-    }
+    signward_auth::authorize(caller, Action::UseKey(KeyId::Bls(&pubkey))).map_err(|d| {
+        tracing::warn!(caller = caller.map_or("-", |c| c.name.as_str()), pubkey = %pubkey, "key not granted to caller");
+        Rejection::Forbidden(d)
+    })?;
     // Held until the signature is made: a delete waits for it.
     let lease = state
         .keys
@@ -89,9 +92,7 @@ pub async fn sign_eth2(
             Rejection::MalformedSignRequest
         }
     })?;
-    if let Some(c) = caller {
-        authorize_operation(c, &request)?;
-    }
+    authorize_operation(caller, &request)?;
     audit.operation = Some(request.kind.as_str().to_string());
     draft.kind = Some(request.kind);
     let job = prepare(&request, &state.network).map_err(|e| {
@@ -121,19 +122,22 @@ pub async fn sign_eth2(
 
 /// The caller may sign this kind of message (by family), and a validator registration only for
 /// a fee recipient it is granted.
-fn authorize_operation(c: &Caller, request: &SignRequest) -> Result<(), Rejection> {
-    let deny = |d: signward_auth::Denied| {
-        tracing::warn!(caller = %c.name, kind = %request.kind, reason = d.code(), "operation not granted to caller");
+fn authorize_operation(caller: Option<&Caller>, request: &SignRequest) -> Result<(), Rejection> {
+    let fee_recipient = request
+        .validator_registration
+        .as_ref()
+        .map(|reg| alloy_primitives::Address::from(reg.fee_recipient.0));
+    signward_auth::authorize(
+        caller,
+        Action::SignEth2 {
+            operation: Operation::of_message(request.kind),
+            fee_recipient: fee_recipient.as_ref(),
+        },
+    )
+    .map_err(|d| {
+        tracing::warn!(caller = caller.map_or("-", |c| c.name.as_str()), kind = %request.kind, reason = d.code(), "operation not granted to caller");
         Rejection::Forbidden(d)
-    };
-    c.policy
-        .check_operation(Operation::of_message(request.kind))
-        .map_err(deny)?;
-    if let Some(reg) = &request.validator_registration {
-        let fee_recipient = alloy_primitives::Address::from(reg.fee_recipient.0);
-        c.policy.check_fee_recipient(&fee_recipient).map_err(deny)?;
-    }
-    Ok(())
+    })
 }
 
 /// BLS signing runs on one pool as wide as the machine, not on tokio's blocking pool: a burst of

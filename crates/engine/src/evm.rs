@@ -12,37 +12,19 @@ use signward_policy::{evaluate, Evaluation, Policy, Request};
 
 use crate::state::KeyOrigin;
 
-/// Where an EVM key came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EvmOrigin {
-    /// A V3 keyfile.
-    File,
-    /// The vault.
-    Vault,
-    /// `--dev-evm-key`: a raw key from the environment, development only.
-    Dev,
-}
-
-impl From<KeyOrigin> for EvmOrigin {
-    fn from(o: KeyOrigin) -> Self {
-        match o {
-            KeyOrigin::File => EvmOrigin::File,
-            KeyOrigin::Vault => EvmOrigin::Vault,
-        }
-    }
-}
-
 /// EVM state of a running server.
 #[derive(Default)]
 pub struct EvmState {
-    keys: RwLock<HashMap<Address, (Arc<EvmKey>, EvmOrigin)>>,
+    keys: RwLock<HashMap<Address, (Arc<EvmKey>, KeyOrigin)>>,
     policy: RwLock<Option<Arc<Policy>>>,
+    /// The spend ledger (windows reserved durably before signing); `None` refuses every spend window.
     pub ledger: Option<SpendLedger>,
     /// Development mode (`--dev`): reported as unsafe by the health check.
     pub dev: bool,
 }
 
 impl EvmState {
+    /// State with no keys, the policy `policy` and the ledger `ledger`.
     pub fn new(policy: Option<Policy>, ledger: Option<SpendLedger>, dev: bool) -> Self {
         EvmState {
             keys: RwLock::default(),
@@ -52,7 +34,8 @@ impl EvmState {
         }
     }
 
-    pub fn insert(&self, origin: EvmOrigin, keys: impl IntoIterator<Item = EvmKey>) -> usize {
+    /// Add keys from `origin`; an address already present keeps its key. Returns how many were added.
+    pub fn insert(&self, origin: KeyOrigin, keys: impl IntoIterator<Item = EvmKey>) -> usize {
         let mut g = self.keys.write().unwrap_or_else(|p| p.into_inner());
         let mut n = 0;
         for k in keys {
@@ -64,6 +47,7 @@ impl EvmState {
         n
     }
 
+    /// Remove the keys at `addrs`. Returns how many were present.
     pub fn remove_all(&self, addrs: &HashSet<Address>) -> usize {
         let mut g = self.keys.write().unwrap_or_else(|p| p.into_inner());
         let before = g.len();
@@ -71,13 +55,15 @@ impl EvmState {
         before - g.len()
     }
 
-    pub fn remove_origin(&self, origin: EvmOrigin) -> usize {
+    /// Remove every key of `origin`. Returns how many.
+    pub fn remove_origin(&self, origin: KeyOrigin) -> usize {
         let mut g = self.keys.write().unwrap_or_else(|p| p.into_inner());
         let before = g.len();
         g.retain(|_, (_, o)| *o != origin);
         before - g.len()
     }
 
+    /// The key at `a`.
     pub fn get(&self, a: &Address) -> Option<Arc<EvmKey>> {
         self.keys
             .read()
@@ -86,7 +72,8 @@ impl EvmState {
             .map(|(k, _)| k.clone())
     }
 
-    pub fn origin(&self, a: &Address) -> Option<EvmOrigin> {
+    /// Where the key at `a` came from.
+    pub fn origin(&self, a: &Address) -> Option<KeyOrigin> {
         self.keys
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -95,7 +82,7 @@ impl EvmState {
     }
 
     /// Addresses and origins, sorted by address.
-    pub fn entries(&self) -> Vec<(Address, EvmOrigin)> {
+    pub fn entries(&self) -> Vec<(Address, KeyOrigin)> {
         let mut v: Vec<_> = self
             .keys
             .read()
@@ -107,14 +94,17 @@ impl EvmState {
         v
     }
 
+    /// How many keys are loaded.
     pub fn len(&self) -> usize {
         self.keys.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 
+    /// No key is loaded.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The policy in force.
     pub fn policy(&self) -> Option<Arc<Policy>> {
         self.policy
             .read()
@@ -323,7 +313,13 @@ pub fn accounts(
             all.push(*c);
         }
     }
-    all.retain(|a| caller.is_none_or(|c| c.policy.may_see_key(signward_auth::KeyId::Evm(a))));
+    all.retain(|a| {
+        signward_auth::authorize(
+            caller,
+            signward_auth::Action::SeeKey(signward_auth::KeyId::Evm(a)),
+        )
+        .is_ok()
+    });
     Ok(all)
 }
 
@@ -504,16 +500,23 @@ async fn admit(
         crate::admission::Refused::Sealed => EvmRejection::Sealed,
         crate::admission::Refused::Halted => EvmRejection::Halted,
     })?;
-    if let Some(c) = caller {
-        let op = signward_auth::Operation::of_evm_method(method.as_str())
-            .ok_or(EvmRejection::Internal)?;
-        c.policy
-            .check_key(signward_auth::KeyId::Evm(addr))
-            .and_then(|()| c.policy.check_operation(op))
-            .map_err(|d| {
-                tracing::warn!(caller = %c.name, method = method.as_str(), reason = d.code(), "EVM request not granted to caller");
-                EvmRejection::NotGranted(d)
-            })?;
-    }
+    let operation =
+        signward_auth::Operation::of_evm_method(method.as_str()).ok_or(EvmRejection::Internal)?;
+    signward_auth::authorize(
+        caller,
+        signward_auth::Action::SignEvm {
+            account: addr,
+            operation,
+        },
+    )
+    .map_err(|d| {
+        tracing::warn!(
+            caller = caller.map_or("-", |c| c.name.as_str()),
+            method = method.as_str(),
+            reason = d.code(),
+            "EVM request not granted to caller"
+        );
+        EvmRejection::NotGranted(d)
+    })?;
     state.evm.get(addr).ok_or(EvmRejection::UnknownAccount)
 }

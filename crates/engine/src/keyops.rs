@@ -21,18 +21,21 @@ use crate::error::Rejection;
 use crate::state::{AppState, KeyOrigin};
 use crate::vault::VaultRuntime;
 
-/// Who asks for a key operation: the name recorded in the audit log, and the credential's
-/// policy (`None` only with authentication off). Keys the policy does not grant are never
+/// Who asks for a key operation: the name recorded in the audit log, and the credential
+/// (`None` only with authentication off). Keys the authorizer does not grant it are never
 /// touched, listed or imported for that caller.
 #[derive(Clone, Copy)]
 pub struct Actor<'a> {
+    /// The name recorded in the audit log.
     pub name: &'a str,
-    pub policy: Option<&'a signward_auth::Policy>,
+    /// The credential.
+    pub caller: Option<&'a signward_auth::store::Caller>,
 }
 
 impl Actor<'_> {
+    /// May this caller touch `key`? (Asked of the authorizer.)
     pub fn may(&self, key: signward_auth::KeyId<'_>) -> bool {
-        self.policy.is_none_or(|p| p.check_key(key).is_ok())
+        signward_auth::authorize(self.caller, signward_auth::Action::UseKey(key)).is_ok()
     }
 }
 
@@ -49,11 +52,13 @@ pub enum AbsentKeys {
 /// Per-key outcome of an import or delete.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
+    /// The BLS key the outcome is about.
     pub pubkey: Option<PublicKeyBytes>,
     /// For an EVM key (V3 keyfile import).
     pub address: Option<alloy_primitives::Address>,
     /// `imported`, `duplicate`, `deleted`, `not_active`, `not_found`, `error`.
     pub status: &'static str,
+    /// A fixed sentence for the client (never built from secret data).
     pub message: String,
 }
 
@@ -329,14 +334,16 @@ async fn store_and_load(
         }
     }
     state.keys.insert_all_from(KeyOrigin::Vault, bls);
-    state.evm.insert(crate::evm::EvmOrigin::Vault, evm);
+    state.evm.insert(crate::state::KeyOrigin::Vault, evm);
     Ok(())
 }
 
 /// A generated key (BLS public key or EVM address) and, when asked for, its age-encrypted
 /// backup (ASCII armor).
 pub struct Generated {
+    /// The new key's identifier (BLS public key or EVM address).
     pub id: String,
+    /// The key's age-encrypted backup (ASCII armour), when one was asked for.
     pub backup: Option<String>,
 }
 
@@ -395,11 +402,14 @@ pub async fn generate(
 
 /// A key named by an admin request.
 pub enum KeyRef {
+    /// A BLS key, by public key.
     Bls(PublicKeyBytes),
+    /// An EVM key, by address.
     Evm(alloy_primitives::Address),
 }
 
 impl KeyRef {
+    /// The identifier as listings show it (hex public key or `evm:` address).
     pub fn id(&self) -> String {
         match self {
             KeyRef::Bls(pk) => pk.to_hex(),
@@ -413,7 +423,7 @@ impl KeyRef {
             KeyRef::Bls(pk) => state.keys.origin(pk) == Some(KeyOrigin::File),
             KeyRef::Evm(a) => matches!(
                 state.evm.origin(a),
-                Some(crate::evm::EvmOrigin::File | crate::evm::EvmOrigin::Dev)
+                Some(crate::state::KeyOrigin::File | crate::state::KeyOrigin::Dev)
             ),
         }
     }

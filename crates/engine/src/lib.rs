@@ -9,16 +9,18 @@
 //! The eth2 and EVM pipelines, key lifecycle and runtime tasks still live in `signward-server`
 //! and move here next; `docs/architecture.md` says where each piece is.
 #![forbid(unsafe_code)]
-#![allow(missing_docs)]
+#![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod access;
 pub mod admission;
+pub mod assemble;
 pub mod audit_journal;
 pub mod controls;
 mod error;
 pub mod eth2;
 pub mod evm;
+pub mod keyload;
 pub mod keyops;
 pub mod metrics;
 pub mod reload;
@@ -26,5 +28,6 @@ pub mod state;
 pub mod stores;
 pub mod vault;
 
+pub use assemble::{assemble, Config};
 pub use error::{caller_fault, EngineError, Rejection};
 pub use state::{AppState, KeyRegistry};

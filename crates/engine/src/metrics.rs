@@ -30,6 +30,7 @@ impl Histogram {
         }
     }
 
+    /// Count one observation of `d`.
     pub fn observe(&self, d: Duration) {
         let s = d.as_secs_f64();
         for (b, c) in self.bounds.iter().zip(&self.counts) {
@@ -74,9 +75,13 @@ type RequestKey = (&'static str, &'static str, &'static str, &'static str);
 /// Every metric signward keeps.
 pub struct Metrics {
     requests: Mutex<BTreeMap<RequestKey, u64>>,
+    /// eth2 signing request latency.
     pub eth2_latency: Histogram,
+    /// EVM signing request latency.
     pub evm_latency: Histogram,
+    /// Slashing database check-and-record latency.
     pub slashing_db_latency: Histogram,
+    /// Failed authentications since start.
     pub auth_failures: AtomicU64,
 }
 
@@ -112,6 +117,7 @@ impl Metrics {
         *g.entry((api, operation, decision, reason)).or_insert(0) += 1;
     }
 
+    /// The Prometheus text exposition of every metric.
     pub fn render(&self, state: &AppState) -> String {
         let mut o = String::with_capacity(4096);
         o.push_str("# HELP signward_requests_total Signing decisions by API, operation, decision and reason.\n# TYPE signward_requests_total counter\n");

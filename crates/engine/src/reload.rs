@@ -28,7 +28,9 @@ pub type ReloadHook = Box<dyn Fn(&AppState) -> ReloadReport + Send + Sync>;
 /// Who asked for a reload (for the log and the audit record).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
+    /// SIGHUP.
     Signal,
+    /// `POST /reload`.
     Api,
 }
 
@@ -44,14 +46,20 @@ impl Trigger {
 /// Where reloading stands, as `GET /reload` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// No reload has run.
     Idle,
+    /// A reload is running.
     Running,
+    /// The last reload finished without a failure.
     Completed,
+    /// The last reload finished, with some parts kept as they were.
     CompletedWithErrors,
+    /// The last reload failed.
     Failed,
 }
 
 impl Phase {
+    /// The Web3Signer status name.
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Idle => "idle",
@@ -66,6 +74,7 @@ impl Phase {
 /// The status of the latest reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
+    /// Where reloading stands.
     pub phase: Phase,
     /// Unix seconds of the latest start or completion.
     pub last_operation: Option<u64>,
@@ -81,6 +90,7 @@ pub struct Reloader {
 }
 
 impl Reloader {
+    /// A reloader that runs `hook`.
     pub fn new(hook: ReloadHook) -> Self {
         Reloader {
             hook,
@@ -93,6 +103,7 @@ impl Reloader {
         }
     }
 
+    /// Where reloading stands now.
     pub fn status(&self) -> Status {
         self.status
             .lock()

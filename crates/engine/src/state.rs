@@ -10,19 +10,34 @@ use signward_keys::BlsKeypair;
 use signward_slashing::clock::ChainClock;
 use signward_slashing::{Refusal, SlashingDb};
 
-/// Where a loaded key came from.
+/// Where a loaded key (BLS or EVM) came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyOrigin {
-    /// Keystore or key-config files (read-only to the APIs).
+    /// Keystore, key-config or V3 keyfiles (read-only to the APIs).
     File,
     /// The sealed vault (managed by the admin and Keymanager APIs; wiped on seal).
     Vault,
+    /// `--dev-evm-key`: a raw EVM key from the environment, development only.
+    Dev,
+}
+
+impl KeyOrigin {
+    /// The name the key listings show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyOrigin::File => "file",
+            KeyOrigin::Vault => "vault",
+            KeyOrigin::Dev => "dev",
+        }
+    }
 }
 
 /// A loaded key. Signing holds a [`KeyLease`] on it from the key lookup until the signature is
 /// made; retiring the key waits for every lease, and no lease is granted after it.
 pub struct KeyEntry {
+    /// The key pair.
     pub keypair: BlsKeypair,
+    /// Where it came from.
     pub origin: KeyOrigin,
     /// The EIP-2334 path of the keystore the key came from, when it declared a valid one.
     pub derivation_path: Option<String>,
@@ -36,6 +51,7 @@ pub struct KeyLease {
 }
 
 impl KeyLease {
+    /// The leased key pair.
     pub fn keypair(&self) -> &BlsKeypair {
         &self.entry.keypair
     }
@@ -155,10 +171,12 @@ impl KeyRegistry {
         })
     }
 
+    /// A key with public key `pk` is loaded.
     pub fn contains(&self, pk: &PublicKeyBytes) -> bool {
         self.read().map.contains_key(pk)
     }
 
+    /// Where the key with public key `pk` came from.
     pub fn origin(&self, pk: &PublicKeyBytes) -> Option<KeyOrigin> {
         self.read().map.get(pk).map(|e| e.origin)
     }
@@ -185,14 +203,17 @@ impl KeyRegistry {
             .collect()
     }
 
+    /// Public keys, in load order.
     pub fn public_keys(&self) -> Vec<PublicKeyBytes> {
         self.read().order.clone()
     }
 
+    /// How many keys are loaded.
     pub fn len(&self) -> usize {
         self.read().order.len()
     }
 
+    /// No key is loaded.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -202,9 +223,17 @@ impl KeyRegistry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoadStatus {
     /// Loading `total` configured keys.
-    Loading { total: usize },
+    Loading {
+        /// Keys configured.
+        total: usize,
+    },
     /// Every configured key has loaded or failed.
-    Done { loaded: usize, failed: usize },
+    Done {
+        /// Keys loaded.
+        loaded: usize,
+        /// Keys that failed to load.
+        failed: usize,
+    },
 }
 
 /// Why the chain-clock window is off.
@@ -268,13 +297,17 @@ impl ClockStatus {
 /// time is known and the check is enabled), why the clock is off when it is, and a counter per
 /// refusal reason.
 pub struct Protection {
+    /// The slashing protection database.
     pub db: SlashingDb,
+    /// The chain clock, when the window is on.
     pub clock: Option<ChainClock>,
+    /// Why the clock is what it is, as `/healthcheck` reports it.
     pub clock_status: ClockStatus,
     refusals: [AtomicU64; Refusal::ALL.len()],
 }
 
 impl Protection {
+    /// Protection over `db` with the window of `clock`, counters at zero.
     pub fn new(db: SlashingDb, clock: Option<ChainClock>) -> Self {
         Protection {
             db,
@@ -290,6 +323,7 @@ impl Protection {
         self
     }
 
+    /// Count one refusal for reason `r`.
     pub fn count_refusal(&self, r: Refusal) {
         if let Some(i) = Refusal::ALL.iter().position(|x| *x == r) {
             self.refusals[i].fetch_add(1, Ordering::Relaxed);
@@ -316,8 +350,11 @@ pub enum Journal {
 
 /// Everything a request handler can see.
 pub struct AppState {
+    /// The network this engine signs for.
     pub network: NetworkConfig,
+    /// The BLS keys it can sign with.
     pub keys: KeyRegistry,
+    /// Slashing protection.
     pub protection: Protection,
     /// Authentication and authorisation; `None` only with auth disabled on loopback.
     pub gate: Option<crate::access::Gate>,
@@ -329,6 +366,7 @@ pub struct AppState {
     pub halt: crate::controls::Halt,
     /// Keys that must never be used.
     pub canaries: crate::controls::Canaries,
+    /// Counters and latency histograms.
     pub metrics: crate::metrics::Metrics,
     audit_failing: std::sync::atomic::AtomicBool,
     /// The sealed key vault, when one is configured.
@@ -343,6 +381,7 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// An engine for `network` over `protection`, with no keys, no audit log and no gate.
     pub fn new(network: NetworkConfig, protection: Protection) -> Self {
         AppState {
             network,
@@ -434,10 +473,12 @@ impl AppState {
         self
     }
 
+    /// Where key loading stands.
     pub fn load_status(&self) -> LoadStatus {
         *self.status.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Set where key loading stands.
     pub fn set_load_status(&self, s: LoadStatus) {
         *self.status.write().unwrap_or_else(|p| p.into_inner()) = s;
     }

@@ -57,6 +57,26 @@ pub fn ensure_private(data_dir: &DataDir) -> Result<(), EngineError> {
         })
 }
 
+/// The vault database: the slashing database when that is PostgreSQL, else `vault.sqlite` in
+/// the data directory (created owner-only).
+pub fn vault_url(slashing_url: &str, data_dir: &DataDir) -> Result<String, EngineError> {
+    if slashing_url.starts_with("postgres") {
+        return Ok(slashing_url.to_string());
+    }
+    ensure_private(data_dir)?;
+    Ok(DataDir::sqlite_url(&data_dir.vault_db()))
+}
+
+/// The EVM spend ledger: the vault's PostgreSQL database when it has one, else
+/// `evm-ledger.sqlite` in the data directory.
+pub fn ledger_url(vault_url: &str, data_dir: &DataDir) -> String {
+    if vault_url.starts_with("postgres") {
+        vault_url.to_string()
+    } else {
+        DataDir::sqlite_url(&data_dir.evm_ledger())
+    }
+}
+
 /// Open the slashing protection database at `url`. With `audited`, a SQLite database also
 /// carries the audit chain (committed with the checks; keyed from the server secret).
 pub async fn open_slashing(

@@ -19,6 +19,7 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A vault and what the server knows about it.
 pub struct VaultRuntime {
+    /// The vault.
     pub vault: Vault,
     initialized: AtomicBool,
     seen_version: AtomicI64,
@@ -28,6 +29,7 @@ pub struct VaultRuntime {
 }
 
 impl VaultRuntime {
+    /// Runtime state of `vault`, initialized when it holds a master key record.
     pub async fn new(vault: Vault) -> Result<Self, VaultError> {
         let meta = vault.store().meta().await?;
         Ok(VaultRuntime {
@@ -44,6 +46,7 @@ impl VaultRuntime {
         self.initialized.load(Ordering::Acquire) && !self.vault.is_unsealed()
     }
 
+    /// The vault holds a master key record (it may be sealed).
     pub fn is_initialized(&self) -> bool {
         self.initialized.load(Ordering::Acquire)
     }
@@ -79,7 +82,7 @@ pub(crate) async fn reconcile_locked(
         .evm
         .entries()
         .into_iter()
-        .filter(|(_, o)| *o == crate::evm::EvmOrigin::Vault)
+        .filter(|(_, o)| *o == crate::state::KeyOrigin::Vault)
         .map(|(a, _)| a)
         .collect();
     let mut wanted_evm = HashSet::new();
@@ -127,7 +130,7 @@ pub(crate) async fn reconcile_locked(
     .await
     .map_err(|e| VaultError::Internal(format!("key build task: {e}")))??;
     let added = state.keys.insert_all_from(KeyOrigin::Vault, built)
-        + state.evm.insert(crate::evm::EvmOrigin::Vault, new_evm);
+        + state.evm.insert(crate::state::KeyOrigin::Vault, new_evm);
     let gone: HashSet<PublicKeyBytes> = loaded.difference(&wanted).copied().collect();
     let gone_evm: HashSet<alloy_primitives::Address> =
         loaded_evm.difference(&wanted_evm).copied().collect();
@@ -229,7 +232,7 @@ pub async fn seal(state: &Arc<AppState>, caller: &str, why: &str) {
     if let Some(rt) = &state.vault {
         rt.vault.seal();
         let n = state.keys.remove_origin(KeyOrigin::Vault)
-            + state.evm.remove_origin(crate::evm::EvmOrigin::Vault);
+            + state.evm.remove_origin(crate::state::KeyOrigin::Vault);
         tracing::warn!(keys_wiped = n, reason = why, "vault sealed");
         audit_vault(
             state,

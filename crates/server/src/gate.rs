@@ -20,7 +20,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use signward_auth::{Cidr, Denied, Scope};
+use signward_auth::{Action, Cidr, Scope};
 use zeroize::Zeroizing;
 
 use crate::error::ApiError;
@@ -147,11 +147,14 @@ pub async fn gate(
         };
         return refuse_unknown(&state, gate, ip, refusal);
     };
-    let checked = if caller.suspended {
-        Err(Denied::Suspended)
-    } else {
-        caller.policy.check_access(scope, ip, now())
-    };
+    let checked = signward_auth::authorize(
+        Some(&caller),
+        Action::Enter {
+            scope,
+            peer: ip,
+            now: now(),
+        },
+    );
     if let Err(denied) = checked {
         // Tallied like unknown credentials: an expired or suspended token sent in a loop adds
         // one record a minute, not one per request.

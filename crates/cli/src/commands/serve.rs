@@ -1,25 +1,17 @@
 //! `signward serve`: bind, load keys in the background, serve until SIGTERM/SIGINT.
 
-use signward_os::DataDir;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use signward_auth::limiter::FailureLimiter;
-use signward_auth::secret::ServerSecret;
-use signward_auth::store::TokenStore;
 use signward_core::network::{GenesisFacts, NetworkConfig, GENESIS_SSZ_PREFIX_LEN};
-use signward_engine::access::Gate;
-use signward_engine::state::{ClockOff, ClockStatus, LoadStatus, Protection};
-use signward_engine::vault::VaultRuntime;
+use signward_engine::assemble::{AuthConfig, Pruning};
+use signward_engine::state::{ClockOff, ClockStatus};
 use signward_engine::AppState;
-use signward_keys::keystore::KdfLimits;
-use signward_keys::loader::{discover, load_all, KeySources, Progress};
+use signward_keys::loader::KeySources;
 use signward_server::serve::{ConnLimits, Limits};
 use signward_server::ServerConfig;
-use signward_slashing::clock::ChainClock;
-use signward_slashing::SlashingStore;
 
 use crate::cli::ServeArgs;
 
@@ -193,78 +185,6 @@ fn sources(args: &ServeArgs) -> anyhow::Result<KeySources> {
     })
 }
 
-fn log_progress(p: Progress) {
-    tracing::info!(
-        done = p.done,
-        total = p.total,
-        rate_per_sec = format_args!("{:.1}", p.rate_per_sec()),
-        eta_secs = p.eta().map(|d| d.as_secs()).unwrap_or(0),
-        "loading keys"
-    );
-}
-
-/// Load every configured key into `state`, then mark the server ready.
-fn load_keys(state: &AppState, sources: &KeySources, threads: Option<usize>) {
-    let jobs = discover(sources);
-    state.set_load_status(LoadStatus::Loading { total: jobs.len() });
-    tracing::info!(configured = jobs.len(), "loading keys");
-    let report = load_all(
-        jobs,
-        threads,
-        KdfLimits::default(),
-        Duration::from_secs(5),
-        log_progress,
-    );
-    for f in &report.failures {
-        tracing::error!(file = %f.origin, error.class = f.error.class(), error = %f.error, "key failed to load");
-    }
-    let raw = report.loaded.iter().filter(|k| k.raw).count();
-    if raw > 0 {
-        tracing::warn!(
-            count = raw,
-            "plaintext file-raw keys loaded (--allow-raw-keys): anyone who can read those files has the keys"
-        );
-    }
-    let loaded = report.loaded.len();
-    let failed = report.failures.len();
-    warn_disabled(state, report.loaded.iter().map(|k| *k.keypair.public_key()));
-    state.keys.insert_with_paths(
-        signward_engine::state::KeyOrigin::File,
-        report
-            .loaded
-            .into_iter()
-            .map(|k| (k.keypair, k.derivation_path)),
-    );
-    state.set_load_status(LoadStatus::Done { loaded, failed });
-    tracing::info!(
-        loaded,
-        failed,
-        elapsed_ms = report.elapsed.as_millis() as u64,
-        "key loading finished; ready to sign"
-    );
-}
-
-/// Keys loaded from files whose validator is disabled in the slashing database (deleted through
-/// the Keymanager API, here or on another instance) sign nothing: say so at load time.
-fn warn_disabled(
-    state: &AppState,
-    loaded: impl Iterator<Item = signward_core::bytes::PublicKeyBytes>,
-) {
-    let Ok(handle) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    let disabled = match handle.block_on(state.protection.db.disabled()) {
-        Ok(d) => d.into_iter().collect::<std::collections::HashSet<_>>(),
-        Err(e) => {
-            tracing::warn!(error = %e, "could not read disabled validators");
-            return;
-        }
-    };
-    for pk in loaded.filter(|pk| disabled.contains(pk)) {
-        tracing::warn!(pubkey = %pk, "this key is disabled in the slashing database (it was deleted and its history exported); it signs nothing until it is imported again or `signward slashing enable` is run");
-    }
-}
-
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let Resolved { network, notes } = network_with_genesis(&args.network, args.genesis_time)?;
     for note in &notes {
@@ -369,7 +289,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
         super::vault::read_shares(&args.unseal_shares_from, &args.unseal_input)?
     };
-    let vault_url = super::vault::vault_url(&args.slashing, &args.data_dir)?;
+    let slashing_url = super::slashing::db_url(&args.slashing, &args.data_dir)?;
     let nofile = signward_os::raise_descriptor_limit();
     let config = ServerConfig {
         listen: SocketAddr::new(args.http_listen_host, args.http_listen_port),
@@ -399,113 +319,36 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .thread_name("signward-http")
         .build()
         .context("starting the async runtime")?;
+    let engine_config = signward_engine::Config {
+        clock_status: clock_status(&network, args.slashing_protection_disable_clock_check),
+        network,
+        max_future_epochs: args.slashing_protection_max_future_epochs,
+        data_dir: args.data_dir.clone(),
+        slashing_url,
+        evm_policy,
+        dev: args.dev,
+        dev_evm_key: dev_key,
+        canaries: canaries(&args.canary_key, args.canary_action)?,
+        memory,
+        auth: (!args.insecure_disable_auth).then_some(AuthConfig {
+            failure_limit: args.auth_failure_limit,
+            trusted_proxies,
+        }),
+        unseal_shares: boot_shares,
+        key_sources: sources,
+        key_loader_threads: args.key_loader_threads,
+        evm_keyfiles: args
+            .evm_keyfiles_path
+            .clone()
+            .zip(args.evm_keyfiles_password_file.clone()),
+        pruning: args.slashing_protection_pruning_enabled.then_some(Pruning {
+            keep_epochs: args.slashing_protection_pruning_epochs_to_keep,
+            interval_hours: args.slashing_protection_pruning_interval,
+        }),
+        reload_more: Some(reload_more(tls.clone(), args.evm_policy.clone())),
+    };
     runtime.block_on(async move {
-        let db = super::slashing::open_with_audit(&args.slashing, &args.data_dir).await?;
-        if let Some(gvr) = network.genesis_validators_root {
-            db.pin_genesis_validators_root(gvr).await.with_context(|| {
-                format!(
-                    "the slashing database belongs to another network than {}",
-                    network.name
-                )
-            })?;
-        }
-        let clock_report = clock_status(&network, args.slashing_protection_disable_clock_check);
-        let clock = match (clock_report.off, network.genesis_time) {
-            (None, Some(genesis_time)) => Some(ChainClock {
-                genesis_time,
-                seconds_per_slot: network.seconds_per_slot,
-                slots_per_epoch: network.preset.slots_per_epoch,
-                max_future_epochs: args.slashing_protection_max_future_epochs,
-            }),
-            _ => None,
-        };
-        match clock_report.off {
-            Some(off) => tracing::warn!(reason = off.code(), "chain-clock check OFF: {}", clock_report.detail),
-            None => tracing::info!(
-                genesis_time = clock_report.genesis_time,
-                source = clock_report.genesis_time_source,
-                max_future_epochs = args.slashing_protection_max_future_epochs,
-                "chain-clock check on"
-            ),
-        }
-        if let Some(w) = &clock_report.warning {
-            tracing::warn!("{w}");
-        }
-        tracing::info!(
-            backend = db.backend(),
-            clock_check = clock.is_some(),
-            "slashing protection ready"
-        );
-        let prune = args.slashing_protection_pruning_enabled.then_some((
-            args.slashing_protection_pruning_epochs_to_keep,
-            args.slashing_protection_pruning_interval,
-        ));
-        let audit_in_slashing_db = db.journal_store().is_some();
-        let vault_store = signward_vault::VaultStore::open(&vault_url).await.context("opening the vault database")?;
-        let vault = VaultRuntime::new(signward_vault::Vault::new(vault_store)).await.context("reading the vault")?;
-        let vault_initialized = vault.is_initialized();
-        let ledger_url = if vault_url.starts_with("postgres") {
-            vault_url.clone()
-        } else {
-            DataDir::sqlite_url(&DataDir::new(&args.data_dir).evm_ledger())
-        };
-        let ledger = signward_evm::ledger::SpendLedger::open(&ledger_url).await.context("opening the EVM spend ledger")?;
-        let mut state = AppState::new(network, Protection::new(db, clock).with_clock_status(clock_report)).with_vault(vault);
-        state.evm = signward_engine::evm::EvmState::new(evm_policy, Some(ledger), args.dev);
-        if let Some(k) = dev_key {
-            tracing::warn!(address = %k.address(), "DEV MODE: an EVM key from the environment is loaded (--dev-evm-key); never use this in production");
-            state.evm.insert(signward_engine::evm::EvmOrigin::Dev, [k]);
-        }
-        if state.evm.policy().is_none() {
-            tracing::info!("no EVM policy (--evm-policy): every EVM signing request will be refused");
-        }
-        state.data_dir = Some(args.data_dir.clone());
-        state.halt = signward_engine::controls::Halt::load(&args.data_dir);
-        if state.halt.is_halted() {
-            tracing::warn!(reason = state.halt.reason().as_deref().unwrap_or(""), "signing is HALTED (persisted); `signward resume` lifts it");
-        }
-        state.canaries = canaries(&args.canary_key, args.canary_action)?;
-        state.memory = memory;
-        state = if audit_in_slashing_db {
-            tracing::info!("audit log kept in the slashing database (one commit for both)");
-            state.with_audit_in_slashing_db()
-        } else {
-            let audit = signward_audit::AuditLog::open(&args.data_dir, super::audit::key(&args.data_dir)?)
-                .context("opening the audit log")?;
-            state.with_audit(audit)
-        };
-        if args.insecure_disable_auth {
-            tracing::warn!("AUTHENTICATION DISABLED (--insecure-disable-auth): any local process can sign with every key");
-        } else {
-            let secret = ServerSecret::load_or_create(&DataDir::new(&args.data_dir).server_key())?;
-            let tokens = TokenStore::open(&args.data_dir, secret)?;
-            if tokens.is_empty() {
-                tracing::warn!("no credentials exist yet: every request but /upcheck will be refused; create one with `signward token create`");
-            }
-            state = state.with_gate(Gate::new(
-                tokens,
-                FailureLimiter::new(args.auth_failure_limit, Duration::from_secs(60)),
-                trusted_proxies,
-            ));
-        }
-        state = state.with_reloader(reload_hook(sources.clone(), tls.clone(), args.evm_policy.clone()));
-        let state = Arc::new(state);
-        if vault_initialized {
-            tracing::warn!("the vault is sealed: signing is refused until a quorum of shares is submitted (signward unseal)");
-        }
-        for share in boot_shares {
-            let p = signward_engine::vault::submit_share(&state, "unseal-shares-from", share)
-                .await
-                .context("unattended unseal")?;
-            if p.state == signward_vault::VaultState::Unsealed {
-                break;
-            }
-        }
-        signward_engine::vault::spawn_poll(state.clone());
-        signward_engine::access::spawn_denial_flush(state.clone());
-        if let Some((keep, hours)) = prune {
-            spawn_pruning(state.clone(), keep, hours);
-        }
+        let state = signward_engine::assemble(engine_config).await?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -518,16 +361,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         if !local.ip().is_loopback() {
             tracing::warn!("listening on a non-loopback address without TLS");
         }
-        let loader_state = state.clone();
-        let threads = args.key_loader_threads;
-        let evm_files = args.evm_keyfiles_path.clone().zip(args.evm_keyfiles_password_file.clone());
-        tokio::task::spawn_blocking(move || {
-            if let Some((dir, pw)) = &evm_files {
-                load_evm_keyfiles(&loader_state, dir, pw);
-            }
-            load_keys(&loader_state, &sources, threads)
-        });
-        spawn_sighup(state.clone());
         if args.metrics_enabled {
             let addr = SocketAddr::new(args.metrics_host, args.metrics_port);
             if !addr.ip().is_loopback() && !args.insecure_allow_plaintext_non_loopback {
@@ -586,141 +419,16 @@ fn canaries(
             );
         }
     }
-    if !keys.is_empty() {
-        tracing::info!(bls = c.bls.len(), evm = c.evm.len(), action = ?c.action, "canary keys armed");
-    }
     Ok(c)
 }
 
-/// Decrypt every V3 keyfile in `dir` (in parallel); failures are logged by file name and class.
-fn load_evm_keyfiles(state: &AppState, dir: &std::path::Path, password_file: &std::path::Path) {
-    use rayon::prelude::*;
-    // V3 passwords are used as their UTF-8 bytes (as geth does); a file's trailing newline is
-    // not part of the password.
-    let password = match signward_keys::password::read_password_file(password_file) {
-        Ok(p) => {
-            use secrecy::ExposeSecret;
-            secrecy::SecretString::from(p.expose_secret().trim_end_matches(['\n', '\r']))
-        }
-        Err(e) => {
-            tracing::error!(file = %password_file.display(), error.class = e.class(), "EVM keyfile password unreadable; no EVM keyfiles loaded");
-            return;
-        }
-    };
-    let files: Vec<std::path::PathBuf> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect(),
-        Err(e) => {
-            tracing::error!(dir = %dir.display(), error = %e, "cannot read the EVM keyfile directory");
-            return;
-        }
-    };
-    let results: Vec<_> = files
-        .par_iter()
-        .map(|f| {
-            let r = signward_keys::fsutil::read_secret_file(
-                f,
-                signward_keys::fsutil::FileKind::Keystore,
-            )
-            .map_err(|e| e.class().to_string())
-            .and_then(|bytes| {
-                signward_evm::keyfile::decrypt(&bytes, &password, &KdfLimits::default()).map_err(
-                    |e| match e {
-                        signward_evm::EvmError::MacMismatch => "mac_mismatch".to_string(),
-                        signward_evm::EvmError::Kdf(c) => c,
-                        _ => "malformed_keyfile".to_string(),
-                    },
-                )
-            });
-            (f, r)
-        })
-        .collect();
-    let mut keys = Vec::new();
-    for (f, r) in results {
-        match r {
-            Ok(k) => keys.push(k),
-            Err(class) => {
-                tracing::error!(file = %f.display(), error.class = %class, "EVM keyfile failed to load")
-            }
-        }
-    }
-    let n = state
-        .evm
-        .insert(signward_engine::evm::EvmOrigin::File, keys);
-    tracing::info!(loaded = n, "EVM keyfiles loaded");
-}
-
-/// Periodic pruning: set-based, and never weakening protection (see signward-slashing).
-fn spawn_pruning(state: Arc<AppState>, keep_epochs: u64, hours: u64) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(hours.max(1) * 3600));
-        loop {
-            tick.tick().await;
-            let spe = state.network.preset.slots_per_epoch;
-            match state.protection.db.prune(keep_epochs, spe).await {
-                Ok(r) => tracing::info!(
-                    blocks = r.blocks_deleted,
-                    attestations = r.attestations_deleted,
-                    keep_epochs,
-                    "slashing history pruned"
-                ),
-                Err(e) => tracing::error!(error = %e, "slashing history pruning failed"),
-            }
-        }
-    });
-}
-
-/// Re-read the key files: load what is new, drop what is gone. Returns (added, removed, failed).
-fn reload_file_keys(state: &AppState, sources: &KeySources) -> (usize, usize, usize) {
-    use signward_engine::state::KeyOrigin;
-    use std::collections::HashSet;
-    let report = load_all(
-        discover(sources),
-        None,
-        KdfLimits::default(),
-        Duration::from_secs(5),
-        |_| {},
-    );
-    for f in &report.failures {
-        tracing::error!(file = %f.origin, error.class = f.error.class(), error = %f.error, "key failed to load");
-    }
-    let current: HashSet<_> = state
-        .keys
-        .entries()
-        .into_iter()
-        .filter(|(_, o)| *o == KeyOrigin::File)
-        .map(|(pk, _)| pk)
-        .collect();
-    let fresh: HashSet<_> = report
-        .loaded
-        .iter()
-        .map(|k| *k.keypair.public_key())
-        .collect();
-    let gone: HashSet<_> = current.difference(&fresh).copied().collect();
-    let removed = state.keys.remove_all(&gone);
-    let added = state.keys.insert_with_paths(
-        KeyOrigin::File,
-        report
-            .loaded
-            .into_iter()
-            .map(|k| (k.keypair, k.derivation_path))
-            .filter(|(k, _)| !current.contains(k.public_key())),
-    );
-    (added, removed, report.failures.len())
-}
-
-/// The one reload, for SIGHUP and `POST /reload` (see `signward_server::reload`): the key
-/// files (new keys load, keys whose files are gone stop being served), the TLS certificates and
-/// the EVM policy. Whatever fails to reload keeps what is in force.
-fn reload_hook(
-    sources: KeySources,
+/// The edge's part of a reload (see `signward_engine::assemble`): the TLS certificates and the
+/// EVM policy file. Returns what failed and kept its previous value.
+fn reload_more(
     tls: Option<Arc<signward_server::tls::Tls>>,
     policy: Option<std::path::PathBuf>,
-) -> signward_engine::reload::ReloadHook {
+) -> signward_engine::assemble::ReloadMore {
     Box::new(move |state: &AppState| {
-        let (added, removed, failed) = reload_file_keys(state, &sources);
         let mut kept = Vec::new();
         if let Some(tls) = &tls {
             match tls.reload() {
@@ -743,28 +451,8 @@ fn reload_hook(
                 }
             }
         }
-        signward_engine::reload::ReloadReport {
-            added,
-            removed,
-            failed,
-            kept,
-        }
+        kept
     })
-}
-
-/// SIGHUP runs the reload (the same one as `POST /reload`), after any reload already running.
-fn spawn_sighup(state: Arc<AppState>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    tokio::spawn(async move {
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            tracing::error!("cannot listen for SIGHUP; nothing will reload");
-            return;
-        };
-        while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading");
-            signward_engine::reload::run(&state, signward_engine::reload::Trigger::Signal).await;
-        }
-    });
 }
 
 async fn shutdown_signal() {

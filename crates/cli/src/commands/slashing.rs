@@ -17,12 +17,6 @@ pub fn db_url(args: &SlashingDbArgs, data_dir: &Path) -> anyhow::Result<String> 
     )?)
 }
 
-/// Open the database; a SQLite one also carries the audit chain (keyed from the server secret).
-pub async fn open_with_audit(args: &SlashingDbArgs, data_dir: &Path) -> anyhow::Result<SlashingDb> {
-    let url = db_url(args, data_dir)?;
-    Ok(stores::open_slashing(&url, &DataDir::new(data_dir), true).await?)
-}
-
 /// Open the database without the audit chain (the slashing commands).
 pub async fn open(args: &SlashingDbArgs, data_dir: &Path) -> anyhow::Result<SlashingDb> {
     let url = db_url(args, data_dir)?;

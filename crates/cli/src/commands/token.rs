@@ -139,10 +139,10 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
                 if policy.evm_keys.is_none() {
                     bail!("an evm credential must name its EVM keys: --keys 0xADDRESS,... (or evm:* for every EVM key)");
                 }
-                if !Operation::ALL
-                    .iter()
-                    .any(|op| op.is_evm() && policy.check_operation(*op).is_ok())
-                {
+                if !signward_auth::authorizer::grants_any(
+                    &policy,
+                    Operation::ALL.iter().copied().filter(Operation::is_evm),
+                ) {
                     bail!("an evm credential must name the EVM methods it may call: --allow-op eth_signTransaction,eth_sign,eth_signTypedData (any of them)");
                 }
             }

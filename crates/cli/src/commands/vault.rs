@@ -21,11 +21,10 @@ const MIN_PASSPHRASE_CHARS: usize = 12;
 /// shared, else in `<data-dir>/vault.sqlite`.
 pub fn vault_url(slashing: &SlashingDbArgs, data_dir: &Path) -> anyhow::Result<String> {
     let url = super::slashing::db_url(slashing, data_dir)?;
-    if url.starts_with("postgres") {
-        return Ok(url);
-    }
-    super::ensure_private_dir(data_dir)?;
-    Ok(DataDir::sqlite_url(&DataDir::new(data_dir).vault_db()))
+    Ok(signward_engine::stores::vault_url(
+        &url,
+        &DataDir::new(data_dir),
+    )?)
 }
 
 fn prompt(label: &str) -> anyhow::Result<SecretString> {

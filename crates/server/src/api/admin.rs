@@ -35,7 +35,7 @@ fn name(caller: &Who) -> String {
 fn actor<'a>(name: &'a str, caller: &'a Who) -> keyops::Actor<'a> {
     keyops::Actor {
         name,
-        policy: caller.as_ref().map(|Extension(c)| &c.policy),
+        caller: caller.as_ref().map(|Extension(c)| &**c),
     }
 }
 
@@ -106,13 +106,13 @@ pub async fn list(State((state, _)): St, caller: Who) -> Response {
     let who = actor("", &caller);
     let mut out = Vec::new();
     for (pk, origin) in state.keys.entries() {
-        if origin == KeyOrigin::File {
-            out.push(json!({"pubkey": pk.to_hex(), "kind": "bls", "origin": "file", "enabled": true, "loaded": true}));
+        if origin != KeyOrigin::Vault {
+            out.push(json!({"pubkey": pk.to_hex(), "kind": "bls", "origin": origin.as_str(), "enabled": true, "loaded": true}));
         }
     }
     for (a, origin) in state.evm.entries() {
-        if origin != signward_engine::evm::EvmOrigin::Vault {
-            out.push(json!({"pubkey": keyops::evm_key_id(&a), "kind": "secp256k1", "origin": if origin == signward_engine::evm::EvmOrigin::Dev { "dev" } else { "file" }, "enabled": true, "loaded": true}));
+        if origin != KeyOrigin::Vault {
+            out.push(json!({"pubkey": keyops::evm_key_id(&a), "kind": "secp256k1", "origin": origin.as_str(), "enabled": true, "loaded": true}));
         }
     }
     if let Some(rt) = &state.vault {

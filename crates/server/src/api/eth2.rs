@@ -174,9 +174,13 @@ pub async fn public_keys(
     let keys: Vec<String> = all
         .iter()
         .filter(|k| {
-            caller
-                .as_ref()
-                .is_none_or(|Extension(c)| c.policy.may_see_key(signward_auth::KeyId::Bls(k)))
+            caller.as_ref().is_none_or(|Extension(c)| {
+                signward_auth::authorize(
+                    Some(c),
+                    signward_auth::Action::SeeKey(signward_auth::KeyId::Bls(k)),
+                )
+                .is_ok()
+            })
         })
         .map(|k| k.to_hex())
         .collect();

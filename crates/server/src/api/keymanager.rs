@@ -33,7 +33,7 @@ fn name(caller: &Who) -> String {
 fn actor<'a>(name: &'a str, caller: &'a Who) -> keyops::Actor<'a> {
     keyops::Actor {
         name,
-        policy: caller.as_ref().map(|Extension(c)| &c.policy),
+        caller: caller.as_ref().map(|Extension(c)| &**c),
     }
 }
 
