@@ -115,11 +115,23 @@ pub enum Rejection {
     HistoryWrongChain,
     /// The `slashing_protection` of an import holds a record beyond the chain clock's window.
     HistoryTooFarInFuture,
+    /// The request body exceeds the limit.
+    BodyTooLarge,
     /// Anything else; details are in the log.
     Internal,
 }
 
 impl Rejection {
+    /// The audit outcome of this rejection: refused by a rule, denied to the caller, or an
+    /// error.
+    pub fn outcome(&self) -> signward_audit::Outcome {
+        match self {
+            Rejection::Refused(_) | Rejection::Canary => signward_audit::Outcome::Refused,
+            Rejection::Forbidden(_) => signward_audit::Outcome::Denied,
+            _ => signward_audit::Outcome::Error,
+        }
+    }
+
     /// The stable code.
     pub fn code(&self) -> &'static str {
         match self {
@@ -144,6 +156,7 @@ impl Rejection {
             Rejection::HistoryInvalid => "invalid_slashing_protection",
             Rejection::HistoryWrongChain => "slashing_protection_genesis_mismatch",
             Rejection::HistoryTooFarInFuture => "slashing_protection_too_far_in_future",
+            Rejection::BodyTooLarge => "body_too_large",
             Rejection::Internal => "internal_error",
         }
     }
@@ -201,6 +214,7 @@ impl Rejection {
             Rejection::HistoryInvalid => "slashing_protection is not a valid EIP-3076 interchange document",
             Rejection::HistoryWrongChain => "slashing_protection is for another chain (genesis validators root) than this signer",
             Rejection::HistoryTooFarInFuture => "slashing_protection holds a record beyond the chain clock's window",
+            Rejection::BodyTooLarge => "the request body is too large",
             Rejection::Internal => "internal error",
         }
     }

@@ -23,15 +23,15 @@ use crate::state::AppState;
 
 /// The audit record of one request as it is filled in, and whether the slashing database has
 /// already committed it together with the check.
-pub struct AuditDraft {
+struct AuditDraft {
     /// The record as filled in so far.
-    pub record: signward_audit::Record,
+    record: signward_audit::Record,
     /// The message type, once the body is parsed (for metrics: our own names only).
-    pub kind: Option<signward_core::request::MessageType>,
+    kind: Option<signward_core::request::MessageType>,
     /// The slashing database already committed the record with its check.
-    pub written: bool,
+    written: bool,
     /// When the request arrived.
-    pub started: std::time::Instant,
+    started: std::time::Instant,
 }
 
 /// A signature and the job it was computed for.
@@ -47,10 +47,53 @@ pub fn parse_pubkey(s: &str) -> Result<PublicKeyBytes, Rejection> {
     s.parse().map_err(|_| Rejection::InvalidPubkey)
 }
 
+/// Sign one eth2 request and record the decision durably before anything is released. `body`
+/// is the request body, or why the edge could not read it (that is recorded too); `record`
+/// arrives with the request's id, caller, peer and key identifier filled in; `started` is when
+/// the request arrived. A slashable decision may already have been committed with its check,
+/// in the same transaction; then only a later failure needs a record of its own.
+pub async fn sign(
+    state: &Arc<AppState>,
+    caller: Option<&Caller>,
+    identifier: &str,
+    body: Result<&[u8], Rejection>,
+    record: signward_audit::Record,
+    started: std::time::Instant,
+) -> Result<Signed, Rejection> {
+    let mut draft = AuditDraft {
+        record,
+        kind: None,
+        written: false,
+        started,
+    };
+    let result = match body {
+        Ok(body) => sign_eth2(state, caller, identifier, body, &mut draft).await,
+        Err(e) => Err(e),
+    };
+    if matches!(result, Err(Rejection::AuditUnavailable)) {
+        state.note_audit(false);
+    }
+    let written = draft.written && matches!(result, Ok(_) | Err(Rejection::Refused(_)));
+    let (outcome, reason) = match &result {
+        Ok(_) => (signward_audit::Outcome::Signed, None),
+        Err(e) => (e.outcome(), Some(e.code())),
+    };
+    let decision = crate::decision::Decision {
+        pipeline: crate::decision::Pipeline::Eth2,
+        operation: draft.kind.map(|k| k.as_str()).unwrap_or("-"),
+        outcome,
+        reason,
+    };
+    match crate::decision::settle(state, decision, draft.record, started, written).await {
+        Ok(()) => result,
+        Err(()) => Err(Rejection::AuditUnavailable),
+    }
+}
+
 /// Run the pipeline for one eth2 sign request. `caller` is the authenticated caller (`None`
 /// only with auth disabled). Its key grant is checked before the key lookup, so a restricted
 /// credential learns nothing about other keys.
-pub async fn sign_eth2(
+async fn sign_eth2(
     state: &Arc<AppState>,
     caller: Option<&Caller>,
     identifier: &str,

@@ -374,26 +374,22 @@ async fn settle<T>(
     started: std::time::Instant,
 ) -> Result<T, EvmRejection> {
     record.operation = Some(method.to_string());
-    record.latency_us = Some(started.elapsed().as_micros() as u64);
     let (outcome, reason) = match &result {
-        Ok(_) => (signward_audit::Outcome::Signed, ""),
-        Err(e) => (e.outcome(), e.reason()),
+        Ok(_) => (signward_audit::Outcome::Signed, None),
+        Err(e) => (e.outcome(), Some(e.reason())),
     };
-    record.decision = outcome.into();
-    record.reason = (!reason.is_empty()).then(|| reason.to_string());
-    if result.is_err() {
+    if let Some(reason) = reason {
         tracing::info!(method, reason, "EVM request refused");
     }
-    state
-        .metrics
-        .request("evm", method, outcome.as_str(), reason);
-    state.metrics.evm_latency.observe(started.elapsed());
-    match state.journal(record).await {
+    let decision = crate::decision::Decision {
+        pipeline: crate::decision::Pipeline::Evm,
+        operation: method,
+        outcome,
+        reason,
+    };
+    match crate::decision::settle(state, decision, record, started, false).await {
         Ok(()) => result,
-        Err(e) => {
-            tracing::error!(error = %e, "audit write failed; EVM response withheld");
-            Err(EvmRejection::AuditUnavailable)
-        }
+        Err(()) => Err(EvmRejection::AuditUnavailable),
     }
 }
 

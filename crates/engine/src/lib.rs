@@ -17,6 +17,7 @@ pub mod admission;
 pub mod assemble;
 pub mod audit_journal;
 pub mod controls;
+pub mod decision;
 mod error;
 pub mod eth2;
 pub mod evm;

@@ -23,8 +23,6 @@ pub enum ApiError {
     TooManyFailures,
     /// Too many requests in flight; retry shortly.
     Overloaded,
-    /// The request body exceeds the limit.
-    BodyTooLarge,
     /// The request took longer than the server allows.
     Timeout,
     /// No such route.
@@ -128,6 +126,7 @@ impl ApiError {
                 | Rejection::Halted
                 | Rejection::SlashingUnavailable
                 | Rejection::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+                Rejection::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
                 Rejection::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::MalformedBody(_) | ApiError::BadRequest => StatusCode::BAD_REQUEST,
@@ -139,7 +138,6 @@ impl ApiError {
             ApiError::InvalidCredential => StatusCode::FORBIDDEN,
             ApiError::TooManyFailures => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
@@ -153,7 +151,6 @@ impl ApiError {
             ApiError::InvalidCredential => "invalid_credential",
             ApiError::TooManyFailures => "too_many_auth_failures",
             ApiError::Overloaded => "overloaded",
-            ApiError::BodyTooLarge => "body_too_large",
             ApiError::Timeout => "timeout",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -172,7 +169,6 @@ impl ApiError {
             ApiError::InvalidCredential => "the credential presented is not valid",
             ApiError::TooManyFailures => "too many failed authentication attempts; retry later",
             ApiError::Overloaded => "too many requests in flight; retry shortly",
-            ApiError::BodyTooLarge => "the request body is too large",
             ApiError::Timeout => "the request timed out",
             ApiError::NotFound => "no such endpoint",
             ApiError::MethodNotAllowed => "this endpoint does not accept this HTTP method",

@@ -106,7 +106,7 @@ async fn json_errors(req: Request, next: Next) -> Response {
     let e = match status {
         axum::http::StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
         axum::http::StatusCode::NOT_FOUND => ApiError::NotFound,
-        axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge,
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::Engine(Rejection::BodyTooLarge),
         axum::http::StatusCode::REQUEST_TIMEOUT => ApiError::Timeout,
         _ if status.is_server_error() => ApiError::Engine(Rejection::Internal),
         _ => ApiError::BadRequest,

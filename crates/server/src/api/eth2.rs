@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use signward_audit::Outcome;
-
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -54,72 +52,33 @@ pub async fn sign(
     let request_id = uuid::Uuid::new_v4().to_string();
     let caller = caller.map(|Extension(c)| c);
     let body = axum::body::to_bytes(body, limits.max_body_bytes).await;
-    let mut draft = signer::AuditDraft {
-        record: signward_audit::Record {
-            event: signward_audit::Event::Sign.into(),
-            request_id: Some(request_id.clone()),
-            caller: Some(
-                caller
-                    .as_ref()
-                    .map(|c| c.name.clone())
-                    .unwrap_or_else(|| "-".into()),
-            ),
-            peer: client.map(|Extension(ClientIp(ip))| ip.to_string()),
-            // The audit crate bounds every field; a key that does not parse is recorded cut.
-            key: Some(identifier.clone()),
-            ..Default::default()
-        },
-        kind: None,
-        written: false,
+    let record = signward_audit::Record {
+        event: signward_audit::Event::Sign.into(),
+        request_id: Some(request_id.clone()),
+        caller: Some(
+            caller
+                .as_ref()
+                .map(|c| c.name.clone())
+                .unwrap_or_else(|| "-".into()),
+        ),
+        peer: client.map(|Extension(ClientIp(ip))| ip.to_string()),
+        // The audit crate bounds every field; a key that does not parse is recorded cut.
+        key: Some(identifier.clone()),
+        ..Default::default()
+    };
+    // An oversized body is refused, and that refusal is recorded like any other. The engine
+    // records the decision durably before any answer leaves.
+    let body = body.as_deref().map_err(|_| Rejection::BodyTooLarge);
+    let result = signer::sign(
+        &state,
+        caller.as_deref(),
+        &identifier,
+        body,
+        record,
         started,
-    };
-    // An oversized body is refused, and that refusal is recorded like any other.
-    let result = match &body {
-        Ok(bytes) => signer::sign_eth2(&state, caller.as_deref(), &identifier, bytes, &mut draft)
-            .await
-            .map_err(ApiError::from),
-        Err(_) => Err(ApiError::BodyTooLarge),
-    };
-    // Fail closed: the decision is recorded durably before any answer leaves; a signature is
-    // dropped if its record cannot be written. A slashable decision may already have been
-    // committed with its check (then only a later failure needs a record of its own).
-    let draft_kind = draft.kind.map(|k| k.as_str()).unwrap_or("-");
-    let mut record = draft.record;
-    record.latency_us = Some(started.elapsed().as_micros() as u64);
-    let (decision, reason) = match &result {
-        Ok(_) => (Outcome::Signed, None),
-        Err(
-            e @ (ApiError::Engine(Rejection::Refused(_)) | ApiError::Engine(Rejection::Canary)),
-        ) => (Outcome::Refused, Some(e.code())),
-        Err(e @ (ApiError::Engine(Rejection::Forbidden(_)) | ApiError::Unauthorized)) => {
-            (Outcome::Denied, Some(e.code()))
-        }
-        Err(e) => (Outcome::Error, Some(e.code())),
-    };
-    let decision = decision.as_str();
-    record.decision = decision.into();
-    record.reason = reason.map(String::from);
-    state
-        .metrics
-        .request("eth2", draft_kind, decision, reason.unwrap_or(""));
-    state.metrics.eth2_latency.observe(started.elapsed());
-    if matches!(result, Err(ApiError::Engine(Rejection::AuditUnavailable))) {
-        state.note_audit(false);
-    }
-    let needs_record = state.audit.is_some()
-        && !(draft.written
-            && matches!(result, Ok(_) | Err(ApiError::Engine(Rejection::Refused(_)))));
-    let result = if needs_record {
-        match state.journal(record).await {
-            Ok(()) => result,
-            Err(e) => {
-                tracing::error!(error = %e, request_id = %request_id, "audit write failed; response withheld");
-                Err(ApiError::Engine(Rejection::AuditUnavailable))
-            }
-        }
-    } else {
-        result
-    };
+    )
+    .await
+    .map_err(ApiError::from);
     let mut response = respond(result, &headers, caller.as_deref());
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", v);

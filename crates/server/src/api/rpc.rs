@@ -224,7 +224,8 @@ pub async fn rpc(
     let started = Instant::now();
     let caller = caller.map(|Extension(c)| c);
     let Ok(bytes) = axum::body::to_bytes(body, limits.max_body_bytes).await else {
-        return crate::error::ApiError::BodyTooLarge.into_response();
+        return crate::error::ApiError::Engine(signward_engine::Rejection::BodyTooLarge)
+            .into_response();
     };
     let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
         return reply(Value::Null, Err(parse_error()));
