@@ -1,13 +1,14 @@
 //! signward-engine: the signing engine, with no HTTP in it.
 //!
-//! This crate is where the engine is being gathered (issue 13): today it owns
-//! * [`stores`]: where each store lives and how it is opened from a data directory and the
-//!   operator's URL (`env:VAR` indirection included), for `serve`, the commands and the benchmark;
-//! * [`audit_journal`]: the audit chain as the slashing database's journal, and the one mapping
-//!   from a slashing decision to an audit outcome.
-//!
-//! The eth2 and EVM pipelines, key lifecycle and runtime tasks still live in `signward-server`
-//! and move here next; `docs/architecture.md` says where each piece is.
+//! [`assemble()`] builds it from one typed [`Config`]: the stores ([`stores`]), the state
+//! ([`state::AppState`]: keys with one [`state::KeyOrigin`], slashing protection, the vault
+//! runtime, controls, metrics, the credential store the edge's gate asks), and the runtime tasks
+//! (key loading, reload, vault poll, pruning, denial flush). Requests enter through the two
+//! pipelines, [`eth2::sign`] and [`evm::sign`], which run the same [`admission`] step first,
+//! ask `signward_auth::authorize` for every permission, and end in [`decision`], the one place a
+//! decision becomes its audit record and metric. Key lifecycle is [`keyops`]. Failures are
+//! [`Rejection`]s and [`evm::EvmRejection`]s with stable codes; the HTTP crate maps them to
+//! answers.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]

@@ -1,12 +1,12 @@
-//! signward-server: the HTTP edge.
+//! signward-server: the HTTP edge over the signing engine (`signward-engine`).
 //!
-//! Request path: [`conn`] accepts the connection (caps, header and idle timeouts) → [`serve`]
-//! routes it (every route in one scope group; body limit, deadline) → [`gate`] authenticates the
-//! caller and checks the group's scope → [`api`] handles it → [`signer`] (eth2) or
-//! [`api::rpc`] (EVM) runs [`admission`], asks the caller's policy (the one authorizer in
-//! `signward-auth`), checks and records in the slashing database, and signs off the async
-//! runtime → the handler answers in JSON or text. Every failure leaves through
-//! [`error::ApiError`], which logs the detail and returns only a stable code.
+//! Request path: [`conn`] accepts the connection (caps, header and idle timeouts) → [`mod@serve`]
+//! routes it (every route in one scope group; body limit, deadline; anything else refused) →
+//! [`gate`] reads the credential off the request and asks the authorizer
+//! (`signward_auth::authorize`) for the group's scope → [`api`] reads the request into an engine
+//! call (`signward_engine::eth2::sign`, `signward_engine::evm::sign`, key management) → the
+//! engine's rejection, if any, leaves through [`error::ApiError`] (HTTP) or the JSON-RPC error
+//! of [`api::rpc`], with a stable code; the detail goes to the log only.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
