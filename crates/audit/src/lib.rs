@@ -385,7 +385,6 @@ pub fn append_now(data_dir: &Path, key: &AuditKey, mut record: Record) -> Result
     Ok(())
 }
 
-/// What verification found.
 /// What [`verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {

@@ -1,0 +1,223 @@
+//! The engine built by `assemble(Config)` and driven in-process, with no HTTP: the eth2
+//! pipeline's check-before-sign under concurrent conflicting requests, the authorizer's place in
+//! both pipelines, admission, and the audit record of every decision.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use signward_auth::store::Caller;
+use signward_auth::{Denied, Policy, Scope};
+use signward_core::network::NetworkConfig;
+use signward_engine::assemble::AuthConfig;
+use signward_engine::evm::{EvmMethod, EvmRejection, EvmRequest};
+use signward_engine::state::ClockStatus;
+use signward_engine::{AppState, Config, Rejection};
+use signward_keys::BlsKeypair;
+use signward_os::DataDir;
+use signward_slashing::Refusal;
+
+const GVR: &str = "0x4b363db94e286120d76eb905340fdd4e54bfe9f06bf33ff6cf5ad27f511bfe95";
+
+fn config(dir: &std::path::Path) -> Config {
+    let network = NetworkConfig::mainnet();
+    Config {
+        clock_status: ClockStatus::of(None),
+        network,
+        max_future_epochs: 2,
+        data_dir: dir.to_path_buf(),
+        slashing_url: signward_engine::stores::slashing_url(None, &DataDir::new(dir)).unwrap(),
+        evm_policy: None,
+        dev: false,
+        dev_evm_key: None,
+        canaries: Default::default(),
+        memory: signward_os::MemoryLock::Disabled,
+        auth: Some(AuthConfig {
+            failure_limit: 10,
+            trusted_proxies: Vec::new(),
+        }),
+        unseal_shares: Vec::new(),
+        key_sources: Default::default(),
+        key_loader_threads: Some(1),
+        evm_keyfiles: None,
+        pruning: None,
+        reload_more: None,
+    }
+}
+
+async fn engine(dir: &std::path::Path) -> Arc<AppState> {
+    let state = signward_engine::assemble(config(dir)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !state.is_ready() {
+        assert!(Instant::now() < deadline, "key loading never finished");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    state
+}
+
+fn attestation(source: u64, target: u64, block_root_byte: u8) -> Vec<u8> {
+    let root = format!("0x{}", hex::encode([block_root_byte; 32]));
+    let zero = format!("0x{}", hex::encode([0u8; 32]));
+    format!(
+        r#"{{"type":"ATTESTATION","fork_info":{{"fork":{{"previous_version":"0x00000000","current_version":"0x00000000","epoch":"0"}},"genesis_validators_root":"{GVR}"}},"attestation":{{"slot":"{slot}","index":"0","beacon_block_root":"{root}","source":{{"epoch":"{source}","root":"{zero}"}},"target":{{"epoch":"{target}","root":"{zero}"}}}}}}"#,
+        slot = target * 32,
+    )
+    .into_bytes()
+}
+
+fn record() -> signward_audit::Record {
+    signward_audit::Record {
+        event: signward_audit::Event::Sign.into(),
+        ..Default::default()
+    }
+}
+
+async fn sign(
+    state: &Arc<AppState>,
+    caller: Option<&Caller>,
+    pk: &str,
+    body: &[u8],
+) -> Result<(), Rejection> {
+    signward_engine::eth2::sign(state, caller, pk, Ok(body), record(), Instant::now())
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_conflicting_votes_get_exactly_one_signature() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = engine(dir.path()).await;
+    let key = BlsKeypair::generate();
+    let pk = key.public_key().to_hex();
+    state.keys.insert_all([key]);
+    // 16 different votes for the same target, all at once: one is signed, the rest are double
+    // votes, whatever the interleaving.
+    let tasks: Vec<_> = (0..16u8)
+        .map(|i| {
+            let state = state.clone();
+            let pk = pk.clone();
+            tokio::spawn(async move { sign(&state, None, &pk, &attestation(3, 4, i + 1)).await })
+        })
+        .collect();
+    let mut signed = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => signed += 1,
+            Err(r) => assert_eq!(r, Rejection::Refused(Refusal::DoubleVote)),
+        }
+    }
+    assert_eq!(signed, 1);
+    // A surrounding vote is refused; the next one is signed.
+    assert_eq!(
+        sign(&state, None, &pk, &attestation(2, 5, 1)).await,
+        Err(Rejection::Refused(Refusal::SurroundVote))
+    );
+    assert_eq!(sign(&state, None, &pk, &attestation(4, 5, 1)).await, Ok(()));
+    assert!(!state.audit_failing());
+    // Every decision was recorded: 16 + 2 records, chained and intact.
+    let conn = signward_audit::open_existing(&DataDir::new(dir.path()).slashing_db()).unwrap();
+    let key = signward_engine::stores::audit_key(&DataDir::new(dir.path())).unwrap();
+    let verdict = signward_audit::verify_in(&conn, &key, signward_audit::WITH_SLASHING).unwrap();
+    assert!(
+        matches!(verdict, signward_audit::Verdict::Intact { records: 18 }),
+        "{verdict:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_authorizer_decides_before_the_key_is_looked_up_in_both_pipelines() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = engine(dir.path()).await;
+    let key = BlsKeypair::generate();
+    let pk = key.public_key().to_hex();
+    state.keys.insert_all([key]);
+    let other = BlsKeypair::generate().public_key().to_hex();
+    let restricted = Caller {
+        name: "vc".into(),
+        policy: Policy {
+            scopes: [Scope::Sign, Scope::Evm].into(),
+            keys: Some([pk.parse().unwrap()].into()),
+            ..Default::default()
+        },
+        suspended: false,
+    };
+    // A key not granted is refused as not granted, not as unknown: nothing about it leaks.
+    assert_eq!(
+        sign(&state, Some(&restricted), &other, &attestation(3, 4, 1)).await,
+        Err(Rejection::Forbidden(Denied::Key))
+    );
+    assert_eq!(
+        sign(&state, Some(&restricted), &pk, &attestation(3, 4, 1)).await,
+        Ok(())
+    );
+    // A suspended credential may do nothing.
+    let suspended = Caller {
+        suspended: true,
+        ..restricted.clone()
+    };
+    assert_eq!(
+        sign(&state, Some(&suspended), &pk, &attestation(4, 5, 1)).await,
+        Err(Rejection::Forbidden(Denied::Suspended))
+    );
+    // EVM: no EVM key granted, so the grant fails before any lookup or policy.
+    let from = alloy_primitives::Address::repeat_byte(9);
+    let r = signward_engine::evm::sign(
+        &state,
+        Some(&restricted),
+        EvmMethod::PersonalSign,
+        Ok(EvmRequest::Message {
+            from,
+            data: b"hi".to_vec(),
+        }),
+        record(),
+        Instant::now(),
+    )
+    .await;
+    assert_eq!(r.err(), Some(EvmRejection::NotGranted(Denied::Key)));
+    // With authentication off (no caller), an unknown account is unknown.
+    let r = signward_engine::evm::sign(
+        &state,
+        None,
+        EvmMethod::PersonalSign,
+        Ok(EvmRequest::Message {
+            from,
+            data: b"hi".to_vec(),
+        }),
+        record(),
+        Instant::now(),
+    )
+    .await;
+    assert_eq!(r.err(), Some(EvmRejection::UnknownAccount));
+}
+
+#[tokio::test]
+async fn admission_comes_first_and_a_halt_outlives_the_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = engine(dir.path()).await;
+    let key = BlsKeypair::generate();
+    let pk = key.public_key().to_hex();
+    state.keys.insert_all([key]);
+    state.halt.halt("test").unwrap();
+    assert_eq!(
+        sign(&state, None, &pk, &attestation(3, 4, 1)).await,
+        Err(Rejection::Halted)
+    );
+    // Even for a key that does not exist: admission runs before any lookup.
+    let other = BlsKeypair::generate().public_key().to_hex();
+    assert_eq!(
+        sign(&state, None, &other, &attestation(3, 4, 1)).await,
+        Err(Rejection::Halted)
+    );
+    drop(state);
+    // The halt is persisted: an engine assembled again over the same data directory is halted.
+    let dir2 = dir.path().to_path_buf();
+    let again = signward_engine::assemble(config(&dir2)).await;
+    // The first engine's SQLite writer may still hold the database for a moment.
+    let again = match again {
+        Ok(s) => s,
+        Err(_) => {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            signward_engine::assemble(config(&dir2)).await.unwrap()
+        }
+    };
+    assert!(again.halt.is_halted());
+}
