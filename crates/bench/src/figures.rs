@@ -721,7 +721,7 @@ contracts = [{ address = "0x2222222222222222222222222222222222222222", selectors
             vec![],
         ));
         state.evm = signward_engine::evm::EvmState::new(Some(policy), Some(ledger), false);
-        state.evm.insert(signward_engine::state::KeyOrigin::File, [key]);
+        state.evm.keys.insert_all([key]);
         state.set_load_status(LoadStatus::Done { loaded: 0, failed: 0 });
         let state = Arc::new(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -152,7 +152,7 @@ pub async fn assemble(config: Config) -> Result<Arc<AppState>, EngineError> {
     state.evm = crate::evm::EvmState::new(config.evm_policy, Some(ledger), config.dev);
     if let Some(k) = config.dev_evm_key {
         tracing::warn!(address = %k.address(), "DEV MODE: an EVM key from the environment is loaded (--dev-evm-key); never use this in production");
-        state.evm.insert(KeyOrigin::Dev, [k]);
+        state.evm.keys.insert_all_from(KeyOrigin::Dev, [k]);
     }
     if state.evm.policy().is_none() {
         tracing::info!("no EVM policy (--evm-policy): every EVM signing request will be refused");

@@ -158,7 +158,7 @@ async fn sign_eth2(
     check_and_record(state, &pubkey, &job, draft, started).await?;
     let root = job.signing_root;
     let key = lease.entry();
-    let signature = sign_on_pool(move || key.keypair.sign(&root)).await?;
+    let signature = sign_on_pool(move || key.key.sign(&root)).await?;
     drop(lease);
     Ok(Signed { job, signature })
 }

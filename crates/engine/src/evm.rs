@@ -2,7 +2,6 @@
 //! pipeline behind the JSON-RPC methods: parse → key → policy (key and credential rule sets,
 //! declared intent) → spend windows reserved durably → sign → audit → answer.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use alloy_primitives::Address;
@@ -10,12 +9,14 @@ use signward_evm::ledger::SpendLedger;
 use signward_evm::EvmKey;
 use signward_policy::{evaluate, Evaluation, Policy, Request};
 
-use crate::state::KeyOrigin;
+use crate::state::{KeyLease, KeyOrigin, Registry};
 
-/// EVM state of a running server.
+/// EVM state of a running engine: the keys (in the one [`Registry`]), the policy in force and
+/// the spend ledger.
 #[derive(Default)]
 pub struct EvmState {
-    keys: RwLock<HashMap<Address, (Arc<EvmKey>, KeyOrigin)>>,
+    /// The EVM keys.
+    pub keys: Registry<EvmKey>,
     policy: RwLock<Option<Arc<Policy>>>,
     /// The spend ledger (windows reserved durably before signing); `None` refuses every spend window.
     pub ledger: Option<SpendLedger>,
@@ -27,81 +28,18 @@ impl EvmState {
     /// State with no keys, the policy `policy` and the ledger `ledger`.
     pub fn new(policy: Option<Policy>, ledger: Option<SpendLedger>, dev: bool) -> Self {
         EvmState {
-            keys: RwLock::default(),
+            keys: Registry::default(),
             policy: RwLock::new(policy.map(Arc::new)),
             ledger,
             dev,
         }
     }
 
-    /// Add keys from `origin`; an address already present keeps its key. Returns how many were added.
-    pub fn insert(&self, origin: KeyOrigin, keys: impl IntoIterator<Item = EvmKey>) -> usize {
-        let mut g = self.keys.write().unwrap_or_else(|p| p.into_inner());
-        let mut n = 0;
-        for k in keys {
-            if let std::collections::hash_map::Entry::Vacant(e) = g.entry(k.address()) {
-                e.insert((Arc::new(k), origin));
-                n += 1;
-            }
-        }
-        n
-    }
-
-    /// Remove the keys at `addrs`. Returns how many were present.
-    pub fn remove_all(&self, addrs: &HashSet<Address>) -> usize {
-        let mut g = self.keys.write().unwrap_or_else(|p| p.into_inner());
-        let before = g.len();
-        g.retain(|a, _| !addrs.contains(a));
-        before - g.len()
-    }
-
-    /// Remove every key of `origin`. Returns how many.
-    pub fn remove_origin(&self, origin: KeyOrigin) -> usize {
-        let mut g = self.keys.write().unwrap_or_else(|p| p.into_inner());
-        let before = g.len();
-        g.retain(|_, (_, o)| *o != origin);
-        before - g.len()
-    }
-
-    /// The key at `a`.
-    pub fn get(&self, a: &Address) -> Option<Arc<EvmKey>> {
-        self.keys
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(a)
-            .map(|(k, _)| k.clone())
-    }
-
-    /// Where the key at `a` came from.
-    pub fn origin(&self, a: &Address) -> Option<KeyOrigin> {
-        self.keys
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(a)
-            .map(|(_, o)| *o)
-    }
-
     /// Addresses and origins, sorted by address.
     pub fn entries(&self) -> Vec<(Address, KeyOrigin)> {
-        let mut v: Vec<_> = self
-            .keys
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(a, (_, o))| (*a, *o))
-            .collect();
+        let mut v = self.keys.entries();
         v.sort_by_key(|(a, _)| *a);
         v
-    }
-
-    /// How many keys are loaded.
-    pub fn len(&self) -> usize {
-        self.keys.read().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    /// No key is loaded.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// The policy in force.
@@ -419,7 +357,7 @@ async fn run(
     match request {
         EvmRequest::Message { data, .. } => {
             decide(&Request::PersonalMessage, None)?;
-            signward_evm::message::sign_personal(&key, &data)
+            signward_evm::message::sign_personal(key.key(), &data)
                 .map(EvmSigned::Signature)
                 .map_err(|e| {
                     tracing::error!(error = %e, "message signing failed");
@@ -437,7 +375,7 @@ async fn run(
                 None,
             )?;
             typed
-                .sign(&key)
+                .sign(key.key())
                 .map(EvmSigned::Signature)
                 .map_err(|e| EvmRejection::invalid_params(e.to_string()))
         }
@@ -465,7 +403,7 @@ async fn run(
                     }
                 }
             }
-            let signed = tx.sign(&key).map_err(|e| {
+            let signed = tx.sign(key.key()).map_err(|e| {
                 tracing::error!(error = %e, "transaction signing failed");
                 EvmRejection::Internal
             })?;
@@ -482,7 +420,7 @@ async fn admit(
     addr: &Address,
     method: EvmMethod,
     record: &mut signward_audit::Record,
-) -> Result<Arc<EvmKey>, EvmRejection> {
+) -> Result<KeyLease<EvmKey>, EvmRejection> {
     record.key = Some(format!("{addr:#x}"));
     crate::admission::admit(
         state,
@@ -514,5 +452,10 @@ async fn admit(
         );
         EvmRejection::NotGranted(d)
     })?;
-    state.evm.get(addr).ok_or(EvmRejection::UnknownAccount)
+    state
+        .evm
+        .keys
+        .lease(addr)
+        .await
+        .ok_or(EvmRejection::UnknownAccount)
 }

@@ -176,6 +176,6 @@ pub fn load_evm_keyfiles(state: &AppState, dir: &Path, password_file: &Path) {
             }
         }
     }
-    let n = state.evm.insert(KeyOrigin::File, keys);
+    let n = state.evm.keys.insert_all_from(KeyOrigin::File, keys);
     tracing::info!(loaded = n, "EVM keyfiles loaded");
 }

@@ -140,7 +140,7 @@ impl NewKey {
     fn is_loaded(&self, state: &AppState) -> bool {
         match self {
             NewKey::Bls(k) => state.keys.origin(k.public_key()).is_some(),
-            NewKey::Evm(k) => state.evm.origin(&k.address()).is_some(),
+            NewKey::Evm(k) => state.evm.keys.origin(&k.address()).is_some(),
         }
     }
 
@@ -334,7 +334,10 @@ async fn store_and_load(
         }
     }
     state.keys.insert_all_from(KeyOrigin::Vault, bls);
-    state.evm.insert(crate::state::KeyOrigin::Vault, evm);
+    state
+        .evm
+        .keys
+        .insert_all_from(crate::state::KeyOrigin::Vault, evm);
     Ok(())
 }
 
@@ -422,7 +425,7 @@ impl KeyRef {
         match self {
             KeyRef::Bls(pk) => state.keys.origin(pk) == Some(KeyOrigin::File),
             KeyRef::Evm(a) => matches!(
-                state.evm.origin(a),
+                state.evm.keys.origin(a),
                 Some(crate::state::KeyOrigin::File | crate::state::KeyOrigin::Dev)
             ),
         }

@@ -154,7 +154,7 @@ impl Metrics {
             o,
             "# HELP signward_keys_loaded Keys ready to sign.\n# TYPE signward_keys_loaded gauge\nsignward_keys_loaded{{kind=\"bls\"}} {}\nsignward_keys_loaded{{kind=\"secp256k1\"}} {}\n",
             state.keys.len(),
-            state.evm.len()
+            state.evm.keys.len()
         );
         let _ = write!(
             o,

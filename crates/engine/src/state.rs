@@ -32,11 +32,33 @@ impl KeyOrigin {
     }
 }
 
+/// A key the registry can hold: it names itself by its public identifier.
+pub trait Keyed: Send + Sync + 'static {
+    /// The public identifier (a BLS public key, an EVM address).
+    type Id: Copy + Eq + std::hash::Hash + Send + Sync;
+    /// This key's identifier.
+    fn id(&self) -> Self::Id;
+}
+
+impl Keyed for BlsKeypair {
+    type Id = PublicKeyBytes;
+    fn id(&self) -> PublicKeyBytes {
+        *self.public_key()
+    }
+}
+
+impl Keyed for signward_evm::EvmKey {
+    type Id = alloy_primitives::Address;
+    fn id(&self) -> alloy_primitives::Address {
+        self.address()
+    }
+}
+
 /// A loaded key. Signing holds a [`KeyLease`] on it from the key lookup until the signature is
 /// made; retiring the key waits for every lease, and no lease is granted after it.
-pub struct KeyEntry {
-    /// The key pair.
-    pub keypair: BlsKeypair,
+pub struct KeyEntry<K> {
+    /// The key.
+    pub key: K,
     /// Where it came from.
     pub origin: KeyOrigin,
     /// The EIP-2334 path of the keystore the key came from, when it declared a valid one.
@@ -45,103 +67,114 @@ pub struct KeyEntry {
 }
 
 /// Permission to sign with a key, held for the whole request.
-pub struct KeyLease {
-    entry: Arc<KeyEntry>,
+pub struct KeyLease<K> {
+    entry: Arc<KeyEntry<K>>,
     _guard: tokio::sync::OwnedRwLockReadGuard<bool>,
 }
 
-impl KeyLease {
-    /// The leased key pair.
-    pub fn keypair(&self) -> &BlsKeypair {
-        &self.entry.keypair
+impl<K> KeyLease<K> {
+    /// The leased key.
+    pub fn key(&self) -> &K {
+        &self.entry.key
     }
 
     /// The key, for work off the async runtime (the lease must outlive that work).
-    pub fn entry(&self) -> Arc<KeyEntry> {
+    pub fn entry(&self) -> Arc<KeyEntry<K>> {
         self.entry.clone()
     }
 }
 
-/// The keys the server can sign with, in load order.
-#[derive(Default)]
-pub struct KeyRegistry {
-    inner: RwLock<Inner>,
+/// The one key registry: the keys the engine can sign with, in load order, each with its
+/// origin. BLS keys ([`KeyRegistry`]) and EVM keys (`EvmState::keys`) are two instances of it,
+/// so both kinds get the same leases, the same retirement and the same origins.
+pub struct Registry<K: Keyed> {
+    inner: RwLock<Inner<K>>,
 }
 
-#[derive(Default)]
-struct Inner {
-    order: Vec<PublicKeyBytes>,
-    map: HashMap<PublicKeyBytes, Arc<KeyEntry>>,
+/// The BLS keys.
+pub type KeyRegistry = Registry<BlsKeypair>;
+
+impl<K: Keyed> Default for Registry<K> {
+    fn default() -> Self {
+        Registry {
+            inner: RwLock::new(Inner {
+                order: Vec::new(),
+                map: HashMap::new(),
+            }),
+        }
+    }
 }
 
-impl KeyRegistry {
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+struct Inner<K: Keyed> {
+    order: Vec<K::Id>,
+    map: HashMap<K::Id, Arc<KeyEntry<K>>>,
+}
+
+impl<K: Keyed> Registry<K> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner<K>> {
         self.inner.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner<K>> {
         self.inner.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Add keys loaded from files; see [`KeyRegistry::insert_all_from`].
-    pub fn insert_all(&self, keys: impl IntoIterator<Item = BlsKeypair>) -> usize {
+    /// Add keys loaded from files; see [`Registry::insert_all_from`].
+    pub fn insert_all(&self, keys: impl IntoIterator<Item = K>) -> usize {
         self.insert_all_from(KeyOrigin::File, keys)
     }
 
-    /// Add keys; a public key already present is kept as it was. Returns how many were added.
-    pub fn insert_all_from(
-        &self,
-        origin: KeyOrigin,
-        keys: impl IntoIterator<Item = BlsKeypair>,
-    ) -> usize {
+    /// Add keys; an identifier already present is kept as it was. Returns how many were added.
+    pub fn insert_all_from(&self, origin: KeyOrigin, keys: impl IntoIterator<Item = K>) -> usize {
         self.insert_with_paths(origin, keys.into_iter().map(|k| (k, None)))
     }
 
-    /// Add keys with their keystores' derivation paths; a public key already present is kept
+    /// Add keys with their keystores' derivation paths; an identifier already present is kept
     /// as it was. Returns how many were added.
     pub fn insert_with_paths(
         &self,
         origin: KeyOrigin,
-        keys: impl IntoIterator<Item = (BlsKeypair, Option<String>)>,
+        keys: impl IntoIterator<Item = (K, Option<String>)>,
     ) -> usize {
         let mut g = self.write();
         let mut added = 0;
         for (k, derivation_path) in keys {
-            let pk = *k.public_key();
-            if let std::collections::hash_map::Entry::Vacant(e) = g.map.entry(pk) {
+            let id = k.id();
+            if let std::collections::hash_map::Entry::Vacant(e) = g.map.entry(id) {
                 e.insert(Arc::new(KeyEntry {
-                    keypair: k,
+                    key: k,
                     origin,
                     derivation_path,
                     retired: Arc::default(),
                 }));
-                g.order.push(pk);
+                g.order.push(id);
                 added += 1;
             }
         }
         added
     }
 
-    /// Remove the keys in `pks` (dropping the registry's reference; the secret is wiped when the
-    /// last in-flight signer lets go). Returns how many were present.
-    pub fn remove_all(&self, pks: &std::collections::HashSet<PublicKeyBytes>) -> usize {
-        self.take(pks).len()
+    /// Remove the keys in `ids` (dropping the registry's reference; the secret is wiped when
+    /// the last in-flight signer lets go). Returns how many were present.
+    pub fn remove_all(&self, ids: &std::collections::HashSet<K::Id>) -> usize {
+        self.take(ids).len()
     }
 
-    fn take(&self, pks: &std::collections::HashSet<PublicKeyBytes>) -> Vec<Arc<KeyEntry>> {
+    fn take(&self, ids: &std::collections::HashSet<K::Id>) -> Vec<Arc<KeyEntry<K>>> {
         let mut g = self.write();
-        let taken: Vec<Arc<KeyEntry>> = pks.iter().filter_map(|pk| g.map.remove(pk)).collect();
+        let taken: Vec<Arc<KeyEntry<K>>> = ids.iter().filter_map(|id| g.map.remove(id)).collect();
         if !taken.is_empty() {
-            g.order.retain(|pk| !pks.contains(pk));
+            g.order.retain(|id| !ids.contains(id));
         }
         taken
     }
 
-    /// Remove the keys in `pks` and wait until no request holds a lease on any of them: when
+    /// Remove the keys in `ids` and wait until no request holds a lease on any of them: when
     /// this returns, this process signs nothing more with them (a request that looked a key up
-    /// before it was removed is refused when it asks for its lease). Returns how many were present.
-    pub async fn retire(&self, pks: &std::collections::HashSet<PublicKeyBytes>) -> usize {
-        let taken = self.take(pks);
+    /// before it was removed is refused when it asks for its lease). Returns how many were
+    /// present.
+    pub async fn retire(&self, ids: &std::collections::HashSet<K::Id>) -> usize {
+        let taken = self.take(ids);
         for e in &taken {
             *e.retired.write().await = true;
         }
@@ -154,13 +187,13 @@ impl KeyRegistry {
         let before = g.map.len();
         g.map.retain(|_, e| e.origin != origin);
         let Inner { order, map } = &mut *g;
-        order.retain(|pk| map.contains_key(pk));
+        order.retain(|id| map.contains_key(id));
         before - map.len()
     }
 
-    /// A lease on `pk`, or `None` when no such key is loaded (or it is being retired).
-    pub async fn lease(&self, pk: &PublicKeyBytes) -> Option<KeyLease> {
-        let entry = self.read().map.get(pk).cloned()?;
+    /// A lease on `id`, or `None` when no such key is loaded (or it is being retired).
+    pub async fn lease(&self, id: &K::Id) -> Option<KeyLease<K>> {
+        let entry = self.read().map.get(id).cloned()?;
         let guard = entry.retired.clone().read_owned().await;
         if *guard {
             return None;
@@ -171,40 +204,40 @@ impl KeyRegistry {
         })
     }
 
-    /// A key with public key `pk` is loaded.
-    pub fn contains(&self, pk: &PublicKeyBytes) -> bool {
-        self.read().map.contains_key(pk)
+    /// A key with identifier `id` is loaded.
+    pub fn contains(&self, id: &K::Id) -> bool {
+        self.read().map.contains_key(id)
     }
 
-    /// Where the key with public key `pk` came from.
-    pub fn origin(&self, pk: &PublicKeyBytes) -> Option<KeyOrigin> {
-        self.read().map.get(pk).map(|e| e.origin)
+    /// Where the key with identifier `id` came from.
+    pub fn origin(&self, id: &K::Id) -> Option<KeyOrigin> {
+        self.read().map.get(id).map(|e| e.origin)
     }
 
-    /// Public keys and origins, in load order.
-    pub fn entries(&self) -> Vec<(PublicKeyBytes, KeyOrigin)> {
+    /// Identifiers and origins, in load order.
+    pub fn entries(&self) -> Vec<(K::Id, KeyOrigin)> {
         let g = self.read();
         g.order
             .iter()
-            .filter_map(|pk| g.map.get(pk).map(|e| (*pk, e.origin)))
+            .filter_map(|id| g.map.get(id).map(|e| (*id, e.origin)))
             .collect()
     }
 
-    /// Public keys, origins and derivation paths, in load order.
-    pub fn entries_with_paths(&self) -> Vec<(PublicKeyBytes, KeyOrigin, Option<String>)> {
+    /// Identifiers, origins and derivation paths, in load order.
+    pub fn entries_with_paths(&self) -> Vec<(K::Id, KeyOrigin, Option<String>)> {
         let g = self.read();
         g.order
             .iter()
-            .filter_map(|pk| {
+            .filter_map(|id| {
                 g.map
-                    .get(pk)
-                    .map(|e| (*pk, e.origin, e.derivation_path.clone()))
+                    .get(id)
+                    .map(|e| (*id, e.origin, e.derivation_path.clone()))
             })
             .collect()
     }
 
-    /// Public keys, in load order.
-    pub fn public_keys(&self) -> Vec<PublicKeyBytes> {
+    /// Identifiers, in load order.
+    pub fn public_keys(&self) -> Vec<K::Id> {
         self.read().order.clone()
     }
 
@@ -486,5 +519,43 @@ impl AppState {
     /// Ready to sign: key loading has finished (with or without failures).
     pub fn is_ready(&self) -> bool {
         matches!(self.load_status(), LoadStatus::Done { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[tokio::test]
+    async fn retiring_an_evm_key_waits_for_its_lease_and_grants_none_after() {
+        let reg: Registry<signward_evm::EvmKey> = Registry::default();
+        let k = signward_evm::EvmKey::generate();
+        let a = k.address();
+        assert_eq!(reg.insert_all_from(KeyOrigin::Vault, [k]), 1);
+        let lease = reg.lease(&a).await.unwrap();
+        let ids: HashSet<_> = [a].into();
+        let mut retire = Box::pin(reg.retire(&ids));
+        // Held: the retirement cannot finish.
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), &mut retire)
+                .await
+                .is_err()
+        );
+        drop(lease);
+        assert_eq!(retire.await, 1);
+        assert!(reg.lease(&a).await.is_none());
+        assert!(reg.is_empty());
+    }
+
+    #[test]
+    fn one_origin_type_for_both_kinds() {
+        let bls = KeyRegistry::default();
+        let evm: Registry<signward_evm::EvmKey> = Registry::default();
+        bls.insert_all([BlsKeypair::generate()]);
+        evm.insert_all_from(KeyOrigin::Dev, [signward_evm::EvmKey::generate()]);
+        assert_eq!(bls.entries()[0].1, KeyOrigin::File);
+        assert_eq!(evm.entries()[0].1.as_str(), "dev");
+        assert_eq!(evm.remove_origin(KeyOrigin::Dev), 1);
     }
 }

@@ -130,11 +130,14 @@ pub(crate) async fn reconcile_locked(
     .await
     .map_err(|e| VaultError::Internal(format!("key build task: {e}")))??;
     let added = state.keys.insert_all_from(KeyOrigin::Vault, built)
-        + state.evm.insert(crate::state::KeyOrigin::Vault, new_evm);
+        + state
+            .evm
+            .keys
+            .insert_all_from(crate::state::KeyOrigin::Vault, new_evm);
     let gone: HashSet<PublicKeyBytes> = loaded.difference(&wanted).copied().collect();
     let gone_evm: HashSet<alloy_primitives::Address> =
         loaded_evm.difference(&wanted_evm).copied().collect();
-    let removed = state.keys.remove_all(&gone) + state.evm.remove_all(&gone_evm);
+    let removed = state.keys.remove_all(&gone) + state.evm.keys.remove_all(&gone_evm);
     Ok((added, removed))
 }
 
@@ -232,7 +235,7 @@ pub async fn seal(state: &Arc<AppState>, caller: &str, why: &str) {
     if let Some(rt) = &state.vault {
         rt.vault.seal();
         let n = state.keys.remove_origin(KeyOrigin::Vault)
-            + state.evm.remove_origin(crate::state::KeyOrigin::Vault);
+            + state.evm.keys.remove_origin(crate::state::KeyOrigin::Vault);
         tracing::warn!(keys_wiped = n, reason = why, "vault sealed");
         audit_vault(
             state,

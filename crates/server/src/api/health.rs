@@ -98,7 +98,7 @@ pub async fn healthcheck(State((state, _)): State<(Arc<AppState>, Limits)>) -> R
         "id": "evm-check",
         "status": if state.evm.dev { "UNSAFE" } else { "UP" },
         "data": {
-            "keys": state.evm.len(),
+            "keys": state.evm.keys.len(),
             "policy": state.evm.policy().is_some(),
             "dev-mode": state.evm.dev,
         },
