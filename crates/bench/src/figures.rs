@@ -219,7 +219,7 @@ async fn http_bench(
             .iter()
             .map(|k| BlsKeypair::from_secret_bytes(k.dangerous_secret_bytes().as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
-        state.keys.insert_all(copies);
+        state.keys().insert_all(copies);
         state.set_load_status(LoadStatus::Done {
             loaded: keys,
             failed: 0,
@@ -482,11 +482,11 @@ pub fn unseal(keys: usize, db: &str, scrypt_sample: usize) -> anyhow::Result<()>
                 signward_engine::vault::submit_share(&state, "bench", s.clone()).await?;
             }
             let secs = t.elapsed().as_secs_f64();
-            ensure!(!state.is_sealed() && state.keys.len() == keys, "unseal did not load every key");
+            ensure!(!state.is_sealed() && state.keys().len() == keys, "unseal did not load every key");
             println!(
                 "round {round}: unseal → ready to sign: {secs:>6.3}s   {:>9.0} keys/s   ({} keys loaded)",
                 keys as f64 / secs,
-                state.keys.len()
+                state.keys().len()
             );
             signward_engine::vault::seal(&state, "bench", "bench").await;
         }
@@ -720,8 +720,8 @@ contracts = [{ address = "0x2222222222222222222222222222222222222222", selectors
             FailureLimiter::new(1000, Duration::from_secs(60)),
             vec![],
         ));
-        state.evm = signward_engine::evm::EvmState::new(Some(policy), Some(ledger), false);
-        state.evm.keys.insert_all([key]);
+        state = state.with_evm(signward_engine::evm::EvmState::new(Some(policy), Some(ledger), false));
+        state.evm().keys.insert_all([key]);
         state.set_load_status(LoadStatus::Done { loaded: 0, failed: 0 });
         let state = Arc::new(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

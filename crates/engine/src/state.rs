@@ -384,36 +384,107 @@ pub enum Journal {
 /// Everything a request handler can see.
 pub struct AppState {
     /// The network this engine signs for.
-    pub network: NetworkConfig,
+    pub(crate) network: NetworkConfig,
     /// The BLS keys it can sign with.
-    pub keys: KeyRegistry,
+    pub(crate) keys: KeyRegistry,
     /// Slashing protection.
-    pub protection: Protection,
+    pub(crate) protection: Protection,
     /// Authentication and authorisation; `None` only with auth disabled on loopback.
-    pub gate: Option<crate::access::Gate>,
+    pub(crate) gate: Option<crate::access::Gate>,
     /// The audit log; every signing decision is recorded before an answer leaves.
-    pub audit: Option<Journal>,
+    pub(crate) audit: Option<Journal>,
     /// EVM keys, policy and spend ledger.
-    pub evm: crate::evm::EvmState,
+    pub(crate) evm: crate::evm::EvmState,
     /// The halt switch (persisted under the data directory).
-    pub halt: crate::controls::Halt,
+    pub(crate) halt: crate::controls::Halt,
     /// Keys that must never be used.
-    pub canaries: crate::controls::Canaries,
+    pub(crate) canaries: crate::controls::Canaries,
     /// Counters and latency histograms.
-    pub metrics: crate::metrics::Metrics,
+    pub(crate) metrics: crate::metrics::Metrics,
     audit_failing: std::sync::atomic::AtomicBool,
     /// The sealed key vault, when one is configured.
-    pub vault: Option<crate::vault::VaultRuntime>,
+    pub(crate) vault: Option<crate::vault::VaultRuntime>,
     /// Where deleted keys' slashing history is kept (`<data-dir>/deleted-keys`).
-    pub data_dir: Option<std::path::PathBuf>,
+    pub(crate) data_dir: Option<std::path::PathBuf>,
     /// Whether the process memory (and so every decrypted key) is locked against swapping.
-    pub memory: signward_os::MemoryLock,
+    pub(crate) memory: signward_os::MemoryLock,
     /// Reloads key files, certificates and policy (SIGHUP and `POST /reload`).
-    pub reloader: Option<crate::reload::Reloader>,
+    pub(crate) reloader: Option<crate::reload::Reloader>,
     status: RwLock<LoadStatus>,
 }
 
 impl AppState {
+    /// The network this engine signs for.
+    pub fn network(&self) -> &NetworkConfig {
+        &self.network
+    }
+
+    /// The BLS keys.
+    pub fn keys(&self) -> &KeyRegistry {
+        &self.keys
+    }
+
+    /// Slashing protection.
+    pub fn protection(&self) -> &Protection {
+        &self.protection
+    }
+
+    /// The credential store, limiter and denial tally; `None` with authentication off.
+    pub fn gate(&self) -> Option<&crate::access::Gate> {
+        self.gate.as_ref()
+    }
+
+    /// Where audit records go; `None` without an audit log.
+    pub fn audit(&self) -> Option<&Journal> {
+        self.audit.as_ref()
+    }
+
+    /// EVM keys, policy and spend ledger.
+    pub fn evm(&self) -> &crate::evm::EvmState {
+        &self.evm
+    }
+
+    /// The halt switch.
+    pub fn halt(&self) -> &crate::controls::Halt {
+        &self.halt
+    }
+
+    /// Keys that must never be used.
+    pub fn canaries(&self) -> &crate::controls::Canaries {
+        &self.canaries
+    }
+
+    /// Counters and latency histograms.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// The vault runtime, when a vault database is configured.
+    pub fn vault(&self) -> Option<&crate::vault::VaultRuntime> {
+        self.vault.as_ref()
+    }
+
+    /// The data directory, when the engine has one.
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        self.data_dir.as_deref()
+    }
+
+    /// Whether process memory is locked against swapping.
+    pub fn memory(&self) -> &signward_os::MemoryLock {
+        &self.memory
+    }
+
+    /// The reloader, when key sources were configured.
+    pub fn reloader(&self) -> Option<&crate::reload::Reloader> {
+        self.reloader.as_ref()
+    }
+
+    /// Use `evm` for EVM keys, policy and ledger.
+    pub fn with_evm(mut self, evm: crate::evm::EvmState) -> Self {
+        self.evm = evm;
+        self
+    }
+
     /// An engine for `network` over `protection`, with no keys, no audit log and no gate.
     pub fn new(network: NetworkConfig, protection: Protection) -> Self {
         AppState {

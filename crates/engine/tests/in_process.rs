@@ -88,7 +88,7 @@ async fn concurrent_conflicting_votes_get_exactly_one_signature() {
     let state = engine(dir.path()).await;
     let key = BlsKeypair::generate();
     let pk = key.public_key().to_hex();
-    state.keys.insert_all([key]);
+    state.keys().insert_all([key]);
     // 16 different votes for the same target, all at once: one is signed, the rest are double
     // votes, whatever the interleaving.
     let tasks: Vec<_> = (0..16u8)
@@ -129,7 +129,7 @@ async fn the_authorizer_decides_before_the_key_is_looked_up_in_both_pipelines() 
     let state = engine(dir.path()).await;
     let key = BlsKeypair::generate();
     let pk = key.public_key().to_hex();
-    state.keys.insert_all([key]);
+    state.keys().insert_all([key]);
     let other = BlsKeypair::generate().public_key().to_hex();
     let restricted = Caller {
         name: "vc".into(),
@@ -195,8 +195,8 @@ async fn admission_comes_first_and_a_halt_outlives_the_engine() {
     let state = engine(dir.path()).await;
     let key = BlsKeypair::generate();
     let pk = key.public_key().to_hex();
-    state.keys.insert_all([key]);
-    state.halt.halt("test").unwrap();
+    state.keys().insert_all([key]);
+    state.halt().halt("test").unwrap();
     assert_eq!(
         sign(&state, None, &pk, &attestation(3, 4, 1)).await,
         Err(Rejection::Halted)
@@ -219,5 +219,5 @@ async fn admission_comes_first_and_a_halt_outlives_the_engine() {
             signward_engine::assemble(config(&dir2)).await.unwrap()
         }
     };
-    assert!(again.halt.is_halted());
+    assert!(again.halt().is_halted());
 }

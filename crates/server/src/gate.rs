@@ -112,7 +112,7 @@ pub async fn gate(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let Some(gate) = &state.gate else {
+    let Some(gate) = &state.gate() else {
         // Auth disabled (accepted on loopback only).
         req.extensions_mut().insert(ClientIp(peer));
         return next.run(req).await;
@@ -171,7 +171,7 @@ pub async fn gate(
 /// 403 for an invalid credential presented to the Keymanager API) and one more failure counted. Either way the denial is tallied, not written one by one.
 fn refuse_unknown(state: &AppState, gate: &Gate, ip: IpAddr, refusal: ApiError) -> Response {
     state
-        .metrics
+        .metrics()
         .auth_failures
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if let Some(wait) = gate.limiter.blocked(ip) {

@@ -47,7 +47,7 @@ async fn signing_waits_for_key_loading() {
     state.set_load_status(LoadStatus::Loading { total: 1 });
     let key = BlsKeypair::generate();
     let pk = key.public_key().to_hex();
-    state.keys.insert_all([key]);
+    state.keys().insert_all([key]);
 
     let (status, body) = call(&state, randao(&pk)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

@@ -355,7 +355,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let local = listener.local_addr()?;
         tracing::info!(
             address = %local,
-            network = %state.network.name,
+            network = %state.network().name,
             "signward listening"
         );
         if !local.ip().is_loopback() {
@@ -442,7 +442,7 @@ fn reload_more(
         if let Some(path) = &policy {
             match super::policy::load(path) {
                 Ok(p) => {
-                    state.evm.set_policy(p);
+                    state.evm().set_policy(p);
                     tracing::info!(file = %path.display(), "EVM policy reloaded");
                 }
                 Err(e) => {

@@ -41,9 +41,9 @@ fn actor<'a>(name: &'a str, caller: &'a Who) -> keyops::Actor<'a> {
 
 /// `GET /admin/v1/vault`
 pub async fn status(State((state, _)): St) -> Response {
-    let Some(rt) = &state.vault else {
+    let Some(rt) = &state.vault() else {
         return Json(
-            json!({"state": "disabled", "keys_loaded": state.keys.len(), "memory": state.memory}),
+            json!({"state": "disabled", "keys_loaded": state.keys().len(), "memory": state.memory()}),
         )
         .into_response();
     };
@@ -55,9 +55,9 @@ pub async fn status(State((state, _)): St) -> Response {
             "vault_id": p.vault_id,
             "generation": p.generation,
             "backend": rt.vault.store().backend(),
-            "keys_loaded": state.keys.len(),
-            "memory": state.memory,
-            "halted": state.halt.is_halted(),
+            "keys_loaded": state.keys().len(),
+            "memory": state.memory(),
+            "halted": state.halt().is_halted(),
         }))
         .into_response(),
         Err(e) => ApiError::from(&e).into_response(),
@@ -76,7 +76,7 @@ pub async fn unseal(State((state, _)): St, caller: Who, body: Bytes) -> Response
             "state": p.state.as_str(),
             "submitted": p.submitted,
             "threshold": p.threshold,
-            "keys_loaded": state.keys.len(),
+            "keys_loaded": state.keys().len(),
         }))
         .into_response(),
         Err(e) => ApiError::from(&e).into_response(),
@@ -93,7 +93,7 @@ pub async fn unseal_reset(State((state, _)): St, caller: Who) -> Response {
 
 /// `POST /admin/v1/vault/seal`
 pub async fn seal(State((state, _)): St, caller: Who) -> Response {
-    if state.vault.as_ref().is_none_or(|v| !v.is_initialized()) {
+    if state.vault().as_ref().is_none_or(|v| !v.is_initialized()) {
         return ApiError::Engine(Rejection::Vault("vault_uninitialized")).into_response();
     }
     signward_engine::vault::seal(&state, &name(&caller), "operator").await;
@@ -105,17 +105,17 @@ pub async fn seal(State((state, _)): St, caller: Who) -> Response {
 pub async fn list(State((state, _)): St, caller: Who) -> Response {
     let who = actor("", &caller);
     let mut out = Vec::new();
-    for (pk, origin) in state.keys.entries() {
+    for (pk, origin) in state.keys().entries() {
         if origin != KeyOrigin::Vault {
             out.push(json!({"pubkey": pk.to_hex(), "kind": "bls", "origin": origin.as_str(), "enabled": true, "loaded": true}));
         }
     }
-    for (a, origin) in state.evm.entries() {
+    for (a, origin) in state.evm().entries() {
         if origin != KeyOrigin::Vault {
             out.push(json!({"pubkey": keyops::evm_key_id(&a), "kind": "secp256k1", "origin": origin.as_str(), "enabled": true, "loaded": true}));
         }
     }
-    if let Some(rt) = &state.vault {
+    if let Some(rt) = &state.vault() {
         if rt.is_initialized() {
             match rt.vault.store().keys().await {
                 Ok(keys) => {
@@ -124,7 +124,7 @@ pub async fn list(State((state, _)): St, caller: Who) -> Response {
                             .key_id
                             .parse::<PublicKeyBytes>()
                             .ok()
-                            .and_then(|pk| state.keys.origin(&pk))
+                            .and_then(|pk| state.keys().origin(&pk))
                             == Some(KeyOrigin::Vault);
                         out.push(json!({"pubkey": k.key_id, "kind": k.kind.as_str(), "origin": k.origin, "enabled": k.enabled, "loaded": loaded}));
                     }
@@ -320,7 +320,7 @@ pub async fn halt(State((state, _)): St, caller: Who, body: Bytes) -> Response {
         .filter(|c| !c.is_control())
         .take(200)
         .collect();
-    let persisted = state.halt.halt(&format!("{reason} (by {who})"));
+    let persisted = state.halt().halt(&format!("{reason} (by {who})"));
     tracing::warn!(caller = %who, reason = %reason, "signing HALTED");
     signward_engine::controls::audit_control(
         &state,
@@ -341,7 +341,7 @@ pub async fn halt(State((state, _)): St, caller: Who, body: Bytes) -> Response {
 /// `POST /admin/v1/resume`
 pub async fn resume(State((state, _)): St, caller: Who) -> Response {
     let who = name(&caller);
-    match state.halt.resume() {
+    match state.halt().resume() {
         Ok(()) => {
             tracing::warn!(caller = %who, "signing resumed");
             signward_engine::controls::audit_control(
@@ -362,7 +362,7 @@ pub async fn resume(State((state, _)): St, caller: Who) -> Response {
 
 /// `GET /reload` (Web3Signer): the status of the latest reload.
 pub async fn reload_status(State((state, _)): St) -> Response {
-    let Some(r) = &state.reloader else {
+    let Some(r) = &state.reloader() else {
         return Json(json!({"status": "idle"})).into_response();
     };
     let s = r.status();

@@ -123,9 +123,9 @@ pub async fn public_keys(
     if state.is_sealed() {
         return ApiError::Engine(Rejection::Sealed).into_response();
     }
-    let mut all = state.keys.public_keys();
+    let mut all = state.keys().public_keys();
     // Canary keys are listed like any other: they are bait.
-    for c in &state.canaries.bls {
+    for c in &state.canaries().bls {
         if !all.contains(c) {
             all.push(*c);
         }
@@ -156,7 +156,7 @@ pub async fn public_keys(
 /// now, or `{}` (as Web3Signer does when no high watermark is set) when the clock check is off
 /// or the genesis time is unknown.
 pub async fn high_watermark(State((state, _)): State<(Arc<AppState>, Limits)>) -> Response {
-    let Some(clock) = state.protection.clock else {
+    let Some(clock) = state.protection().clock else {
         return Json(serde_json::json!({})).into_response();
     };
     let now = std::time::SystemTime::now()

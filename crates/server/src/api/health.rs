@@ -20,7 +20,7 @@ pub async fn metrics(State((state, _)): State<(Arc<AppState>, Limits)>) -> Respo
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(&state),
+        state.metrics().render(&state),
     )
         .into_response()
 }
@@ -36,14 +36,14 @@ pub async fn healthcheck(State((state, _)): State<(Arc<AppState>, Limits)>) -> R
     let (keys_status, data) = match state.load_status() {
         LoadStatus::Loading { total } => (
             "LOADING",
-            json!({"keys-total": total, "keys-loaded": state.keys.len(), "keys-failed": 0}),
+            json!({"keys-total": total, "keys-loaded": state.keys().len(), "keys-failed": 0}),
         ),
         LoadStatus::Done { loaded, failed } => (
             if failed == 0 { "UP" } else { "DOWN" },
             json!({"keys-total": loaded + failed, "keys-loaded": loaded, "keys-failed": failed}),
         ),
     };
-    let p = &state.protection;
+    let p = &state.protection();
     let (db_status, gvr) = match p.db.genesis_validators_root().await {
         Ok(g) => ("UP", g.map(|g| g.to_hex())),
         Err(e) => {
@@ -78,7 +78,7 @@ pub async fn healthcheck(State((state, _)): State<(Arc<AppState>, Limits)>) -> R
             "refusals": refusals,
         }
     });
-    let vault_state = match &state.vault {
+    let vault_state = match &state.vault() {
         None => "disabled",
         Some(v) if !v.is_initialized() => "uninitialized",
         Some(v) if v.vault.is_unsealed() => "unsealed",
@@ -92,24 +92,24 @@ pub async fn healthcheck(State((state, _)): State<(Arc<AppState>, Limits)>) -> R
     let vault = json!({
         "id": "vault-check",
         "status": vault_status,
-        "data": {"state": vault_state, "memory-locked": state.memory.is_locked(), "memory": state.memory},
+        "data": {"state": vault_state, "memory-locked": state.memory().is_locked(), "memory": state.memory()},
     });
     let evm = json!({
         "id": "evm-check",
-        "status": if state.evm.dev { "UNSAFE" } else { "UP" },
+        "status": if state.evm().dev { "UNSAFE" } else { "UP" },
         "data": {
-            "keys": state.evm.keys.len(),
-            "policy": state.evm.policy().is_some(),
-            "dev-mode": state.evm.dev,
+            "keys": state.evm().keys.len(),
+            "policy": state.evm().policy().is_some(),
+            "dev-mode": state.evm().dev,
         },
     });
-    let halted = state.halt.is_halted();
+    let halted = state.halt().is_halted();
     let halt = json!({
         "id": "halt-check",
         "status": if halted { "DOWN" } else { "UP" },
-        "data": {"halted": halted, "reason": state.halt.reason(), "canary-hits": state.canaries.hits.load(std::sync::atomic::Ordering::Relaxed)},
+        "data": {"halted": halted, "reason": state.halt().reason(), "canary-hits": state.canaries().hits.load(std::sync::atomic::Ordering::Relaxed)},
     });
-    let audit_location = match &state.audit {
+    let audit_location = match &state.audit() {
         None => "none",
         Some(signward_engine::state::Journal::Own(_)) => signward_os::data_dir::AUDIT_DB,
         Some(signward_engine::state::Journal::InSlashingDb) => "slashing-database",
@@ -118,7 +118,7 @@ pub async fn healthcheck(State((state, _)): State<(Arc<AppState>, Limits)>) -> R
     let audit_up = !state.audit_failing();
     let audit = json!({
         "id": "audit-check",
-        "status": match (state.audit.is_some(), audit_up) {
+        "status": match (state.audit().is_some(), audit_up) {
             (false, _) => "DISABLED",
             (true, true) => "UP",
             (true, false) => "DOWN",

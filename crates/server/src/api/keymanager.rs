@@ -46,7 +46,7 @@ pub async fn list(State((state, _)): St, caller: Who) -> Response {
     // `derivation_path` only when the keystore declared a valid EIP-2334 path (the spec: "if
     // present in the imported keystore"); generated and vault keys have none.
     let data: Vec<_> = state
-        .keys
+        .keys()
         .entries_with_paths()
         .into_iter()
         .filter(|(pk, _, _)| who.may(signward_auth::KeyId::Bls(pk)))
@@ -86,7 +86,7 @@ pub async fn import(State((state, _)): St, caller: Who, body: Bytes) -> Response
     }
     // Imports go into the vault only. Without one, each keystore is refused in the spec's own
     // shape (200 with an `error` status per key), never written anywhere.
-    if !state.vault.as_ref().is_some_and(|rt| rt.is_initialized()) {
+    if !state.vault().as_ref().is_some_and(|rt| rt.is_initialized()) {
         let refused = json!({"status": "error",
             "message": "vault_uninitialized: imports go into the sealed vault; run signward init"});
         return Json(json!({"data": vec![refused; req.keystores.len()]})).into_response();
