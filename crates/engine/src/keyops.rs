@@ -49,6 +49,48 @@ pub enum AbsentKeys {
     Leave,
 }
 
+/// What became of one key in an import or delete (the Keymanager API's status names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    /// Imported (stored and loaded).
+    Imported,
+    /// Already held; nothing changed.
+    Duplicate,
+    /// Deleted; its history is in the answer.
+    Deleted,
+    /// Not held here, but its history is in the answer (and it is now disabled).
+    NotActive,
+    /// Not held here and no history.
+    NotFound,
+    /// Not done, for this reason.
+    Error(KeyFault),
+}
+
+/// Why a key was not imported or deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFault {
+    /// The credential is not granted this key.
+    NotGranted,
+    /// The key was loaded from files: the APIs cannot change it.
+    ReadOnly,
+    /// The keystore could not be decrypted or read.
+    Undecryptable,
+}
+
+impl KeyStatus {
+    /// The Keymanager API's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Imported => "imported",
+            KeyStatus::Duplicate => "duplicate",
+            KeyStatus::Deleted => "deleted",
+            KeyStatus::NotActive => "not_active",
+            KeyStatus::NotFound => "not_found",
+            KeyStatus::Error(_) => "error",
+        }
+    }
+}
+
 /// Per-key outcome of an import or delete.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -56,8 +98,8 @@ pub struct Outcome {
     pub pubkey: Option<PublicKeyBytes>,
     /// For an EVM key (V3 keyfile import).
     pub address: Option<alloy_primitives::Address>,
-    /// `imported`, `duplicate`, `deleted`, `not_active`, `not_found`, `error`.
-    pub status: &'static str,
+    /// What became of it.
+    pub status: KeyStatus,
     /// A fixed sentence for the client (never built from secret data).
     pub message: String,
 }
@@ -144,7 +186,7 @@ impl NewKey {
         }
     }
 
-    fn outcome(&self, status: &'static str) -> Outcome {
+    fn outcome(&self, status: KeyStatus) -> Outcome {
         let (pubkey, address) = match self {
             NewKey::Bls(k) => (Some(*k.public_key()), None),
             NewKey::Evm(k) => (None, Some(k.address())),
@@ -221,17 +263,21 @@ pub async fn import_keystores(
             Err(class) => outcomes.push(Outcome {
                 pubkey: None,
                 address: None,
-                status: "error",
+                status: KeyStatus::Error(KeyFault::Undecryptable),
                 message: format!("keystore could not be decrypted ({class})"),
             }),
             Ok(k) if !k.granted_to(&who) => {
-                let mut o = k.outcome("error");
+                let mut o = k.outcome(KeyStatus::Error(KeyFault::NotGranted));
                 o.message = "the key is not granted to this credential".into();
                 outcomes.push(o);
             }
             Ok(k) => {
                 let dup = k.is_loaded(state) || !batch_seen.insert(k.id());
-                outcomes.push(k.outcome(if dup { "duplicate" } else { "imported" }));
+                outcomes.push(k.outcome(if dup {
+                    KeyStatus::Duplicate
+                } else {
+                    KeyStatus::Imported
+                }));
                 if !dup {
                     fresh.push((i, k));
                 }
@@ -277,7 +323,7 @@ async fn store_and_load(
         .into_iter()
         .partition(|(_, k)| !held.contains(&k.id()));
     for (i, _) in held_already {
-        outcomes[i].status = "duplicate";
+        outcomes[i].status = KeyStatus::Duplicate;
     }
     if fresh.is_empty() {
         return Ok(());
@@ -323,7 +369,7 @@ async fn store_and_load(
     let (mut bls, mut evm) = (Vec::new(), Vec::new());
     for ((i, k), was_new) in fresh.into_iter().zip(stored) {
         if !was_new {
-            outcomes[i].status = "duplicate";
+            outcomes[i].status = KeyStatus::Duplicate;
             continue;
         }
         let reason = format!("{origin} {}", k.kind().as_str());
@@ -397,7 +443,10 @@ pub async fn generate(
         };
         out.push(Generated { id, backup });
     }
-    let mut outcomes: Vec<Outcome> = keys.iter().map(|k| k.outcome("imported")).collect();
+    let mut outcomes: Vec<Outcome> = keys
+        .iter()
+        .map(|k| k.outcome(KeyStatus::Imported))
+        .collect();
     let fresh = keys.into_iter().enumerate().collect();
     store_and_load(state, rt, caller, "generated", fresh, &mut outcomes, None).await?;
     Ok(out)
@@ -541,7 +590,7 @@ pub async fn delete(
         outcomes.push(Outcome {
             pubkey: Some(pk),
             address: None,
-            status: "error",
+            status: KeyStatus::Error(KeyFault::NotGranted),
             message: "the key is not granted to this credential".into(),
         });
     }
@@ -549,6 +598,17 @@ pub async fn delete(
         pubkeys.iter().enumerate().map(|(i, pk)| (*pk, i)).collect();
     outcomes.sort_by_key(|o| o.pubkey.and_then(|pk| order.get(&pk).copied()));
     Ok((outcomes, doc))
+}
+
+/// Where a key asked to be deleted is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// Loaded from files: read-only to the APIs.
+    ReadOnly,
+    /// In the vault: it will be deleted.
+    InVault,
+    /// Not held here.
+    Absent,
 }
 
 async fn delete_steps(
@@ -565,15 +625,15 @@ async fn delete_steps(
     let mut absent = HashSet::new();
     for pk in pubkeys {
         let status = if state.keys.origin(pk) == Some(KeyOrigin::File) {
-            "read_only"
+            Held::ReadOnly
         } else if in_vault.contains_key(&pk.to_hex()) {
             deleting.insert(*pk);
-            "deleted"
+            Held::InVault
         } else {
             if absent_keys == AbsentKeys::Disable {
                 absent.insert(*pk);
             }
-            "absent"
+            Held::Absent
         };
         outcomes.push((*pk, status));
     }
@@ -666,12 +726,12 @@ async fn delete_steps(
             pubkey: Some(pk),
             address: None,
             status: match s {
-                "deleted" => "deleted",
-                "read_only" => "error",
-                _ if with_history.contains(&pk) => "not_active",
-                _ => "not_found",
+                Held::InVault => KeyStatus::Deleted,
+                Held::ReadOnly => KeyStatus::Error(KeyFault::ReadOnly),
+                Held::Absent if with_history.contains(&pk) => KeyStatus::NotActive,
+                Held::Absent => KeyStatus::NotFound,
             },
-            message: if s == "read_only" {
+            message: if s == Held::ReadOnly {
                 "the key was loaded from files and is read-only".into()
             } else {
                 String::new()

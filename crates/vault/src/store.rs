@@ -37,8 +37,8 @@ pub struct StoredKey {
     pub created_at: i64,
 }
 
-/// A key to store.
-pub struct NewKey {
+/// A sealed key record to store (the secret already encrypted under the master key).
+pub struct NewRecord {
     pub key_id: String,
     pub kind: KeyKind,
     pub record: SealedRecord,
@@ -244,7 +244,7 @@ impl VaultStore {
     pub async fn insert_keys(
         &self,
         generation: u64,
-        keys: &[NewKey],
+        keys: &[NewRecord],
     ) -> Result<Vec<bool>, VaultError> {
         let t = now();
         if let Some(mut conn) = self.sqlite() {

@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 use crate::master::{check_parameters, MasterKey};
 use crate::record::{self, KeyKind};
 use crate::share::SharePayload;
-use crate::store::{NewKey, StoredKey, VaultMeta, VaultStore};
+use crate::store::{NewRecord, StoredKey, VaultMeta, VaultStore};
 use crate::VaultError;
 
 /// Where the vault stands.
@@ -349,7 +349,7 @@ impl Vault {
         let (key, meta) = self.dangerous_record_key()?;
         let mut new = Vec::with_capacity(keys.len());
         for k in keys {
-            new.push(NewKey {
+            new.push(NewRecord {
                 key_id: k.key_id.clone(),
                 kind: k.kind,
                 record: record::seal(&key, &meta.vault_id, k.kind, &k.key_id, &k.secret)?,

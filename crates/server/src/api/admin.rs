@@ -174,7 +174,7 @@ pub async fn import(State((state, _)): St, caller: Who, body: Bytes) -> Response
     {
         Ok(outcomes) => Json(json!({"data": outcomes.iter().map(|o| json!({
             "pubkey": o.pubkey.map(|p| p.to_hex()).or(o.address.map(|a| keyops::evm_key_id(&a))),
-            "status": o.status,
+            "status": o.status.as_str(),
             "message": o.message,
         })).collect::<Vec<_>>()}))
         .into_response(),
@@ -277,17 +277,19 @@ pub async fn delete(State((state, _)): St, caller: Who, Path(pk): Path<String>) 
         Ok((outcomes, doc)) => {
             let o = &outcomes[0];
             match o.status {
-                "deleted" => Json(json!({
+                keyops::KeyStatus::Deleted => Json(json!({
                     "pubkey": pk.to_hex(),
                     "status": "deleted",
                     "slashing_protection": String::from_utf8_lossy(&doc),
                 }))
                 .into_response(),
-                "error" if o.message.contains("not granted") => {
+                keyops::KeyStatus::Error(keyops::KeyFault::NotGranted) => {
                     ApiError::Engine(Rejection::Forbidden(signward_auth::Denied::Key))
                         .into_response()
                 }
-                "error" => ApiError::Engine(Rejection::Vault("read_only_key")).into_response(),
+                keyops::KeyStatus::Error(_) => {
+                    ApiError::Engine(Rejection::Vault("read_only_key")).into_response()
+                }
                 _ => ApiError::Engine(Rejection::Vault("key_not_found")).into_response(),
             }
         }

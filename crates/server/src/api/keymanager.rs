@@ -106,7 +106,7 @@ pub async fn import(State((state, _)): St, caller: Who, body: Bytes) -> Response
     .await
     {
         Ok(outcomes) => Json(json!({"data": outcomes.iter().map(|o| json!({
-            "status": o.status,
+            "status": o.status.as_str(),
             "message": o.message,
         })).collect::<Vec<_>>()}))
         .into_response(),
@@ -141,7 +141,7 @@ pub async fn delete(State((state, _)): St, caller: Who, body: Bytes) -> Response
     .await
     {
         Ok((outcomes, doc)) => Json(json!({
-            "data": outcomes.iter().map(|o| json!({"status": o.status, "message": o.message})).collect::<Vec<_>>(),
+            "data": outcomes.iter().map(|o| json!({"status": o.status.as_str(), "message": o.message})).collect::<Vec<_>>(),
             "slashing_protection": String::from_utf8_lossy(&doc),
         }))
         .into_response(),
