@@ -56,7 +56,13 @@ fn header() {
 }
 
 /// Raw blst signing on `threads` threads for `dur`: signatures per second.
-fn raw_blst(threads: usize, dur: Duration) -> f64 {
+/// Signatures per second of the raw primitive: `threads` threads each build their own key with
+/// `make` and sign distinct 32-byte messages with `sign` for `dur`.
+fn raw_rate<K, M, S>(threads: usize, dur: Duration, make: M, sign: S) -> f64
+where
+    M: Fn() -> K + Send + Sync + Copy + 'static,
+    S: Fn(&K, [u8; 32]) + Send + Sync + Copy + 'static,
+{
     let stop = Arc::new(AtomicBool::new(false));
     let total = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -65,13 +71,13 @@ fn raw_blst(threads: usize, dur: Duration) -> f64 {
             let stop = stop.clone();
             let total = total.clone();
             std::thread::spawn(move || {
-                let key = BlsKeypair::generate();
+                let key = make();
                 let mut msg = [0u8; 32];
                 msg[..8].copy_from_slice(&(t as u64).to_le_bytes());
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     msg[8..16].copy_from_slice(&n.to_le_bytes());
-                    std::hint::black_box(key.sign(&Root::from(msg)));
+                    sign(&key, msg);
                     n += 1;
                 }
                 total.fetch_add(n, Ordering::Relaxed);
@@ -84,6 +90,12 @@ fn raw_blst(threads: usize, dur: Duration) -> f64 {
         let _ = h.join();
     }
     total.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn raw_blst(threads: usize, dur: Duration) -> f64 {
+    raw_rate(threads, dur, BlsKeypair::generate, |key, msg| {
+        std::hint::black_box(key.sign(&Root::from(msg)));
+    })
 }
 
 fn attestation_body(target: u64) -> String {
@@ -619,34 +631,15 @@ pub fn interchange(validators: u64, epochs: u64, db: SlashingDbArgs) -> anyhow::
 
 /// Raw k256 signing of a 32-byte digest on `threads` threads for `dur`: signatures per second.
 fn raw_k256(threads: usize, dur: Duration) -> f64 {
-    let stop = Arc::new(AtomicBool::new(false));
-    let total = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            let stop = stop.clone();
-            let total = total.clone();
-            std::thread::spawn(move || {
-                let key = k256::ecdsa::SigningKey::random(&mut rand_core_rng());
-                let mut msg = [0u8; 32];
-                msg[..8].copy_from_slice(&(t as u64).to_le_bytes());
-                let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    msg[8..16].copy_from_slice(&n.to_le_bytes());
-                    let r = key.sign_prehash_recoverable(&msg);
-                    std::hint::black_box(r.is_ok());
-                    n += 1;
-                }
-                total.fetch_add(n, Ordering::Relaxed);
-            })
-        })
-        .collect();
-    std::thread::sleep(dur);
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        let _ = h.join();
-    }
-    total.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    raw_rate(
+        threads,
+        dur,
+        || k256::ecdsa::SigningKey::random(&mut rand_core_rng()),
+        |key, msg| {
+            let r = key.sign_prehash_recoverable(&msg);
+            std::hint::black_box(r.is_ok());
+        },
+    )
 }
 
 fn rand_core_rng() -> k256::elliptic_curve::rand_core::OsRng {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use rayon::prelude::*;
 use signward_core::bytes::PublicKeyBytes;
 use signward_keys::BlsKeypair;
-use signward_vault::{KeyKind, SharePayload, UnsealProgress, Vault, VaultError};
+use signward_vault::{KeyKind, SharePayload, UnsealProgress, Vault, VaultError, VaultState};
 
 use crate::state::{AppState, KeyOrigin};
 
@@ -49,6 +49,17 @@ impl VaultRuntime {
     /// The vault holds a master key record (it may be sealed).
     pub fn is_initialized(&self) -> bool {
         self.initialized.load(Ordering::Acquire)
+    }
+
+    /// Where the vault stands, as this process knows it (no database read).
+    pub fn state(&self) -> VaultState {
+        if !self.is_initialized() {
+            VaultState::Uninitialized
+        } else if self.vault.is_unsealed() {
+            VaultState::Unsealed
+        } else {
+            VaultState::Sealed
+        }
     }
 }
 

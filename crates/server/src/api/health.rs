@@ -78,17 +78,13 @@ pub async fn healthcheck(State((state, _)): State<(Arc<AppState>, Limits)>) -> R
             "refusals": refusals,
         }
     });
-    let vault_state = match &state.vault() {
-        None => "disabled",
-        Some(v) if !v.is_initialized() => "uninitialized",
-        Some(v) if v.vault.is_unsealed() => "unsealed",
-        Some(_) => "sealed",
-    };
-    let vault_status = if vault_state == "sealed" {
+    let vault_state = state.vault().map(|v| v.state());
+    let vault_status = if vault_state == Some(signward_vault::VaultState::Sealed) {
         "DOWN"
     } else {
         "UP"
     };
+    let vault_state = vault_state.map_or("disabled", |s| s.as_str());
     let vault = json!({
         "id": "vault-check",
         "status": vault_status,
