@@ -680,13 +680,6 @@ pub fn evm(
         };
         let token = CredentialFile::new(dir).create(&secret, "bot", bot)?;
         let bearer = format!("Bearer {}", token.0.as_str());
-        let db = signward_slashing::SlashingDb::open_with_journal(
-            &DataDir::sqlite_url(&DataDir::new(dir).slashing_db()),
-            Some(signward_engine::audit_journal::AuditInSlashingDb::boxed(
-                signward_audit::AuditKey::derive(secret.dangerous_bytes()),
-            )),
-        )
-        .await?;
         let key = signward_evm::EvmKey::generate();
         let from = key.address();
         let mut policy_text = String::from(
@@ -706,17 +699,35 @@ contracts = [{ address = "0x2222222222222222222222222222222222222222", selectors
             policy_text.push_str("spend_window = { window_secs = 86400, max_total_wei = \"1000000000000000000000000\", max_count = 100000000 }\n");
         }
         let policy = signward_policy::Policy::from_toml(&policy_text)?;
-        let ledger = signward_evm::ledger::SpendLedger::open(&DataDir::sqlite_url(&DataDir::new(dir).evm_ledger())).await?;
-        let mut state = AppState::new(NetworkConfig::mainnet(), Protection::new(db, None)).with_audit_in_slashing_db();
-        state = state.with_gate(Gate::new(
-            TokenStore::open(dir, secret)?,
-            FailureLimiter::new(1000, Duration::from_secs(60)),
-            vec![],
-        ));
-        state = state.with_evm(signward_engine::evm::EvmState::new(Some(policy), Some(ledger), false));
+        drop(secret);
+        // The engine as `serve` builds it: every store opened by `assemble` in the data directory.
+        let state = signward_engine::assemble(signward_engine::Config {
+            clock_status: signward_engine::state::ClockStatus::of(None),
+            network: NetworkConfig::mainnet(),
+            max_future_epochs: 2,
+            data_dir: dir.to_path_buf(),
+            slashing_url: signward_engine::stores::slashing_url(None, &DataDir::new(dir))?,
+            evm_policy: Some(policy),
+            dev: false,
+            dev_evm_key: None,
+            canaries: Default::default(),
+            memory: signward_os::MemoryLock::Disabled,
+            auth: Some(signward_engine::assemble::AuthConfig {
+                failure_limit: 1000,
+                trusted_proxies: Vec::new(),
+            }),
+            unseal_shares: Vec::new(),
+            key_sources: Default::default(),
+            key_loader_threads: Some(1),
+            evm_keyfiles: None,
+            pruning: None,
+            reload_more: None,
+        })
+        .await?;
         state.evm().keys.insert_all([key]);
-        state.set_load_status(LoadStatus::Done { loaded: 0, failed: 0 });
-        let state = Arc::new(state);
+        while !state.is_ready() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
