@@ -111,6 +111,23 @@ pub async fn flush_denials(state: &AppState) {
     }
 }
 
+/// The caller of a request as the engine accepts it. `None` (no credential) is accepted only
+/// when this engine runs without authentication; with authentication on, it is refused as
+/// outside every scope, whatever route it came through, so a handler that forgot its gate
+/// cannot open the engine.
+pub fn admitted<'a>(
+    state: &AppState,
+    caller: Option<&'a signward_auth::store::Caller>,
+) -> Result<Option<&'a signward_auth::store::Caller>, signward_auth::Denied> {
+    if caller.is_none() && state.gate.is_some() {
+        tracing::error!(
+            "a request reached the engine without a credential while authentication is on; refused"
+        );
+        return Err(signward_auth::Denied::Scope);
+    }
+    Ok(caller)
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -95,9 +95,9 @@ pub async fn assemble(config: Config) -> Result<Arc<AppState>, EngineError> {
     if let Some(gvr) = config.network.genesis_validators_root {
         db.pin_genesis_validators_root(gvr)
             .await
-            .map_err(|source| EngineError::WrongNetwork {
+            .map_err(|cause| EngineError::WrongNetwork {
                 network: config.network.name.clone(),
-                source,
+                cause,
             })?;
     }
     let clock_status = config.clock_status;

@@ -26,12 +26,12 @@ pub enum EngineError {
     #[error("opening the slashing protection database: {0}")]
     Slashing(#[from] signward_slashing::SlashingError),
     /// The slashing database belongs to another network (genesis validators root).
-    #[error("the slashing database belongs to another network than {network}: {source}")]
+    #[error("the slashing database belongs to another network than {network}: {cause}")]
     WrongNetwork {
         /// The network the server was started for.
         network: String,
         /// What the database said.
-        source: signward_slashing::SlashingError,
+        cause: signward_slashing::SlashingError,
     },
     /// The vault database could not be opened or read.
     #[error("opening the vault: {0}")]

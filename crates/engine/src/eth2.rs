@@ -101,6 +101,7 @@ async fn sign_eth2(
     draft: &mut AuditDraft,
 ) -> Result<Signed, Rejection> {
     let audit = &mut draft.record;
+    let caller = crate::access::admitted(state, caller).map_err(Rejection::Forbidden)?;
     if !state.is_ready() {
         return Err(Rejection::NotReady);
     }

@@ -242,6 +242,7 @@ pub fn accounts(
     state: &crate::AppState,
     caller: Option<&signward_auth::store::Caller>,
 ) -> Result<Vec<Address>, EvmRejection> {
+    let caller = crate::access::admitted(state, caller).map_err(EvmRejection::NotGranted)?;
     if state.is_sealed() {
         return Err(EvmRejection::Sealed);
     }
@@ -338,6 +339,7 @@ async fn run(
     request: EvmRequest,
     record: &mut signward_audit::Record,
 ) -> Result<EvmSigned, EvmRejection> {
+    let caller = crate::access::admitted(state, caller).map_err(EvmRejection::NotGranted)?;
     let from = match &request {
         EvmRequest::Message { from, .. } | EvmRequest::TypedData { from, .. } => *from,
         EvmRequest::Transaction { tx, .. } => tx

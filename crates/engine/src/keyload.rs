@@ -1,6 +1,7 @@
 //! Keys from files into the running engine: the BLS keystores and key configs at startup and on
 //! reload, and the EVM V3 keyfiles. Failures are logged by file name and error class, never by
-//! content; a reload adds what is new and retires what is gone.
+//! content; a reload adds what is new and drops what is gone (a file key is read-only to the
+//! APIs, so no delete waits on it; an in-flight request keeps the key until it is done).
 
 use std::collections::HashSet;
 use std::path::Path;

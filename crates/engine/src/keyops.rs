@@ -33,6 +33,13 @@ pub struct Actor<'a> {
 }
 
 impl Actor<'_> {
+    /// Refuse an actor without a credential while authentication is on.
+    fn admitted(&self, state: &AppState) -> Result<(), Rejection> {
+        crate::access::admitted(state, self.caller)
+            .map(|_| ())
+            .map_err(Rejection::Forbidden)
+    }
+
     /// May this caller touch `key`? (Asked of the authorizer.)
     pub fn may(&self, key: signward_auth::KeyId<'_>) -> bool {
         signward_auth::authorize(self.caller, signward_auth::Action::UseKey(key)).is_ok()
@@ -216,6 +223,7 @@ pub async fn import_keystores(
     allow_v3: bool,
     history: Option<&str>,
 ) -> Result<Vec<Outcome>, Rejection> {
+    who.admitted(state)?;
     if keystores.len() != passwords.len() {
         return Err(Rejection::Vault("invalid_keystore"));
     }
@@ -490,6 +498,7 @@ pub async fn manage(
     key: &KeyRef,
     enabled: Option<bool>,
 ) -> Result<(), Rejection> {
+    who.admitted(state)?;
     let rt = unsealed(state)?;
     let granted = match key {
         KeyRef::Bls(pk) => who.may(signward_auth::KeyId::Bls(pk)),
@@ -504,7 +513,33 @@ pub async fn manage(
     // Serialised with deletes and imports: an enable cannot slip between a delete's disable and
     // its export.
     let _g = rt.sync.lock().await;
-    let caller = who.name;
+    // A disable or delete first retires the key here: it waits for every request holding the
+    // key, and no new one starts, so nothing is signed with it once this answers.
+    let retiring = enabled != Some(true);
+    if retiring {
+        match key {
+            KeyRef::Bls(pk) => state.keys.retire(&[*pk].into()).await,
+            KeyRef::Evm(a) => state.evm.keys.retire(&[*a].into()).await,
+        };
+    }
+    let r = manage_steps(state, rt, who.name, key, enabled).await;
+    if r.is_err() && retiring {
+        // Undo: the key signs again if its record still says it may.
+        if let Err(e) = crate::vault::reconcile_locked(state, rt).await {
+            tracing::error!(error = %e, "could not reload vault keys after a failed change");
+        }
+    }
+    r
+}
+
+/// The vault and slashing-database changes of [`manage`], under its lock.
+async fn manage_steps(
+    state: &Arc<AppState>,
+    rt: &VaultRuntime,
+    caller: &str,
+    key: &KeyRef,
+    enabled: Option<bool>,
+) -> Result<(), Rejection> {
     let id = key.id();
     let store = rt.vault.store();
     // A BLS key's state is also kept in the slashing database, where every instance's checks
@@ -576,6 +611,7 @@ pub async fn delete(
     pubkeys: &[PublicKeyBytes],
     absent_keys: AbsentKeys,
 ) -> Result<(Vec<Outcome>, Vec<u8>), Rejection> {
+    who.admitted(state)?;
     // Keys the caller is not granted are not touched: they are answered `error`.
     let (granted, refused): (Vec<PublicKeyBytes>, Vec<PublicKeyBytes>) = pubkeys
         .iter()

@@ -18,7 +18,8 @@ use signward_slashing::Refusal;
 
 const GVR: &str = "0x4b363db94e286120d76eb905340fdd4e54bfe9f06bf33ff6cf5ad27f511bfe95";
 
-fn config(dir: &std::path::Path) -> Config {
+/// The engine's config over `dir`; with `auth`, every request needs a credential.
+fn config(dir: &std::path::Path, auth: bool) -> Config {
     let network = NetworkConfig::mainnet();
     Config {
         clock_status: ClockStatus::of(None),
@@ -31,7 +32,7 @@ fn config(dir: &std::path::Path) -> Config {
         dev_evm_key: None,
         canaries: Default::default(),
         memory: signward_os::MemoryLock::Disabled,
-        auth: Some(AuthConfig {
+        auth: auth.then_some(AuthConfig {
             failure_limit: 10,
             trusted_proxies: Vec::new(),
         }),
@@ -44,8 +45,8 @@ fn config(dir: &std::path::Path) -> Config {
     }
 }
 
-async fn engine(dir: &std::path::Path) -> Arc<AppState> {
-    let state = signward_engine::assemble(config(dir)).await.unwrap();
+async fn engine(dir: &std::path::Path, auth: bool) -> Arc<AppState> {
+    let state = signward_engine::assemble(config(dir, auth)).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !state.is_ready() {
         assert!(Instant::now() < deadline, "key loading never finished");
@@ -85,7 +86,7 @@ async fn sign(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_conflicting_votes_get_exactly_one_signature() {
     let dir = tempfile::tempdir().unwrap();
-    let state = engine(dir.path()).await;
+    let state = engine(dir.path(), false).await;
     let key = BlsKeypair::generate();
     let pk = key.public_key().to_hex();
     state.keys().insert_all([key]);
@@ -126,7 +127,7 @@ async fn concurrent_conflicting_votes_get_exactly_one_signature() {
 #[tokio::test]
 async fn the_authorizer_decides_before_the_key_is_looked_up_in_both_pipelines() {
     let dir = tempfile::tempdir().unwrap();
-    let state = engine(dir.path()).await;
+    let state = engine(dir.path(), true).await;
     let key = BlsKeypair::generate();
     let pk = key.public_key().to_hex();
     state.keys().insert_all([key]);
@@ -173,7 +174,36 @@ async fn the_authorizer_decides_before_the_key_is_looked_up_in_both_pipelines() 
     )
     .await;
     assert_eq!(r.err(), Some(EvmRejection::NotGranted(Denied::Key)));
-    // With authentication off (no caller), an unknown account is unknown.
+    // A credential granted every EVM key and the method: an unknown account is unknown.
+    let bot = Caller {
+        name: "bot".into(),
+        policy: Policy {
+            scopes: [Scope::Evm].into(),
+            evm_keys: signward_auth::EvmKeys::All,
+            allow_ops: Some([signward_auth::Operation::EvmMessage].into()),
+            ..Default::default()
+        },
+        suspended: false,
+    };
+    let r = signward_engine::evm::sign(
+        &state,
+        Some(&bot),
+        EvmMethod::PersonalSign,
+        Ok(EvmRequest::Message {
+            from,
+            data: b"hi".to_vec(),
+        }),
+        record(),
+        Instant::now(),
+    )
+    .await;
+    assert_eq!(r.err(), Some(EvmRejection::UnknownAccount));
+    // With authentication on, a request without a credential is refused by every entry point,
+    // whatever route it came through: the engine fails closed.
+    assert_eq!(
+        sign(&state, None, &pk, &attestation(5, 6, 1)).await,
+        Err(Rejection::Forbidden(Denied::Scope))
+    );
     let r = signward_engine::evm::sign(
         &state,
         None,
@@ -186,13 +216,29 @@ async fn the_authorizer_decides_before_the_key_is_looked_up_in_both_pipelines() 
         Instant::now(),
     )
     .await;
-    assert_eq!(r.err(), Some(EvmRejection::UnknownAccount));
+    assert_eq!(r.err(), Some(EvmRejection::NotGranted(Denied::Scope)));
+    assert_eq!(
+        signward_engine::evm::accounts(&state, None).err(),
+        Some(EvmRejection::NotGranted(Denied::Scope))
+    );
+    let anonymous = signward_engine::keyops::Actor {
+        name: "-",
+        caller: None,
+    };
+    let r = signward_engine::keyops::delete(
+        &state,
+        anonymous,
+        &[pk.parse().unwrap()],
+        signward_engine::keyops::AbsentKeys::Leave,
+    )
+    .await;
+    assert_eq!(r.err(), Some(Rejection::Forbidden(Denied::Scope)));
 }
 
 #[tokio::test]
 async fn admission_comes_first_and_a_halt_outlives_the_engine() {
     let dir = tempfile::tempdir().unwrap();
-    let state = engine(dir.path()).await;
+    let state = engine(dir.path(), false).await;
     let key = BlsKeypair::generate();
     let pk = key.public_key().to_hex();
     state.keys().insert_all([key]);
@@ -210,14 +256,82 @@ async fn admission_comes_first_and_a_halt_outlives_the_engine() {
     drop(state);
     // The halt is persisted: an engine assembled again over the same data directory is halted.
     let dir2 = dir.path().to_path_buf();
-    let again = signward_engine::assemble(config(&dir2)).await;
+    let again = signward_engine::assemble(config(&dir2, false)).await;
     // The first engine's SQLite writer may still hold the database for a moment.
     let again = match again {
         Ok(s) => s,
         Err(_) => {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            signward_engine::assemble(config(&dir2)).await.unwrap()
+            signward_engine::assemble(config(&dir2, false))
+                .await
+                .unwrap()
         }
     };
     assert!(again.halt().is_halted());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn disabling_an_evm_key_waits_for_the_signature_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    // A vault initialized beside the engine, unsealed at assembly by two boot shares.
+    let mut cfg = config(dir.path(), false);
+    let vault_url =
+        signward_engine::stores::vault_url(&cfg.slashing_url, &DataDir::new(dir.path())).unwrap();
+    let store = signward_vault::VaultStore::open(&vault_url).await.unwrap();
+    let mut shares = Vec::new();
+    signward_vault::vault::init(&store, 2, 3, |s| {
+        shares = s.to_vec();
+        Ok(())
+    })
+    .await
+    .unwrap();
+    drop(store);
+    cfg.unseal_shares = shares[..2].to_vec();
+    let state = signward_engine::assemble(cfg).await.unwrap();
+    assert!(!state.is_sealed());
+    let generated = signward_engine::keyops::generate(
+        &state,
+        "test",
+        signward_vault::KeyKind::Secp256k1,
+        1,
+        None,
+    )
+    .await
+    .unwrap();
+    let addr: alloy_primitives::Address = generated[0].id.parse().unwrap();
+    // A signature in flight holds the key's lease.
+    let lease = state.evm().keys.lease(&addr).await.unwrap();
+    let key = signward_engine::keyops::KeyRef::Evm(addr);
+    let who = signward_engine::keyops::Actor {
+        name: "op",
+        caller: None,
+    };
+    let disable = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            signward_engine::keyops::manage(&state, who, &key, Some(false)).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !disable.is_finished(),
+        "the disable answered while a signature with the key was in flight"
+    );
+    // No new request gets the key meanwhile.
+    assert!(state.evm().keys.lease(&addr).await.is_none());
+    drop(lease);
+    disable.await.unwrap().unwrap();
+    let r = signward_engine::evm::sign(
+        &state,
+        None,
+        EvmMethod::PersonalSign,
+        Ok(EvmRequest::Message {
+            from: addr,
+            data: b"after".to_vec(),
+        }),
+        record(),
+        Instant::now(),
+    )
+    .await;
+    assert_eq!(r.err(), Some(EvmRejection::UnknownAccount));
 }

@@ -179,15 +179,16 @@ impl ApiError {
     }
 }
 
+/// The status of a vault failure: the caller's faults (`signward_engine::caller_fault`) are
+/// 4xx, the rest 5xx.
 fn vault_status(code: &str) -> StatusCode {
     match code {
-        "share_wrong_vault" | "share_stale" | "share_duplicate" | "share_malformed"
-        | "quorum_mismatch" | "invalid_parameters" | "invalid_keystore" => StatusCode::BAD_REQUEST,
         "vault_uninitialized"
         | "already_unsealed"
         | "vault_generation_changed"
         | "read_only_key" => StatusCode::CONFLICT,
         "key_not_found" => StatusCode::NOT_FOUND,
+        _ if signward_engine::caller_fault(code) => StatusCode::BAD_REQUEST,
         "sealed" | "vault_storage" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }

@@ -348,10 +348,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         reload_more: Some(reload_more(tls.clone(), args.evm_policy.clone())),
     };
     runtime.block_on(async move {
-        let state = signward_engine::assemble(engine_config).await?;
+        // Listeners first: a port in use fails the start before any store is opened or any key
+        // decrypted.
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let metrics_listener = if args.metrics_enabled {
+            let addr = SocketAddr::new(args.metrics_host, args.metrics_port);
+            if !addr.ip().is_loopback() && !args.insecure_allow_plaintext_non_loopback {
+                bail!("the metrics listener {addr} is not on loopback and would carry its token in plaintext; keep it on loopback or pass --insecure-allow-plaintext-non-loopback");
+            }
+            Some(tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for metrics"))?)
+        } else {
+            None
+        };
+        let state = signward_engine::assemble(engine_config).await?;
         let local = listener.local_addr()?;
         tracing::info!(
             address = %local,
@@ -361,12 +372,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         if !local.ip().is_loopback() {
             tracing::warn!("listening on a non-loopback address without TLS");
         }
-        if args.metrics_enabled {
-            let addr = SocketAddr::new(args.metrics_host, args.metrics_port);
-            if !addr.ip().is_loopback() && !args.insecure_allow_plaintext_non_loopback {
-                bail!("the metrics listener {addr} is not on loopback and would carry its token in plaintext; keep it on loopback or pass --insecure-allow-plaintext-non-loopback");
-            }
-            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for metrics"))?;
+        if let Some(listener) = metrics_listener {
             tracing::info!(address = %listener.local_addr()?, "metrics listening");
             let app = signward_server::serve::metrics_router(state.clone());
             tokio::spawn(async move {
