@@ -9,6 +9,7 @@
 //! * [`store`]: the credential file, reloaded when it changes.
 //! * [`limiter`]: failed attempts counted and limited per source address.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod authorizer;

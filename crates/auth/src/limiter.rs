@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// Failed authentication attempts per source address within a window; over the limit, a source is refused until the window passes.
 pub struct FailureLimiter {
     limit: u32,
     window: Duration,
@@ -14,6 +15,7 @@ pub struct FailureLimiter {
 }
 
 impl FailureLimiter {
+    /// A limiter allowing `limit` failures per source per `window`.
     pub fn new(limit: u32, window: Duration) -> Self {
         FailureLimiter {
             limit,

@@ -31,6 +31,7 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// Every scope, in a fixed order.
     pub const ALL: [Scope; 6] = [
         Scope::Sign,
         Scope::PublicKeys,
@@ -40,6 +41,7 @@ impl Scope {
         Scope::Evm,
     ];
 
+    /// The name in `tokens.json` and on the command line.
     pub fn as_str(&self) -> &'static str {
         match self {
             Scope::Sign => "sign",
@@ -76,6 +78,7 @@ pub struct Cidr {
 }
 
 impl Cidr {
+    /// `ip` lies in this network.
     pub fn contains(&self, ip: IpAddr) -> bool {
         // Compare IPv4-mapped IPv6 peers as IPv4.
         let ip = match ip {
@@ -110,6 +113,7 @@ impl Cidr {
         self.prefix
     }
 
+    /// An IPv4 network.
     pub fn is_ipv4(&self) -> bool {
         self.addr.is_ipv4()
     }
@@ -194,14 +198,23 @@ impl<'de> Deserialize<'de> for Cidr {
 /// the EVM methods that differ only in wire format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Operation {
+    /// `BLOCK` and `BLOCK_V2`.
     Block,
+    /// `ATTESTATION`.
     Attestation,
+    /// `AGGREGATE_AND_PROOF` (every version).
     AggregateAndProof,
+    /// `AGGREGATION_SLOT`.
     AggregationSlot,
+    /// `RANDAO_REVEAL`.
     RandaoReveal,
+    /// `SYNC_COMMITTEE_MESSAGE`.
     SyncCommitteeMessage,
+    /// `SYNC_COMMITTEE_SELECTION_PROOF`.
     SyncCommitteeSelectionProof,
+    /// `SYNC_COMMITTEE_CONTRIBUTION_AND_PROOF`.
     SyncCommitteeContributionAndProof,
+    /// `VALIDATOR_REGISTRATION`.
     ValidatorRegistration,
     /// Signs a deposit to any withdrawal credentials: granted only by name.
     Deposit,
@@ -216,6 +229,7 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// Every operation, in a fixed order.
     pub const ALL: [Operation; 14] = [
         Operation::Block,
         Operation::Attestation,
@@ -298,6 +312,7 @@ impl Operation {
         }
     }
 
+    /// One of the EVM families.
     pub fn is_evm(&self) -> bool {
         matches!(
             self,
@@ -382,17 +397,21 @@ pub fn parse_operations<S: AsRef<str>>(names: &[S]) -> Result<BTreeSet<Operation
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum EvmKeys {
     #[default]
+    /// No EVM key (the default).
     None,
     /// Every EVM key (`"*"` in the file: an explicit choice).
     All,
+    /// Only these addresses.
     Only(BTreeSet<Address>),
 }
 
 impl EvmKeys {
+    /// No EVM key is granted.
     pub fn is_none(&self) -> bool {
         matches!(self, EvmKeys::None)
     }
 
+    /// The key at `a` is granted.
     pub fn contains(&self, a: &Address) -> bool {
         match self {
             EvmKeys::None => false,
@@ -472,10 +491,15 @@ mod address_set {
 /// Why a valid credential was refused (HTTP 403).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Denied {
+    /// The route's scope is not granted.
     Scope,
+    /// The key is not granted.
     Key,
+    /// The message family or EVM method is not granted.
     Operation,
+    /// The caller's address is outside the credential's networks.
     Network,
+    /// The credential has expired.
     Expired,
     /// A validator registration for a fee recipient the credential is not granted.
     FeeRecipient,
@@ -484,6 +508,7 @@ pub enum Denied {
 }
 
 impl Denied {
+    /// The stable code answered to the client.
     pub fn code(&self) -> &'static str {
         match self {
             Denied::Scope => "scope_denied",
@@ -500,7 +525,9 @@ impl Denied {
 /// A key as the authorizer sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyId<'a> {
+    /// A BLS key, by public key.
     Bls(&'a PublicKeyBytes),
+    /// An EVM key, by address.
     Evm(&'a Address),
 }
 
@@ -508,6 +535,7 @@ pub enum KeyId<'a> {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
+    /// The scope groups of routes it may reach.
     pub scopes: BTreeSet<Scope>,
     /// BLS keys; when absent, every BLS key.
     #[serde(default, skip_serializing_if = "Option::is_none")]

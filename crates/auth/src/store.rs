@@ -19,6 +19,7 @@ use crate::AuthError;
 /// One credential as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credential {
+    /// The credential's name (unique; recorded in the audit log).
     pub name: String,
     /// Hex HMAC-SHA256(server secret, token); empty for a certificate credential.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -30,7 +31,9 @@ pub struct Credential {
     /// caller when it comes from one of `policy.cidrs`. See [`check_source_credential`].
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub source_bound: bool,
+    /// When it was created, Unix seconds.
     pub created_at: u64,
+    /// What it may do.
     pub policy: Policy,
     /// Set when the server suspended the credential (it asked for a canary key). A suspended
     /// credential is refused everywhere until `signward token reinstate`.
@@ -42,8 +45,9 @@ pub struct Credential {
 /// API or EVM signing (an address is not a secret).
 pub const SOURCE_SCOPES: [Scope; 3] = [Scope::Sign, Scope::PublicKeys, Scope::Metrics];
 
-/// The widest range a source credential may name: a /24 of IPv4, a /64 of IPv6.
+/// The widest range an IPv4 source credential may name: a /24.
 pub const SOURCE_MAX_HOST_BITS_V4: u8 = 8;
+/// The widest range of an IPv6 source credential: a /64.
 pub const SOURCE_MAX_HOST_BITS_V6: u8 = 64;
 
 /// The rules of a source credential, checked when it is created and again when the server loads
@@ -99,7 +103,9 @@ pub fn check_source_credential(c: &Credential) -> Result<(), AuthError> {
 /// Why and when a credential was suspended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Suspension {
+    /// When, Unix seconds.
     pub at: u64,
+    /// Why (a fixed sentence from the server).
     pub reason: String,
 }
 
@@ -173,10 +179,12 @@ fn now() -> u64 {
 
 /// Credential administration (the `token` subcommands).
 pub struct CredentialFile {
+    /// `tokens.json` in the data directory.
     pub path: PathBuf,
 }
 
 impl CredentialFile {
+    /// The credential file of `data_dir`.
     pub fn new(data_dir: &Path) -> Self {
         CredentialFile {
             path: signward_os::DataDir::new(data_dir).tokens(),
@@ -287,10 +295,12 @@ impl CredentialFile {
         })
     }
 
+    /// Every credential.
     pub fn list(&self) -> Result<Vec<Credential>, AuthError> {
         Ok(read_file(&self.path)?.credentials)
     }
 
+    /// Remove the credential `name`, durably.
     pub fn revoke(&self, name: &str) -> Result<(), AuthError> {
         update(&self.path, |f| {
             let before = f.credentials.len();
@@ -326,7 +336,9 @@ impl CredentialFile {
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// The credential's name.
     pub name: String,
+    /// What it may do.
     pub policy: Policy,
     /// Suspended callers are refused everywhere (403 `credential_suspended`).
     pub suspended: bool,
@@ -387,6 +399,7 @@ fn index(f: File) -> Index {
 }
 
 impl TokenStore {
+    /// The credentials of `data_dir`, checked against `secret`; reloaded when the file changes.
     pub fn open(data_dir: &Path, secret: ServerSecret) -> Result<Self, AuthError> {
         let path = signward_os::DataDir::new(data_dir).tokens();
         let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
@@ -399,10 +412,12 @@ impl TokenStore {
         })
     }
 
+    /// How many credentials exist.
     pub fn len(&self) -> usize {
         self.map.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 
+    /// No credential exists.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

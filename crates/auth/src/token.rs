@@ -7,11 +7,13 @@ use zeroize::Zeroizing;
 
 use crate::secret::ServerSecret;
 
+/// Every token starts with this.
 pub const PREFIX: &str = "sw_";
 
 /// A freshly minted token, shown to the operator once. No `Debug`.
 pub struct NewToken(pub Zeroizing<String>);
 
+/// A new random token (256 bits from the OS).
 pub fn generate() -> NewToken {
     let mut raw = Zeroizing::new([0u8; 32]);
     rand::rngs::OsRng.fill_bytes(raw.as_mut());
