@@ -21,6 +21,7 @@ impl std::fmt::Debug for EvmKey {
 }
 
 impl EvmKey {
+    /// The key of a 32-byte secret.
     pub fn from_secret_bytes(secret: &[u8]) -> Result<Self, EvmError> {
         let signing = SigningKey::from_slice(secret).map_err(|_| EvmError::InvalidKey)?;
         let address = Address::from_public_key(signing.verifying_key());
@@ -34,10 +35,12 @@ impl EvmKey {
         EvmKey { signing, address }
     }
 
+    /// The key's address.
     pub fn address(&self) -> Address {
         self.address
     }
 
+    /// The secret bytes, to store the key in the vault. The name marks every use for review.
     pub fn dangerous_secret_bytes(&self) -> Zeroizing<[u8; 32]> {
         Zeroizing::new(self.signing.to_bytes().into())
     }

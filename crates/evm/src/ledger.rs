@@ -17,13 +17,17 @@ use crate::EvmError;
 pub struct Exceeded {
     /// `spend_window_value_exceeded` or `spend_window_count_exceeded`.
     pub rule: &'static str,
+    /// The ledger bucket (`key:ADDRESS` or `token:NAME:ADDRESS`).
     pub bucket: String,
+    /// What would be exceeded, and by how much.
     pub detail: String,
 }
 
+/// The spend ledger: how much each bucket spent in its window, reserved durably before a transaction is signed.
 pub enum SpendLedger {
     /// One writer thread owns the connection and commits reservations in groups.
     Sqlite(signward_db::GroupCommit<Job>),
+    /// PostgreSQL, shared by every instance (a per-bucket advisory lock orders reservations).
     Postgres(Pool),
 }
 

@@ -4,6 +4,7 @@
 //! rolling windows atomically across instances. There is no way to sign a caller-supplied hash.
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod error;

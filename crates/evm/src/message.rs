@@ -15,7 +15,9 @@ pub fn sign_personal(key: &EvmKey, message: &[u8]) -> Result<[u8; 65], EvmError>
 /// Parsed EIP-712 typed data with the facts the policy looks at.
 pub struct Typed {
     data: TypedData,
+    /// The domain's chain id, when it names one.
     pub chain_id: Option<u64>,
+    /// The domain's verifying contract, when it names one.
     pub verifying_contract: Option<Address>,
     /// True when the message grants an allowance (see [`grants_allowance`]).
     pub approval: bool,
@@ -117,6 +119,7 @@ impl Typed {
         &self.data.primary_type
     }
 
+    /// The EIP-712 signature (`r ‖ s ‖ v`, `v` 27 or 28).
     pub fn sign(&self, key: &EvmKey) -> Result<[u8; 65], EvmError> {
         let hash = self
             .data

@@ -97,17 +97,24 @@ struct TxJson {
 /// The transaction envelope type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxType {
+    /// Type 0.
     Legacy,
+    /// Type 1 (access list).
     Eip2930,
+    /// Type 2 (fee market).
     Eip1559,
 }
 
 /// A checked transaction, ready for policy and signing.
 #[derive(Debug, Clone)]
 pub struct TxRequest {
+    /// The signing account, when the request named it.
     pub from: Option<Address>,
+    /// The envelope type.
     pub kind: TxType,
+    /// The nonce.
     pub nonce: u64,
+    /// What the policy sees of it.
     pub facts: TxFacts,
     access_list: AccessList,
 }
@@ -245,9 +252,13 @@ where
 pub struct SignedTx {
     /// EIP-2718 encoding (legacy: plain RLP with EIP-155 `v`).
     pub raw: Vec<u8>,
+    /// The transaction hash.
     pub hash: B256,
+    /// The signature's `r`.
     pub r: U256,
+    /// The signature's `s`.
     pub s: U256,
+    /// The signature's y parity.
     pub y_parity: bool,
     /// `v` as the envelope carries it: `chainId·2 + 35 + parity` for legacy, the parity otherwise.
     pub v: u64,

@@ -22,10 +22,13 @@ pub fn parse_address(s: &str) -> Result<Address, AddressError> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+/// Why a string is not an EVM address.
 pub enum AddressError {
     #[error("not a 20-byte hex address")]
+    /// Not 20 bytes of hex.
     NotAnAddress,
     #[error("invalid EIP-55 checksum (mixed case that does not match the address)")]
+    /// Mixed case that is not the EIP-55 checksum.
     BadChecksum,
 }
 

@@ -8,29 +8,38 @@ use crate::model::{Policy, RuleSet, SpendWindow};
 /// What a transaction decodes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxFacts {
+    /// The EIP-155 chain id.
     pub chain_id: u64,
     /// `None`: contract creation.
     pub to: Option<Address>,
+    /// Wei sent.
     pub value: U256,
+    /// The gas limit.
     pub gas: u64,
     /// Legacy and EIP-2930.
     pub gas_price: Option<u128>,
     /// EIP-1559.
     pub max_fee_per_gas: Option<u128>,
+    /// EIP-1559 tip cap.
     pub max_priority_fee_per_gas: Option<u128>,
+    /// Calldata.
     pub data: Vec<u8>,
 }
 
 /// What is to be signed.
 #[derive(Debug, Clone)]
 pub enum Request<'a> {
+    /// A transaction.
     Transaction(&'a TxFacts),
     /// An EIP-191 personal message (`eth_sign`, `personal_sign`).
     PersonalMessage,
     /// EIP-712 typed data, by its domain and message type.
     TypedData {
+        /// The domain's chain id, when it names one.
         chain_id: Option<u64>,
+        /// The domain's verifying contract, when it names one.
         verifying_contract: Option<Address>,
+        /// The message's primary type.
         primary_type: &'a str,
         /// The message looks like it grants an allowance (a permit, an approval): only changes
         /// the reason code of a refusal; every type must be named anyway.
@@ -45,13 +54,16 @@ pub struct Check {
     pub source: String,
     /// The rule, named by the reason code it refuses with.
     pub rule: &'static str,
+    /// The check passed.
     pub passed: bool,
+    /// What the rule saw (bounded; no request text beyond values it checked).
     pub detail: String,
 }
 
 /// Every check made, and the spend windows that must also hold.
 #[derive(Debug, Clone, Default)]
 pub struct Evaluation {
+    /// Every check made, in order.
     pub checks: Vec<Check>,
     /// `(ledger bucket, window)`: each must admit the transaction's value (the caller's shared
     /// ledger decides). Buckets: `key:ADDRESS` and `token:NAME:ADDRESS`.
@@ -59,6 +71,7 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
+    /// Every check passed.
     pub fn allowed(&self) -> bool {
         self.checks.iter().all(|c| c.passed)
     }

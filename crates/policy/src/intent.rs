@@ -16,14 +16,19 @@ pub const ERC20_TRANSFER: [u8; 4] = [0xa9, 0x05, 0x9c, 0xbb];
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Intent {
+    /// `transfer`, `contract_call`, `erc20_transfer` or `deploy`.
     pub action: String,
     #[serde(default)]
+    /// Who should receive the value or tokens.
     pub recipient: Option<String>,
     #[serde(default)]
+    /// The most wei the transaction may send, decimal.
     pub max_value_wei: Option<String>,
     #[serde(default)]
+    /// The chain it is meant for.
     pub chain_id: Option<u64>,
     #[serde(default)]
+    /// For `contract_call`: the function selector, `0x` and 4 bytes.
     pub selector: Option<String>,
     /// For `erc20_transfer`: the token contract.
     #[serde(default)]

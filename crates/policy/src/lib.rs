@@ -7,6 +7,7 @@
 //! Pure: parsing and evaluation only, no I/O.
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod address;

@@ -10,9 +10,16 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     #[error("policy is not valid TOML or has an unknown or missing field: {0}")]
+    /// Not TOML, or an unknown or missing field.
     Syntax(String),
     #[error("policy value {field}: {reason}")]
-    Value { field: String, reason: String },
+    /// A field whose value cannot be used.
+    Value {
+        /// The field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 fn bad(field: impl Into<String>, reason: impl Into<String>) -> PolicyError {
@@ -106,16 +113,22 @@ struct PolicyFile {
 /// An EIP-712 domain that may be signed for, and the message types allowed under it, by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TypedDataDomain {
+    /// The domain's chain id.
     pub chain_id: u64,
+    /// The domain's verifying contract.
     pub verifying_contract: Address,
+    /// Message types that may be signed under it.
     pub primary_types: BTreeSet<String>,
 }
 
 /// Total value and number of transactions a key may sign per rolling window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpendWindow {
+    /// The rolling window, in seconds.
     pub window_secs: u64,
+    /// Most wei in one window.
     pub max_total_wei: U256,
+    /// Most transactions in one window.
     pub max_count: u64,
 }
 
@@ -123,22 +136,33 @@ pub struct SpendWindow {
 /// allows any recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleSet {
+    /// Chains the key may sign for.
     pub chain_ids: BTreeSet<u64>,
     /// `None`: any recipient (`"*"`).
     pub recipients: Option<BTreeSet<Address>>,
+    /// Most wei one transaction may send.
     pub max_value_wei: U256,
+    /// Highest gas limit.
     pub max_gas: u64,
+    /// Highest EIP-1559 fee cap.
     pub max_fee_per_gas_wei: U256,
+    /// Highest EIP-1559 tip cap.
     pub max_priority_fee_per_gas_wei: U256,
     /// Cap on a legacy or EIP-2930 `gasPrice` (defaults to `max_fee_per_gas_wei`).
     pub max_gas_price_wei: U256,
+    /// Largest calldata, in bytes.
     pub max_calldata_bytes: usize,
+    /// Contract creation is allowed.
     pub allow_contract_creation: bool,
+    /// `eth_sign` and `personal_sign` are allowed.
     pub allow_personal_sign: bool,
+    /// Every transaction must carry a declared intent that matches it.
     pub require_intent: bool,
     /// Function selectors allowed per recipient; calldata to any other recipient is refused.
     pub contracts: BTreeMap<Address, BTreeSet<[u8; 4]>>,
+    /// EIP-712 domains that may be signed for.
     pub typed_data_domains: Vec<TypedDataDomain>,
+    /// A spend window, when the key has one.
     pub spend_window: Option<SpendWindow>,
 }
 
@@ -282,12 +306,16 @@ pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
 /// A parsed policy.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Policy {
+    /// The rule set for keys without one of their own.
     pub defaults: Option<RuleSet>,
+    /// Rule sets per key.
     pub keys: BTreeMap<Address, RuleSet>,
+    /// Rule sets per credential name; they apply on top of the key's.
     pub tokens: BTreeMap<String, RuleSet>,
 }
 
 impl Policy {
+    /// Parse and check a policy file.
     pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
         let f: PolicyFile =
             toml::from_str(text).map_err(|e| PolicyError::Syntax(toml_error(text, &e)))?;
@@ -324,6 +352,7 @@ impl Policy {
         self.keys.get(key).or(self.defaults.as_ref())
     }
 
+    /// The rule set for credential `name`, if it has one.
     pub fn for_token(&self, name: &str) -> Option<&RuleSet> {
         self.tokens.get(name)
     }
