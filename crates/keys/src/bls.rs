@@ -45,6 +45,7 @@ impl BlsKeypair {
         Self::from_ikm(ikm.as_ref()).unwrap_or_else(|_| unreachable!("32-byte ikm"))
     }
 
+    /// The public key.
     pub fn public_key(&self) -> &PublicKeyBytes {
         &self.public
     }

@@ -23,11 +23,16 @@ use crate::KeyError;
 pub enum KeyConfig {
     /// An EIP-2335 keystore and the file that holds its password.
     FileKeystore {
+        /// The keystore.
         keystore_file: PathBuf,
+        /// The file holding its password.
         password_file: PathBuf,
     },
     /// A plaintext secret key (hex), accepted only with `--allow-raw-keys`.
-    FileRaw { private_key: Zeroizing<String> },
+    FileRaw {
+        /// The secret key, hex.
+        private_key: Zeroizing<String>,
+    },
 }
 
 #[derive(Deserialize)]

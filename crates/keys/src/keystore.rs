@@ -45,16 +45,26 @@ impl Default for KdfLimits {
 /// A parsed KDF module.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Kdf {
+    /// scrypt.
     Scrypt {
+        /// Derived key length, bytes.
         dklen: u32,
+        /// CPU/memory cost.
         n: u64,
+        /// Block size.
         r: u32,
+        /// Parallelism.
         p: u32,
+        /// Salt.
         salt: Vec<u8>,
     },
+    /// PBKDF2-HMAC-SHA256.
     Pbkdf2 {
+        /// Derived key length, bytes.
         dklen: u32,
+        /// Iterations.
         c: u32,
+        /// Salt.
         salt: Vec<u8>,
     },
 }
@@ -188,30 +198,43 @@ fn random_bytes(n: usize) -> Vec<u8> {
 /// `{function, params, message}` as in the keystore JSON.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Module {
+    /// The algorithm.
     pub function: String,
+    /// Its parameters.
     pub params: Value,
+    /// Its output (the checksum, the ciphertext), hex.
     pub message: String,
 }
 
+/// The keystore's `crypto` object.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Crypto {
+    /// How the decryption key is derived from the password.
     pub kdf: Module,
+    /// How the password is checked.
     pub checksum: Module,
+    /// How the secret is encrypted.
     pub cipher: Module,
 }
 
 /// An EIP-2335 keystore file. Holds only encrypted material, so it may derive `Debug`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Keystore {
+    /// The encrypted secret and how to open it.
     pub crypto: Crypto,
+    /// A free-text description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The public key, hex, when the keystore declares it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pubkey: Option<String>,
+    /// The EIP-2334 derivation path, or empty.
     #[serde(default)]
     pub path: String,
+    /// The keystore's UUID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
+    /// The keystore format version (4).
     pub version: u32,
 }
 

@@ -9,6 +9,7 @@
 //! Secrets live in `secrecy`/`zeroize` types from the moment they are read, and no type here that
 //! holds secret bytes implements a revealing `Debug`.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod bls;

@@ -29,10 +29,15 @@ use crate::KeyError;
 /// Where keys come from (the Web3Signer flags).
 #[derive(Debug, Clone, Default)]
 pub struct KeySources {
+    /// `--keystores-path`: a directory of EIP-2335 keystores.
     pub keystores_path: Option<PathBuf>,
+    /// `--keystores-passwords-path`: a directory of password files, one per keystore.
     pub keystores_passwords_path: Option<PathBuf>,
+    /// `--keystores-password-file`: one password for every keystore.
     pub keystores_password_file: Option<PathBuf>,
+    /// `--key-config-path`: Web3Signer key config documents.
     pub key_config_path: Option<PathBuf>,
+    /// `--allow-raw-keys`: accept plaintext `file-raw` keys.
     pub allow_raw_keys: bool,
 }
 
@@ -45,15 +50,23 @@ enum PasswordSource {
 
 /// One unit of loading work, found by [`discover`].
 pub enum KeyJob {
+    /// Decrypt a keystore.
     Keystore {
+        /// Where the job comes from.
         origin: String,
+        /// The keystore file.
         keystore: PathBuf,
+        /// Its password.
         password: PasswordSourceRef,
     },
+    /// Load a plaintext key.
     Raw {
+        /// Where the job comes from.
         origin: String,
+        /// The secret key, hex.
         secret_hex: Zeroizing<String>,
     },
+    /// Discovery already failed; report it.
     Failed(LoadFailure),
 }
 
@@ -75,12 +88,15 @@ impl KeyJob {
 pub struct LoadFailure {
     /// File name (and YAML document index for key configs), never contents.
     pub origin: String,
+    /// Why.
     pub error: KeyError,
 }
 
 /// A key that loaded.
 pub struct LoadedKey {
+    /// Where it came from (file name, and document index for key configs).
     pub origin: String,
+    /// The key.
     pub keypair: BlsKeypair,
     /// The keystore's EIP-2334 derivation path (EIP-2335 `path`), when it has a valid one.
     pub derivation_path: Option<String>,
@@ -90,20 +106,27 @@ pub struct LoadedKey {
 
 /// The outcome of loading everything.
 pub struct LoadReport {
+    /// Every key that loaded, duplicates dropped.
     pub loaded: Vec<LoadedKey>,
+    /// Every key that did not.
     pub failures: Vec<LoadFailure>,
+    /// How long it took.
     pub elapsed: Duration,
 }
 
 /// Progress of a load, passed to the progress callback.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
+    /// Jobs finished.
     pub done: usize,
+    /// Jobs in all.
     pub total: usize,
+    /// Time since the load started.
     pub elapsed: Duration,
 }
 
 impl Progress {
+    /// Jobs finished per second so far.
     pub fn rate_per_sec(&self) -> f64 {
         let s = self.elapsed.as_secs_f64();
         if s > 0.0 {
@@ -113,6 +136,7 @@ impl Progress {
         }
     }
 
+    /// Time left at the current rate, once there is one.
     pub fn eta(&self) -> Option<Duration> {
         let rate = self.rate_per_sec();
         (rate > 0.0).then(|| Duration::from_secs_f64((self.total - self.done) as f64 / rate))
