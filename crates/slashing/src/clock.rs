@@ -5,9 +5,13 @@
 use crate::decision::{Refusal, Slashable};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The network's slot clock, with how far ahead of it a message may be.
 pub struct ChainClock {
+    /// Genesis time, Unix seconds.
     pub genesis_time: u64,
+    /// Seconds per slot.
     pub seconds_per_slot: u64,
+    /// Slots per epoch.
     pub slots_per_epoch: u64,
     /// How many epochs past the current one are still accepted.
     pub max_future_epochs: u64,

@@ -8,9 +8,13 @@ pub use signward_core::signing::Slashable;
 /// One check-and-record request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
+    /// The validator.
     pub pubkey: PublicKeyBytes,
+    /// The chain the message is for.
     pub genesis_validators_root: Root,
+    /// The block slot, or the attestation's source and target.
     pub slashable: Slashable,
+    /// The signing root (an identical message is a safe repeat).
     pub signing_root: Root,
 }
 
@@ -38,6 +42,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Every refusal, in a fixed order.
     pub const ALL: [Refusal; 8] = [
         Refusal::DoubleProposal,
         Refusal::DoubleVote,
@@ -49,6 +54,7 @@ impl Refusal {
         Refusal::Disabled,
     ];
 
+    /// The stable code for the API, logs and metrics.
     pub fn code(&self) -> &'static str {
         match self {
             Refusal::DoubleProposal => "double_proposal",
@@ -62,6 +68,7 @@ impl Refusal {
         }
     }
 
+    /// The refusal with code `code`.
     pub fn from_code(code: &str) -> Option<Self> {
         Refusal::ALL.into_iter().find(|r| r.code() == code)
     }
@@ -74,10 +81,12 @@ pub enum Decision {
     Allowed,
     /// The identical message (same signing root) was signed before; signing it again is safe.
     Repeat,
+    /// Refused, for this reason.
     Refused(Refusal),
 }
 
 impl Decision {
+    /// Allowed or a repeat: the message may be signed.
     pub fn may_sign(&self) -> bool {
         matches!(self, Decision::Allowed | Decision::Repeat)
     }

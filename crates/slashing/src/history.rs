@@ -31,23 +31,31 @@ use crate::SlashingError;
 /// The low watermarks of one validator (each may be absent).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Watermarks {
+    /// Lowest block slot that may not be signed again.
     pub block_slot: Option<i64>,
+    /// Attestation source floor.
     pub att_source: Option<i64>,
+    /// Attestation target floor.
     pub att_target: Option<i64>,
 }
 
 /// One validator's records: blocks by slot, attestations by target (with their source).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct History {
+    /// Signed blocks by slot, with their signing root when known.
     pub blocks: BTreeMap<i64, Option<Root>>,
+    /// Signed attestations by target: (source, signing root when known).
     pub attestations: BTreeMap<i64, (i64, Option<Root>)>,
+    /// The validator's floors.
     pub watermarks: Watermarks,
 }
 
 /// Counts of what a merge did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MergeReport {
+    /// Blocks newly recorded.
     pub blocks_added: u64,
+    /// Attestations newly recorded.
     pub attestations_added: u64,
     /// Exact duplicates (within the file or of stored records).
     pub duplicates: u64,

@@ -19,22 +19,32 @@ use crate::SlashingError;
 pub const FORMAT_VERSION: &str = "5";
 
 #[derive(Debug, Clone, Deserialize)]
+/// The interchange `metadata` object.
 pub struct Metadata {
+    /// Must be `5`.
     pub interchange_format_version: String,
+    /// The chain the records belong to.
     pub genesis_validators_root: Root,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// One signed block.
 pub struct SignedBlock {
+    /// Its slot.
     pub slot: Uint64,
+    /// Its signing root, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_root: Option<Root>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// One signed attestation.
 pub struct SignedAttestation {
+    /// Its source epoch.
     pub source_epoch: Uint64,
+    /// Its target epoch.
     pub target_epoch: Uint64,
+    /// Its signing root, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_root: Option<Root>,
 }
@@ -42,14 +52,19 @@ pub struct SignedAttestation {
 /// One `data[]` entry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ValidatorHistory {
+    /// The validator.
     pub pubkey: PublicKeyBytes,
+    /// Its signed blocks.
     pub signed_blocks: Vec<SignedBlock>,
+    /// Its signed attestations.
     pub signed_attestations: Vec<SignedAttestation>,
 }
 
 /// What the reader hands to its callback, in file order.
 pub enum Event {
+    /// The document's metadata (checked before any validator is used).
     Metadata(Metadata),
+    /// One validator's records.
     Validator(ValidatorHistory),
 }
 
@@ -260,6 +275,7 @@ pub struct Writer<W: Write> {
 }
 
 impl<W: Write> Writer<W> {
+    /// Start a document for the chain `genesis_validators_root`.
     pub fn new(mut out: W, genesis_validators_root: &Root) -> Result<Self, SlashingError> {
         write!(
             out,
@@ -269,6 +285,7 @@ impl<W: Write> Writer<W> {
         Ok(Writer { out, first: true })
     }
 
+    /// Write one validator's records.
     pub fn validator(
         &mut self,
         pubkey: &PublicKeyBytes,
@@ -313,6 +330,7 @@ impl<W: Write> Writer<W> {
         Ok(())
     }
 
+    /// Close the document and flush.
     pub fn finish(mut self) -> Result<W, SlashingError> {
         self.out.write_all(b"\n]}\n")?;
         self.out.flush()?;

@@ -14,6 +14,7 @@
 //! (until pruned), an identical repeat (same signing root) is allowed, and low watermarks come
 //! from the oldest record and from pruning.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod clock;

@@ -18,8 +18,11 @@ pub const SCHEMA_VERSION: i64 = 2;
 /// Outcome of an interchange import.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ImportReport {
+    /// Validators in the file.
     pub validators: u64,
+    /// Blocks newly recorded.
     pub blocks: u64,
+    /// Attestations newly recorded.
     pub attestations: u64,
     /// Identical records already present.
     pub duplicates: u64,
@@ -44,15 +47,20 @@ impl ImportReport {
 /// Outcome of an export.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ExportReport {
+    /// Validators written.
     pub validators: u64,
+    /// Blocks written.
     pub blocks: u64,
+    /// Attestations written.
     pub attestations: u64,
 }
 
 /// Outcome of pruning.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PruneReport {
+    /// Block records deleted.
     pub blocks_deleted: u64,
+    /// Attestation records deleted.
     pub attestations_deleted: u64,
 }
 
@@ -62,6 +70,7 @@ pub struct PruneReport {
 /// checks the EIP-3076 rules and, when the message is allowed, records it and commits durably
 /// before it returns.
 pub trait SlashingStore: Send + Sync {
+    /// Check `check` against EIP-3076 and, when allowed, record it and commit durably before returning.
     fn check_and_record(
         &self,
         check: Check,
@@ -134,7 +143,9 @@ pub trait SlashingStore: Send + Sync {
 
 /// The database the server uses, chosen by URL.
 pub enum SlashingDb {
+    /// SQLite with its group-commit writer.
     Sqlite(SqliteStore),
+    /// PostgreSQL, shared by every instance.
     Postgres(PgStore),
 }
 

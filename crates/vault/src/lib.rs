@@ -12,6 +12,7 @@
 //! sealed/unsealed state machine), [`backup`] (age-encrypted key backups).
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod backup;

@@ -20,6 +20,7 @@ pub enum KeyKind {
 }
 
 impl KeyKind {
+    /// The name stored in the vault.
     pub fn as_str(self) -> &'static str {
         match self {
             KeyKind::Bls => "bls",
@@ -27,6 +28,7 @@ impl KeyKind {
         }
     }
 
+    /// The kind named `s`.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "bls" => Some(KeyKind::Bls),
@@ -39,7 +41,9 @@ impl KeyKind {
 /// Nonce and ciphertext (with tag) of one key.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SealedRecord {
+    /// The XChaCha20-Poly1305 nonce.
     pub nonce: Vec<u8>,
+    /// The ciphertext with its tag.
     pub ciphertext: Vec<u8>,
 }
 

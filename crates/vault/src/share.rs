@@ -26,10 +26,15 @@ use crate::VaultError;
 /// One share and what it belongs to. No `Debug`: it holds share bytes.
 #[derive(Clone)]
 pub struct SharePayload {
+    /// The vault it belongs to.
     pub vault_id: String,
+    /// The share set it belongs to (replaced by rekey and rotate).
     pub share_set: String,
+    /// The master-key generation (bumped by rotate).
     pub generation: u64,
+    /// Shares needed to unseal.
     pub threshold: u8,
+    /// Shares made.
     pub count: u8,
     /// `[x, y_0 .. y_31]`; `x` is the participant number.
     pub value: Zeroizing<Vec<u8>>,
@@ -69,6 +74,7 @@ impl SharePayload {
         Zeroizing::new(serde_json::to_vec(&wire).unwrap_or_default())
     }
 
+    /// Read a share from its JSON form.
     pub fn from_json(bytes: &[u8]) -> Result<Self, VaultError> {
         let wire: PayloadWire = serde_json::from_slice(bytes).map_err(|e| {
             VaultError::ShareMalformed(format!(
@@ -152,8 +158,11 @@ impl Protection {
 /// Argon2id cost of new passphrase share files.
 #[derive(Debug, Clone, Copy)]
 pub struct KdfCost {
+    /// Memory, KiB.
     pub memory_kib: u32,
+    /// Passes.
     pub iterations: u32,
+    /// Lanes.
     pub parallelism: u32,
 }
 
@@ -284,7 +293,9 @@ pub fn encrypt(
 /// Which form a share file has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileForm {
+    /// Encrypted under a passphrase (argon2id + XChaCha20-Poly1305).
     Passphrase,
+    /// Encrypted to an age recipient.
     Age,
 }
 

@@ -16,11 +16,17 @@ use crate::VaultError;
 /// The vault's public facts (nothing here is secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VaultMeta {
+    /// The vault's identifier.
     pub vault_id: String,
+    /// The current share set.
     pub share_set: String,
+    /// The master-key generation.
     pub generation: u64,
+    /// Shares needed to unseal.
     pub threshold: u8,
+    /// Shares made.
     pub share_count: u8,
+    /// The HMAC that identifies the master key (reveals nothing of the record key).
     pub verifier: Vec<u8>,
     /// Bumped on every change to the vault; instances poll it.
     pub version: i64,
@@ -29,25 +35,37 @@ pub struct VaultMeta {
 /// A stored key as read back.
 #[derive(Clone)]
 pub struct StoredKey {
+    /// The key's identifier (BLS public key or EVM address, hex).
     pub key_id: String,
+    /// BLS or secp256k1.
     pub kind: KeyKind,
+    /// The sealed secret.
     pub record: SealedRecord,
+    /// Enabled keys are loaded; disabled ones are kept but not used.
     pub enabled: bool,
+    /// Where it came from (the API or command that stored it).
     pub origin: String,
+    /// When it was stored, Unix seconds.
     pub created_at: i64,
 }
 
 /// A sealed key record to store (the secret already encrypted under the master key).
 pub struct NewRecord {
+    /// The key's identifier.
     pub key_id: String,
+    /// BLS or secp256k1.
     pub kind: KeyKind,
+    /// The sealed secret.
     pub record: SealedRecord,
+    /// Where it came from.
     pub origin: String,
 }
 
 /// Vault storage.
 pub enum VaultStore {
+    /// SQLite (`vault.sqlite` in the data directory).
     Sqlite(Mutex<rusqlite::Connection>),
+    /// PostgreSQL, shared by every instance.
     Postgres(Pool),
 }
 
@@ -182,6 +200,7 @@ impl VaultStore {
         }
     }
 
+    /// `sqlite` or `postgres`.
     pub fn backend(&self) -> &'static str {
         match self {
             VaultStore::Sqlite(_) => "sqlite",
@@ -194,6 +213,7 @@ impl VaultStore {
         matches!(self, VaultStore::Postgres(_))
     }
 
+    /// The vault's public facts, or `None` when no vault exists.
     pub async fn meta(&self) -> Result<Option<VaultMeta>, VaultError> {
         if let Some(conn) = self.sqlite() {
             return sqlite_meta(&conn);

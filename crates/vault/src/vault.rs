@@ -20,12 +20,16 @@ use crate::VaultError;
 /// Where the vault stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VaultState {
+    /// No vault exists.
     Uninitialized,
+    /// A vault exists and its master key is not in memory.
     Sealed,
+    /// The master key is in memory and the keys are open.
     Unsealed,
 }
 
 impl VaultState {
+    /// The name shown to operators.
     pub fn as_str(self) -> &'static str {
         match self {
             VaultState::Uninitialized => "uninitialized",
@@ -38,10 +42,15 @@ impl VaultState {
 /// Unseal progress as reported to operators.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnsealProgress {
+    /// Where the vault stands.
     pub state: VaultState,
+    /// Shares submitted towards the next unseal.
     pub submitted: u8,
+    /// Shares needed.
     pub threshold: u8,
+    /// The vault's identifier, when one exists.
     pub vault_id: Option<String>,
+    /// The master-key generation.
     pub generation: u64,
 }
 
@@ -60,15 +69,21 @@ pub struct Vault {
 
 /// A decrypted key, wiped on drop.
 pub struct OpenedKey {
+    /// The record as stored.
     pub stored: StoredKey,
+    /// The opened secret.
     pub secret: Zeroizing<Vec<u8>>,
 }
 
 /// A new key to store.
 pub struct KeyToStore {
+    /// BLS or secp256k1.
     pub kind: KeyKind,
+    /// The key's identifier.
     pub key_id: String,
+    /// The secret, sealed on the way in.
     pub secret: Zeroizing<Vec<u8>>,
+    /// Where it came from.
     pub origin: String,
 }
 
@@ -226,6 +241,7 @@ impl Vault {
         }
     }
 
+    /// The storage under the vault.
     pub fn store(&self) -> &VaultStore {
         &self.store
     }
@@ -234,6 +250,7 @@ impl Vault {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The master key is in memory.
     pub fn is_unsealed(&self) -> bool {
         self.unsealed.load(std::sync::atomic::Ordering::Acquire)
     }
