@@ -111,6 +111,7 @@ pub struct Connections {
 }
 
 impl Connections {
+    /// A table for `limits`.
     pub fn new(limits: ConnLimits) -> Arc<Self> {
         Arc::new(Connections {
             limits,
@@ -122,6 +123,7 @@ impl Connections {
         })
     }
 
+    /// Connections open now.
     pub fn open(&self) -> usize {
         self.table
             .lock()

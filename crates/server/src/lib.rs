@@ -8,6 +8,7 @@
 //! engine's rejection, if any, leaves through [`error::ApiError`] (HTTP) or the JSON-RPC error
 //! of [`api::rpc`], with a stable code; the detail goes to the log only.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod api;

@@ -23,8 +23,11 @@ use signward_engine::Rejection;
 /// Server settings.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// The address to listen on.
     pub listen: SocketAddr,
+    /// Per-request limits.
     pub limits: Limits,
+    /// Connection limits.
     pub connections: ConnLimits,
     /// After a shutdown signal, in-flight requests get this long to finish.
     pub shutdown_grace: Duration,

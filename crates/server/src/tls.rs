@@ -16,11 +16,23 @@ use thiserror::Error;
 use tokio_rustls::TlsAcceptor;
 
 #[derive(Debug, Error)]
+/// Why TLS could not be set up.
 pub enum TlsError {
+    /// A certificate or key file that cannot be used.
     #[error("{file}: {reason}")]
-    File { file: String, reason: String },
+    File {
+        /// The file.
+        file: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The private key is readable by others.
     #[error("{file}: accessible by group or others; run `chmod 600 {file}`")]
-    InsecureKey { file: String },
+    InsecureKey {
+        /// The file.
+        file: String,
+    },
+    /// rustls refused the configuration.
     #[error("TLS configuration rejected: {0}")]
     Config(String),
 }
@@ -28,8 +40,11 @@ pub enum TlsError {
 /// Where the PEM files are.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
+    /// The certificate chain (PEM).
     pub cert: PathBuf,
+    /// The private key (PEM, 0600).
     pub key: PathBuf,
+    /// When set, clients must present a certificate chaining to this CA (mTLS).
     pub client_ca: Option<PathBuf>,
 }
 
@@ -37,6 +52,7 @@ pub struct TlsFiles {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerCert(pub String);
 
+/// The SHA-256 fingerprint of a DER certificate, lowercase hex (as `tokens.json` names it).
 pub fn fingerprint(der: &[u8]) -> String {
     hex::encode(Sha256::digest(der))
 }
@@ -112,6 +128,7 @@ pub struct Tls {
 }
 
 impl Tls {
+    /// Load and check the files.
     pub fn load(files: TlsFiles) -> Result<Self, TlsError> {
         let config = build(&files)?;
         Ok(Tls {
@@ -127,10 +144,12 @@ impl Tls {
         Ok(())
     }
 
+    /// Clients must present a certificate.
     pub fn requires_client_cert(&self) -> bool {
         self.files.client_ca.is_some()
     }
 
+    /// The acceptor for a new connection, with the configuration in force now.
     pub fn acceptor(&self) -> TlsAcceptor {
         TlsAcceptor::from(
             self.current

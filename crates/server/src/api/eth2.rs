@@ -40,6 +40,7 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
         })
 }
 
+/// `POST /api/v1/eth2/sign/{identifier}`: read the body (bounded), hand it to the engine, answer the signature as JSON or text, with `X-Request-Id`.
 pub async fn sign(
     State((state, limits)): State<(Arc<AppState>, Limits)>,
     Path(identifier): Path<String>,

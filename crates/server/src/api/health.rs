@@ -25,6 +25,7 @@ pub async fn metrics(State((state, _)): State<(Arc<AppState>, Limits)>) -> Respo
         .into_response()
 }
 
+/// `GET /upcheck`: the one open route; `OK` while the process serves.
 pub async fn upcheck() -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "OK").into_response()
 }

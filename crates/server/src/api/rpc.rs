@@ -29,10 +29,15 @@ enum Method {
 /// A JSON-RPC error: numeric code, fixed message, stable reason and an optional detail.
 #[derive(Debug)]
 pub struct RpcError {
+    /// The JSON-RPC error code.
     pub code: i64,
+    /// The stable reason (`data.reason`).
     pub reason: &'static str,
+    /// A fixed message.
     pub message: &'static str,
+    /// What the rule or parser saw (bounded).
     pub detail: Option<String>,
+    /// The policy rule set that decided, when one did.
     pub source: Option<String>,
 }
 
