@@ -30,16 +30,20 @@ pub fn encode_hex(bytes: &[u8]) -> String {
 pub struct FixedBytes<const N: usize>(pub [u8; N]);
 
 impl<const N: usize> FixedBytes<N> {
+    /// All zero bytes.
     pub const ZERO: Self = FixedBytes([0u8; N]);
 
+    /// The bytes.
     pub fn as_bytes(&self) -> &[u8; N] {
         &self.0
     }
 
+    /// `0x`-prefixed lowercase hex.
     pub fn to_hex(&self) -> String {
         encode_hex(&self.0)
     }
 
+    /// The value of exactly `N` bytes, or `None`.
     pub fn from_slice(bytes: &[u8]) -> Option<Self> {
         <[u8; N]>::try_from(bytes).ok().map(FixedBytes)
     }
@@ -73,6 +77,7 @@ impl<const N: usize> fmt::Display for FixedBytes<N> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("expected {expected} bytes of hex")]
 pub struct HexLengthError {
+    /// How many bytes were expected.
     pub expected: usize,
 }
 

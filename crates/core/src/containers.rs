@@ -5,6 +5,10 @@
 //! camelCase, so multi-word fields also accept their camelCase alias. Every container but the
 //! fork info refuses a field it does not have: a field that would change the root is never
 //! dropped.
+//!
+//! Each container and field is the consensus specs' own, by the specs' name; documenting them
+//! again here would only copy the specs, so this module alone is exempt from `missing_docs`.
+#![allow(missing_docs)]
 
 use serde::Deserialize;
 

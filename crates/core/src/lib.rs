@@ -8,6 +8,7 @@
 //! * [`signing`]: from a request to a [`signing::SigningJob`]: domain, object root, signing root,
 //!   and the slashing-relevant facts a check-before-sign step needs.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod bytes;

@@ -8,20 +8,32 @@ use crate::CoreError;
 /// The preset values that change the shape of what we hash or how epochs are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Preset {
+    /// `mainnet` or `minimal`.
     pub name: &'static str,
+    /// SLOTS_PER_EPOCH.
     pub slots_per_epoch: u64,
+    /// SYNC_COMMITTEE_SIZE.
     pub sync_committee_size: u64,
+    /// SYNC_COMMITTEE_SUBNET_COUNT.
     pub sync_committee_subnet_count: u64,
+    /// MAX_COMMITTEES_PER_SLOT.
     pub max_committees_per_slot: u64,
+    /// MAX_VALIDATORS_PER_COMMITTEE.
     pub max_validators_per_committee: u64,
+    /// MAX_PROPOSER_SLASHINGS.
     pub max_proposer_slashings: u64,
+    /// MAX_ATTESTER_SLASHINGS.
     pub max_attester_slashings: u64,
+    /// MAX_ATTESTATIONS.
     pub max_attestations: u64,
+    /// MAX_DEPOSITS.
     pub max_deposits: u64,
+    /// MAX_VOLUNTARY_EXITS.
     pub max_voluntary_exits: u64,
 }
 
 impl Preset {
+    /// The mainnet preset.
     pub const MAINNET: Preset = Preset {
         name: "mainnet",
         slots_per_epoch: 32,
@@ -36,6 +48,7 @@ impl Preset {
         max_voluntary_exits: 16,
     };
 
+    /// The minimal preset (devnets and tests).
     pub const MINIMAL: Preset = Preset {
         name: "minimal",
         slots_per_epoch: 8,
@@ -59,16 +72,22 @@ impl Preset {
 /// One scheduled fork.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForkEntry {
+    /// The fork's name, lowercase (`altair`, ...).
     pub name: &'static str,
+    /// Its fork version.
     pub version: Version,
+    /// Its activation epoch.
     pub epoch: u64,
 }
 
 /// A network the signer serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkConfig {
+    /// The network's name.
     pub name: String,
+    /// Its preset.
     pub preset: Preset,
+    /// Its genesis fork version.
     pub genesis_fork_version: Version,
     /// Unix time of genesis, when known (the chain clock of slashing protection needs it).
     /// A `config.yaml` never gives it: see [`NetworkConfig::apply_genesis`].
@@ -164,9 +183,13 @@ pub const PLAUSIBLE_GENESIS_AFTER: u64 = 1_577_836_800;
 /// The genesis facts one source states.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GenesisFacts {
+    /// Where these facts come from.
     pub source: GenesisSource,
+    /// Genesis time, Unix seconds.
     pub genesis_time: u64,
+    /// The genesis validators root, when the source states it.
     pub genesis_validators_root: Option<Root>,
+    /// The genesis fork version, when the source states it.
     pub genesis_fork_version: Option<Version>,
 }
 

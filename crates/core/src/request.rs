@@ -22,22 +22,36 @@ use crate::containers::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum MessageType {
+    /// `BLOCK` (deprecated: a full block, read by the fork of its slot).
     Block,
+    /// `BLOCK_V2`: a full block up to Altair, a header from Bellatrix on.
     BlockV2,
+    /// `ATTESTATION`.
     Attestation,
+    /// `AGGREGATION_SLOT`: the selection proof for a slot.
     AggregationSlot,
+    /// `AGGREGATE_AND_PROOF` (deprecated: read by the fork of its slot).
     AggregateAndProof,
+    /// `AGGREGATE_AND_PROOF_V2`: versioned.
     AggregateAndProofV2,
+    /// `RANDAO_REVEAL`.
     RandaoReveal,
+    /// `VOLUNTARY_EXIT`.
     VoluntaryExit,
+    /// `DEPOSIT`.
     Deposit,
+    /// `SYNC_COMMITTEE_MESSAGE`.
     SyncCommitteeMessage,
+    /// `SYNC_COMMITTEE_SELECTION_PROOF`.
     SyncCommitteeSelectionProof,
+    /// `SYNC_COMMITTEE_CONTRIBUTION_AND_PROOF`.
     SyncCommitteeContributionAndProof,
+    /// `VALIDATOR_REGISTRATION` (builder API).
     ValidatorRegistration,
 }
 
 impl MessageType {
+    /// Every type, in a fixed order.
     pub const ALL: [MessageType; 13] = [
         MessageType::Block,
         MessageType::BlockV2,
@@ -95,19 +109,26 @@ impl FromStr for MessageType {
 /// Consensus fork names, as used in `version` discriminators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 pub enum ForkName {
+    /// Phase0.
     #[serde(alias = "phase0", alias = "PHASE_0")]
     #[serde(rename = "PHASE0")]
     Phase0,
+    /// Altair.
     #[serde(rename = "ALTAIR", alias = "altair")]
     Altair,
+    /// Bellatrix.
     #[serde(rename = "BELLATRIX", alias = "bellatrix")]
     Bellatrix,
+    /// Capella.
     #[serde(rename = "CAPELLA", alias = "capella")]
     Capella,
+    /// Deneb.
     #[serde(rename = "DENEB", alias = "deneb")]
     Deneb,
+    /// Electra.
     #[serde(rename = "ELECTRA", alias = "electra")]
     Electra,
+    /// Fulu.
     #[serde(rename = "FULU", alias = "fulu")]
     Fulu,
 }
@@ -147,13 +168,17 @@ impl ForkName {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `{slot}`.
 pub struct SlotBody {
+    /// The slot.
     pub slot: Uint64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `{epoch}`.
 pub struct EpochBody {
+    /// The epoch.
     pub epoch: Uint64,
 }
 
@@ -161,9 +186,12 @@ pub struct EpochBody {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlockV2 {
+    /// The block's fork.
     pub version: ForkName,
+    /// The full block (up to Altair).
     #[serde(default)]
     pub block: Option<BeaconBlock>,
+    /// The header (from Bellatrix on).
     #[serde(default)]
     pub block_header: Option<BeaconBlockHeader>,
 }
@@ -173,18 +201,24 @@ pub struct BlockV2 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VersionedAggregateAndProof {
+    /// The fork whose shape `data` has.
     pub version: ForkName,
+    /// The aggregate and proof, undecoded until the version is known.
     pub data: Box<RawValue>,
 }
 
+/// An aggregate and proof before Electra.
 pub type AggregateAndProofPhase0 = AggregateAndProof<Attestation>;
+/// An aggregate and proof from Electra on.
 pub type AggregateAndProofElectra = AggregateAndProof<AttestationElectra>;
 
 /// A sign request body.
 #[derive(Debug, Deserialize)]
 pub struct SignRequest {
+    /// `type`.
     #[serde(rename = "type")]
     pub kind: MessageType,
+    /// The fork and chain the message is for.
     #[serde(default, alias = "forkInfo")]
     pub fork_info: Option<ForkInfo>,
     /// The client's signing root, checked against ours when present.
@@ -194,26 +228,37 @@ pub struct SignRequest {
     /// The deprecated BLOCK's full block, decoded once the fork of its slot is known.
     #[serde(default)]
     pub block: Option<Box<RawValue>>,
+    /// BLOCK_V2's payload.
     #[serde(default)]
     pub beacon_block: Option<BlockV2>,
+    /// ATTESTATION's payload.
     #[serde(default)]
     pub attestation: Option<AttestationData>,
+    /// AGGREGATION_SLOT's payload.
     #[serde(default)]
     pub aggregation_slot: Option<SlotBody>,
+    /// The aggregate-and-proof payload (both versions), decoded by type and fork.
     #[serde(default)]
     pub aggregate_and_proof: Option<Box<RawValue>>,
+    /// RANDAO_REVEAL's payload.
     #[serde(default)]
     pub randao_reveal: Option<EpochBody>,
+    /// VOLUNTARY_EXIT's payload.
     #[serde(default)]
     pub voluntary_exit: Option<VoluntaryExit>,
+    /// DEPOSIT's payload.
     #[serde(default)]
     pub deposit: Option<DepositRequest>,
+    /// SYNC_COMMITTEE_MESSAGE's payload.
     #[serde(default)]
     pub sync_committee_message: Option<SyncCommitteeMessage>,
+    /// SYNC_COMMITTEE_SELECTION_PROOF's payload.
     #[serde(default)]
     pub sync_aggregator_selection_data: Option<SyncAggregatorSelectionData>,
+    /// SYNC_COMMITTEE_CONTRIBUTION_AND_PROOF's payload.
     #[serde(default)]
     pub contribution_and_proof: Option<ContributionAndProof>,
+    /// VALIDATOR_REGISTRATION's payload.
     #[serde(default)]
     pub validator_registration: Option<ValidatorRegistration>,
 }

@@ -12,7 +12,8 @@ use crate::request::{
 use crate::ssz::{self, Chunk};
 use crate::CoreError;
 
-/// Domain types (consensus specs; builder specs for APPLICATION_BUILDER).
+/// Domain types (consensus specs; builder specs for APPLICATION_BUILDER), by the specs' names.
+#[allow(missing_docs)]
 pub mod domain {
     pub const BEACON_PROPOSER: [u8; 4] = [0, 0, 0, 0];
     pub const BEACON_ATTESTER: [u8; 4] = [1, 0, 0, 0];
@@ -32,10 +33,15 @@ pub mod domain {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slashable {
     /// A block proposal at `slot`.
-    Block { slot: u64 },
+    Block {
+        /// The block's slot.
+        slot: u64,
+    },
     /// An attestation vote from `source_epoch` to `target_epoch`.
     Attestation {
+        /// The source checkpoint's epoch.
         source_epoch: u64,
+        /// The target checkpoint's epoch.
         target_epoch: u64,
     },
 }
@@ -43,7 +49,9 @@ pub enum Slashable {
 /// Everything the signer needs to decide and then sign, computed by us, never taken from the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SigningJob {
+    /// The message type.
     pub kind: MessageType,
+    /// The root the signature is over, computed by the server.
     pub signing_root: Root,
     /// `None` for messages that are not slashable (RANDAO, aggregation duties, sync committee,
     /// exits, deposits, registrations).
