@@ -780,3 +780,63 @@ fn evm_keys_generated_in_the_vault_sign_and_follow_the_seal() {
         "sealed"
     );
 }
+
+#[test]
+fn json_rpc_batches_answer_each_request_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("policy.toml"), policy("")).unwrap();
+    let server = dev_server(d, &[]);
+    let from = dev_address();
+    let post = |body: &Value| {
+        server.request(
+            "POST",
+            "/",
+            &[("content-type", "application/json")],
+            &serde_json::to_vec(body).unwrap(),
+        )
+    };
+    // eth_accounts, a signature, an unknown method, an element that is not a request, a
+    // notification (signed and audited, but not answered), and a refusal: answered in order.
+    let batch = json!([
+        {"jsonrpc": "2.0", "id": 1, "method": "eth_accounts"},
+        {"jsonrpc": "2.0", "id": "two", "method": "personal_sign", "params": ["0x68656c6c6f", from]},
+        {"jsonrpc": "2.0", "id": 3, "method": "eth_chainIdNope"},
+        42,
+        {"jsonrpc": "2.0", "method": "personal_sign", "params": ["0x68656c6c6f", from]},
+        {"jsonrpc": "2.0", "id": 6, "method": "eth_signTransaction", "params": [tx(&from, json!({"to": STRANGER}))]}
+    ]);
+    let r = post(&batch);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let a = v
+        .as_array()
+        .unwrap_or_else(|| panic!("not a batch answer: {v}"));
+    assert_eq!(a.len(), 5, "{v}");
+    assert_eq!(a[0]["id"], 1);
+    assert_eq!(a[0]["result"][0].as_str().unwrap().to_lowercase(), from);
+    assert_eq!(a[1]["id"], "two");
+    let sig = a[1]["result"].as_str().unwrap();
+    assert_eq!(sig.len(), 2 + 130, "{sig}");
+    assert_eq!(a[2]["id"], 3);
+    assert_eq!(reason(&a[2]), "method_not_found");
+    assert_eq!(a[3]["id"], Value::Null);
+    assert_eq!(reason(&a[3]), "invalid_request");
+    assert_eq!(a[4]["id"], 6);
+    assert_eq!(reason(&a[4]), "recipient_not_allowed");
+    // The same signature as the single request gives.
+    let single = rpc(&server, "", "personal_sign", json!(["0x68656c6c6f", from]));
+    assert_eq!(single["result"], a[1]["result"]);
+    // An empty batch is one invalid request; only notifications get no answer at all.
+    let v = post(&json!([])).json();
+    assert_eq!(reason(&v), "invalid_request");
+    assert_eq!(v["id"], Value::Null);
+    let r = post(&json!([{"jsonrpc": "2.0", "method": "eth_accounts"}]));
+    assert_eq!(r.status, 204, "{}", r.text());
+    // A batch past the bound is refused whole: nothing in it is signed.
+    let big: Vec<Value> = (0..=100)
+        .map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "personal_sign", "params": ["0x00", from]}))
+        .collect();
+    let v = post(&Value::Array(big)).json();
+    assert_eq!(reason(&v), "batch_too_large");
+}

@@ -1,8 +1,9 @@
-//! The EVM JSON-RPC 2.0 endpoint (`POST /`, `sign` scope): `eth_accounts`, `eth_sign`,
-//! `personal_sign`, `eth_signTypedData` / `eth_signTypedData_v4`, `eth_signTransaction`. Every
-//! signing request passes the policy engine; every decision is audited (with the rule that
-//! decided it) before the answer leaves. Errors are JSON-RPC error objects whose `data.reason`
-//! is a stable code.
+//! The EVM JSON-RPC 2.0 endpoint (`POST /`, `evm` scope): `eth_accounts`, `eth_sign`,
+//! `personal_sign`, `eth_signTypedData` / `eth_signTypedData_v4`, `eth_signTransaction`, alone
+//! or in batches. It reads requests into calls of the engine's EVM pipeline
+//! (`signward_engine::evm`), which passes every signing request through the policy and audits
+//! every decision before the answer leaves. Errors are JSON-RPC error objects whose
+//! `data.reason` is a stable code.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -203,9 +204,10 @@ fn transaction_json(
     json!({"raw": format!("0x{}", hex::encode(&signed.raw)), "tx": txj})
 }
 
-fn reply(id: Value, result: Rpc) -> Response {
+/// The response object for request `id`.
+fn reply(id: Value, result: Rpc) -> Value {
     match result {
-        Ok(v) => Json(json!({"jsonrpc": "2.0", "id": id, "result": v})).into_response(),
+        Ok(v) => json!({"jsonrpc": "2.0", "id": id, "result": v}),
         Err(e) => {
             let mut data = json!({"reason": e.reason});
             if let Some(d) = e.detail {
@@ -214,12 +216,17 @@ fn reply(id: Value, result: Rpc) -> Response {
             if let Some(s) = e.source {
                 data["rule_source"] = json!(s);
             }
-            Json(json!({"jsonrpc": "2.0", "id": id, "error": {"code": e.code, "message": e.message, "data": data}})).into_response()
+            json!({"jsonrpc": "2.0", "id": id, "error": {"code": e.code, "message": e.message, "data": data}})
         }
     }
 }
 
-/// `POST /`
+/// Most requests in one batch (ethers' default batch size); a larger batch is refused whole.
+pub const MAX_BATCH: usize = 100;
+
+/// `POST /`: one request, or a batch of up to [`MAX_BATCH`] (JSON-RPC 2.0). Each element of a
+/// batch is its own request: checked, decided and audited alone, in order, and answered in the
+/// same order; an element without `id` is a notification and gets no answer.
 pub async fn rpc(
     State((state, limits)): State<(Arc<AppState>, Limits)>,
     caller: Option<Extension<Arc<Caller>>>,
@@ -228,23 +235,59 @@ pub async fn rpc(
 ) -> Response {
     let started = Instant::now();
     let caller = caller.map(|Extension(c)| c);
+    let peer = client.map(|Extension(ClientIp(ip))| ip.to_string());
     let Ok(bytes) = axum::body::to_bytes(body, limits.max_body_bytes).await else {
         return crate::error::ApiError::Engine(signward_engine::Rejection::BodyTooLarge)
             .into_response();
     };
     let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
-        return reply(Value::Null, Err(parse_error()));
+        return Json(reply(Value::Null, Err(parse_error()))).into_response();
     };
-    if v.is_array() {
-        return reply(
-            Value::Null,
-            Err(RpcError::new(
-                -32600,
-                "batch_not_supported",
-                "batch requests are not supported",
-            )),
-        );
+    let items = match v {
+        Value::Array(items) => items,
+        one => {
+            return Json(handle(&state, caller.as_deref(), peer, started, one).await)
+                .into_response()
+        }
+    };
+    if items.is_empty() {
+        let e = RpcError::new(-32600, "invalid_request", "invalid request");
+        return Json(reply(Value::Null, Err(e))).into_response();
     }
+    if items.len() > MAX_BATCH {
+        let e = RpcError::new(-32600, "batch_too_large", "batch too large");
+        return Json(reply(Value::Null, Err(e))).into_response();
+    }
+    let mut answers = Vec::with_capacity(items.len());
+    for item in items {
+        let notification = item.as_object().is_some_and(|o| !o.contains_key("id"));
+        let answer = handle(
+            &state,
+            caller.as_deref(),
+            peer.clone(),
+            Instant::now(),
+            item,
+        )
+        .await;
+        if !notification {
+            answers.push(answer);
+        }
+    }
+    if answers.is_empty() {
+        // Only notifications: JSON-RPC 2.0 answers nothing.
+        return axum::http::StatusCode::NO_CONTENT.into_response();
+    }
+    Json(Value::Array(answers)).into_response()
+}
+
+/// Answer one request object.
+async fn handle(
+    state: &Arc<AppState>,
+    caller: Option<&Caller>,
+    peer: Option<String>,
+    started: Instant,
+    v: Value,
+) -> Value {
     let id = v.get("id").cloned().unwrap_or(Value::Null);
     let method = match (
         v.get("jsonrpc").and_then(Value::as_str),
@@ -274,17 +317,12 @@ pub async fn rpc(
     let record = signward_audit::Record {
         event: signward_audit::Event::Evm.into(),
         request_id: Some(uuid::Uuid::new_v4().to_string()),
-        caller: Some(
-            caller
-                .as_ref()
-                .map(|c| c.name.clone())
-                .unwrap_or_else(|| "-".into()),
-        ),
-        peer: client.map(|Extension(ClientIp(ip))| ip.to_string()),
+        caller: Some(caller.map(|c| c.name.clone()).unwrap_or_else(|| "-".into())),
+        peer,
         ..Default::default()
     };
     let result = match method {
-        Some(Method::Accounts) => evm::accounts(&state, caller.as_deref())
+        Some(Method::Accounts) => evm::accounts(state, caller)
             .map(|all| {
                 json!(all
                     .into_iter()
@@ -294,12 +332,12 @@ pub async fn rpc(
             .map_err(RpcError::from),
         Some(Method::Sign(m)) => {
             let request = parse_request(m, &params);
-            evm::sign(&state, caller.as_deref(), m, request, record, started)
+            evm::sign(state, caller, m, request, record, started)
                 .await
                 .map(answer)
                 .map_err(RpcError::from)
         }
-        None => Err(evm::refuse_unknown_method(&state, record, started)
+        None => Err(evm::refuse_unknown_method(state, record, started)
             .await
             .into()),
     };
