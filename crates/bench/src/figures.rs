@@ -701,29 +701,13 @@ contracts = [{ address = "0x2222222222222222222222222222222222222222", selectors
         let policy = signward_policy::Policy::from_toml(&policy_text)?;
         drop(secret);
         // The engine as `serve` builds it: every store opened by `assemble` in the data directory.
-        let state = signward_engine::assemble(signward_engine::Config {
-            clock_status: signward_engine::state::ClockStatus::of(None),
-            network: NetworkConfig::mainnet(),
-            max_future_epochs: 2,
-            data_dir: dir.to_path_buf(),
-            slashing_url: signward_engine::stores::slashing_url(None, &DataDir::new(dir))?,
-            evm_policy: Some(policy),
-            dev: false,
-            dev_evm_key: None,
-            canaries: Default::default(),
-            memory: signward_os::MemoryLock::Disabled,
-            auth: Some(signward_engine::assemble::AuthConfig {
-                failure_limit: 1000,
-                trusted_proxies: Vec::new(),
-            }),
-            unseal_shares: Vec::new(),
-            key_sources: Default::default(),
-            key_loader_threads: Some(1),
-            evm_keyfiles: None,
-            pruning: None,
-            reload_more: None,
-        })
-        .await?;
+        let mut config = signward_engine::Config::new(NetworkConfig::mainnet(), dir.to_path_buf())?;
+        config.evm_policy = Some(policy);
+        config.auth = Some(signward_engine::assemble::AuthConfig {
+            failure_limit: 1000,
+            trusted_proxies: Vec::new(),
+        });
+        let state = signward_engine::assemble(config).await?;
         state.evm().keys.insert_all([key]);
         while !state.is_ready() {
             tokio::time::sleep(Duration::from_millis(10)).await;

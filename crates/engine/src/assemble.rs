@@ -86,6 +86,48 @@ pub struct Config {
     pub reload_more: Option<ReloadMore>,
 }
 
+impl Config {
+    /// A config for `network` over `data_dir` with the safe defaults: authentication on (10
+    /// failures a minute per source, no trusted proxy), the SQLite stores in the data directory,
+    /// the chain-clock window on (two epochs ahead) when the network's genesis time is known, no
+    /// keys, no EVM policy, memory not locked, nothing else enabled. Change a field to change it.
+    pub fn new(network: NetworkConfig, data_dir: PathBuf) -> Result<Self, EngineError> {
+        let slashing_url = crate::stores::slashing_url(None, &DataDir::new(&data_dir))?;
+        let clock_status = match network.genesis_time {
+            Some(t) => ClockStatus {
+                off: None,
+                detail: "on".into(),
+                genesis_time: Some(t),
+                genesis_time_source: None,
+                warning: None,
+            },
+            None => ClockStatus::of(None),
+        };
+        Ok(Config {
+            network,
+            clock_status,
+            max_future_epochs: 2,
+            data_dir,
+            slashing_url,
+            evm_policy: None,
+            dev: false,
+            dev_evm_key: None,
+            canaries: Canaries::default(),
+            memory: signward_os::MemoryLock::Disabled,
+            auth: Some(AuthConfig {
+                failure_limit: 10,
+                trusted_proxies: Vec::new(),
+            }),
+            unseal_shares: Vec::new(),
+            key_sources: KeySources::default(),
+            key_loader_threads: None,
+            evm_keyfiles: None,
+            pruning: None,
+            reload_more: None,
+        })
+    }
+}
+
 /// Open every store, build the state, unseal from boot shares, and start the runtime tasks.
 /// Must run inside a multi-threaded tokio runtime. Key loading continues in the background;
 /// the state reports ready when it is done.

@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 use signward_auth::store::Caller;
 use signward_auth::{Denied, Policy, Scope};
 use signward_core::network::NetworkConfig;
-use signward_engine::assemble::AuthConfig;
 use signward_engine::evm::{EvmMethod, EvmRejection, EvmRequest};
-use signward_engine::state::ClockStatus;
 use signward_engine::{AppState, Config, Rejection};
 use signward_keys::BlsKeypair;
 use signward_os::DataDir;
@@ -18,31 +16,15 @@ use signward_slashing::Refusal;
 
 const GVR: &str = "0x4b363db94e286120d76eb905340fdd4e54bfe9f06bf33ff6cf5ad27f511bfe95";
 
-/// The engine's config over `dir`; with `auth`, every request needs a credential.
+/// The engine's config over `dir` (the safe defaults); with `auth`, every request needs a
+/// credential.
 fn config(dir: &std::path::Path, auth: bool) -> Config {
-    let network = NetworkConfig::mainnet();
-    Config {
-        clock_status: ClockStatus::of(None),
-        network,
-        max_future_epochs: 2,
-        data_dir: dir.to_path_buf(),
-        slashing_url: signward_engine::stores::slashing_url(None, &DataDir::new(dir)).unwrap(),
-        evm_policy: None,
-        dev: false,
-        dev_evm_key: None,
-        canaries: Default::default(),
-        memory: signward_os::MemoryLock::Disabled,
-        auth: auth.then_some(AuthConfig {
-            failure_limit: 10,
-            trusted_proxies: Vec::new(),
-        }),
-        unseal_shares: Vec::new(),
-        key_sources: Default::default(),
-        key_loader_threads: Some(1),
-        evm_keyfiles: None,
-        pruning: None,
-        reload_more: None,
+    let mut c = Config::new(NetworkConfig::mainnet(), dir.to_path_buf()).unwrap();
+    if !auth {
+        c.auth = None;
     }
+    c.key_loader_threads = Some(1);
+    c
 }
 
 async fn engine(dir: &std::path::Path, auth: bool) -> Arc<AppState> {
@@ -63,6 +45,26 @@ fn attestation(source: u64, target: u64, block_root_byte: u8) -> Vec<u8> {
         slot = target * 32,
     )
     .into_bytes()
+}
+
+/// `personal_sign` of a short message by `from`, as `caller`.
+async fn personal_sign(
+    state: &Arc<AppState>,
+    caller: Option<&Caller>,
+    from: alloy_primitives::Address,
+) -> Result<signward_engine::evm::EvmSigned, EvmRejection> {
+    signward_engine::evm::sign(
+        state,
+        caller,
+        EvmMethod::PersonalSign,
+        Ok(EvmRequest::Message {
+            from,
+            data: b"hi".to_vec(),
+        }),
+        record(),
+        Instant::now(),
+    )
+    .await
 }
 
 fn record() -> signward_audit::Record {
@@ -161,18 +163,7 @@ async fn the_authorizer_decides_before_the_key_is_looked_up_in_both_pipelines() 
     );
     // EVM: no EVM key granted, so the grant fails before any lookup or policy.
     let from = alloy_primitives::Address::repeat_byte(9);
-    let r = signward_engine::evm::sign(
-        &state,
-        Some(&restricted),
-        EvmMethod::PersonalSign,
-        Ok(EvmRequest::Message {
-            from,
-            data: b"hi".to_vec(),
-        }),
-        record(),
-        Instant::now(),
-    )
-    .await;
+    let r = personal_sign(&state, Some(&restricted), from).await;
     assert_eq!(r.err(), Some(EvmRejection::NotGranted(Denied::Key)));
     // A credential granted every EVM key and the method: an unknown account is unknown.
     let bot = Caller {
@@ -185,18 +176,7 @@ async fn the_authorizer_decides_before_the_key_is_looked_up_in_both_pipelines() 
         },
         suspended: false,
     };
-    let r = signward_engine::evm::sign(
-        &state,
-        Some(&bot),
-        EvmMethod::PersonalSign,
-        Ok(EvmRequest::Message {
-            from,
-            data: b"hi".to_vec(),
-        }),
-        record(),
-        Instant::now(),
-    )
-    .await;
+    let r = personal_sign(&state, Some(&bot), from).await;
     assert_eq!(r.err(), Some(EvmRejection::UnknownAccount));
     // With authentication on, a request without a credential is refused by every entry point,
     // whatever route it came through: the engine fails closed.
@@ -204,18 +184,7 @@ async fn the_authorizer_decides_before_the_key_is_looked_up_in_both_pipelines() 
         sign(&state, None, &pk, &attestation(5, 6, 1)).await,
         Err(Rejection::Forbidden(Denied::Scope))
     );
-    let r = signward_engine::evm::sign(
-        &state,
-        None,
-        EvmMethod::PersonalSign,
-        Ok(EvmRequest::Message {
-            from,
-            data: b"hi".to_vec(),
-        }),
-        record(),
-        Instant::now(),
-    )
-    .await;
+    let r = personal_sign(&state, None, from).await;
     assert_eq!(r.err(), Some(EvmRejection::NotGranted(Denied::Scope)));
     assert_eq!(
         signward_engine::evm::accounts(&state, None).err(),
@@ -321,17 +290,6 @@ async fn disabling_an_evm_key_waits_for_the_signature_in_flight() {
     assert!(state.evm().keys.lease(&addr).await.is_none());
     drop(lease);
     disable.await.unwrap().unwrap();
-    let r = signward_engine::evm::sign(
-        &state,
-        None,
-        EvmMethod::PersonalSign,
-        Ok(EvmRequest::Message {
-            from: addr,
-            data: b"after".to_vec(),
-        }),
-        record(),
-        Instant::now(),
-    )
-    .await;
+    let r = personal_sign(&state, None, addr).await;
     assert_eq!(r.err(), Some(EvmRejection::UnknownAccount));
 }
