@@ -103,6 +103,11 @@ pub struct SqliteStore {
     journals: bool,
     /// For the one read a message that is not slashable needs (WAL: never blocks the writer).
     reader: std::sync::Arc<std::sync::Mutex<Connection>>,
+    /// Bulk work (import, export, prune, ...) runs one job at a time on its own connection, so
+    /// at most two connections ever want the write lock: the group-commit writer and this one.
+    /// Many bulk jobs at once otherwise queue in SQLite's busy handler, whose sleeps are not
+    /// fair, and can hold signing behind them for as long as the busy timeout.
+    bulk: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Open (creating the file 0600 if needed) a durable connection.
@@ -436,6 +441,7 @@ impl SqliteStore {
             jobs,
             journals,
             reader: std::sync::Arc::new(std::sync::Mutex::new(connect(path)?)),
+            bulk: std::sync::Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -484,7 +490,9 @@ impl SqliteStore {
         f: impl FnOnce(&mut Connection) -> Result<T, SlashingError> + Send + 'static,
     ) -> Result<T, SlashingError> {
         let path = self.path.clone();
+        let turn = self.bulk.clone().lock_owned().await;
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             let mut conn = connect(&path)?;
             f(&mut conn)
         })

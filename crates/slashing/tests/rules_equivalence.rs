@@ -227,14 +227,22 @@ async fn stores_decide_as_the_reference() {
     // Every case is halfway: prune both stores (all validators at once, as the signer does).
     let wait = || tokio::time::timeout(std::time::Duration::from_secs(120), halfway.wait());
     wait().await.expect("a case stopped before halfway");
+    // Every wait is bounded: a store that stops answering fails the test instead of hanging it.
+    let bound = std::time::Duration::from_secs(120);
     for s in [&first, &second] {
-        s.prune(KEEP_EPOCHS, SLOTS_PER_EPOCH).await.unwrap();
+        tokio::time::timeout(bound, s.prune(KEEP_EPOCHS, SLOTS_PER_EPOCH))
+            .await
+            .expect("prune did not finish in 120 s")
+            .unwrap();
     }
     wait().await.expect("a case stopped before halfway");
     // The cases reached every kind of answer, so the comparison was not vacuous.
     let mut seen = std::collections::HashSet::new();
     for t in tasks {
-        for d in t.await.unwrap().unwrap_or_else(|e| panic!("{e}")) {
+        let done = tokio::time::timeout(bound, t)
+            .await
+            .expect("a case did not finish in 120 s");
+        for d in done.unwrap().unwrap_or_else(|e| panic!("{e}")) {
             seen.insert(match d {
                 Decision::Refused(r) => r.code(),
                 Decision::Allowed => "allowed",
