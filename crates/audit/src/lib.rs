@@ -101,6 +101,9 @@ pub struct Record {
     /// The signing root computed for the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_root: Option<String>,
+    /// A signed EVM transaction's hash (`eth_signTransaction`, `eth_sendTransaction`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_hash: Option<String>,
     /// An [`Outcome`]'s string.
     pub decision: String,
     /// Stable reason code for refusals and errors.
@@ -150,6 +153,7 @@ impl Record {
             &mut self.key,
             &mut self.operation,
             &mut self.signing_root,
+            &mut self.tx_hash,
             &mut self.reason,
         ]
         .into_iter()

@@ -120,6 +120,10 @@ vocabulary! {
         Unavailable => "unavailable",
         /// A reload was already running.
         Busy => "busy",
+        /// A signed transaction was accepted by the upstream node (`eth_sendTransaction`).
+        Submitted => "submitted",
+        /// The upstream node did not accept a signed transaction.
+        NotSubmitted => "not_submitted",
     }
 }
 

@@ -23,5 +23,6 @@ pub mod token;
 pub use authorizer::{authorize, Action};
 pub use error::AuthError;
 pub use policy::{
-    parse_address, parse_operations, Cidr, Denied, EvmKeys, KeyId, Operation, Policy, Scope,
+    parse_address, parse_operations, Cidr, Denied, EvmKeys, EvmTxResult, KeyId, Operation, Policy,
+    Scope,
 };

@@ -305,7 +305,7 @@ impl Operation {
     /// The family of a JSON-RPC signing method (exact spelling, as JSON-RPC is case-sensitive).
     pub fn of_evm_method(method: &str) -> Option<Operation> {
         match method {
-            "eth_signTransaction" => Some(Operation::EvmTransaction),
+            "eth_signTransaction" | "eth_sendTransaction" => Some(Operation::EvmTransaction),
             "eth_sign" | "personal_sign" => Some(Operation::EvmMessage),
             "eth_signTypedData" | "eth_signTypedData_v4" => Some(Operation::EvmTypedData),
             _ => None,
@@ -559,6 +559,43 @@ pub struct Policy {
     /// Unix seconds after which the credential is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,
+    /// The shape of this credential's `eth_signTransaction` results (not a permission: how the
+    /// answer is written for the client behind the credential).
+    #[serde(default, skip_serializing_if = "EvmTxResult::is_default")]
+    pub evm_tx_result: EvmTxResult,
+}
+
+/// How `eth_signTransaction` answers: the execution-apis spec, ethers, viem and alloy expect the
+/// raw signed transaction as a hex string (the default); geth's Clef and web3.py's
+/// `sign_transaction` expect geth's `{"raw", "tx"}` object.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvmTxResult {
+    /// `"0x…"`: the raw EIP-2718 bytes.
+    #[default]
+    Raw,
+    /// `{"raw": "0x…", "tx": {…}}`, as geth answers.
+    Geth,
+}
+
+impl EvmTxResult {
+    /// The default shape.
+    pub fn is_default(&self) -> bool {
+        *self == EvmTxResult::Raw
+    }
+}
+
+impl FromStr for EvmTxResult {
+    type Err = AuthError;
+    fn from_str(s: &str) -> Result<Self, AuthError> {
+        match s.trim() {
+            "raw" => Ok(EvmTxResult::Raw),
+            "geth" => Ok(EvmTxResult::Geth),
+            _ => Err(AuthError::InvalidPolicy(format!(
+                "evm_tx_result must be raw or geth, not {s:?}"
+            ))),
+        }
+    }
 }
 
 /// The rules of a policy, applied only by [`crate::authorizer::authorize`].

@@ -206,6 +206,26 @@ pub struct ServeArgs {
     /// EVM signing request is refused.
     #[arg(long)]
     pub evm_policy: Option<PathBuf>,
+    /// The EVM node behind signward: listed reads are forwarded to it, and
+    /// `eth_sendTransaction` is filled (chain id, gas, fees, a durably allocated nonce), checked,
+    /// signed and submitted through it. `https://…`, or `http://` on loopback; `env:VAR` reads
+    /// the URL from the environment (for a URL that carries a provider's API key).
+    #[arg(long)]
+    pub evm_upstream_url: Option<String>,
+    /// PEM certificates to trust for the upstream node besides the system's roots.
+    #[arg(long, requires = "evm_upstream_url")]
+    pub evm_upstream_ca: Option<PathBuf>,
+    /// Methods forwarded to the upstream node (comma-separated), replacing the default list of
+    /// reads (see docs/evm-clients.md).
+    #[arg(long, value_delimiter = ',', requires = "evm_upstream_url")]
+    pub evm_upstream_forward: Vec<String>,
+    /// Permit plaintext http to an upstream node that is not on loopback.
+    #[arg(long, requires = "evm_upstream_url")]
+    pub evm_upstream_allow_plaintext: bool,
+    /// The chain `eth_chainId` answers without an upstream node; with one, the node must serve
+    /// this chain or every send is refused.
+    #[arg(long)]
+    pub evm_chain_id: Option<u64>,
     /// Development mode: permits --dev-evm-key. Loopback only; reported as unsafe by /healthcheck.
     #[arg(long)]
     pub dev: bool,
@@ -607,6 +627,11 @@ pub enum TokenCommand {
         /// single loopback address; `signward doctor` flags anything wider.
         #[arg(long, value_delimiter = ',', conflicts_with = "cidr")]
         source: Vec<String>,
+        /// What `eth_signTransaction` answers this credential: `raw` (the signed transaction as
+        /// hex, as the spec, ethers, viem and alloy expect) or `geth` (geth's `{raw, tx}`
+        /// object, for web3.py's `sign_transaction` and former Clef users).
+        #[arg(long, default_value = "raw")]
+        evm_tx_result: String,
         #[arg(long, default_value = "./signward-data")]
         data_dir: PathBuf,
     },

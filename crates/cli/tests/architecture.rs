@@ -17,10 +17,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("slashing", &["core", "db"]),
     ("vault", &["db", "keys", "os"]),
     ("evm", &["db", "keys", "policy"]),
+    ("node", &[]),
     (
         "engine",
         &[
-            "audit", "auth", "core", "evm", "keys", "os", "policy", "slashing", "vault",
+            "audit", "auth", "core", "evm", "keys", "node", "os", "policy", "slashing", "vault",
         ],
     ),
     (

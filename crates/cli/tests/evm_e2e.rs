@@ -131,9 +131,15 @@ fn json_rpc_signs_what_the_policy_allows_and_refuses_the_rest() {
         "--allow-op",
         "eth_signTransaction,eth_sign,eth_signTypedData",
     ];
+    // ops asks for geth's `{raw, tx}` result shape (web3.py's sign_transaction needs it); bot
+    // gets the default, the raw transaction as hex (the spec's, ethers', viem's and alloy's).
     let ops = credential(
         d,
-        &[&["--name", "ops", "--scope", "evm"][..], &evm].concat(),
+        &[
+            &["--name", "ops", "--scope", "evm", "--evm-tx-result", "geth"][..],
+            &evm,
+        ]
+        .concat(),
     );
     let bot = credential(
         d,
@@ -302,6 +308,12 @@ fn json_rpc_signs_what_the_policy_allows_and_refuses_the_rest() {
         assert_eq!(reason(&v), *want, "{v}");
         assert_eq!(v["error"]["code"], -32003);
         assert_eq!(v["error"]["data"]["rule_source"], "defaults");
+        // The rule is in the message too, which is all ethers and viem show.
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("refused by policy") && message.contains(want),
+            "{v}"
+        );
     }
     let mut other_domain = typed_data();
     other_domain["domain"]["chainId"] = json!(10);
@@ -329,13 +341,12 @@ fn json_rpc_signs_what_the_policy_allows_and_refuses_the_rest() {
         &bot,
         "eth_signTransaction",
         json!([plain, {"intent": intent}])
-    )["result"]["raw"]
-        .is_string());
+    )["result"]
+        .as_str()
+        .is_some_and(|r| r.starts_with("0x02")));
     let mut embedded = plain.clone();
     embedded["intent"] = intent.clone();
-    assert!(
-        rpc(&server, &bot, "eth_signTransaction", json!([embedded]))["result"]["raw"].is_string()
-    );
+    assert!(rpc(&server, &bot, "eth_signTransaction", json!([embedded]))["result"].is_string());
     let lying = json!({"action": "transfer", "recipient": DEX, "max_value_wei": "1"});
     assert_eq!(
         reason(&rpc(
@@ -377,8 +388,29 @@ fn json_rpc_signs_what_the_policy_allows_and_refuses_the_rest() {
         reason(&rpc(&server, &ops, "eth_signTransaction", json!([unknown]))),
         "unknown_account"
     );
+    // Without an upstream node there is nothing to send through: EIP-1474's "method not
+    // supported", with the reason in the message (ethers and viem show only the message).
+    let e = &rpc(
+        &server,
+        &ops,
+        "eth_sendTransaction",
+        json!([{"from": address, "to": FRIEND, "value": "0x1"}]),
+    )["error"];
+    assert_eq!(e["code"], -32004, "{e}");
+    assert_eq!(e["data"]["reason"], "method_not_supported");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("--evm-upstream-url"),
+        "{e}"
+    );
     assert_eq!(
-        rpc(&server, &ops, "eth_sendTransaction", json!([]))["error"]["code"],
+        rpc(&server, &ops, "eth_chainId", json!([]))["error"]["code"],
+        -32004
+    );
+    assert_eq!(
+        rpc(&server, &ops, "evm_mine", json!([]))["error"]["code"],
         -32601
     );
     assert_eq!(
@@ -518,7 +550,7 @@ fn window_burst(servers: &[&Server], n: usize) -> (usize, usize) {
                 let body = json!({"jsonrpc": "2.0", "id": i, "method": "eth_signTransaction", "params": [tx(&from, json!({"value": "0x3e8", "nonce": format!("0x{i:x}")}))]});
                 let r = try_request(port, "POST", "/", &[("content-type", "application/json")], &serde_json::to_vec(&body).unwrap()).unwrap();
                 let v = r.json();
-                if v["result"]["raw"].is_string() {
+                if v["result"].is_string() {
                     signed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 } else {
                     assert_eq!(v["error"]["data"]["reason"], "spend_window_value_exceeded", "{v}");
@@ -712,13 +744,7 @@ fn evm_keys_generated_in_the_vault_sign_and_follow_the_seal() {
         "eth_signTransaction",
         json!([tx(&addrs[0], json!({}))]),
     );
-    let raw = hex::decode(
-        v["result"]["raw"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("0x"),
-    )
-    .unwrap();
+    let raw = hex::decode(v["result"].as_str().unwrap().trim_start_matches("0x")).unwrap();
     {
         use alloy_consensus::transaction::SignerRecoverable;
         use alloy_eips::eip2718::Decodable2718;

@@ -22,6 +22,11 @@ pub struct EvmState {
     pub ledger: Option<SpendLedger>,
     /// Development mode (`--dev`): reported as unsafe by the health check.
     pub dev: bool,
+    /// The node behind signward (`--evm-upstream-url`), if one is configured.
+    pub upstream: Option<crate::upstream::Upstream>,
+    /// The chain `eth_chainId` answers without a node (`--evm-chain-id`); with a node, the
+    /// node's chain must be this one.
+    pub chain_id: Option<u64>,
 }
 
 impl EvmState {
@@ -32,6 +37,8 @@ impl EvmState {
             policy: RwLock::new(policy.map(Arc::new)),
             ledger,
             dev,
+            upstream: None,
+            chain_id: None,
         }
     }
 
@@ -93,16 +100,19 @@ pub enum EvmMethod {
     SignTypedDataV4,
     /// `eth_signTransaction`
     SignTransaction,
+    /// `eth_sendTransaction` (with an upstream node): filled, checked, signed and submitted.
+    SendTransaction,
 }
 
 impl EvmMethod {
     /// Every method, in a fixed order.
-    pub const ALL: [EvmMethod; 5] = [
+    pub const ALL: [EvmMethod; 6] = [
         EvmMethod::EthSign,
         EvmMethod::PersonalSign,
         EvmMethod::SignTypedData,
         EvmMethod::SignTypedDataV4,
         EvmMethod::SignTransaction,
+        EvmMethod::SendTransaction,
     ];
 
     /// The JSON-RPC name.
@@ -113,6 +123,7 @@ impl EvmMethod {
             EvmMethod::SignTypedData => "eth_signTypedData",
             EvmMethod::SignTypedDataV4 => "eth_signTypedData_v4",
             EvmMethod::SignTransaction => "eth_signTransaction",
+            EvmMethod::SendTransaction => "eth_sendTransaction",
         }
     }
 
@@ -145,6 +156,15 @@ pub enum EvmRequest {
         /// The intent the caller declared.
         intent: Option<signward_policy::Intent>,
     },
+    /// `eth_sendTransaction`: the transaction object as sent, to be filled from the node.
+    Send {
+        /// The signing account.
+        from: Address,
+        /// The transaction object (`from` included; nonce, gas, fees and chain id optional).
+        tx: serde_json::Map<String, serde_json::Value>,
+        /// The intent the caller declared beside the transaction.
+        intent: Option<signward_policy::Intent>,
+    },
 }
 
 /// What the engine signed.
@@ -158,6 +178,8 @@ pub enum EvmSigned {
         /// The signature, hash and raw encoding.
         signed: signward_evm::tx::SignedTx,
     },
+    /// A transaction signed and accepted by the upstream node: its hash.
+    Submitted(String),
 }
 
 /// Why an EVM request was not signed. The JSON-RPC edge maps each to its error code.
@@ -190,6 +212,23 @@ pub enum EvmRejection {
     AuditUnavailable,
     /// Not one of the signing methods.
     MethodNotFound,
+    /// A method signward knows but this configuration does not serve (e.g. `eth_sendTransaction`
+    /// without an upstream node); the detail says what is missing.
+    NotSupported(&'static str),
+    /// The upstream node failed or refused. `code` and `message` are the node's (bounded) when
+    /// it answered; `hash` is set when a signed transaction may have reached it.
+    Upstream {
+        /// `upstream_refused` (the node answered with an error) or `upstream_unavailable`.
+        reason: &'static str,
+        /// The node's JSON-RPC code, when it answered.
+        code: Option<i64>,
+        /// What happened (the node's message, cut to 200 characters, or ours).
+        message: String,
+        /// The transaction hash, when a signed transaction was handed to the node.
+        hash: Option<String>,
+    },
+    /// The node serves another chain than the one configured (`--evm-chain-id`) or requested.
+    WrongChain,
     /// Anything else; details are in the log.
     Internal,
 }
@@ -208,6 +247,9 @@ impl EvmRejection {
             EvmRejection::LedgerUnavailable => "spend_ledger_unavailable",
             EvmRejection::AuditUnavailable => "audit_unavailable",
             EvmRejection::MethodNotFound => "method_not_found",
+            EvmRejection::NotSupported(_) => "method_not_supported",
+            EvmRejection::Upstream { reason, .. } => reason,
+            EvmRejection::WrongChain => "wrong_chain",
             EvmRejection::Internal => "internal_error",
         }
     }
@@ -226,7 +268,7 @@ impl EvmRejection {
         EvmRejection::InvalidParams(detail.into().chars().take(200).collect())
     }
 
-    fn refused(ev: &Evaluation) -> Self {
+    pub(crate) fn refused(ev: &Evaluation) -> Self {
         let c = ev.refusal();
         EvmRejection::Policy {
             rule: c.map(|c| c.rule).unwrap_or("refused"),
@@ -276,11 +318,82 @@ pub async fn sign(
     mut record: signward_audit::Record,
     started: std::time::Instant,
 ) -> Result<EvmSigned, EvmRejection> {
+    if let Ok(EvmRequest::Send { from, tx, intent }) = request {
+        return crate::send::send(state, caller, from, tx, intent, record, started).await;
+    }
     let result = match request {
         Ok(request) => run(state, caller, method, request, &mut record).await,
         Err(e) => Err(e),
     };
+    if let Ok(EvmSigned::Transaction { signed, .. }) = &result {
+        record.tx_hash = Some(format!("{:#x}", signed.hash));
+    }
     settle(state, method.as_str(), result, record, started).await
+}
+
+/// The chain `eth_chainId` answers: `--evm-chain-id`, or the upstream node's; with both, they
+/// must agree.
+pub async fn chain_id(state: &crate::AppState) -> Result<u64, EvmRejection> {
+    let configured = state.evm.chain_id;
+    match (&state.evm.upstream, configured) {
+        (None, Some(id)) => Ok(id),
+        (None, None) => Err(EvmRejection::NotSupported(
+            "no chain is configured (--evm-chain-id or --evm-upstream-url)",
+        )),
+        (Some(up), configured) => {
+            let id = up.chain_id().await.map_err(upstream_failed)?;
+            match configured {
+                Some(c) if c != id => {
+                    tracing::error!(
+                        configured = c,
+                        node = id,
+                        "the upstream node serves another chain than --evm-chain-id"
+                    );
+                    Err(EvmRejection::WrongChain)
+                }
+                _ => Ok(id),
+            }
+        }
+    }
+}
+
+/// Forward a read to the upstream node, if `method` is on the forwarded list. The caller must
+/// be admitted (a credential with the `evm` scope); reads sign nothing and are not audited.
+pub async fn forward(
+    state: &crate::AppState,
+    caller: Option<&signward_auth::store::Caller>,
+    method: &str,
+    params: serde_json::Value,
+) -> Result<serde_json::Value, EvmRejection> {
+    crate::access::admitted(state, caller).map_err(EvmRejection::NotGranted)?;
+    let up = state
+        .evm
+        .upstream
+        .as_ref()
+        .ok_or(EvmRejection::MethodNotFound)?;
+    let name = up.forwarded(method).ok_or(EvmRejection::MethodNotFound)?;
+    up.node().call(name, params).await.map_err(upstream_failed)
+}
+
+/// A node failure as the caller sees it.
+pub(crate) fn upstream_failed(e: signward_node::NodeError) -> EvmRejection {
+    match e {
+        signward_node::NodeError::Rpc { code, message, .. } => EvmRejection::Upstream {
+            reason: "upstream_refused",
+            code: Some(code),
+            message,
+            hash: None,
+        },
+        other => {
+            tracing::warn!(error = %other, "upstream node failed");
+            EvmRejection::Upstream {
+                reason: "upstream_unavailable",
+                code: None,
+                message: other.to_string(),
+                hash: None,
+            }
+        }
+    }
 }
 
 /// Record a request for a method that is not one of ours (named `unknown`: a request's own
@@ -305,7 +418,7 @@ pub async fn refuse_unknown_method(
 }
 
 /// Count, time and audit one decision; a result whose record cannot be written is withheld.
-async fn settle<T>(
+pub(crate) async fn settle<T>(
     state: &crate::AppState,
     method: &'static str,
     result: Result<T, EvmRejection>,
@@ -345,6 +458,7 @@ async fn run(
         EvmRequest::Transaction { tx, .. } => tx
             .from
             .ok_or_else(|| EvmRejection::invalid_params("from is required"))?,
+        EvmRequest::Send { .. } => return Err(EvmRejection::Internal),
     };
     let key = admit(state, caller, &from, method, record).await?;
     let token = caller.map(|c| c.name.as_str());
@@ -382,41 +496,58 @@ async fn run(
                 .map_err(|e| EvmRejection::invalid_params(e.to_string()))
         }
         EvmRequest::Transaction { tx, intent } => {
-            let ev = decide(&Request::Transaction(&tx.facts), intent.as_ref())?;
-            // Spend windows: checked and recorded in one durable transaction before signing.
-            if !ev.spend_windows.is_empty() {
-                let ledger = state
-                    .evm
-                    .ledger
-                    .as_ref()
-                    .ok_or(EvmRejection::LedgerUnavailable)?;
-                match ledger.reserve(&ev.spend_windows, tx.facts.value).await {
-                    Ok(None) => {}
-                    Ok(Some(x)) => {
-                        return Err(EvmRejection::Policy {
-                            rule: x.rule,
-                            detail: Some(x.detail),
-                            source: Some(x.bucket),
-                        })
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "spend ledger failed");
-                        return Err(EvmRejection::LedgerUnavailable);
-                    }
-                }
-            }
+            check_transaction(state, &from, token, &tx, intent.as_ref()).await?;
             let signed = tx.sign(key.key()).map_err(|e| {
                 tracing::error!(error = %e, "transaction signing failed");
                 EvmRejection::Internal
             })?;
             Ok(EvmSigned::Transaction { tx, signed })
         }
+        EvmRequest::Send { .. } => Err(EvmRejection::Internal),
+    }
+}
+
+/// The policy's decision on a transaction (key and credential rule sets, declared intent), then
+/// its spend windows checked and recorded in one durable transaction. Nothing is signed unless
+/// this passes.
+pub(crate) async fn check_transaction(
+    state: &crate::AppState,
+    from: &Address,
+    token: Option<&str>,
+    tx: &signward_evm::tx::TxRequest,
+    intent: Option<&signward_policy::Intent>,
+) -> Result<(), EvmRejection> {
+    let ev = state
+        .evm
+        .evaluate(from, token, &Request::Transaction(&tx.facts), intent);
+    if !ev.allowed() {
+        return Err(EvmRejection::refused(&ev));
+    }
+    if ev.spend_windows.is_empty() {
+        return Ok(());
+    }
+    let ledger = state
+        .evm
+        .ledger
+        .as_ref()
+        .ok_or(EvmRejection::LedgerUnavailable)?;
+    match ledger.reserve(&ev.spend_windows, tx.facts.value).await {
+        Ok(None) => Ok(()),
+        Ok(Some(x)) => Err(EvmRejection::Policy {
+            rule: x.rule,
+            detail: Some(x.detail),
+            source: Some(x.bucket),
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, "spend ledger failed");
+            Err(EvmRejection::LedgerUnavailable)
+        }
     }
 }
 
 /// Admission (canary → sealed → halted, as for eth2), then the caller's grants (this account,
 /// this family of methods), then the key itself.
-async fn admit(
+pub(crate) async fn admit(
     state: &Arc<crate::AppState>,
     caller: Option<&signward_auth::store::Caller>,
     addr: &Address,

@@ -26,8 +26,10 @@ pub mod keyload;
 pub mod keyops;
 pub mod metrics;
 pub mod reload;
+pub(crate) mod send;
 pub mod state;
 pub mod stores;
+pub mod upstream;
 pub mod vault;
 
 pub use assemble::{assemble, Config};

@@ -32,10 +32,19 @@ pub enum SpendLedger {
 }
 
 /// A reservation handed to the SQLite writer thread.
-pub struct Job {
+pub struct Reservation {
     windows: Vec<(String, SpendWindow)>,
     value: U256,
     reply: tokio::sync::oneshot::Sender<Result<Option<Exceeded>, EvmError>>,
+}
+
+/// Work for the SQLite writer thread: a spend reservation, or a nonce operation
+/// ([`crate::nonces`]), each answered after the group's durable commit.
+pub enum Job {
+    /// Check and record spend windows.
+    Reserve(Reservation),
+    /// Allocate, mark or resynchronise a nonce.
+    Nonce(crate::nonces::NonceJob),
 }
 
 /// Most reservations committed together (one fsync for all of them).
@@ -49,7 +58,7 @@ type GroupCache = std::collections::HashMap<(String, u64), (U256, u64)>;
 /// `cache` as reservations are admitted.
 fn reserve_in(
     tx: &rusqlite::Connection,
-    job: &Job,
+    job: &Reservation,
     now: i64,
     cache: &mut GroupCache,
 ) -> Result<Option<Exceeded>, EvmError> {
@@ -89,7 +98,20 @@ fn reserve_in(
 /// One group of the SQLite writer ([`signward_db::GroupCommit`]): the reservations waiting (up to
 /// `MAX_GROUP`), decided in order in one transaction, commit once (durably), then answer them all. If the
 /// commit fails, every reservation of the group fails and nothing is recorded.
-fn run_group(conn: &mut rusqlite::Connection, group: Vec<Job>) {
+fn run_group(conn: &mut rusqlite::Connection, jobs: Vec<Job>) {
+    let (mut group, mut nonces) = (Vec::new(), Vec::new());
+    for j in jobs {
+        match j {
+            Job::Reserve(r) => group.push(r),
+            Job::Nonce(n) => nonces.push(n),
+        }
+    }
+    if !nonces.is_empty() {
+        crate::nonces::run_sqlite(conn, nonces);
+    }
+    if group.is_empty() {
+        return;
+    }
     let now = now_ms();
     let decided: Result<Vec<Result<Option<Exceeded>, EvmError>>, EvmError> = (|| {
         let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -141,7 +163,7 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS evm_spend (
 );
 CREATE INDEX IF NOT EXISTS evm_spend_bucket_at ON evm_spend (bucket, at_ms);";
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -204,6 +226,7 @@ impl SpendLedger {
         if let Some(path) = url.strip_prefix("sqlite:") {
             let conn = signward_db::open_sqlite(std::path::Path::new(path))?;
             conn.execute_batch(SCHEMA)?;
+            conn.execute_batch(crate::nonces::SCHEMA)?;
             let mut conn = conn;
             let writer =
                 signward_db::GroupCommit::spawn("evm-spend-ledger", MAX_GROUP, move |group| {
@@ -221,6 +244,7 @@ impl SpendLedger {
         tx.execute("SELECT pg_advisory_xact_lock(7305420188)", &[])
             .await?;
         tx.batch_execute(SCHEMA).await?;
+        tx.batch_execute(crate::nonces::SCHEMA).await?;
         tx.commit().await?;
         drop(c);
         Ok(SpendLedger::Postgres(pool))
@@ -244,11 +268,11 @@ impl SpendLedger {
         match self {
             SpendLedger::Sqlite(sender) => {
                 let (reply, answer) = tokio::sync::oneshot::channel();
-                let job = Job {
+                let job = Job::Reserve(Reservation {
                     windows: windows.into_iter().cloned().collect(),
                     value,
                     reply,
-                };
+                });
                 sender
                     .submit(job)
                     .await

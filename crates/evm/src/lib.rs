@@ -12,6 +12,7 @@ pub mod key;
 pub mod keyfile;
 pub mod ledger;
 pub mod message;
+pub mod nonces;
 pub mod tx;
 
 pub use error::EvmError;

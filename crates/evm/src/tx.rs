@@ -47,6 +47,13 @@ impl Quantity {
     }
 }
 
+/// A quantity (`0x` hex, decimal string or JSON number) of at most 128 bits.
+pub fn quantity(v: &serde_json::Value) -> Result<u128, EvmError> {
+    Quantity::deserialize(v)
+        .map_err(|_| EvmError::InvalidTransaction("not a quantity".into()))?
+        .u128("quantity")
+}
+
 /// A field the transaction must carry.
 fn required<'a>(q: &'a Option<Quantity>, field: &str) -> Result<&'a Quantity, EvmError> {
     q.as_ref()

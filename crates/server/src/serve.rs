@@ -13,7 +13,7 @@ use axum::Router;
 use signward_auth::Scope;
 use tokio::net::TcpListener;
 
-use crate::api::{admin, eth2, health, keymanager, rpc};
+use crate::api::{admin, eth2, health, keymanager, readytrader, rpc};
 pub use crate::conn::ConnLimits;
 use crate::error::ApiError;
 use crate::gate;
@@ -153,7 +153,10 @@ pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
             s,
             Scope::Evm,
             t,
-            Router::new().route("/", post(rpc::rpc)),
+            Router::new()
+                .route("/", post(rpc::rpc))
+                .route("/address", get(readytrader::address))
+                .route("/sign_transaction", post(readytrader::sign_transaction)),
         ))
         .merge(scoped(
             s,

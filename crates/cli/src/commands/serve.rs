@@ -245,6 +245,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             )
         }
     };
+    let evm_upstream = evm_upstream(&args)?;
     let trusted_proxies = args
         .trusted_proxy
         .iter()
@@ -328,6 +329,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         evm_policy,
         dev: args.dev,
         dev_evm_key: dev_key,
+        evm_upstream,
+        evm_chain_id: args.evm_chain_id,
         canaries: canaries(&args.canary_key, args.canary_action)?,
         memory,
         auth: (!args.insecure_disable_auth).then_some(AuthConfig {
@@ -475,4 +478,54 @@ async fn shutdown_signal() {
         _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight requests"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: finishing in-flight requests"),
     }
+}
+
+/// The upstream EVM node from `--evm-upstream-*`.
+fn evm_upstream(args: &ServeArgs) -> anyhow::Result<Option<signward_engine::upstream::Upstream>> {
+    let Some(spec) = &args.evm_upstream_url else {
+        return Ok(None);
+    };
+    let url = match spec.strip_prefix("env:") {
+        Some(var) => std::env::var(var).with_context(|| {
+            format!("--evm-upstream-url: environment variable {var} is not set")
+        })?,
+        None => spec.clone(),
+    };
+    let extra_roots_pem = args
+        .evm_upstream_ca
+        .as_deref()
+        .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
+        .transpose()?;
+    let node = signward_engine::upstream::Node::new(&signward_engine::upstream::NodeConfig {
+        url,
+        extra_roots_pem,
+        allow_plaintext: args.evm_upstream_allow_plaintext,
+        timeout: std::time::Duration::from_secs(args.request_timeout_secs.max(1)),
+    })
+    .map_err(|e| anyhow::anyhow!("--evm-upstream-url: {e}"))?;
+    let forward: Vec<String> = if args.evm_upstream_forward.is_empty() {
+        signward_engine::upstream::DEFAULT_FORWARD
+            .iter()
+            .map(|m| m.to_string())
+            .collect()
+    } else {
+        for m in &args.evm_upstream_forward {
+            if m.is_empty()
+                || m.len() > 64
+                || !m.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                bail!("--evm-upstream-forward: {m:?} is not a JSON-RPC method name");
+            }
+            if signward_engine::evm::EvmMethod::parse(m).is_some()
+                || m == "eth_accounts"
+                || m == "eth_chainId"
+            {
+                bail!("--evm-upstream-forward: {m} is answered by signward itself and is never forwarded");
+            }
+        }
+        args.evm_upstream_forward.clone()
+    };
+    Ok(Some(signward_engine::upstream::Upstream::new(
+        node, forward,
+    )))
 }

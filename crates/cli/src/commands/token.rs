@@ -94,6 +94,7 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
             expires,
             cert_sha256,
             source,
+            evm_tx_result,
             data_dir,
         } => {
             let source_bound = !source.is_empty();
@@ -134,6 +135,7 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
                 expires_at: expires
                     .map(|e| parse_duration(&e).map(|d| now + d))
                     .transpose()?,
+                evm_tx_result: evm_tx_result.parse()?,
             };
             if policy.scopes.contains(&Scope::Evm) {
                 if policy.evm_keys.is_none() {

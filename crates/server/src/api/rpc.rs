@@ -15,77 +15,135 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{json, Value};
 use signward_auth::store::Caller;
+use signward_auth::EvmTxResult;
 use signward_engine::evm::{self, EvmMethod, EvmRejection, EvmRequest, EvmSigned};
 
 use crate::gate::ClientIp;
 use crate::serve::Limits;
 use signward_engine::state::AppState;
 
-/// What a request names: the account list, or one of the signing methods.
+/// What a request names: the account list, the chain, one of the signing methods, or (with an
+/// upstream node) a read to forward.
 enum Method {
     Accounts,
+    ChainId,
     Sign(EvmMethod),
+    Other,
 }
 
-/// A JSON-RPC error: numeric code, fixed message, stable reason and an optional detail.
+/// A JSON-RPC error: numeric code (EIP-1474, and EIP-1193's 4100 for a credential that is not
+/// granted), a message that carries the reason (clients such as ethers and viem show only the
+/// message), the stable reason, and an optional detail.
 #[derive(Debug)]
 pub struct RpcError {
     /// The JSON-RPC error code.
     pub code: i64,
     /// The stable reason (`data.reason`).
     pub reason: &'static str,
-    /// A fixed message.
-    pub message: &'static str,
+    /// The message: what happened, with the reason and any detail.
+    pub message: String,
     /// What the rule or parser saw (bounded).
     pub detail: Option<String>,
     /// The policy rule set that decided, when one did.
     pub source: Option<String>,
+    /// The hash of a signed transaction that may have reached the node.
+    pub hash: Option<String>,
 }
 
 impl RpcError {
-    fn new(code: i64, reason: &'static str, message: &'static str) -> Self {
+    fn new(code: i64, reason: &'static str, message: &str) -> Self {
         RpcError {
             code,
             reason,
-            message,
+            message: message.to_string(),
             detail: None,
             source: None,
+            hash: None,
+        }
+    }
+
+    /// `message (reason): detail`.
+    fn explained(code: i64, reason: &'static str, message: &str, detail: Option<String>) -> Self {
+        let text = match &detail {
+            Some(d) => format!("{message} ({reason}): {d}"),
+            None => format!("{message} ({reason})"),
+        };
+        RpcError {
+            detail,
+            ..Self::new(code, reason, &text)
         }
     }
 }
 
-/// The one mapping from the engine's EVM rejections to JSON-RPC errors.
+/// The one mapping from the engine's EVM rejections to JSON-RPC errors (EIP-1474 codes:
+/// -32602 invalid params, -32001 resource not found, -32002 resource unavailable, -32003
+/// transaction rejected, -32004 method not supported, -32601 method not found, -32603 internal;
+/// EIP-1193's 4100 unauthorized).
 impl From<EvmRejection> for RpcError {
     fn from(r: EvmRejection) -> Self {
         let reason = r.reason();
         match r {
-            EvmRejection::InvalidParams(detail) => RpcError {
-                detail: Some(detail),
-                ..Self::new(-32602, reason, "invalid params")
-            },
-            EvmRejection::Canary => Self::new(-32008, reason, "this key may not be used"),
-            EvmRejection::Sealed => Self::new(-32004, reason, "the vault is sealed"),
-            EvmRejection::Halted => Self::new(-32007, reason, "signing is halted by an operator"),
-            EvmRejection::NotGranted(_) => {
-                Self::new(-32010, reason, "not granted to this credential")
+            EvmRejection::InvalidParams(detail) => {
+                Self::explained(-32602, reason, "invalid params", Some(detail))
             }
-            EvmRejection::UnknownAccount => Self::new(-32001, reason, "no key for this account"),
+            EvmRejection::Canary => {
+                Self::explained(-32003, reason, "refused: this key may not be used", None)
+            }
+            EvmRejection::Sealed => Self::explained(-32002, reason, "the vault is sealed", None),
+            EvmRejection::Halted => {
+                Self::explained(-32002, reason, "signing is halted by an operator", None)
+            }
+            EvmRejection::NotGranted(_) => {
+                Self::explained(4100, reason, "not granted to this credential", None)
+            }
+            EvmRejection::UnknownAccount => {
+                Self::explained(-32001, reason, "no key for this account", None)
+            }
             EvmRejection::Policy { detail, source, .. } => RpcError {
-                detail,
                 source,
-                ..Self::new(-32003, reason, "refused by policy")
+                ..Self::explained(-32003, reason, "refused by policy", detail)
             },
-            EvmRejection::LedgerUnavailable => Self::new(
-                -32006,
+            EvmRejection::LedgerUnavailable => Self::explained(
+                -32002,
                 reason,
                 "spend ledger unavailable; nothing was signed",
+                None,
             ),
-            EvmRejection::AuditUnavailable => Self::new(
-                -32005,
+            EvmRejection::AuditUnavailable => Self::explained(
+                -32002,
                 reason,
                 "the audit log could not be written; nothing was released",
+                None,
             ),
             EvmRejection::MethodNotFound => Self::new(-32601, reason, "method not found"),
+            EvmRejection::NotSupported(why) => {
+                Self::explained(-32004, reason, "method not supported", Some(why.into()))
+            }
+            EvmRejection::Upstream {
+                code: Some(code),
+                message,
+                hash,
+                ..
+            } => RpcError {
+                // The node's own answer (e.g. "insufficient funds", which clients recognise).
+                hash,
+                ..Self::new(code.clamp(-32768, 32767), reason, &message)
+            },
+            EvmRejection::Upstream {
+                code: None,
+                message,
+                hash,
+                ..
+            } => RpcError {
+                hash,
+                ..Self::explained(-32002, reason, "upstream node unavailable", Some(message))
+            },
+            EvmRejection::WrongChain => Self::explained(
+                -32000,
+                reason,
+                "the upstream node serves another chain",
+                None,
+            ),
             EvmRejection::Internal => Self::new(-32603, reason, "internal error"),
         }
     }
@@ -142,6 +200,27 @@ fn parse_request(method: EvmMethod, params: &[Value]) -> Result<EvmRequest, EvmR
             .map_err(|e| EvmRejection::invalid_params(e.to_string()))?;
             Ok(EvmRequest::TypedData { from, typed })
         }
+        EvmMethod::SendTransaction => {
+            let Some(Value::Object(tx)) = params.first() else {
+                return Err(EvmRejection::invalid_params(
+                    "expected a transaction object",
+                ));
+            };
+            let from = address_param(tx.get("from"))
+                .map_err(|_| EvmRejection::invalid_params("from is required"))?;
+            let intent = match params.get(1).and_then(|extra| extra.get("intent")) {
+                Some(i) => Some(
+                    serde_json::from_value(i.clone())
+                        .map_err(|e| EvmRejection::invalid_params(format!("intent: {e}")))?,
+                ),
+                None => None,
+            };
+            Ok(EvmRequest::Send {
+                from,
+                tx: tx.clone(),
+                intent,
+            })
+        }
         EvmMethod::SignTransaction => {
             let tx_value = params
                 .first()
@@ -162,11 +241,16 @@ fn parse_request(method: EvmMethod, params: &[Value]) -> Result<EvmRequest, EvmR
     }
 }
 
-/// The JSON-RPC result of a signature.
-fn answer(signed: EvmSigned) -> Value {
+/// The JSON-RPC result of a signature: a signed transaction as raw hex, or as geth's `{raw, tx}`
+/// for a credential that asks for it (`token create --evm-tx-result geth`).
+fn answer(signed: EvmSigned, shape: EvmTxResult) -> Value {
     match signed {
         EvmSigned::Signature(sig) => Value::String(format!("0x{}", hex::encode(sig))),
-        EvmSigned::Transaction { tx, signed } => transaction_json(&tx, &signed),
+        EvmSigned::Transaction { tx, signed } => match shape {
+            EvmTxResult::Raw => Value::String(format!("0x{}", hex::encode(&signed.raw))),
+            EvmTxResult::Geth => transaction_json(&tx, &signed),
+        },
+        EvmSigned::Submitted(hash) => Value::String(hash),
     }
 }
 
@@ -216,6 +300,9 @@ fn reply(id: Value, result: Rpc) -> Value {
             if let Some(s) = e.source {
                 data["rule_source"] = json!(s);
             }
+            if let Some(h) = e.hash {
+                data["tx_hash"] = json!(h);
+            }
             json!({"jsonrpc": "2.0", "id": id, "error": {"code": e.code, "message": e.message, "data": data}})
         }
     }
@@ -240,7 +327,7 @@ pub async fn rpc(
         return crate::error::ApiError::Engine(signward_engine::Rejection::BodyTooLarge)
             .into_response();
     };
-    let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
+    let Ok(v) = serde_json::from_slice::<Value>(&super::bignum::quote_big_integers(&bytes)) else {
         return Json(reply(Value::Null, Err(parse_error()))).into_response();
     };
     let items = match v {
@@ -255,7 +342,11 @@ pub async fn rpc(
         return Json(reply(Value::Null, Err(e))).into_response();
     }
     if items.len() > MAX_BATCH {
-        let e = RpcError::new(-32600, "batch_too_large", "batch too large");
+        let e = RpcError::new(
+            -32005,
+            "batch_too_large",
+            "limit exceeded: at most 100 requests in a batch",
+        );
         return Json(reply(Value::Null, Err(e))).into_response();
     }
     let mut answers = Vec::with_capacity(items.len());
@@ -294,8 +385,9 @@ async fn handle(
         v.get("method").and_then(Value::as_str),
     ) {
         // Only our own names go further; a request's name is never recorded or counted.
-        (Some("2.0"), Some("eth_accounts")) => Some(Method::Accounts),
-        (Some("2.0"), Some(m)) => EvmMethod::parse(m).map(Method::Sign),
+        (Some("2.0"), Some("eth_accounts")) => Method::Accounts,
+        (Some("2.0"), Some("eth_chainId")) => Method::ChainId,
+        (Some("2.0"), Some(m)) => EvmMethod::parse(m).map_or(Method::Other, Method::Sign),
         _ => {
             return reply(
                 id,
@@ -314,6 +406,7 @@ async fn handle(
             )
         }
     };
+    let shape = caller.map(|c| c.policy.evm_tx_result).unwrap_or_default();
     let record = signward_audit::Record {
         event: signward_audit::Event::Evm.into(),
         request_id: Some(uuid::Uuid::new_v4().to_string()),
@@ -322,7 +415,7 @@ async fn handle(
         ..Default::default()
     };
     let result = match method {
-        Some(Method::Accounts) => evm::accounts(state, caller)
+        Method::Accounts => evm::accounts(state, caller)
             .map(|all| {
                 json!(all
                     .into_iter()
@@ -330,16 +423,31 @@ async fn handle(
                     .collect::<Vec<_>>())
             })
             .map_err(RpcError::from),
-        Some(Method::Sign(m)) => {
+        Method::ChainId => match signward_engine::access::admitted(state, caller) {
+            Err(d) => Err(EvmRejection::NotGranted(d).into()),
+            Ok(_) => evm::chain_id(state)
+                .await
+                .map(|id| json!(format!("{id:#x}")))
+                .map_err(RpcError::from),
+        },
+        Method::Sign(m) => {
             let request = parse_request(m, &params);
             evm::sign(state, caller, m, request, record, started)
                 .await
-                .map(answer)
+                .map(|s| answer(s, shape))
                 .map_err(RpcError::from)
         }
-        None => Err(evm::refuse_unknown_method(state, record, started)
-            .await
-            .into()),
+        Method::Other => {
+            let name = v.get("method").and_then(Value::as_str).unwrap_or("");
+            match evm::forward(state, caller, name, Value::Array(params)).await {
+                Err(EvmRejection::MethodNotFound) => {
+                    Err(evm::refuse_unknown_method(state, record, started)
+                        .await
+                        .into())
+                }
+                other => other.map_err(RpcError::from),
+            }
+        }
     };
     reply(id, result)
 }

@@ -1,0 +1,213 @@
+//! `eth_sendTransaction` through the upstream node: admission and grants as for every EVM
+//! request → the transaction filled from the node (chain id, gas, fees) → the policy and spend
+//! windows decide on it as filled → a nonce allocated durably (shared by every instance on one
+//! PostgreSQL) → signed → the signature audited with its hash → submitted with
+//! `eth_sendRawTransaction` → the submission audited. A "nonce too low" answer resynchronises
+//! from the node and retries with a fresh nonce (each signature audited on its own).
+
+use std::sync::Arc;
+
+use alloy_primitives::Address;
+use signward_audit::{Event, Outcome, Record};
+use signward_evm::nonces::NonceOutcome;
+
+use crate::decision::{Decision, Pipeline};
+use crate::evm::{
+    admit, check_transaction, settle, upstream_failed, EvmMethod, EvmRejection, EvmSigned,
+};
+
+/// Signatures made for one request at most (the first and two resynchronisations).
+const ATTEMPTS: usize = 3;
+
+const METHOD: EvmMethod = EvmMethod::SendTransaction;
+
+/// Fill, check, sign, audit, submit. `record` arrives with the caller, peer and id filled in.
+pub(crate) async fn send(
+    state: &Arc<crate::AppState>,
+    caller: Option<&signward_auth::store::Caller>,
+    from: Address,
+    tx: serde_json::Map<String, serde_json::Value>,
+    intent: Option<signward_policy::Intent>,
+    mut record: Record,
+    started: std::time::Instant,
+) -> Result<EvmSigned, EvmRejection> {
+    let prepared = prepare(state, caller, from, tx, intent, &mut record).await;
+    let (key, mut tx, allocate, chain) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            return settle(
+                state,
+                METHOD.as_str(),
+                Err::<EvmSigned, _>(e),
+                record,
+                started,
+            )
+            .await
+        }
+    };
+    let (Some(up), Some(ledger)) = (state.evm.upstream.as_ref(), state.evm.ledger.as_ref()) else {
+        return settle(
+            state,
+            METHOD.as_str(),
+            Err(EvmRejection::Internal),
+            record,
+            started,
+        )
+        .await;
+    };
+    for attempt in 0..ATTEMPTS {
+        if allocate {
+            let nonce = async {
+                let node_next = up
+                    .pending_nonce(&format!("{from:#x}"))
+                    .await
+                    .map_err(upstream_failed)?;
+                ledger
+                    .allocate_nonce(chain, &from, node_next)
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "nonce allocation failed");
+                        EvmRejection::LedgerUnavailable
+                    })
+            }
+            .await;
+            match nonce {
+                Ok(n) => tx.nonce = n,
+                Err(e) => return settle(state, METHOD.as_str(), Err(e), record, started).await,
+            }
+        }
+        let signed = match tx.sign(key.key()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "transaction signing failed");
+                return settle(
+                    state,
+                    METHOD.as_str(),
+                    Err(EvmRejection::Internal),
+                    record,
+                    started,
+                )
+                .await;
+            }
+        };
+        let hash = format!("{:#x}", signed.hash);
+        // The signature is audited before it leaves for the node.
+        let mut signed_record = record.clone();
+        signed_record.tx_hash = Some(hash.clone());
+        settle(state, METHOD.as_str(), Ok(()), signed_record, started).await?;
+        let submitted = up.submit(&signed.raw).await;
+        let (outcome, reason, nonce_outcome) = match &submitted {
+            Ok(_) => (Outcome::Submitted, None, NonceOutcome::Submitted),
+            Err(e) if e.is_nonce_too_low() => (
+                Outcome::NotSubmitted,
+                Some("nonce_too_low"),
+                NonceOutcome::Used,
+            ),
+            Err(signward_node::NodeError::Rpc { .. }) => (
+                Outcome::NotSubmitted,
+                Some("upstream_refused"),
+                NonceOutcome::Refused,
+            ),
+            // Unknown whether the node has it: the nonce stays allocated until the node shows
+            // it or the stale bound passes.
+            Err(_) => (
+                Outcome::NotSubmitted,
+                Some("upstream_unavailable"),
+                NonceOutcome::Submitted,
+            ),
+        };
+        let unknown = reason == Some("upstream_unavailable");
+        if allocate && !unknown {
+            if let Err(e) = ledger
+                .settle_nonce(chain, &from, tx.nonce, nonce_outcome)
+                .await
+            {
+                tracing::error!(error = %e, "nonce bookkeeping failed");
+            }
+        }
+        let mut submission = record.clone();
+        submission.event = Event::Evm.into();
+        submission.tx_hash = Some(hash.clone());
+        // The submission's own record; its failure to be written cannot recall the transaction,
+        // so it is logged, and the answer still says what happened.
+        let _ = crate::decision::settle(
+            state,
+            Decision {
+                pipeline: Pipeline::Evm,
+                operation: "eth_sendRawTransaction",
+                outcome,
+                reason,
+            },
+            submission,
+            started,
+            false,
+        )
+        .await;
+        match submitted {
+            Ok(_) => return Ok(EvmSigned::Submitted(hash)),
+            Err(e) if e.is_nonce_too_low() && allocate && attempt + 1 < ATTEMPTS => {
+                tracing::warn!(
+                    nonce = tx.nonce,
+                    "the node says the nonce is used; resynchronising"
+                );
+                continue;
+            }
+            Err(e) => {
+                let mut r = upstream_failed(e);
+                if let EvmRejection::Upstream { hash: h, .. } = &mut r {
+                    *h = Some(hash);
+                }
+                return Err(r);
+            }
+        }
+    }
+    Err(EvmRejection::Internal)
+}
+
+type Prepared = (
+    crate::state::KeyLease<signward_evm::EvmKey>,
+    signward_evm::tx::TxRequest,
+    bool,
+    u64,
+);
+
+/// Everything before the nonce: admission, grants and the key; the transaction filled from the
+/// node and parsed strictly; the policy and spend windows.
+async fn prepare(
+    state: &Arc<crate::AppState>,
+    caller: Option<&signward_auth::store::Caller>,
+    from: Address,
+    mut tx: serde_json::Map<String, serde_json::Value>,
+    intent: Option<signward_policy::Intent>,
+    record: &mut Record,
+) -> Result<Prepared, EvmRejection> {
+    let up = state
+        .evm
+        .upstream
+        .as_ref()
+        .ok_or(EvmRejection::NotSupported(
+            "eth_sendTransaction needs an upstream node (--evm-upstream-url)",
+        ))?;
+    let caller = crate::access::admitted(state, caller).map_err(EvmRejection::NotGranted)?;
+    let key = admit(state, caller, &from, METHOD, record).await?;
+    let chain = crate::evm::chain_id(state).await?;
+    if let Some(asked) = tx.get("chainId") {
+        let asked = signward_evm::tx::quantity(asked)
+            .map_err(|e| EvmRejection::invalid_params(e.to_string()))?;
+        if asked != u128::from(chain) {
+            return Err(EvmRejection::WrongChain);
+        }
+    }
+    up.fill(&mut tx).await.map_err(upstream_failed)?;
+    let allocate = !tx.contains_key("nonce");
+    if allocate {
+        // A stand-in until the policy has passed and a nonce is allocated.
+        tx.insert("nonce".into(), serde_json::json!("0x0"));
+    }
+    let (parsed, tx_intent) = signward_evm::tx::parse(&serde_json::Value::Object(tx))
+        .map_err(|e| EvmRejection::invalid_params(e.to_string()))?;
+    let intent = intent.or(tx_intent);
+    let token = caller.map(|c| c.name.as_str());
+    check_transaction(state, &from, token, &parsed, intent.as_ref()).await?;
+    Ok((key, parsed, allocate, chain))
+}
