@@ -206,21 +206,22 @@ pub struct ServeArgs {
     /// EVM signing request is refused.
     #[arg(long)]
     pub evm_policy: Option<PathBuf>,
-    /// The EVM node behind signward: listed reads are forwarded to it, and
+    /// An EVM node behind signward: listed reads are forwarded to it, and
     /// `eth_sendTransaction` is filled (chain id, gas, fees, a durably allocated nonce), checked,
     /// signed and submitted through it. `https://…`, or `http://` on loopback; `env:VAR` reads
-    /// the URL from the environment (for a URL that carries a provider's API key).
+    /// the URL from the environment (for a URL that carries a provider's API key). Repeatable
+    /// as `CHAIN_ID=URL`, one node per chain; `POST /chain/{id}` then serves chain `id`.
     #[arg(long)]
-    pub evm_upstream_url: Option<String>,
+    pub evm_upstream_url: Vec<String>,
     /// PEM certificates to trust for the upstream node besides the system's roots.
-    #[arg(long, requires = "evm_upstream_url")]
+    #[arg(long)]
     pub evm_upstream_ca: Option<PathBuf>,
     /// Methods forwarded to the upstream node (comma-separated), replacing the default list of
     /// reads (see docs/evm-clients.md).
-    #[arg(long, value_delimiter = ',', requires = "evm_upstream_url")]
+    #[arg(long, value_delimiter = ',')]
     pub evm_upstream_forward: Vec<String>,
     /// Permit plaintext http to an upstream node that is not on loopback.
-    #[arg(long, requires = "evm_upstream_url")]
+    #[arg(long)]
     pub evm_upstream_allow_plaintext: bool,
     /// The chain `eth_chainId` answers without an upstream node; with one, the node must serve
     /// this chain or every send is refused.

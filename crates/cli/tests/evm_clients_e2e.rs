@@ -30,6 +30,8 @@ const RECIPIENT: &str = "0x3333333333333333333333333333333333333333";
 /// The EIP-712 domain's verifying contract in the clients' typed data.
 const MAIL: &str = "0xCcCCccccCCCCcCCCCCCcCcCccCcCCCcCcccccccC";
 const CHAIN_ID: u64 = 1337;
+/// A second chain, for one signward in front of two nodes.
+const OTHER_CHAIN: u64 = 31337;
 /// 10,000 ether for the signer on the node.
 const FUNDS_WEI: &str = "10000000000000000000000";
 /// How long one client may run before it is killed and the test fails.
@@ -84,21 +86,27 @@ struct Ganache {
 
 impl Ganache {
     fn start(clients: &Path, dir: &Path) -> Ganache {
+        Self::start_chain(clients, dir, CHAIN_ID)
+    }
+
+    fn start_chain(clients: &Path, dir: &Path, chain: u64) -> Ganache {
         let port = free_port();
         let log = dir.join(format!("ganache-{port}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(clients.join("node_modules/.bin/ganache"))
             .args(["--server.host", "127.0.0.1", "--server.port"])
             .arg(port.to_string())
-            .args(["--chain.chainId", &CHAIN_ID.to_string()])
+            .args(["--chain.chainId", &chain.to_string()])
             .arg("--wallet.accounts")
             .arg(format!("{KEY},{FUNDS_WEI}"))
             // Locked: the node signs nothing itself, so what it mines, signward signed.
             .arg("--wallet.lock")
-            // Like geth: eth_sendRawTransaction answers once the transaction is in the pool.
-            // Ganache's default ("eager") answers only once it is mined, so a transaction whose
-            // nonce arrives before its predecessor's would hold its caller until that one came.
-            .args(["--miner.instamine", "strict"])
+            // Like a real chain: eth_sendRawTransaction answers once the transaction is in the
+            // pool, and a block comes every second. Ganache's default (a block per transaction,
+            // answered only once mined) holds a caller whose nonce arrives before its
+            // predecessor's; and with blocks only on demand, a client that starts waiting for
+            // new blocks just after its transaction was mined (ethers' wait) never sees one.
+            .args(["--miner.blockTime", "1"])
             .arg("--logging.quiet")
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
@@ -109,7 +117,7 @@ impl Ganache {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(v) = g.try_rpc("eth_chainId", json!([])) {
-                assert_eq!(v["result"], json!(format!("{CHAIN_ID:#x}")), "{v}");
+                assert_eq!(v["result"], json!(format!("{chain:#x}")), "{v}");
                 return g;
             }
             if let Ok(Some(status)) = g.child.try_wait() {
@@ -207,7 +215,7 @@ fn policy() -> String {
     format!(
         r#"
 [defaults]
-chain_ids = [{CHAIN_ID}]
+chain_ids = [{CHAIN_ID}, {OTHER_CHAIN}]
 recipients = ["*"]
 max_value_wei = "1000000000000000000000"
 max_gas = 3000000
@@ -390,13 +398,13 @@ fn ethers_viem_web3py_and_a_trading_bot_use_signward_with_a_node_behind_it() {
         balance["result"],
         node.rpc("eth_getBalance", json!([ACCOUNT, "latest"]))
     );
-    let block = node.rpc("eth_blockNumber", json!([]));
+    // (That it never reaches the node is shown with a recording node in
+    // evm_upstream_attacks_e2e.rs; this node mines every second anyway.)
     let v = rpc(server.port, &token, "evm_mine", json!([]));
     assert_eq!(
         v["error"]["code"], -32601,
         "a node method not on the allowlist: {v}"
     );
-    assert_eq!(node.rpc("eth_blockNumber", json!([])), block);
 
     // A refused eth_sendTransaction reaches nothing: the node's nonce stays.
     let before = node.nonce();
@@ -534,4 +542,105 @@ fn two_instances_sharing_postgres_allocate_distinct_consecutive_nonces() {
     assert_eq!(node.nonce(), start + 20);
     drop(servers);
     pg_drop(&admin, &name);
+}
+
+/// One signward in front of two nodes, one per chain (`--evm-upstream-url CHAIN_ID=URL`): each
+/// chain is addressed as `/chain/{id}`, reads and sends go to that chain's node only, and a
+/// transaction for one chain is refused on the other's path.
+#[test]
+fn one_signer_two_chains_each_through_its_own_node() {
+    let Some(clients) = evm_clients() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (a, b) = (
+        Ganache::start(&clients, d),
+        Ganache::start_chain(&clients, d, OTHER_CHAIN),
+    );
+    let flags = signer_files(
+        d,
+        &[
+            "--evm-upstream-url",
+            &format!("{CHAIN_ID}={}", a.url()),
+            "--evm-upstream-url",
+            &format!("{OTHER_CHAIN}={}", b.url()),
+        ],
+    );
+    let token = bot(d, "bot", &[]);
+    let server = Server::start_with_auth(d, &strs(&flags));
+    let call = |path: &str, method: &str, params: Value| -> Value {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let r = try_request(
+            server.port,
+            "POST",
+            path,
+            &[("authorization", &format!("Bearer {token}"))],
+            &serde_json::to_vec(&body).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{path} {method}: {}", r.text());
+        r.json()
+    };
+    // `/` has no chain of its own with two nodes and no --evm-chain-id.
+    let v = call("/", "eth_chainId", json!([]));
+    assert_eq!(v["error"]["code"], -32004, "{v}");
+    for (chain, node) in [(CHAIN_ID, &a), (OTHER_CHAIN, &b)] {
+        let path = format!("/chain/{chain}");
+        assert_eq!(
+            call(&path, "eth_chainId", json!([]))["result"],
+            json!(format!("{chain:#x}"))
+        );
+        let before = (a.nonce(), b.nonce());
+        let v = call(
+            &path,
+            "eth_sendTransaction",
+            json!([{"from": ACCOUNT, "to": RECIPIENT, "value": "0x1"}]),
+        );
+        let hash = v["result"].as_str().unwrap_or_else(|| panic!("{v}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while node
+            .rpc("eth_getTransactionReceipt", json!([hash]))
+            .is_null()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{hash} not mined on chain {chain}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mined = node.rpc("eth_getTransactionByHash", json!([hash]));
+        assert_eq!(mined["chainId"], json!(format!("{chain:#x}")), "{mined}");
+        // Only this chain's node saw a transaction.
+        let after = (a.nonce(), b.nonce());
+        if chain == CHAIN_ID {
+            assert_eq!(after, (before.0 + 1, before.1));
+        } else {
+            assert_eq!(after, (before.0, before.1 + 1));
+        }
+    }
+    // A transaction for the other chain is refused on this chain's path, before any signature.
+    let t = json!({"from": ACCOUNT, "to": RECIPIENT, "value": "0x1", "gas": "0x5208",
+        "gasPrice": "0x3b9aca00", "nonce": "0x0", "chainId": format!("{OTHER_CHAIN:#x}")});
+    let v = call(
+        &format!("/chain/{CHAIN_ID}"),
+        "eth_signTransaction",
+        json!([t]),
+    );
+    assert_eq!(v["error"]["data"]["reason"], "wrong_chain", "{v}");
+    let mut t = t;
+    t["chainId"] = json!(format!("{CHAIN_ID:#x}"));
+    t["from"] = json!(ACCOUNT);
+    let v = call(
+        &format!("/chain/{CHAIN_ID}"),
+        "eth_signTransaction",
+        json!([t]),
+    );
+    assert!(
+        v["result"].as_str().is_some_and(|r| r.starts_with("0xf8")),
+        "{v}"
+    );
+    // A chain nobody serves here.
+    let v = call("/chain/5", "eth_chainId", json!([]));
+    assert_eq!(v["error"]["code"], -32004, "{v}");
+    let v = call("/chain/5", "eth_getBalance", json!([ACCOUNT, "latest"]));
+    assert_eq!(v["error"]["code"], -32004, "{v}");
 }

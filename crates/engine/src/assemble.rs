@@ -66,8 +66,8 @@ pub struct Config {
     pub dev: bool,
     /// A raw EVM key for development (`--dev-evm-key`).
     pub dev_evm_key: Option<signward_evm::EvmKey>,
-    /// The EVM node behind signward (`--evm-upstream-url`).
-    pub evm_upstream: Option<crate::upstream::Upstream>,
+    /// The EVM nodes behind signward (`--evm-upstream-url`), one per chain.
+    pub evm_upstreams: Vec<crate::upstream::Upstream>,
     /// The chain `eth_chainId` answers without a node, and the one the node must serve.
     pub evm_chain_id: Option<u64>,
     /// Keys that must never be used.
@@ -116,7 +116,7 @@ impl Config {
             evm_policy: None,
             dev: false,
             dev_evm_key: None,
-            evm_upstream: None,
+            evm_upstreams: Vec::new(),
             evm_chain_id: None,
             canaries: Canaries::default(),
             memory: signward_os::MemoryLock::Disabled,
@@ -199,10 +199,10 @@ pub async fn assemble(config: Config) -> Result<Arc<AppState>, EngineError> {
     .with_vault(vault);
     state.evm = crate::evm::EvmState::new(config.evm_policy, Some(ledger), config.dev);
     state.evm.chain_id = config.evm_chain_id;
-    if let Some(up) = config.evm_upstream {
-        tracing::info!(node = up.node().shown(), "EVM upstream node configured");
-        state.evm.upstream = Some(up);
+    for up in &config.evm_upstreams {
+        tracing::info!(node = up.node().shown(), chain = ?up.declared(), "EVM upstream node configured");
     }
+    state.evm.upstreams = config.evm_upstreams;
     if let Some(k) = config.dev_evm_key {
         tracing::warn!(address = %k.address(), "DEV MODE: an EVM key from the environment is loaded (--dev-evm-key); never use this in production");
         state.evm.keys.insert_all_from(KeyOrigin::Dev, [k]);

@@ -22,8 +22,8 @@ pub struct EvmState {
     pub ledger: Option<SpendLedger>,
     /// Development mode (`--dev`): reported as unsafe by the health check.
     pub dev: bool,
-    /// The node behind signward (`--evm-upstream-url`), if one is configured.
-    pub upstream: Option<crate::upstream::Upstream>,
+    /// The nodes behind signward (`--evm-upstream-url`, one per chain).
+    pub upstreams: Vec<crate::upstream::Upstream>,
     /// The chain `eth_chainId` answers without a node (`--evm-chain-id`); with a node, the
     /// node's chain must be this one.
     pub chain_id: Option<u64>,
@@ -37,7 +37,7 @@ impl EvmState {
             policy: RwLock::new(policy.map(Arc::new)),
             ledger,
             dev,
-            upstream: None,
+            upstreams: Vec::new(),
             chain_id: None,
         }
     }
@@ -158,6 +158,8 @@ pub enum EvmRequest {
     },
     /// `eth_sendTransaction`: the transaction object as sent, to be filled from the node.
     Send {
+        /// The chain the request was addressed to (`/chain/{id}`), if it named one.
+        route: Option<u64>,
         /// The signing account.
         from: Address,
         /// The transaction object (`from` included; nonce, gas, fees and chain id optional).
@@ -226,6 +228,8 @@ pub enum EvmRejection {
         message: String,
         /// The transaction hash, when a signed transaction was handed to the node.
         hash: Option<String>,
+        /// The node's own error `data` (e.g. revert data from `eth_call`), passed on as it is.
+        data: Option<serde_json::Value>,
     },
     /// The node serves another chain than the one configured (`--evm-chain-id`) or requested.
     WrongChain,
@@ -318,8 +322,14 @@ pub async fn sign(
     mut record: signward_audit::Record,
     started: std::time::Instant,
 ) -> Result<EvmSigned, EvmRejection> {
-    if let Ok(EvmRequest::Send { from, tx, intent }) = request {
-        return crate::send::send(state, caller, from, tx, intent, record, started).await;
+    if let Ok(EvmRequest::Send {
+        route,
+        from,
+        tx,
+        intent,
+    }) = request
+    {
+        return crate::send::send(state, caller, route, from, tx, intent, record, started).await;
     }
     let result = match request {
         Ok(request) => run(state, caller, method, request, &mut record).await,
@@ -331,46 +341,87 @@ pub async fn sign(
     settle(state, method.as_str(), result, record, started).await
 }
 
-/// The chain `eth_chainId` answers: `--evm-chain-id`, or the upstream node's; with both, they
-/// must agree.
-pub async fn chain_id(state: &crate::AppState) -> Result<u64, EvmRejection> {
-    let configured = state.evm.chain_id;
-    match (&state.evm.upstream, configured) {
-        (None, Some(id)) => Ok(id),
-        (None, None) => Err(EvmRejection::NotSupported(
-            "no chain is configured (--evm-chain-id or --evm-upstream-url)",
-        )),
-        (Some(up), configured) => {
-            let id = up.chain_id().await.map_err(upstream_failed)?;
-            match configured {
-                Some(c) if c != id => {
-                    tracing::error!(
-                        configured = c,
-                        node = id,
-                        "the upstream node serves another chain than --evm-chain-id"
-                    );
-                    Err(EvmRejection::WrongChain)
-                }
-                _ => Ok(id),
+/// Which chain a request is for, and the node that serves it: `route` is the chain the request
+/// was addressed to (`/chain/{id}`), `None` for `/`. On `/`: `--evm-chain-id`, or the only node's
+/// chain. A node declared for a chain (`CHAIN_ID=URL`) must serve it, and with `--evm-chain-id`
+/// the node for `/` must serve that chain.
+pub async fn select(
+    state: &crate::AppState,
+    route: Option<u64>,
+) -> Result<(Option<&crate::upstream::Upstream>, u64), EvmRejection> {
+    let ups = &state.evm.upstreams;
+    let want = route.or(state.evm.chain_id);
+    let Some(want) = want else {
+        return match ups.as_slice() {
+            [] => Err(EvmRejection::NotSupported(
+                "no chain is configured (--evm-chain-id or --evm-upstream-url)",
+            )),
+            [one] => {
+                let id = one.chain_id().await.map_err(node_chain_failed)?;
+                Ok((Some(one), id))
             }
+            _ => Err(EvmRejection::NotSupported(
+                "several chains are configured: address one as /chain/{id}, or set --evm-chain-id",
+            )),
+        };
+    };
+    if let Some(up) = ups.iter().find(|u| u.declared() == Some(want)) {
+        up.chain_id().await.map_err(node_chain_failed)?;
+        return Ok((Some(up), want));
+    }
+    for up in ups.iter().filter(|u| u.declared().is_none()) {
+        if up.chain_id().await.map_err(node_chain_failed)? == want {
+            return Ok((Some(up), want));
         }
+    }
+    if state.evm.chain_id == Some(want) {
+        if ups.len() == 1 && ups[0].declared().is_none() {
+            // The only node serves another chain than --evm-chain-id.
+            tracing::error!(
+                configured = want,
+                "the upstream node serves another chain than --evm-chain-id"
+            );
+            return Err(EvmRejection::WrongChain);
+        }
+        return Ok((None, want));
+    }
+    Err(EvmRejection::NotSupported(
+        "this chain is not served here (no upstream node or --evm-chain-id for it)",
+    ))
+}
+
+/// A node that cannot say its chain, or says the wrong one.
+fn node_chain_failed(e: signward_node::NodeError) -> EvmRejection {
+    match e {
+        signward_node::NodeError::BadAnswer(m) if m.contains("another chain") => {
+            tracing::error!("an upstream node serves another chain than the one declared for it");
+            EvmRejection::WrongChain
+        }
+        other => upstream_failed(other),
     }
 }
 
-/// Forward a read to the upstream node, if `method` is on the forwarded list. The caller must
-/// be admitted (a credential with the `evm` scope); reads sign nothing and are not audited.
+/// The chain `eth_chainId` answers for a request addressed to `route` (see [`select`]).
+pub async fn chain_id(state: &crate::AppState, route: Option<u64>) -> Result<u64, EvmRejection> {
+    select(state, route).await.map(|(_, id)| id)
+}
+
+/// Forward a read to the node of the request's chain, if `method` is on the forwarded list.
+/// The caller must be admitted (a credential with the `evm` scope); reads sign nothing and are
+/// not audited.
 pub async fn forward(
     state: &crate::AppState,
     caller: Option<&signward_auth::store::Caller>,
+    route: Option<u64>,
     method: &str,
     params: serde_json::Value,
 ) -> Result<serde_json::Value, EvmRejection> {
     crate::access::admitted(state, caller).map_err(EvmRejection::NotGranted)?;
-    let up = state
-        .evm
-        .upstream
-        .as_ref()
-        .ok_or(EvmRejection::MethodNotFound)?;
+    if state.evm.upstreams.is_empty() {
+        return Err(EvmRejection::MethodNotFound);
+    }
+    let (up, _) = select(state, route).await?;
+    let up = up.ok_or(EvmRejection::MethodNotFound)?;
     let name = up.forwarded(method).ok_or(EvmRejection::MethodNotFound)?;
     up.node().call(name, params).await.map_err(upstream_failed)
 }
@@ -378,11 +429,17 @@ pub async fn forward(
 /// A node failure as the caller sees it.
 pub(crate) fn upstream_failed(e: signward_node::NodeError) -> EvmRejection {
     match e {
-        signward_node::NodeError::Rpc { code, message, .. } => EvmRejection::Upstream {
+        signward_node::NodeError::Rpc {
+            code,
+            message,
+            data,
+        } => EvmRejection::Upstream {
             reason: "upstream_refused",
             code: Some(code),
             message,
             hash: None,
+            // Bounded: the node's answer as a whole is, and `data` is returned, never logged.
+            data,
         },
         other => {
             tracing::warn!(error = %other, "upstream node failed");
@@ -391,6 +448,7 @@ pub(crate) fn upstream_failed(e: signward_node::NodeError) -> EvmRejection {
                 code: None,
                 message: other.to_string(),
                 hash: None,
+                data: None,
             }
         }
     }

@@ -21,18 +21,21 @@ const ATTEMPTS: usize = 3;
 
 const METHOD: EvmMethod = EvmMethod::SendTransaction;
 
-/// Fill, check, sign, audit, submit. `record` arrives with the caller, peer and id filled in.
+/// Fill, check, sign, audit, submit. `route` is the chain the request was addressed to
+/// (`/chain/{id}`); `record` arrives with the caller, peer and id filled in.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn send(
     state: &Arc<crate::AppState>,
     caller: Option<&signward_auth::store::Caller>,
+    route: Option<u64>,
     from: Address,
     tx: serde_json::Map<String, serde_json::Value>,
     intent: Option<signward_policy::Intent>,
     mut record: Record,
     started: std::time::Instant,
 ) -> Result<EvmSigned, EvmRejection> {
-    let prepared = prepare(state, caller, from, tx, intent, &mut record).await;
-    let (key, mut tx, allocate, chain) = match prepared {
+    let prepared = prepare(state, caller, route, from, tx, intent, &mut record).await;
+    let (key, mut tx, allocate, chain, up) = match prepared {
         Ok(p) => p,
         Err(e) => {
             return settle(
@@ -45,11 +48,11 @@ pub(crate) async fn send(
             .await
         }
     };
-    let (Some(up), Some(ledger)) = (state.evm.upstream.as_ref(), state.evm.ledger.as_ref()) else {
+    let Some(ledger) = state.evm.ledger.as_ref() else {
         return settle(
             state,
             METHOD.as_str(),
-            Err(EvmRejection::Internal),
+            Err(EvmRejection::LedgerUnavailable),
             record,
             started,
         )
@@ -95,7 +98,11 @@ pub(crate) async fn send(
         let mut signed_record = record.clone();
         signed_record.tx_hash = Some(hash.clone());
         settle(state, METHOD.as_str(), Ok(()), signed_record, started).await?;
-        let submitted = up.submit(&signed.raw).await;
+        let submitted = match up.submit(&signed.raw).await {
+            // The node already has this very transaction: it was submitted.
+            Err(e) if e.is_already_known() => Ok(hash.clone()),
+            other => other,
+        };
         let (outcome, reason, nonce_outcome) = match &submitted {
             Ok(_) => (Outcome::Submitted, None, NonceOutcome::Submitted),
             Err(e) if e.is_nonce_too_low() => (
@@ -164,33 +171,36 @@ pub(crate) async fn send(
     Err(EvmRejection::Internal)
 }
 
-type Prepared = (
+type Prepared<'a> = (
     crate::state::KeyLease<signward_evm::EvmKey>,
     signward_evm::tx::TxRequest,
     bool,
     u64,
+    &'a crate::upstream::Upstream,
 );
 
 /// Everything before the nonce: admission, grants and the key; the transaction filled from the
 /// node and parsed strictly; the policy and spend windows.
-async fn prepare(
-    state: &Arc<crate::AppState>,
+#[allow(clippy::too_many_arguments)]
+async fn prepare<'a>(
+    state: &'a Arc<crate::AppState>,
     caller: Option<&signward_auth::store::Caller>,
+    route: Option<u64>,
     from: Address,
     mut tx: serde_json::Map<String, serde_json::Value>,
     intent: Option<signward_policy::Intent>,
     record: &mut Record,
-) -> Result<Prepared, EvmRejection> {
-    let up = state
-        .evm
-        .upstream
-        .as_ref()
-        .ok_or(EvmRejection::NotSupported(
-            "eth_sendTransaction needs an upstream node (--evm-upstream-url)",
-        ))?;
+) -> Result<Prepared<'a>, EvmRejection> {
+    const NO_NODE: EvmRejection = EvmRejection::NotSupported(
+        "eth_sendTransaction needs an upstream node (--evm-upstream-url)",
+    );
+    if state.evm.upstreams.is_empty() {
+        return Err(NO_NODE);
+    }
     let caller = crate::access::admitted(state, caller).map_err(EvmRejection::NotGranted)?;
     let key = admit(state, caller, &from, METHOD, record).await?;
-    let chain = crate::evm::chain_id(state).await?;
+    let (up, chain) = crate::evm::select(state, route).await?;
+    let up = up.ok_or(NO_NODE)?;
     if let Some(asked) = tx.get("chainId") {
         let asked = signward_evm::tx::quantity(asked)
             .map_err(|e| EvmRejection::invalid_params(e.to_string()))?;
@@ -209,5 +219,5 @@ async fn prepare(
     let intent = intent.or(tx_intent);
     let token = caller.map(|c| c.name.as_str());
     check_transaction(state, &from, token, &parsed, intent.as_ref()).await?;
-    Ok((key, parsed, allocate, chain))
+    Ok((key, parsed, allocate, chain, up))
 }

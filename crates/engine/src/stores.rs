@@ -67,8 +67,8 @@ pub fn vault_url(slashing_url: &str, data_dir: &DataDir) -> Result<String, Engin
     Ok(DataDir::sqlite_url(&data_dir.vault_db()))
 }
 
-/// The EVM spend ledger: the vault's PostgreSQL database when it has one, else
-/// `evm-ledger.sqlite` in the data directory.
+/// The EVM ledger (spend windows and nonces): the vault's PostgreSQL database when it has one,
+/// else the data directory's SQLite file for it (`DataDir::evm_ledger`).
 pub fn ledger_url(vault_url: &str, data_dir: &DataDir) -> String {
     if vault_url.starts_with("postgres") {
         vault_url.to_string()

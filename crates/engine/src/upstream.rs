@@ -9,6 +9,10 @@ use std::collections::BTreeSet;
 use serde_json::{json, Value};
 pub use signward_node::{Node, NodeConfig, NodeError};
 
+/// How long an allocated nonce may go without news before it is handed out again
+/// (`signward_evm::nonces::STALE_MS`).
+pub const NONCE_STALE_MS: i64 = signward_evm::nonces::STALE_MS;
+
 /// The reads forwarded by default: state and chain queries that sign nothing and cost the
 /// caller nothing. `eth_sendRawTransaction` is not among them (it relays what was signed
 /// elsewhere); an operator may add it.
@@ -39,18 +43,31 @@ pub const DEFAULT_FORWARD: [&str; 20] = [
 pub struct Upstream {
     node: Node,
     forward: BTreeSet<String>,
+    /// The chain the operator said this node serves (`CHAIN_ID=URL`), if they did.
+    declared: Option<u64>,
     /// The chain id the node reported, once it has.
     chain: tokio::sync::OnceCell<u64>,
 }
 
 impl Upstream {
-    /// The node `node`, forwarding `forward` (method names).
-    pub fn new(node: Node, forward: impl IntoIterator<Item = String>) -> Self {
+    /// The node `node` for chain `declared` (when the operator named one), forwarding
+    /// `forward` (method names).
+    pub fn new(
+        node: Node,
+        declared: Option<u64>,
+        forward: impl IntoIterator<Item = String>,
+    ) -> Self {
         Upstream {
             node,
             forward: forward.into_iter().collect(),
+            declared,
             chain: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The chain the operator declared for this node.
+    pub fn declared(&self) -> Option<u64> {
+        self.declared
     }
 
     /// The node's client.
@@ -64,12 +81,20 @@ impl Upstream {
         self.forward.get(method).map(String::as_str)
     }
 
-    /// The node's chain id (asked once, then remembered).
+    /// The node's chain id (asked once, then remembered). A node that serves another chain
+    /// than the one declared for it is refused.
     pub async fn chain_id(&self) -> Result<u64, NodeError> {
         self.chain
             .get_or_try_init(|| async {
                 let id = self.node.quantity("eth_chainId", json!([])).await?;
-                u64::try_from(id).map_err(|_| NodeError::BadAnswer("chain id out of range"))
+                let id =
+                    u64::try_from(id).map_err(|_| NodeError::BadAnswer("chain id out of range"))?;
+                match self.declared {
+                    Some(d) if d != id => Err(NodeError::BadAnswer(
+                        "the node serves another chain than the one declared for it",
+                    )),
+                    _ => Ok(id),
+                }
             })
             .await
             .copied()
@@ -94,10 +119,14 @@ impl Upstream {
             .or_insert_with(|| json!(format!("{chain:#x}")));
         if !tx.contains_key("gas") && !tx.contains_key("gasLimit") {
             let mut probe = serde_json::Map::new();
-            for k in ["from", "to", "value", "data", "input", "accessList"] {
+            for k in ["from", "to", "data", "input", "accessList"] {
                 if let Some(v) = tx.get(k) {
                     probe.insert(k.into(), v.clone());
                 }
+            }
+            // A value as the caller may give it (decimal, a JSON number), as nodes take it.
+            if let Some(v) = tx.get("value").and_then(quantity_u256) {
+                probe.insert("value".into(), json!(format!("{v:#x}")));
             }
             let gas = self
                 .node
@@ -163,6 +192,19 @@ impl Upstream {
             .filter(|h| h.len() == 66 && h.starts_with("0x"))
             .map(str::to_owned)
             .ok_or(NodeError::BadAnswer("not a transaction hash"))
+    }
+}
+
+/// A value as a caller may give it, up to 256 bits.
+fn quantity_u256(v: &Value) -> Option<alloy_primitives::U256> {
+    match v {
+        Value::Number(n) => n.as_u64().map(alloy_primitives::U256::from),
+        Value::String(s) => match s.strip_prefix("0x") {
+            Some("") => Some(alloy_primitives::U256::ZERO),
+            Some(h) => alloy_primitives::U256::from_str_radix(h, 16).ok(),
+            None => alloy_primitives::U256::from_str_radix(s, 10).ok(),
+        },
+        _ => None,
     }
 }
 

@@ -50,7 +50,16 @@ impl NodeError {
         }
     }
 
-    /// The node refused a transaction because its nonce is already used.
+    /// The node already has this very transaction in its pool (a resubmission): not a refusal.
+    pub fn is_already_known(&self) -> bool {
+        matches!(self, NodeError::Rpc { message, .. } if {
+            let m = message.to_ascii_lowercase();
+            m.contains("already known") || m.contains("known transaction") || m.contains("already imported")
+        })
+    }
+
+    /// The node refused a transaction because its nonce is already used (by another
+    /// transaction: an identical one is [`NodeError::is_already_known`]).
     /// geth, erigon, reth, besu and nethermind say so in words; ganache says
     /// "account has nonce of: A tx has nonce of: T" with T below A.
     pub fn is_nonce_too_low(&self) -> bool {
@@ -60,8 +69,6 @@ impl NodeError {
         let m = message.to_ascii_lowercase();
         if m.contains("nonce too low")
             || m.contains("nonce is too low")
-            || m.contains("already known")
-            || m.contains("known transaction")
             || m.contains("replacement transaction underpriced")
         {
             return true;
@@ -312,6 +319,9 @@ mod tests {
         )
         .is_nonce_too_low());
         assert!(!e("insufficient funds").is_nonce_too_low());
+        // The same transaction again is not a used nonce: retrying with a fresh one would pay
+        // twice.
+        assert!(!e("already known").is_nonce_too_low() && e("already known").is_already_known());
     }
 
     /// A node that answers one canned response per connection.

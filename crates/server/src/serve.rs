@@ -155,6 +155,7 @@ pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
             t,
             Router::new()
                 .route("/", post(rpc::rpc))
+                .route("/chain/{chain}", post(rpc::rpc_chain))
                 .route("/address", get(readytrader::address))
                 .route("/sign_transaction", post(readytrader::sign_transaction)),
         ))

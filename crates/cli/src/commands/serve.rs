@@ -245,7 +245,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             )
         }
     };
-    let evm_upstream = evm_upstream(&args)?;
+    let evm_upstreams = evm_upstreams(&args)?;
     let trusted_proxies = args
         .trusted_proxy
         .iter()
@@ -329,7 +329,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         evm_policy,
         dev: args.dev,
         dev_evm_key: dev_key,
-        evm_upstream,
+        evm_upstreams,
         evm_chain_id: args.evm_chain_id,
         canaries: canaries(&args.canary_key, args.canary_action)?,
         memory,
@@ -480,29 +480,22 @@ async fn shutdown_signal() {
     }
 }
 
-/// The upstream EVM node from `--evm-upstream-*`.
-fn evm_upstream(args: &ServeArgs) -> anyhow::Result<Option<signward_engine::upstream::Upstream>> {
-    let Some(spec) = &args.evm_upstream_url else {
-        return Ok(None);
-    };
-    let url = match spec.strip_prefix("env:") {
-        Some(var) => std::env::var(var).with_context(|| {
-            format!("--evm-upstream-url: environment variable {var} is not set")
-        })?,
-        None => spec.clone(),
-    };
+/// The upstream EVM nodes from `--evm-upstream-*`: one `URL`, or `CHAIN_ID=URL` for each chain.
+fn evm_upstreams(args: &ServeArgs) -> anyhow::Result<Vec<signward_engine::upstream::Upstream>> {
+    if args.evm_upstream_url.is_empty() {
+        if args.evm_upstream_ca.is_some()
+            || !args.evm_upstream_forward.is_empty()
+            || args.evm_upstream_allow_plaintext
+        {
+            bail!("--evm-upstream-ca, --evm-upstream-forward and --evm-upstream-allow-plaintext need --evm-upstream-url");
+        }
+        return Ok(Vec::new());
+    }
     let extra_roots_pem = args
         .evm_upstream_ca
         .as_deref()
         .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
         .transpose()?;
-    let node = signward_engine::upstream::Node::new(&signward_engine::upstream::NodeConfig {
-        url,
-        extra_roots_pem,
-        allow_plaintext: args.evm_upstream_allow_plaintext,
-        timeout: std::time::Duration::from_secs(args.request_timeout_secs.max(1)),
-    })
-    .map_err(|e| anyhow::anyhow!("--evm-upstream-url: {e}"))?;
     let forward: Vec<String> = if args.evm_upstream_forward.is_empty() {
         signward_engine::upstream::DEFAULT_FORWARD
             .iter()
@@ -525,7 +518,55 @@ fn evm_upstream(args: &ServeArgs) -> anyhow::Result<Option<signward_engine::upst
         }
         args.evm_upstream_forward.clone()
     };
-    Ok(Some(signward_engine::upstream::Upstream::new(
-        node, forward,
-    )))
+    // An allocated nonce is handed out again only after the stale bound: a request must end
+    // well before it, or two transactions could share a nonce.
+    let stale_secs = signward_engine::upstream::NONCE_STALE_MS / 1000;
+    if args.request_timeout_secs * 2 > stale_secs as u64 {
+        bail!(
+            "--request-timeout-secs must be at most {} with --evm-upstream-url (an unsubmitted nonce is reused after {stale_secs} s)",
+            stale_secs / 2
+        );
+    }
+    let several = args.evm_upstream_url.len() > 1;
+    let mut chains = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for spec in &args.evm_upstream_url {
+        // `CHAIN_ID=URL`: digits before the first '=' (a URL's own '=' comes after its scheme).
+        let (declared, rest) = match spec.split_once('=') {
+            Some((id, rest)) if !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()) => {
+                let id: u64 = id.parse().with_context(|| {
+                    format!("--evm-upstream-url: chain id {id} is out of range")
+                })?;
+                (Some(id), rest)
+            }
+            _ => (None, spec.as_str()),
+        };
+        if several && declared.is_none() {
+            bail!("--evm-upstream-url: with several nodes, give each as CHAIN_ID=URL");
+        }
+        if let Some(id) = declared {
+            if !chains.insert(id) {
+                bail!("--evm-upstream-url: chain {id} is given twice");
+            }
+        }
+        let url = match rest.strip_prefix("env:") {
+            Some(var) => std::env::var(var).with_context(|| {
+                format!("--evm-upstream-url: environment variable {var} is not set")
+            })?,
+            None => rest.to_string(),
+        };
+        let node = signward_engine::upstream::Node::new(&signward_engine::upstream::NodeConfig {
+            url,
+            extra_roots_pem: extra_roots_pem.clone(),
+            allow_plaintext: args.evm_upstream_allow_plaintext,
+            timeout: std::time::Duration::from_secs(args.request_timeout_secs.max(1)),
+        })
+        .map_err(|e| anyhow::anyhow!("--evm-upstream-url: {e}"))?;
+        out.push(signward_engine::upstream::Upstream::new(
+            node,
+            declared,
+            forward.clone(),
+        ));
+    }
+    Ok(out)
 }

@@ -196,6 +196,26 @@ fn intent_mismatch(tx: &serde_json::Map<String, Value>, intent: &Value) -> Optio
     None
 }
 
+/// The policy's declared intent for a transaction whose ReadyTrader intent matched it field by
+/// field: a deployment, a plain transfer, or a call of the function its calldata names.
+fn declared(f: &signward_policy::TxFacts) -> signward_policy::Intent {
+    let action = match (f.to, f.data.len()) {
+        (None, _) => "deploy",
+        (Some(_), 0) => "transfer",
+        _ => "contract_call",
+    };
+    signward_policy::Intent {
+        action: action.into(),
+        recipient: f.to.map(|a| a.to_checksum(None)),
+        max_value_wei: Some(f.value.to_string()),
+        chain_id: Some(f.chain_id),
+        selector: (action == "contract_call" && f.data.len() >= 4)
+            .then(|| format!("0x{}", hex::encode(&f.data[..4]))),
+        token: None,
+        max_amount: None,
+    }
+}
+
 /// `POST /sign_transaction`.
 pub async fn sign_transaction(
     State((state, limits)): State<(Arc<AppState>, Limits)>,
@@ -252,7 +272,8 @@ pub async fn sign_transaction(
     if tx.get("to").is_some_and(Value::is_null) {
         tx.remove("to");
     }
-    if let Some(intent) = req.get("intent").filter(|v| !v.is_null()) {
+    let stated = req.get("intent").filter(|v| !v.is_null());
+    if let Some(intent) = stated {
         if let Some(why) = intent_mismatch(&tx, intent) {
             return answer(StatusCode::BAD_REQUEST, "intent_mismatch", why);
         }
@@ -271,9 +292,14 @@ pub async fn sign_transaction(
     };
     let request = signward_evm::tx::parse(&Value::Object(tx))
         .map_err(|e| EvmRejection::invalid_params(e.to_string()))
-        .map(|(tx, intent)| EvmRequest::Transaction {
-            tx: Box::new(tx),
-            intent,
+        .map(|(tx, intent)| {
+            // ReadyTrader's intent, once it matched the transaction, is the declared intent the
+            // policy sees (so `require_intent` accepts ReadyTrader's requests).
+            let intent = intent.or_else(|| stated.map(|_| declared(&tx.facts)));
+            EvmRequest::Transaction {
+                tx: Box::new(tx),
+                intent,
+            }
         });
     let method = EvmMethod::SignTransaction;
     match evm::sign(&state, caller.as_deref(), method, request, record, started).await {

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use alloy_primitives::Address;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{json, Value};
@@ -48,6 +48,9 @@ pub struct RpcError {
     pub source: Option<String>,
     /// The hash of a signed transaction that may have reached the node.
     pub hash: Option<String>,
+    /// The upstream node's own `data`, answered in place of ours (revert data of a forwarded
+    /// `eth_call` or `eth_estimateGas`, which clients decode).
+    pub node_data: Option<Value>,
 }
 
 impl RpcError {
@@ -59,6 +62,7 @@ impl RpcError {
             detail: None,
             source: None,
             hash: None,
+            node_data: None,
         }
     }
 
@@ -123,9 +127,12 @@ impl From<EvmRejection> for RpcError {
                 code: Some(code),
                 message,
                 hash,
+                data,
                 ..
             } => RpcError {
-                // The node's own answer (e.g. "insufficient funds", which clients recognise).
+                // The node's own answer (e.g. "insufficient funds", which clients recognise);
+                // for a read, its data too (a send answers with the transaction's hash instead).
+                node_data: if hash.is_none() { data } else { None },
                 hash,
                 ..Self::new(code.clamp(-32768, 32767), reason, &message)
             },
@@ -174,7 +181,11 @@ fn hex_param(v: Option<&Value>) -> Result<Vec<u8>, EvmRejection> {
 }
 
 /// The engine's request for `method`, read from its JSON-RPC params.
-fn parse_request(method: EvmMethod, params: &[Value]) -> Result<EvmRequest, EvmRejection> {
+fn parse_request(
+    method: EvmMethod,
+    params: &[Value],
+    route: Option<u64>,
+) -> Result<EvmRequest, EvmRejection> {
     match method {
         EvmMethod::EthSign | EvmMethod::PersonalSign => {
             // eth_sign: [address, data]; personal_sign: [data, address, ...].
@@ -216,6 +227,7 @@ fn parse_request(method: EvmMethod, params: &[Value]) -> Result<EvmRequest, EvmR
                 None => None,
             };
             Ok(EvmRequest::Send {
+                route,
                 from,
                 tx: tx.clone(),
                 intent,
@@ -227,6 +239,10 @@ fn parse_request(method: EvmMethod, params: &[Value]) -> Result<EvmRequest, EvmR
                 .ok_or_else(|| EvmRejection::invalid_params("expected a transaction object"))?;
             let (tx, mut intent) = signward_evm::tx::parse(tx_value)
                 .map_err(|e| EvmRejection::invalid_params(e.to_string()))?;
+            // On /chain/{id}, only that chain's transactions.
+            if route.is_some_and(|c| c != tx.facts.chain_id) {
+                return Err(EvmRejection::WrongChain);
+            }
             if let Some(i) = params.get(1).and_then(|extra| extra.get("intent")) {
                 intent = Some(
                     serde_json::from_value(i.clone())
@@ -292,6 +308,14 @@ fn transaction_json(
 fn reply(id: Value, result: Rpc) -> Value {
     match result {
         Ok(v) => json!({"jsonrpc": "2.0", "id": id, "result": v}),
+        Err(RpcError {
+            code,
+            message,
+            node_data: Some(data),
+            ..
+        }) => {
+            json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message, "data": data}})
+        }
         Err(e) => {
             let mut data = json!({"reason": e.reason});
             if let Some(d) = e.detail {
@@ -311,14 +335,37 @@ fn reply(id: Value, result: Rpc) -> Value {
 /// Most requests in one batch (ethers' default batch size); a larger batch is refused whole.
 pub const MAX_BATCH: usize = 100;
 
-/// `POST /`: one request, or a batch of up to [`MAX_BATCH`] (JSON-RPC 2.0). Each element of a
-/// batch is its own request: checked, decided and audited alone, in order, and answered in the
-/// same order; an element without `id` is a notification and gets no answer.
+/// `POST /`: one request, or a batch of up to [`MAX_BATCH`] (JSON-RPC 2.0), for the default
+/// chain (`--evm-chain-id`, or the only upstream node's). Each element of a batch is its own
+/// request: checked, decided and audited alone, in order, and answered in the same order; an
+/// element without `id` is a notification and gets no answer.
 pub async fn rpc(
-    State((state, limits)): State<(Arc<AppState>, Limits)>,
+    State(s): State<(Arc<AppState>, Limits)>,
     caller: Option<Extension<Arc<Caller>>>,
     client: Option<Extension<ClientIp>>,
     body: Body,
+) -> Response {
+    serve(s, caller, client, body, None).await
+}
+
+/// `POST /chain/{id}`: as `POST /`, for chain `id` (its upstream node, and only its
+/// transactions).
+pub async fn rpc_chain(
+    State(s): State<(Arc<AppState>, Limits)>,
+    Path(chain): Path<u64>,
+    caller: Option<Extension<Arc<Caller>>>,
+    client: Option<Extension<ClientIp>>,
+    body: Body,
+) -> Response {
+    serve(s, caller, client, body, Some(chain)).await
+}
+
+async fn serve(
+    (state, limits): (Arc<AppState>, Limits),
+    caller: Option<Extension<Arc<Caller>>>,
+    client: Option<Extension<ClientIp>>,
+    body: Body,
+    route: Option<u64>,
 ) -> Response {
     let started = Instant::now();
     let caller = caller.map(|Extension(c)| c);
@@ -333,7 +380,7 @@ pub async fn rpc(
     let items = match v {
         Value::Array(items) => items,
         one => {
-            return Json(handle(&state, caller.as_deref(), peer, started, one).await)
+            return Json(handle(&state, caller.as_deref(), peer, started, one, route).await)
                 .into_response()
         }
     };
@@ -358,6 +405,7 @@ pub async fn rpc(
             peer.clone(),
             Instant::now(),
             item,
+            route,
         )
         .await;
         if !notification {
@@ -378,6 +426,7 @@ async fn handle(
     peer: Option<String>,
     started: Instant,
     v: Value,
+    route: Option<u64>,
 ) -> Value {
     let id = v.get("id").cloned().unwrap_or(Value::Null);
     let method = match (
@@ -425,13 +474,13 @@ async fn handle(
             .map_err(RpcError::from),
         Method::ChainId => match signward_engine::access::admitted(state, caller) {
             Err(d) => Err(EvmRejection::NotGranted(d).into()),
-            Ok(_) => evm::chain_id(state)
+            Ok(_) => evm::chain_id(state, route)
                 .await
                 .map(|id| json!(format!("{id:#x}")))
                 .map_err(RpcError::from),
         },
         Method::Sign(m) => {
-            let request = parse_request(m, &params);
+            let request = parse_request(m, &params, route);
             evm::sign(state, caller, m, request, record, started)
                 .await
                 .map(|s| answer(s, shape))
@@ -439,7 +488,7 @@ async fn handle(
         }
         Method::Other => {
             let name = v.get("method").and_then(Value::as_str).unwrap_or("");
-            match evm::forward(state, caller, name, Value::Array(params)).await {
+            match evm::forward(state, caller, route, name, Value::Array(params)).await {
                 Err(EvmRejection::MethodNotFound) => {
                     Err(evm::refuse_unknown_method(state, record, started)
                         .await
