@@ -9,6 +9,9 @@
 //! * `eth_sign` / `personal_sign`: the hex data parameter, `evaluate`, `sign_personal`.
 //!
 //! A body without `method` is fed to both `tx::parse` and `parse_typed`.
+//!
+//! First, as the server does, integers beyond `u64` are quoted (`signward_evm::json`): the
+//! rewrite must keep valid JSON valid and invalid JSON invalid, and be idempotent.
 #![no_main]
 #![forbid(unsafe_code)]
 
@@ -144,7 +147,14 @@ fn hex_decode(h: &str) -> Option<Vec<u8>> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(v) = serde_json::from_slice::<Value>(data) else {
+    let quoted = signward_evm::json::quote_big_integers(data);
+    assert_eq!(
+        serde_json::from_slice::<Value>(data).is_ok(),
+        serde_json::from_slice::<Value>(&quoted).is_ok(),
+        "quoting big integers changed whether the body is JSON"
+    );
+    assert_eq!(signward_evm::json::quote_big_integers(&quoted), quoted);
+    let Ok(v) = serde_json::from_slice::<Value>(&quoted) else {
         return;
     };
     let params: &[Value] = v

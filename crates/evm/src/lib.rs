@@ -8,6 +8,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod error;
+pub mod json;
 pub mod key;
 pub mod keyfile;
 pub mod ledger;

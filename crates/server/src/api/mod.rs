@@ -1,7 +1,6 @@
 //! HTTP handlers, one module per API family.
 
 pub mod admin;
-pub mod bignum;
 pub mod eth2;
 pub mod health;
 pub mod keymanager;

@@ -230,7 +230,7 @@ pub async fn sign_transaction(
             .into_response();
     };
     let Ok(Value::Object(mut req)) =
-        serde_json::from_slice::<Value>(&super::bignum::quote_big_integers(&bytes))
+        serde_json::from_slice::<Value>(&signward_evm::json::quote_big_integers(&bytes))
     else {
         return answer(
             StatusCode::BAD_REQUEST,

@@ -374,7 +374,8 @@ async fn serve(
         return crate::error::ApiError::Engine(signward_engine::Rejection::BodyTooLarge)
             .into_response();
     };
-    let Ok(v) = serde_json::from_slice::<Value>(&super::bignum::quote_big_integers(&bytes)) else {
+    let Ok(v) = serde_json::from_slice::<Value>(&signward_evm::json::quote_big_integers(&bytes))
+    else {
         return Json(reply(Value::Null, Err(parse_error()))).into_response();
     };
     let items = match v {

@@ -11,6 +11,11 @@ pub fn quote_big_integers(body: &[u8]) -> Cow<'_, [u8]> {
     let mut out: Option<Vec<u8>> = None;
     let mut in_string = false;
     let mut escaped = false;
+    // Open containers, and the last significant byte outside strings: a number is quoted only
+    // where a value may stand (the start, after `:`, after `[`, or after `,` in an array), never
+    // where an object key must be, so what was not JSON stays not JSON.
+    let mut stack: Vec<u8> = Vec::new();
+    let mut prev: Option<u8> = None;
     let mut i = 0;
     let mut copied = 0;
     while i < body.len() {
@@ -22,6 +27,7 @@ pub fn quote_big_integers(body: &[u8]) -> Cow<'_, [u8]> {
                 escaped = true;
             } else if b == b'"' {
                 in_string = false;
+                prev = Some(b'"');
             }
             i += 1;
             continue;
@@ -40,8 +46,16 @@ pub fn quote_big_integers(body: &[u8]) -> Cow<'_, [u8]> {
                     j += 1;
                 }
                 let lit = &body[start..j];
-                let plain = lit.iter().all(u8::is_ascii_digit);
+                // Digits only, and no leading zero (`0123…` is not JSON and must stay not JSON).
+                let plain =
+                    lit.iter().all(u8::is_ascii_digit) && !(lit.len() > 1 && lit[0] == b'0');
+                let value_position = match prev {
+                    None | Some(b':') | Some(b'[') => true,
+                    Some(b',') => stack.last() == Some(&b'['),
+                    _ => false,
+                };
                 let big = plain
+                    && value_position
                     && std::str::from_utf8(lit)
                         .ok()
                         .is_some_and(|s| s.parse::<u64>().is_err());
@@ -53,9 +67,22 @@ pub fn quote_big_integers(body: &[u8]) -> Cow<'_, [u8]> {
                     o.push(b'"');
                     copied = j;
                 }
+                prev = Some(b'0');
                 i = j;
             }
-            _ => i += 1,
+            _ => {
+                match b {
+                    b'{' | b'[' => stack.push(b),
+                    b'}' | b']' => {
+                        stack.pop();
+                    }
+                    _ => {}
+                }
+                if !b.is_ascii_whitespace() {
+                    prev = Some(b);
+                }
+                i += 1;
+            }
         }
     }
     match out {
@@ -95,5 +122,16 @@ mod tests {
         .unwrap();
         assert_eq!(v["value"], "340282366920938463463374607431768211455");
         assert!(matches!(quote_big_integers(b"{\"x\":1}"), Cow::Borrowed(_)));
+        // A leading zero is not JSON, before or after.
+        let bad = format!("[0{}]", "1".repeat(30));
+        assert_eq!(q(&bad), bad);
+        // Where an object key must be, a number is never quoted (that would make it JSON).
+        let key = format!("{{{}:1}}", "9".repeat(30));
+        assert_eq!(q(&key), key);
+        let key = format!("{{\"a\":1,{}:1}}", "9".repeat(30));
+        assert_eq!(q(&key), key);
+        // After a comma in an array, it is a value.
+        let arr = format!("[1,{}]", "9".repeat(30));
+        assert_eq!(q(&arr), format!("[1,\"{}\"]", "9".repeat(30)));
     }
 }
