@@ -61,6 +61,9 @@ pub fn open_sqlite(path: &Path) -> Result<rusqlite::Connection, DbError> {
     Ok(conn)
 }
 
+/// Longest wait for a pooled PostgreSQL connection (to be handed one, to open one, to recycle one).
+pub const POOL_WAIT: Duration = Duration::from_secs(30);
+
 /// A PostgreSQL connection pool whose sessions commit durably (`synchronous_commit=on`, whatever
 /// the server's default).
 pub fn pg_pool(url: &str, max_size: usize) -> Result<Pool, DbError> {
@@ -73,8 +76,14 @@ pub fn pg_pool(url: &str, max_size: usize) -> Result<Pool, DbError> {
             recycling_method: RecyclingMethod::Fast,
         },
     );
+    // Bounded waits: a pool that cannot hand out a connection (every one busy, or the server
+    // gone) fails the request (nothing is signed) instead of holding it forever.
     Pool::builder(manager)
         .max_size(max_size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(POOL_WAIT))
+        .create_timeout(Some(POOL_WAIT))
+        .recycle_timeout(Some(POOL_WAIT))
         .build()
         .map_err(|e| DbError::Pool(e.to_string()))
 }

@@ -459,6 +459,9 @@ impl SlashingStore for PgStore {
     }
 
     async fn pin_genesis_validators_root(&self, gvr: Root) -> Result<(), SlashingError> {
+        // One pooled connection for both statements: asking the pool for a second one while
+        // holding the first deadlocked the pool once as many imports as it has connections
+        // pinned at once (each held one and waited for another).
         let client = self.client().await?;
         client
             .execute(
@@ -467,7 +470,15 @@ impl SlashingStore for PgStore {
                 &[&gvr.0.to_vec()],
             )
             .await?;
-        match self.genesis_validators_root().await? {
+        let pinned = client
+            .query_opt(
+                "SELECT value FROM signward_meta WHERE key = 'genesis_validators_root'",
+                &[],
+            )
+            .await?
+            .and_then(|r| Root::from_slice(&r.get::<_, Vec<u8>>(0)));
+        drop(client);
+        match pinned {
             Some(g) if g != gvr => Err(SlashingError::GenesisMismatch {
                 pinned: g.to_hex(),
                 given: gvr.to_hex(),

@@ -18,6 +18,25 @@ use signward_slashing::{rules, Check, Decision, Slashable, SlashingDb, SlashingS
 
 const GVR: Root = signward_core::bytes::FixedBytes([7u8; 32]);
 const CASES: u64 = 192;
+
+/// Where each case is (for the message of a case that stops answering): 1 first import (SQLite),
+/// 2 first import (second store), 3 at the first barrier, 4 at the second, 5 and 6 the second
+/// import, 7 a check on SQLite, 8 a check on the second store, 9 done.
+static PHASE: [std::sync::atomic::AtomicU8; CASES as usize] =
+    [const { std::sync::atomic::AtomicU8::new(0) }; CASES as usize];
+
+fn phase(seed: u64, p: u8) {
+    PHASE[seed as usize].store(p, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How many cases are in each phase.
+fn phases() -> String {
+    let mut n = [0usize; 10];
+    for p in &PHASE {
+        n[p.load(std::sync::atomic::Ordering::Relaxed) as usize] += 1;
+    }
+    format!("cases per phase (see PHASE): {n:?}")
+}
 const REQUESTS: usize = 40;
 /// Pruning halfway keeps this many epochs (of `SLOTS_PER_EPOCH` slots) below the highest record.
 const KEEP_EPOCHS: u64 = 3;
@@ -138,10 +157,11 @@ async fn case_steps<A: SlashingStore, B: SlashingStore>(
     let mut rng = StdRng::seed_from_u64(seed);
     let pk = pubkey(seed);
     let doc = document(&mut rng, &pk);
-    for s in [
-        a.import(std::io::Cursor::new(doc.clone())).await,
-        b.import(std::io::Cursor::new(doc.clone())).await,
-    ] {
+    phase(seed, 1);
+    let first = a.import(std::io::Cursor::new(doc.clone())).await;
+    phase(seed, 2);
+    let second = b.import(std::io::Cursor::new(doc.clone())).await;
+    for s in [first, second] {
         s.map_err(|e| fail("import", e))?;
     }
     let mut reference = import_into(History::default(), &doc);
@@ -151,17 +171,20 @@ async fn case_steps<A: SlashingStore, B: SlashingStore>(
     for i in 0..REQUESTS {
         if i == REQUESTS / 2 {
             // Every case waits here while both stores are pruned.
+            phase(seed, 3);
             halfway.wait().await;
+            phase(seed, 4);
             halfway.wait().await;
             *passed_halfway = true;
             reference.prune(KEEP_EPOCHS, SLOTS_PER_EPOCH);
             // Sometimes a second history arrives: its lowest records become floors.
             if rng.gen_bool(0.5) {
                 let doc = document(&mut rng, &pk);
-                for s in [
-                    a.import(std::io::Cursor::new(doc.clone())).await,
-                    b.import(std::io::Cursor::new(doc.clone())).await,
-                ] {
+                phase(seed, 5);
+                let first = a.import(std::io::Cursor::new(doc.clone())).await;
+                phase(seed, 6);
+                let second = b.import(std::io::Cursor::new(doc.clone())).await;
+                for s in [first, second] {
                     s.map_err(|e| fail("second import", e))?;
                 }
                 reference = import_into(reference, &doc);
@@ -178,10 +201,12 @@ async fn case_steps<A: SlashingStore, B: SlashingStore>(
             signing_root,
         };
         decided.push(want);
+        phase(seed, 7);
         let got_a = a
             .check_and_record(check.clone())
             .await
             .map_err(|e| fail("sqlite check", e))?;
+        phase(seed, 8);
         let got_b = b
             .check_and_record(check)
             .await
@@ -197,6 +222,7 @@ async fn case_steps<A: SlashingStore, B: SlashingStore>(
             ));
         }
     }
+    phase(seed, 9);
     Ok(decided)
 }
 
@@ -226,22 +252,28 @@ async fn stores_decide_as_the_reference() {
         .collect();
     // Every case is halfway: prune both stores (all validators at once, as the signer does).
     let wait = || tokio::time::timeout(std::time::Duration::from_secs(120), halfway.wait());
-    wait().await.expect("a case stopped before halfway");
+    wait()
+        .await
+        .unwrap_or_else(|_| panic!("a case stopped before halfway; {}", phases()));
+    eprintln!("every case is halfway; pruning");
     // Every wait is bounded: a store that stops answering fails the test instead of hanging it.
     let bound = std::time::Duration::from_secs(120);
     for s in [&first, &second] {
         tokio::time::timeout(bound, s.prune(KEEP_EPOCHS, SLOTS_PER_EPOCH))
             .await
-            .expect("prune did not finish in 120 s")
+            .unwrap_or_else(|_| panic!("prune did not finish in 120 s; {}", phases()))
             .unwrap();
     }
-    wait().await.expect("a case stopped before halfway");
+    wait()
+        .await
+        .unwrap_or_else(|_| panic!("a case stopped before halfway; {}", phases()));
+    eprintln!("pruned; the cases go on");
     // The cases reached every kind of answer, so the comparison was not vacuous.
     let mut seen = std::collections::HashSet::new();
     for t in tasks {
         let done = tokio::time::timeout(bound, t)
             .await
-            .expect("a case did not finish in 120 s");
+            .unwrap_or_else(|_| panic!("a case did not finish in 120 s; {}", phases()));
         for d in done.unwrap().unwrap_or_else(|e| panic!("{e}")) {
             seen.insert(match d {
                 Decision::Refused(r) => r.code(),
@@ -262,6 +294,10 @@ async fn stores_decide_as_the_reference() {
     ] {
         assert!(seen.contains(want), "no case reached {want}: {seen:?}");
     }
+    // Close our own connections before the scratch database is dropped (a stall here was
+    // seen under load: every case done, the DROP never answered), and bound the cleanup.
+    eprintln!("every case done");
+    drop((first, second));
     if let Some(db) = pg_db {
         db.drop_db().await;
     }
