@@ -9,6 +9,7 @@ use alloy_primitives::{Address, U256};
 use secrecy::SecretString;
 use signward_evm::keyfile;
 use signward_evm::ledger::SpendLedger;
+use signward_evm::nonces::NonceOutcome;
 use signward_evm::{EvmError, EvmKey};
 use signward_keys::keystore::KdfLimits;
 use signward_policy::SpendWindow;
@@ -185,6 +186,20 @@ async fn spend_window_holds_under_concurrency_sqlite() {
         10,
         "10 × 1000 wei fill a 10,000 wei window"
     );
+    // Nonces through the writer thread: 40 at once, all distinct, from the node's nonce up.
+    let from = Address::repeat_byte(0x42);
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let l = ledger.clone();
+            tokio::spawn(async move { l.allocate_nonce(1, &from, 3).await.unwrap() })
+        })
+        .collect();
+    let mut got = Vec::new();
+    for t in tasks {
+        got.push(t.await.unwrap());
+    }
+    got.sort_unstable();
+    assert_eq!(got, (3..43).collect::<Vec<u64>>());
     // Count windows too.
     let w = SpendWindow {
         window_secs: 60,
@@ -235,12 +250,38 @@ async fn spend_window_holds_across_two_postgres_ledgers() {
     let db = format!("{}/{name}", url.rsplit_once('/').unwrap().0);
     let a = Arc::new(SpendLedger::open(&db).await.unwrap());
     let b = Arc::new(SpendLedger::open(&db).await.unwrap());
-    let (x, y) = tokio::join!(burst(a, 30), burst(b, 30));
+    let (x, y) = tokio::join!(burst(a.clone(), 30), burst(b.clone(), 30));
     assert_eq!(
         x + y,
         10,
         "two ledgers sharing PostgreSQL admit 10 in total"
     );
+    // Nonces: 2 × 40 allocations at once from two ledgers on one database, for one account,
+    // with the node lagging at 5: 80 distinct nonces, 5..85, none handed out twice.
+    let from = alloy_primitives::Address::repeat_byte(0x42);
+    let alloc = |l: Arc<SpendLedger>| async move {
+        let tasks: Vec<_> = (0..40)
+            .map(|_| {
+                let l = l.clone();
+                tokio::spawn(async move { l.allocate_nonce(1337, &from, 5).await.unwrap() })
+            })
+            .collect();
+        let mut got = Vec::new();
+        for t in tasks {
+            got.push(t.await.unwrap());
+        }
+        got
+    };
+    let (mut x, y) = tokio::join!(alloc(a.clone()), alloc(b.clone()));
+    x.extend(y);
+    x.sort_unstable();
+    assert_eq!(x, (5..85).collect::<Vec<u64>>());
+    // A nonce the node refused is the next one handed out, from either ledger.
+    a.settle_nonce(1337, &from, 40, NonceOutcome::Refused)
+        .await
+        .unwrap();
+    assert_eq!(b.allocate_nonce(1337, &from, 5).await.unwrap(), 40);
+    assert_eq!(a.allocate_nonce(1337, &from, 5).await.unwrap(), 85);
     c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await
         .ok();
