@@ -417,18 +417,22 @@ pub async fn forward(
     params: serde_json::Value,
 ) -> Result<serde_json::Value, EvmRejection> {
     crate::access::admitted(state, caller).map_err(EvmRejection::NotGranted)?;
-    if state.evm.upstreams.is_empty() {
+    // Every node forwards the same list: a method not on it is not found, whatever the nodes'
+    // state, and nothing reaches a node for it.
+    if state
+        .evm
+        .upstreams
+        .first()
+        .and_then(|u| u.forwarded(method))
+        .is_none()
+    {
         return Err(EvmRejection::MethodNotFound);
     }
     let (up, _) = select(state, route).await?;
     let up = up.ok_or(EvmRejection::MethodNotFound)?;
     let name = up.forwarded(method).ok_or(EvmRejection::MethodNotFound)?;
-    up.node().call(name, params).await.map_err(upstream_failed)
-}
-
-/// A node failure as the caller sees it.
-pub(crate) fn upstream_failed(e: signward_node::NodeError) -> EvmRejection {
-    match e {
+    // A read's error is the node's own, data and all (revert data that clients decode).
+    up.node().call(name, params).await.map_err(|e| match e {
         signward_node::NodeError::Rpc {
             code,
             message,
@@ -438,8 +442,23 @@ pub(crate) fn upstream_failed(e: signward_node::NodeError) -> EvmRejection {
             code: Some(code),
             message,
             hash: None,
-            // Bounded: the node's answer as a whole is, and `data` is returned, never logged.
             data,
+        },
+        other => upstream_failed(other),
+    })
+}
+
+/// A node failure as the caller sees it.
+pub(crate) fn upstream_failed(e: signward_node::NodeError) -> EvmRejection {
+    match e {
+        // On the signing path the node's `data` is not passed on: the answer's `data` is ours
+        // (the reason, and the hash once a transaction was handed over).
+        signward_node::NodeError::Rpc { code, message, .. } => EvmRejection::Upstream {
+            reason: "upstream_refused",
+            code: Some(code),
+            message,
+            hash: None,
+            data: None,
         },
         other => {
             tracing::warn!(error = %other, "upstream node failed");

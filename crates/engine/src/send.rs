@@ -35,7 +35,7 @@ pub(crate) async fn send(
     started: std::time::Instant,
 ) -> Result<EvmSigned, EvmRejection> {
     let prepared = prepare(state, caller, route, from, tx, intent, &mut record).await;
-    let (key, mut tx, allocate, chain, up) = match prepared {
+    let (key, mut tx, allocate, chain, up, intent) = match prepared {
         Ok(p) => p,
         Err(e) => {
             return settle(
@@ -58,7 +58,18 @@ pub(crate) async fn send(
         )
         .await;
     };
+    let token = caller.map(|c| c.name.clone());
     for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            // Another signature is another transaction the node could mine: the policy and the
+            // spend windows decide on it again (a node that keeps saying "nonce too low" cannot
+            // multiply a spend).
+            if let Err(e) =
+                check_transaction(state, &from, token.as_deref(), &tx, intent.as_ref()).await
+            {
+                return settle(state, METHOD.as_str(), Err(e), record, started).await;
+            }
+        }
         if allocate {
             let nonce = async {
                 let node_next = up
@@ -98,58 +109,20 @@ pub(crate) async fn send(
         let mut signed_record = record.clone();
         signed_record.tx_hash = Some(hash.clone());
         settle(state, METHOD.as_str(), Ok(()), signed_record, started).await?;
-        let submitted = match up.submit(&signed.raw).await {
-            // The node already has this very transaction: it was submitted.
-            Err(e) if e.is_already_known() => Ok(hash.clone()),
-            other => other,
-        };
-        let (outcome, reason, nonce_outcome) = match &submitted {
-            Ok(_) => (Outcome::Submitted, None, NonceOutcome::Submitted),
-            Err(e) if e.is_nonce_too_low() => (
-                Outcome::NotSubmitted,
-                Some("nonce_too_low"),
-                NonceOutcome::Used,
-            ),
-            Err(signward_node::NodeError::Rpc { .. }) => (
-                Outcome::NotSubmitted,
-                Some("upstream_refused"),
-                NonceOutcome::Refused,
-            ),
-            // Unknown whether the node has it: the nonce stays allocated until the node shows
-            // it or the stale bound passes.
-            Err(_) => (
-                Outcome::NotSubmitted,
-                Some("upstream_unavailable"),
-                NonceOutcome::Submitted,
-            ),
-        };
-        let unknown = reason == Some("upstream_unavailable");
-        if allocate && !unknown {
-            if let Err(e) = ledger
-                .settle_nonce(chain, &from, tx.nonce, nonce_outcome)
-                .await
-            {
-                tracing::error!(error = %e, "nonce bookkeeping failed");
-            }
-        }
-        let mut submission = record.clone();
-        submission.event = Event::Evm.into();
-        submission.tx_hash = Some(hash.clone());
-        // The submission's own record; its failure to be written cannot recall the transaction,
-        // so it is logged, and the answer still says what happened.
-        let _ = crate::decision::settle(
-            state,
-            Decision {
-                pipeline: Pipeline::Evm,
-                operation: "eth_sendRawTransaction",
-                outcome,
-                reason,
-            },
-            submission,
+        // Submitted and recorded in a task of its own: a request cut off by its deadline still
+        // leaves the submission's record and the nonce's bookkeeping behind.
+        let submission = Submission {
+            route,
+            raw: signed.raw,
+            hash: hash.clone(),
+            record: record.clone(),
             started,
-            false,
-        )
-        .await;
+            nonce: allocate.then_some((chain, from, tx.nonce)),
+        };
+        let submitted = match tokio::spawn(submission.run(state.clone())).await {
+            Ok(r) => r,
+            Err(_) => return Err(EvmRejection::Internal),
+        };
         match submitted {
             Ok(_) => return Ok(EvmSigned::Submitted(hash)),
             Err(e) if e.is_nonce_too_low() && allocate && attempt + 1 < ATTEMPTS => {
@@ -171,12 +144,84 @@ pub(crate) async fn send(
     Err(EvmRejection::Internal)
 }
 
+/// One signed transaction on its way to the node.
+struct Submission {
+    route: Option<u64>,
+    raw: Vec<u8>,
+    hash: String,
+    record: Record,
+    started: std::time::Instant,
+    /// (chain, account, nonce) when the nonce was allocated here and must be settled.
+    nonce: Option<(u64, Address, u64)>,
+}
+
+impl Submission {
+    /// Submit, settle the nonce, and write the submission's audit record (operation
+    /// `eth_sendRawTransaction`, `submitted` or `not_submitted` with its reason and the hash).
+    async fn run(self, state: Arc<crate::AppState>) -> Result<String, signward_node::NodeError> {
+        let submitted = match crate::evm::select(&state, self.route).await {
+            Ok((Some(up), _)) => match up.submit(&self.raw).await {
+                // The node already has this very transaction: it was submitted.
+                Err(e) if e.is_already_known() => Ok(self.hash.clone()),
+                other => other,
+            },
+            _ => Err(signward_node::NodeError::Transport(
+                "the upstream node is no longer available".into(),
+            )),
+        };
+        let (outcome, reason, nonce_outcome) = match &submitted {
+            Ok(_) => (Outcome::Submitted, None, Some(NonceOutcome::Submitted)),
+            Err(e) if e.is_nonce_too_low() => (
+                Outcome::NotSubmitted,
+                Some("nonce_too_low"),
+                Some(NonceOutcome::Used),
+            ),
+            Err(signward_node::NodeError::Rpc { .. }) => (
+                Outcome::NotSubmitted,
+                Some("upstream_refused"),
+                Some(NonceOutcome::Refused),
+            ),
+            // Unknown whether the node has it: the nonce stays allocated until the node shows
+            // it or the stale bound passes.
+            Err(_) => (Outcome::NotSubmitted, Some("upstream_unavailable"), None),
+        };
+        if let (Some((chain, from, nonce)), Some(o), Some(ledger)) =
+            (self.nonce, nonce_outcome, state.evm.ledger.as_ref())
+        {
+            if let Err(e) = ledger.settle_nonce(chain, &from, nonce, o).await {
+                tracing::error!(error = %e, "nonce bookkeeping failed");
+            }
+        }
+        let mut record = self.record;
+        record.event = Event::Evm.into();
+        record.operation = Some("eth_sendRawTransaction".into());
+        record.tx_hash = Some(self.hash);
+        // Its failure to be written cannot recall the transaction; it is logged (by settle),
+        // and the answer still says what happened.
+        let _ = crate::decision::settle(
+            &state,
+            Decision {
+                pipeline: Pipeline::Evm,
+                operation: "eth_sendRawTransaction",
+                outcome,
+                reason,
+            },
+            record,
+            self.started,
+            false,
+        )
+        .await;
+        submitted
+    }
+}
+
 type Prepared<'a> = (
     crate::state::KeyLease<signward_evm::EvmKey>,
     signward_evm::tx::TxRequest,
     bool,
     u64,
     &'a crate::upstream::Upstream,
+    Option<signward_policy::Intent>,
 );
 
 /// Everything before the nonce: admission, grants and the key; the transaction filled from the
@@ -219,5 +264,5 @@ async fn prepare<'a>(
     let intent = intent.or(tx_intent);
     let token = caller.map(|c| c.name.as_str());
     check_transaction(state, &from, token, &parsed, intent.as_ref()).await?;
-    Ok((key, parsed, allocate, chain, up))
+    Ok((key, parsed, allocate, chain, up, intent))
 }

@@ -106,7 +106,10 @@ impl Upstream {
             .node
             .quantity("eth_getTransactionCount", json!([from, "pending"]))
             .await?;
-        u64::try_from(n).map_err(|_| NodeError::BadAnswer("nonce out of range"))
+        u64::try_from(n)
+            .ok()
+            .filter(|n| *n <= signward_evm::nonces::MAX_NODE_NONCE)
+            .ok_or(NodeError::BadAnswer("pending nonce out of range"))
     }
 
     /// Fill what the caller left out of `tx` (a JSON-RPC transaction object): the chain id,
@@ -132,6 +135,8 @@ impl Upstream {
                 .node
                 .quantity("eth_estimateGas", json!([Value::Object(probe)]))
                 .await?;
+            // The policy's max_gas decides on the value; one beyond 64 bits is the node's error.
+            let gas = u64::try_from(gas).map_err(|_| NodeError::BadAnswer("gas out of range"))?;
             tx.insert("gas".into(), json!(format!("{gas:#x}")));
         }
         let legacy = tx.contains_key("gasPrice")
@@ -144,12 +149,19 @@ impl Upstream {
             }
             return Ok(());
         }
-        let base = self
+        let block = self
             .node
             .call("eth_getBlockByNumber", json!(["latest", false]))
-            .await?
-            .get("baseFeePerGas")
-            .and_then(signward_node::parse_quantity);
+            .await?;
+        // No base fee (a chain before London) is a legacy chain; a base fee that is present but
+        // unreadable is the node's error, never a reason to fall back to legacy fees.
+        let base = match block.get("baseFeePerGas") {
+            None | Some(Value::Null) => None,
+            Some(b) => Some(
+                signward_node::parse_quantity(b)
+                    .ok_or(NodeError::BadAnswer("unreadable base fee"))?,
+            ),
+        };
         let Some(base) = base else {
             if has_1559 {
                 return Err(NodeError::BadAnswer(

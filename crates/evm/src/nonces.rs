@@ -2,8 +2,9 @@
 //! and therefore shared by every instance on one PostgreSQL.
 //!
 //! Each (chain, account) has a row per nonce handed out and not yet known to the node:
-//! `allocated` (signed, maybe not yet submitted), `submitted` (the node accepted it) or `free`
-//! (the node refused the transaction outright, so the nonce was never used). An allocation, in
+//! `allocated` (signed, maybe not yet submitted), `submitted` (the node accepted it), `used`
+//! (the node said "nonce too low": someone else's transaction has it) or `free` (the node
+//! refused the transaction outright, so the nonce was never used). An allocation, in
 //! one transaction serialised per account (the writer thread on SQLite, an advisory lock on
 //! PostgreSQL), first forgets every row below the node's pending nonce (those are used), then
 //! takes, lowest first:
@@ -12,7 +13,9 @@
 //! - the node's own next nonce if we submitted it longer ago than the stale bound and the node
 //!   still has not got it (it was dropped from the pool);
 //!
-//! and otherwise the next nonce above every row and at or above the node's. Two transactions
+//! and otherwise the lowest nonce at or above the node's that no row holds (so a row far above,
+//! left by a node that once answered an absurd nonce, never pushes the sequence up; node
+//! nonces above 2^53 are refused outright). Two transactions
 //! therefore never get one nonce while either may still be submitted, and gaps left by
 //! crashes, refusals or dropped transactions are filled.
 
@@ -21,6 +24,19 @@ use rusqlite::{params, OptionalExtension};
 
 use crate::ledger::{now_ms, Job, SpendLedger};
 use crate::EvmError;
+
+/// The lowest nonce at or above the node's that no row holds. Rows far above it (a node that
+/// once answered an absurd nonce) never push the sequence up.
+const GAP_SQLITE: &str = "SELECT MIN(c.n) FROM (SELECT ?3 AS n UNION ALL SELECT nonce + 1 FROM evm_nonces \
+     WHERE chain_id = ?1 AND address = ?2 AND nonce >= ?3) c WHERE NOT EXISTS (SELECT 1 FROM evm_nonces e \
+     WHERE e.chain_id = ?1 AND e.address = ?2 AND e.nonce = c.n)";
+const GAP_PG: &str = "SELECT MIN(c.n) FROM (SELECT $3::BIGINT AS n UNION ALL SELECT nonce + 1 FROM evm_nonces \
+     WHERE chain_id = $1 AND address = $2 AND nonce >= $3) c WHERE NOT EXISTS (SELECT 1 FROM evm_nonces e \
+     WHERE e.chain_id = $1 AND e.address = $2 AND e.nonce = c.n)";
+
+/// The highest pending nonce believed from a node (2^53: no account has sent that many
+/// transactions; anything above is a node's error or lie, and is refused).
+pub const MAX_NODE_NONCE: u64 = 1 << 53;
 
 pub(crate) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS evm_nonces (
     chain_id BIGINT NOT NULL,
@@ -78,6 +94,11 @@ fn allocate_sqlite(
     node_next: u64,
     now: i64,
 ) -> Result<u64, EvmError> {
+    if node_next > MAX_NODE_NONCE {
+        return Err(EvmError::Ledger(
+            "the node's pending nonce is implausibly large".into(),
+        ));
+    }
     let (c, n) = (i(chain_id)?, i(node_next)?);
     tx.execute(
         "DELETE FROM evm_nonces WHERE chain_id = ?1 AND address = ?2 AND nonce < ?3",
@@ -100,12 +121,7 @@ fn allocate_sqlite(
         )?;
         return Ok(nonce as u64);
     }
-    let top: Option<i64> = tx.query_row(
-        "SELECT MAX(nonce) FROM evm_nonces WHERE chain_id = ?1 AND address = ?2",
-        params![c, address],
-        |r| r.get(0),
-    )?;
-    let nonce = top.map_or(n, |t| (t + 1).max(n));
+    let nonce: i64 = tx.query_row(GAP_SQLITE, params![c, address, n], |r| r.get(0))?;
     tx.execute(
         "INSERT INTO evm_nonces (chain_id, address, nonce, at_ms, state) VALUES (?1, ?2, ?3, ?4, 'allocated')",
         params![c, address, nonce, now],
@@ -122,16 +138,12 @@ fn settle_sqlite(
     now: i64,
 ) -> Result<u64, EvmError> {
     let (c, n) = (i(chain_id)?, i(nonce)?);
-    match outcome {
-        NonceOutcome::Used => tx.execute(
-            "DELETE FROM evm_nonces WHERE chain_id = ?1 AND address = ?2 AND nonce = ?3",
-            params![c, address, n],
-        )?,
-        NonceOutcome::Submitted | NonceOutcome::Refused => tx.execute(
-            "UPDATE evm_nonces SET state = ?4, at_ms = ?5 WHERE chain_id = ?1 AND address = ?2 AND nonce = ?3",
-            params![c, address, n, state_of(outcome), now],
-        )?,
-    };
+    // A used nonce keeps its row (so a node that lags behind its own "nonce too low" does not
+    // get it back) until the node's pending nonce passes it.
+    tx.execute(
+        "UPDATE evm_nonces SET state = ?4, at_ms = ?5 WHERE chain_id = ?1 AND address = ?2 AND nonce = ?3",
+        params![c, address, n, state_of(outcome), now],
+    )?;
     Ok(nonce)
 }
 
@@ -207,6 +219,11 @@ impl SpendLedger {
                 let now = now_ms();
                 let v = match op {
                     Op::Allocate { node_next, .. } => {
+                        if node_next > MAX_NODE_NONCE {
+                            return Err(EvmError::Ledger(
+                                "the node's pending nonce is implausibly large".into(),
+                            ));
+                        }
                         let n = i(node_next)?;
                         tx.execute(
                             "DELETE FROM evm_nonces WHERE chain_id = $1 AND address = $2 AND nonce < $3",
@@ -231,14 +248,10 @@ impl SpendLedger {
                             .await?;
                             nonce
                         } else {
-                            let top: Option<i64> = tx
-                                .query_one(
-                                    "SELECT MAX(nonce) FROM evm_nonces WHERE chain_id = $1 AND address = $2",
-                                    &[&chain_id, &address],
-                                )
+                            let nonce: i64 = tx
+                                .query_one(GAP_PG, &[&chain_id, &address, &n])
                                 .await?
                                 .get(0);
-                            let nonce = top.map_or(n, |t| (t + 1).max(n));
                             tx.execute(
                                 "INSERT INTO evm_nonces (chain_id, address, nonce, at_ms, state) VALUES ($1, $2, $3, $4, 'allocated')",
                                 &[&chain_id, &address, &nonce, &now],
@@ -249,19 +262,11 @@ impl SpendLedger {
                     }
                     Op::Settle { nonce, outcome, .. } => {
                         let n = i(nonce)?;
-                        if outcome == NonceOutcome::Used {
-                            tx.execute(
-                                "DELETE FROM evm_nonces WHERE chain_id = $1 AND address = $2 AND nonce = $3",
-                                &[&chain_id, &address, &n],
-                            )
-                            .await?;
-                        } else {
-                            tx.execute(
-                                "UPDATE evm_nonces SET state = $4, at_ms = $5 WHERE chain_id = $1 AND address = $2 AND nonce = $3",
-                                &[&chain_id, &address, &n, &state_of(outcome), &now],
-                            )
-                            .await?;
-                        }
+                        tx.execute(
+                            "UPDATE evm_nonces SET state = $4, at_ms = $5 WHERE chain_id = $1 AND address = $2 AND nonce = $3",
+                            &[&chain_id, &address, &n, &state_of(outcome), &now],
+                        )
+                        .await?;
                         n
                     }
                 };
@@ -350,8 +355,17 @@ mod tests {
         );
         // The node is ahead of us (someone else sent from this key): its nonce wins.
         assert_eq!(allocate_sqlite(&c, 1, a, 40, later).unwrap(), 40);
-        // "nonce too low": forget it; the next allocation takes the node's answer.
+        // "nonce too low": the row stays, so a node that still lags gets the next one, not it.
         settle_sqlite(&c, 1, a, 40, NonceOutcome::Used, later).unwrap();
-        assert_eq!(allocate_sqlite(&c, 1, a, 41, later).unwrap(), 41);
+        assert_eq!(allocate_sqlite(&c, 1, a, 40, later).unwrap(), 41);
+        assert_eq!(allocate_sqlite(&c, 1, a, 42, later).unwrap(), 42);
+        // A node that once answered an absurd (but plausible-looking) nonce: the row it left far
+        // above does not push the sequence up once the node is honest again.
+        assert_eq!(
+            allocate_sqlite(&c, 1, a, 1_000_000, later).unwrap(),
+            1_000_000
+        );
+        assert_eq!(allocate_sqlite(&c, 1, a, 43, later).unwrap(), 43);
+        assert!(allocate_sqlite(&c, 1, a, MAX_NODE_NONCE + 1, later).is_err());
     }
 }

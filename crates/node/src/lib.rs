@@ -193,6 +193,10 @@ impl Node {
             .await
             .map_err(|e| NodeError::Transport(describe(&e)))?;
         let status = resp.status();
+        // A redirect is never followed, and its body is never an answer.
+        if status.is_redirection() {
+            return Err(NodeError::Transport("redirect refused".into()));
+        }
         let mut buf = Vec::new();
         while let Some(chunk) = resp
             .chunk()

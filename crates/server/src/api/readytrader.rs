@@ -61,6 +61,10 @@ fn refuse(status: StatusCode, code: &'static str, message: String) -> Refusal {
 fn rejected(r: EvmRejection) -> Refusal {
     let status = match &r {
         EvmRejection::InvalidParams(_) | EvmRejection::WrongChain => StatusCode::BAD_REQUEST,
+        EvmRejection::Policy {
+            rule: "intent_mismatch",
+            ..
+        } => StatusCode::BAD_REQUEST,
         EvmRejection::Policy { .. } | EvmRejection::Canary | EvmRejection::NotGranted(_) => {
             StatusCode::FORBIDDEN
         }
@@ -253,19 +257,14 @@ pub async fn sign_transaction(
             Err(r) => return r.into_response(),
         }
     }
+    let mut mismatch = None;
     if let Some(chain) = req.get("chain_id").filter(|v| !v.is_null()) {
         match tx.get("chainId").filter(|v| !v.is_null()) {
             None => {
                 tx.insert("chainId".into(), chain.clone());
             }
             Some(c) if q(c).is_some() && q(c) == q(chain) => {}
-            Some(_) => {
-                return answer(
-                    StatusCode::BAD_REQUEST,
-                    "intent_mismatch",
-                    "chain_id does not match tx.chainId".into(),
-                )
-            }
+            Some(_) => mismatch = Some("chain_id does not match tx.chainId".to_string()),
         }
     }
     // web3.py writes `data: "0x"` and may leave `to: null` for a deployment.
@@ -274,9 +273,7 @@ pub async fn sign_transaction(
     }
     let stated = req.get("intent").filter(|v| !v.is_null());
     if let Some(intent) = stated {
-        if let Some(why) = intent_mismatch(&tx, intent) {
-            return answer(StatusCode::BAD_REQUEST, "intent_mismatch", why);
-        }
+        mismatch = mismatch.or_else(|| intent_mismatch(&tx, intent));
     }
     let record = signward_audit::Record {
         event: signward_audit::Event::Evm.into(),
@@ -290,8 +287,20 @@ pub async fn sign_transaction(
         peer: client.map(|Extension(ClientIp(ip))| ip.to_string()),
         ..Default::default()
     };
-    let request = signward_evm::tx::parse(&Value::Object(tx))
-        .map_err(|e| EvmRejection::invalid_params(e.to_string()))
+    // A mismatch is refused through the pipeline, so that it is audited like any refusal.
+    let request = match mismatch {
+        Some(why) => Err(EvmRejection::Policy {
+            rule: "intent_mismatch",
+            detail: Some(why),
+            source: Some("readytrader".into()),
+        }),
+        None => Ok(tx),
+    };
+    let request = request
+        .and_then(|tx| {
+            signward_evm::tx::parse(&Value::Object(tx))
+                .map_err(|e| EvmRejection::invalid_params(e.to_string()))
+        })
         .map(|(tx, intent)| {
             // ReadyTrader's intent, once it matched the transaction, is the declared intent the
             // policy sees (so `require_intent` accepts ReadyTrader's requests).

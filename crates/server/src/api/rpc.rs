@@ -332,6 +332,9 @@ fn reply(id: Value, result: Rpc) -> Value {
     }
 }
 
+/// Most bytes of answers one batch gathers before the rest of it is refused unexecuted.
+pub const MAX_BATCH_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+
 /// Most requests in one batch (ethers' default batch size); a larger batch is refused whole.
 pub const MAX_BATCH: usize = 100;
 
@@ -398,8 +401,23 @@ async fn serve(
         return Json(reply(Value::Null, Err(e))).into_response();
     }
     let mut answers = Vec::with_capacity(items.len());
+    let mut answered_bytes = 0usize;
     for item in items {
         let notification = item.as_object().is_some_and(|o| !o.contains_key("id"));
+        if answered_bytes > MAX_BATCH_ANSWER_BYTES {
+            // Forwarded reads can answer megabytes each: the rest of the batch is refused, not
+            // carried out, once the answers so far exceed the bound.
+            let id = item.get("id").cloned().unwrap_or(Value::Null);
+            let e = RpcError::new(
+                -32005,
+                "batch_too_large",
+                "limit exceeded: the batch's answers are too large; send the rest again",
+            );
+            if !notification {
+                answers.push(reply(id, Err(e)));
+            }
+            continue;
+        }
         let answer = handle(
             &state,
             caller.as_deref(),
@@ -409,6 +427,7 @@ async fn serve(
             route,
         )
         .await;
+        answered_bytes += serde_json::to_vec(&answer).map_or(0, |b| b.len());
         if !notification {
             answers.push(answer);
         }
