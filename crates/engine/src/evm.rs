@@ -432,7 +432,22 @@ pub async fn forward(
     let up = up.ok_or(EvmRejection::MethodNotFound)?;
     let name = up.forwarded(method).ok_or(EvmRejection::MethodNotFound)?;
     // A read's error is the node's own, data and all (revert data that clients decode).
-    up.node().call(name, params).await.map_err(|e| match e {
+    up.node()
+        .call(name, params)
+        .await
+        .map_err(|e| node_failed(e, true))
+}
+
+/// A node failure as the caller sees it.
+pub(crate) fn upstream_failed(e: signward_node::NodeError) -> EvmRejection {
+    // On the signing path the node's `data` is not passed on: the answer's `data` is ours (the
+    // reason, and the hash once a transaction was handed over).
+    node_failed(e, false)
+}
+
+/// A node failure; with `keep_data`, the node's own error `data` goes with it (forwarded reads).
+fn node_failed(e: signward_node::NodeError, keep_data: bool) -> EvmRejection {
+    match e {
         signward_node::NodeError::Rpc {
             code,
             message,
@@ -442,23 +457,7 @@ pub async fn forward(
             code: Some(code),
             message,
             hash: None,
-            data,
-        },
-        other => upstream_failed(other),
-    })
-}
-
-/// A node failure as the caller sees it.
-pub(crate) fn upstream_failed(e: signward_node::NodeError) -> EvmRejection {
-    match e {
-        // On the signing path the node's `data` is not passed on: the answer's `data` is ours
-        // (the reason, and the hash once a transaction was handed over).
-        signward_node::NodeError::Rpc { code, message, .. } => EvmRejection::Upstream {
-            reason: "upstream_refused",
-            code: Some(code),
-            message,
-            hash: None,
-            data: None,
+            data: data.filter(|_| keep_data),
         },
         other => {
             tracing::warn!(error = %other, "upstream node failed");

@@ -128,7 +128,7 @@ impl Upstream {
                 }
             }
             // A value as the caller may give it (decimal, a JSON number), as nodes take it.
-            if let Some(v) = tx.get("value").and_then(quantity_u256) {
+            if let Some(v) = tx.get("value").and_then(signward_evm::tx::quantity_u256) {
                 probe.insert("value".into(), json!(format!("{v:#x}")));
             }
             let gas = self
@@ -172,7 +172,7 @@ impl Upstream {
             tx.insert("gasPrice".into(), json!(format!("{gp:#x}")));
             return Ok(());
         };
-        let given = |k: &str| tx.get(k).and_then(quantity_of);
+        let given = |k: &str| tx.get(k).and_then(|v| signward_evm::tx::quantity(v).ok());
         let tip = match given("maxPriorityFeePerGas") {
             Some(t) => t,
             None => self
@@ -204,30 +204,5 @@ impl Upstream {
             .filter(|h| h.len() == 66 && h.starts_with("0x"))
             .map(str::to_owned)
             .ok_or(NodeError::BadAnswer("not a transaction hash"))
-    }
-}
-
-/// A value as a caller may give it, up to 256 bits.
-fn quantity_u256(v: &Value) -> Option<alloy_primitives::U256> {
-    match v {
-        Value::Number(n) => n.as_u64().map(alloy_primitives::U256::from),
-        Value::String(s) => match s.strip_prefix("0x") {
-            Some("") => Some(alloy_primitives::U256::ZERO),
-            Some(h) => alloy_primitives::U256::from_str_radix(h, 16).ok(),
-            None => alloy_primitives::U256::from_str_radix(s, 10).ok(),
-        },
-        _ => None,
-    }
-}
-
-/// A quantity as a caller may give it: `0x` hex, a decimal string or a JSON number.
-fn quantity_of(v: &Value) -> Option<u128> {
-    match v {
-        Value::Number(n) => n.as_u64().map(u128::from),
-        Value::String(s) => match s.strip_prefix("0x") {
-            Some(h) => u128::from_str_radix(h, 16).ok(),
-            None => s.parse().ok(),
-        },
-        _ => None,
     }
 }

@@ -163,6 +163,18 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS evm_spend (
 );
 CREATE INDEX IF NOT EXISTS evm_spend_bucket_at ON evm_spend (bucket, at_ms);";
 
+/// Hand `job` (built around its reply channel) to the SQLite writer and wait for its answer,
+/// which comes after the group's durable commit.
+pub(crate) async fn ask<T>(
+    writer: &signward_db::GroupCommit<Job>,
+    job: impl FnOnce(tokio::sync::oneshot::Sender<Result<T, EvmError>>) -> Job,
+) -> Result<T, EvmError> {
+    let stopped = || EvmError::Ledger("the EVM ledger writer has stopped".into());
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    writer.submit(job(reply)).await.map_err(|_| stopped())?;
+    answer.await.map_err(|_| stopped())?
+}
+
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -267,19 +279,15 @@ impl SpendLedger {
         let v = value.to_string();
         match self {
             SpendLedger::Sqlite(sender) => {
-                let (reply, answer) = tokio::sync::oneshot::channel();
-                let job = Job::Reserve(Reservation {
-                    windows: windows.into_iter().cloned().collect(),
-                    value,
-                    reply,
-                });
-                sender
-                    .submit(job)
-                    .await
-                    .map_err(|_| EvmError::Ledger("the spend ledger writer has stopped".into()))?;
-                answer
-                    .await
-                    .map_err(|_| EvmError::Ledger("the spend ledger writer has stopped".into()))?
+                let windows: Vec<_> = windows.into_iter().cloned().collect();
+                ask(sender, |reply| {
+                    Job::Reserve(Reservation {
+                        windows,
+                        value,
+                        reply,
+                    })
+                })
+                .await
             }
             SpendLedger::Postgres(pool) => {
                 let mut c = pool

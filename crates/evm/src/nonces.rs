@@ -186,14 +186,7 @@ impl SpendLedger {
     async fn nonce_job(&self, op: Op) -> Result<u64, EvmError> {
         match self {
             SpendLedger::Sqlite(writer) => {
-                let (reply, answer) = tokio::sync::oneshot::channel();
-                writer
-                    .submit(Job::Nonce(NonceJob { op, reply }))
-                    .await
-                    .map_err(|_| EvmError::Ledger("the ledger writer has stopped".into()))?;
-                answer
-                    .await
-                    .map_err(|_| EvmError::Ledger("the ledger writer has stopped".into()))?
+                crate::ledger::ask(writer, |reply| Job::Nonce(NonceJob { op, reply })).await
             }
             SpendLedger::Postgres(pool) => {
                 let mut c = pool

@@ -54,6 +54,12 @@ pub fn quantity(v: &serde_json::Value) -> Result<u128, EvmError> {
         .u128("quantity")
 }
 
+/// A quantity (`0x` hex, decimal string or JSON number) of at most 256 bits, read as the
+/// transaction parser reads one (the one reading of a quantity for every caller).
+pub fn quantity_u256(v: &serde_json::Value) -> Option<U256> {
+    Quantity::deserialize(v).ok()?.u256("quantity").ok()
+}
+
 /// A field the transaction must carry.
 fn required<'a>(q: &'a Option<Quantity>, field: &str) -> Result<&'a Quantity, EvmError> {
     q.as_ref()

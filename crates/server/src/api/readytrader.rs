@@ -113,20 +113,10 @@ pub async fn address(
     }
 }
 
-/// A quantity from the transaction or the intent, for comparison.
+/// A quantity from the transaction or the intent, for comparison (read as the transaction
+/// parser reads it).
 fn q(v: &Value) -> Option<alloy_primitives::U256> {
-    match v {
-        Value::Number(n) => n.as_u64().map(alloy_primitives::U256::from),
-        Value::String(s) => {
-            let s = s.trim();
-            match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-                Some("") => Some(alloy_primitives::U256::ZERO),
-                Some(h) => alloy_primitives::U256::from_str_radix(h, 16).ok(),
-                None => alloy_primitives::U256::from_str_radix(s, 10).ok(),
-            }
-        }
-        _ => None,
-    }
+    signward_evm::tx::quantity_u256(v)
 }
 
 fn hex_bytes(v: Option<&Value>) -> Option<Vec<u8>> {
