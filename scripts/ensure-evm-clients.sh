@@ -12,26 +12,11 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SRC="$ROOT/tests/evm-clients"
-if ! command -v npm >/dev/null; then
-  # The machines ship Node 20 and npm; Debian's packages are the fallback.
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >&2
-  else
-    echo "ensure-evm-clients: npm is not installed" >&2
-    exit 1
-  fi
-fi
-want="$(cat "$SRC/package.json" "$SRC/package-lock.json" | sha256sum | cut -d' ' -f1)"
-DIR="${SIGNWARD_CACHE_DIR:-$HOME/.cache/signward}/evm-clients-$want"
-if [ ! -f "$DIR/.installed" ] || [ ! -x "$DIR/node_modules/.bin/ganache" ]; then
-  echo "installing ganache 7.9.2, ethers 6.17.0, viem 2.57.20, solc 0.8.37 into $DIR (npm ci)" >&2
-  rm -rf "$DIR"
-  mkdir -p "$DIR"
-  cp "$SRC/package.json" "$SRC/package-lock.json" "$DIR/"
-  (cd "$DIR" && npm ci --no-audit --no-fund --loglevel=error >&2)
-  "$DIR/node_modules/.bin/ganache" --version >&2
-  NODE_PATH="$DIR/node_modules" node -e '
+# shellcheck source=lib/npm-cached.sh
+. "$ROOT/scripts/lib/npm-cached.sh"
+verify() {
+  "$1/node_modules/.bin/ganache" --version
+  NODE_PATH="$1/node_modules" node -e '
     const fs = require("fs");
     const want = { ethers: "6.17.0", viem: "2.57.20", ganache: "7.9.2", solc: "0.8.37" };
     for (const [name, v] of Object.entries(want)) {
@@ -40,7 +25,7 @@ if [ ! -f "$DIR/.installed" ] || [ ! -x "$DIR/node_modules/.bin/ganache" ]; then
       if (got !== v) { console.error(`${name} ${got} is not ${v}`); process.exit(1); }
     }
     require("ethers"); require("viem"); require("viem/accounts"); require("solc");
-  ' "$DIR" >&2
-  touch "$DIR/.installed"
-fi
-echo "$DIR"
+  ' "$1"
+}
+npm_cached evm-clients "$ROOT/tests/evm-clients" node_modules/.bin/ganache verify
+echo "$NPM_CACHED_DIR"

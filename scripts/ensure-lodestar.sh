@@ -8,26 +8,8 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SRC="$ROOT/tests/devnet"
-if ! command -v npm >/dev/null; then
-  # The machines ship Node 20 and npm; Debian's packages are the fallback.
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >&2
-  else
-    echo "ensure-lodestar: npm is not installed" >&2
-    exit 1
-  fi
-fi
-want="$(cat "$SRC/package.json" "$SRC/package-lock.json" | sha256sum | cut -d' ' -f1)"
-DIR="${SIGNWARD_CACHE_DIR:-$HOME/.cache/signward}/lodestar-$want"
-BIN="$DIR/node_modules/.bin/lodestar"
-if [ ! -f "$DIR/.installed" ] || [ ! -x "$BIN" ]; then
-  echo "installing Lodestar 1.5.1 into $DIR (npm ci)" >&2
-  rm -rf "$DIR"
-  mkdir -p "$DIR"
-  cp "$SRC/package.json" "$SRC/package-lock.json" "$DIR/"
-  (cd "$DIR" && npm ci --no-audit --no-fund --loglevel=error >&2)
-  LODESTAR_PRESET=minimal "$BIN" --version >&2
-  touch "$DIR/.installed"
-fi
-echo "$BIN"
+# shellcheck source=lib/npm-cached.sh
+. "$ROOT/scripts/lib/npm-cached.sh"
+verify() { LODESTAR_PRESET=minimal "$1/node_modules/.bin/lodestar" --version; }
+npm_cached lodestar "$SRC" node_modules/.bin/lodestar verify
+echo "$NPM_CACHED_DIR/node_modules/.bin/lodestar"
