@@ -6,8 +6,7 @@
 //! (the node said "nonce too low": someone else's transaction has it) or `free` (the node
 //! refused the transaction outright, so the nonce was never used). An allocation, in
 //! one transaction serialised per account (the writer thread on SQLite, an advisory lock on
-//! PostgreSQL), first forgets every row below the node's pending nonce (those are used), then
-//! takes, lowest first:
+//! PostgreSQL), takes, lowest first and never below the node's pending nonce:
 //! - a `free` nonce;
 //! - an `allocated` nonce older than the stale bound (its holder died before submitting);
 //! - the node's own next nonce if we submitted it longer ago than the stale bound and the node
@@ -18,6 +17,14 @@
 //! nonces above 2^53 are refused outright). Two transactions
 //! therefore never get one nonce while either may still be submitted, and gaps left by
 //! crashes, refusals or dropped transactions are filled.
+//!
+//! Rows below the node's pending nonce are forgotten only once they have had no news for the
+//! stale bound. The node's nonce is read before the account is locked, so a request may arrive
+//! with a reading older than another instance's: had that instance already forgotten the rows
+//! its fresher reading passed, the older reading would hand out a nonce that is in the node's
+//! pool (the node may accept the second transaction as a replacement of the first, so one
+//! answered hash would never be mined). A reading is at most one request deadline old (≤ 30 s
+//! with a node), well inside the bound.
 
 use alloy_primitives::Address;
 use rusqlite::{params, OptionalExtension};
@@ -100,15 +107,15 @@ fn allocate_sqlite(
         ));
     }
     let (c, n) = (i(chain_id)?, i(node_next)?);
-    tx.execute(
-        "DELETE FROM evm_nonces WHERE chain_id = ?1 AND address = ?2 AND nonce < ?3",
-        params![c, address, n],
-    )?;
     let stale = now - STALE_MS;
+    tx.execute(
+        "DELETE FROM evm_nonces WHERE chain_id = ?1 AND address = ?2 AND nonce < ?3 AND at_ms <= ?4",
+        params![c, address, n, stale],
+    )?;
     let reuse: Option<i64> = tx
         .query_row(
-            "SELECT nonce FROM evm_nonces WHERE chain_id = ?1 AND address = ?2 AND (state = 'free' \
-             OR (state = 'allocated' AND at_ms <= ?3) OR (nonce = ?4 AND at_ms <= ?3)) \
+            "SELECT nonce FROM evm_nonces WHERE chain_id = ?1 AND address = ?2 AND nonce >= ?4 AND \
+             (state = 'free' OR (state = 'allocated' AND at_ms <= ?3) OR (nonce = ?4 AND at_ms <= ?3)) \
              ORDER BY nonce LIMIT 1",
             params![c, address, stale, n],
             |r| r.get(0),
@@ -218,15 +225,15 @@ impl SpendLedger {
                             ));
                         }
                         let n = i(node_next)?;
+                        let stale = now - STALE_MS;
                         tx.execute(
-                            "DELETE FROM evm_nonces WHERE chain_id = $1 AND address = $2 AND nonce < $3",
-                            &[&chain_id, &address, &n],
+                            "DELETE FROM evm_nonces WHERE chain_id = $1 AND address = $2 AND nonce < $3 AND at_ms <= $4",
+                            &[&chain_id, &address, &n, &stale],
                         )
                         .await?;
-                        let stale = now - STALE_MS;
                         let reuse = tx
                             .query_opt(
-                                "SELECT nonce FROM evm_nonces WHERE chain_id = $1 AND address = $2 AND \
+                                "SELECT nonce FROM evm_nonces WHERE chain_id = $1 AND address = $2 AND nonce >= $4 AND \
                                  (state = 'free' OR (state = 'allocated' AND at_ms <= $3) OR (nonce = $4 AND at_ms <= $3)) \
                                  ORDER BY nonce LIMIT 1",
                                 &[&chain_id, &address, &stale, &n],
@@ -360,5 +367,35 @@ mod tests {
         );
         assert_eq!(allocate_sqlite(&c, 1, a, 43, later).unwrap(), 43);
         assert!(allocate_sqlite(&c, 1, a, MAX_NODE_NONCE + 1, later).is_err());
+    }
+
+    /// The node's nonce is read before the account is locked: a request holding an older
+    /// reading than the last allocation's must not get a nonce that is already in the node's
+    /// pool (this happened in CI with two instances on one PostgreSQL).
+    #[test]
+    fn an_older_reading_of_the_node_never_repeats_a_pooled_nonce() {
+        let c = conn();
+        let a = "0xabc";
+        let t = 5_000_000;
+        // Both requests read the node's pending nonce as 5.
+        assert_eq!(allocate_sqlite(&c, 1, a, 5, t).unwrap(), 5);
+        settle_sqlite(&c, 1, a, 5, NonceOutcome::Submitted, t).unwrap();
+        // A third reads 6 (5 is in the pool) and allocates.
+        assert_eq!(allocate_sqlite(&c, 1, a, 6, t + 10).unwrap(), 6);
+        // The second request, with its reading of 5, gets 7, not 5 again.
+        assert_eq!(allocate_sqlite(&c, 1, a, 5, t + 20).unwrap(), 7);
+        // A free row below the node's nonce is never handed out (the node passed it: someone
+        // else's transaction used it).
+        settle_sqlite(&c, 1, a, 6, NonceOutcome::Refused, t + 30).unwrap();
+        assert_eq!(allocate_sqlite(&c, 1, a, 7, t + 40).unwrap(), 8);
+        // Past the stale bound the rows below the node's nonce are forgotten.
+        let later = t + 40 + STALE_MS + 1;
+        assert_eq!(allocate_sqlite(&c, 1, a, 9, later).unwrap(), 9);
+        let left: i64 = c
+            .query_row("SELECT COUNT(*) FROM evm_nonces WHERE nonce < 9", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(left, 0);
     }
 }
