@@ -412,6 +412,16 @@ pub enum PolicyCommand {
         #[arg(long)]
         policy: PathBuf,
     },
+    /// Run a file of example requests with their expected decisions (`[[case]]` with `name`,
+    /// `request` or `request_json`, `expect = "allow"|"refuse"`, optional `rule` and `token`;
+    /// optional top-level `now`). Exit status 0 when every case gets its decision, 1 otherwise.
+    Test {
+        #[arg(long)]
+        policy: PathBuf,
+        /// The cases file (TOML).
+        #[arg(long)]
+        cases: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -313,7 +313,8 @@ fn method_names_from_requests_are_never_labels() {
     let pid = server.child.id();
     let before = rss_kib(pid);
     for i in 0..60 {
-        let name = format!("eth_{}{i}", "a".repeat(400_000));
+        // "q" is no hex digit: no hash or signature in a record can contain "qqqq" by chance.
+        let name = format!("eth_{}{i}", "q".repeat(400_000));
         let body = json!({"jsonrpc": "2.0", "id": i, "method": name, "params": []});
         let r = server.request(
             "POST",
@@ -342,14 +343,14 @@ fn method_names_from_requests_are_never_labels() {
     .unwrap()
     .text();
     assert!(
-        !m.contains("aaaa"),
+        !m.contains("qqqq"),
         "a request's method name became a label"
     );
     assert!(m.contains("operation=\"unknown\""), "{m}");
     assert!(m.len() < 20_000);
     stop(server);
     for r in audit_records(d) {
-        assert!(!r.to_string().contains("aaaa"));
+        assert!(!r.to_string().contains("qqqq"));
     }
 }
 

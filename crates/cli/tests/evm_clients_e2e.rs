@@ -654,3 +654,82 @@ fn one_signer_two_chains_each_through_its_own_node() {
     let v = call("/chain/5", "eth_getBalance", json!([ACCOUNT, "latest"]));
     assert_eq!(v["error"]["code"], -32004, "{v}");
 }
+
+/// Policy v2 on a real node (issue 15), driven by ethers: tokens and a router deployed through
+/// signward, a bounded approval and a swap along an allowed path signed and mined, and each of
+/// an approval to another spender, an unlimited approval, a swap whose path leaves the
+/// allowlist, a swap paying someone else, a transfer above the token cap or to a stranger, and
+/// a Permit to an unknown spender refused with its rule named (tests/evm-clients/policy_client.cjs).
+#[test]
+fn policy_v2_guards_tokens_approvals_and_a_router_on_a_real_node() {
+    let Some(clients) = evm_clients() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let node = Ganache::start(&clients, d);
+    assert_eq!(
+        node.nonce(),
+        0,
+        "the addresses below assume a fresh account"
+    );
+    let (a, b, c, router) = (
+        create_address(0),
+        create_address(1),
+        create_address(2),
+        create_address(3),
+    );
+    let attacker = "0x4444444444444444444444444444444444444444";
+    let flags = signer_files(d, &["--evm-upstream-url", &node.url()]);
+    let policy = format!(
+        r#"
+[defaults]
+chain_ids = [{CHAIN_ID}]
+recipients = []
+max_value_wei = "0"
+max_gas = 3000000
+max_fee_per_gas_wei = "100000000000"
+max_priority_fee_per_gas_wei = "10000000000"
+max_calldata_bytes = 32768
+allow_contract_creation = true
+erc20 = [
+  {{ token = "{a}", transfer_to = ["{RECIPIENT}"], max_transfer = "100000000000000000000", approve = ["{router}"], max_approval = "1000000000000000000000" }},
+  {{ token = "{b}", transfer_to = ["{router}"] }},
+]
+permits = [{{ token = "{a}", spenders = ["{router}"], max_value = "1000000000000000000000", max_deadline_secs = 3600 }}]
+
+[[defaults.contracts]]
+address = "{router}"
+functions = [{{ signature = "swapExactTokensForTokens(uint256 amountIn, uint256 amountOutMin, address[] path, address to, uint256 deadline)", args = {{ path = {{ each_in = ["{a}", "{b}"] }}, to = {{ equals = "self" }}, amountIn = {{ max = "50000000000000000000" }}, deadline = {{ max_from_now = 600 }} }} }}]
+"#
+    );
+    std::fs::write(d.join("policy.toml"), &policy).unwrap();
+    let token = bot(d, "bot", &[]);
+    let server = Server::start_with_auth(d, &strs(&flags));
+    let mut cmd = node_client(&clients, "policy_client.cjs");
+    client_env(
+        &mut cmd,
+        &format!("http://127.0.0.1:{}/", server.port),
+        &token,
+        &node,
+    );
+    cmd.env("ATTACKER", attacker)
+        .env("TOKEN_A", &a)
+        .env("TOKEN_B", &b)
+        .env("TOKEN_C", &c)
+        .env("ROUTER", &router);
+    let out = run_client("policy", cmd, &server);
+    assert_eq!(out["refused"].as_array().map(|r| r.len()), Some(7), "{out}");
+    // Every refusal is in the audit trail with its rule.
+    let audit = String::from_utf8_lossy(&run_signward(&["audit", "query"], &d.join("data")).stdout)
+        .to_string();
+    for rule in [
+        "approval_spender_not_allowed",
+        "approval_too_high",
+        "argument_not_allowed",
+        "token_amount_too_high",
+        "token_recipient_not_allowed",
+        "permit_spender_not_allowed",
+    ] {
+        assert!(audit.contains(rule), "{rule} not in the audit trail");
+    }
+    assert_eq!(node.nonce(), 7);
+}

@@ -72,7 +72,7 @@ impl EvmState {
         intent: Option<&signward_policy::Intent>,
     ) -> Evaluation {
         match self.policy() {
-            Some(p) => evaluate(&p, key, token, req, intent),
+            Some(p) => evaluate(&p, key, token, req, intent, now_secs()),
             None => Evaluation {
                 checks: vec![signward_policy::Check {
                     source: "server".into(),
@@ -84,6 +84,14 @@ impl EvmState {
             },
         }
     }
+}
+
+/// Unix seconds, for the policy's deadline rules.
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The signing methods of the EVM JSON-RPC endpoint, by their exact names. Only these names
@@ -548,7 +556,7 @@ async fn run(
     };
     match request {
         EvmRequest::Message { data, .. } => {
-            decide(&Request::PersonalMessage, None)?;
+            decide(&Request::PersonalMessage(&data), None)?;
             signward_evm::message::sign_personal(key.key(), &data)
                 .map(EvmSigned::Signature)
                 .map_err(|e| {
@@ -557,15 +565,7 @@ async fn run(
                 })
         }
         EvmRequest::TypedData { typed, .. } => {
-            decide(
-                &Request::TypedData {
-                    chain_id: typed.chain_id,
-                    verifying_contract: typed.verifying_contract,
-                    primary_type: typed.primary_type(),
-                    approval: typed.approval,
-                },
-                None,
-            )?;
+            decide(&Request::TypedData(typed.facts()), None)?;
             typed
                 .sign(key.key())
                 .map(EvmSigned::Signature)

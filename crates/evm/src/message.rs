@@ -119,6 +119,19 @@ impl Typed {
         &self.data.primary_type
     }
 
+    /// What the policy looks at: the domain's fields, the message type and the message.
+    pub fn facts(&self) -> signward_policy::TypedFacts<'_> {
+        signward_policy::TypedFacts {
+            name: self.data.domain.name.as_deref(),
+            version: self.data.domain.version.as_deref(),
+            chain_id: self.chain_id,
+            verifying_contract: self.verifying_contract,
+            primary_type: &self.data.primary_type,
+            message: &self.data.message,
+            approval: self.approval,
+        }
+    }
+
     /// The EIP-712 signature (`r ‖ s ‖ v`, `v` 27 or 28).
     pub fn sign(&self, key: &EvmKey) -> Result<[u8; 65], EvmError> {
         let hash = self

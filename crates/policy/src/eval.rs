@@ -3,7 +3,7 @@
 use alloy_primitives::{Address, U256};
 
 use crate::intent::Intent;
-use crate::model::{Policy, RuleSet, SpendWindow};
+use crate::model::{CallRule, Policy, Recipients, RuleSet, SpendWindow, TypedRule};
 
 /// What a transaction decodes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,20 +31,30 @@ pub struct TxFacts {
 pub enum Request<'a> {
     /// A transaction.
     Transaction(&'a TxFacts),
-    /// An EIP-191 personal message (`eth_sign`, `personal_sign`).
-    PersonalMessage,
-    /// EIP-712 typed data, by its domain and message type.
-    TypedData {
-        /// The domain's chain id, when it names one.
-        chain_id: Option<u64>,
-        /// The domain's verifying contract, when it names one.
-        verifying_contract: Option<Address>,
-        /// The message's primary type.
-        primary_type: &'a str,
-        /// The message looks like it grants an allowance (a permit, an approval): only changes
-        /// the reason code of a refusal; every type must be named anyway.
-        approval: bool,
-    },
+    /// An EIP-191 personal message (`eth_sign`, `personal_sign`), its bytes.
+    PersonalMessage(&'a [u8]),
+    /// EIP-712 typed data.
+    TypedData(TypedFacts<'a>),
+}
+
+/// What EIP-712 typed data is: its domain, message type and message.
+#[derive(Debug, Clone)]
+pub struct TypedFacts<'a> {
+    /// The domain's `name`, when it has one.
+    pub name: Option<&'a str>,
+    /// The domain's `version`, when it has one.
+    pub version: Option<&'a str>,
+    /// The domain's chain id, when it names one.
+    pub chain_id: Option<u64>,
+    /// The domain's verifying contract, when it names one.
+    pub verifying_contract: Option<Address>,
+    /// The message's primary type.
+    pub primary_type: &'a str,
+    /// The message (fields by name; addresses and integers as JSON strings or numbers).
+    pub message: &'a serde_json::Value,
+    /// The message looks like it grants an allowance (a permit, an approval): only changes
+    /// the reason code of a refusal; every type must be named anyway.
+    pub approval: bool,
 }
 
 /// One rule's verdict.
@@ -88,6 +98,16 @@ struct Out<'a> {
 }
 
 impl Out<'_> {
+    /// An explanation that decides nothing (shown by `policy check`).
+    fn note(&mut self, detail: String) {
+        self.checks.push(Check {
+            source: self.source.to_string(),
+            rule: "note",
+            passed: true,
+            detail,
+        });
+    }
+
     fn rule(&mut self, rule: &'static str, passed: bool, detail: impl FnOnce() -> String) {
         self.checks.push(Check {
             source: self.source.to_string(),
@@ -98,145 +118,293 @@ impl Out<'_> {
     }
 }
 
-fn cap(out: &mut Out<'_>, rule: &'static str, what: &str, v: Option<U256>, max: U256) {
-    if let Some(v) = v {
+fn cap(out: &mut Out<'_>, rule: &'static str, what: &str, v: Option<U256>, max: Option<U256>) {
+    if let (Some(v), Some(max)) = (v, max) {
         out.rule(rule, v <= max, || format!("{what} {v} (limit {max})"));
     }
 }
 
-fn evaluate_set(rs: &RuleSet, out: &mut Out<'_>, req: &Request<'_>, intent: Option<&Intent>) {
+/// What every check needs besides the request: the signing key and the time.
+struct Ctx<'a> {
+    key: &'a Address,
+    now_secs: u64,
+}
+
+fn on_chain(chains: &Option<std::collections::BTreeSet<u64>>, chain: u64) -> bool {
+    chains.as_ref().is_none_or(|c| c.contains(&chain))
+}
+
+fn evaluate_set(
+    rs: &RuleSet,
+    out: &mut Out<'_>,
+    req: &Request<'_>,
+    intent: Option<&Intent>,
+    ctx: &Ctx<'_>,
+) {
     match req {
-        Request::Transaction(tx) => {
-            out.rule(
-                "chain_id_not_allowed",
-                rs.chain_ids.contains(&tx.chain_id),
-                || format!("chain id {}", tx.chain_id),
-            );
-            match tx.to {
-                None => out.rule(
-                    "contract_creation_not_allowed",
-                    rs.allow_contract_creation,
-                    || "contract creation".into(),
-                ),
-                Some(to) => {
-                    let ok = rs.recipients.as_ref().is_none_or(|r| r.contains(&to));
-                    out.rule("recipient_not_allowed", ok, || format!("recipient {to}"));
-                    if !tx.data.is_empty() {
-                        let sel = tx.data.get(..4).and_then(|s| <[u8; 4]>::try_from(s).ok());
-                        let ok = sel.is_some_and(|s| {
-                            rs.contracts.get(&to).is_some_and(|set| set.contains(&s))
-                        });
-                        out.rule("selector_not_allowed", ok, || match sel {
-                            Some(s) => format!("function 0x{} on {to}", hex::encode(s)),
-                            None => "calldata shorter than a selector".into(),
-                        });
-                    }
-                }
+        Request::Transaction(tx) => transaction(rs, out, tx, intent, ctx),
+        Request::PersonalMessage(m) => {
+            if let Some(allow) = rs.allow_personal_sign {
+                out.rule("message_signing_not_allowed", allow, || {
+                    "EIP-191 personal message".into()
+                });
             }
-            cap(
-                out,
-                "value_too_high",
-                "value",
-                Some(tx.value),
-                rs.max_value_wei,
-            );
-            out.rule("gas_too_high", tx.gas <= rs.max_gas, || {
-                format!("gas {} (limit {})", tx.gas, rs.max_gas)
-            });
-            cap(
-                out,
-                "gas_price_too_high",
-                "gas price",
-                tx.gas_price.map(U256::from),
-                rs.max_gas_price_wei,
-            );
-            cap(
-                out,
-                "max_fee_too_high",
-                "max fee per gas",
-                tx.max_fee_per_gas.map(U256::from),
-                rs.max_fee_per_gas_wei,
-            );
-            cap(
-                out,
-                "priority_fee_too_high",
-                "max priority fee per gas",
-                tx.max_priority_fee_per_gas.map(U256::from),
-                rs.max_priority_fee_per_gas_wei,
-            );
-            out.rule(
-                "calldata_too_large",
-                tx.data.len() <= rs.max_calldata_bytes,
-                || {
-                    format!(
-                        "{} calldata bytes (limit {})",
-                        tx.data.len(),
-                        rs.max_calldata_bytes
-                    )
-                },
-            );
-            match intent {
-                Some(i) => {
-                    let r = i.check(tx);
-                    let detail = r
-                        .as_ref()
-                        .err()
-                        .cloned()
-                        .unwrap_or_else(|| format!("declared {}", i.action));
-                    out.rule("intent_mismatch", r.is_ok(), || detail);
-                }
-                None => out.rule("intent_required", !rs.require_intent, || {
-                    "no intent declared".into()
-                }),
-            }
-        }
-        Request::PersonalMessage => out.rule(
-            "message_signing_not_allowed",
-            rs.allow_personal_sign,
-            || "EIP-191 personal message".into(),
-        ),
-        Request::TypedData {
-            chain_id,
-            verifying_contract,
-            primary_type,
-            approval,
-        } => {
-            let domain = match (chain_id, verifying_contract) {
-                (Some(c), Some(v)) => rs
-                    .typed_data_domains
-                    .iter()
-                    .find(|d| d.chain_id == *c && d.verifying_contract == *v),
-                _ => None,
-            };
-            out.rule("typed_data_domain_not_allowed", domain.is_some(), || {
-                format!(
-                    "domain chainId {} verifyingContract {}",
-                    chain_id
-                        .map(|c| c.to_string())
-                        .unwrap_or_else(|| "absent".into()),
-                    verifying_contract
-                        .map(|v| v.to_string())
-                        .unwrap_or_else(|| "absent".into())
-                )
-            });
-            if let Some(d) = domain {
-                // Only the types a rule names; an unnamed one that looks like an allowance is
-                // refused under a reason code of its own.
-                let named = d.primary_types.contains(*primary_type);
-                let rule = if *approval {
-                    "typed_data_approval_not_allowed"
-                } else {
-                    "typed_data_type_not_allowed"
-                };
-                out.rule(rule, named, || {
-                    format!(
-                        "primaryType {} is not named for this domain",
-                        bounded(primary_type)
-                    )
+            if !rs.personal_sign_prefixes.is_empty() || !rs.personal_sign_patterns.is_empty() {
+                let text = std::str::from_utf8(m).ok();
+                let ok = text.is_some_and(|t| {
+                    rs.personal_sign_prefixes
+                        .iter()
+                        .any(|p| t.starts_with(p.as_str()))
+                        || rs.personal_sign_patterns.iter().any(|p| glob(p, t))
+                });
+                out.rule("message_not_allowed", ok, || match text {
+                    None => "the message is not UTF-8 text".into(),
+                    Some(t) => format!("message {:?}… matches no prefix or pattern", bounded(t)),
                 });
             }
         }
+        Request::TypedData(t) => typed(rs, out, t, ctx),
     }
+}
+
+fn transaction(
+    rs: &RuleSet,
+    out: &mut Out<'_>,
+    tx: &TxFacts,
+    intent: Option<&Intent>,
+    ctx: &Ctx<'_>,
+) {
+    if let Some(chains) = &rs.chain_ids {
+        out.rule(
+            "chain_id_not_allowed",
+            chains.contains(&tx.chain_id),
+            || format!("chain id {}", tx.chain_id),
+        );
+    }
+    let payee = tx.to.and_then(|to| {
+        rs.payees
+            .iter()
+            .find(|p| p.address == to && on_chain(&p.chains, tx.chain_id))
+    });
+    match tx.to {
+        None => {
+            if let Some(allow) = rs.allow_contract_creation {
+                out.rule("contract_creation_not_allowed", allow, || {
+                    "contract creation".into()
+                });
+            }
+        }
+        Some(to) => {
+            let calls = rs.calls.as_ref().map(|c| {
+                c.iter()
+                    .filter(|c| c.applies(&to, tx.chain_id))
+                    .collect::<Vec<_>>()
+            });
+            if let Some(r) = &rs.recipients {
+                // A contract the rule set lets calldata call, and a payee, are recipients too.
+                let called = !tx.data.is_empty() && calls.as_ref().is_some_and(|c| !c.is_empty());
+                let ok = match r {
+                    Recipients::Any => true,
+                    Recipients::Only(set) => set.contains(&to) || payee.is_some() || called,
+                };
+                out.rule("recipient_not_allowed", ok, || format!("recipient {to}"));
+            }
+            if let (false, Some(calls)) = (tx.data.is_empty(), calls) {
+                calldata(out, &to, tx, &calls, ctx);
+            }
+        }
+    }
+    match payee {
+        Some(p) => out.rule("value_too_high", tx.value <= p.max_value_wei, || {
+            format!(
+                "value {} (limit {} for payee {})",
+                tx.value, p.max_value_wei, p.address
+            )
+        }),
+        None => cap(
+            out,
+            "value_too_high",
+            "value",
+            Some(tx.value),
+            rs.max_value_wei,
+        ),
+    }
+    if let Some(max) = rs.max_gas {
+        out.rule("gas_too_high", tx.gas <= max, || {
+            format!("gas {} (limit {max})", tx.gas)
+        });
+    }
+    cap(
+        out,
+        "gas_price_too_high",
+        "gas price",
+        tx.gas_price.map(U256::from),
+        rs.max_gas_price_wei,
+    );
+    cap(
+        out,
+        "max_fee_too_high",
+        "max fee per gas",
+        tx.max_fee_per_gas.map(U256::from),
+        rs.max_fee_per_gas_wei,
+    );
+    cap(
+        out,
+        "priority_fee_too_high",
+        "max priority fee per gas",
+        tx.max_priority_fee_per_gas.map(U256::from),
+        rs.max_priority_fee_per_gas_wei,
+    );
+    if let Some(max) = rs.max_calldata_bytes {
+        out.rule("calldata_too_large", tx.data.len() <= max, || {
+            format!("{} calldata bytes (limit {max})", tx.data.len())
+        });
+    }
+    match intent {
+        Some(i) => {
+            let r = i.check(tx);
+            let detail = r
+                .as_ref()
+                .err()
+                .cloned()
+                .unwrap_or_else(|| format!("declared {}", i.action));
+            out.rule("intent_mismatch", r.is_ok(), || detail);
+        }
+        None => {
+            if let Some(required) = rs.require_intent {
+                out.rule("intent_required", !required, || "no intent declared".into());
+            }
+        }
+    }
+}
+
+/// Calldata to `to`: its function must be allowed by one of the rules for `to` on this chain,
+/// and every argument rule of that function must hold.
+fn calldata(out: &mut Out<'_>, to: &Address, tx: &TxFacts, calls: &[&CallRule], ctx: &Ctx<'_>) {
+    let Some(sel) = tx.data.get(..4).and_then(|s| <[u8; 4]>::try_from(s).ok()) else {
+        out.rule("selector_not_allowed", false, || {
+            "calldata shorter than a selector".into()
+        });
+        return;
+    };
+    let shown = format!("0x{}", hex::encode(sel));
+    if let Some(f) = calls
+        .iter()
+        .flat_map(|c| c.functions.iter())
+        .find(|f| f.selector == sel)
+    {
+        out.rule("selector_not_allowed", true, || {
+            format!("{} ({shown}) on {to}, with argument rules", f.signature)
+        });
+        match f.check(&tx.data, ctx.key, ctx.now_secs) {
+            Err(e) => out.rule("calldata_not_decodable", false, || e),
+            Ok(results) => {
+                for (rule, ok, detail) in results {
+                    out.rule(rule.code, ok, || detail);
+                }
+                let free = f.unconstrained();
+                if !free.is_empty() {
+                    out.note(format!("arguments not constrained: {}", free.join(", ")));
+                }
+            }
+        }
+    } else if calls.iter().any(|c| c.selectors.contains(&sel)) {
+        out.rule("selector_not_allowed", true, || {
+            format!("function {shown} on {to} (by selector; arguments unchecked)")
+        });
+    } else if calls.iter().any(|c| c.any_function) {
+        out.rule("selector_not_allowed", true, || {
+            format!("function {shown} on {to} allowed by \"*\" (any function; arguments unchecked)")
+        });
+    } else {
+        out.rule("selector_not_allowed", false, || {
+            if calls.is_empty() {
+                format!(
+                    "function {shown} on {to}: no contract rule for {to} on chain {}",
+                    tx.chain_id
+                )
+            } else {
+                format!("function {shown} on {to}")
+            }
+        });
+    }
+}
+
+fn typed(rs: &RuleSet, out: &mut Out<'_>, t: &TypedFacts<'_>, ctx: &Ctx<'_>) {
+    let Some(rules) = &rs.typed else { return };
+    let matches = |r: &&TypedRule| {
+        r.name.as_deref().is_none_or(|n| t.name == Some(n))
+            && r.version.as_deref().is_none_or(|v| t.version == Some(v))
+            && r.chains
+                .as_ref()
+                .is_none_or(|c| t.chain_id.is_some_and(|id| c.contains(&id)))
+            && r.verifying_contract
+                .is_none_or(|v| t.verifying_contract == Some(v))
+    };
+    let candidates: Vec<&TypedRule> = rules.iter().filter(matches).collect();
+    out.rule(
+        "typed_data_domain_not_allowed",
+        !candidates.is_empty(),
+        || {
+            format!(
+                "domain name {} version {} chainId {} verifyingContract {}",
+                t.name.map(bounded).unwrap_or_else(|| "absent".into()),
+                t.version.map(bounded).unwrap_or_else(|| "absent".into()),
+                t.chain_id
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "absent".into()),
+                t.verifying_contract
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "absent".into())
+            )
+        },
+    );
+    if candidates.is_empty() {
+        return;
+    }
+    // The most specific rule naming the message type decides (then the first in the file).
+    let mut naming: Vec<&TypedRule> = candidates
+        .into_iter()
+        .filter(|r| r.primary_types.contains(t.primary_type))
+        .collect();
+    naming.sort_by_key(|r| std::cmp::Reverse(r.specificity()));
+    let rule = if t.approval {
+        "typed_data_approval_not_allowed"
+    } else {
+        "typed_data_type_not_allowed"
+    };
+    out.rule(rule, !naming.is_empty(), || {
+        format!(
+            "primaryType {} is not named for this domain",
+            bounded(t.primary_type)
+        )
+    });
+    if let Some(r) = naming.first() {
+        for f in &r.fields {
+            let (ok, detail) = f.check(t.message, ctx.key, ctx.now_secs);
+            out.rule(f.code, ok, || detail);
+        }
+    }
+}
+
+/// `pattern` (where `*` matches any run of characters) matches all of `text`.
+fn glob(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if parts.len() == 1 {
+        return text == pattern;
+    }
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 /// A name from a request, cut for a detail message.
@@ -244,16 +412,19 @@ fn bounded(s: &str) -> String {
     s.chars().take(64).filter(|c| !c.is_control()).collect()
 }
 
-/// Evaluate `req` for `key`, asked by credential `token`. The key's rule set (its own section,
-/// else the defaults) always applies; a credential's section applies in addition.
+/// Evaluate `req` for `key`, asked by credential `token`, at `now_secs` (unix seconds, for
+/// deadline rules). The key's rule set (its own section, else the defaults) always applies; a
+/// credential's section applies in addition.
 pub fn evaluate(
     policy: &Policy,
     key: &Address,
     token: Option<&str>,
     req: &Request<'_>,
     intent: Option<&Intent>,
+    now_secs: u64,
 ) -> Evaluation {
     let mut ev = Evaluation::default();
+    let ctx = Ctx { key, now_secs };
     let key_source = if policy.keys.contains_key(key) {
         format!("key {key}")
     } else {
@@ -275,6 +446,7 @@ pub fn evaluate(
                 },
                 req,
                 intent,
+                &ctx,
             );
             if let (Some(w), Request::Transaction(_)) = (&rs.spend_window, req) {
                 ev.spend_windows.push((format!("key:{key}"), w.clone()));
@@ -291,6 +463,7 @@ pub fn evaluate(
             },
             req,
             intent,
+            &ctx,
         );
         if let (Some(w), Request::Transaction(_)) = (&rs.spend_window, req) {
             ev.spend_windows
@@ -302,3 +475,6 @@ pub fn evaluate(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod rules_tests;

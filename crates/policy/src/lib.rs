@@ -11,11 +11,16 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod address;
+mod args;
 mod eval;
 mod intent;
 mod model;
 
 pub use address::{parse_address, AddressError};
-pub use eval::{evaluate, Check, Evaluation, Request, TxFacts};
+pub use args::{ArgRule, Constraint, FieldRule, FunctionRule, Party};
+pub use eval::{evaluate, Check, Evaluation, Request, TxFacts, TypedFacts};
 pub use intent::Intent;
-pub use model::{toml_error, Policy, PolicyError, RuleSet, SpendWindow, TypedDataDomain};
+pub use model::{
+    toml_error, CallRule, Origin, Payee, Policy, PolicyError, Recipients, RuleSet, SpendWindow,
+    TypedRule, PERMIT2,
+};

@@ -9,6 +9,7 @@ const KEY: &str = "0x1111111111111111111111111111111111111111";
 const DEX: &str = "0x2222222222222222222222222222222222222222";
 const FRIEND: &str = "0x3333333333333333333333333333333333333333";
 const STRANGER: &str = "0x4444444444444444444444444444444444444444";
+const NOW: u64 = 1_800_000_000;
 
 const POLICY: &str = r#"
 [defaults]
@@ -59,7 +60,7 @@ fn code(
     token: Option<&str>,
     intent: Option<&Intent>,
 ) -> Option<&'static str> {
-    evaluate(p, &a(KEY), token, &Request::Transaction(t), intent)
+    evaluate(p, &a(KEY), token, &Request::Transaction(t), intent, NOW)
         .refusal()
         .map(|c| c.rule)
 }
@@ -217,6 +218,7 @@ fn token_rules_apply_in_addition_and_intent_is_matched() {
         Some("bot"),
         &Request::Transaction(&tx()),
         Some(&intent),
+        NOW,
     );
     assert_eq!(ev.spend_windows.len(), 1);
     assert_eq!(ev.spend_windows[0].0, format!("key:{}", a(KEY)));
@@ -226,28 +228,39 @@ fn token_rules_apply_in_addition_and_intent_is_matched() {
 fn messages_and_typed_data() {
     let p = Policy::from_toml(POLICY).unwrap();
     let key = a(KEY);
-    let r = evaluate(&p, &key, None, &Request::PersonalMessage, None);
+    let r = evaluate(&p, &key, None, &Request::PersonalMessage(b"hi"), None, NOW);
     assert_eq!(
         r.refusal().map(|c| c.rule),
         Some("message_signing_not_allowed")
     );
-    let td = |chain_id, vc: &str, primary_type, approval| Request::TypedData {
-        chain_id,
-        verifying_contract: Some(a(vc)),
-        primary_type,
-        approval,
+    let msg = serde_json::json!({});
+    let td = |chain_id, vc: &str, primary_type, approval| {
+        Request::TypedData(TypedFacts {
+            name: None,
+            version: None,
+            chain_id,
+            verifying_contract: Some(a(vc)),
+            primary_type,
+            message: &msg,
+            approval,
+        })
     };
-    assert!(evaluate(&p, &key, None, &td(Some(1), DEX, "Order", false), None).allowed());
+    assert!(evaluate(&p, &key, None, &td(Some(1), DEX, "Order", false), None, NOW).allowed());
     // Only named types; an unnamed permit is refused under a code of its own.
     assert!(evaluate(
         &p,
         &key,
         None,
         &td(Some(1), DEX, "PermitSingle", true),
-        None
+        None,
+        NOW
     )
     .allowed());
-    let rule = |r: Request<'_>| evaluate(&p, &key, None, &r, None).refusal().map(|c| c.rule);
+    let rule = |r: Request<'_>| {
+        evaluate(&p, &key, None, &r, None, NOW)
+            .refusal()
+            .map(|c| c.rule)
+    };
     assert_eq!(
         rule(td(Some(1), DEX, "Permit", true)),
         Some("typed_data_approval_not_allowed")
