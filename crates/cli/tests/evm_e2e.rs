@@ -537,8 +537,9 @@ fn dev_address() -> String {
     format!("{:#x}", k.address())
 }
 
-/// 40 concurrent transfers of 1,000 wei against a 10,000 wei window: exactly 10 are signed.
-fn window_burst(servers: &[&Server], n: usize) -> (usize, usize) {
+/// `n` concurrent transfers of 1,000 wei, each its own nonce from `first`, against a 10,000 wei
+/// window: exactly 10 are signed. (Repeating a nonce would be a replacement, counted once.)
+fn window_burst(servers: &[&Server], n: usize, first: usize) -> (usize, usize) {
     let from = dev_address();
     let ports: Vec<u16> = servers.iter().map(|s| s.port).collect();
     let signed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -547,7 +548,7 @@ fn window_burst(servers: &[&Server], n: usize) -> (usize, usize) {
         .map(|i| {
             let (from, port, signed, refused) = (from.clone(), ports[i % ports.len()], signed.clone(), refused.clone());
             std::thread::spawn(move || {
-                let body = json!({"jsonrpc": "2.0", "id": i, "method": "eth_signTransaction", "params": [tx(&from, json!({"value": "0x3e8", "nonce": format!("0x{i:x}")}))]});
+                let body = json!({"jsonrpc": "2.0", "id": i, "method": "eth_signTransaction", "params": [tx(&from, json!({"value": "0x3e8", "nonce": format!("{:#x}", first + i)}))]});
                 let r = try_request(port, "POST", "/", &[("content-type", "application/json")], &serde_json::to_vec(&body).unwrap()).unwrap();
                 let v = r.json();
                 if v["result"].is_string() {
@@ -607,11 +608,11 @@ fn spend_window_under_concurrency_dev_mode_and_vault_keys() {
         (evm["status"].as_str(), evm["data"]["dev-mode"].as_bool()),
         (Some("UNSAFE"), Some(true))
     );
-    assert_eq!(window_burst(&[&server], 40), (10, 30));
+    assert_eq!(window_burst(&[&server], 40, 0), (10, 30));
     // The window survives a restart: it is in the ledger, not in memory.
     drop(server);
     let server = dev_server(d, &[]);
-    assert_eq!(window_burst(&[&server], 3), (0, 3));
+    assert_eq!(window_burst(&[&server], 3, 100), (0, 3));
     drop(server);
 }
 
@@ -624,7 +625,7 @@ fn spend_window_holds_across_two_instances_sharing_postgres() {
     std::fs::write(d.join("policy.toml"), policy(WINDOW)).unwrap();
     let a = dev_server(d, &["--slashing-protection-db-url", &url]);
     let b = dev_server(d, &["--slashing-protection-db-url", &url]);
-    let (signed, refused) = window_burst(&[&a, &b], 40);
+    let (signed, refused) = window_burst(&[&a, &b], 40, 0);
     assert_eq!(
         (signed, refused),
         (10, 30),
@@ -865,4 +866,108 @@ fn json_rpc_batches_answer_each_request_in_order() {
         .collect();
     let v = post(&Value::Array(big)).json();
     assert_eq!(reason(&v), "batch_too_large");
+}
+
+const TOKEN: &str = "0x5555555555555555555555555555555555555555";
+const TOKEN2: &str = "0x6666666666666666666666666666666666666666";
+
+/// Token windows (100 base units a day on each of two tokens; ERC-20 transfers to FRIEND).
+fn token_windows() -> String {
+    policy(&format!(
+        r#"erc20 = [
+  {{ token = "{TOKEN}", transfer_to = ["{FRIEND}"], window = {{ window_secs = 86400, max_total = "100", max_count = 1000 }} }},
+  {{ token = "{TOKEN2}", transfer_to = ["{FRIEND}"], window = {{ window_secs = 86400, max_total = "100", max_count = 1000 }} }},
+]"#
+    ))
+}
+
+fn token_transfer(port: u16, token: &str, amount: u64, nonce: u64, fee: u64) -> Value {
+    let body = json!({"jsonrpc": "2.0", "id": nonce, "method": "eth_signTransaction", "params": [tx(&dev_address(), json!({
+        "to": token, "value": "0x0", "gas": "0xfde8", "nonce": format!("{nonce:#x}"),
+        "maxFeePerGas": format!("{fee:#x}"), "data": transfer_calldata(FRIEND, amount)}))]});
+    try_request(
+        port,
+        "POST",
+        "/",
+        &[("content-type", "application/json")],
+        &serde_json::to_vec(&body).unwrap(),
+    )
+    .unwrap()
+    .json()
+}
+
+/// 20 concurrent transfers of 10 units of TOKEN2, distinct nonces, spread over `servers`:
+/// exactly 10 fit the 100-unit window.
+fn token_burst(servers: &[&Server], first: u64) -> usize {
+    let ports: Vec<u16> = servers.iter().map(|s| s.port).collect();
+    let threads: Vec<_> = (0..20u64)
+        .map(|i| {
+            let port = ports[i as usize % ports.len()];
+            std::thread::spawn(move || {
+                let v = token_transfer(port, TOKEN2, 10, first + i, 10_000_000_000);
+                if v["result"].is_string() {
+                    1
+                } else {
+                    assert_eq!(
+                        v["error"]["data"]["reason"], "spend_window_value_exceeded",
+                        "{v}"
+                    );
+                    0
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).sum()
+}
+
+#[test]
+fn token_windows_count_transfers_once_per_nonce_and_hold_under_concurrency() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("policy.toml"), token_windows()).unwrap();
+    let server = dev_server(d, &[]);
+    let p = server.port;
+    let gwei = 1_000_000_000;
+    assert!(token_transfer(p, TOKEN, 60, 7, 10 * gwei)["result"].is_string());
+    // Fee bumps of nonce 7 (and a bump moving more, then less): one transaction, counted once
+    // at the largest amount, 70.
+    assert!(token_transfer(p, TOKEN, 60, 7, 20 * gwei)["result"].is_string());
+    assert!(token_transfer(p, TOKEN, 70, 7, 30 * gwei)["result"].is_string());
+    assert!(token_transfer(p, TOKEN, 10, 7, 40 * gwei)["result"].is_string());
+    // Nonce 8: 31 more would be 101.
+    let v = token_transfer(p, TOKEN, 31, 8, 10 * gwei);
+    assert_eq!(
+        v["error"]["data"]["reason"], "spend_window_value_exceeded",
+        "{v}"
+    );
+    assert!(token_transfer(p, TOKEN, 30, 8, 10 * gwei)["result"].is_string());
+    // The other token has its own window.
+    assert_eq!(token_burst(&[&server], 1000), 10);
+    // Durable: a restart keeps both windows full.
+    drop(server);
+    let server = dev_server(d, &[]);
+    let v = token_transfer(server.port, TOKEN, 1, 9, 10 * gwei);
+    assert_eq!(
+        v["error"]["data"]["reason"], "spend_window_value_exceeded",
+        "{v}"
+    );
+    assert_eq!(token_burst(&[&server], 2000), 0);
+    drop(server);
+
+    // Two instances sharing PostgreSQL share the window.
+    let Some(admin) = pg_admin() else { return };
+    let (url, name) = pg_create(&admin, "evm_token_window");
+    let d2 = d.join("pg");
+    std::fs::create_dir_all(&d2).unwrap();
+    std::fs::write(d2.join("policy.toml"), token_windows()).unwrap();
+    let a = dev_server(&d2, &["--slashing-protection-db-url", &url]);
+    let b = dev_server(&d2, &["--slashing-protection-db-url", &url]);
+    assert_eq!(
+        token_burst(&[&a, &b], 1000),
+        10,
+        "two instances share one token window"
+    );
+    drop(a);
+    drop(b);
+    pg_drop(&admin, &name);
 }

@@ -572,7 +572,7 @@ async fn run(
                 .map_err(|e| EvmRejection::invalid_params(e.to_string()))
         }
         EvmRequest::Transaction { tx, intent } => {
-            check_transaction(state, &from, token, &tx, intent.as_ref()).await?;
+            check_transaction(state, &from, token, &tx, intent.as_ref(), true).await?;
             let signed = tx.sign(key.key()).map_err(|e| {
                 tracing::error!(error = %e, "transaction signing failed");
                 EvmRejection::Internal
@@ -592,6 +592,7 @@ pub(crate) async fn check_transaction(
     token: Option<&str>,
     tx: &signward_evm::tx::TxRequest,
     intent: Option<&signward_policy::Intent>,
+    nonce_given: bool,
 ) -> Result<(), EvmRejection> {
     let ev = state
         .evm
@@ -607,7 +608,10 @@ pub(crate) async fn check_transaction(
         .ledger
         .as_ref()
         .ok_or(EvmRejection::LedgerUnavailable)?;
-    match ledger.reserve(&ev.spend_windows, tx.facts.value).await {
+    // A transaction with the nonce of one already charged replaces it (a fee bump): counted
+    // once. (eth_sendTransaction's nonce is allocated after this check: never a replacement.)
+    let tx_key = nonce_given.then(|| format!("{}:{from:#x}:{}", tx.facts.chain_id, tx.nonce));
+    match ledger.reserve(&ev.spend_windows, tx_key.as_deref()).await {
         Ok(None) => Ok(()),
         Ok(Some(x)) => Err(EvmRejection::Policy {
             rule: x.rule,

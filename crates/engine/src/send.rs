@@ -64,8 +64,15 @@ pub(crate) async fn send(
             // Another signature is another transaction the node could mine: the policy and the
             // spend windows decide on it again (a node that keeps saying "nonce too low" cannot
             // multiply a spend).
-            if let Err(e) =
-                check_transaction(state, &from, token.as_deref(), &tx, intent.as_ref()).await
+            if let Err(e) = check_transaction(
+                state,
+                &from,
+                token.as_deref(),
+                &tx,
+                intent.as_ref(),
+                !allocate,
+            )
+            .await
             {
                 return settle(state, METHOD.as_str(), Err(e), record, started).await;
             }
@@ -263,6 +270,6 @@ async fn prepare<'a>(
         .map_err(|e| EvmRejection::invalid_params(e.to_string()))?;
     let intent = intent.or(tx_intent);
     let token = caller.map(|c| c.name.as_str());
-    check_transaction(state, &from, token, &parsed, intent.as_ref()).await?;
+    check_transaction(state, &from, token, &parsed, intent.as_ref(), !allocate).await?;
     Ok((key, parsed, allocate, chain, up, intent))
 }

@@ -1,6 +1,10 @@
-//! The spend ledger: every signed transaction's value, per bucket, so that rolling windows hold
-//! across restarts and across instances sharing PostgreSQL. A reservation checks every window and
-//! records the transaction in one transaction, committed durably, before anything is signed.
+//! The spend ledger: every signed transaction's charge, per bucket (ether, and each token with a
+//! window), so that rolling windows hold across restarts and across instances sharing
+//! PostgreSQL. A reservation checks every window and records the transaction in one
+//! transaction, committed durably, before anything is signed. A transaction that replaces one
+//! already recorded (the same chain, sender and nonce: a fee bump) is counted once: its row
+//! keeps the larger of the two charges and the count does not rise, since only one of them can
+//! ever be mined.
 
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -8,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use alloy_primitives::U256;
 use deadpool_postgres::Pool;
 use rusqlite::params;
-use signward_policy::SpendWindow;
+use signward_policy::{Charge, SpendWindow};
 
 use crate::EvmError;
 
@@ -33,8 +37,8 @@ pub enum SpendLedger {
 
 /// A reservation handed to the SQLite writer thread.
 pub struct Reservation {
-    windows: Vec<(String, SpendWindow)>,
-    value: U256,
+    charges: Vec<Charge>,
+    tx_key: Option<String>,
     reply: tokio::sync::oneshot::Sender<Result<Option<Exceeded>, EvmError>>,
 }
 
@@ -55,19 +59,21 @@ type GroupCache = std::collections::HashMap<(String, u64), (U256, u64)>;
 
 /// Check one reservation inside the open transaction and, if every window admits it, record it
 /// there. Window totals are read from the database once per group and then kept up to date in
-/// `cache` as reservations are admitted.
+/// `cache` as reservations are admitted (by [`admitted`]).
 fn reserve_in(
     tx: &rusqlite::Connection,
     job: &Reservation,
     now: i64,
     cache: &mut GroupCache,
-) -> Result<Option<Exceeded>, EvmError> {
-    for (bucket, w) in &job.windows {
+) -> Result<(Option<Exceeded>, Vec<Option<U256>>), EvmError> {
+    let mut replaced = Vec::with_capacity(job.charges.len());
+    for c in &job.charges {
+        let (bucket, w) = (&c.bucket, &c.window);
+        let since = now - (w.window_secs as i64).saturating_mul(1000);
         let k = (bucket.clone(), w.window_secs);
         let (total, count) = match cache.get(&k) {
             Some(t) => *t,
             None => {
-                let since = now - (w.window_secs as i64).saturating_mul(1000);
                 tx.execute(
                     "DELETE FROM evm_spend WHERE bucket = ?1 AND at_ms <= ?2",
                     params![bucket, since],
@@ -81,18 +87,60 @@ fn reserve_in(
                 t
             }
         };
-        if let Some(x) = judge_totals(bucket, w, total, count, job.value) {
-            return Ok(Some(x));
+        let old = match &job.tx_key {
+            None => None,
+            Some(key) => tx
+                .prepare_cached(
+                    "SELECT value FROM evm_spend WHERE bucket = ?1 AND tx_key = ?2 AND at_ms > ?3",
+                )?
+                .query_map(params![bucket, key, since], |r| r.get::<_, String>(0))?
+                .next()
+                .transpose()?
+                .map(|v| parse_value(&v))
+                .transpose()?,
+        };
+        if let Some(x) = judge_totals(c, total, count, old) {
+            return Ok((Some(x), Vec::new()));
+        }
+        replaced.push(old);
+    }
+    for (c, old) in job.charges.iter().zip(&replaced) {
+        let v = c.amount.to_string();
+        match (old, &job.tx_key) {
+            (Some(old), Some(key)) => {
+                tx.execute(
+                    "UPDATE evm_spend SET value = ?3 WHERE bucket = ?1 AND tx_key = ?2",
+                    params![c.bucket, key, (*old).max(c.amount).to_string()],
+                )?;
+            }
+            _ => {
+                tx.execute(
+                    "INSERT INTO evm_spend (bucket, at_ms, value, tx_key) VALUES (?1, ?2, ?3, ?4)",
+                    params![c.bucket, now, v, job.tx_key],
+                )?;
+            }
         }
     }
-    let v = job.value.to_string();
-    for (bucket, _) in &job.windows {
-        tx.execute(
-            "INSERT INTO evm_spend (bucket, at_ms, value) VALUES (?1, ?2, ?3)",
-            params![bucket, now, v],
-        )?;
+    Ok((None, replaced))
+}
+
+/// Keep a group's cached totals in step with an admitted reservation.
+fn admitted(cache: &mut GroupCache, job: &Reservation, replaced: &[Option<U256>]) {
+    for (c, old) in job.charges.iter().zip(replaced) {
+        if let Some(t) = cache.get_mut(&(c.bucket.clone(), c.window.window_secs)) {
+            match old {
+                Some(old) => {
+                    t.0 =
+                        t.0.saturating_sub(*old)
+                            .saturating_add((*old).max(c.amount))
+                }
+                None => {
+                    t.0 = t.0.saturating_add(c.amount);
+                    t.1 += 1;
+                }
+            }
+        }
     }
-    Ok(None)
 }
 
 /// One group of the SQLite writer ([`signward_db::GroupCommit`]): the reservations waiting (up to
@@ -121,14 +169,9 @@ fn run_group(conn: &mut rusqlite::Connection, jobs: Vec<Job>) {
             // A savepoint per reservation: one that fails half-way leaves no rows behind.
             let sp = tx.savepoint()?;
             let r = reserve_in(&sp, job, now, &mut cache);
-            if matches!(r, Ok(None)) {
+            if let Ok((None, replaced)) = &r {
                 sp.commit()?;
-                for (bucket, w) in &job.windows {
-                    if let Some(t) = cache.get_mut(&(bucket.clone(), w.window_secs)) {
-                        t.0 = t.0.saturating_add(job.value);
-                        t.1 += 1;
-                    }
-                }
+                admitted(&mut cache, job, replaced);
             } else {
                 drop(sp); // rolls back
                 if r.is_err() {
@@ -136,7 +179,7 @@ fn run_group(conn: &mut rusqlite::Connection, jobs: Vec<Job>) {
                     cache.clear();
                 }
             }
-            out.push(r);
+            out.push(r.map(|(x, _)| x));
         }
         tx.commit()?;
         Ok(out)
@@ -163,6 +206,11 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS evm_spend (
 );
 CREATE INDEX IF NOT EXISTS evm_spend_bucket_at ON evm_spend (bucket, at_ms);";
 
+/// The transaction a row was charged for (`CHAIN:SENDER:NONCE`), so that a replacement is
+/// counted once; added to ledgers created before it existed.
+const TX_KEY_SQLITE: &str = "ALTER TABLE evm_spend ADD COLUMN tx_key TEXT";
+const TX_KEY_PG: &str = "ALTER TABLE evm_spend ADD COLUMN IF NOT EXISTS tx_key TEXT";
+
 /// Hand `job` (built around its reply channel) to the SQLite writer and wait for its answer,
 /// which comes after the group's durable commit.
 pub(crate) async fn ask<T>(
@@ -182,50 +230,46 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+fn parse_value(v: &str) -> Result<U256, EvmError> {
+    U256::from_str(v).map_err(|_| EvmError::Ledger("corrupt value in the spend ledger".into()))
+}
+
 fn totals(values: &[String]) -> Result<(U256, u64), EvmError> {
     let mut total = U256::ZERO;
     for v in values {
-        let v = U256::from_str(v)
-            .map_err(|_| EvmError::Ledger("corrupt value in the spend ledger".into()))?;
-        total = total.saturating_add(v);
+        total = total.saturating_add(parse_value(v)?);
     }
     Ok((total, values.len() as u64))
 }
 
-fn judge(
-    bucket: &str,
-    w: &SpendWindow,
-    values: &[String],
-    value: U256,
-) -> Result<Option<Exceeded>, EvmError> {
-    let (total, count) = totals(values)?;
-    Ok(judge_totals(bucket, w, total, count, value))
-}
-
-fn judge_totals(
-    bucket: &str,
-    w: &SpendWindow,
-    total: U256,
-    count: u64,
-    value: U256,
-) -> Option<Exceeded> {
-    if count + 1 > w.max_count {
+/// Would `c` exceed its window, given the window's `total` and `count` and, for a replacement,
+/// the charge of the transaction it replaces (`old`)?
+fn judge_totals(c: &Charge, total: U256, count: u64, old: Option<U256>) -> Option<Exceeded> {
+    let w: &SpendWindow = &c.window;
+    let (after, count_after) = match old {
+        Some(old) => (
+            total.saturating_sub(old).saturating_add(old.max(c.amount)),
+            count,
+        ),
+        None => (total.saturating_add(c.amount), count + 1),
+    };
+    if count_after > w.max_count {
         return Some(Exceeded {
             rule: "spend_window_count_exceeded",
-            bucket: bucket.to_string(),
+            bucket: c.bucket.clone(),
             detail: format!(
                 "{count} transactions in the last {} s (limit {})",
                 w.window_secs, w.max_count
             ),
         });
     }
-    if total.saturating_add(value) > w.max_total_wei {
+    if after > w.max_total {
         return Some(Exceeded {
             rule: "spend_window_value_exceeded",
-            bucket: bucket.to_string(),
+            bucket: c.bucket.clone(),
             detail: format!(
-                "{total} wei spent in the last {} s; {value} more exceeds {}",
-                w.window_secs, w.max_total_wei
+                "{total} ({}) in the last {} s; {} more exceeds {}",
+                c.unit, w.window_secs, c.amount, w.max_total
             ),
         });
     }
@@ -238,6 +282,12 @@ impl SpendLedger {
         if let Some(path) = url.strip_prefix("sqlite:") {
             let conn = signward_db::open_sqlite(std::path::Path::new(path))?;
             conn.execute_batch(SCHEMA)?;
+            let has_key: bool = conn
+                .prepare("SELECT 1 FROM pragma_table_info('evm_spend') WHERE name = 'tx_key'")?
+                .exists([])?;
+            if !has_key {
+                conn.execute_batch(TX_KEY_SQLITE)?;
+            }
             conn.execute_batch(crate::nonces::SCHEMA)?;
             let mut conn = conn;
             let writer =
@@ -256,34 +306,36 @@ impl SpendLedger {
         tx.execute("SELECT pg_advisory_xact_lock(7305420188)", &[])
             .await?;
         tx.batch_execute(SCHEMA).await?;
+        tx.batch_execute(TX_KEY_PG).await?;
         tx.batch_execute(crate::nonces::SCHEMA).await?;
         tx.commit().await?;
         drop(c);
         Ok(SpendLedger::Postgres(pool))
     }
 
-    /// Check every window for `value` more; if all admit it, record it in each bucket and commit
-    /// durably. `Ok(Some(_))` names the first window that refuses (nothing recorded).
+    /// Check every window for its charge; if all admit them, record each in its bucket and
+    /// commit durably. `tx_key` (`CHAIN:SENDER:NONCE`) names the transaction: one already
+    /// recorded under the same key is being replaced and is counted once. `Ok(Some(_))` names
+    /// the first window that refuses (nothing recorded).
     pub async fn reserve(
         &self,
-        windows: &[(String, SpendWindow)],
-        value: U256,
+        charges: &[Charge],
+        tx_key: Option<&str>,
     ) -> Result<Option<Exceeded>, EvmError> {
-        if windows.is_empty() {
+        if charges.is_empty() {
             return Ok(None);
         }
         // One lock order for every caller, so concurrent reservations cannot deadlock.
-        let mut windows: Vec<&(String, SpendWindow)> = windows.iter().collect();
-        windows.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut charges: Vec<Charge> = charges.to_vec();
+        charges.sort_by(|a, b| a.bucket.cmp(&b.bucket));
         let now = now_ms();
-        let v = value.to_string();
         match self {
             SpendLedger::Sqlite(sender) => {
-                let windows: Vec<_> = windows.into_iter().cloned().collect();
+                let tx_key = tx_key.map(str::to_string);
                 ask(sender, |reply| {
                     Job::Reserve(Reservation {
-                        windows,
-                        value,
+                        charges,
+                        tx_key,
                         reply,
                     })
                 })
@@ -295,38 +347,59 @@ impl SpendLedger {
                     .await
                     .map_err(|e| EvmError::Ledger(e.to_string()))?;
                 let tx = c.transaction().await?;
-                for (bucket, w) in &windows {
+                let mut replaced = Vec::with_capacity(charges.len());
+                for ch in &charges {
+                    let bucket = &ch.bucket;
                     // Serialise reservations per bucket across every instance.
                     tx.execute(
                         "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
                         &[bucket],
                     )
                     .await?;
-                    let since = now - (w.window_secs as i64).saturating_mul(1000);
+                    let since = now - (ch.window.window_secs as i64).saturating_mul(1000);
                     tx.execute(
                         "DELETE FROM evm_spend WHERE bucket = $1 AND at_ms <= $2",
                         &[bucket, &since],
                     )
                     .await?;
-                    let values: Vec<String> = tx
+                    let rows = tx
                         .query(
-                            "SELECT value FROM evm_spend WHERE bucket = $1 AND at_ms > $2",
+                            "SELECT value, tx_key FROM evm_spend WHERE bucket = $1 AND at_ms > $2",
                             &[bucket, &since],
                         )
-                        .await?
-                        .iter()
-                        .map(|r| r.get(0))
-                        .collect();
-                    if let Some(x) = judge(bucket, w, &values, value)? {
+                        .await?;
+                    let values: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+                    let old = match tx_key {
+                        None => None,
+                        Some(k) => rows
+                            .iter()
+                            .find(|r| r.get::<_, Option<String>>(1).as_deref() == Some(k))
+                            .map(|r| parse_value(&r.get::<_, String>(0)))
+                            .transpose()?,
+                    };
+                    let (total, count) = totals(&values)?;
+                    if let Some(x) = judge_totals(ch, total, count, old) {
                         return Ok(Some(x));
                     }
+                    replaced.push(old);
                 }
-                for (bucket, _) in &windows {
-                    tx.execute(
-                        "INSERT INTO evm_spend (bucket, at_ms, value) VALUES ($1, $2, $3)",
-                        &[bucket, &now, &v],
-                    )
-                    .await?;
+                for (ch, old) in charges.iter().zip(&replaced) {
+                    match (old, tx_key) {
+                        (Some(old), Some(k)) => {
+                            tx.execute(
+                                "UPDATE evm_spend SET value = $3 WHERE bucket = $1 AND tx_key = $2",
+                                &[&ch.bucket, &k, &(*old).max(ch.amount).to_string()],
+                            )
+                            .await?;
+                        }
+                        _ => {
+                            tx.execute(
+                                "INSERT INTO evm_spend (bucket, at_ms, value, tx_key) VALUES ($1, $2, $3, $4)",
+                                &[&ch.bucket, &now, &ch.amount.to_string(), &tx_key],
+                            )
+                            .await?;
+                        }
+                    }
                 }
                 tx.commit().await?;
                 Ok(None)

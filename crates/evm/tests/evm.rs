@@ -12,7 +12,7 @@ use signward_evm::ledger::SpendLedger;
 use signward_evm::nonces::NonceOutcome;
 use signward_evm::{EvmError, EvmKey};
 use signward_keys::keystore::KdfLimits;
-use signward_policy::SpendWindow;
+use signward_policy::{Charge, SpendWindow};
 
 fn vectors() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/v3keystore")
@@ -149,21 +149,32 @@ fn messages_recover_to_the_key() {
     );
 }
 
+fn charge(bucket: &str, max_total: u64, max_count: u64, amount: u64) -> Charge {
+    Charge {
+        bucket: bucket.into(),
+        window: SpendWindow {
+            window_secs: 3600,
+            max_total: U256::from(max_total),
+            max_count,
+            count_gas: false,
+        },
+        amount: U256::from(amount),
+        unit: "wei".into(),
+    }
+}
+
+/// `n` concurrent reservations, each charging 1,000 wei to the ether window (10,000 in all) and
+/// 7 base units to a token window (50 in all): how many were admitted.
 async fn burst(ledger: Arc<SpendLedger>, n: usize) -> usize {
-    let window = SpendWindow {
-        window_secs: 3600,
-        max_total_wei: U256::from(10_000u64),
-        max_count: 1000,
-    };
     let mut tasks = Vec::new();
     for _ in 0..n {
         let l = ledger.clone();
-        let w = window.clone();
         tasks.push(tokio::spawn(async move {
-            l.reserve(&[("key:test".into(), w)], U256::from(1_000u64))
-                .await
-                .unwrap()
-                .is_none()
+            let charges = [
+                charge("key:test", 10_000, 1000, 1_000),
+                charge("key:test:erc20:1:0xtoken", 50, 1000, 7),
+            ];
+            l.reserve(&charges, None).await.unwrap().is_none()
         }));
     }
     let mut ok = 0;
@@ -171,6 +182,45 @@ async fn burst(ledger: Arc<SpendLedger>, n: usize) -> usize {
         ok += t.await.unwrap() as usize;
     }
     ok
+}
+
+/// Token windows alone under concurrency: 7 units each, 50 allowed → 7 admitted.
+async fn token_burst(ledger: Arc<SpendLedger>, n: usize) -> usize {
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let l = ledger.clone();
+        tasks.push(tokio::spawn(async move {
+            let charges = [charge("key:t2:erc20:1:0xtoken", 50, 1000, 7)];
+            l.reserve(&charges, None).await.unwrap().is_none()
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        ok += t.await.unwrap() as usize;
+    }
+    ok
+}
+
+/// A replacement (same chain, sender and nonce) is counted once, at the larger charge, and
+/// does not use up the count; another nonce is another transaction.
+async fn replacements(ledger: &SpendLedger, bucket: &str) {
+    let c = |amount| [charge(bucket, 100, 2, amount)];
+    assert_eq!(ledger.reserve(&c(60), Some("1:0xa:7")).await.unwrap(), None);
+    // Fee bumps of nonce 7: counted once; the larger charge stands.
+    assert_eq!(ledger.reserve(&c(60), Some("1:0xa:7")).await.unwrap(), None);
+    assert_eq!(ledger.reserve(&c(90), Some("1:0xa:7")).await.unwrap(), None);
+    assert_eq!(ledger.reserve(&c(50), Some("1:0xa:7")).await.unwrap(), None);
+    // Nonce 8 adds to 90: 10 fits, 11 does not.
+    let x = ledger.reserve(&c(11), Some("1:0xa:8")).await.unwrap();
+    assert_eq!(x.map(|x| x.rule), Some("spend_window_value_exceeded"));
+    assert_eq!(ledger.reserve(&c(10), Some("1:0xa:8")).await.unwrap(), None);
+    // The count (2) is used up by nonces 7 and 8; a third nonce is refused, a bump is not.
+    let x = ledger.reserve(&c(0), Some("1:0xa:9")).await.unwrap();
+    assert_eq!(x.map(|x| x.rule), Some("spend_window_count_exceeded"));
+    assert_eq!(ledger.reserve(&c(10), Some("1:0xa:8")).await.unwrap(), None);
+    // A bump above what is left is refused (90 + 11 > 100).
+    let x = ledger.reserve(&c(11), Some("1:0xa:8")).await.unwrap();
+    assert_eq!(x.map(|x| x.rule), Some("spend_window_value_exceeded"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -183,9 +233,11 @@ async fn spend_window_holds_under_concurrency_sqlite() {
     );
     assert_eq!(
         burst(ledger.clone(), 40).await,
-        10,
-        "10 × 1000 wei fill a 10,000 wei window"
+        7,
+        "7 × 7 units fill a 50-unit token window first (and 7,000 of 10,000 wei)"
     );
+    assert_eq!(token_burst(ledger.clone(), 30).await, 7);
+    replacements(&ledger, "key:bump").await;
     // Nonces through the writer thread: 40 at once, all distinct, from the node's nonce up.
     let from = Address::repeat_byte(0x42);
     let tasks: Vec<_> = (0..40)
@@ -201,14 +253,9 @@ async fn spend_window_holds_under_concurrency_sqlite() {
     got.sort_unstable();
     assert_eq!(got, (3..43).collect::<Vec<u64>>());
     // Count windows too.
-    let w = SpendWindow {
-        window_secs: 60,
-        max_total_wei: U256::MAX,
-        max_count: 3,
-    };
     for i in 0..5 {
         let r = ledger
-            .reserve(&[("key:count".into(), w.clone())], U256::ZERO)
+            .reserve(&[charge("key:count", u64::MAX, 3, 0)], None)
             .await
             .unwrap();
         assert_eq!(
@@ -253,8 +300,18 @@ async fn spend_window_holds_across_two_postgres_ledgers() {
     let (x, y) = tokio::join!(burst(a.clone(), 30), burst(b.clone(), 30));
     assert_eq!(
         x + y,
-        10,
-        "two ledgers sharing PostgreSQL admit 10 in total"
+        7,
+        "two ledgers sharing PostgreSQL admit 7 in total (the token window's limit)"
+    );
+    let (x, y) = tokio::join!(token_burst(a.clone(), 20), token_burst(b.clone(), 20));
+    assert_eq!(x + y, 7);
+    replacements(&a, "key:bump").await;
+    // The other instance sees the same rows: a bump of nonce 8 there is counted once too.
+    assert_eq!(
+        b.reserve(&[charge("key:bump", 100, 2, 10)], Some("1:0xa:8"))
+            .await
+            .unwrap(),
+        None
     );
     // Nonces: 2 × 40 allocations at once from two ledgers on one database, for one account,
     // with the node lagging at 5: 80 distinct nonces, 5..85, none handed out twice.
@@ -285,4 +342,43 @@ async fn spend_window_holds_across_two_postgres_ledgers() {
     c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await
         .ok();
+}
+
+/// A ledger written before replacements were recognised (no `tx_key` column) is upgraded in
+/// place, its rows kept and counted.
+#[tokio::test]
+async fn an_older_sqlite_ledger_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.sqlite");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE evm_spend (bucket TEXT NOT NULL, at_ms BIGINT NOT NULL, value TEXT NOT NULL);",
+        )
+        .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        c.execute(
+            "INSERT INTO evm_spend (bucket, at_ms, value) VALUES ('key:old', ?1, '95')",
+            [now],
+        )
+        .unwrap();
+    }
+    let ledger = SpendLedger::open(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap();
+    let x = ledger
+        .reserve(&[charge("key:old", 100, 10, 6)], Some("1:0xa:1"))
+        .await
+        .unwrap();
+    assert_eq!(x.map(|x| x.rule), Some("spend_window_value_exceeded"));
+    assert_eq!(
+        ledger
+            .reserve(&[charge("key:old", 100, 10, 5)], Some("1:0xa:1"))
+            .await
+            .unwrap(),
+        None
+    );
 }

@@ -352,6 +352,20 @@ impl FunctionRule {
         Ok(out)
     }
 
+    /// The `amount` argument of `transfer` or `transferFrom` when `calldata` calls this function
+    /// (token windows count it); `None` for anything else.
+    pub(crate) fn moved(&self, calldata: &[u8]) -> Option<U256> {
+        let name = self.signature.split('(').next()?;
+        if !matches!(name, "transfer" | "transferFrom") || calldata.get(..4)? != self.selector {
+            return None;
+        }
+        let values = self.function.abi_decode_input(calldata.get(4..)?).ok()?;
+        match values.last()? {
+            DynSolValue::Uint(u, _) => Some(*u),
+            _ => None,
+        }
+    }
+
     /// Names of arguments no rule constrains (shown by `policy check`).
     pub(crate) fn unconstrained(&self) -> Vec<String> {
         self.function

@@ -70,14 +70,29 @@ pub struct Check {
     pub detail: String,
 }
 
+/// One spend window's charge for a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    /// The ledger bucket: `key:ADDRESS` (ether) or `key:ADDRESS:erc20:CHAIN:TOKEN`, and for a
+    /// credential's rule set the same after `token:NAME:` instead of `key:`.
+    pub bucket: String,
+    /// The window.
+    pub window: SpendWindow,
+    /// What this transaction counts: wei (value, plus gas × fee cap with `count_gas`) or the
+    /// token amount moved.
+    pub amount: U256,
+    /// The unit, for explanations: `wei` or `TOKEN on chain N`.
+    pub unit: String,
+}
+
 /// Every check made, and the spend windows that must also hold.
 #[derive(Debug, Clone, Default)]
 pub struct Evaluation {
     /// Every check made, in order.
     pub checks: Vec<Check>,
-    /// `(ledger bucket, window)`: each must admit the transaction's value (the caller's shared
-    /// ledger decides). Buckets: `key:ADDRESS` and `token:NAME:ADDRESS`.
-    pub spend_windows: Vec<(String, SpendWindow)>,
+    /// What the transaction charges to each spend window; each must admit its charge (the
+    /// caller's shared ledger decides).
+    pub spend_windows: Vec<Charge>,
 }
 
 impl Evaluation {
@@ -412,6 +427,39 @@ fn bounded(s: &str) -> String {
     s.chars().take(64).filter(|c| !c.is_control()).collect()
 }
 
+/// The charges of `tx` to the windows of rule set `rs` (buckets under `prefix`): ether, and the
+/// token amount a `transfer` or `transferFrom` moves on a token with a window.
+fn charges(rs: &RuleSet, prefix: &str, tx: &TxFacts, out: &mut Vec<Charge>) {
+    if let Some(w) = &rs.spend_window {
+        let mut amount = tx.value;
+        if w.count_gas {
+            let fee = tx.max_fee_per_gas.or(tx.gas_price).unwrap_or(0);
+            amount = amount.saturating_add(U256::from(tx.gas).saturating_mul(U256::from(fee)));
+        }
+        out.push(Charge {
+            bucket: prefix.to_string(),
+            window: w.clone(),
+            amount,
+            unit: "wei".into(),
+        });
+    }
+    let (Some(to), Some(calls)) = (tx.to, &rs.calls) else {
+        return;
+    };
+    for c in calls.iter().filter(|c| c.applies(&to, tx.chain_id)) {
+        let Some(w) = &c.window else { continue };
+        // Only calldata that passed its argument rules is signed, so it decodes.
+        if let Some(amount) = c.functions.iter().find_map(|f| f.moved(&tx.data)) {
+            out.push(Charge {
+                bucket: format!("{prefix}:erc20:{}:{to:#x}", tx.chain_id),
+                window: w.clone(),
+                amount,
+                unit: format!("{to} on chain {}", tx.chain_id),
+            });
+        }
+    }
+}
+
 /// Evaluate `req` for `key`, asked by credential `token`, at `now_secs` (unix seconds, for
 /// deadline rules). The key's rule set (its own section, else the defaults) always applies; a
 /// credential's section applies in addition.
@@ -448,8 +496,8 @@ pub fn evaluate(
                 intent,
                 &ctx,
             );
-            if let (Some(w), Request::Transaction(_)) = (&rs.spend_window, req) {
-                ev.spend_windows.push((format!("key:{key}"), w.clone()));
+            if let Request::Transaction(tx) = req {
+                charges(rs, &format!("key:{key}"), tx, &mut ev.spend_windows);
             }
         }
     }
@@ -465,9 +513,13 @@ pub fn evaluate(
             intent,
             &ctx,
         );
-        if let (Some(w), Request::Transaction(_)) = (&rs.spend_window, req) {
-            ev.spend_windows
-                .push((format!("token:{name}:{key}"), w.clone()));
+        if let Request::Transaction(tx) = req {
+            charges(
+                rs,
+                &format!("token:{name}:{key}"),
+                tx,
+                &mut ev.spend_windows,
+            );
         }
     }
     ev

@@ -18,7 +18,7 @@ mod model;
 
 pub use address::{parse_address, AddressError};
 pub use args::{ArgRule, Constraint, FieldRule, FunctionRule, Party};
-pub use eval::{evaluate, Check, Evaluation, Request, TxFacts, TypedFacts};
+pub use eval::{evaluate, Charge, Check, Evaluation, Request, TxFacts, TypedFacts};
 pub use intent::Intent;
 pub use model::{
     toml_error, CallRule, Origin, Payee, Policy, PolicyError, Recipients, RuleSet, SpendWindow,

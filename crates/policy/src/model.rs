@@ -141,6 +141,9 @@ struct Erc20File {
     approve: Vec<String>,
     #[serde(default)]
     max_approval: Option<Amount>,
+    /// A rolling window on the amounts `transfer` and `transferFrom` move.
+    #[serde(default)]
+    window: Option<TokenWindowFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +194,18 @@ struct SpendWindowFile {
     window_secs: u64,
     max_total_wei: Amount,
     max_count: u64,
+    /// Count each transaction's gas cost (gas limit × fee cap) with its value.
+    #[serde(default)]
+    count_gas: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenWindowFile {
+    window_secs: u64,
+    /// In the token's own base units.
+    max_total: Amount,
+    max_count: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -235,6 +250,8 @@ pub struct CallRule {
     pub selectors: BTreeSet<[u8; 4]>,
     /// Functions allowed with rules on their arguments.
     pub functions: Vec<FunctionRule>,
+    /// `erc20` only: the window on the amounts `transfer` and `transferFrom` move.
+    pub window: Option<SpendWindow>,
 }
 
 impl CallRule {
@@ -274,15 +291,18 @@ impl TypedRule {
     }
 }
 
-/// Total value and number of transactions a key may sign per rolling window.
+/// Total amount and number of transactions a key may sign per rolling window: of ether (wei;
+/// `spend_window`) or of one token (its base units; an `erc20` entry's `window`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpendWindow {
     /// The rolling window, in seconds.
     pub window_secs: u64,
-    /// Most wei in one window.
-    pub max_total_wei: U256,
+    /// Most in one window, in the window's unit.
+    pub max_total: U256,
     /// Most transactions in one window.
     pub max_count: u64,
+    /// Ether windows only: each transaction's gas cost (gas limit × fee cap) counts too.
+    pub count_gas: bool,
 }
 
 /// A recipient that may be paid more (or less) than the rule set's `max_value_wei`.
@@ -471,6 +491,29 @@ fn erc20_calls(
     if functions.is_empty() {
         return Err(bad(field, "allows nothing: give transfer_to or approve"));
     }
+    let window = match &e.window {
+        None => None,
+        Some(w) => {
+            if e.transfer_to.is_empty() {
+                return Err(bad(
+                    format!("{field}.window"),
+                    "counts transfers, so needs transfer_to",
+                ));
+            }
+            if w.window_secs == 0 {
+                return Err(bad(
+                    format!("{field}.window.window_secs"),
+                    "must be positive",
+                ));
+            }
+            Some(SpendWindow {
+                window_secs: w.window_secs,
+                max_total: w.max_total.to_u256(&format!("{field}.window.max_total"))?,
+                max_count: w.max_count,
+                count_gas: false,
+            })
+        }
+    };
     Ok(CallRule {
         address: token,
         chains: chains(&format!("{field}.chain_ids"), e.chain_ids.clone(), outer)?,
@@ -478,6 +521,7 @@ fn erc20_calls(
         any_function: false,
         selectors: BTreeSet::new(),
         functions,
+        window,
     })
 }
 
@@ -548,6 +592,7 @@ fn contract_calls(
         any_function,
         selectors: sels,
         functions,
+        window: None,
     })
 }
 
@@ -915,10 +960,11 @@ impl RuleSet {
                 }
                 Some(SpendWindow {
                     window_secs: w.window_secs,
-                    max_total_wei: w
+                    max_total: w
                         .max_total_wei
                         .to_u256(&field("spend_window.max_total_wei"))?,
                     max_count: w.max_count,
+                    count_gas: w.count_gas,
                 })
             }
         };

@@ -241,10 +241,10 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<()> {
                 };
                 println!("  {verdict}  {:<32} {:<28} {}", c.rule, c.source, c.detail);
             }
-            for (bucket, w) in &ev.spend_windows {
+            for c in &ev.spend_windows {
                 println!(
-                    "  ----  spend window {bucket}: at most {} wei and {} transactions per {} s (enforced when signing, against the shared ledger)",
-                    w.max_total_wei, w.max_count, w.window_secs
+                    "  ----  spend window {}: charges {} ({}); at most {} and {} transactions per {} s (enforced when signing, against the shared ledger)",
+                    c.bucket, c.amount, c.unit, c.window.max_total, c.window.max_count, c.window.window_secs
                 );
             }
             match ev.refusal() {

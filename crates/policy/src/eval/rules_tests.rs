@@ -501,3 +501,51 @@ fn ambiguous_rules_are_parse_errors() {
         .to_string();
     assert!(e.contains("allow_personal_sign"), "{e}");
 }
+
+#[test]
+fn token_windows_and_gas_are_charged() {
+    let text = POLICY
+        .replace(
+            "max_approval = \"1000000000\" }]",
+            "max_approval = \"1000000000\", window = { window_secs = 86400, max_total = \"10000000000\", max_count = 50 } }]",
+        )
+        .replace(
+            "allow_personal_sign = true\n",
+            "allow_personal_sign = true\nspend_window = { window_secs = 3600, max_total_wei = \"5000000000000000000\", max_count = 10, count_gas = true }\n",
+        );
+    let p = Policy::from_toml(&text).unwrap();
+    let t = tx(1, USDC, 0, transfer(TREASURY, 1234));
+    let ev = decide(&p, None, &Request::Transaction(&t));
+    assert!(ev.allowed());
+    let key = a(KEY);
+    let buckets: Vec<(&str, U256)> = ev
+        .spend_windows
+        .iter()
+        .map(|c| (c.bucket.as_str(), c.amount))
+        .collect();
+    assert_eq!(
+        buckets,
+        [
+            // Ether: value 0 plus gas 200,000 × fee cap 10 gwei.
+            (
+                format!("key:{key}").as_str(),
+                U256::from(2_000_000_000_000_000u64)
+            ),
+            (
+                format!("key:{key}:erc20:1:{USDC}").as_str(),
+                U256::from(1234)
+            ),
+        ]
+    );
+    // An approval moves nothing: only the ether window is charged. So does a credential's
+    // overlay without windows of its own.
+    let t = tx(1, USDC, 0, approve(ROUTER, U256::from(5)));
+    let ev = decide(&p, Some("narrow"), &Request::Transaction(&t));
+    assert_eq!(ev.spend_windows.len(), 1);
+    // A window needs transfers to count.
+    let bad = POLICY.replace(
+        "max_approval = \"1000000000\" }]",
+        "max_approval = \"1000000000\", window = { window_secs = 0, max_total = \"1\", max_count = 1 } }]",
+    );
+    assert!(Policy::from_toml(&bad).is_err());
+}

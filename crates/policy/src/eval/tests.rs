@@ -221,7 +221,8 @@ fn token_rules_apply_in_addition_and_intent_is_matched() {
         NOW,
     );
     assert_eq!(ev.spend_windows.len(), 1);
-    assert_eq!(ev.spend_windows[0].0, format!("key:{}", a(KEY)));
+    assert_eq!(ev.spend_windows[0].bucket, format!("key:{}", a(KEY)));
+    assert_eq!(ev.spend_windows[0].amount, tx().value);
 }
 
 #[test]
