@@ -406,6 +406,9 @@ pub enum PolicyCommand {
         /// Evaluate as this credential (its `[tokens."NAME"]` rules apply in addition).
         #[arg(long)]
         token: Option<String>,
+        /// Evaluate at this unix time (deadline rules) instead of now.
+        #[arg(long)]
+        now: Option<u64>,
     },
     /// Parse a policy file and report errors.
     Validate {

@@ -222,10 +222,12 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<()> {
             policy,
             request,
             token,
+            now,
         } => {
             let p = load(&policy)?;
             let req = read_json(&request)?;
-            let (method, key, ev) = decide(&p, &req, token.as_deref(), now_secs())?;
+            let now = now.unwrap_or_else(now_secs);
+            let (method, key, ev) = decide(&p, &req, token.as_deref(), now)?;
             println!(
                 "{method} by {key}{}",
                 token
