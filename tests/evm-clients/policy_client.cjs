@@ -3,7 +3,8 @@
 // A approved for the router; a swap A -> B through the router signed, mined and its effect
 // checked on the node. Then what the policy must refuse, each with its rule named: an approval
 // to another spender, an unlimited approval, a swap whose path leaves the allowlist (A -> C), a
-// swap paying someone else, a token transfer above its cap or to a stranger, and an EIP-2612
+// swap paying someone else, a token transfer above its cap, above its daily window or to a
+// stranger, and an EIP-2612
 // Permit to an unknown spender (a Permit to the router is signed and recovers). None of the
 // refused ones reaches the node: its nonce rises by exactly the allowed transactions.
 //
@@ -79,8 +80,14 @@ run(C, 150, async () => {
   const swap = await mined(router.swapExactTokensForTokens(AMOUNT, AMOUNT, [A, B], env.account, deadline), "the swap");
   const after = await onNodeB.balanceOf(env.account, { blockTag: swap.blockNumber });
   check(C, after - before === AMOUNT, `the swap paid ${after - before} B, want ${AMOUNT}`);
+  // A payout at the token's per-transaction cap (100 A) to the treasury: inside its daily
+  // window (150 A), so signed and mined.
+  const onNodeA = new ethers.Contract(A, tokenArt.abi, node);
+  const payout = await mined(a.transfer(env.recipient, ethers.parseEther("100")), "the payout");
+  const paid = await onNodeA.balanceOf(env.recipient, { blockTag: payout.blockNumber });
+  check(C, paid === ethers.parseEther("100"), `the treasury holds ${paid} A`);
   const allowedNonce = await node.getTransactionCount(env.account, "latest");
-  check(C, allowedNonce === startNonce + 7, `node nonce ${allowedNonce}, want ${startNonce + 7}`);
+  check(C, allowedNonce === startNonce + 8, `node nonce ${allowedNonce}, want ${startNonce + 8}`);
 
   // Refused, each by its rule. A fixed gas limit: ethers would otherwise ask the node to
   // estimate first, and a swap the chain would revert never reaches signward's policy.
@@ -104,6 +111,12 @@ run(C, 150, async () => {
     ),
   );
   rules.push(await refused("a token transfer to a stranger", "token_recipient_not_allowed", () => a.transfer(process.env.ATTACKER, 1n, gas)));
+  // Another 51 A within the day would exceed the 150 A window (50 more still fits, below).
+  rules.push(
+    await refused("a token transfer above the daily window", "spend_window_value_exceeded", () =>
+      a.transfer(env.recipient, ethers.parseEther("51"), gas),
+    ),
+  );
 
   // EIP-2612 Permit: signed for the router within bounds, refused for anyone else.
   const domain = { name: "Token A", version: "1", chainId: env.chainId, verifyingContract: A };

@@ -658,8 +658,9 @@ fn one_signer_two_chains_each_through_its_own_node() {
 /// Policy v2 on a real node (issue 15), driven by ethers: tokens and a router deployed through
 /// signward, a bounded approval and a swap along an allowed path signed and mined, and each of
 /// an approval to another spender, an unlimited approval, a swap whose path leaves the
-/// allowlist, a swap paying someone else, a transfer above the token cap or to a stranger, and
-/// a Permit to an unknown spender refused with its rule named (tests/evm-clients/policy_client.cjs).
+/// allowlist, a swap paying someone else, a transfer above the token cap, above its daily window
+/// or to a stranger, and a Permit to an unknown spender refused with its rule named
+/// (tests/evm-clients/policy_client.cjs).
 #[test]
 fn policy_v2_guards_tokens_approvals_and_a_router_on_a_real_node() {
     let Some(clients) = evm_clients() else { return };
@@ -691,7 +692,8 @@ max_priority_fee_per_gas_wei = "10000000000"
 max_calldata_bytes = 32768
 allow_contract_creation = true
 erc20 = [
-  {{ token = "{a}", transfer_to = ["{RECIPIENT}"], max_transfer = "100000000000000000000", approve = ["{router}"], max_approval = "1000000000000000000000" }},
+  {{ token = "{a}", transfer_to = ["{RECIPIENT}"], max_transfer = "100000000000000000000", approve = ["{router}"], max_approval = "1000000000000000000000",
+     window = {{ window_secs = 86400, max_total = "150000000000000000000", max_count = 10 }} }},
   {{ token = "{b}", transfer_to = ["{router}"] }},
 ]
 permits = [{{ token = "{a}", spenders = ["{router}"], max_value = "1000000000000000000000", max_deadline_secs = 3600 }}]
@@ -717,7 +719,7 @@ functions = [{{ signature = "swapExactTokensForTokens(uint256 amountIn, uint256 
         .env("TOKEN_C", &c)
         .env("ROUTER", &router);
     let out = run_client("policy", cmd, &server);
-    assert_eq!(out["refused"].as_array().map(|r| r.len()), Some(7), "{out}");
+    assert_eq!(out["refused"].as_array().map(|r| r.len()), Some(8), "{out}");
     // Every refusal is in the audit trail with its rule.
     let audit = String::from_utf8_lossy(&run_signward(&["audit", "query"], &d.join("data")).stdout)
         .to_string();
@@ -727,9 +729,22 @@ functions = [{{ signature = "swapExactTokensForTokens(uint256 amountIn, uint256 
         "argument_not_allowed",
         "token_amount_too_high",
         "token_recipient_not_allowed",
+        "spend_window_value_exceeded",
         "permit_spender_not_allowed",
     ] {
         assert!(audit.contains(rule), "{rule} not in the audit trail");
     }
-    assert_eq!(node.nonce(), 7);
+    // 50 more A still fits the window: the window refused 51, not everything.
+    let v = rpc(
+        server.port,
+        &token,
+        "eth_sendTransaction",
+        json!([{"from": ACCOUNT, "to": a, "data": format!("0xa9059cbb{:0>64}{:064x}", &RECIPIENT[2..], 50_000_000_000_000_000_000u128)}]),
+    );
+    assert!(v["result"].is_string(), "{v}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while node.nonce() < 9 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(node.nonce(), 9);
 }

@@ -971,3 +971,136 @@ fn token_windows_count_transfers_once_per_nonce_and_hold_under_concurrency() {
     drop(b);
     pg_drop(&admin, &name);
 }
+
+/// Policy v2 over the endpoint, each rule just inside and just outside its bound: payees with
+/// their own caps, typed-data field rules on a domain without a verifying contract, Permit2
+/// against the server's clock, personal-message prefixes, and calldata that is not canonical.
+#[test]
+fn policy_v2_rules_over_the_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let permit2 = "0x000000000022D473030F116dDEE9F6B43aC78BA3";
+    std::fs::write(
+        d.join("policy.toml"),
+        format!(
+            r#"
+[defaults]
+chain_ids = [1, 137]
+recipients = []
+max_value_wei = "0"
+payees = [{{ address = "{FRIEND}", max_value_wei = "1000" }}]
+max_gas = 100000
+max_fee_per_gas_wei = "100000000000"
+max_priority_fee_per_gas_wei = "2000000000"
+max_calldata_bytes = 200
+allow_personal_sign = true
+personal_sign_prefixes = ["Sign in to example.com"]
+erc20 = [{{ token = "{TOKEN}", transfer_to = ["{FRIEND}"], max_transfer = "500" }}]
+permit2 = [{{ tokens = ["{TOKEN}"], spenders = ["{DEX}"], max_amount = "500", max_deadline_secs = 600 }}]
+typed_data_domains = [{{ name = "ClobAuthDomain", version = "1", chain_id = 137, primary_types = ["ClobAuth"], fields = {{ address = {{ equals = "self" }} }} }}]
+"#
+        ),
+    )
+    .unwrap();
+    let server = dev_server(d, &[]);
+    let me = dev_address();
+    let call = |method: &str, params: Value| {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        try_request(
+            server.port,
+            "POST",
+            "/",
+            &[("content-type", "application/json")],
+            &serde_json::to_vec(&body).unwrap(),
+        )
+        .unwrap()
+        .json()
+    };
+    let decided = |v: &Value| -> String {
+        if v["result"].is_string() {
+            "signed".into()
+        } else {
+            v["error"]["data"]["reason"]
+                .as_str()
+                .unwrap_or("?")
+                .to_string()
+        }
+    };
+    let sign_tx = |over: Value| decided(&call("eth_signTransaction", json!([tx(&me, over)])));
+    // Payee caps.
+    assert_eq!(sign_tx(json!({"value": "0x3e8"})), "signed");
+    assert_eq!(sign_tx(json!({"value": "0x3e9"})), "value_too_high");
+    assert_eq!(
+        sign_tx(json!({"to": STRANGER, "value": "0x0"})),
+        "recipient_not_allowed"
+    );
+    // ERC-20 caps, and calldata with a byte too many.
+    let transfer = |amount| json!({"to": TOKEN, "value": "0x0", "gas": "0xfde8", "data": transfer_calldata(FRIEND, amount)});
+    assert_eq!(sign_tx(transfer(500)), "signed");
+    assert_eq!(sign_tx(transfer(501)), "token_amount_too_high");
+    let longer = format!("{}00", transfer_calldata(FRIEND, 1));
+    assert_eq!(
+        sign_tx(json!({"to": TOKEN, "value": "0x0", "gas": "0xfde8", "data": longer})),
+        "calldata_not_decodable"
+    );
+    // ClobAuth: no verifying contract; the address field must be the signer.
+    let clob = |who: &str| {
+        json!({"types": {"EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"}, {"name": "chainId", "type": "uint256"}],
+                         "ClobAuth": [{"name": "address", "type": "address"}, {"name": "timestamp", "type": "string"}, {"name": "nonce", "type": "uint256"}, {"name": "message", "type": "string"}]},
+               "domain": {"name": "ClobAuthDomain", "version": "1", "chainId": 137}, "primaryType": "ClobAuth",
+               "message": {"address": who, "timestamp": "1", "nonce": 0, "message": "hi"}})
+    };
+    assert_eq!(
+        decided(&call("eth_signTypedData_v4", json!([me, clob(&me)]))),
+        "signed"
+    );
+    assert_eq!(
+        decided(&call("eth_signTypedData_v4", json!([me, clob(STRANGER)]))),
+        "typed_data_field_not_allowed"
+    );
+    // Permit2 against the server's clock: 590 s ahead is inside 600, 700 s is not.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let permit = |amount: u64, deadline: u64| {
+        json!({"types": {"EIP712Domain": [{"name": "name", "type": "string"}, {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}],
+                         "PermitSingle": [{"name": "details", "type": "PermitDetails"}, {"name": "spender", "type": "address"}, {"name": "sigDeadline", "type": "uint256"}],
+                         "PermitDetails": [{"name": "token", "type": "address"}, {"name": "amount", "type": "uint160"}, {"name": "expiration", "type": "uint48"}, {"name": "nonce", "type": "uint48"}]},
+               "domain": {"name": "Permit2", "chainId": 1, "verifyingContract": permit2}, "primaryType": "PermitSingle",
+               "message": {"details": {"token": TOKEN, "amount": amount.to_string(), "expiration": deadline.to_string(), "nonce": "0"}, "spender": DEX, "sigDeadline": deadline.to_string()}})
+    };
+    assert_eq!(
+        decided(&call(
+            "eth_signTypedData_v4",
+            json!([me, permit(500, now + 590)])
+        )),
+        "signed"
+    );
+    assert_eq!(
+        decided(&call(
+            "eth_signTypedData_v4",
+            json!([me, permit(501, now + 590)])
+        )),
+        "permit_amount_too_high"
+    );
+    assert_eq!(
+        decided(&call(
+            "eth_signTypedData_v4",
+            json!([me, permit(500, now + 700)])
+        )),
+        "permit_deadline_too_far"
+    );
+    // Personal messages by prefix.
+    assert_eq!(
+        decided(&call(
+            "personal_sign",
+            json!(["Sign in to example.com at noon", me])
+        )),
+        "signed"
+    );
+    assert_eq!(
+        decided(&call("personal_sign", json!(["Sign in to evil.com", me]))),
+        "message_not_allowed"
+    );
+}
