@@ -23,6 +23,9 @@ use signward_evm::message::{parse_typed, sign_personal};
 use signward_evm::{tx, EvmKey};
 use signward_policy::{evaluate, Intent, Policy, Request};
 
+/// The time deadline rules are evaluated at.
+const NOW: u64 = 1_800_000_000;
+
 const POLICY: &str = r#"
 [defaults]
 chain_ids = [1, 8453]
@@ -83,6 +86,7 @@ fn transaction(value: &Value, extra: Option<&Value>) {
             token,
             &Request::Transaction(&req.facts),
             intent.as_ref(),
+            NOW,
         );
         if ev.allowed() {
             assert!(ev.refusal().is_none());
@@ -102,13 +106,9 @@ fn typed(value: &Value) {
         &f.policy,
         &f.key.address(),
         None,
-        &Request::TypedData {
-            chain_id: t.chain_id,
-            verifying_contract: t.verifying_contract,
-            primary_type: t.primary_type(),
-            approval: t.approval,
-        },
+        &Request::TypedData(t.facts()),
         None,
+        NOW,
     );
     let _ = ev.allowed();
     let _ = t.sign(&f.key);
@@ -132,7 +132,15 @@ fn personal(addr: Option<&Value>, data: Option<&Value>) {
         },
         None => d.as_bytes().to_vec(),
     };
-    let _ = evaluate(&f.policy, &a, None, &Request::PersonalMessage, None).allowed();
+    let _ = evaluate(
+        &f.policy,
+        &a,
+        None,
+        &Request::PersonalMessage(&bytes),
+        None,
+        NOW,
+    )
+    .allowed();
     let _ = sign_personal(&f.key, &bytes);
 }
 

@@ -8,7 +8,10 @@ use std::str::FromStr;
 
 use alloy_primitives::{Address, U256};
 use libfuzzer_sys::fuzz_target;
-use signward_policy::{evaluate, Intent, Policy, Request, TxFacts};
+use signward_policy::{evaluate, Intent, Policy, Request, TxFacts, TypedFacts};
+
+/// The time deadline rules are evaluated at.
+const NOW: u64 = 1_800_000_000;
 
 const KEY: &str = "0x1111111111111111111111111111111111111111";
 const TO: &str = "0x2222222222222222222222222222222222222222";
@@ -71,19 +74,32 @@ fuzz_target!(|data: &[u8]| {
         for token in &tokens {
             for tx in &txs {
                 for i in [None, Some(&intent)] {
-                    let ev = evaluate(&policy, key, *token, &Request::Transaction(tx), i);
+                    let ev = evaluate(&policy, key, *token, &Request::Transaction(tx), i, NOW);
                     assert_eq!(ev.allowed(), ev.refusal().is_none());
                 }
             }
-            let _ = evaluate(&policy, key, *token, &Request::PersonalMessage, None).allowed();
+            let message = b"Sign in to example.com";
+            let _ = evaluate(
+                &policy,
+                key,
+                *token,
+                &Request::PersonalMessage(message),
+                None,
+                NOW,
+            )
+            .allowed();
+            let permit = serde_json::json!({"details": {"token": TO, "amount": "1000", "expiration": NOW + 60, "nonce": 0}, "spender": TO, "sigDeadline": NOW + 60});
             for approval in [false, true] {
-                let req = Request::TypedData {
+                let req = Request::TypedData(TypedFacts {
+                    name: Some("Permit2"),
+                    version: None,
                     chain_id: Some(1),
                     verifying_contract: Some(to),
                     primary_type: "PermitSingle",
+                    message: &permit,
                     approval,
-                };
-                let _ = evaluate(&policy, key, *token, &req, None).allowed();
+                });
+                let _ = evaluate(&policy, key, *token, &req, None, NOW).allowed();
             }
         }
     }
