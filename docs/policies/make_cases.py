@@ -123,6 +123,7 @@ write("market-maker", """Cases for market-maker.toml: what the market-making bot
     refuse("an order whose maker is someone else", "typed_data_field_not_allowed", order(maker=ATTACKER)),
     refuse("a private order for one taker", "typed_data_field_not_allowed", order(taker=ATTACKER)),
     refuse("an order expiring in more than a day", "typed_data_field_not_allowed", order(expiration=NOW + 86401)),
+    refuse("an order that never expires (expiration 0)", "typed_data_field_not_allowed", order(expiration=0)),
     refuse("an order for a look-alike exchange", "typed_data_domain_not_allowed", order(domain={**ORDER_DOMAIN, "verifyingContract": ATTACKER})),
     allow("approve the exchange for 50,000 USDC.e", tx(137, USDCE, approve(EXCHANGE, 50_000_000_000))),
     refuse("an unlimited approval", "approval_too_high", tx(137, USDCE, approve(EXCHANGE, MAX))),

@@ -108,9 +108,12 @@ fn reserve_in(
         let v = c.amount.to_string();
         match (old, &job.tx_key) {
             (Some(old), Some(key)) => {
+                // Stamped now: the latest signature is the one that may be mined, so it stays in
+                // the window for a whole window from now (kept at the first signature's time, a
+                // late re-signature for more would leave the window early and free it again).
                 tx.execute(
-                    "UPDATE evm_spend SET value = ?3 WHERE bucket = ?1 AND tx_key = ?2",
-                    params![c.bucket, key, (*old).max(c.amount).to_string()],
+                    "UPDATE evm_spend SET value = ?3, at_ms = ?4 WHERE bucket = ?1 AND tx_key = ?2",
+                    params![c.bucket, key, (*old).max(c.amount).to_string(), now],
                 )?;
             }
             _ => {
@@ -386,9 +389,10 @@ impl SpendLedger {
                 for (ch, old) in charges.iter().zip(&replaced) {
                     match (old, tx_key) {
                         (Some(old), Some(k)) => {
+                            // Stamped now, as on SQLite.
                             tx.execute(
-                                "UPDATE evm_spend SET value = $3 WHERE bucket = $1 AND tx_key = $2",
-                                &[&ch.bucket, &k, &(*old).max(ch.amount).to_string()],
+                                "UPDATE evm_spend SET value = $3, at_ms = $4 WHERE bucket = $1 AND tx_key = $2",
+                                &[&ch.bucket, &k, &(*old).max(ch.amount).to_string(), &now],
                             )
                             .await?;
                         }

@@ -201,6 +201,26 @@ async fn token_burst(ledger: Arc<SpendLedger>, n: usize) -> usize {
     ok
 }
 
+/// A late re-signature of a nonce for more is stamped when it was made: it cannot leave the
+/// window with its first signature and free the window again (a 1 s window: signed small at
+/// 0 s, re-signed for the whole window at 0.6 s, still counted at 1.2 s).
+async fn replacement_restamps(ledger: &SpendLedger, bucket: &str) {
+    let c = |amount| {
+        let mut x = charge(bucket, 100, 100, amount);
+        x.window.window_secs = 1;
+        [x]
+    };
+    assert_eq!(ledger.reserve(&c(1), Some("1:0xb:1")).await.unwrap(), None);
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(
+        ledger.reserve(&c(100), Some("1:0xb:1")).await.unwrap(),
+        None
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let x = ledger.reserve(&c(1), Some("1:0xb:2")).await.unwrap();
+    assert_eq!(x.map(|x| x.rule), Some("spend_window_value_exceeded"));
+}
+
 /// A replacement (same chain, sender and nonce) is counted once, at the larger charge, and
 /// does not use up the count; another nonce is another transaction.
 async fn replacements(ledger: &SpendLedger, bucket: &str) {
@@ -238,6 +258,7 @@ async fn spend_window_holds_under_concurrency_sqlite() {
     );
     assert_eq!(token_burst(ledger.clone(), 30).await, 7);
     replacements(&ledger, "key:bump").await;
+    replacement_restamps(&ledger, "key:restamp").await;
     // Nonces through the writer thread: 40 at once, all distinct, from the node's nonce up.
     let from = Address::repeat_byte(0x42);
     let tasks: Vec<_> = (0..40)
@@ -306,6 +327,7 @@ async fn spend_window_holds_across_two_postgres_ledgers() {
     let (x, y) = tokio::join!(token_burst(a.clone(), 20), token_burst(b.clone(), 20));
     assert_eq!(x + y, 7);
     replacements(&a, "key:bump").await;
+    replacement_restamps(&a, "key:restamp").await;
     // The other instance sees the same rows: a bump of nonce 8 there is counted once too.
     assert_eq!(
         b.reserve(&[charge("key:bump", 100, 2, 10)], Some("1:0xa:8"))

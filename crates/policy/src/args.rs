@@ -7,7 +7,8 @@
 //! - `equals = "0x…"` or `equals = "self"`: one address;
 //! - `max = "N"`: an unsigned integer at most N;
 //! - `each_in = [...]`: an array of addresses, every element in the set (a swap path);
-//! - `max_from_now = SECONDS`: an unsigned integer (a deadline, a unix time) at most now + SECONDS.
+//! - `max_from_now = SECONDS`: an unsigned integer (a deadline, a unix time), not 0 (which many
+//!   contracts read as "never") and at most now + SECONDS.
 //!
 //! Arguments a rule does not name are not constrained, and `policy check` says so.
 
@@ -151,7 +152,7 @@ impl Constraint {
             Constraint::In(s) => format!("in {}", show(s)),
             Constraint::Max(m) => format!("at most {m}"),
             Constraint::EachIn(s) => format!("each in {}", show(s)),
-            Constraint::MaxFromNow(s) => format!("at most now + {s} s"),
+            Constraint::MaxFromNow(s) => format!("not 0, at most now + {s} s"),
         }
     }
 
@@ -167,7 +168,10 @@ impl Constraint {
     fn uint(&self, v: U256, now_secs: u64) -> bool {
         match self {
             Constraint::Max(m) => v <= *m,
-            Constraint::MaxFromNow(s) => v <= U256::from(now_secs.saturating_add(*s)),
+            // 0 means "never" to many contracts (an order's expiration): refused.
+            Constraint::MaxFromNow(s) => {
+                !v.is_zero() && v <= U256::from(now_secs.saturating_add(*s))
+            }
             _ => false,
         }
     }
@@ -487,9 +491,8 @@ fn collect<'a>(v: &'a serde_json::Value, path: &[&str], out: &mut Vec<&'a serde_
         out.push(v);
         return;
     };
-    if out.len() > 256 {
-        return;
-    }
+    // Every value is visited (each appears once in the message, so this is linear in its size):
+    // a field the hash covers is never left unchecked.
     match first.strip_suffix("[]") {
         Some(name) => {
             if let Some(xs) = v.get(name).and_then(|x| x.as_array()) {

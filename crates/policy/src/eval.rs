@@ -377,12 +377,12 @@ fn typed(rs: &RuleSet, out: &mut Out<'_>, t: &TypedFacts<'_>, ctx: &Ctx<'_>) {
     if candidates.is_empty() {
         return;
     }
-    // The most specific rule naming the message type decides (then the first in the file).
-    let mut naming: Vec<&TypedRule> = candidates
+    // Every matching rule that names the message type applies, with all its field rules: a
+    // rule pinning more of the domain never drops another's limits.
+    let naming: Vec<&TypedRule> = candidates
         .into_iter()
         .filter(|r| r.primary_types.contains(t.primary_type))
         .collect();
-    naming.sort_by_key(|r| std::cmp::Reverse(r.specificity()));
     let rule = if t.approval {
         "typed_data_approval_not_allowed"
     } else {
@@ -394,7 +394,7 @@ fn typed(rs: &RuleSet, out: &mut Out<'_>, t: &TypedFacts<'_>, ctx: &Ctx<'_>) {
             bounded(t.primary_type)
         )
     });
-    if let Some(r) = naming.first() {
+    for r in &naming {
         for f in &r.fields {
             let (ok, detail) = f.check(t.message, ctx.key, ctx.now_secs);
             out.rule(f.code, ok, || detail);

@@ -227,7 +227,7 @@ pub const PERMIT2: Address = alloy_primitives::address!("000000000022D473030F116
 pub enum Origin {
     /// `contracts` or `typed_data_domains`.
     Declared,
-    /// `erc20`: ERC-20 `transfer`, `transferFrom`, `approve`, `increaseAllowance`.
+    /// `erc20`: ERC-20 `transfer`, `transferFrom`, `approve`.
     Erc20,
     /// `permits`: EIP-2612 `Permit`.
     Permit,
@@ -279,16 +279,6 @@ pub struct TypedRule {
     pub fields: Vec<FieldRule>,
     /// Declared or built in.
     pub origin: Origin,
-}
-
-impl TypedRule {
-    /// How many domain fields it pins (the most specific matching rule decides).
-    pub fn specificity(&self) -> usize {
-        usize::from(self.name.is_some())
-            + usize::from(self.version.is_some())
-            + usize::from(self.chains.is_some())
-            + usize::from(self.verifying_contract.is_some())
-    }
 }
 
 /// Total amount and number of transactions a key may sign per rolling window: of ether (wei;
@@ -468,23 +458,21 @@ fn erc20_calls(
                 )
             })?
             .to_u256(&format!("{field}.max_approval"))?;
-        for sig in [
+        // `approve` only: it sets the allowance, so its cap is the allowance's. (The
+        // non-standard `increaseAllowance` adds to an allowance the policy cannot see, so
+        // repeated calls would pass any cap: it is not allowed by an erc20 entry.)
+        functions.push(FunctionRule::new(
+            field,
             "approve(address spender, uint256 amount)",
-            "increaseAllowance(address spender, uint256 amount)",
-        ] {
-            functions.push(FunctionRule::new(
-                field,
-                sig,
-                vec![
-                    (
-                        "spender".into(),
-                        "approval_spender_not_allowed",
-                        Constraint::In(spenders.clone()),
-                    ),
-                    ("amount".into(), "approval_too_high", Constraint::Max(max)),
-                ],
-            )?);
-        }
+            vec![
+                (
+                    "spender".into(),
+                    "approval_spender_not_allowed",
+                    Constraint::In(spenders),
+                ),
+                ("amount".into(), "approval_too_high", Constraint::Max(max)),
+            ],
+        )?);
     } else if e.max_approval.is_some() {
         return Err(bad(format!("{field}.max_approval"), "needs approve"));
     }
