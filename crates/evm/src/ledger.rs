@@ -213,6 +213,9 @@ CREATE INDEX IF NOT EXISTS evm_spend_bucket_at ON evm_spend (bucket, at_ms);";
 /// counted once; added to ledgers created before it existed.
 const TX_KEY_SQLITE: &str = "ALTER TABLE evm_spend ADD COLUMN tx_key TEXT";
 const TX_KEY_PG: &str = "ALTER TABLE evm_spend ADD COLUMN IF NOT EXISTS tx_key TEXT";
+/// A replacement is looked up by bucket and key: one index probe, not a scan of the window.
+const TX_KEY_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS evm_spend_bucket_key ON evm_spend (bucket, tx_key)";
 
 /// Hand `job` (built around its reply channel) to the SQLite writer and wait for its answer,
 /// which comes after the group's durable commit.
@@ -291,6 +294,7 @@ impl SpendLedger {
             if !has_key {
                 conn.execute_batch(TX_KEY_SQLITE)?;
             }
+            conn.execute_batch(TX_KEY_INDEX)?;
             conn.execute_batch(crate::nonces::SCHEMA)?;
             let mut conn = conn;
             let writer =
@@ -310,6 +314,7 @@ impl SpendLedger {
             .await?;
         tx.batch_execute(SCHEMA).await?;
         tx.batch_execute(TX_KEY_PG).await?;
+        tx.batch_execute(TX_KEY_INDEX).await?;
         tx.batch_execute(crate::nonces::SCHEMA).await?;
         tx.commit().await?;
         drop(c);
