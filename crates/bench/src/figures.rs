@@ -742,7 +742,11 @@ contracts = [{ address = "0x2222222222222222222222222222222222222222", selectors
         };
         // Sanity: the signed transaction recovers to the key.
         let v = post(client.clone(), body(0), bearer.clone()).await?;
-        let raw = v["result"]["raw"].as_str().with_context(|| format!("sanity request failed: {v}"))?;
+        // The raw hex string (the default result shape since issue 14), or geth's `{raw, tx}`.
+        let raw = v["result"]
+            .as_str()
+            .or_else(|| v["result"]["raw"].as_str())
+            .with_context(|| format!("sanity request failed: {v}"))?;
         let raw = hex::decode(raw.trim_start_matches("0x"))?;
         {
             use alloy_consensus::transaction::SignerRecoverable;
