@@ -90,8 +90,10 @@ fn reserve_in(
         let old = match &job.tx_key {
             None => None,
             Some(key) => tx
+                // INDEXED BY: left to itself SQLite picks (bucket, at_ms) and scans the window.
                 .prepare_cached(
-                    "SELECT value FROM evm_spend WHERE bucket = ?1 AND tx_key = ?2 AND at_ms > ?3",
+                    "SELECT value FROM evm_spend INDEXED BY evm_spend_bucket_key \
+                     WHERE bucket = ?1 AND tx_key = ?2 AND at_ms > ?3",
                 )?
                 .query_map(params![bucket, key, since], |r| r.get::<_, String>(0))?
                 .next()
