@@ -17,7 +17,6 @@ use signward_core::bytes::Root;
 use signward_core::network::NetworkConfig;
 use signward_core::request::SignRequest;
 use signward_core::signing::prepare;
-use signward_engine::state::{LoadStatus, Protection};
 use signward_engine::AppState;
 use signward_keys::bls::{verify, BlsKeypair};
 use signward_keys::fsutil::write_secret_file;
@@ -27,11 +26,9 @@ use signward_server::serve::Limits;
 use signward_slashing::interchange::{SignedAttestation, SignedBlock, Writer};
 use signward_slashing::SlashingStore;
 
-use signward_auth::limiter::FailureLimiter;
 use signward_auth::secret::ServerSecret;
-use signward_auth::store::{CredentialFile, TokenStore};
+use signward_auth::store::CredentialFile;
 use signward_auth::{Policy, Scope};
-use signward_engine::access::Gate;
 
 use crate::{open_db, SlashingDbArgs};
 
@@ -41,7 +38,7 @@ fn cores() -> usize {
         .unwrap_or(1)
 }
 
-fn header() {
+pub(crate) fn header() {
     println!("# signward-bench");
     println!(
         "cores: {}   version: {}   build: {}",
@@ -98,7 +95,7 @@ fn raw_blst(threads: usize, dur: Duration) -> f64 {
     })
 }
 
-fn attestation_body(target: u64) -> String {
+pub(crate) fn attestation_body(target: u64) -> String {
     let z = "00".repeat(32);
     format!(
         r#"{{"type":"ATTESTATION","fork_info":{{"fork":{{"previous_version":"0x05000000","current_version":"0x06000000","epoch":"411392"}},"genesis_validators_root":"0x4b363db94e286120d76eb905340fdd4e54bfe9f06bf33ff6cf5ad27f511bfe95"}},"attestation":{{"slot":"{slot}","index":"0","beacon_block_root":"0x{z}","source":{{"epoch":"{source}","root":"0x{z}"}},"target":{{"epoch":"{target}","root":"0x{z}"}}}}}}"#,
@@ -203,39 +200,11 @@ async fn http_bench(
     let mut stops = Vec::new();
     let mut servers = Vec::new();
     for i in 0..instances.max(1) {
-        let store = if with_auth_audit {
-            open_db(db, data_dir, true).await?
-        } else {
-            open_db(db, data_dir, false).await?
-        };
-        let shared_audit = store.journal_store().is_some();
-        let mut state = AppState::new(NetworkConfig::mainnet(), Protection::new(store, None));
-        if with_auth_audit {
-            let secret = ServerSecret::load_or_create(&DataDir::new(data_dir).server_key())?;
-            let audit_key = signward_audit::AuditKey::derive(secret.dangerous_bytes());
-            let instance_dir = data_dir.join(format!("instance-{i}"));
-            DataDir::new(&instance_dir).ensure_private()?;
-            state = state.with_gate(Gate::new(
-                TokenStore::open(data_dir, secret)?,
-                FailureLimiter::new(1000, Duration::from_secs(60)),
-                vec![],
-            ));
-            state = if shared_audit {
-                state.with_audit_in_slashing_db()
-            } else {
-                state.with_audit(signward_audit::AuditLog::open(&instance_dir, audit_key)?)
-            };
-        }
-        let state = Arc::new(state);
         let copies = generated
             .iter()
             .map(|k| BlsKeypair::from_secret_bytes(k.dangerous_secret_bytes().as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
-        state.keys().insert_all(copies);
-        state.set_load_status(LoadStatus::Done {
-            loaded: keys,
-            failed: 0,
-        });
+        let state = crate::fleet::signward_state(copies, db, data_dir, i, with_auth_audit).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         addrs.push(listener.local_addr()?);
         let app = signward_server::router(state, Limits::default());
@@ -250,7 +219,6 @@ async fn http_bench(
             },
             Duration::from_secs(5),
         )));
-        let _ = i;
     }
     drop(generated);
     let addr = addrs[0];

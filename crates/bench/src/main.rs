@@ -4,7 +4,10 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod compare;
 mod figures;
+mod fleet;
+mod loadgen;
 
 use std::path::Path;
 
@@ -32,6 +35,18 @@ pub async fn open_db(
     let url =
         signward_engine::stores::slashing_url(args.slashing_protection_db_url.as_deref(), &d)?;
     Ok(signward_engine::stores::open_slashing(&url, &d, audited).await?)
+}
+
+/// The bench fleet's keys, and where a server announces its address.
+#[derive(Args)]
+struct FleetArgs {
+    #[arg(long, default_value_t = 10_000)]
+    keys: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Written with `IP:PORT` once the server listens.
+    #[arg(long)]
+    addr_file: std::path::PathBuf,
 }
 
 #[derive(Parser)]
@@ -88,6 +103,29 @@ enum BenchCommand {
         #[arg(long)]
         without_spend_window: bool,
     },
+    /// signward beside a minimal reference signer under one external load generator:
+    /// throughput, p99 at a steady rate, slot bursts (SQLite and PostgreSQL), two instances on
+    /// PostgreSQL. Starts every process itself.
+    Compare(compare::CompareArgs),
+    /// The load generator `compare` runs (its own process, one thread).
+    LoadGen(loadgen::LoadArgs),
+    /// A signward server as `serve` builds it, holding the bench fleet's keys (for `compare`).
+    ServeSignward {
+        #[command(flatten)]
+        fleet: FleetArgs,
+        #[command(flatten)]
+        db: SlashingDbArgs,
+        /// Holds the server secret and the token store; the instance's audit log goes under it.
+        #[arg(long)]
+        data_dir: std::path::PathBuf,
+        #[arg(long, default_value_t = 0)]
+        instance: usize,
+    },
+    /// The reference signer (parse, signing root, sign) with the fleet's keys (for `compare`).
+    ServeReference {
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
     /// Time to decrypt N PBKDF2 keystores with 1 thread and with all cores.
     Load {
         #[arg(long, default_value_t = 1000)]
@@ -131,6 +169,29 @@ fn main() -> anyhow::Result<()> {
             epochs,
             db,
         } => figures::interchange(validators, epochs, db),
+        BenchCommand::Compare(args) => compare::run(args),
+        BenchCommand::LoadGen(args) => loadgen::run(args),
+        BenchCommand::ServeSignward {
+            fleet,
+            db,
+            data_dir,
+            instance,
+        } => fleet::run(
+            fleet::Server::Signward {
+                db,
+                data_dir,
+                instance,
+            },
+            fleet.seed,
+            fleet.keys,
+            &fleet.addr_file,
+        ),
+        BenchCommand::ServeReference { fleet } => fleet::run(
+            fleet::Server::Reference,
+            fleet.seed,
+            fleet.keys,
+            &fleet.addr_file,
+        ),
         BenchCommand::Load {
             count,
             pbkdf2_iterations,

@@ -7,7 +7,9 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod checkpoint;
 pub mod group_commit;
+pub use checkpoint::Checkpointer;
 pub use group_commit::{GroupCommit, WriterStopped};
 
 use std::fs::OpenOptions;

@@ -6,6 +6,10 @@
 //! are serialised across every instance), applies the EIP-3076 rules and records the message.
 //! It runs in its own implicit transaction, which commits with `synchronous_commit = on`
 //! before the answer comes back: one round trip per check once the statement is prepared.
+//! Checks that arrive together are decided together, as the SQLite writer's group commit does:
+//! each instance runs at most [`BATCH_WORKERS`] batches at a time, and a batch is one statement
+//! that calls `signward_check` for each of its checks in one implicit transaction, so a slot's
+//! burst costs a few round trips and commits instead of one per validator (see [`Batcher`]).
 //! Primary keys on (validator, slot) and (validator, target) are the backstop.
 
 use std::io::{Read, Write};
@@ -129,6 +133,7 @@ fn pool_err(e: impl std::fmt::Display) -> SlashingError {
 /// PostgreSQL slashing protection database.
 pub struct PgStore {
     pool: Pool,
+    batcher: Batcher,
 }
 
 type Client = deadpool_postgres::Object;
@@ -137,7 +142,8 @@ impl PgStore {
     /// Connect, then create or upgrade the schema (serialised across instances).
     pub async fn connect(url: &str) -> Result<Self, SlashingError> {
         let pool = signward_db::pg_pool(url, 16)?;
-        let store = PgStore { pool };
+        let batcher = Batcher::start(pool.clone());
+        let store = PgStore { pool, batcher };
         store.migrate().await?;
         Ok(store)
     }
@@ -399,52 +405,219 @@ fn opt_root(v: Option<Vec<u8>>) -> Option<Root> {
     v.and_then(|b| Root::from_slice(&b))
 }
 
+/// `signward_check`'s arguments for one check: the kind (0 block, 1 attestation) and its two
+/// numbers. `None`: a slot or epoch beyond any real one, refused like any other far-future
+/// message (as the SQLite backend does).
+fn check_args(check: &Check) -> Option<(i16, i64, i64)> {
+    let values = match check.slashable {
+        Slashable::Block { slot } => to_i64(slot).map(|s| (0i16, s, 0)),
+        // Refused by the function as source_after_target, after the genesis and disabled
+        // checks, as SQLite and `rules` order it, however large the source is.
+        Slashable::Attestation {
+            source_epoch,
+            target_epoch,
+        } if source_epoch > target_epoch => Ok((1i16, 1, 0)),
+        Slashable::Attestation {
+            source_epoch,
+            target_epoch,
+        } => to_i64(source_epoch).and_then(|s| Ok((1i16, s, to_i64(target_epoch)?))),
+    };
+    values.ok()
+}
+
+fn decision_of(code: &str) -> Result<Decision, SlashingError> {
+    Ok(match code {
+        "allowed" => Decision::Allowed,
+        "repeat" => Decision::Repeat,
+        other => Decision::Refused(
+            Refusal::from_code(other)
+                .ok_or_else(|| SlashingError::Storage(format!("unknown decision {other:?}")))?,
+        ),
+    })
+}
+
+/// Batches decided at once by one instance. Two: while one commits, the next gathers.
+pub const BATCH_WORKERS: usize = 2;
+
+/// Most checks in one batch.
+pub const MAX_PG_BATCH: usize = 512;
+
+/// One statement decides a batch: `signward_check` for each row of the arrays, in order, in the
+/// statement's own implicit transaction. PL/pgSQL functions are volatile, so each call sees what
+/// the calls before it recorded, and none runs in parallel.
+const BATCH_CHECK: &str = "SELECT t.i, signward_check(t.pubkey, t.gvr, t.kind, t.a, t.b, t.root)
+     FROM unnest($1::bytea[], $2::bytea[], $3::int2[], $4::int8[], $5::int8[], $6::bytea[])
+          WITH ORDINALITY AS t(pubkey, gvr, kind, a, b, root, i)";
+
+const SINGLE_CHECK: &str = "SELECT signward_check($1, $2, $3, $4, $5, $6)";
+
+/// A check waiting for its batch.
+struct Pending {
+    check: Check,
+    args: (i16, i64, i64),
+    reply: tokio::sync::oneshot::Sender<Result<Decision, SlashingError>>,
+}
+
+/// Group commit for PostgreSQL. Checks queue on a channel; [`BATCH_WORKERS`] tasks each take
+/// whatever is waiting (up to [`MAX_PG_BATCH`]) and decide it in one statement. A batch never
+/// holds one validator twice (a second check for it waits for the next batch, so it sees the
+/// first one committed), and it locks validators' rows in key order, so two instances' batches
+/// cannot deadlock on each other. If the batch statement fails, its transaction is rolled back
+/// whole and each check is retried alone, so one bad check cannot fail the others.
+struct Batcher {
+    queue: tokio::sync::mpsc::UnboundedSender<Pending>,
+}
+
+impl Batcher {
+    fn start(pool: Pool) -> Self {
+        let (queue, rx) = tokio::sync::mpsc::unbounded_channel();
+        let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..BATCH_WORKERS {
+            let (rx, pool) = (rx.clone(), pool.clone());
+            tokio::spawn(async move {
+                let mut held: Vec<Pending> = Vec::new();
+                loop {
+                    let batch = {
+                        let mut rx = rx.lock().await;
+                        if held.is_empty() {
+                            match rx.recv().await {
+                                Some(first) => held.push(first),
+                                None => return,
+                            }
+                        }
+                        while held.len() < MAX_PG_BATCH {
+                            match rx.try_recv() {
+                                Ok(p) => held.push(p),
+                                Err(_) => break,
+                            }
+                        }
+                        take_distinct(&mut held)
+                    };
+                    decide_batch(&pool, batch).await;
+                }
+            });
+        }
+        Batcher { queue }
+    }
+
+    async fn decide(&self, check: Check, args: (i16, i64, i64)) -> Result<Decision, SlashingError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.queue
+            .send(Pending { check, args, reply })
+            .map_err(|_| SlashingError::WriterGone)?;
+        answer.await.map_err(|_| SlashingError::WriterGone)?
+    }
+}
+
+/// The checks of `held` for distinct validators, in key order; the others stay held.
+fn take_distinct(held: &mut Vec<Pending>) -> Vec<Pending> {
+    let mut seen = std::collections::HashSet::new();
+    let (mut batch, mut rest) = (Vec::new(), Vec::new());
+    for p in held.drain(..) {
+        if seen.insert(p.check.pubkey) {
+            batch.push(p);
+        } else {
+            rest.push(p);
+        }
+    }
+    *held = rest;
+    batch.sort_by(|a, b| a.check.pubkey.0.cmp(&b.check.pubkey.0));
+    batch
+}
+
+async fn decide_batch(pool: &Pool, batch: Vec<Pending>) {
+    let client = match pool.get().await {
+        Ok(c) => c,
+        Err(e) => {
+            let e = pool_err(e);
+            for p in batch {
+                let _ = p.reply.send(Err(SlashingError::Pool(e.to_string())));
+            }
+            return;
+        }
+    };
+    if batch.len() > 1 {
+        match run_batch(&client, &batch).await {
+            Ok(codes) => {
+                for (p, code) in batch.into_iter().zip(codes) {
+                    let _ = p.reply.send(decision_of(&code));
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, checks = batch.len(), "batched slashing check failed; deciding each check alone");
+            }
+        }
+    }
+    for p in batch {
+        let answer = run_single(&client, &p).await;
+        let _ = p.reply.send(answer);
+    }
+}
+
+/// The batch's codes, in the batch's order.
+async fn run_batch(client: &Client, batch: &[Pending]) -> Result<Vec<String>, SlashingError> {
+    let n = batch.len();
+    let (mut pubkeys, mut gvrs, mut kinds, mut a, mut b, mut roots) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for p in batch {
+        pubkeys.push(p.check.pubkey.0.to_vec());
+        gvrs.push(p.check.genesis_validators_root.0.to_vec());
+        kinds.push(p.args.0);
+        a.push(p.args.1);
+        b.push(p.args.2);
+        roots.push(p.check.signing_root.0.to_vec());
+    }
+    let stmt = client.prepare_cached(BATCH_CHECK).await?;
+    let rows = client
+        .query(&stmt, &[&pubkeys, &gvrs, &kinds, &a, &b, &roots])
+        .await?;
+    let mut codes = vec![None; n];
+    for row in rows {
+        let i: i64 = row.get(0);
+        let slot = usize::try_from(i - 1)
+            .ok()
+            .and_then(|i| codes.get_mut(i))
+            .ok_or_else(|| SlashingError::Storage("batch answered out of range".into()))?;
+        *slot = Some(row.get::<_, String>(1));
+    }
+    codes
+        .into_iter()
+        .map(|c| c.ok_or_else(|| SlashingError::Storage("batch left a check unanswered".into())))
+        .collect()
+}
+
+async fn run_single(client: &Client, p: &Pending) -> Result<Decision, SlashingError> {
+    let stmt = client.prepare_cached(SINGLE_CHECK).await?;
+    let (kind, a, b) = p.args;
+    let row = client
+        .query_one(
+            &stmt,
+            &[
+                &p.check.pubkey.0.to_vec(),
+                &p.check.genesis_validators_root.0.to_vec(),
+                &kind,
+                &a,
+                &b,
+                &p.check.signing_root.0.to_vec(),
+            ],
+        )
+        .await?;
+    decision_of(&row.get::<_, String>(0))
+}
+
 impl SlashingStore for PgStore {
     async fn check_and_record(&self, check: Check) -> Result<Decision, SlashingError> {
-        let values = match check.slashable {
-            Slashable::Block { slot } => to_i64(slot).map(|s| (0i16, s, 0)),
-            // Refused by the function as source_after_target, after the genesis and disabled
-            // checks, as SQLite and `rules` order it, however large the source is.
-            Slashable::Attestation {
-                source_epoch,
-                target_epoch,
-            } if source_epoch > target_epoch => Ok((1i16, 1, 0)),
-            Slashable::Attestation {
-                source_epoch,
-                target_epoch,
-            } => to_i64(source_epoch).and_then(|s| Ok((1i16, s, to_i64(target_epoch)?))),
-        };
-        // Beyond any real slot or epoch: refused like any other far-future message (as the
-        // SQLite backend does).
-        let Ok((kind, a, b)) = values else {
-            return Ok(Decision::Refused(Refusal::TooFarInFuture));
-        };
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached("SELECT signward_check($1, $2, $3, $4, $5, $6)")
-            .await?;
-        let row = client
-            .query_one(
-                &stmt,
-                &[
-                    &check.pubkey.0.to_vec(),
-                    &check.genesis_validators_root.0.to_vec(),
-                    &kind,
-                    &a,
-                    &b,
-                    &check.signing_root.0.to_vec(),
-                ],
-            )
-            .await?;
-        let code: String = row.get(0);
-        Ok(match code.as_str() {
-            "allowed" => Decision::Allowed,
-            "repeat" => Decision::Repeat,
-            other => Decision::Refused(
-                Refusal::from_code(other)
-                    .ok_or_else(|| SlashingError::Storage(format!("unknown decision {other:?}")))?,
-            ),
-        })
+        match check_args(&check) {
+            Some(args) => self.batcher.decide(check, args).await,
+            None => Ok(Decision::Refused(Refusal::TooFarInFuture)),
+        }
     }
 
     async fn genesis_validators_root(&self) -> Result<Option<Root>, SlashingError> {

@@ -108,6 +108,8 @@ pub struct SqliteStore {
     /// Many bulk jobs at once otherwise queue in SQLite's busy handler, whose sleeps are not
     /// fair, and can hold signing behind them for as long as the busy timeout.
     bulk: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Checkpoints the WAL beside the writer, whose commits never do it themselves.
+    _checkpointer: signward_db::Checkpointer,
 }
 
 /// Open (creating the file 0600 if needed) a durable connection.
@@ -422,6 +424,7 @@ impl SqliteStore {
     ) -> Result<Self, SlashingError> {
         let mut conn = connect(path)?;
         migrate(&mut conn)?;
+        signward_db::checkpoint::writer_connection(&conn)?;
         if let Some(j) = &journal {
             j.create(&conn).map_err(SlashingError::Journal)?;
         }
@@ -442,6 +445,7 @@ impl SqliteStore {
             journals,
             reader: std::sync::Arc::new(std::sync::Mutex::new(connect(path)?)),
             bulk: std::sync::Arc::new(tokio::sync::Mutex::new(())),
+            _checkpointer: signward_db::Checkpointer::spawn("slashing-checkpoint", path)?,
         })
     }
 

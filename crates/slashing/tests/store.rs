@@ -819,3 +819,53 @@ async fn schema_one_is_migrated_with_its_history() {
     assert_eq!(decide(&s, att(1, 6, 7, 1)).await, Allowed);
     assert!(s.disabled().await.unwrap().is_empty());
 }
+
+/// Two instances' batches over many validators at once (as a slot's burst arrives at two
+/// signward processes): for each validator, conflicting votes for one target and a vote that
+/// would surround it race each other across both stores. Batches lock validators in key order,
+/// so none deadlocks (every check is answered), and each validator gets exactly one vote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_postgres_stores_decide_bursts_over_many_validators() {
+    let Some(admin) = pg_admin_url() else { return };
+    let db = TestDb::create(&admin).await;
+    let a = Arc::new(pg_store(&db).await);
+    let b = Arc::new(pg_store(&db).await);
+    const VALIDATORS: u8 = 64;
+    const TRIES: u8 = 6;
+    let mut tasks = Vec::new();
+    for t in 0..TRIES {
+        // Validators in opposite orders on the two stores, so the batches' arrival orders differ.
+        for v in 0..VALIDATORS {
+            let (s, v) = if t % 2 == 0 {
+                (a.clone(), v)
+            } else {
+                (b.clone(), VALIDATORS - 1 - v)
+            };
+            tasks.push(tokio::spawn(async move {
+                let c = if t == TRIES - 1 {
+                    att(v, 1, 20, 200) // surrounds (5, 6) if that was recorded first
+                } else {
+                    att(v, 5, 6, t)
+                };
+                (v, s.check_and_record(c).await.unwrap())
+            }));
+        }
+    }
+    let mut allowed = vec![0; VALIDATORS as usize];
+    for t in tasks {
+        let (v, d) = t.await.unwrap();
+        match d {
+            Allowed => allowed[v as usize] += 1,
+            Refused(Refusal::DoubleVote | Refusal::SurroundVote | Refusal::BelowWatermark) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // Either one (5, 6) vote, or the surrounding vote first and then (5, 6) refused as
+    // surrounded: one vote per validator whatever the order.
+    assert!(
+        allowed.iter().all(|&n| n == 1),
+        "votes per validator: {allowed:?}"
+    );
+    drop((a, b));
+    db.drop_db().await;
+}
