@@ -585,6 +585,51 @@ pub fn interchange(validators: u64, epochs: u64, db: SlashingDbArgs) -> anyhow::
         if let (Some(b), Some(a)) = (before, peak_rss_mib()) {
             println!("peak RSS: {a:.0} MiB (before import {b:.0} MiB)");
         }
+        // Full-history export of what was just imported, to a file: the same records come out,
+        // and since the file was written by the same writer in the same order, the same bytes.
+        let exported = tmp.path().join("export.json");
+        let t = Instant::now();
+        let e = store
+            .export(std::fs::File::create(&exported)?, false)
+            .await?;
+        let secs = t.elapsed().as_secs_f64();
+        let esize = std::fs::metadata(&exported)?.len();
+        println!(
+            "export (complete): {secs:.1}s ({:.0} attestations/s; {} validators, {} attestations, {} blocks, {:.1} MiB)",
+            e.attestations as f64 / secs,
+            e.validators,
+            e.attestations,
+            e.blocks,
+            esize as f64 / 1048576.0
+        );
+        ensure!(
+            (e.validators, e.attestations, e.blocks) == (r.validators, r.attestations, r.blocks),
+            "export does not hold what was imported: {e:?} against {r:?}"
+        );
+        let same = esize == size && {
+            use std::io::Read;
+            let (mut a, mut b) = (
+                std::io::BufReader::new(std::fs::File::open(&file)?),
+                std::io::BufReader::new(std::fs::File::open(&exported)?),
+            );
+            let (mut x, mut y) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+            loop {
+                let n = a.read(&mut x)?;
+                if n == 0 {
+                    break true;
+                }
+                b.read_exact(&mut y[..n])?;
+                if x[..n] != y[..n] {
+                    break false;
+                }
+            }
+        };
+        ensure!(same, "the export differs from the imported file");
+        println!("export is byte-identical to the imported file");
+        std::fs::remove_file(&exported)?;
+        if let (Some(b), Some(a)) = (before, peak_rss_mib()) {
+            println!("peak RSS after export: {a:.0} MiB (before import {b:.0} MiB)");
+        }
         let t = Instant::now();
         let p = store.prune(10, 32).await?;
         println!(

@@ -13,6 +13,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde::{Deserialize, Deserializer, Serialize};
 use signward_core::bytes::{PublicKeyBytes, Root, Uint64};
 
+use crate::history::{History, MergeReport};
 use crate::SlashingError;
 
 /// The only interchange version we read and write.
@@ -210,6 +211,73 @@ pub fn read<R: Read>(
     Ok(())
 }
 
+/// Most records (blocks, attestations, and one per validator) handed over in one
+/// [`Batch::Validators`]: a store imports one batch per transaction, so this bounds how long an
+/// import holds the write lock and, with the one-batch channel, how much memory it uses.
+pub const BATCH_ROWS: usize = 32_768;
+
+/// One validator entry, read and normalised ([`History::from_interchange`]) by the parser, so
+/// that the store's thread only merges and writes.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The validator.
+    pub pubkey: PublicKeyBytes,
+    /// Its records, as the file gives them (disagreements inside the file already merged).
+    pub incoming: History,
+    /// What normalising the entry counted (duplicates and conflicts inside the file).
+    pub report: MergeReport,
+}
+
+/// What [`read_batches`] hands over, in file order: the metadata first, then the entries.
+#[derive(Debug)]
+pub enum Batch {
+    /// The document's metadata (to be checked before any batch is imported).
+    Metadata(Metadata),
+    /// Consecutive entries of the file, about [`BATCH_ROWS`] records at most (a single entry
+    /// larger than that comes alone).
+    Validators(Vec<Prepared>),
+}
+
+/// Read an interchange document as [`read`] does, handing the entries over in batches. When
+/// reading fails, the entries read in full before the failure are still handed over (an import
+/// keeps them, as importing one entry at a time would), and then the error is returned.
+pub fn read_batches<R: Read>(
+    reader: R,
+    max_rows: usize,
+    mut send: impl FnMut(Batch) -> Result<(), SlashingError>,
+) -> Result<(), SlashingError> {
+    let mut pending: Vec<Prepared> = Vec::new();
+    let mut rows = 0usize;
+    let result = read(reader, |event| match event {
+        Event::Metadata(m) => send(Batch::Metadata(m)),
+        Event::Validator(v) => {
+            let mut report = MergeReport::default();
+            let incoming = History::from_interchange(&v, &mut report)?;
+            rows = rows
+                .saturating_add(1)
+                .saturating_add(v.signed_blocks.len())
+                .saturating_add(v.signed_attestations.len());
+            pending.push(Prepared {
+                pubkey: v.pubkey,
+                incoming,
+                report,
+            });
+            if rows >= max_rows {
+                rows = 0;
+                send(Batch::Validators(std::mem::take(&mut pending)))?;
+            }
+            Ok(())
+        }
+    });
+    if !pending.is_empty() {
+        let flushed = send(Batch::Validators(pending));
+        if result.is_ok() {
+            flushed?;
+        }
+    }
+    result
+}
+
 /// Check metadata: version 5.
 pub fn check_metadata(m: &Metadata) -> Result<(), SlashingError> {
     if m.interchange_format_version != FORMAT_VERSION {
@@ -272,6 +340,8 @@ pub fn genesis_validators_root<R: Read>(reader: R) -> Result<Root, SlashingError
 pub struct Writer<W: Write> {
     out: W,
     first: bool,
+    /// One validator's bytes, reused.
+    buf: Vec<u8>,
 }
 
 impl<W: Write> Writer<W> {
@@ -282,52 +352,66 @@ impl<W: Write> Writer<W> {
             "{{\"metadata\":{{\"interchange_format_version\":\"{FORMAT_VERSION}\",\"genesis_validators_root\":\"{}\"}},\"data\":[",
             genesis_validators_root.to_hex()
         )?;
-        Ok(Writer { out, first: true })
+        Ok(Writer {
+            out,
+            first: true,
+            buf: Vec::new(),
+        })
     }
 
-    /// Write one validator's records.
+    /// Write one validator's records. The bytes are formatted by hand (no `fmt` machinery, no
+    /// allocation per record): an export writes millions of them. The output is exactly what
+    /// `format!` with `Display` would give (checked by `writer_bytes_are_stable`).
     pub fn validator(
         &mut self,
         pubkey: &PublicKeyBytes,
         blocks: &[SignedBlock],
         attestations: &[SignedAttestation],
     ) -> Result<(), SlashingError> {
-        let o = &mut self.out;
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
         if !self.first {
-            o.write_all(b",")?;
+            buf.push(b',');
         }
         self.first = false;
-        write!(
-            o,
-            "\n{{\"pubkey\":\"{}\",\"signed_blocks\":[",
-            pubkey.to_hex()
-        )?;
+        buf.extend_from_slice(b"\n{\"pubkey\":\"");
+        push_hex(&mut buf, &pubkey.0);
+        buf.extend_from_slice(b"\",\"signed_blocks\":[");
         for (i, b) in blocks.iter().enumerate() {
-            let sep = if i == 0 { "" } else { "," };
-            match b.signing_root {
-                Some(r) => write!(
-                    o,
-                    "{sep}{{\"slot\":\"{}\",\"signing_root\":\"{}\"}}",
-                    b.slot, r
-                )?,
-                None => write!(o, "{sep}{{\"slot\":\"{}\"}}", b.slot)?,
+            if i > 0 {
+                buf.push(b',');
             }
+            buf.extend_from_slice(b"{\"slot\":\"");
+            push_u64(&mut buf, b.slot.0);
+            buf.push(b'"');
+            if let Some(r) = b.signing_root {
+                buf.extend_from_slice(b",\"signing_root\":\"");
+                push_hex(&mut buf, &r.0);
+                buf.push(b'"');
+            }
+            buf.push(b'}');
         }
-        o.write_all(b"],\"signed_attestations\":[")?;
+        buf.extend_from_slice(b"],\"signed_attestations\":[");
         for (i, a) in attestations.iter().enumerate() {
-            let sep = if i == 0 { "" } else { "," };
-            write!(
-                o,
-                "{sep}{{\"source_epoch\":\"{}\",\"target_epoch\":\"{}\"",
-                a.source_epoch, a.target_epoch
-            )?;
-            if let Some(r) = a.signing_root {
-                write!(o, ",\"signing_root\":\"{r}\"")?;
+            if i > 0 {
+                buf.push(b',');
             }
-            o.write_all(b"}")?;
+            buf.extend_from_slice(b"{\"source_epoch\":\"");
+            push_u64(&mut buf, a.source_epoch.0);
+            buf.extend_from_slice(b"\",\"target_epoch\":\"");
+            push_u64(&mut buf, a.target_epoch.0);
+            buf.push(b'"');
+            if let Some(r) = a.signing_root {
+                buf.extend_from_slice(b",\"signing_root\":\"");
+                push_hex(&mut buf, &r.0);
+                buf.push(b'"');
+            }
+            buf.push(b'}');
         }
-        o.write_all(b"]}")?;
-        Ok(())
+        buf.extend_from_slice(b"]}");
+        let written = self.out.write_all(&buf);
+        self.buf = buf;
+        Ok(written?)
     }
 
     /// Close the document and flush.
@@ -338,9 +422,119 @@ impl<W: Write> Writer<W> {
     }
 }
 
+/// `0x` and the lowercase hex of `bytes`, as [`signward_core::bytes::encode_hex`] writes it.
+fn push_hex(buf: &mut Vec<u8>, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    buf.extend_from_slice(b"0x");
+    for b in bytes {
+        buf.push(DIGITS[usize::from(b >> 4)]);
+        buf.push(DIGITS[usize::from(b & 0x0f)]);
+    }
+}
+
+/// The decimal digits of `v`, as `Display` writes them.
+fn push_u64(buf: &mut Vec<u8>, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[i..]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The hand-formatted writer writes exactly what the `fmt`-based one did (kept here as the
+    /// reference), for every shape of record and the extremes of `u64`.
+    #[test]
+    fn writer_bytes_are_stable() {
+        fn reference(
+            pk: &PublicKeyBytes,
+            blocks: &[SignedBlock],
+            atts: &[SignedAttestation],
+        ) -> String {
+            let mut o = format!("\n{{\"pubkey\":\"{}\",\"signed_blocks\":[", pk.to_hex());
+            for (i, b) in blocks.iter().enumerate() {
+                let sep = if i == 0 { "" } else { "," };
+                match b.signing_root {
+                    Some(r) => {
+                        o += &format!(
+                            "{sep}{{\"slot\":\"{}\",\"signing_root\":\"{}\"}}",
+                            b.slot, r
+                        )
+                    }
+                    None => o += &format!("{sep}{{\"slot\":\"{}\"}}", b.slot),
+                }
+            }
+            o += "],\"signed_attestations\":[";
+            for (i, a) in atts.iter().enumerate() {
+                let sep = if i == 0 { "" } else { "," };
+                o += &format!(
+                    "{sep}{{\"source_epoch\":\"{}\",\"target_epoch\":\"{}\"",
+                    a.source_epoch, a.target_epoch
+                );
+                if let Some(r) = a.signing_root {
+                    o += &format!(",\"signing_root\":\"{r}\"");
+                }
+                o += "}";
+            }
+            o + "]}"
+        }
+        let gvr = Root::from([0xabu8; 32]);
+        let values = [
+            0u64,
+            1,
+            9,
+            10,
+            99,
+            100,
+            12345,
+            u64::from(u32::MAX),
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        let mut w = Writer::new(Vec::new(), &gvr).unwrap();
+        let mut want = format!(
+            "{{\"metadata\":{{\"interchange_format_version\":\"5\",\"genesis_validators_root\":\"{}\"}},\"data\":[",
+            gvr.to_hex()
+        );
+        for (n, v) in values.iter().enumerate() {
+            let mut pk = [0u8; 48];
+            pk[0] = n as u8;
+            pk[47] = 0xf0 | n as u8;
+            let pk = PublicKeyBytes::from(pk);
+            let root = |b: u8| (n % 3 != 0).then(|| Root::from([b; 32]));
+            let blocks: Vec<SignedBlock> = values[..n]
+                .iter()
+                .map(|s| SignedBlock {
+                    slot: Uint64(*s),
+                    signing_root: root(0x0f),
+                })
+                .collect();
+            let atts: Vec<SignedAttestation> = values[n..]
+                .iter()
+                .map(|t| SignedAttestation {
+                    source_epoch: Uint64(*v),
+                    target_epoch: Uint64(*t),
+                    signing_root: root(0xa5),
+                })
+                .collect();
+            w.validator(&pk, &blocks, &atts).unwrap();
+            if n > 0 {
+                want.push(',');
+            }
+            want += &reference(&pk, &blocks, &atts);
+        }
+        want += "\n]}\n";
+        assert_eq!(String::from_utf8(w.finish().unwrap()).unwrap(), want);
+    }
 
     #[test]
     fn round_trip_and_order_rules() {

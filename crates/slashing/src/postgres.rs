@@ -18,12 +18,14 @@ use deadpool_postgres::Pool;
 use signward_core::bytes::{PublicKeyBytes, Root, Uint64};
 
 use crate::decision::{Check, Decision, Refusal, Slashable};
-use crate::history::{merge, History, MergeReport, Watermarks};
-use crate::interchange::{self, Event, SignedAttestation, SignedBlock, ValidatorHistory};
+use crate::history::{merge, History, Watermarks};
+use crate::interchange::{self, Batch, Prepared, SignedAttestation, SignedBlock};
 use crate::store::{
     to_i64, write_history, ExportReport, ImportReport, PruneReport, SlashingStore, SCHEMA_VERSION,
 };
 use crate::SlashingError;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
 
 /// Serialises schema migrations across instances.
 const MIGRATION_LOCK: i64 = 0x5349_474e_5741_5244; // "SIGNWARD"
@@ -201,114 +203,210 @@ impl PgStore {
         Ok(())
     }
 
-    /// Merge one imported validator into its stored history (see [`crate::history`]) in one
-    /// transaction, under the validator's row lock, with a fixed number of statements.
-    async fn import_validator(
+    /// Merge a batch of imported validators into their stored histories (see
+    /// [`crate::history`]) in one transaction, under the validators' row locks (taken in id
+    /// order, as checks take them one at a time), with a fixed number of statements: the
+    /// validators upserted at once, the stored records of those the database already had read at
+    /// once, every merge done in Rust (the same `merge` as SQLite), the changed validators'
+    /// records deleted at once and the merged ones written with one binary `COPY` per table.
+    /// A validator the database has never seen has nothing stored: nothing is read for it.
+    async fn import_batch(
         &self,
-        v: &ValidatorHistory,
+        batch: Vec<Prepared>,
         report: &mut ImportReport,
     ) -> Result<(), SlashingError> {
-        let mut m = MergeReport::default();
-        let incoming = History::from_interchange(v, &mut m)?;
+        use std::collections::{HashMap, HashSet};
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let pk = v.pubkey.0.to_vec();
-        tx.execute(
-            "INSERT INTO validators (pubkey) VALUES ($1) ON CONFLICT (pubkey) DO NOTHING",
-            &[&pk],
-        )
-        .await?;
-        let vid: i64 = tx
-            .query_one(
-                "SELECT id FROM validators WHERE pubkey = $1 FOR UPDATE",
-                &[&pk],
+        let keys: Vec<&[u8]> = batch.iter().map(|p| &p.pubkey.0[..]).collect();
+        let created: HashSet<i64> = tx
+            .query(
+                "INSERT INTO validators (pubkey)
+                 SELECT k FROM UNNEST($1::BYTEA[]) WITH ORDINALITY AS t(k, n) ORDER BY n
+                 ON CONFLICT (pubkey) DO NOTHING RETURNING id",
+                &[&keys],
             )
             .await?
-            .get(0);
-        let mut stored = History::default();
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut ids: HashMap<PublicKeyBytes, i64> = HashMap::with_capacity(batch.len());
         for r in tx
             .query(
-                "SELECT slot, signing_root FROM signed_blocks WHERE validator_id = $1",
-                &[&vid],
+                "SELECT id, pubkey FROM validators WHERE pubkey = ANY($1::BYTEA[])
+                 ORDER BY id FOR UPDATE",
+                &[&keys],
             )
             .await?
         {
-            stored.blocks.insert(r.get(0), opt_root(r.get(1)));
+            if let Some(pk) = PublicKeyBytes::from_slice(r.get::<_, &[u8]>(1)) {
+                ids.insert(pk, r.get(0));
+            }
         }
-        for r in tx
-            .query(
-                "SELECT source_epoch, target_epoch, signing_root FROM signed_attestations WHERE validator_id = $1",
-                &[&vid],
-            )
-            .await?
-        {
-            stored.attestations.insert(r.get(1), (r.get(0), opt_root(r.get(2))));
+        drop(keys);
+        // Stored histories of the validators that existed before this batch.
+        let known: Vec<i64> = ids
+            .values()
+            .copied()
+            .filter(|id| !created.contains(id))
+            .collect();
+        let mut stored: HashMap<i64, History> = HashMap::new();
+        if !known.is_empty() {
+            for r in tx
+                .query(
+                    "SELECT validator_id, slot, signing_root FROM signed_blocks
+                     WHERE validator_id = ANY($1)",
+                    &[&known],
+                )
+                .await?
+            {
+                stored
+                    .entry(r.get(0))
+                    .or_default()
+                    .blocks
+                    .insert(r.get(1), opt_root(r.get(2)));
+            }
+            for r in tx
+                .query(
+                    "SELECT validator_id, source_epoch, target_epoch, signing_root
+                     FROM signed_attestations WHERE validator_id = ANY($1)",
+                    &[&known],
+                )
+                .await?
+            {
+                stored
+                    .entry(r.get(0))
+                    .or_default()
+                    .attestations
+                    .insert(r.get(2), (r.get(1), opt_root(r.get(3))));
+            }
+            for r in tx
+                .query(
+                    "SELECT validator_id, block_slot, att_source, att_target FROM watermarks
+                     WHERE validator_id = ANY($1)",
+                    &[&known],
+                )
+                .await?
+            {
+                stored.entry(r.get(0)).or_default().watermarks = Watermarks {
+                    block_slot: r.get(1),
+                    att_source: r.get(2),
+                    att_target: r.get(3),
+                };
+            }
         }
-        if let Some(r) = tx
-            .query_opt(
-                "SELECT block_slot, att_source, att_target FROM watermarks WHERE validator_id = $1",
-                &[&vid],
-            )
-            .await?
-        {
-            stored.watermarks = Watermarks {
-                block_slot: r.get(0),
-                att_source: r.get(1),
-                att_target: r.get(2),
-            };
+        // Merge in file order: a validator twice in the batch merges into its first merge.
+        let mut had_rows: HashSet<i64> = stored
+            .iter()
+            .filter(|(_, h)| !h.blocks.is_empty() || !h.attestations.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        let mut changed: Vec<i64> = Vec::new();
+        let mut current = stored;
+        let mut r = ImportReport::default();
+        for p in batch {
+            let vid = *ids
+                .get(&p.pubkey)
+                .ok_or_else(|| SlashingError::Storage("validator row missing".into()))?;
+            let mut m = p.report;
+            let before = current.remove(&vid).unwrap_or_default();
+            let merged = merge(before.clone(), &p.incoming, &mut m);
+            if merged != before && !changed.contains(&vid) {
+                changed.push(vid);
+            }
+            current.insert(vid, merged);
+            r.add(&m);
+            r.validators += 1;
         }
-        let merged = merge(stored.clone(), &incoming, &mut m);
-        if merged != stored {
-            let slots: Vec<i64> = merged.blocks.keys().copied().collect();
-            let broots: Vec<Option<Vec<u8>>> = merged
-                .blocks
-                .values()
-                .map(|r| r.map(|r| r.0.to_vec()))
-                .collect();
-            let targets: Vec<i64> = merged.attestations.keys().copied().collect();
-            let sources: Vec<i64> = merged.attestations.values().map(|a| a.0).collect();
-            let aroots: Vec<Option<Vec<u8>>> = merged
-                .attestations
-                .values()
-                .map(|a| a.1.map(|r| r.0.to_vec()))
-                .collect();
-            tx.execute("DELETE FROM signed_blocks WHERE validator_id = $1", &[&vid])
+        if !changed.is_empty() {
+            changed.sort_unstable();
+            had_rows.retain(|id| changed.binary_search(id).is_ok());
+            if !had_rows.is_empty() {
+                let rewrite: Vec<i64> = had_rows.into_iter().collect();
+                tx.execute(
+                    "DELETE FROM signed_blocks WHERE validator_id = ANY($1)",
+                    &[&rewrite],
+                )
                 .await?;
-            tx.execute(
-                "DELETE FROM signed_attestations WHERE validator_id = $1",
-                &[&vid],
-            )
-            .await?;
-            tx.execute(
-                "INSERT INTO signed_blocks (validator_id, slot, signing_root)
-                 SELECT $1, slot, root FROM UNNEST($2::BIGINT[], $3::BYTEA[]) AS t(slot, root)",
-                &[&vid, &slots, &broots],
-            )
-            .await?;
-            tx.execute(
-                "INSERT INTO signed_attestations (validator_id, source_epoch, target_epoch, signing_root)
-                 SELECT $1, source, target, root
-                 FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::BYTEA[]) AS t(source, target, root)",
-                &[&vid, &sources, &targets, &aroots],
-            )
-            .await?;
-            let w = merged.watermarks;
-            if w != Watermarks::default() {
+                tx.execute(
+                    "DELETE FROM signed_attestations WHERE validator_id = ANY($1)",
+                    &[&rewrite],
+                )
+                .await?;
+            }
+            let sink = tx
+                .copy_in(
+                    "COPY signed_blocks (validator_id, slot, signing_root) FROM STDIN (FORMAT binary)",
+                )
+                .await?;
+            let writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::INT8, Type::BYTEA]);
+            let mut writer = std::pin::pin!(writer);
+            for vid in &changed {
+                if let Some(h) = current.get(vid) {
+                    for (slot, root) in &h.blocks {
+                        let root = root.as_ref().map(|r| &r.0[..]);
+                        writer.as_mut().write(&[vid, slot, &root]).await?;
+                    }
+                }
+            }
+            writer.finish().await?;
+            let sink = tx
+                .copy_in(
+                    "COPY signed_attestations (validator_id, source_epoch, target_epoch, signing_root)
+                     FROM STDIN (FORMAT binary)",
+                )
+                .await?;
+            let writer =
+                BinaryCopyInWriter::new(sink, &[Type::INT8, Type::INT8, Type::INT8, Type::BYTEA]);
+            let mut writer = std::pin::pin!(writer);
+            for vid in &changed {
+                if let Some(h) = current.get(vid) {
+                    for (target, (source, root)) in &h.attestations {
+                        let root = root.as_ref().map(|r| &r.0[..]);
+                        writer.as_mut().write(&[vid, source, target, &root]).await?;
+                    }
+                }
+            }
+            writer.finish().await?;
+            let mut wm_ids = Vec::new();
+            let (mut wb, mut ws, mut wt) = (Vec::new(), Vec::new(), Vec::new());
+            for vid in &changed {
+                if let Some(w) = current
+                    .get(vid)
+                    .map(|h| h.watermarks)
+                    .filter(|w| *w != Watermarks::default())
+                {
+                    wm_ids.push(*vid);
+                    wb.push(w.block_slot);
+                    ws.push(w.att_source);
+                    wt.push(w.att_target);
+                }
+            }
+            if !wm_ids.is_empty() {
                 tx.execute(
                     "INSERT INTO watermarks (validator_id, block_slot, att_source, att_target)
-                     VALUES ($1, $2, $3, $4)
+                     SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[])
                      ON CONFLICT (validator_id) DO UPDATE SET block_slot = EXCLUDED.block_slot,
                          att_source = EXCLUDED.att_source, att_target = EXCLUDED.att_target",
-                    &[&vid, &w.block_slot, &w.att_source, &w.att_target],
+                    &[&wm_ids, &wb, &ws, &wt],
                 )
                 .await?;
             }
         }
         tx.commit().await?;
-        report.add(&m);
-        report.validators += 1;
+        merge_reports(report, &r);
         Ok(())
     }
+}
+
+/// Add what one committed batch did to the import's report.
+fn merge_reports(total: &mut ImportReport, batch: &ImportReport) {
+    total.validators += batch.validators;
+    total.blocks += batch.blocks;
+    total.attestations += batch.attestations;
+    total.duplicates += batch.duplicates;
+    total.conflicts += batch.conflicts;
+    total.below_floor += batch.below_floor;
 }
 
 impl PgStore {
@@ -338,7 +436,8 @@ impl PgStore {
                     "database has no genesis validators root yet; nothing to export".into(),
                 )
             })?;
-        let mut w = interchange::Writer::new(writer, &gvr)?;
+        let mut w =
+            interchange::Writer::new(std::io::BufWriter::with_capacity(1 << 20, writer), &gvr)?;
         let mut report = ExportReport::default();
         let validators = match &only {
             None => {
@@ -354,51 +453,77 @@ impl PgStore {
                 .await?
             }
         };
+        // A few statements per chunk of validators rather than three per validator; the rows of
+        // one chunk are in memory at a time.
         let blocks_q = tx
-            .prepare("SELECT slot, signing_root FROM signed_blocks WHERE validator_id = $1 ORDER BY slot")
+            .prepare(
+                "SELECT validator_id, slot, signing_root FROM signed_blocks
+                 WHERE validator_id = ANY($1) ORDER BY validator_id, slot",
+            )
             .await?;
         let atts_q = tx
-            .prepare("SELECT source_epoch, target_epoch, signing_root FROM signed_attestations WHERE validator_id = $1 ORDER BY target_epoch")
+            .prepare(
+                "SELECT validator_id, source_epoch, target_epoch, signing_root
+                 FROM signed_attestations WHERE validator_id = ANY($1)
+                 ORDER BY validator_id, target_epoch",
+            )
             .await?;
         let wm_q = tx
             .prepare(
-                "SELECT block_slot, att_source, att_target FROM watermarks WHERE validator_id = $1",
+                "SELECT validator_id, block_slot, att_source, att_target FROM watermarks
+                 WHERE validator_id = ANY($1) ORDER BY validator_id",
             )
             .await?;
-        for v in validators {
-            let vid: i64 = v.get(0);
-            let Some(pubkey) = PublicKeyBytes::from_slice(&v.get::<_, Vec<u8>>(1)) else {
-                continue;
-            };
-            let blocks: Vec<SignedBlock> = tx
-                .query(&blocks_q, &[&vid])
-                .await?
-                .iter()
-                .map(|r| SignedBlock {
-                    slot: Uint64(r.get::<_, i64>(0) as u64),
-                    signing_root: opt_root(r.get(1)),
-                })
-                .collect();
-            let atts: Vec<SignedAttestation> = tx
-                .query(&atts_q, &[&vid])
-                .await?
-                .iter()
-                .map(|r| SignedAttestation {
-                    source_epoch: Uint64(r.get::<_, i64>(0) as u64),
-                    target_epoch: Uint64(r.get::<_, i64>(1) as u64),
-                    signing_root: opt_root(r.get(2)),
-                })
-                .collect();
-            let wm = match tx.query_opt(&wm_q, &[&vid]).await? {
-                Some(r) => (r.get(0), r.get(1), r.get(2)),
-                None => (None, None, None),
-            };
-            write_history(&mut w, &pubkey, blocks, atts, wm, minimal, &mut report)?;
+        for chunk in validators.chunks(EXPORT_CHUNK) {
+            let ids: Vec<i64> = chunk.iter().map(|v| v.get(0)).collect();
+            let block_rows = tx.query(&blocks_q, &[&ids]).await?;
+            let att_rows = tx.query(&atts_q, &[&ids]).await?;
+            let wm_rows = tx.query(&wm_q, &[&ids]).await?;
+            let (mut bi, mut ai, mut wi) = (0, 0, 0);
+            for v in chunk {
+                let vid: i64 = v.get(0);
+                let mut blocks = Vec::new();
+                while let Some(r) = block_rows.get(bi).filter(|r| r.get::<_, i64>(0) == vid) {
+                    blocks.push(SignedBlock {
+                        slot: Uint64(r.get::<_, i64>(1) as u64),
+                        signing_root: opt_root_ref(r.get(2)),
+                    });
+                    bi += 1;
+                }
+                let mut atts = Vec::new();
+                while let Some(r) = att_rows.get(ai).filter(|r| r.get::<_, i64>(0) == vid) {
+                    atts.push(SignedAttestation {
+                        source_epoch: Uint64(r.get::<_, i64>(1) as u64),
+                        target_epoch: Uint64(r.get::<_, i64>(2) as u64),
+                        signing_root: opt_root_ref(r.get(3)),
+                    });
+                    ai += 1;
+                }
+                let mut wm = (None, None, None);
+                if let Some(r) = wm_rows.get(wi).filter(|r| r.get::<_, i64>(0) == vid) {
+                    wm = (r.get(1), r.get(2), r.get(3));
+                    wi += 1;
+                }
+                let Some(pubkey) = PublicKeyBytes::from_slice(v.get::<_, &[u8]>(1)) else {
+                    continue;
+                };
+                write_history(&mut w, &pubkey, blocks, atts, wm, minimal, &mut report)?;
+            }
         }
         w.finish()?;
         tx.commit().await?;
         Ok(report)
     }
+}
+
+/// Validators pruned in one transaction.
+const PRUNE_BATCH: usize = 512;
+
+/// Validators exported per round of statements.
+const EXPORT_CHUNK: usize = 256;
+
+fn opt_root_ref(v: Option<&[u8]>) -> Option<Root> {
+    v.and_then(Root::from_slice)
 }
 
 fn opt_root(v: Option<Vec<u8>>) -> Option<Root> {
@@ -664,27 +789,33 @@ impl SlashingStore for PgStore {
         &self,
         reader: R,
     ) -> Result<ImportReport, SlashingError> {
-        // The JSON is parsed on a blocking thread and handed over one validator at a time through
-        // a small bounded channel, so memory stays bounded whatever the file size.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(8);
+        // The JSON is parsed (and each entry normalised) on a blocking thread and handed over in
+        // batches of about `BATCH_ROWS` records through a channel holding one batch, so memory
+        // stays bounded whatever the file size and the parser works while a batch is written.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(1);
         let parser = tokio::task::spawn_blocking(move || {
-            interchange::read(reader, |event| {
-                tx.blocking_send(event)
+            interchange::read_batches(reader, interchange::BATCH_ROWS, |b| {
+                tx.blocking_send(b)
                     .map_err(|_| SlashingError::Interchange("import stopped".into()))
             })
         });
         let mut report = ImportReport::default();
+        let mut pinned = false;
         let mut failure = None;
-        while let Some(event) = rx.recv().await {
-            let step = match event {
-                Event::Metadata(m) => match interchange::check_metadata(&m) {
-                    Ok(()) => {
-                        self.pin_genesis_validators_root(m.genesis_validators_root)
-                            .await
-                    }
+        while let Some(batch) = rx.recv().await {
+            let step = match batch {
+                Batch::Metadata(m) => match interchange::check_metadata(&m) {
+                    Ok(()) => self
+                        .pin_genesis_validators_root(m.genesis_validators_root)
+                        .await
+                        .map(|()| pinned = true),
                     Err(e) => Err(e),
                 },
-                Event::Validator(v) => self.import_validator(&v, &mut report).await,
+                // `read` hands the metadata over first; this never happens.
+                Batch::Validators(_) if !pinned => {
+                    Err(SlashingError::Interchange("entries before metadata".into()))
+                }
+                Batch::Validators(vs) => self.import_batch(vs, &mut report).await,
             };
             if let Err(e) = step {
                 failure = Some(e);
@@ -788,52 +919,78 @@ impl SlashingStore for PgStore {
         let keep_epochs_i = to_i64(keep_epochs)?;
         let keep_slots = to_i64(keep_epochs.saturating_mul(slots_per_epoch))?;
         let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        // Take every validator's row lock, as checks do, so no check interleaves with pruning.
-        tx.execute("SELECT 1 FROM validators FOR UPDATE", &[])
-            .await?;
-        tx.execute(
-            "INSERT INTO watermarks (validator_id, block_slot)
-             SELECT b.validator_id, MAX(b.slot) FROM signed_blocks b
-             JOIN (SELECT validator_id, MAX(slot) AS top FROM signed_blocks GROUP BY validator_id) m
-               ON m.validator_id = b.validator_id
-             WHERE b.slot < m.top - $1
-             GROUP BY b.validator_id
-             ON CONFLICT (validator_id) DO UPDATE
-               SET block_slot = GREATEST(watermarks.block_slot, EXCLUDED.block_slot)",
-            &[&keep_slots],
-        )
-        .await?;
-        let blocks_deleted = tx
-            .execute(
-                "DELETE FROM signed_blocks b
-                 USING (SELECT validator_id, MAX(slot) AS top FROM signed_blocks GROUP BY validator_id) m
-                 WHERE b.validator_id = m.validator_id AND b.slot < m.top - $1",
-                &[&keep_slots],
+        let ids: Vec<i64> = client
+            .query("SELECT id FROM validators ORDER BY id", &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let (mut blocks_deleted, mut attestations_deleted) = (0, 0);
+        // One transaction per batch of validators: each holds its validators' row locks (as
+        // checks take them), so no check interleaves with the pruning of its validator, and no
+        // check waits for more than one batch.
+        for chunk in ids.chunks(PRUNE_BATCH) {
+            // Ids are listed in order, so a batch is the range from its first id to its last;
+            // every statement names the range, so each reads only the batch's rows.
+            let (Some(lo), Some(hi)) = (chunk.first().copied(), chunk.last().copied()) else {
+                continue;
+            };
+            let tx = client.transaction().await?;
+            tx.execute(
+                "SELECT 1 FROM validators WHERE id BETWEEN $1 AND $2 ORDER BY id FOR UPDATE",
+                &[&lo, &hi],
             )
             .await?;
-        tx.execute(
-            "INSERT INTO watermarks (validator_id, att_source, att_target)
-             SELECT a.validator_id, MAX(a.source_epoch), MAX(a.target_epoch) FROM signed_attestations a
-             JOIN (SELECT validator_id, MAX(target_epoch) AS top FROM signed_attestations GROUP BY validator_id) m
-               ON m.validator_id = a.validator_id
-             WHERE a.target_epoch < m.top - $1
-             GROUP BY a.validator_id
-             ON CONFLICT (validator_id) DO UPDATE
-               SET att_source = GREATEST(watermarks.att_source, EXCLUDED.att_source),
-                   att_target = GREATEST(watermarks.att_target, EXCLUDED.att_target)",
-            &[&keep_epochs_i],
-        )
-        .await?;
-        let attestations_deleted = tx
-            .execute(
-                "DELETE FROM signed_attestations a
-                 USING (SELECT validator_id, MAX(target_epoch) AS top FROM signed_attestations GROUP BY validator_id) m
-                 WHERE a.validator_id = m.validator_id AND a.target_epoch < m.top - $1",
-                &[&keep_epochs_i],
+            tx.execute(
+                "INSERT INTO watermarks (validator_id, block_slot)
+                 SELECT b.validator_id, MAX(b.slot) FROM signed_blocks b
+                 JOIN (SELECT validator_id, MAX(slot) AS top FROM signed_blocks
+                       WHERE validator_id BETWEEN $2 AND $3 GROUP BY validator_id) m
+                   ON m.validator_id = b.validator_id
+                 WHERE b.validator_id BETWEEN $2 AND $3 AND b.slot < m.top - $1
+                 GROUP BY b.validator_id
+                 ON CONFLICT (validator_id) DO UPDATE
+                   SET block_slot = GREATEST(watermarks.block_slot, EXCLUDED.block_slot)",
+                &[&keep_slots, &lo, &hi],
             )
             .await?;
-        tx.commit().await?;
+            blocks_deleted += tx
+                .execute(
+                    "DELETE FROM signed_blocks b
+                     USING (SELECT validator_id, MAX(slot) AS top FROM signed_blocks
+                            WHERE validator_id BETWEEN $2 AND $3 GROUP BY validator_id) m
+                     WHERE b.validator_id BETWEEN $2 AND $3
+                       AND b.validator_id = m.validator_id AND b.slot < m.top - $1",
+                    &[&keep_slots, &lo, &hi],
+                )
+                .await?;
+            tx.execute(
+                "INSERT INTO watermarks (validator_id, att_source, att_target)
+                 SELECT a.validator_id, MAX(a.source_epoch), MAX(a.target_epoch)
+                 FROM signed_attestations a
+                 JOIN (SELECT validator_id, MAX(target_epoch) AS top FROM signed_attestations
+                       WHERE validator_id BETWEEN $2 AND $3 GROUP BY validator_id) m
+                   ON m.validator_id = a.validator_id
+                 WHERE a.validator_id BETWEEN $2 AND $3 AND a.target_epoch < m.top - $1
+                 GROUP BY a.validator_id
+                 ON CONFLICT (validator_id) DO UPDATE
+                   SET att_source = GREATEST(watermarks.att_source, EXCLUDED.att_source),
+                       att_target = GREATEST(watermarks.att_target, EXCLUDED.att_target)",
+                &[&keep_epochs_i, &lo, &hi],
+            )
+            .await?;
+            attestations_deleted += tx
+                .execute(
+                    "DELETE FROM signed_attestations a
+                     USING (SELECT validator_id, MAX(target_epoch) AS top FROM signed_attestations
+                            WHERE validator_id BETWEEN $2 AND $3 GROUP BY validator_id) m
+                     WHERE a.validator_id BETWEEN $2 AND $3
+                       AND a.validator_id = m.validator_id AND a.target_epoch < m.top - $1",
+                    &[&keep_epochs_i, &lo, &hi],
+                )
+                .await?;
+            tx.commit().await?;
+        }
         Ok(PruneReport {
             blocks_deleted,
             attestations_deleted,

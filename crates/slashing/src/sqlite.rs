@@ -17,8 +17,8 @@ use signward_db::GroupCommit;
 use tokio::sync::oneshot;
 
 use crate::decision::{Check, Decision, Refusal, Slashable};
-use crate::history::{merge, History, MergeReport, Watermarks};
-use crate::interchange::{self, Event, SignedAttestation, SignedBlock, ValidatorHistory};
+use crate::history::{merge, History, Watermarks};
+use crate::interchange::{self, Batch, Prepared, SignedAttestation, SignedBlock};
 use crate::store::{
     to_i64, write_history, ExportReport, ImportReport, PruneReport, SlashingStore, SCHEMA_VERSION,
 };
@@ -555,14 +555,14 @@ fn write_history_rows(
         "INSERT INTO signed_blocks (validator_id, slot, signing_root) VALUES (?1, ?2, ?3)",
     )?;
     for (slot, root) in &h.blocks {
-        ins.execute(params![vid, slot, root.map(|r| r.0.to_vec())])?;
+        ins.execute(params![vid, slot, root.as_ref().map(|r| &r.0[..])])?;
     }
     let mut ins = tx.prepare_cached(
         "INSERT INTO signed_attestations (validator_id, source_epoch, target_epoch, signing_root)
          VALUES (?1, ?2, ?3, ?4)",
     )?;
     for (t, (s, root)) in &h.attestations {
-        ins.execute(params![vid, s, t, root.map(|r| r.0.to_vec())])?;
+        ins.execute(params![vid, s, t, root.as_ref().map(|r| &r.0[..])])?;
     }
     let w = h.watermarks;
     if w != Watermarks::default() {
@@ -577,18 +577,31 @@ fn write_history_rows(
     Ok(())
 }
 
-/// Merge one imported validator into the stored history (see [`crate::history`]).
-fn import_validator(
+/// Merge one imported validator into the stored history (see [`crate::history`]), inside the
+/// caller's transaction. A validator the database has never seen has no records and no
+/// watermarks: its merge is with an empty history, and nothing is read.
+fn import_prepared(
     tx: &Connection,
-    v: &ValidatorHistory,
+    p: Prepared,
     report: &mut ImportReport,
 ) -> Result<(), SlashingError> {
-    let mut m = MergeReport::default();
-    let incoming = History::from_interchange(v, &mut m)?;
-    let vid = validator_id(tx, &v.pubkey)?;
-    let stored = read_history(tx, vid)?;
+    let mut m = p.report;
+    let pk = &p.pubkey.0[..];
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO validators (pubkey) VALUES (?1) ON CONFLICT(pubkey) DO NOTHING",
+        )?
+        .execute(params![pk])?;
+    let vid: i64 = tx
+        .prepare_cached("SELECT id FROM validators WHERE pubkey = ?1")?
+        .query_row(params![pk], |r| r.get(0))?;
+    let stored = if inserted == 1 {
+        History::default()
+    } else {
+        read_history(tx, vid)?
+    };
     let was_empty = stored.blocks.is_empty() && stored.attestations.is_empty();
-    let merged = merge(stored.clone(), &incoming, &mut m);
+    let merged = merge(stored.clone(), &p.incoming, &mut m);
     if merged != stored {
         write_history_rows(tx, vid, &merged, was_empty)?;
     }
@@ -597,8 +610,203 @@ fn import_validator(
     Ok(())
 }
 
+/// Import a document on `conn`. The JSON is parsed (and each entry normalised) on a thread of its
+/// own, which hands batches of about [`interchange::BATCH_ROWS`] records over a channel holding
+/// one batch; each batch is merged and written in one `BEGIN IMMEDIATE` transaction, taken only
+/// once the batch is complete, so the write lock is never held while the parser works and
+/// memory stays bounded by a few batches whatever the file size. A failure stops the import:
+/// every batch committed before it stays (each validator's merge is whole, and an import only
+/// strengthens protection); the batch that failed to write is rolled back.
+fn import_stream<R: Read + Send + 'static>(
+    conn: &mut Connection,
+    reader: R,
+) -> Result<ImportReport, SlashingError> {
+    let (send, batches) = std::sync::mpsc::sync_channel::<Batch>(1);
+    let parser = std::thread::Builder::new()
+        .name("interchange-parse".into())
+        .spawn(move || {
+            interchange::read_batches(reader, interchange::BATCH_ROWS, |b| {
+                send.send(b)
+                    .map_err(|_| SlashingError::Interchange("import stopped".into()))
+            })
+        })?;
+    let mut report = ImportReport::default();
+    let mut pinned = false;
+    let mut failure = None;
+    for batch in batches.iter() {
+        let step = match batch {
+            Batch::Metadata(m) => pin_for_import(conn, &m).map(|()| pinned = true),
+            // `read` hands the metadata over first; this never happens.
+            Batch::Validators(_) if !pinned => {
+                Err(SlashingError::Interchange("entries before metadata".into()))
+            }
+            Batch::Validators(vs) => (|| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let mut r = ImportReport::default();
+                for p in vs {
+                    import_prepared(&tx, p, &mut r)?;
+                }
+                tx.commit()?;
+                merge_reports(&mut report, &r);
+                Ok(())
+            })(),
+        };
+        if let Err(e) = step {
+            failure = Some(e);
+            break;
+        }
+    }
+    drop(batches);
+    let parsed = parser.join().map_err(|_| SlashingError::WriterGone)?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    parsed?;
+    Ok(report)
+}
+
+/// Add what one committed batch did to the import's report.
+fn merge_reports(total: &mut ImportReport, batch: &ImportReport) {
+    total.validators += batch.validators;
+    total.blocks += batch.blocks;
+    total.attestations += batch.attestations;
+    total.duplicates += batch.duplicates;
+    total.conflicts += batch.conflicts;
+    total.below_floor += batch.below_floor;
+}
+
+/// Check an import's metadata and pin its genesis validators root, before anything is imported.
+fn pin_for_import(conn: &mut Connection, m: &interchange::Metadata) -> Result<(), SlashingError> {
+    interchange::check_metadata(m)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    match read_gvr(&tx)? {
+        Some(g) if g != m.genesis_validators_root => Err(SlashingError::GenesisMismatch {
+            pinned: g.to_hex(),
+            given: m.genesis_validators_root.to_hex(),
+        }),
+        Some(_) => Ok(()),
+        None => {
+            write_gvr(&tx, &m.genesis_validators_root)?;
+            tx.commit()?;
+            Ok(())
+        }
+    }
+}
+
 fn opt_root(v: Option<Vec<u8>>) -> Option<Root> {
     v.and_then(|b| Root::from_slice(&b))
+}
+
+/// Export every validator with one ordered scan of each table (their primary keys' order, so no
+/// sort), joined by validator id as they stream: four statements instead of three per validator,
+/// and one validator's records in memory at a time.
+fn export_stream<W: Write>(
+    conn: &mut Connection,
+    out: W,
+    minimal: bool,
+) -> Result<ExportReport, SlashingError> {
+    let tx = conn.transaction()?; // one snapshot for the whole export
+    let gvr = read_gvr(&tx)?.ok_or_else(|| {
+        SlashingError::Interchange(
+            "database has no genesis validators root yet; nothing to export".into(),
+        )
+    })?;
+    let mut w = interchange::Writer::new(std::io::BufWriter::with_capacity(1 << 20, out), &gvr)?;
+    let mut report = ExportReport::default();
+    let mut validators_q = tx.prepare("SELECT id, pubkey FROM validators ORDER BY id")?;
+    let mut blocks_q = tx.prepare(
+        "SELECT validator_id, slot, signing_root FROM signed_blocks ORDER BY validator_id, slot",
+    )?;
+    let mut atts_q = tx.prepare(
+        "SELECT validator_id, source_epoch, target_epoch, signing_root FROM signed_attestations
+         ORDER BY validator_id, target_epoch",
+    )?;
+    let mut wm_q = tx.prepare(
+        "SELECT validator_id, block_slot, att_source, att_target FROM watermarks
+         ORDER BY validator_id",
+    )?;
+    let mut validators = validators_q.query([])?;
+    let mut block_rows = blocks_q.query([])?;
+    let mut att_rows = atts_q.query([])?;
+    let mut wm_rows = wm_q.query([])?;
+    let read_block = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, SignedBlock)> {
+        Ok((
+            r.get(0)?,
+            SignedBlock {
+                slot: Uint64(r.get::<_, i64>(1)? as u64),
+                signing_root: opt_root_ref(r.get_ref(2)?),
+            },
+        ))
+    };
+    let read_att = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, SignedAttestation)> {
+        Ok((
+            r.get(0)?,
+            SignedAttestation {
+                source_epoch: Uint64(r.get::<_, i64>(1)? as u64),
+                target_epoch: Uint64(r.get::<_, i64>(2)? as u64),
+                signing_root: opt_root_ref(r.get_ref(3)?),
+            },
+        ))
+    };
+    type Wm = (i64, (Option<i64>, Option<i64>, Option<i64>));
+    let read_wm = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Wm> {
+        Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
+    };
+    let mut next_block = block_rows.next()?.map(read_block).transpose()?;
+    let mut next_att = att_rows.next()?.map(read_att).transpose()?;
+    let mut next_wm = wm_rows.next()?.map(read_wm).transpose()?;
+    let (mut blocks, mut atts) = (Vec::new(), Vec::new());
+    while let Some(v) = validators.next()? {
+        let vid: i64 = v.get(0)?;
+        let pubkey = v
+            .get_ref(1)?
+            .as_blob()
+            .ok()
+            .and_then(PublicKeyBytes::from_slice);
+        blocks.clear();
+        atts.clear();
+        // Rows of a validator id with no validator row (none are written) are passed over.
+        while let Some((bv, b)) = next_block.filter(|(bv, _)| *bv <= vid) {
+            if bv == vid {
+                blocks.push(b);
+            }
+            next_block = block_rows.next()?.map(read_block).transpose()?;
+        }
+        while let Some((av, a)) = next_att.filter(|(av, _)| *av <= vid) {
+            if av == vid {
+                atts.push(a);
+            }
+            next_att = att_rows.next()?.map(read_att).transpose()?;
+        }
+        let mut wm = (None, None, None);
+        while let Some((wv, m)) = next_wm.filter(|(wv, _)| *wv <= vid) {
+            if wv == vid {
+                wm = m;
+            }
+            next_wm = wm_rows.next()?.map(read_wm).transpose()?;
+        }
+        let Some(pubkey) = pubkey else {
+            continue;
+        };
+        write_history(
+            &mut w,
+            &pubkey,
+            std::mem::take(&mut blocks),
+            std::mem::take(&mut atts),
+            wm,
+            minimal,
+            &mut report,
+        )?;
+    }
+    w.finish()?;
+    Ok(report)
+}
+
+fn opt_root_ref(v: rusqlite::types::ValueRef<'_>) -> Option<Root> {
+    match v {
+        rusqlite::types::ValueRef::Blob(b) => Root::from_slice(b),
+        _ => None,
+    }
 }
 
 fn export_all<W: Write>(
@@ -670,6 +878,14 @@ fn export_all<W: Write>(
     Ok(report)
 }
 
+/// Validators pruned in one transaction: the write lock is held for one batch at a time, so
+/// signing waits for a batch, never for the whole prune.
+const PRUNE_BATCH: usize = 512;
+
+/// Prune every validator, [`PRUNE_BATCH`] at a time. For each validator, inside its batch's
+/// transaction: the newest slot (target) is read, the watermark raised to the highest record
+/// below the cut, and the records below the cut deleted by a range of the primary key. This is
+/// what `History::prune` does, validator by validator.
 fn prune_all(
     conn: &mut Connection,
     keep_epochs: u64,
@@ -677,51 +893,79 @@ fn prune_all(
 ) -> Result<PruneReport, SlashingError> {
     let keep_epochs = to_i64(keep_epochs)?;
     let keep_slots = to_i64((keep_epochs as u64).saturating_mul(slots_per_epoch))?;
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    // Raise the watermarks to cover what is about to be deleted, then delete, set-based.
-    tx.execute(
-        "INSERT INTO watermarks (validator_id, block_slot)
-         SELECT b.validator_id, MAX(b.slot) FROM signed_blocks b
-         JOIN (SELECT validator_id, MAX(slot) AS top FROM signed_blocks GROUP BY validator_id) m
-           ON m.validator_id = b.validator_id
-         WHERE b.slot < m.top - ?1
-         GROUP BY b.validator_id
-         ON CONFLICT(validator_id) DO UPDATE SET block_slot = MAX(COALESCE(block_slot, excluded.block_slot), excluded.block_slot)",
-        params![keep_slots],
-    )?;
-    let blocks_deleted = tx.execute(
-        "DELETE FROM signed_blocks WHERE (validator_id, slot) IN (
-             SELECT b.validator_id, b.slot FROM signed_blocks b
-             JOIN (SELECT validator_id, MAX(slot) AS top FROM signed_blocks GROUP BY validator_id) m
-               ON m.validator_id = b.validator_id
-             WHERE b.slot < m.top - ?1)",
-        params![keep_slots],
-    )?;
-    tx.execute(
-        "INSERT INTO watermarks (validator_id, att_source, att_target)
-         SELECT a.validator_id, MAX(a.source_epoch), MAX(a.target_epoch) FROM signed_attestations a
-         JOIN (SELECT validator_id, MAX(target_epoch) AS top FROM signed_attestations GROUP BY validator_id) m
-           ON m.validator_id = a.validator_id
-         WHERE a.target_epoch < m.top - ?1
-         GROUP BY a.validator_id
-         ON CONFLICT(validator_id) DO UPDATE SET
-             att_source = MAX(COALESCE(att_source, excluded.att_source), excluded.att_source),
-             att_target = MAX(COALESCE(att_target, excluded.att_target), excluded.att_target)",
-        params![keep_epochs],
-    )?;
-    let attestations_deleted = tx.execute(
-        "DELETE FROM signed_attestations WHERE (validator_id, target_epoch) IN (
-             SELECT a.validator_id, a.target_epoch FROM signed_attestations a
-             JOIN (SELECT validator_id, MAX(target_epoch) AS top FROM signed_attestations GROUP BY validator_id) m
-               ON m.validator_id = a.validator_id
-             WHERE a.target_epoch < m.top - ?1)",
-        params![keep_epochs],
-    )?;
-    tx.commit()?;
-    Ok(PruneReport {
-        blocks_deleted: blocks_deleted as u64,
-        attestations_deleted: attestations_deleted as u64,
-    })
+    let ids: Vec<i64> = conn
+        .prepare("SELECT id FROM validators ORDER BY id")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut report = PruneReport::default();
+    for chunk in ids.chunks(PRUNE_BATCH) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for vid in chunk {
+            prune_validator(&tx, *vid, keep_slots, keep_epochs, &mut report)?;
+        }
+        tx.commit()?;
+    }
+    Ok(report)
+}
+
+fn prune_validator(
+    tx: &Connection,
+    vid: i64,
+    keep_slots: i64,
+    keep_epochs: i64,
+    report: &mut PruneReport,
+) -> Result<(), SlashingError> {
+    let top: Option<i64> = tx
+        .prepare_cached("SELECT MAX(slot) FROM signed_blocks WHERE validator_id = ?1")?
+        .query_row(params![vid], |r| r.get(0))?;
+    if let Some(top) = top {
+        let cut = top.saturating_sub(keep_slots);
+        let below: Option<i64> = tx
+            .prepare_cached(
+                "SELECT MAX(slot) FROM signed_blocks WHERE validator_id = ?1 AND slot < ?2",
+            )?
+            .query_row(params![vid, cut], |r| r.get(0))?;
+        if let Some(below) = below {
+            tx.prepare_cached(
+                "INSERT INTO watermarks (validator_id, block_slot) VALUES (?1, ?2)
+                 ON CONFLICT(validator_id) DO UPDATE
+                 SET block_slot = MAX(COALESCE(block_slot, excluded.block_slot), excluded.block_slot)",
+            )?
+            .execute(params![vid, below])?;
+            report.blocks_deleted += tx
+                .prepare_cached("DELETE FROM signed_blocks WHERE validator_id = ?1 AND slot < ?2")?
+                .execute(params![vid, cut])? as u64;
+        }
+    }
+    let top: Option<i64> = tx
+        .prepare_cached(
+            "SELECT MAX(target_epoch) FROM signed_attestations WHERE validator_id = ?1",
+        )?
+        .query_row(params![vid], |r| r.get(0))?;
+    if let Some(top) = top {
+        let cut = top.saturating_sub(keep_epochs);
+        let (source, target): (Option<i64>, Option<i64>) = tx
+            .prepare_cached(
+                "SELECT MAX(source_epoch), MAX(target_epoch) FROM signed_attestations
+                 WHERE validator_id = ?1 AND target_epoch < ?2",
+            )?
+            .query_row(params![vid, cut], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if let (Some(source), Some(target)) = (source, target) {
+            tx.prepare_cached(
+                "INSERT INTO watermarks (validator_id, att_source, att_target) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(validator_id) DO UPDATE SET
+                     att_source = MAX(COALESCE(att_source, excluded.att_source), excluded.att_source),
+                     att_target = MAX(COALESCE(att_target, excluded.att_target), excluded.att_target)",
+            )?
+            .execute(params![vid, source, target])?;
+            report.attestations_deleted += tx
+                .prepare_cached(
+                    "DELETE FROM signed_attestations WHERE validator_id = ?1 AND target_epoch < ?2",
+                )?
+                .execute(params![vid, cut])? as u64;
+        }
+    }
+    Ok(())
 }
 
 impl SlashingStore for SqliteStore {
@@ -761,39 +1005,7 @@ impl SlashingStore for SqliteStore {
         &self,
         reader: R,
     ) -> Result<ImportReport, SlashingError> {
-        self.blocking(move |c| {
-            let mut report = ImportReport::default();
-            interchange::read(reader, |event| match event {
-                Event::Metadata(m) => {
-                    interchange::check_metadata(&m)?;
-                    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                    match read_gvr(&tx)? {
-                        Some(g) if g != m.genesis_validators_root => {
-                            Err(SlashingError::GenesisMismatch {
-                                pinned: g.to_hex(),
-                                given: m.genesis_validators_root.to_hex(),
-                            })
-                        }
-                        Some(_) => Ok(()),
-                        None => {
-                            write_gvr(&tx, &m.genesis_validators_root)?;
-                            tx.commit()?;
-                            Ok(())
-                        }
-                    }
-                }
-                Event::Validator(v) => {
-                    // One transaction per validator: a long import never holds the write lock
-                    // for long, and adding records can only strengthen protection.
-                    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                    import_validator(&tx, &v, &mut report)?;
-                    tx.commit()?;
-                    Ok(())
-                }
-            })?;
-            Ok(report)
-        })
-        .await
+        self.blocking(move |c| import_stream(c, reader)).await
     }
 
     async fn export<W: Write + Send + 'static>(
@@ -801,7 +1013,7 @@ impl SlashingStore for SqliteStore {
         writer: W,
         minimal: bool,
     ) -> Result<ExportReport, SlashingError> {
-        self.blocking(move |c| export_all(c, writer, minimal, None))
+        self.blocking(move |c| export_stream(c, writer, minimal))
             .await
     }
 
