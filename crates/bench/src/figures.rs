@@ -456,6 +456,19 @@ pub fn unseal(keys: usize, db: &str, scrypt_sample: usize) -> anyhow::Result<()>
             AppState::new(network, Protection::new(slashing, None))
                 .with_vault(VaultRuntime::new(Vault::new(store)).await?),
         );
+        // Resident memory now (VmRSS) and at its peak so far (VmHWM), in MiB.
+        let rss = |field: &str| -> Option<f64> {
+            let status = std::fs::read_to_string("/proc/self/status").ok()?;
+            let line = status.lines().find(|l| l.starts_with(field))?;
+            let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb / 1024.0)
+        };
+        let mib = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.0} MiB"));
+        println!(
+            "RSS before the first unseal: {} (peak so far, filling included: {})",
+            mib(rss("VmRSS:")),
+            mib(rss("VmHWM:"))
+        );
         for round in 1..=3 {
             let t = Instant::now();
             for s in &shares[1..] {
@@ -464,12 +477,15 @@ pub fn unseal(keys: usize, db: &str, scrypt_sample: usize) -> anyhow::Result<()>
             let secs = t.elapsed().as_secs_f64();
             ensure!(!state.is_sealed() && state.keys().len() == keys, "unseal did not load every key");
             println!(
-                "round {round}: unseal → ready to sign: {secs:>6.3}s   {:>9.0} keys/s   ({} keys loaded)",
+                "round {round}: unseal → ready to sign: {secs:>6.3}s   {:>9.0} keys/s   ({} keys loaded; RSS {}, peak {})",
                 keys as f64 / secs,
-                state.keys().len()
+                state.keys().len(),
+                mib(rss("VmRSS:")),
+                mib(rss("VmHWM:"))
             );
             signward_engine::vault::seal(&state, "bench", "bench").await;
         }
+        println!("peak RSS of the process (VmHWM): {}", mib(peak_rss_mib()));
         anyhow::Ok(())
     })?;
     if scrypt_sample > 0 {

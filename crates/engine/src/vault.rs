@@ -10,6 +10,7 @@ use std::time::Duration;
 use rayon::prelude::*;
 use signward_core::bytes::PublicKeyBytes;
 use signward_keys::BlsKeypair;
+use signward_vault::record::IdCheck;
 use signward_vault::{KeyKind, SharePayload, UnsealProgress, Vault, VaultError, VaultState};
 
 use crate::state::{AppState, KeyOrigin};
@@ -129,12 +130,25 @@ pub(crate) async fn reconcile_locked(
         to_build
             .into_par_iter()
             .map(|(pk, k)| {
-                let kp = BlsKeypair::from_secret_bytes(&k.secret)
-                    .map_err(|_| VaultError::RecordTampered(k.stored.key_id.clone()))?;
-                if *kp.public_key() != pk {
-                    return Err(VaultError::RecordTampered(k.stored.key_id.clone()));
+                let tampered = || VaultError::RecordTampered(k.stored.key_id.clone());
+                match k.id_check {
+                    // Sealed after the vault derived this secret's public key and found it equal
+                    // to the key id, which the record's authentication binds (SECURITY.md,
+                    // boundary 3a): no scalar multiplication again.
+                    IdCheck::OnWrite => {
+                        BlsKeypair::from_secret_bytes_with_checked_public(&k.secret, pk)
+                            .map_err(|_| tampered())
+                    }
+                    // Sealed without that check: derive the public key and compare.
+                    IdCheck::OnLoad => {
+                        let kp =
+                            BlsKeypair::from_secret_bytes(&k.secret).map_err(|_| tampered())?;
+                        if *kp.public_key() != pk {
+                            return Err(tampered());
+                        }
+                        Ok(kp)
+                    }
                 }
-                Ok(kp)
             })
             .collect::<Result<Vec<_>, _>>()
     })

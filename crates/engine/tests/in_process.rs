@@ -293,3 +293,115 @@ async fn disabling_an_evm_key_waits_for_the_signature_in_flight() {
     let r = personal_sign(&state, None, addr).await;
     assert_eq!(r.err(), Some(EvmRejection::UnknownAccount));
 }
+
+/// Unsealing trusts a BLS record's key id without deriving the public key again only when the
+/// record was sealed as checked (the vault derived and compared it when storing the key); a
+/// record sealed without the check (an older vault's) is still checked at load, and one whose
+/// secret is not its id's key fails the whole unseal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unseal_checks_every_bls_record_not_checked_when_written() {
+    use signward_engine::state::Protection;
+    use signward_engine::vault::VaultRuntime;
+    use signward_vault::record::{self, IdCheck};
+    use signward_vault::store::NewRecord;
+    use signward_vault::vault::KeyToStore;
+    use signward_vault::{KeyKind, MasterKey, Vault, VaultError, VaultStore};
+    use zeroize::Zeroizing;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("vault.sqlite").display());
+    let store = VaultStore::open(&url).await.unwrap();
+    let mut shares = Vec::new();
+    signward_vault::vault::init(&store, 2, 3, |s| {
+        shares = s.to_vec();
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let filler = Vault::new(store);
+    for s in &shares[..2] {
+        filler.submit_share(s.clone()).await.unwrap();
+    }
+    let (checked, legacy, other) = (
+        BlsKeypair::generate(),
+        BlsKeypair::generate(),
+        BlsKeypair::generate(),
+    );
+    filler
+        .store_keys(&[KeyToStore {
+            kind: KeyKind::Bls,
+            key_id: checked.public_key().to_hex(),
+            secret: Zeroizing::new(checked.dangerous_secret_bytes().to_vec()),
+            origin: "test".into(),
+        }])
+        .await
+        .unwrap();
+    let meta = filler.unsealed_meta().unwrap();
+    let rk = MasterKey::combine(
+        &shares[..2]
+            .iter()
+            .map(|s| s.value.clone())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap()
+    .dangerous_record_key();
+    // A record as a build before the write-time check sealed it: its id is checked at load.
+    let unchecked = |id: &BlsKeypair, secret: &BlsKeypair| NewRecord {
+        key_id: id.public_key().to_hex(),
+        kind: KeyKind::Bls,
+        record: record::seal(
+            &rk,
+            &meta.vault_id,
+            KeyKind::Bls,
+            &id.public_key().to_hex(),
+            secret.dangerous_secret_bytes().as_slice(),
+            IdCheck::OnLoad,
+        )
+        .unwrap(),
+        origin: "older".into(),
+    };
+    filler
+        .store()
+        .insert_keys(meta.generation, &[unchecked(&legacy, &legacy)])
+        .await
+        .unwrap();
+    let network = NetworkConfig::mainnet();
+    let slashing = signward_slashing::SlashingDb::open(&format!(
+        "sqlite:{}",
+        dir.path().join("slashing.sqlite").display()
+    ))
+    .await
+    .unwrap();
+    let state = Arc::new(
+        AppState::new(network, Protection::new(slashing, None)).with_vault(
+            VaultRuntime::new(Vault::new(VaultStore::open(&url).await.unwrap()))
+                .await
+                .unwrap(),
+        ),
+    );
+    for s in &shares[1..] {
+        signward_engine::vault::submit_share(&state, "test", s.clone())
+            .await
+            .unwrap();
+    }
+    assert_eq!(state.keys().len(), 2);
+    assert!(state.keys().contains(checked.public_key()));
+    assert!(state.keys().contains(legacy.public_key()));
+    signward_engine::vault::seal(&state, "test", "test").await;
+    // An unchecked record whose secret is another key's: the unseal fails and nothing loads.
+    filler
+        .store()
+        .insert_keys(meta.generation, &[unchecked(&other, &checked)])
+        .await
+        .unwrap();
+    let mut refused = None;
+    for s in &shares[1..] {
+        if let Err(e) = signward_engine::vault::submit_share(&state, "test", s.clone()).await {
+            refused = Some(e);
+        }
+    }
+    let id = other.public_key().to_hex();
+    assert!(matches!(refused, Some(VaultError::RecordTampered(k)) if k == id));
+    assert!(state.is_sealed());
+    assert_eq!(state.keys().len(), 0);
+}

@@ -5,6 +5,10 @@
 //! already recorded (the same chain, sender and nonce: a fee bump) is counted once: its row
 //! keeps the larger of the two charges and the count does not rise, since only one of them can
 //! ever be mined.
+//!
+//! On SQLite one writer thread decides reservations in groups and keeps each bucket's running
+//! total from group to group (`Totals`); on PostgreSQL, which several instances share, each
+//! reservation reads its window's rows under the bucket's advisory lock.
 
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -54,36 +58,98 @@ pub enum Job {
 /// Most reservations committed together (one fsync for all of them).
 const MAX_GROUP: usize = 256;
 
-/// Totals per (bucket, window) already read in the current group.
-type GroupCache = std::collections::HashMap<(String, u64), (U256, u64)>;
+/// The SQLite writer's running totals: for each bucket, the sum and number of all its rows in
+/// the ledger (rows leave only when their window expires, and are subtracted then). Valid only
+/// while no other connection has written the file: the writer compares SQLite's
+/// `data_version` at the start of every group (inside its `BEGIN IMMEDIATE`, so no commit can
+/// slip in after the comparison) and starts again from the rows when it moved. Cleared too
+/// whenever a group or a reservation fails, since the rows may then differ from what was
+/// counted.
+#[derive(Default)]
+struct Totals {
+    buckets: std::collections::HashMap<String, (U256, u64)>,
+    /// `PRAGMA data_version` when the totals were last known to match the rows.
+    data_version: Option<i64>,
+}
+
+/// Buckets kept at most (each names a key or a token with a window in the policy); beyond
+/// this the totals start again from the rows.
+const MAX_BUCKETS: usize = 4096;
+
+/// The sum and number of every row of `bucket`.
+fn bucket_totals(tx: &rusqlite::Connection, bucket: &str) -> Result<(U256, u64), EvmError> {
+    let values: Vec<String> = tx
+        .prepare_cached("SELECT value FROM evm_spend WHERE bucket = ?1")?
+        .query_map(params![bucket], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    totals(&values)
+}
+
+/// Once per group, before any reservation of it: for each window the group charges, delete the
+/// rows that have left it (subtracting them from the bucket's running total), or, for a bucket
+/// not yet counted, delete them and count what remains. Runs in the group's transaction, not in
+/// a reservation's savepoint, so a refused reservation cannot roll an expiry back under totals
+/// that already left it out.
+fn expire(
+    tx: &rusqlite::Connection,
+    group: &[Reservation],
+    now: i64,
+    totals: &mut Totals,
+) -> Result<(), EvmError> {
+    let mut done = std::collections::HashSet::new();
+    for c in group.iter().flat_map(|j| &j.charges) {
+        if !done.insert((c.bucket.as_str(), c.window.window_secs)) {
+            continue;
+        }
+        let since = now - (c.window.window_secs as i64).saturating_mul(1000);
+        if let Some(t) = totals.buckets.get_mut(&c.bucket) {
+            let leaving: Vec<String> = tx
+                .prepare_cached(
+                    "SELECT value FROM evm_spend INDEXED BY evm_spend_bucket_at \
+                     WHERE bucket = ?1 AND at_ms <= ?2",
+                )?
+                .query_map(params![c.bucket, since], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            if !leaving.is_empty() {
+                let (sum, n) = self::totals(&leaving)?;
+                t.0 = t.0.saturating_sub(sum);
+                t.1 = t.1.saturating_sub(n);
+            }
+        }
+        tx.prepare_cached("DELETE FROM evm_spend WHERE bucket = ?1 AND at_ms <= ?2")?
+            .execute(params![c.bucket, since])?;
+        if !totals.buckets.contains_key(&c.bucket) {
+            if totals.buckets.len() >= MAX_BUCKETS {
+                totals.buckets.clear();
+            }
+            let t = bucket_totals(tx, &c.bucket)?;
+            totals.buckets.insert(c.bucket.clone(), t);
+        }
+    }
+    Ok(())
+}
 
 /// Check one reservation inside the open transaction and, if every window admits it, record it
-/// there. Window totals are read from the database once per group and then kept up to date in
-/// `cache` as reservations are admitted (by [`admitted`]).
+/// there. Window totals come from the writer's running totals ([`Totals`], brought up to date
+/// by [`expire`] at the start of the group) and are kept in step as reservations are admitted
+/// (by [`admitted`]).
 fn reserve_in(
     tx: &rusqlite::Connection,
     job: &Reservation,
     now: i64,
-    cache: &mut GroupCache,
+    totals: &mut Totals,
 ) -> Result<(Option<Exceeded>, Vec<Option<U256>>), EvmError> {
     let mut replaced = Vec::with_capacity(job.charges.len());
     for c in &job.charges {
         let (bucket, w) = (&c.bucket, &c.window);
         let since = now - (w.window_secs as i64).saturating_mul(1000);
-        let k = (bucket.clone(), w.window_secs);
-        let (total, count) = match cache.get(&k) {
+        let (total, count) = match totals.buckets.get(bucket) {
             Some(t) => *t,
             None => {
-                tx.execute(
-                    "DELETE FROM evm_spend WHERE bucket = ?1 AND at_ms <= ?2",
-                    params![bucket, since],
-                )?;
-                let values: Vec<String> = tx
-                    .prepare_cached("SELECT value FROM evm_spend WHERE bucket = ?1 AND at_ms > ?2")?
-                    .query_map(params![bucket, since], |r| r.get(0))?
-                    .collect::<Result<_, _>>()?;
-                let t = totals(&values)?;
-                cache.insert(k, t);
+                // Cleared after a failed reservation of this group: the group's expiry has run,
+                // so the bucket's rows are its window.
+                let t = bucket_totals(tx, bucket)?;
+                totals.buckets.insert(bucket.clone(), t);
                 t
             }
         };
@@ -113,26 +179,32 @@ fn reserve_in(
                 // Stamped now: the latest signature is the one that may be mined, so it stays in
                 // the window for a whole window from now (kept at the first signature's time, a
                 // late re-signature for more would leave the window early and free it again).
-                tx.execute(
-                    "UPDATE evm_spend SET value = ?3, at_ms = ?4 WHERE bucket = ?1 AND tx_key = ?2",
-                    params![c.bucket, key, (*old).max(c.amount).to_string(), now],
-                )?;
+                let changed = tx
+                    .prepare_cached(
+                        "UPDATE evm_spend SET value = ?3, at_ms = ?4 WHERE bucket = ?1 AND tx_key = ?2",
+                    )?
+                    .execute(params![c.bucket, key, (*old).max(c.amount).to_string(), now])?;
+                if changed != 1 {
+                    // More than one row for one transaction (not written by this code): the
+                    // running total no longer follows from `old`; count the rows again.
+                    totals.buckets.remove(&c.bucket);
+                }
             }
             _ => {
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO evm_spend (bucket, at_ms, value, tx_key) VALUES (?1, ?2, ?3, ?4)",
-                    params![c.bucket, now, v, job.tx_key],
-                )?;
+                )?
+                .execute(params![c.bucket, now, v, job.tx_key])?;
             }
         }
     }
     Ok((None, replaced))
 }
 
-/// Keep a group's cached totals in step with an admitted reservation.
-fn admitted(cache: &mut GroupCache, job: &Reservation, replaced: &[Option<U256>]) {
+/// Keep the running totals in step with an admitted reservation.
+fn admitted(totals: &mut Totals, job: &Reservation, replaced: &[Option<U256>]) {
     for (c, old) in job.charges.iter().zip(replaced) {
-        if let Some(t) = cache.get_mut(&(c.bucket.clone(), c.window.window_secs)) {
+        if let Some(t) = totals.buckets.get_mut(&c.bucket) {
             match old {
                 Some(old) => {
                     t.0 =
@@ -150,8 +222,9 @@ fn admitted(cache: &mut GroupCache, job: &Reservation, replaced: &[Option<U256>]
 
 /// One group of the SQLite writer ([`signward_db::GroupCommit`]): the reservations waiting (up to
 /// `MAX_GROUP`), decided in order in one transaction, commit once (durably), then answer them all. If the
-/// commit fails, every reservation of the group fails and nothing is recorded.
-fn run_group(conn: &mut rusqlite::Connection, jobs: Vec<Job>) {
+/// commit fails, every reservation of the group fails and nothing is recorded. `totals` are the
+/// writer's running totals, kept from group to group.
+fn run_group(conn: &mut rusqlite::Connection, totals: &mut Totals, jobs: Vec<Job>) {
     let (mut group, mut nonces) = (Vec::new(), Vec::new());
     for j in jobs {
         match j {
@@ -168,20 +241,27 @@ fn run_group(conn: &mut rusqlite::Connection, jobs: Vec<Job>) {
     let now = now_ms();
     let decided: Result<Vec<Result<Option<Exceeded>, EvmError>>, EvmError> = (|| {
         let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Holding the write lock: if another connection committed since the totals were last
+        // right (another process on this file, an operator's edit), count from the rows again.
+        let version: i64 = tx.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        if totals.data_version != Some(version) {
+            totals.buckets.clear();
+            totals.data_version = Some(version);
+        }
+        expire(&tx, &group, now, totals)?;
         let mut out = Vec::with_capacity(group.len());
-        let mut cache = GroupCache::new();
         for job in &group {
             // A savepoint per reservation: one that fails half-way leaves no rows behind.
             let sp = tx.savepoint()?;
-            let r = reserve_in(&sp, job, now, &mut cache);
+            let r = reserve_in(&sp, job, now, totals);
             if let Ok((None, replaced)) = &r {
                 sp.commit()?;
-                admitted(&mut cache, job, replaced);
+                admitted(totals, job, replaced);
             } else {
                 drop(sp); // rolls back
                 if r.is_err() {
                     // The totals may no longer match the database; read them again.
-                    cache.clear();
+                    totals.buckets.clear();
                 }
             }
             out.push(r.map(|(x, _)| x));
@@ -189,6 +269,11 @@ fn run_group(conn: &mut rusqlite::Connection, jobs: Vec<Job>) {
         tx.commit()?;
         Ok(out)
     })();
+    if decided.is_err() {
+        // Nothing of the group is recorded (or an expiry was rolled back): the running totals
+        // may count what the rows do not; count from the rows at the next group.
+        *totals = Totals::default();
+    }
     match decided {
         Ok(results) => {
             for (job, r) in group.into_iter().zip(results) {
@@ -299,9 +384,10 @@ impl SpendLedger {
             conn.execute_batch(TX_KEY_INDEX)?;
             conn.execute_batch(crate::nonces::SCHEMA)?;
             let mut conn = conn;
+            let mut totals = Totals::default();
             let writer =
                 signward_db::GroupCommit::spawn("evm-spend-ledger", MAX_GROUP, move |group| {
-                    run_group(&mut conn, group)
+                    run_group(&mut conn, &mut totals, group)
                 })
                 .map_err(|e| EvmError::Ledger(e.to_string()))?;
             return Ok(SpendLedger::Sqlite(writer));

@@ -404,3 +404,100 @@ async fn an_older_sqlite_ledger_is_upgraded_in_place() {
         None
     );
 }
+
+/// The SQLite writer keeps running window totals from group to group instead of reading the
+/// window's rows (issue 16). They must say what the rows say: expiry releases budget (once),
+/// a restart counts from the rows, and rows another connection commits (another process on the
+/// same file, an operator's edit) are counted at the next group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_running_totals_equal_the_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.sqlite");
+    let url = format!("sqlite:{}", path.display());
+    let refused = |r: Option<signward_evm::ledger::Exceeded>| r.map(|x| x.rule);
+    let short = |amount| {
+        let mut x = charge("key:short", 100, 100, amount);
+        x.window.window_secs = 1;
+        [x]
+    };
+    let long = |bucket: &str, amount| [charge(bucket, 100, 100, amount)];
+    {
+        let ledger = SpendLedger::open(&url).await.unwrap();
+        assert_eq!(ledger.reserve(&short(60), None).await.unwrap(), None);
+        assert_eq!(
+            refused(ledger.reserve(&short(50), None).await.unwrap()),
+            Some("spend_window_value_exceeded")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        // The 60 has left the window: 50 fits, and 51 more does not (subtracted once only).
+        assert_eq!(ledger.reserve(&short(50), None).await.unwrap(), None);
+        assert_eq!(
+            refused(ledger.reserve(&short(51), None).await.unwrap()),
+            Some("spend_window_value_exceeded")
+        );
+        for _ in 0..3 {
+            assert_eq!(
+                ledger.reserve(&long("key:long", 30), None).await.unwrap(),
+                None
+            );
+        }
+        assert_eq!(
+            ledger.reserve(&long("key:ext", 50), None).await.unwrap(),
+            None
+        );
+        // Another connection commits 40 to a bucket whose total the writer holds.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute(
+                "INSERT INTO evm_spend (bucket, at_ms, value) VALUES ('key:ext', ?1, '40')",
+                [now],
+            )
+            .unwrap();
+        assert_eq!(
+            refused(ledger.reserve(&long("key:ext", 11), None).await.unwrap()),
+            Some("spend_window_value_exceeded")
+        );
+        assert_eq!(
+            ledger.reserve(&long("key:ext", 10), None).await.unwrap(),
+            None
+        );
+    }
+    // After a restart the totals come from the rows: 90 of 100 and 100 of 100 spent.
+    let mut reopened = None;
+    for _ in 0..50 {
+        match SpendLedger::open(&url).await {
+            Ok(l) => {
+                reopened = Some(l);
+                break;
+            }
+            // The first writer thread may still be closing its connection.
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    let ledger = reopened.unwrap();
+    assert_eq!(
+        refused(ledger.reserve(&long("key:long", 11), None).await.unwrap()),
+        Some("spend_window_value_exceeded")
+    );
+    assert_eq!(
+        ledger.reserve(&long("key:long", 10), None).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        refused(ledger.reserve(&long("key:ext", 1), None).await.unwrap()),
+        Some("spend_window_value_exceeded")
+    );
+    // Two writers on one SQLite file, each with its own running totals, under concurrency:
+    // together they admit exactly what the window allows.
+    let shared = format!("sqlite:{}", dir.path().join("shared.sqlite").display());
+    let a = Arc::new(SpendLedger::open(&shared).await.unwrap());
+    let b = Arc::new(SpendLedger::open(&shared).await.unwrap());
+    let (x, y) = tokio::join!(burst(a.clone(), 30), burst(b.clone(), 30));
+    assert_eq!(x + y, 7, "two writers on one file admit 7 in total");
+    let (x, y) = tokio::join!(token_burst(a, 20), token_burst(b, 20));
+    assert_eq!(x + y, 7);
+}

@@ -28,6 +28,21 @@ impl BlsKeypair {
         Ok(BlsKeypair { secret, public })
     }
 
+    /// Build from the 32-byte big-endian secret and a public key that the caller already knows to
+    /// be this secret's, without deriving it again (the costly part of [`Self::from_secret_bytes`]:
+    /// a scalar multiplication). Refuses zero and values not below the group order like it. For
+    /// the vault only: a record sealed as checked was written after its public key was derived
+    /// from its secret and compared, and its authentication binds the two. Anything else must
+    /// use [`Self::from_secret_bytes`].
+    pub fn from_secret_bytes_with_checked_public(
+        secret: &[u8],
+        public: PublicKeyBytes,
+    ) -> Result<Self, KeyError> {
+        let secret =
+            min_pk::SecretKey::from_bytes(secret).map_err(|_| KeyError::InvalidSecretKey)?;
+        Ok(BlsKeypair { secret, public })
+    }
+
     /// Generate from 32+ bytes of input keying material (EIP-2333 `HKDF_mod_r` via blst's keygen).
     pub fn from_ikm(ikm: &[u8]) -> Result<Self, KeyError> {
         let secret =

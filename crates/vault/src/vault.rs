@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use zeroize::Zeroizing;
 
 use crate::master::{check_parameters, MasterKey};
-use crate::record::{self, KeyKind};
+use crate::record::{self, IdCheck, KeyKind};
 use crate::share::SharePayload;
 use crate::store::{NewRecord, StoredKey, VaultMeta, VaultStore};
 use crate::VaultError;
@@ -73,6 +73,10 @@ pub struct OpenedKey {
     pub stored: StoredKey,
     /// The opened secret.
     pub secret: Zeroizing<Vec<u8>>,
+    /// [`IdCheck::OnWrite`]: the key id was checked against this secret before the record was
+    /// sealed (and the record's authentication says so). [`IdCheck::OnLoad`]: the loader must
+    /// derive the key's id from the secret and compare.
+    pub id_check: IdCheck,
 }
 
 /// A new key to store.
@@ -220,8 +224,9 @@ pub async fn rotate(
     let new_key = new_master.dangerous_record_key();
     let mut records = Vec::new();
     for k in store.keys().await? {
-        let secret = record::open(&old_key, &meta.vault_id, k.kind, &k.key_id, &k.record)?;
-        let sealed = record::seal(&new_key, &meta.vault_id, k.kind, &k.key_id, &secret)?;
+        // The same secret under the same id: the record keeps its check label.
+        let (secret, check) = record::open(&old_key, &meta.vault_id, k.kind, &k.key_id, &k.record)?;
+        let sealed = record::seal(&new_key, &meta.vault_id, k.kind, &k.key_id, &secret, check)?;
         records.push((k.key_id, sealed));
     }
     persist_shares(&payloads(&new_master, &new)?)?;
@@ -355,21 +360,46 @@ impl Vault {
         let stored = self.store.keys().await?;
         let mut out = Vec::with_capacity(stored.len());
         for s in stored {
-            let secret = record::open(&key, &meta.vault_id, s.kind, &s.key_id, &s.record)?;
-            out.push(OpenedKey { stored: s, secret });
+            let (secret, id_check) =
+                record::open(&key, &meta.vault_id, s.kind, &s.key_id, &s.record)?;
+            out.push(OpenedKey {
+                stored: s,
+                secret,
+                id_check,
+            });
         }
         Ok(out)
     }
 
     /// Encrypt and store keys; per key, `true` if stored, `false` if the id already existed.
+    /// A BLS key is stored only under its own public key (`0x` and lowercase hex, as
+    /// `PublicKeyBytes::to_hex` writes it): the public key is derived from the secret here, a
+    /// key id that differs refuses the whole call, and the record is sealed as checked
+    /// ([`IdCheck::OnWrite`]), so loading it need not derive the public key again.
     pub async fn store_keys(&self, keys: &[KeyToStore]) -> Result<Vec<bool>, VaultError> {
         let (key, meta) = self.dangerous_record_key()?;
         let mut new = Vec::with_capacity(keys.len());
         for k in keys {
+            let check = match k.kind {
+                KeyKind::Bls => {
+                    let kp =
+                        signward_keys::BlsKeypair::from_secret_bytes(&k.secret).map_err(|_| {
+                            VaultError::InvalidParameters("not a BLS secret key".into())
+                        })?;
+                    if kp.public_key().to_hex() != k.key_id {
+                        return Err(VaultError::InvalidParameters(
+                            "a BLS key's id must be its own public key".into(),
+                        ));
+                    }
+                    IdCheck::OnWrite
+                }
+                // The vault does not derive EVM addresses; the loader checks them.
+                KeyKind::Secp256k1 => IdCheck::OnLoad,
+            };
             new.push(NewRecord {
                 key_id: k.key_id.clone(),
                 kind: k.kind,
-                record: record::seal(&key, &meta.vault_id, k.kind, &k.key_id, &k.secret)?,
+                record: record::seal(&key, &meta.vault_id, k.kind, &k.key_id, &k.secret, check)?,
                 origin: k.origin.clone(),
             });
         }

@@ -4,7 +4,8 @@
 #[path = "../../slashing/tests/common/mod.rs"]
 mod common;
 
-use signward_vault::record::KeyKind;
+use signward_vault::record::{self, IdCheck, KeyKind};
+use signward_vault::store::NewRecord;
 use signward_vault::vault::{self, KeyToStore};
 use signward_vault::{SharePayload, Vault, VaultError, VaultState, VaultStore};
 use zeroize::Zeroizing;
@@ -20,13 +21,26 @@ async fn init(store: &VaultStore, t: u8, n: u8) -> Vec<SharePayload> {
     out
 }
 
+/// The id of test key `i`: the public key of the secret `[i; 32]`.
+fn id(i: u8) -> String {
+    signward_keys::BlsKeypair::from_secret_bytes(&[i; 32])
+        .unwrap()
+        .public_key()
+        .to_hex()
+}
+
 fn key(i: u8) -> KeyToStore {
     KeyToStore {
         kind: KeyKind::Bls,
-        key_id: format!("0x{:02x}", i),
+        key_id: id(i),
         secret: Zeroizing::new(vec![i; 32]),
         origin: "test".into(),
     }
+}
+
+fn secret_of(opened: &[vault::OpenedKey], i: u8) -> Vec<u8> {
+    let k = opened.iter().find(|k| k.stored.key_id == id(i)).unwrap();
+    k.secret.to_vec()
 }
 
 async fn exercise(url: &str, url2: &str) {
@@ -86,7 +100,8 @@ async fn exercise(url: &str, url2: &str) {
     );
     let opened = v.open_all().await.unwrap();
     assert_eq!(opened.len(), 2);
-    assert_eq!(*opened[0].secret, vec![1u8; 32]);
+    assert_eq!(secret_of(&opened, 1), vec![1u8; 32]);
+    assert!(opened.iter().all(|k| k.id_check == IdCheck::OnWrite));
 
     // Seal wipes; signing material is gone until a quorum again.
     v.seal();
@@ -131,7 +146,9 @@ async fn exercise(url: &str, url2: &str) {
     }
     let opened = v.open_all().await.unwrap();
     assert_eq!(opened.len(), 2);
-    assert_eq!(*opened[1].secret, vec![2u8; 32]);
+    assert_eq!(secret_of(&opened, 2), vec![2u8; 32]);
+    // Rotation re-seals each record with the check label it had.
+    assert!(opened.iter().all(|k| k.id_check == IdCheck::OnWrite));
     v.store_keys(&[key(3)]).await.unwrap();
 }
 
@@ -174,17 +191,23 @@ async fn tampered_and_swapped_records_fail() {
     }
     v.store_keys(&[key(1), key(2)]).await.unwrap();
     let conn = rusqlite_conn(&path);
-    conn.execute_batch(
-        "UPDATE vault_keys SET ciphertext = (SELECT ciphertext FROM vault_keys WHERE key_id = '0x02'), nonce = (SELECT nonce FROM vault_keys WHERE key_id = '0x02') WHERE key_id = '0x01'",
-    )
+    conn.execute_batch(&format!(
+        "UPDATE vault_keys SET ciphertext = (SELECT ciphertext FROM vault_keys WHERE key_id = '{two}'), nonce = (SELECT nonce FROM vault_keys WHERE key_id = '{two}') WHERE key_id = '{one}'",
+        one = id(1),
+        two = id(2)
+    ))
     .unwrap();
     match v.open_all().await {
-        Err(VaultError::RecordTampered(id)) => assert_eq!(id, "0x01"),
+        Err(VaultError::RecordTampered(k)) => assert_eq!(k, id(1)),
         Err(e) => panic!("wrong error {e}"),
         Ok(_) => panic!("swapped record accepted"),
     }
-    conn.execute_batch("DELETE FROM vault_keys WHERE key_id = '0x01'; UPDATE vault_keys SET ciphertext = zeroblob(48) WHERE key_id = '0x02'")
-        .unwrap();
+    conn.execute_batch(&format!(
+        "DELETE FROM vault_keys WHERE key_id = '{}'; UPDATE vault_keys SET ciphertext = zeroblob(48) WHERE key_id = '{}'",
+        id(1),
+        id(2)
+    ))
+    .unwrap();
     assert!(matches!(
         v.open_all().await,
         Err(VaultError::RecordTampered(_))
@@ -193,4 +216,71 @@ async fn tampered_and_swapped_records_fail() {
 
 fn rusqlite_conn(path: &std::path::Path) -> rusqlite::Connection {
     rusqlite::Connection::open(path).unwrap()
+}
+
+/// A BLS key is stored only under its own public key, and then sealed as checked; a record
+/// sealed without the check (an older vault's) still opens, marked for the loader to check.
+#[tokio::test]
+async fn bls_records_are_checked_when_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.sqlite");
+    let store = VaultStore::open(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap();
+    let shares = init(&store, 2, 2).await;
+    let v = Vault::new(store);
+    for s in &shares {
+        v.submit_share(s.clone()).await.unwrap();
+    }
+    // Key 1's secret under key 2's id, or a secret that is no BLS key: refused, nothing stored.
+    let mut wrong = key(1);
+    wrong.key_id = id(2);
+    let mut upper = key(3);
+    upper.key_id = upper.key_id.to_uppercase().replacen("0X", "0x", 1);
+    let mut zero = key(4);
+    zero.secret = Zeroizing::new(vec![0; 32]);
+    for bad in [wrong, upper, zero] {
+        assert!(matches!(
+            v.store_keys(&[key(5), bad]).await,
+            Err(VaultError::InvalidParameters(_))
+        ));
+    }
+    assert!(v.open_all().await.unwrap().is_empty());
+    // An older vault's record, sealed without the check (even one whose id is wrong: only the
+    // loader can tell), opens as such.
+    let meta = v.unsealed_meta().unwrap();
+    let rk = signward_vault::MasterKey::combine(
+        &shares.iter().map(|s| s.value.clone()).collect::<Vec<_>>(),
+    )
+    .unwrap()
+    .dangerous_record_key();
+    let legacy = NewRecord {
+        key_id: id(2),
+        kind: KeyKind::Bls,
+        record: record::seal(
+            &rk,
+            &meta.vault_id,
+            KeyKind::Bls,
+            &id(2),
+            &[1; 32],
+            IdCheck::OnLoad,
+        )
+        .unwrap(),
+        origin: "older".into(),
+    };
+    v.store()
+        .insert_keys(meta.generation, &[legacy])
+        .await
+        .unwrap();
+    v.store_keys(&[key(1)]).await.unwrap();
+    let opened = v.open_all().await.unwrap();
+    let check = |i| {
+        opened
+            .iter()
+            .find(|k| k.stored.key_id == id(i))
+            .unwrap()
+            .id_check
+    };
+    assert_eq!(check(1), IdCheck::OnWrite);
+    assert_eq!(check(2), IdCheck::OnLoad);
 }
