@@ -600,24 +600,22 @@ impl Batcher {
         for _ in 0..BATCH_WORKERS {
             let (rx, pool) = (rx.clone(), pool.clone());
             tokio::spawn(async move {
+                // Checks taken off the queue but not yet decided (a validator's second check
+                // waits here for the batch after its first). A worker holding some never waits
+                // for the queue: the other worker may be parked on it, holding its lock.
                 let mut held: Vec<Pending> = Vec::new();
                 loop {
-                    let batch = {
+                    if held.is_empty() {
                         let mut rx = rx.lock().await;
-                        if held.is_empty() {
-                            match rx.recv().await {
-                                Some(first) => held.push(first),
-                                None => return,
-                            }
+                        match rx.recv().await {
+                            Some(first) => held.push(first),
+                            None => return,
                         }
-                        while held.len() < MAX_PG_BATCH {
-                            match rx.try_recv() {
-                                Ok(p) => held.push(p),
-                                Err(_) => break,
-                            }
-                        }
-                        take_distinct(&mut held)
-                    };
+                        top_up(&mut rx, &mut held);
+                    } else if let Ok(mut rx) = rx.try_lock() {
+                        top_up(&mut rx, &mut held);
+                    }
+                    let batch = take_distinct(&mut held);
                     decide_batch(&pool, batch).await;
                 }
             });
@@ -631,6 +629,16 @@ impl Batcher {
             .send(Pending { check, args, reply })
             .map_err(|_| SlashingError::WriterGone)?;
         answer.await.map_err(|_| SlashingError::WriterGone)?
+    }
+}
+
+/// Add whatever is already queued to `held`, up to [`MAX_PG_BATCH`].
+fn top_up(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Pending>, held: &mut Vec<Pending>) {
+    while held.len() < MAX_PG_BATCH {
+        match rx.try_recv() {
+            Ok(p) => held.push(p),
+            Err(_) => break,
+        }
     }
 }
 
