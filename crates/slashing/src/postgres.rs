@@ -654,7 +654,7 @@ fn take_distinct(held: &mut Vec<Pending>) -> Vec<Pending> {
         }
     }
     *held = rest;
-    batch.sort_by(|a, b| a.check.pubkey.0.cmp(&b.check.pubkey.0));
+    batch.sort_by_key(|a| a.check.pubkey.0);
     batch
 }
 
