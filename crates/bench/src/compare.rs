@@ -132,12 +132,31 @@ fn start(target: &Target, keys: usize, scratch: &Path) -> anyhow::Result<Running
     }
 }
 
+/// CPU time (user + system) a process has used, in seconds, from `/proc` (USER_HZ = 100).
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+fn servers_cpu(servers: &[&Running]) -> Option<f64> {
+    servers.iter().map(|s| cpu_secs(s.child.id())).sum()
+}
+
+/// Run the load generator against `servers`; the outcome carries the servers' own CPU time per
+/// answered request, which a noisy machine disturbs far less than a rate.
 fn load(
     args: &CompareArgs,
-    urls: &[&str],
+    servers: &[&Running],
     token: Option<&Path>,
     mode: Mode,
 ) -> anyhow::Result<Outcome> {
+    let urls: Vec<&str> = servers.iter().map(|s| s.addr.as_str()).collect();
+    let cpu_before = servers_cpu(servers);
     let mut cmd = Command::new(exe()?);
     cmd.arg("load-gen")
         .arg("--url")
@@ -172,7 +191,11 @@ fn load(
     let out = cmd.output().context("run the load generator")?;
     ensure!(out.status.success(), "the load generator failed");
     let line = String::from_utf8(out.stdout)?;
-    let outcome: Outcome = serde_json::from_str(line.trim()).context("load generator output")?;
+    let mut outcome: Outcome =
+        serde_json::from_str(line.trim()).context("load generator output")?;
+    if let (Some(a), Some(b)) = (cpu_before, servers_cpu(servers)) {
+        outcome.server_cpu_us = 1e6 * (b - a) / (outcome.ok + 1) as f64;
+    }
     ensure!(
         outcome.errors == 0,
         "{} of {} requests failed",
@@ -317,7 +340,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         if want(Figure::Throughput) {
             let r = {
                 let s = start(&Target::Reference, args.keys, scratch.path())?;
-                load(&args, &[&s.addr], None, Mode::Throughput)?
+                load(&args, &[&s], None, Mode::Throughput)?
             };
             let dir = fresh_dir("tp")?;
             let w = {
@@ -330,7 +353,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
                     args.keys,
                     scratch.path(),
                 )?;
-                load(&args, &[&s.addr], Some(&token), Mode::Throughput)?
+                load(&args, &[&s], Some(&token), Mode::Throughput)?
             };
             let ratio = w.rate / r.rate;
             println!(
@@ -343,17 +366,28 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
                 ms(w.p50_us as f64),
                 ms(w.p99_us as f64)
             );
+            let cpu = r.server_cpu_us / w.server_cpu_us.max(1.0);
+            println!(
+                "| server CPU per signature (µs) | {:.0} | {:.0} | {cpu:.2} |",
+                r.server_cpu_us, w.server_cpu_us
+            );
             record(
                 &mut rows,
                 "throughput (signward / reference)",
                 ">= 0.90",
                 ratio,
             );
+            record(
+                &mut rows,
+                "server CPU per signature (reference / signward)",
+                "(steadier than rates on a noisy machine)",
+                cpu,
+            );
         }
         if want(Figure::Latency) {
             let r = {
                 let s = start(&Target::Reference, args.keys, scratch.path())?;
-                load(&args, &[&s.addr], None, Mode::Rate)?
+                load(&args, &[&s], None, Mode::Rate)?
             };
             let dir = fresh_dir("lat")?;
             let w = {
@@ -366,7 +400,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
                     args.keys,
                     scratch.path(),
                 )?;
-                load(&args, &[&s.addr], Some(&token), Mode::Rate)?
+                load(&args, &[&s], Some(&token), Mode::Rate)?
             };
             let ratio = w.p99_us as f64 / r.p99_us.max(1) as f64;
             println!(
@@ -390,7 +424,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         if want(Figure::Burst) || want(Figure::PgBurst) {
             let r = {
                 let s = start(&Target::Reference, args.keys, scratch.path())?;
-                load(&args, &[&s.addr], None, Mode::Burst)?
+                load(&args, &[&s], None, Mode::Burst)?
             };
             reference_burst = Some(r);
         }
@@ -407,7 +441,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
                     args.keys,
                     scratch.path(),
                 )?;
-                load(&args, &[&s.addr], Some(&token), Mode::Burst)?
+                load(&args, &[&s], Some(&token), Mode::Burst)?
             };
             burst_row(&mut rows, &args, "SQLite", r, &w);
         }
@@ -426,14 +460,14 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
                         args.keys,
                         scratch.path(),
                     )?;
-                    load(&args, &[&s.addr], Some(&token), Mode::Burst)?
+                    load(&args, &[&s], Some(&token), Mode::Burst)?
                 };
                 burst_row(&mut rows, &args, "PostgreSQL", r, &w);
             }
             if want(Figure::PgTwo) {
                 let r = {
                     let s = start(&Target::Reference, args.keys, scratch.path())?;
-                    load(&args, &[&s.addr], None, Mode::Throughput)?
+                    load(&args, &[&s], None, Mode::Throughput)?
                 };
                 let url = runtime.block_on(fresh_scratch_db(admin))?;
                 let dir = fresh_dir("pgtwo")?;
@@ -460,7 +494,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
                     // still open, so what they did is counted after they stop.
                     let before = runtime.block_on(pg_counts(admin))?;
                     (
-                        load(&args, &[&a.addr, &b.addr], Some(&token), Mode::Throughput)?,
+                        load(&args, &[&a, &b], Some(&token), Mode::Throughput)?,
                         before,
                     )
                 };
@@ -475,6 +509,10 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
                     w.rate,
                     ms(w.p50_us as f64),
                     ms(w.p99_us as f64)
+                );
+                println!(
+                    "| server CPU per signature, both instances (µs; PostgreSQL's not counted) | {:.0} | {:.0} | |",
+                    r.server_cpu_us, w.server_cpu_us
                 );
                 println!(
                     "| PostgreSQL's own counts per signed request: transactions committed, `signward_check` calls | | {:.2}, {:.2} | |",

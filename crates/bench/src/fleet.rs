@@ -29,18 +29,24 @@ use signward_engine::AppState;
 use signward_keys::bls::BlsKeypair;
 use signward_os::DataDir;
 use signward_server::serve::Limits;
+use zeroize::Zeroize;
 
 use crate::{open_db, SlashingDbArgs};
 
-/// Key `i` of a bench fleet: a valid scalar (far below the group order) that both the servers
-/// and the load generator can rebuild from `(seed, i)` alone.
+/// Key `i` of a bench fleet, which both the servers and the load generator rebuild from
+/// `(seed, i)` alone: SHA-256 of both, its top two bits cleared so it is below the group order
+/// (a full-width scalar, so signing costs what it costs with a real key).
 pub fn key(seed: u64, i: u64) -> anyhow::Result<BlsKeypair> {
-    let mut secret = [0u8; 32];
-    secret[0] = 0x10;
-    secret[8..16].copy_from_slice(&seed.to_be_bytes());
-    secret[16..24].copy_from_slice(&i.to_be_bytes());
-    secret[31] = 1;
-    Ok(BlsKeypair::from_secret_bytes(&secret)?)
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"signward-bench fleet");
+    h.update(seed.to_be_bytes());
+    h.update(i.to_be_bytes());
+    let mut secret: [u8; 32] = h.finalize().into();
+    secret[0] &= 0x3f;
+    let key = BlsKeypair::from_secret_bytes(&secret);
+    secret.zeroize();
+    Ok(key?)
 }
 
 /// All `n` keys of the fleet, built on all cores.

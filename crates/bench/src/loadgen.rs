@@ -83,6 +83,9 @@ pub struct Outcome {
     pub max_us: u64,
     /// Burst mode: time to the last answer of each counted slot, in µs.
     pub bursts_us: Vec<u64>,
+    /// Filled in by `compare`: the servers' CPU time per answered request, in µs.
+    #[serde(default)]
+    pub server_cpu_us: f64,
 }
 
 /// Target epochs no earlier run can have used: ten million per second of the clock.
@@ -200,6 +203,7 @@ fn summarize(mut lat: Vec<u64>, errors: u64, elapsed: Duration) -> Outcome {
         p999_us: pick(0.999),
         max_us: lat.last().copied().unwrap_or(0),
         bursts_us: Vec::new(),
+        server_cpu_us: 0.0,
     }
 }
 

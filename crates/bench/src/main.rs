@@ -120,6 +120,10 @@ enum BenchCommand {
         data_dir: std::path::PathBuf,
         #[arg(long, default_value_t = 0)]
         instance: usize,
+        /// First issue a token with the sign scope into `data_dir` and write it to this file
+        /// (to run the server by hand, e.g. under `perf`).
+        #[arg(long)]
+        issue_token: Option<std::path::PathBuf>,
     },
     /// The reference signer (parse, signing root, sign) with the fleet's keys (for `compare`).
     ServeReference {
@@ -176,16 +180,22 @@ fn main() -> anyhow::Result<()> {
             db,
             data_dir,
             instance,
-        } => fleet::run(
-            fleet::Server::Signward {
-                db,
-                data_dir,
-                instance,
-            },
-            fleet.seed,
-            fleet.keys,
-            &fleet.addr_file,
-        ),
+            issue_token,
+        } => {
+            if let Some(token_file) = issue_token {
+                fleet::issue_token(&data_dir, &token_file)?;
+            }
+            fleet::run(
+                fleet::Server::Signward {
+                    db,
+                    data_dir,
+                    instance,
+                },
+                fleet.seed,
+                fleet.keys,
+                &fleet.addr_file,
+            )
+        }
         BenchCommand::ServeReference { fleet } => fleet::run(
             fleet::Server::Reference,
             fleet.seed,
