@@ -204,8 +204,8 @@ impl PgStore {
     }
 
     /// Merge a batch of imported validators into their stored histories (see
-    /// [`crate::history`]) in one transaction, under the validators' row locks (taken in id
-    /// order, as checks take them one at a time), with a fixed number of statements: the
+    /// [`crate::history`]) in one transaction, under the validators' row locks (taken in public
+    /// key order, as check batches take them, so the two cannot deadlock), with a fixed number of statements: the
     /// validators upserted at once, the stored records of those the database already had read at
     /// once, every merge done in Rust (the same `merge` as SQLite), the changed validators'
     /// records deleted at once and the merged ones written with one binary `COPY` per table.
@@ -234,7 +234,7 @@ impl PgStore {
         for r in tx
             .query(
                 "SELECT id, pubkey FROM validators WHERE pubkey = ANY($1::BYTEA[])
-                 ORDER BY id FOR UPDATE",
+                 ORDER BY pubkey FOR UPDATE",
                 &[&keys],
             )
             .await?
@@ -590,12 +590,13 @@ struct Pending {
 /// cannot deadlock on each other. If the batch statement fails, its transaction is rolled back
 /// whole and each check is retried alone, so one bad check cannot fail the others.
 struct Batcher {
-    queue: tokio::sync::mpsc::UnboundedSender<Pending>,
+    queue: tokio::sync::mpsc::Sender<Pending>,
 }
 
 impl Batcher {
     fn start(pool: Pool) -> Self {
-        let (queue, rx) = tokio::sync::mpsc::unbounded_channel();
+        // Bounded: beyond it, submitters wait for room (back-pressure, as on SQLite).
+        let (queue, rx) = tokio::sync::mpsc::channel(16 * MAX_PG_BATCH);
         let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
         for _ in 0..BATCH_WORKERS {
             let (rx, pool) = (rx.clone(), pool.clone());
@@ -627,13 +628,14 @@ impl Batcher {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.queue
             .send(Pending { check, args, reply })
+            .await
             .map_err(|_| SlashingError::WriterGone)?;
         answer.await.map_err(|_| SlashingError::WriterGone)?
     }
 }
 
 /// Add whatever is already queued to `held`, up to [`MAX_PG_BATCH`].
-fn top_up(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Pending>, held: &mut Vec<Pending>) {
+fn top_up(rx: &mut tokio::sync::mpsc::Receiver<Pending>, held: &mut Vec<Pending>) {
     while held.len() < MAX_PG_BATCH {
         match rx.try_recv() {
             Ok(p) => held.push(p),
@@ -642,11 +644,13 @@ fn top_up(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Pending>, held: &mut Vec
     }
 }
 
-/// The checks of `held` for distinct validators, in key order; the others stay held.
+/// The checks of `held` for distinct validators, in key order; the others stay held. A check
+/// whose caller has gone (its request cancelled or timed out) is dropped: nothing was signed for
+/// it, and deciding it would only delay the others.
 fn take_distinct(held: &mut Vec<Pending>) -> Vec<Pending> {
     let mut seen = std::collections::HashSet::new();
     let (mut batch, mut rest) = (Vec::new(), Vec::new());
-    for p in held.drain(..) {
+    for p in held.drain(..).filter(|p| !p.reply.is_closed()) {
         if seen.insert(p.check.pubkey) {
             batch.push(p);
         } else {
@@ -873,7 +877,13 @@ impl SlashingStore for PgStore {
             .await?;
         }
         // The row lock a check takes (FOR UPDATE) waits for this update; a check that runs
-        // after it commits reads the new state.
+        // after it commits reads the new state. Rows are locked in public key order first, as
+        // check batches lock them, so the two cannot deadlock.
+        tx.execute(
+            "SELECT 1 FROM validators WHERE pubkey = ANY($1::BYTEA[]) ORDER BY pubkey FOR UPDATE",
+            &[&keys],
+        )
+        .await?;
         tx.execute(
             "UPDATE validators SET enabled = $2 WHERE pubkey = ANY($1::BYTEA[])",
             &[&keys, &enabled],
@@ -945,7 +955,7 @@ impl SlashingStore for PgStore {
             };
             let tx = client.transaction().await?;
             tx.execute(
-                "SELECT 1 FROM validators WHERE id BETWEEN $1 AND $2 ORDER BY id FOR UPDATE",
+                "SELECT 1 FROM validators WHERE id BETWEEN $1 AND $2 ORDER BY pubkey FOR UPDATE",
                 &[&lo, &hi],
             )
             .await?;
