@@ -36,8 +36,9 @@ pub struct CompareArgs {
     /// Slot bursts measured per run.
     #[arg(long, default_value_t = 20)]
     pub slots: usize,
-    /// Also measure signward on PostgreSQL (a scratch database `signward_bench_cmp` is created
-    /// through this URL, which must reach a superuser): slot burst, and two instances sharing it.
+    /// Also measure signward on PostgreSQL: slot burst, and two instances sharing it. A scratch
+    /// database `signward_bench_cmp_<pid>` is created through this URL (which must reach a
+    /// superuser) and dropped at the end.
     #[arg(long)]
     pub pg_url: Option<String>,
     /// Only these figures (default: all).
@@ -269,7 +270,10 @@ async fn pg_counts(admin_url: &str) -> anyhow::Result<PgCounts> {
     Ok(PgCounts { xacts, checks })
 }
 
-const SCRATCH_DB: &str = "signward_bench_cmp";
+/// The scratch database: one per bench process, so two runs never drop each other's.
+fn scratch_db() -> String {
+    format!("signward_bench_cmp_{}", std::process::id())
+}
 
 /// The same server and credentials, with the scratch database's name.
 fn scratch_url(admin_url: &str) -> anyhow::Result<String> {
@@ -283,8 +287,8 @@ fn scratch_url(admin_url: &str) -> anyhow::Result<String> {
         .context("a postgres:// URL")?;
     let host = rest.split('/').next().unwrap_or(rest);
     Ok(match query {
-        Some(q) => format!("postgres://{host}/{SCRATCH_DB}?{q}"),
-        None => format!("postgres://{host}/{SCRATCH_DB}"),
+        Some(q) => format!("postgres://{host}/{}?{q}", scratch_db()),
+        None => format!("postgres://{host}/{}", scratch_db()),
     })
 }
 
@@ -294,9 +298,9 @@ async fn fresh_scratch_db(admin_url: &str) -> anyhow::Result<String> {
         .context("connect to PostgreSQL")?;
     let task = tokio::spawn(conn);
     for sql in [
-        format!("DROP DATABASE IF EXISTS {SCRATCH_DB} WITH (FORCE)"),
-        format!("CREATE DATABASE {SCRATCH_DB}"),
-        format!("ALTER DATABASE {SCRATCH_DB} SET track_functions = 'pl'"),
+        format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", scratch_db()),
+        format!("CREATE DATABASE {}", scratch_db()),
+        format!("ALTER DATABASE {} SET track_functions = 'pl'", scratch_db()),
     ] {
         client
             .batch_execute(&sql)
@@ -306,6 +310,23 @@ async fn fresh_scratch_db(admin_url: &str) -> anyhow::Result<String> {
     drop(client);
     let _ = task.await;
     scratch_url(admin_url)
+}
+
+async fn drop_scratch_db(admin_url: &str) -> anyhow::Result<()> {
+    let (client, conn) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
+        .await
+        .context("connect to PostgreSQL")?;
+    let task = tokio::spawn(conn);
+    client
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            scratch_db()
+        ))
+        .await
+        .context("drop the scratch database")?;
+    drop(client);
+    let _ = task.await;
+    Ok(())
 }
 
 pub fn run(args: CompareArgs) -> anyhow::Result<()> {
@@ -527,6 +548,9 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
                 );
             }
         }
+    }
+    if let Some(admin) = &args.pg_url {
+        runtime.block_on(drop_scratch_db(admin))?;
     }
     println!("\n### summary over {} round(s)", args.rounds);
     println!("| figure | target | ratio per round |\n|---|---|---|");
