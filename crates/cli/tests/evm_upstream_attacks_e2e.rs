@@ -1491,19 +1491,29 @@ fn a_hanging_node_ends_at_the_deadline_and_its_nonce_is_not_reused() {
     // the operator finds what may have reached the node: the signature with its hash, and (as
     // "every submission has its own record") the submission with an unknown outcome.
     let h0 = hash_of(&raws[0]);
+    // The submission runs in a task of its own, past the request's deadline, and records its
+    // outcome when the node client gives up on the hung call: wait for that record (bounded).
+    let hung_recorded = |records: &[Value]| {
+        records.iter().any(|r| {
+            r["decision"] == "not_submitted"
+                && r["reason"] == "upstream_unavailable"
+                && r["tx_hash"] == json!(h0)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut records = rig.audit();
+    while !hung_recorded(&records) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        records = rig.audit();
+    }
     let mut missing: Vec<String> = Vec::new();
-    let records = rig.audit();
     if !records
         .iter()
         .any(|r| r["decision"] == "signed" && r["tx_hash"] == json!(h0))
     {
         missing.push("no signed record with the hung transaction's hash".into());
     }
-    if !records.iter().any(|r| {
-        r["decision"] == "not_submitted"
-            && r["reason"] == "upstream_unavailable"
-            && r["tx_hash"] == json!(h0)
-    }) {
+    if !hung_recorded(&records) {
         missing.push("no not_submitted/upstream_unavailable record of the hung submission".into());
     }
     assert!(missing.is_empty(), "{}", missing.join("\n"));
