@@ -206,6 +206,30 @@ fn load(
     Ok(outcome)
 }
 
+/// The reference alone under `mode`.
+fn reference(args: &CompareArgs, scratch: &Path, mode: Mode) -> anyhow::Result<Outcome> {
+    let s = start(&Target::Reference, args.keys, scratch)?;
+    load(args, &[&s], None, mode)
+}
+
+/// One signward instance on `db_url` (SQLite in `data_dir` when `None`) under `mode`.
+fn signward(
+    args: &CompareArgs,
+    scratch: &Path,
+    db_url: Option<&str>,
+    data_dir: &Path,
+    token: &Path,
+    mode: Mode,
+) -> anyhow::Result<Outcome> {
+    let target = Target::Signward {
+        db_url,
+        data_dir,
+        instance: 0,
+    };
+    let s = start(&target, args.keys, scratch)?;
+    load(args, &[&s], Some(token), mode)
+}
+
 fn median(v: &[u64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_unstable();
@@ -359,23 +383,9 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
             Ok(d)
         };
         if want(Figure::Throughput) {
-            let r = {
-                let s = start(&Target::Reference, args.keys, scratch.path())?;
-                load(&args, &[&s], None, Mode::Throughput)?
-            };
+            let r = reference(&args, scratch.path(), Mode::Throughput)?;
             let dir = fresh_dir("tp")?;
-            let w = {
-                let s = start(
-                    &Target::Signward {
-                        db_url: None,
-                        data_dir: &dir,
-                        instance: 0,
-                    },
-                    args.keys,
-                    scratch.path(),
-                )?;
-                load(&args, &[&s], Some(&token), Mode::Throughput)?
-            };
+            let w = signward(&args, scratch.path(), None, &dir, &token, Mode::Throughput)?;
             let ratio = w.rate / r.rate;
             println!(
                 "| throughput, {} connections (sig/s; p50 / p99) | {:.0} ({} / {}) | {:.0} ({} / {}) | {ratio:.2} |",
@@ -406,23 +416,9 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
             );
         }
         if want(Figure::Latency) {
-            let r = {
-                let s = start(&Target::Reference, args.keys, scratch.path())?;
-                load(&args, &[&s], None, Mode::Rate)?
-            };
+            let r = reference(&args, scratch.path(), Mode::Rate)?;
             let dir = fresh_dir("lat")?;
-            let w = {
-                let s = start(
-                    &Target::Signward {
-                        db_url: None,
-                        data_dir: &dir,
-                        instance: 0,
-                    },
-                    args.keys,
-                    scratch.path(),
-                )?;
-                load(&args, &[&s], Some(&token), Mode::Rate)?
-            };
+            let w = signward(&args, scratch.path(), None, &dir, &token, Mode::Rate)?;
             let ratio = w.p99_us as f64 / r.p99_us.max(1) as f64;
             println!(
                 "| steady {}/s: p50 / p99 / p99.9 | {} / {} / {} | {} / {} / {} | p99 {ratio:.2}x |",
@@ -443,27 +439,13 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         }
         let mut reference_burst = None;
         if want(Figure::Burst) || want(Figure::PgBurst) {
-            let r = {
-                let s = start(&Target::Reference, args.keys, scratch.path())?;
-                load(&args, &[&s], None, Mode::Burst)?
-            };
+            let r = reference(&args, scratch.path(), Mode::Burst)?;
             reference_burst = Some(r);
         }
         if want(Figure::Burst) {
             let r = reference_burst.as_ref().context("reference burst")?;
             let dir = fresh_dir("burst")?;
-            let w = {
-                let s = start(
-                    &Target::Signward {
-                        db_url: None,
-                        data_dir: &dir,
-                        instance: 0,
-                    },
-                    args.keys,
-                    scratch.path(),
-                )?;
-                load(&args, &[&s], Some(&token), Mode::Burst)?
-            };
+            let w = signward(&args, scratch.path(), None, &dir, &token, Mode::Burst)?;
             burst_row(&mut rows, &args, "SQLite", r, &w);
         }
         if let Some(admin) = &args.pg_url {
@@ -471,25 +453,11 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
                 let r = reference_burst.as_ref().context("reference burst")?;
                 let url = runtime.block_on(fresh_scratch_db(admin))?;
                 let dir = fresh_dir("pgburst")?;
-                let w = {
-                    let s = start(
-                        &Target::Signward {
-                            db_url: Some(&url),
-                            data_dir: &dir,
-                            instance: 0,
-                        },
-                        args.keys,
-                        scratch.path(),
-                    )?;
-                    load(&args, &[&s], Some(&token), Mode::Burst)?
-                };
+                let w = signward(&args, scratch.path(), Some(&url), &dir, &token, Mode::Burst)?;
                 burst_row(&mut rows, &args, "PostgreSQL", r, &w);
             }
             if want(Figure::PgTwo) {
-                let r = {
-                    let s = start(&Target::Reference, args.keys, scratch.path())?;
-                    load(&args, &[&s], None, Mode::Throughput)?
-                };
+                let r = reference(&args, scratch.path(), Mode::Throughput)?;
                 let url = runtime.block_on(fresh_scratch_db(admin))?;
                 let dir = fresh_dir("pgtwo")?;
                 let (w, before) = {

@@ -394,19 +394,9 @@ impl PgStore {
             }
         }
         tx.commit().await?;
-        merge_reports(report, &r);
+        report.absorb(&r);
         Ok(())
     }
-}
-
-/// Add what one committed batch did to the import's report.
-fn merge_reports(total: &mut ImportReport, batch: &ImportReport) {
-    total.validators += batch.validators;
-    total.blocks += batch.blocks;
-    total.attestations += batch.attestations;
-    total.duplicates += batch.duplicates;
-    total.conflicts += batch.conflicts;
-    total.below_floor += batch.below_floor;
 }
 
 impl PgStore {

@@ -720,7 +720,7 @@ fn import_stream<R: Read + Send + 'static>(
                     import_prepared(&tx, p, &mut r)?;
                 }
                 tx.commit()?;
-                merge_reports(&mut report, &r);
+                report.absorb(&r);
                 Ok(())
             })(),
         };
@@ -740,16 +740,6 @@ fn import_stream<R: Read + Send + 'static>(
 
 /// The import connection's page cache, in KiB (SQLite's default is 2,000).
 const IMPORT_CACHE_KIB: i64 = 65_536;
-
-/// Add what one committed batch did to the import's report.
-fn merge_reports(total: &mut ImportReport, batch: &ImportReport) {
-    total.validators += batch.validators;
-    total.blocks += batch.blocks;
-    total.attestations += batch.attestations;
-    total.duplicates += batch.duplicates;
-    total.conflicts += batch.conflicts;
-    total.below_floor += batch.below_floor;
-}
 
 /// Check an import's metadata and pin its genesis validators root, before anything is imported.
 fn pin_for_import(conn: &mut Connection, m: &interchange::Metadata) -> Result<(), SlashingError> {

@@ -42,6 +42,16 @@ impl ImportReport {
         self.conflicts += m.conflicts;
         self.below_floor += m.below_floor;
     }
+
+    /// Add what one committed import batch did.
+    pub(crate) fn absorb(&mut self, batch: &ImportReport) {
+        self.validators += batch.validators;
+        self.blocks += batch.blocks;
+        self.attestations += batch.attestations;
+        self.duplicates += batch.duplicates;
+        self.conflicts += batch.conflicts;
+        self.below_floor += batch.below_floor;
+    }
 }
 
 /// Outcome of an export.
