@@ -7,7 +7,9 @@
 # unless that directory already holds a finished install (a `.installed` marker and the
 # executable BIN, relative to it), runs `VERIFY DIR` after a fresh install, and sets NPM_CACHED_DIR.
 # Keyed on the lockfile's hash, so fresh clones (CI) on one machine reuse an install and a changed
-# lockfile installs anew. Without npm, Debian's nodejs and npm are installed when running as root.
+# lockfile installs anew. Callers that start together (tests run in parallel, each making sure
+# of its clients) are serialised on an flock of DIR.lock: one installs, the others wait for it
+# and then find the finished install. Without npm, Debian's nodejs and npm are installed when running as root.
 npm_cached() {
   local name="$1" src="$2" bin="$3" verify="$4" want dir
   if ! command -v npm >/dev/null; then
@@ -22,6 +24,10 @@ npm_cached() {
   fi
   want="$(cat "$src/package.json" "$src/package-lock.json" | sha256sum | cut -d' ' -f1)"
   dir="${SIGNWARD_CACHE_DIR:-$HOME/.cache/signward}/$name-$want"
+  mkdir -p "$(dirname "$dir")"
+  local lock
+  exec {lock}>"$dir.lock"
+  flock "$lock"
   if [ ! -f "$dir/.installed" ] || [ ! -x "$dir/$bin" ]; then
     echo "installing $name into $dir (npm ci)" >&2
     rm -rf "$dir"
@@ -31,5 +37,7 @@ npm_cached() {
     "$verify" "$dir" >&2
     touch "$dir/.installed"
   fi
+  flock -u "$lock"
+  exec {lock}>&-
   NPM_CACHED_DIR="$dir"
 }

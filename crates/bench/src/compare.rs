@@ -262,8 +262,10 @@ fn record(rows: &mut Vec<Row>, figure: &'static str, target: &'static str, ratio
     }
 }
 
-/// PostgreSQL's own counts for the scratch database: committed transactions, and calls of
-/// `signward_check` (counted because the database is set to `track_functions = pl`).
+/// PostgreSQL's own counts for the scratch database: committed transactions, and check
+/// statements, each one round trip: calls of `signward_check_batch` (a batch) and of
+/// `signward_check` (a check alone), counted because the database is set to
+/// `track_functions = pl`.
 struct PgCounts {
     xacts: i64,
     checks: i64,
@@ -283,11 +285,12 @@ async fn pg_counts(admin_url: &str) -> anyhow::Result<PgCounts> {
         .get(0);
     let checks: i64 = client
         .query_opt(
-            "SELECT calls FROM pg_stat_user_functions WHERE funcname = 'signward_check'",
+            "SELECT sum(calls)::int8 FROM pg_stat_user_functions
+             WHERE funcname IN ('signward_check', 'signward_check_batch')",
             &[],
         )
         .await?
-        .map(|r| r.get(0))
+        .and_then(|r| r.get::<_, Option<i64>>(0))
         .unwrap_or(0);
     drop(client);
     let _ = task.await;
@@ -504,7 +507,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
                     r.server_cpu_us, w.server_cpu_us
                 );
                 println!(
-                    "| PostgreSQL's own counts per signed request: transactions committed, `signward_check` calls | | {:.2}, {:.2} | |",
+                    "| PostgreSQL's own counts per signed request: transactions committed, check statements (one round trip each) | | {:.2}, {:.2} | |",
                     (after.xacts - before.xacts) as f64 / requests,
                     (after.checks - before.checks) as f64 / requests,
                 );

@@ -158,8 +158,12 @@ async fn sign_eth2(
     let started = draft.started;
     check_and_record(state, &pubkey, &job, draft, started).await?;
     let root = job.signing_root;
-    let key = lease.entry();
-    let signature = sign_on_pool(move || key.key.sign(&root)).await?;
+    // Signed here, on the runtime's worker: a signature is a few hundred microseconds of CPU
+    // with no I/O, and handing it to a separate pool and back cost two thread wake-ups per
+    // request, which measured slower in throughput, in tail latency and in a slot's burst
+    // (docs/benchmarks.md, issue 16). The runtime has one worker per core, so a burst still
+    // queues for a core rather than spawning threads.
+    let signature = lease.entry().key.sign(&root);
     drop(lease);
     Ok(Signed { job, signature })
 }
@@ -181,32 +185,6 @@ fn authorize_operation(caller: Option<&Caller>, request: &SignRequest) -> Result
     .map_err(|d| {
         tracing::warn!(caller = caller.map_or("-", |c| c.name.as_str()), kind = %request.kind, reason = d.code(), "operation not granted to caller");
         Rejection::Forbidden(d)
-    })
-}
-
-/// BLS signing runs on one pool as wide as the machine, not on tokio's blocking pool: a burst of
-/// requests then queues for a core instead of spawning hundreds of threads that fight for two.
-async fn sign_on_pool(
-    f: impl FnOnce() -> SignatureBytes + Send + 'static,
-) -> Result<SignatureBytes, Rejection> {
-    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
-    let pool = POOL.get_or_init(|| {
-        rayon::ThreadPoolBuilder::new()
-            .thread_name(|i| format!("bls-signer-{i}"))
-            .build()
-            .map_err(|e| tracing::error!(error = %e, "cannot start the signing pool"))
-            .ok()
-    });
-    let Some(pool) = pool else {
-        return Err(Rejection::Internal);
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    pool.spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.await.map_err(|_| {
-        tracing::error!("signing task failed");
-        Rejection::Internal
     })
 }
 

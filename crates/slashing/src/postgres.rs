@@ -7,9 +7,10 @@
 //! It runs in its own implicit transaction, which commits with `synchronous_commit = on`
 //! before the answer comes back: one round trip per check once the statement is prepared.
 //! Checks that arrive together are decided together, as the SQLite writer's group commit does:
-//! each instance runs at most [`BATCH_WORKERS`] batches at a time, and a batch is one statement
-//! that calls `signward_check` for each of its checks in one implicit transaction, so a slot's
-//! burst costs a few round trips and commits instead of one per validator (see [`Batcher`]).
+//! each instance runs at most [`BATCH_WORKERS`] batches at a time, and a batch is one statement,
+//! `signward_check_batch`, that decides all of its checks (one per validator) set-wise in one
+//! implicit transaction, so a slot's burst costs a few round trips and commits instead of one per
+//! validator (see [`Batcher`]).
 //! Primary keys on (validator, slot) and (validator, target) are the backstop.
 
 use std::io::{Read, Write};
@@ -20,9 +21,7 @@ use signward_core::bytes::{PublicKeyBytes, Root, Uint64};
 use crate::decision::{Check, Decision, Refusal, Slashable};
 use crate::history::{merge, History, Watermarks};
 use crate::interchange::{self, Batch, Prepared, SignedAttestation, SignedBlock};
-use crate::store::{
-    to_i64, write_history, ExportReport, ImportReport, PruneReport, SlashingStore, SCHEMA_VERSION,
-};
+use crate::store::{to_i64, write_history, ExportReport, ImportReport, PruneReport, SlashingStore};
 use crate::SlashingError;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
@@ -66,18 +65,49 @@ CREATE TABLE watermarks (
 ALTER TABLE validators ADD COLUMN enabled BOOLEAN NOT NULL DEFAULT TRUE;
 "#,
     ),
+    // The records' foreign keys go: PostgreSQL checked each inserted row against `validators`
+    // with a trigger, three quarters of an import's time (22 s against 5.8 s for 2.5 M
+    // attestations, docs/benchmarks.md) and part of every check's insert. They guarded nothing
+    // the code does not: a validator's row is never deleted, and every record is written with
+    // the id read from that row, under its lock, in the same transaction.
+    (
+        3,
+        r#"
+ALTER TABLE signed_blocks DROP CONSTRAINT IF EXISTS signed_blocks_validator_id_fkey;
+ALTER TABLE signed_attestations DROP CONSTRAINT IF EXISTS signed_attestations_validator_id_fkey;
+ALTER TABLE watermarks DROP CONSTRAINT IF EXISTS watermarks_validator_id_fkey;
+"#,
+    ),
 ];
 
-/// The check, as one PL/pgSQL function: pin the chain, lock the validator's row, refuse a
-/// disabled validator, apply the EIP-3076 rules, record. It is code rather than schema: it is
-/// (re)installed whenever a migration runs, so there is one version of it.
+/// The newest PostgreSQL schema this build understands (SQLite's is
+/// [`crate::store::SCHEMA_VERSION`]; the two move separately). Older schemas are migrated on
+/// connect; newer ones are refused.
+pub const PG_SCHEMA_VERSION: i64 = 3;
+
+/// The checks, as PL/pgSQL functions. They are code rather than schema: both are (re)installed
+/// whenever a migration runs or the installed [`CHECK_FUNCTIONS_VERSION`] differs from this
+/// binary's, so there is one version of them.
+///
+/// `signward_check` decides one check: pin the chain, lock the validator's row, refuse a
+/// disabled validator, apply the EIP-3076 rules, record. It reads what the rules need in one
+/// statement per message kind.
+///
+/// `signward_check_batch` decides a batch of checks for distinct validators (it refuses a batch
+/// that names one twice) in one set-based statement: pin the chain with the first check's root;
+/// insert the validators never seen, in key order; lock every validator's row, in key order
+/// (as an import does, so the two cannot deadlock); decide every check with the same rules, in
+/// the same order, as `signward_check` (each lookup a scalar subquery on an index, so a batch
+/// never scans a table); and insert the allowed records in the same statement. With distinct
+/// validators no check's decision depends on another's, so deciding them together is deciding
+/// them one by one.
 const CHECK_FUNCTION: &str = r#"
 CREATE OR REPLACE FUNCTION signward_check(p_pubkey BYTEA, p_gvr BYTEA, p_kind SMALLINT,
                                p_a BIGINT, p_b BIGINT, p_root BYTEA) RETURNS TEXT
 LANGUAGE plpgsql AS $$
 DECLARE
     v_id BIGINT; v_enabled BOOLEAN; pinned BYTEA; e_root BYTEA; e_src BIGINT; hit BOOLEAN;
-    min_a BIGINT; min_b BIGINT; wm_a BIGINT; wm_b BIGINT;
+    surround BOOLEAN; min_a BIGINT; min_b BIGINT; wm_a BIGINT; wm_b BIGINT;
 BEGIN
     SELECT value INTO pinned FROM signward_meta WHERE key = 'genesis_validators_root';
     IF pinned IS NULL THEN
@@ -86,38 +116,47 @@ BEGIN
         SELECT value INTO pinned FROM signward_meta WHERE key = 'genesis_validators_root';
     END IF;
     IF pinned <> p_gvr THEN RETURN 'genesis_mismatch'; END IF;
-    INSERT INTO validators (pubkey) VALUES (p_pubkey) ON CONFLICT (pubkey) DO NOTHING;
     SELECT id, enabled INTO v_id, v_enabled FROM validators WHERE pubkey = p_pubkey FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO validators (pubkey) VALUES (p_pubkey) ON CONFLICT (pubkey) DO NOTHING;
+        SELECT id, enabled INTO v_id, v_enabled FROM validators WHERE pubkey = p_pubkey FOR UPDATE;
+    END IF;
     IF NOT v_enabled THEN RETURN 'validator_disabled'; END IF;
     IF p_kind = 0 THEN
-        SELECT signing_root, TRUE INTO e_root, hit FROM signed_blocks
-            WHERE validator_id = v_id AND slot = p_a;
+        SELECT b.signing_root, b.hit,
+               (SELECT MIN(slot) FROM signed_blocks WHERE validator_id = v_id),
+               (SELECT block_slot FROM watermarks WHERE validator_id = v_id)
+          INTO e_root, hit, min_a, wm_a
+          FROM (SELECT 1) one
+          LEFT JOIN (SELECT signing_root, TRUE AS hit FROM signed_blocks
+                     WHERE validator_id = v_id AND slot = p_a) b ON TRUE;
         IF hit THEN
             IF e_root IS NOT NULL AND e_root = p_root THEN RETURN 'repeat'; END IF;
             RETURN 'double_proposal';
         END IF;
-        SELECT MIN(slot) INTO min_a FROM signed_blocks WHERE validator_id = v_id;
-        SELECT block_slot INTO wm_a FROM watermarks WHERE validator_id = v_id;
         IF p_a <= min_a OR p_a <= wm_a THEN RETURN 'below_watermark'; END IF;
         INSERT INTO signed_blocks (validator_id, slot, signing_root) VALUES (v_id, p_a, p_root);
         RETURN 'allowed';
     END IF;
     IF p_a > p_b THEN RETURN 'source_after_target'; END IF;
-    SELECT source_epoch, signing_root, TRUE INTO e_src, e_root, hit FROM signed_attestations
-        WHERE validator_id = v_id AND target_epoch = p_b;
+    SELECT e.source_epoch, e.signing_root, e.hit,
+           EXISTS (SELECT 1 FROM signed_attestations
+                   WHERE validator_id = v_id AND target_epoch > p_b AND source_epoch < p_a)
+           OR EXISTS (SELECT 1 FROM signed_attestations
+                   WHERE validator_id = v_id AND source_epoch > p_a AND target_epoch < p_b),
+           (SELECT MIN(source_epoch) FROM signed_attestations WHERE validator_id = v_id),
+           (SELECT MIN(target_epoch) FROM signed_attestations WHERE validator_id = v_id),
+           w.att_source, w.att_target
+      INTO e_src, e_root, hit, surround, min_a, min_b, wm_a, wm_b
+      FROM (SELECT 1) one
+      LEFT JOIN (SELECT source_epoch, signing_root, TRUE AS hit FROM signed_attestations
+                 WHERE validator_id = v_id AND target_epoch = p_b) e ON TRUE
+      LEFT JOIN watermarks w ON w.validator_id = v_id;
     IF hit THEN
         IF e_src = p_a AND e_root IS NOT NULL AND e_root = p_root THEN RETURN 'repeat'; END IF;
         RETURN 'double_vote';
     END IF;
-    IF EXISTS (SELECT 1 FROM signed_attestations
-               WHERE validator_id = v_id AND target_epoch > p_b AND source_epoch < p_a)
-       OR EXISTS (SELECT 1 FROM signed_attestations
-               WHERE validator_id = v_id AND source_epoch > p_a AND target_epoch < p_b) THEN
-        RETURN 'surround_vote';
-    END IF;
-    SELECT MIN(source_epoch), MIN(target_epoch) INTO min_a, min_b
-        FROM signed_attestations WHERE validator_id = v_id;
-    SELECT att_source, att_target INTO wm_a, wm_b FROM watermarks WHERE validator_id = v_id;
+    IF surround THEN RETURN 'surround_vote'; END IF;
     IF p_a < min_a OR p_b <= min_b OR p_a < wm_a OR p_b <= wm_b THEN
         RETURN 'below_watermark';
     END IF;
@@ -126,7 +165,86 @@ BEGIN
     RETURN 'allowed';
 END;
 $$;
+CREATE OR REPLACE FUNCTION signward_check_batch(p_pubkeys BYTEA[], p_gvrs BYTEA[],
+        p_kinds SMALLINT[], p_a BIGINT[], p_b BIGINT[], p_roots BYTEA[])
+    RETURNS TABLE (idx BIGINT, code TEXT)
+LANGUAGE plpgsql AS $$
+DECLARE
+    pinned BYTEA;
+BEGIN
+    IF (SELECT count(DISTINCT k) FROM unnest(p_pubkeys) k) <> cardinality(p_pubkeys) THEN
+        RAISE EXCEPTION 'signward_check_batch: a validator appears twice in one batch';
+    END IF;
+    SELECT value INTO pinned FROM signward_meta WHERE key = 'genesis_validators_root';
+    IF pinned IS NULL THEN
+        INSERT INTO signward_meta (key, value) VALUES ('genesis_validators_root', p_gvrs[1])
+            ON CONFLICT (key) DO NOTHING;
+        SELECT value INTO pinned FROM signward_meta WHERE key = 'genesis_validators_root';
+    END IF;
+    INSERT INTO validators (pubkey)
+        SELECT t.k FROM unnest(p_pubkeys, p_gvrs) AS t(k, g) WHERE t.g = pinned ORDER BY t.k
+        ON CONFLICT (pubkey) DO NOTHING;
+    PERFORM 1 FROM validators
+        WHERE pubkey IN (SELECT t.k FROM unnest(p_pubkeys, p_gvrs) AS t(k, g) WHERE t.g = pinned)
+        ORDER BY pubkey FOR UPDATE;
+    RETURN QUERY
+    WITH d AS MATERIALIZED (
+        SELECT t.n, v.id AS vid, t.kind, t.a, t.b, t.root,
+        CASE
+            WHEN t.gvr <> pinned THEN 'genesis_mismatch'
+            WHEN NOT v.enabled THEN 'validator_disabled'
+            WHEN t.kind = 0 THEN CASE
+                WHEN (SELECT TRUE FROM signed_blocks s
+                             WHERE s.validator_id = v.id AND s.slot = t.a LIMIT 1) THEN
+                    CASE WHEN (SELECT TRUE FROM signed_blocks s
+                                      WHERE s.validator_id = v.id AND s.slot = t.a
+                                        AND s.signing_root = t.root LIMIT 1)
+                         THEN 'repeat' ELSE 'double_proposal' END
+                WHEN t.a <= (SELECT MIN(s.slot) FROM signed_blocks s WHERE s.validator_id = v.id)
+                  OR t.a <= (SELECT w.block_slot FROM watermarks w WHERE w.validator_id = v.id)
+                    THEN 'below_watermark'
+                ELSE 'allowed' END
+            WHEN t.a > t.b THEN 'source_after_target'
+            WHEN (SELECT TRUE FROM signed_attestations s
+                         WHERE s.validator_id = v.id AND s.target_epoch = t.b LIMIT 1) THEN
+                CASE WHEN (SELECT TRUE FROM signed_attestations s
+                                  WHERE s.validator_id = v.id AND s.target_epoch = t.b
+                                    AND s.source_epoch = t.a AND s.signing_root = t.root LIMIT 1)
+                     THEN 'repeat' ELSE 'double_vote' END
+            WHEN (SELECT TRUE FROM signed_attestations s WHERE s.validator_id = v.id
+                           AND s.target_epoch > t.b AND s.source_epoch < t.a LIMIT 1)
+              OR (SELECT TRUE FROM signed_attestations s WHERE s.validator_id = v.id
+                           AND s.source_epoch > t.a AND s.target_epoch < t.b LIMIT 1)
+                THEN 'surround_vote'
+            WHEN t.a < (SELECT MIN(s.source_epoch) FROM signed_attestations s
+                        WHERE s.validator_id = v.id)
+              OR t.b <= (SELECT MIN(s.target_epoch) FROM signed_attestations s
+                         WHERE s.validator_id = v.id)
+              OR t.a < (SELECT w.att_source FROM watermarks w WHERE w.validator_id = v.id)
+              OR t.b <= (SELECT w.att_target FROM watermarks w WHERE w.validator_id = v.id)
+                THEN 'below_watermark'
+            ELSE 'allowed'
+        END AS outcome
+        FROM unnest(p_pubkeys, p_gvrs, p_kinds, p_a, p_b, p_roots)
+             WITH ORDINALITY AS t(k, gvr, kind, a, b, root, n)
+        LEFT JOIN LATERAL (SELECT x.id, x.enabled FROM validators x
+                           WHERE x.pubkey = t.k LIMIT 1) v ON TRUE
+    ), blocks AS (
+        INSERT INTO signed_blocks (validator_id, slot, signing_root)
+        SELECT d.vid, d.a, d.root FROM d WHERE d.outcome = 'allowed' AND d.kind = 0
+    ), attestations AS (
+        INSERT INTO signed_attestations (validator_id, source_epoch, target_epoch, signing_root)
+        SELECT d.vid, d.a, d.b, d.root FROM d WHERE d.outcome = 'allowed' AND d.kind <> 0
+    )
+    SELECT d.n, d.outcome FROM d;
+END;
+$$;
 "#;
+
+/// Bumped whenever [`CHECK_FUNCTION`] changes, so that a database migrated by an earlier
+/// release gets this release's functions. An earlier binary that connects later keeps them:
+/// it only installs its own when it migrates, and every version decides alike.
+const CHECK_FUNCTIONS_VERSION: &str = "2";
 
 fn pool_err(e: impl std::fmt::Display) -> SlashingError {
     SlashingError::Pool(e.to_string())
@@ -148,6 +266,15 @@ impl PgStore {
         let store = PgStore { pool, batcher };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Batches whose one statement failed (a deadlock with another instance's transaction, say)
+    /// and whose checks were then decided one by one. Nothing is signed differently either way;
+    /// tests use it to know the batch statement itself decided their checks.
+    pub fn batch_fallbacks(&self) -> u64 {
+        self.batcher
+            .fallbacks
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn client(&self) -> Result<Client, SlashingError> {
@@ -179,10 +306,10 @@ impl PgStore {
             }
             None => 0,
         };
-        if found > SCHEMA_VERSION {
+        if found > PG_SCHEMA_VERSION {
             return Err(SlashingError::SchemaTooNew {
                 found,
-                supported: SCHEMA_VERSION,
+                supported: PG_SCHEMA_VERSION,
             });
         }
         let migrating = MIGRATIONS.iter().any(|(v, _)| *v > found);
@@ -196,8 +323,21 @@ impl PgStore {
             .await?;
             tracing::info!(version, "slashing database schema migrated");
         }
-        if migrating {
+        let installed: Option<Vec<u8>> = tx
+            .query_opt(
+                "SELECT value FROM signward_meta WHERE key = 'check_functions'",
+                &[],
+            )
+            .await?
+            .map(|row| row.get(0));
+        if migrating || installed.as_deref() != Some(CHECK_FUNCTIONS_VERSION.as_bytes()) {
             tx.batch_execute(CHECK_FUNCTION).await?;
+            tx.execute(
+                "INSERT INTO signward_meta (key, value) VALUES ('check_functions', $1)
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                &[&CHECK_FUNCTIONS_VERSION.as_bytes().to_vec()],
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -557,12 +697,11 @@ pub const BATCH_WORKERS: usize = 2;
 /// Most checks in one batch.
 pub const MAX_PG_BATCH: usize = 512;
 
-/// One statement decides a batch: `signward_check` for each row of the arrays, in order, in the
-/// statement's own implicit transaction. PL/pgSQL functions are volatile, so each call sees what
-/// the calls before it recorded, and none runs in parallel.
-const BATCH_CHECK: &str = "SELECT t.i, signward_check(t.pubkey, t.gvr, t.kind, t.a, t.b, t.root)
-     FROM unnest($1::bytea[], $2::bytea[], $3::int2[], $4::int8[], $5::int8[], $6::bytea[])
-          WITH ORDINALITY AS t(pubkey, gvr, kind, a, b, root, i)";
+/// One statement decides a batch (of distinct validators, see [`take_distinct`]):
+/// `signward_check_batch` over the arrays, in the statement's own implicit transaction. Each
+/// answer carries its check's position in the arrays, from 1.
+const BATCH_CHECK: &str = "SELECT idx, code FROM signward_check_batch(
+     $1::bytea[], $2::bytea[], $3::int2[], $4::int8[], $5::int8[], $6::bytea[])";
 
 const SINGLE_CHECK: &str = "SELECT signward_check($1, $2, $3, $4, $5, $6)";
 
@@ -581,15 +720,39 @@ struct Pending {
 /// whole and each check is retried alone, so one bad check cannot fail the others.
 struct Batcher {
     queue: tokio::sync::mpsc::Sender<Pending>,
+    /// Batches whose statement failed and whose checks were decided one by one.
+    fallbacks: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Batcher {
     fn start(pool: Pool) -> Self {
         // Bounded: beyond it, submitters wait for room (back-pressure, as on SQLite).
         let (queue, rx) = tokio::sync::mpsc::channel(16 * MAX_PG_BATCH);
-        let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
-        for _ in 0..BATCH_WORKERS {
-            let (rx, pool) = (rx.clone(), pool.clone());
+        let fallbacks = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        tokio::spawn(run_workers(pool, rx, fallbacks.clone()));
+        Batcher { queue, fallbacks }
+    }
+
+    async fn decide(&self, check: Check, args: (i16, i64, i64)) -> Result<Decision, SlashingError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.queue
+            .send(Pending { check, args, reply })
+            .await
+            .map_err(|_| SlashingError::WriterGone)?;
+        answer.await.map_err(|_| SlashingError::WriterGone)?
+    }
+}
+
+/// [`BATCH_WORKERS`] workers sharing one queue, until every sender is gone.
+async fn run_workers(
+    pool: Pool,
+    rx: tokio::sync::mpsc::Receiver<Pending>,
+    fallbacks: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+    let workers: Vec<_> = (0..BATCH_WORKERS)
+        .map(|_| {
+            let (rx, pool, fallbacks) = (rx.clone(), pool.clone(), fallbacks.clone());
             tokio::spawn(async move {
                 // Checks taken off the queue but not yet decided (a validator's second check
                 // waits here for the batch after its first). A worker holding some never waits
@@ -607,20 +770,13 @@ impl Batcher {
                         top_up(&mut rx, &mut held);
                     }
                     let batch = take_distinct(&mut held);
-                    decide_batch(&pool, batch).await;
+                    decide_batch(&pool, batch, &fallbacks).await;
                 }
-            });
-        }
-        Batcher { queue }
-    }
-
-    async fn decide(&self, check: Check, args: (i16, i64, i64)) -> Result<Decision, SlashingError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        self.queue
-            .send(Pending { check, args, reply })
-            .await
-            .map_err(|_| SlashingError::WriterGone)?;
-        answer.await.map_err(|_| SlashingError::WriterGone)?
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.await;
     }
 }
 
@@ -652,7 +808,7 @@ fn take_distinct(held: &mut Vec<Pending>) -> Vec<Pending> {
     batch
 }
 
-async fn decide_batch(pool: &Pool, batch: Vec<Pending>) {
+async fn decide_batch(pool: &Pool, batch: Vec<Pending>, fallbacks: &std::sync::atomic::AtomicU64) {
     let client = match pool.get().await {
         Ok(c) => c,
         Err(e) => {
@@ -672,6 +828,7 @@ async fn decide_batch(pool: &Pool, batch: Vec<Pending>) {
                 return;
             }
             Err(e) => {
+                fallbacks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(error = %e, checks = batch.len(), "batched slashing check failed; deciding each check alone");
             }
         }

@@ -11,7 +11,8 @@ use crate::sqlite::SqliteStore;
 use crate::SlashingError;
 use signward_core::bytes::PublicKeyBytes;
 
-/// The newest schema this build understands. Older schemas are migrated on open; newer ones are
+/// The newest SQLite schema this build understands (PostgreSQL's is
+/// [`crate::postgres::PG_SCHEMA_VERSION`]). Older schemas are migrated on open; newer ones are
 /// refused.
 pub const SCHEMA_VERSION: i64 = 2;
 

@@ -105,3 +105,26 @@ pub fn sqlite_store(dir: &tempfile::TempDir) -> SqliteStore {
     )))
     .unwrap()
 }
+
+/// Every answer the EIP-3076 rules give (besides the refusals a test adds with `extra`) was
+/// reached: a comparison that never met one would prove nothing about it.
+pub fn assert_every_answer_reached<S>(seen: &std::collections::HashSet<S>, extra: &[&str])
+where
+    S: std::borrow::Borrow<str> + std::hash::Hash + Eq + std::fmt::Debug,
+{
+    let rules = [
+        "allowed",
+        "repeat",
+        "double_proposal",
+        "double_vote",
+        "surround_vote",
+        "below_watermark",
+        "source_after_target",
+    ];
+    for want in rules.iter().chain(extra) {
+        assert!(
+            seen.contains(*want),
+            "nothing was answered {want}: {seen:?}"
+        );
+    }
+}
