@@ -86,8 +86,8 @@ ALTER TABLE watermarks DROP CONSTRAINT IF EXISTS watermarks_validator_id_fkey;
 pub const PG_SCHEMA_VERSION: i64 = 3;
 
 /// The checks, as PL/pgSQL functions. They are code rather than schema: both are (re)installed
-/// whenever a migration runs or the installed [`CHECK_FUNCTIONS_VERSION`] differs from this
-/// binary's, so there is one version of them.
+/// whenever a migration runs or the installed [`CHECK_FUNCTIONS_VERSION`] is missing or older
+/// than this binary's, so there is one version of them and it never goes back.
 ///
 /// `signward_check` decides one check: pin the chain, lock the validator's row, refuse a
 /// disabled validator, apply the EIP-3076 rules, record. It reads what the rules need in one
@@ -95,8 +95,8 @@ pub const PG_SCHEMA_VERSION: i64 = 3;
 ///
 /// `signward_check_batch` decides a batch of checks for distinct validators (it refuses a batch
 /// that names one twice) in one set-based statement: pin the chain with the first check's root;
-/// insert the validators never seen, in key order; lock every validator's row, in key order
-/// (as an import does, so the two cannot deadlock); decide every check with the same rules, in
+/// insert the validators never seen, under [`NEW_VALIDATORS_LOCK`]; lock every validator's row,
+/// in key order (as imports and enable/disable do, so none of them deadlock); decide every check with the same rules, in
 /// the same order, as `signward_check` (each lookup a scalar subquery on an index, so a batch
 /// never scans a table); and insert the allowed records in the same statement. With distinct
 /// validators no check's decision depends on another's, so deciding them together is deciding
@@ -181,9 +181,16 @@ BEGIN
             ON CONFLICT (key) DO NOTHING;
         SELECT value INTO pinned FROM signward_meta WHERE key = 'genesis_validators_root';
     END IF;
-    INSERT INTO validators (pubkey)
-        SELECT t.k FROM unnest(p_pubkeys, p_gvrs) AS t(k, g) WHERE t.g = pinned ORDER BY t.k
-        ON CONFLICT (pubkey) DO NOTHING;
+    IF EXISTS (SELECT 1 FROM unnest(p_pubkeys, p_gvrs) AS t(k, g)
+               WHERE t.g = pinned AND NOT EXISTS (SELECT 1 FROM validators x WHERE x.pubkey = t.k))
+    THEN
+        -- Validators are created under one lock per database, as imports and enable/disable
+        -- create them, so two transactions never insert the same new ones in different orders.
+        PERFORM pg_advisory_xact_lock(hashtext('signward new validators'));
+        INSERT INTO validators (pubkey)
+            SELECT t.k FROM unnest(p_pubkeys, p_gvrs) AS t(k, g) WHERE t.g = pinned ORDER BY t.k
+            ON CONFLICT (pubkey) DO NOTHING;
+    END IF;
     PERFORM 1 FROM validators
         WHERE pubkey IN (SELECT t.k FROM unnest(p_pubkeys, p_gvrs) AS t(k, g) WHERE t.g = pinned)
         ORDER BY pubkey FOR UPDATE;
@@ -241,10 +248,18 @@ END;
 $$;
 "#;
 
-/// Bumped whenever [`CHECK_FUNCTION`] changes, so that a database migrated by an earlier
-/// release gets this release's functions. An earlier binary that connects later keeps them:
-/// it only installs its own when it migrates, and every version decides alike.
-const CHECK_FUNCTIONS_VERSION: &str = "2";
+/// Bumped whenever [`CHECK_FUNCTION`] changes, so that a database set up by an earlier release
+/// gets this release's functions. A database holding newer functions (a later release connected
+/// first) keeps them: every version decides alike, and two releases side by side must not
+/// reinstall their own in turn.
+const CHECK_FUNCTIONS_VERSION: i64 = 2;
+
+/// Taken, for the rest of its transaction, by whatever creates validators' rows several at a
+/// time (an import batch, enable/disable, a check batch naming a validator never seen): two of
+/// them then never insert the same new validators in different orders, which could deadlock.
+/// `signward_check_batch` takes the same lock by the same expression.
+const NEW_VALIDATORS_LOCK: &str =
+    "SELECT pg_advisory_xact_lock(hashtext('signward new validators'))";
 
 fn pool_err(e: impl std::fmt::Display) -> SlashingError {
     SlashingError::Pool(e.to_string())
@@ -312,7 +327,6 @@ impl PgStore {
                 supported: PG_SCHEMA_VERSION,
             });
         }
-        let migrating = MIGRATIONS.iter().any(|(v, _)| *v > found);
         for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
             tx.batch_execute(sql).await?;
             tx.execute(
@@ -330,12 +344,15 @@ impl PgStore {
             )
             .await?
             .map(|row| row.get(0));
-        if migrating || installed.as_deref() != Some(CHECK_FUNCTIONS_VERSION.as_bytes()) {
+        let installed = installed
+            .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<i64>().ok())
+            .unwrap_or(0);
+        if installed < CHECK_FUNCTIONS_VERSION {
             tx.batch_execute(CHECK_FUNCTION).await?;
             tx.execute(
                 "INSERT INTO signward_meta (key, value) VALUES ('check_functions', $1)
                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                &[&CHECK_FUNCTIONS_VERSION.as_bytes().to_vec()],
+                &[&CHECK_FUNCTIONS_VERSION.to_string().into_bytes()],
             )
             .await?;
         }
@@ -359,6 +376,9 @@ impl PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let keys: Vec<&[u8]> = batch.iter().map(|p| &p.pubkey.0[..]).collect();
+        // New validators are inserted in the file's order (an export lists them in that order
+        // again), under the lock every path that creates validators takes first.
+        tx.execute(NEW_VALIDATORS_LOCK, &[]).await?;
         let created: HashSet<i64> = tx
             .query(
                 "INSERT INTO validators (pubkey)
@@ -1016,9 +1036,10 @@ impl SlashingStore for PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         if !only_known {
+            tx.execute(NEW_VALIDATORS_LOCK, &[]).await?;
             tx.execute(
-                "INSERT INTO validators (pubkey) SELECT * FROM UNNEST($1::BYTEA[])
-                 ON CONFLICT (pubkey) DO NOTHING",
+                "INSERT INTO validators (pubkey) SELECT k FROM UNNEST($1::BYTEA[]) AS t(k)
+                 ORDER BY k ON CONFLICT (pubkey) DO NOTHING",
                 &[&keys],
             )
             .await?;

@@ -872,3 +872,66 @@ async fn two_postgres_stores_decide_bursts_over_many_validators() {
     drop((a, b));
     db.drop_db().await;
 }
+
+/// An import that creates validators (listed against key order, as a file may list them) while
+/// another instance's check batches create the same validators (in key order): every path that
+/// creates several validators takes one lock first, so neither waits on the other in a cycle.
+/// Without it PostgreSQL broke such cycles after a second by failing one side (the import, or
+/// the batch, which then fell back to single checks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_and_check_batches_create_the_same_validators_without_deadlock() {
+    let Some(admin) = pg_admin_url() else { return };
+    let db = TestDb::create(&admin).await;
+    let a = Arc::new(pg_store(&db).await);
+    let b = Arc::new(pg_store(&db).await);
+    a.pin_genesis_validators_root(GVR).await.unwrap();
+    const ROUNDS: u16 = 20;
+    const PER_ROUND: u16 = 40;
+    let key = |n: u16| {
+        let mut k = [0u8; 48];
+        k[..2].copy_from_slice(&n.to_be_bytes());
+        k[47] = 9;
+        PublicKeyBytes::from(k)
+    };
+    for r in 0..ROUNDS {
+        let keys: Vec<PublicKeyBytes> = (0..PER_ROUND).map(|i| key(r * PER_ROUND + i)).collect();
+        let file = serde_json::to_vec(&serde_json::json!({
+            "metadata": {"interchange_format_version": "5", "genesis_validators_root": GVR.to_hex()},
+            "data": keys.iter().rev().map(|k| serde_json::json!({
+                "pubkey": k.to_hex(),
+                "signed_blocks": [],
+                "signed_attestations": [{"source_epoch": "1", "target_epoch": "2"}],
+            })).collect::<Vec<_>>(),
+        }))
+        .unwrap();
+        let import = {
+            let a = a.clone();
+            tokio::spawn(async move { a.import(std::io::Cursor::new(file)).await })
+        };
+        let checks: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                let (b, k) = (b.clone(), *k);
+                tokio::spawn(async move {
+                    b.check_and_record(Check {
+                        pubkey: k,
+                        genesis_validators_root: GVR,
+                        slashable: Slashable::Attestation {
+                            source_epoch: 10,
+                            target_epoch: 11,
+                        },
+                        signing_root: root(1),
+                    })
+                    .await
+                })
+            })
+            .collect();
+        import.await.unwrap().expect("the import fails in no round");
+        for c in checks {
+            assert_eq!(c.await.unwrap().unwrap(), Allowed);
+        }
+    }
+    assert_eq!(b.batch_fallbacks(), 0, "a batch failed (a deadlock?)");
+    drop((a, b));
+    db.drop_db().await;
+}
