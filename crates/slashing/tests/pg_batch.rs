@@ -28,6 +28,14 @@ async fn client(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// A value the store keeps in `signward_meta`.
+async fn meta(c: &tokio_postgres::Client, key: &str) -> Vec<u8> {
+    c.query_one("SELECT value FROM signward_meta WHERE key = $1", &[&key])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 /// One check's arguments, as the store passes them: key, chain, kind (0 block, 1 attestation)
 /// and its two numbers, signing root.
 type Args = (Vec<u8>, Vec<u8>, i16, i64, i64, Vec<u8>);
@@ -258,15 +266,7 @@ async fn an_earlier_database_gets_the_batch_function_on_connect() {
         .await
         .unwrap();
     drop(pg_store(&d).await);
-    let kept: Vec<u8> = c
-        .query_one(
-            "SELECT value FROM signward_meta WHERE key = 'check_functions'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(kept, b"99");
+    assert_eq!(meta(&c, "check_functions").await, b"99");
     drop((c, store));
     d.drop_db().await;
 }
@@ -298,15 +298,7 @@ async fn schema_two_is_migrated_and_keeps_its_history() {
     }
     let _store = pg_store(&d).await;
     let c = client(&d.url).await;
-    let version: Vec<u8> = c
-        .query_one(
-            "SELECT value FROM signward_meta WHERE key = 'schema_version'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(version, b"3");
+    assert_eq!(meta(&c, "schema_version").await, b"3");
     let fks: i64 = c
         .query_one(
             "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND conrelid IN
