@@ -85,9 +85,10 @@ ALTER TABLE watermarks DROP CONSTRAINT IF EXISTS watermarks_validator_id_fkey;
 /// connect; newer ones are refused.
 pub const PG_SCHEMA_VERSION: i64 = 3;
 
-/// The checks, as PL/pgSQL functions. They are code rather than schema: both are (re)installed
-/// whenever a migration runs or the installed [`CHECK_FUNCTIONS_VERSION`] is missing or older
-/// than this binary's, so there is one version of them and it never goes back.
+/// The checks, as PL/pgSQL functions. They are code rather than schema: both are installed when
+/// the database's [`CHECK_FUNCTIONS_VERSION`] is missing (a new database, or one an earlier
+/// release set up) or older than this binary's, so there is one version of them and it never
+/// goes back.
 ///
 /// `signward_check` decides one check: pin the chain, lock the validator's row, refuse a
 /// disabled validator, apply the EIP-3076 rules, record. It reads what the rules need in one
@@ -96,9 +97,10 @@ pub const PG_SCHEMA_VERSION: i64 = 3;
 /// `signward_check_batch` decides a batch of checks for distinct validators (it refuses a batch
 /// that names one twice) in one set-based statement: pin the chain with the first check's root;
 /// insert the validators never seen, under [`NEW_VALIDATORS_LOCK`]; lock every validator's row,
-/// in key order (as imports and enable/disable do, so none of them deadlock); decide every check with the same rules, in
-/// the same order, as `signward_check` (each lookup a scalar subquery on an index, so a batch
-/// never scans a table); and insert the allowed records in the same statement. With distinct
+/// in key order (as imports and enable/disable do, so none of them deadlock); decide every check
+/// with the same rules, in the same order, as `signward_check` (each lookup a scalar subquery on
+/// an index, so a batch never scans a table); and insert the allowed records in the same
+/// statement. With distinct
 /// validators no check's decision depends on another's, so deciding them together is deciding
 /// them one by one.
 const CHECK_FUNCTION: &str = r#"
@@ -361,12 +363,13 @@ impl PgStore {
     }
 
     /// Merge a batch of imported validators into their stored histories (see
-    /// [`crate::history`]) in one transaction, under the validators' row locks (taken in public
-    /// key order, as check batches take them, so the two cannot deadlock), with a fixed number of statements: the
-    /// validators upserted at once, the stored records of those the database already had read at
-    /// once, every merge done in Rust (the same `merge` as SQLite), the changed validators'
-    /// records deleted at once and the merged ones written with one binary `COPY` per table.
-    /// A validator the database has never seen has nothing stored: nothing is read for it.
+    /// [`crate::history`]) in one transaction, under the validators' row locks (new validators
+    /// created under [`NEW_VALIDATORS_LOCK`], then every row locked in public key order, as check
+    /// batches do, so the two cannot deadlock), with a fixed number of statements: the validators
+    /// upserted at once, the stored records of those the database already had read at once,
+    /// every merge done in Rust (the same `merge` as SQLite), the changed validators' records
+    /// deleted at once and the merged ones written with one binary `COPY` per table. A validator
+    /// the database has never seen has nothing stored: nothing is read for it.
     async fn import_batch(
         &self,
         batch: Vec<Prepared>,
