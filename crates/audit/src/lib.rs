@@ -277,12 +277,10 @@ pub fn append_batch(
     t: Tables,
     records: &mut [Record],
 ) -> Result<(), AuditError> {
+    // Every statement here runs once per committed batch: cached, so none is parsed again.
     let head: Option<(i64, Vec<u8>)> = c
-        .query_row(
-            &format!("SELECT seq, mac FROM {} WHERE id = 1", t.head),
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached(&format!("SELECT seq, mac FROM {} WHERE id = 1", t.head))?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (mut seq, mut prev) = head.map(|(s, m)| (s, to32(&m))).unwrap_or((0, [0u8; 32]));
     let mut insert = c.prepare_cached(&format!(
@@ -300,14 +298,12 @@ pub fn append_batch(
         insert.execute(params![seq, r.time_ms as i64, body, mac.to_vec()])?;
         prev = mac;
     }
-    c.execute(
-        &format!(
-            "INSERT INTO {} (id, seq, mac, head_mac) VALUES (1, ?1, ?2, ?3)
-             ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, mac = excluded.mac, head_mac = excluded.head_mac",
-            t.head
-        ),
-        params![seq, prev.to_vec(), head_mac(key, seq, &prev).to_vec()],
-    )?;
+    c.prepare_cached(&format!(
+        "INSERT INTO {} (id, seq, mac, head_mac) VALUES (1, ?1, ?2, ?3)
+         ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, mac = excluded.mac, head_mac = excluded.head_mac",
+        t.head
+    ))?
+    .execute(params![seq, prev.to_vec(), head_mac(key, seq, &prev).to_vec()])?;
     Ok(())
 }
 

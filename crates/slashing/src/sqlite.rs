@@ -347,7 +347,8 @@ impl Writer {
         let gvr_before = self.gvr;
         let mut journal_failed = false;
         let outcome = (|| -> Result<(), SlashingError> {
-            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            // Cached like every statement of a batch: parsed once per connection.
+            self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
             let mut entries: Vec<(JournalEntry, Option<Decision>)> = Vec::new();
             for (check, entry) in pending {
                 let decision = match &check {
@@ -365,7 +366,7 @@ impl Writer {
                     SlashingError::Journal(e)
                 })?;
             }
-            self.conn.execute_batch("COMMIT")?;
+            self.conn.prepare_cached("COMMIT")?.execute([])?;
             Ok(())
         })();
         match outcome {
