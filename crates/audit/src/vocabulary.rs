@@ -62,6 +62,8 @@ vocabulary! {
         Halt => "halt",
         /// Keys, certificates and policy were reloaded.
         Reload => "reload",
+        /// A signing-group peer asked this peer for its partial signature of an eth2 request.
+        PartialSign => "partial_sign",
     }
 }
 

@@ -92,6 +92,11 @@ pub enum Command {
     },
     /// Check the host and the configuration for operational security; exit 1 on any failure.
     Doctor(Box<DoctorArgs>),
+    /// Threshold signing groups: peer identities, and shares of a validator key (docs/threshold.md).
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
     /// The EVM policy: explain what it decides for a request, without signing.
     Policy {
         #[command(subcommand)]
@@ -206,6 +211,10 @@ pub struct ServeArgs {
     /// EVM signing request is refused.
     #[arg(long)]
     pub evm_policy: Option<PathBuf>,
+    /// Join a threshold signing group (TOML, see docs/threshold.md): this peer's index, its peer
+    /// listener and TLS identity, its share files and the other peers' pinned certificates.
+    #[arg(long)]
+    pub group_config: Option<PathBuf>,
     /// An EVM node behind signward: listed reads are forwarded to it, and
     /// `eth_sendTransaction` is filled (chain id, gas, fees, a durably allocated nonce), checked,
     /// signed and submitted through it. `https://…`, or `http://` on loopback; `env:VAR` reads
@@ -691,5 +700,44 @@ pub enum KeystoreCommand {
         /// PBKDF2 iterations (pbkdf2 only).
         #[arg(long, default_value_t = 262_144)]
         pbkdf2_iterations: u32,
+    },
+}
+
+/// `signward group …`
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Make a peer's identity in `--out-dir`: `<name>.crt` and `<name>.key` (a self-signed TLS
+    /// certificate and its key, for the peer listener; the certificate's SHA-256 is the pin the
+    /// other peers configure) and `<name>.agekey` (the age identity its share files are
+    /// encrypted to). Prints the pin and the age recipient.
+    Identity {
+        /// Where to write the files (created 0700).
+        #[arg(long)]
+        out_dir: PathBuf,
+        /// The peer's name (file names and the certificate's subject).
+        #[arg(long)]
+        name: String,
+    },
+    /// Dealer split: split an existing validator key (an EIP-2335 keystore) into one share per
+    /// peer, any `--threshold` of which sign, with Feldman commitments each peer checks its
+    /// share against. Each share is written encrypted to its peer's age recipient
+    /// (`share-<index>.age`); the whole key is wiped from memory afterwards. Prints the group
+    /// public key, which is the keystore's own public key.
+    Split {
+        /// The keystore of the key to split.
+        #[arg(long)]
+        keystore: PathBuf,
+        /// The file holding its password.
+        #[arg(long)]
+        password_file: PathBuf,
+        /// How many peers must take part in each signature (at least 2).
+        #[arg(long)]
+        threshold: u32,
+        /// One per peer: `<index>=<age recipient>`, indexes 1..=n.
+        #[arg(long = "peer", value_name = "INDEX=AGE1…", required = true)]
+        peers: Vec<String>,
+        /// Where to write the share files (created 0700).
+        #[arg(long)]
+        out_dir: PathBuf,
     },
 }

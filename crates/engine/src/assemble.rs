@@ -88,6 +88,8 @@ pub struct Config {
     pub pruning: Option<Pruning>,
     /// The edge's part of every reload.
     pub reload_more: Option<ReloadMore>,
+    /// This peer's signing group (threshold keys), when it is in one.
+    pub groups: Option<crate::group::Groups>,
 }
 
 impl Config {
@@ -130,6 +132,7 @@ impl Config {
             evm_keyfiles: None,
             pruning: None,
             reload_more: None,
+            groups: None,
         })
     }
 }
@@ -249,6 +252,15 @@ pub async fn assemble(config: Config) -> Result<Arc<AppState>, EngineError> {
         }
     }
     state = state.with_reloader(reload_hook(config.key_sources.clone(), config.reload_more));
+    if let Some(groups) = config.groups {
+        tracing::info!(
+            peer = groups.me(),
+            peers = groups.peers().len() + 1,
+            keys = groups.keys().len(),
+            "signing group: threshold keys served with the other peers"
+        );
+        state = state.with_groups(groups);
+    }
     let state = Arc::new(state);
     if vault_initialized {
         tracing::warn!("the vault is sealed: signing is refused until a quorum of shares is submitted (signward unseal)");

@@ -117,6 +117,9 @@ pub enum Rejection {
     HistoryTooFarInFuture,
     /// The request body exceeds the limit.
     BodyTooLarge,
+    /// A threshold key: fewer than the threshold of peers released a valid partial signature in
+    /// time. Nothing was signed.
+    GroupUnavailable,
     /// Anything else; details are in the log.
     Internal,
 }
@@ -157,6 +160,7 @@ impl Rejection {
             Rejection::HistoryWrongChain => "slashing_protection_genesis_mismatch",
             Rejection::HistoryTooFarInFuture => "slashing_protection_too_far_in_future",
             Rejection::BodyTooLarge => "body_too_large",
+            Rejection::GroupUnavailable => "group_unavailable",
             Rejection::Internal => "internal_error",
         }
     }
@@ -215,6 +219,7 @@ impl Rejection {
             Rejection::HistoryWrongChain => "slashing_protection is for another chain (genesis validators root) than this signer",
             Rejection::HistoryTooFarInFuture => "slashing_protection holds a record beyond the chain clock's window",
             Rejection::BodyTooLarge => "the request body is too large",
+            Rejection::GroupUnavailable => "fewer than the threshold of signing-group peers released a valid partial signature in time (down, slow, or refusing by their own slashing protection); nothing was signed",
             Rejection::Internal => "internal error",
         }
     }

@@ -67,9 +67,50 @@ pub async fn sign(
         started,
     };
     let result = match body {
-        Ok(body) => sign_eth2(state, caller, identifier, body, &mut draft).await,
+        Ok(body) => sign_eth2(state, Who::Client(caller), identifier, body, &mut draft).await,
         Err(e) => Err(e),
     };
+    finish(state, result, draft, started).await
+}
+
+/// Another peer of this peer's signing group asks for this peer's partial signature of an
+/// ordinary eth2 sign request for a group key (`peer`: its index, authenticated by the edge with
+/// its pinned certificate). The request runs this peer's whole pipeline, with its own admission
+/// controls, chain clock and slashing database, and is recorded in its own audit log, before the
+/// partial signature is released. Only group keys are served: a key held whole is never signed
+/// with for a peer.
+pub async fn partial(
+    state: &Arc<AppState>,
+    peer: u32,
+    identifier: &str,
+    body: Result<&[u8], Rejection>,
+    record: signward_audit::Record,
+    started: std::time::Instant,
+) -> Result<(Signed, u32), Rejection> {
+    let mut draft = AuditDraft {
+        record,
+        kind: None,
+        written: false,
+        started,
+    };
+    let result = match body {
+        Ok(body) => sign_eth2(state, Who::Peer(peer), identifier, body, &mut draft).await,
+        Err(e) => Err(e),
+    };
+    let index = state.groups.as_ref().map(|g| g.me()).unwrap_or(0);
+    finish(state, result, draft, started)
+        .await
+        .map(|signed| (signed, index))
+}
+
+/// Record the decision (unless the slashing database already committed it with its check) and
+/// answer.
+async fn finish(
+    state: &Arc<AppState>,
+    result: Result<Signed, Rejection>,
+    draft: AuditDraft,
+    started: std::time::Instant,
+) -> Result<Signed, Rejection> {
     if matches!(result, Err(Rejection::AuditUnavailable)) {
         state.note_audit(false);
     }
@@ -95,13 +136,19 @@ pub async fn sign(
 /// credential learns nothing about other keys.
 async fn sign_eth2(
     state: &Arc<AppState>,
-    caller: Option<&Caller>,
+    who: Who<'_>,
     identifier: &str,
     body: &[u8],
     draft: &mut AuditDraft,
 ) -> Result<Signed, Rejection> {
     let audit = &mut draft.record;
-    let caller = crate::access::admitted(state, caller).map_err(Rejection::Forbidden)?;
+    let (caller, peer) = match who {
+        Who::Client(caller) => (
+            crate::access::admitted(state, caller).map_err(Rejection::Forbidden)?,
+            None,
+        ),
+        Who::Peer(peer) => (None, Some(peer)),
+    };
     if !state.is_ready() {
         return Err(Rejection::NotReady);
     }
@@ -113,16 +160,33 @@ async fn sign_eth2(
         "eth2 sign",
     )
     .await?;
-    signward_auth::authorize(caller, Action::UseKey(KeyId::Bls(&pubkey))).map_err(|d| {
-        tracing::warn!(caller = caller.map_or("-", |c| c.name.as_str()), pubkey = %pubkey, "key not granted to caller");
-        Rejection::Forbidden(d)
-    })?;
-    // Held until the signature is made: a delete waits for it.
-    let lease = state
-        .keys
-        .lease(&pubkey)
-        .await
-        .ok_or(Rejection::UnknownKey)?;
+    if peer.is_none() {
+        signward_auth::authorize(caller, Action::UseKey(KeyId::Bls(&pubkey))).map_err(|d| {
+            tracing::warn!(caller = caller.map_or("-", |c| c.name.as_str()), pubkey = %pubkey, "key not granted to caller");
+            Rejection::Forbidden(d)
+        })?;
+    }
+    let group_share = || {
+        state
+            .groups
+            .as_ref()
+            .and_then(|g| g.share(&pubkey))
+            .ok_or(Rejection::UnknownKey)
+    };
+    let signer = match peer {
+        // A peer gets partial signatures of group keys, and nothing else.
+        Some(peer) => {
+            if !state.groups.as_ref().is_some_and(|g| g.admits_peer(peer)) {
+                return Err(Rejection::UnknownKey);
+            }
+            Signer::Group(group_share()?)
+        }
+        // Held until the signature is made: a delete waits for it.
+        None => match state.keys.lease(&pubkey).await {
+            Some(lease) => Signer::Whole(lease),
+            None => Signer::Group(group_share()?),
+        },
+    };
     let request = SignRequest::from_json(body).map_err(|e| {
         tracing::debug!(
             error.class = e.classify_name(),
@@ -136,7 +200,9 @@ async fn sign_eth2(
             Rejection::MalformedSignRequest
         }
     })?;
-    authorize_operation(caller, &request)?;
+    if peer.is_none() {
+        authorize_operation(caller, &request)?;
+    }
     audit.operation = Some(request.kind.as_str().to_string());
     draft.kind = Some(request.kind);
     let job = prepare(&request, &state.network).map_err(|e| {
@@ -163,9 +229,35 @@ async fn sign_eth2(
     // request, which measured slower in throughput, in tail latency and in a slot's burst
     // (docs/benchmarks.md, issue 16). The runtime has one worker per core, so a burst still
     // queues for a core rather than spawning threads.
-    let signature = lease.entry().key.sign(&root);
-    drop(lease);
+    let signature = match signer {
+        Signer::Whole(lease) => lease.entry().key.sign(&root),
+        Signer::Group(share) => match (peer, state.groups.as_ref()) {
+            (Some(_), _) => {
+                SignatureBytes::from(crate::group::own_partial(&share, &root)?.signature)
+            }
+            (None, Some(groups)) => {
+                crate::group::coordinate(groups, &share, pubkey, &root, Arc::from(body)).await?
+            }
+            (None, None) => return Err(Rejection::UnknownKey),
+        },
+    };
     Ok(Signed { job, signature })
+}
+
+/// Who asks for a signature.
+#[derive(Clone, Copy)]
+enum Who<'a> {
+    /// A client of the Web3Signer API, with its credential (`None` only with auth off).
+    Client(Option<&'a Caller>),
+    /// Another peer of this peer's signing group, by index.
+    Peer(u32),
+}
+
+/// What signs: a key held whole (leased until the signature is made), or this peer's share of a
+/// group key.
+enum Signer {
+    Whole(crate::state::KeyLease<signward_keys::BlsKeypair>),
+    Group(Arc<crate::group::GroupShare>),
 }
 
 /// The caller may sign this kind of message (by family), and a validator registration only for

@@ -22,6 +22,7 @@ pub mod decision;
 mod error;
 pub mod eth2;
 pub mod evm;
+pub mod group;
 pub mod keyload;
 pub mod keyops;
 pub mod metrics;

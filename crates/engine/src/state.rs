@@ -410,6 +410,8 @@ pub struct AppState {
     pub(crate) memory: signward_os::MemoryLock,
     /// Reloads key files, certificates and policy (SIGHUP and `POST /reload`).
     pub(crate) reloader: Option<crate::reload::Reloader>,
+    /// This peer's signing group (threshold keys), when it is in one.
+    pub(crate) groups: Option<crate::group::Groups>,
     status: RwLock<LoadStatus>,
 }
 
@@ -502,6 +504,7 @@ impl AppState {
             data_dir: None,
             memory: signward_os::MemoryLock::Disabled,
             reloader: None,
+            groups: None,
             status: RwLock::new(LoadStatus::Loading { total: 0 }),
         }
     }
@@ -563,6 +566,17 @@ impl AppState {
     /// Signing must wait: a vault exists and is sealed.
     pub fn is_sealed(&self) -> bool {
         self.vault.as_ref().is_some_and(|v| v.blocks_signing())
+    }
+
+    /// Sign with shares of group keys, in this signing group (see [`crate::group`]).
+    pub fn with_groups(mut self, groups: crate::group::Groups) -> Self {
+        self.groups = Some(groups);
+        self
+    }
+
+    /// This peer's signing group, when it is in one.
+    pub fn groups(&self) -> Option<&crate::group::Groups> {
+        self.groups.as_ref()
     }
 
     /// Reload with `hook` on SIGHUP and `POST /reload` (see [`crate::reload`]).

@@ -125,6 +125,7 @@ impl ApiError {
                 | Rejection::Sealed
                 | Rejection::Halted
                 | Rejection::SlashingUnavailable
+                | Rejection::GroupUnavailable
                 | Rejection::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
                 Rejection::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
                 Rejection::Internal => StatusCode::INTERNAL_SERVER_ERROR,

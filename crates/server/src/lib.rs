@@ -15,6 +15,7 @@ pub mod api;
 pub mod conn;
 pub mod error;
 pub mod gate;
+pub mod peers;
 pub mod serve;
 pub mod tls;
 

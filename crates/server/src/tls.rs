@@ -64,7 +64,7 @@ fn file_err(p: &Path, reason: impl ToString) -> TlsError {
     }
 }
 
-fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let f = std::fs::File::open(path).map_err(|e| file_err(path, e))?;
     let certs: Vec<_> =
         rustls_pemfile_certs(&mut BufReader::new(f)).map_err(|e| file_err(path, e))?;
@@ -85,7 +85,7 @@ fn rustls_pemfile_certs(
         .map_err(|e| format!("invalid PEM ({e:?})"))
 }
 
-fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub(crate) fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     use rustls_pki_types::pem::PemObject;
     let meta = std::fs::metadata(path).map_err(|e| file_err(path, e))?;
     if meta.permissions().mode() & 0o077 != 0 {
@@ -123,7 +123,9 @@ fn build(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
 
 /// The live TLS configuration.
 pub struct Tls {
-    files: TlsFiles,
+    /// `None` for a fixed configuration (the signing group's listener), which never reloads.
+    files: Option<TlsFiles>,
+    client_auth: bool,
     current: RwLock<Arc<ServerConfig>>,
 }
 
@@ -132,21 +134,34 @@ impl Tls {
     pub fn load(files: TlsFiles) -> Result<Self, TlsError> {
         let config = build(&files)?;
         Ok(Tls {
-            files,
+            client_auth: files.client_ca.is_some(),
+            files: Some(files),
             current: RwLock::new(config),
         })
     }
 
+    /// A configuration built elsewhere (the signing group's pinned mTLS); it is not reloaded.
+    pub fn fixed(config: Arc<ServerConfig>, client_auth: bool) -> Self {
+        Tls {
+            files: None,
+            client_auth,
+            current: RwLock::new(config),
+        }
+    }
+
     /// Re-read the files. On failure the previous configuration stays in force.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let config = build(&self.files)?;
+        let Some(files) = &self.files else {
+            return Ok(());
+        };
+        let config = build(files)?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = config;
         Ok(())
     }
 
     /// Clients must present a certificate.
     pub fn requires_client_cert(&self) -> bool {
-        self.files.client_ca.is_some()
+        self.client_auth
     }
 
     /// The acceptor for a new connection, with the configuration in force now.

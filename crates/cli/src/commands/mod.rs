@@ -3,6 +3,7 @@
 mod audit;
 mod client;
 mod doctor;
+pub(crate) mod group;
 mod keys;
 mod keystore;
 pub(crate) mod policy;
@@ -43,6 +44,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             command: crate::cli::ConfigCommand::Check { config },
         } => crate::config::check(&config),
         Command::Doctor(args) => doctor::run(*args),
+        Command::Group { command } => group::run(command),
     }
 }
 

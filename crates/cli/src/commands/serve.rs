@@ -290,6 +290,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
         super::vault::read_shares(&args.unseal_shares_from, &args.unseal_input)?
     };
+    // The signing group's shares are secrets: read after memory is locked, before anything
+    // listens.
+    let group = args
+        .group_config
+        .as_deref()
+        .map(super::group::load)
+        .transpose()
+        .context("--group-config")?;
+    let (group_listen, group_tls, groups) = match group {
+        Some(g) => (Some(g.listen), Some(g.tls), Some(g.groups)),
+        None => (None, None, None),
+    };
     let slashing_url = super::slashing::db_url(&args.slashing, &args.data_dir)?;
     let nofile = signward_os::raise_descriptor_limit();
     let config = ServerConfig {
@@ -349,6 +361,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             interval_hours: args.slashing_protection_pruning_interval,
         }),
         reload_more: Some(reload_more(tls.clone(), args.evm_policy.clone())),
+        groups,
     };
     runtime.block_on(async move {
         // Listeners first: a port in use fails the start before any store is opened or any key
@@ -365,7 +378,27 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         } else {
             None
         };
+        let group_listener = match group_listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} for the signing group"))?,
+            ),
+            None => None,
+        };
         let state = signward_engine::assemble(engine_config).await?;
+        if let (Some(listener), Some(gtls)) = (group_listener, group_tls) {
+            let server_config = gtls.server_config().context("the signing group's TLS")?;
+            let app = signward_server::peers::peer_router(state.clone(), config.limits, gtls.pins());
+            let tls = Arc::new(signward_server::tls::Tls::fixed(server_config, true));
+            tracing::info!(address = %listener.local_addr()?, pin = %gtls.own_fingerprint(), "signing group: peer listener (pinned mTLS)");
+            let conns = ConnLimits { max_connections: 256, max_per_ip: 64, ..config.connections };
+            tokio::spawn(async move {
+                if let Err(e) = signward_server::serve_tls(listener, app, tls, conns, std::future::pending(), Duration::from_secs(1)).await {
+                    tracing::error!(error = %e, "signing group listener failed");
+                }
+            });
+        }
         let local = listener.local_addr()?;
         tracing::info!(
             address = %local,

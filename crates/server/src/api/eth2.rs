@@ -125,6 +125,14 @@ pub async fn public_keys(
         return ApiError::Engine(Rejection::Sealed).into_response();
     }
     let mut all = state.keys().public_keys();
+    // Group keys this peer holds a share of sign like any other key (coordinated with the peers).
+    if let Some(groups) = state.groups() {
+        for k in groups.keys() {
+            if !all.contains(&k) {
+                all.push(k);
+            }
+        }
+    }
     // Canary keys are listed like any other: they are bait.
     for c in &state.canaries().bls {
         if !all.contains(c) {

@@ -1,0 +1,310 @@
+//! `signward group identity|split`, and reading a peer's `--group-config` for `serve`.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use signward_engine::group::{GroupShare, Groups};
+use signward_keys::fsutil::write_secret_file;
+use signward_server::peers::{GroupTls, Peer};
+use signward_threshold::{Commitments, SecretShare};
+use zeroize::Zeroizing;
+
+use crate::cli::GroupCommand;
+
+pub fn run(command: GroupCommand) -> anyhow::Result<()> {
+    match command {
+        GroupCommand::Identity { out_dir, name } => identity(&out_dir, &name),
+        GroupCommand::Split {
+            keystore,
+            password_file,
+            threshold,
+            peers,
+            out_dir,
+        } => split(&keystore, &password_file, threshold, &peers, &out_dir),
+    }
+}
+
+fn check_name(name: &str) -> anyhow::Result<()> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        bail!("--name must be 1 to 64 letters, digits, '-' or '_'");
+    }
+    Ok(())
+}
+
+fn identity(out_dir: &Path, name: &str) -> anyhow::Result<()> {
+    check_name(name)?;
+    super::ensure_private_dir(out_dir)?;
+    let crt = out_dir.join(format!("{name}.crt"));
+    let key = out_dir.join(format!("{name}.key"));
+    let age_key = out_dir.join(format!("{name}.agekey"));
+    for p in [&crt, &key, &age_key] {
+        if p.exists() {
+            bail!("{} exists; an identity is never overwritten", p.display());
+        }
+    }
+    let mut params = rcgen::CertificateParams::new(vec!["peer.signward.invalid".to_string()])
+        .context("certificate parameters")?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("signward peer {name}"));
+    // Pinned by fingerprint, not by a CA or dates: valid for long, replaced by changing the pin.
+    params.not_after = rcgen::date_time_ymd(2100, 1, 1);
+    let signing_key = rcgen::KeyPair::generate().context("generating the TLS key")?;
+    let cert = params
+        .self_signed(&signing_key)
+        .context("signing the certificate")?;
+    let key_pem = Zeroizing::new(signing_key.serialize_pem());
+    write_secret_file(&key, key_pem.as_bytes())
+        .with_context(|| format!("writing {}", key.display()))?;
+    std::fs::write(&crt, cert.pem()).with_context(|| format!("writing {}", crt.display()))?;
+    let age_identity = age::x25519::Identity::generate();
+    let recipient = age_identity.to_public();
+    {
+        use secrecy::ExposeSecret;
+        let secret = age_identity.to_string();
+        let text = Zeroizing::new(format!(
+            "# signward peer {name}: decrypts this peer's share files\n# public key: {recipient}\n{}\n",
+            secret.expose_secret()
+        ));
+        write_secret_file(&age_key, text.as_bytes())
+            .with_context(|| format!("writing {}", age_key.display()))?;
+    }
+    println!(
+        "cert_sha256 = \"{}\"",
+        signward_server::tls::fingerprint(cert.der())
+    );
+    println!("age_recipient = \"{recipient}\"");
+    Ok(())
+}
+
+/// The plaintext of a share file (inside age): public group facts and this peer's secret share.
+#[derive(Serialize, Deserialize)]
+struct ShareFile {
+    kind: String,
+    version: u32,
+    group_public_key: String,
+    index: u32,
+    commitments: Commitments,
+    share: Zeroizing<String>,
+}
+
+const SHARE_KIND: &str = "signward-threshold-share";
+
+fn split(
+    keystore: &Path,
+    password_file: &Path,
+    threshold: u32,
+    peers: &[String],
+    out_dir: &Path,
+) -> anyhow::Result<()> {
+    let mut recipients = std::collections::BTreeMap::new();
+    for p in peers {
+        let (index, recipient) = p
+            .split_once('=')
+            .context("--peer must be <index>=<age recipient>")?;
+        let index: u32 = index
+            .trim()
+            .parse()
+            .context("a peer index is not a number")?;
+        let recipient = age::x25519::Recipient::from_str(recipient.trim())
+            .map_err(|e| anyhow::anyhow!("peer {index}: not an age recipient (age1…): {e}"))?;
+        if recipients.insert(index, recipient).is_some() {
+            bail!("peer {index} is given twice");
+        }
+    }
+    let n = recipients.len() as u32;
+    if recipients.keys().copied().ne(1..=n) {
+        bail!("peer indexes must be 1..={n}, each once");
+    }
+    signward_threshold_parameters(threshold, n)?;
+    let password = signward_keys::password::read_password_file(password_file)
+        .with_context(|| format!("password file {}", password_file.display()))?;
+    let bytes =
+        std::fs::read(keystore).with_context(|| format!("reading {}", keystore.display()))?;
+    let ks = signward_keys::keystore::Keystore::from_json(&bytes)
+        .with_context(|| format!("{} is not an EIP-2335 keystore", keystore.display()))?;
+    let dealing = {
+        let key = ks
+            .decrypt(&password, &Default::default())
+            .with_context(|| format!("decrypting {}", keystore.display()))?;
+        let secret = key.dangerous_secret_bytes();
+        let dealing = signward_threshold::split(&secret, threshold, n)
+            .map_err(|e| anyhow::anyhow!("splitting the key: {e}"))?;
+        if dealing.commitments.group_public_key() != key.public_key().0 {
+            bail!("the split does not commit to the keystore's public key");
+        }
+        dealing
+        // `secret` and `key` are wiped here.
+    };
+    super::ensure_private_dir(out_dir)?;
+    let group_key = format!("0x{}", hex::encode(dealing.commitments.group_public_key()));
+    for (share, (index, recipient)) in dealing.shares.iter().zip(&recipients) {
+        dealing
+            .commitments
+            .verify_share(share)
+            .map_err(|e| anyhow::anyhow!("share {index}: {e}"))?;
+        let file = ShareFile {
+            kind: SHARE_KIND.into(),
+            version: 1,
+            group_public_key: group_key.clone(),
+            index: *index,
+            commitments: dealing.commitments.clone(),
+            share: Zeroizing::new(format!("0x{}", hex::encode(*share.dangerous_bytes()))),
+        };
+        let json = Zeroizing::new(serde_json::to_vec(&file)?);
+        let sealed = signward_vault::backup::encrypt_armored(recipient, &json)
+            .map_err(|e| anyhow::anyhow!("encrypting share {index}: {e}"))?;
+        let path = out_dir.join(format!("share-{index}.age"));
+        if path.exists() {
+            bail!("{} exists; shares are never overwritten", path.display());
+        }
+        write_secret_file(&path, &sealed).with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("{group_key}");
+    Ok(())
+}
+
+fn signward_threshold_parameters(t: u32, n: u32) -> anyhow::Result<()> {
+    signward_threshold::check_parameters(t, n).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// `--group-config`: this peer in its signing group.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupFile {
+    index: u32,
+    listen: std::net::SocketAddr,
+    tls_cert: PathBuf,
+    tls_key: PathBuf,
+    age_identity: PathBuf,
+    shares: Vec<PathBuf>,
+    #[serde(default = "default_timeout_ms")]
+    timeout_ms: u64,
+    peers: Vec<PeerFile>,
+}
+
+fn default_timeout_ms() -> u64 {
+    2000
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeerFile {
+    index: u32,
+    addr: String,
+    cert_sha256: String,
+}
+
+/// A peer's group, read and checked before anything listens.
+pub struct GroupSetup {
+    /// Where the peer listener binds.
+    pub listen: std::net::SocketAddr,
+    /// The TLS identity and pins.
+    pub tls: GroupTls,
+    /// The engine's part.
+    pub groups: Groups,
+}
+
+/// Read `--group-config`: the TOML, this peer's certificate and key, and its share files
+/// (decrypted with its age identity, each checked against its commitments).
+pub fn load(path: &Path) -> anyhow::Result<GroupSetup> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    crate::config::check_permissions(path, &text)?;
+    let file: GroupFile = toml::from_str(&text)
+        .with_context(|| format!("{} is not a group configuration", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let rel = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
+    let mut seen = std::collections::BTreeSet::from([file.index]);
+    let mut peers = Vec::new();
+    for p in &file.peers {
+        if !seen.insert(p.index) {
+            bail!("{}: peer index {} appears twice", path.display(), p.index);
+        }
+        let pin = p.cert_sha256.trim().to_ascii_lowercase();
+        if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!(
+                "{}: peer {}: cert_sha256 must be 64 hex digits",
+                path.display(),
+                p.index
+            );
+        }
+        peers.push(Peer {
+            index: p.index,
+            addr: p.addr.clone(),
+            cert_sha256: pin,
+        });
+    }
+    let tls = GroupTls::load(&rel(&file.tls_cert), &rel(&file.tls_key), peers)
+        .context("the group's TLS identity")?;
+    if tls.pins().contains_key(&tls.own_fingerprint()) {
+        bail!(
+            "{}: a peer is pinned to this peer's own certificate",
+            path.display()
+        );
+    }
+    let timeout = Duration::from_millis(file.timeout_ms.clamp(100, 60_000));
+    let client = tls.client(timeout).context("the group's TLS client")?;
+    let mut groups = Groups::new(
+        file.index,
+        file.peers.iter().map(|p| p.index).collect(),
+        Arc::new(client),
+        timeout,
+    );
+    let identities = signward_vault::share::read_identities(&rel(&file.age_identity))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.age_identity.display()))?;
+    if file.shares.is_empty() {
+        bail!("{}: no share files", path.display());
+    }
+    for s in &file.shares {
+        let p = rel(s);
+        let sealed = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+        let json = signward_vault::backup::decrypt_armored(&sealed, &identities)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        let share: ShareFile = serde_json::from_slice(&json)
+            .with_context(|| format!("{} is not a signward share file", p.display()))?;
+        if share.kind != SHARE_KIND || share.version != 1 {
+            bail!("{} is not a version-1 signward share file", p.display());
+        }
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(share.share.trim_start_matches("0x"), &mut bytes[..])
+            .with_context(|| format!("{}: the share is not 32 bytes of hex", p.display()))?;
+        let secret = SecretShare::from_bytes(share.index, &bytes)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        if format!("0x{}", hex::encode(share.commitments.group_public_key()))
+            != share.group_public_key
+        {
+            bail!(
+                "{}: the group public key does not match the commitments",
+                p.display()
+            );
+        }
+        let key = groups
+            .add(GroupShare {
+                share: secret,
+                commitments: share.commitments,
+            })
+            .with_context(|| p.display().to_string())?;
+        tracing::info!(group_key = %key.to_hex(), index = file.index, "signing group: share loaded");
+    }
+    Ok(GroupSetup {
+        listen: file.listen,
+        tls,
+        groups,
+    })
+}

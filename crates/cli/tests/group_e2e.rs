@@ -1,0 +1,413 @@
+//! A threshold signing group of three real `signward serve` processes, t = 2, each with its own
+//! data directory and slashing database, talking pinned mTLS: a dealer split of a keystore, every
+//! duty signed through any peer (the group's signature is byte-for-byte the whole key's, signed by
+//! an ordinary signward), one peer killed (duties continue), two killed (nothing signed), and a
+//! compromised peer asking the honest ones for a slashable message (refused by each).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+use signward_engine::group::{PeerClient, PeerFailure};
+use signward_server::peers::{GroupTls, Peer};
+
+const GVR: &str = "0x0000000000000000000000000000000000000000000000000000000000000000";
+
+fn attestation(source: u64, target: u64, block_root_byte: u64) -> Value {
+    json!({"type": "ATTESTATION",
+           "fork_info": {"fork": {"previous_version": "0x00000001", "current_version": "0x00000001", "epoch": "0"},
+                         "genesis_validators_root": GVR},
+           "attestation": {"slot": (target * 8).to_string(), "index": "0",
+               "beacon_block_root": format!("0x{:064x}", block_root_byte),
+               "source": {"epoch": source.to_string(), "root": format!("0x{}", "00".repeat(32))},
+               "target": {"epoch": target.to_string(), "root": format!("0x{}", "00".repeat(32))}}})
+}
+
+struct Identity {
+    dir: PathBuf,
+    name: String,
+    pin: String,
+    recipient: String,
+}
+
+impl Identity {
+    fn new(d: &Path, name: &str) -> Identity {
+        let dir = d.join(name);
+        let out = sw_ok(
+            &["group", "identity", "--out-dir", s(&dir), "--name", name],
+            &[],
+        );
+        let field = |k: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k} = \"")))
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap()
+                .to_string()
+        };
+        Identity {
+            pin: field("cert_sha256"),
+            recipient: field("age_recipient"),
+            name: name.to_string(),
+            dir,
+        }
+    }
+
+    fn cert(&self) -> PathBuf {
+        self.dir.join(format!("{}.crt", self.name))
+    }
+
+    fn key(&self) -> PathBuf {
+        self.dir.join(format!("{}.key", self.name))
+    }
+
+    /// The real peer client, with this identity, pinned to `peers`: what a (compromised) peer
+    /// would send.
+    fn client(&self, peers: &[(u32, u16, &str)]) -> signward_server::peers::HttpPeers {
+        let peers = peers
+            .iter()
+            .map(|(index, port, pin)| Peer {
+                index: *index,
+                addr: format!("127.0.0.1:{port}"),
+                cert_sha256: pin.to_string(),
+            })
+            .collect();
+        GroupTls::load(&self.cert(), &self.key(), peers)
+            .unwrap()
+            .client(Duration::from_secs(5))
+            .unwrap()
+    }
+}
+
+fn group_config(
+    d: &Path,
+    me: u32,
+    id: &Identity,
+    listen: u16,
+    share: &Path,
+    others: &[(u32, u16, &str)],
+) -> PathBuf {
+    let mut text = format!(
+        "index = {me}\nlisten = \"127.0.0.1:{listen}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\nage_identity = \"{}\"\nshares = [\"{}\"]\ntimeout_ms = 2000\n",
+        s(&id.cert()),
+        s(&id.key()),
+        s(&id.dir.join(format!("{}.agekey", id.name))),
+        s(share),
+    );
+    for (index, port, pin) in others {
+        text.push_str(&format!(
+            "\n[[peers]]\nindex = {index}\naddr = \"127.0.0.1:{port}\"\ncert_sha256 = \"{pin}\"\n"
+        ));
+    }
+    let p = d.join(format!("group-{me}.toml"));
+    write_secret(&p, text.as_bytes());
+    p
+}
+
+fn code(r: &Response) -> String {
+    r.json()["code"].as_str().unwrap_or_default().to_string()
+}
+
+fn signature(r: &Response) -> String {
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["signature"].as_str().unwrap().to_string()
+}
+
+fn partial(
+    rt: &tokio::runtime::Runtime,
+    client: &signward_server::peers::HttpPeers,
+    peer: u32,
+    key: &str,
+    body: &Value,
+) -> Result<signward_engine::group::PartialSignature, PeerFailure> {
+    let key: signward_core::bytes::PublicKeyBytes = key.parse().unwrap();
+    let body: Arc<[u8]> = serde_json::to_vec(body).unwrap().into();
+    rt.block_on(client.partial(peer, key, body))
+}
+
+#[test]
+fn three_peers_two_of_three_sign_every_duty_and_refuse_what_is_slashable() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let net = minimal_network(d);
+    let keystores = pbkdf2_keystores(d, "whole", b"group test password", 2);
+    let (keystore, other_keystore) = (&keystores[0], &keystores[1]);
+    let pass = d.join("whole.pass");
+
+    // The reference: the same key held whole by an ordinary signward.
+    let whole_dir = d.join("whole-only");
+    std::fs::create_dir_all(whole_dir.join("keys")).unwrap();
+    std::fs::copy(keystore, whole_dir.join("keys/k.json")).unwrap();
+    let whole = Server::start(
+        &whole_dir,
+        &[
+            "--network",
+            s(&net),
+            "--keystores-path",
+            s(&whole_dir.join("keys")),
+            "--keystores-password-file",
+            s(&pass),
+        ],
+    );
+    let gpk = whole.public_keys()[0].clone();
+    let reference = |b: &Value| signature(&whole.sign(&gpk, b));
+
+    // Identities, and the dealer split to the three peers' age recipients.
+    let ids: Vec<Identity> = (1..=3)
+        .map(|i| Identity::new(d, &format!("p{i}")))
+        .collect();
+    let shares = d.join("shares");
+    let printed = sw_ok(
+        &[
+            "group",
+            "split",
+            "--keystore",
+            s(keystore),
+            "--password-file",
+            s(&pass),
+            "--threshold",
+            "2",
+            "--peer",
+            &format!("1={}", ids[0].recipient),
+            "--peer",
+            &format!("2={}", ids[1].recipient),
+            "--peer",
+            &format!("3={}", ids[2].recipient),
+            "--out-dir",
+            s(&shares),
+        ],
+        &[],
+    );
+    assert_eq!(
+        printed.trim(),
+        gpk,
+        "the group key is the keystore's own key"
+    );
+    // A share file opens only with its own peer's identity, and holds no plaintext secret.
+    let sealed = std::fs::read_to_string(shares.join("share-1.age")).unwrap();
+    assert!(sealed.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"));
+
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let peer_dirs: Vec<PathBuf> = (1..=3).map(|i| d.join(format!("peer{i}"))).collect();
+    let mut servers: Vec<Option<Server>> = Vec::new();
+    for i in 0..3 {
+        let others: Vec<(u32, u16, &str)> = (0..3)
+            .filter(|&j| j != i)
+            .map(|j| (j as u32 + 1, ports[j], ids[j].pin.as_str()))
+            .collect();
+        let cfg = group_config(
+            d,
+            i as u32 + 1,
+            &ids[i],
+            ports[i],
+            &shares.join(format!("share-{}.age", i + 1)),
+            &others,
+        );
+        std::fs::create_dir_all(&peer_dirs[i]).unwrap();
+        let mut args = vec!["--network", s(&net), "--group-config", s(&cfg)];
+        // Peer 2 also holds another key whole: peers must never get signatures with it.
+        let other_keys = peer_dirs[i].join("keys");
+        if i == 1 {
+            std::fs::create_dir_all(&other_keys).unwrap();
+            std::fs::copy(other_keystore, other_keys.join("k.json")).unwrap();
+            args.extend([
+                "--keystores-path",
+                s(&other_keys),
+                "--keystores-password-file",
+                s(&pass),
+            ]);
+        }
+        servers.push(Some(Server::start(&peer_dirs[i], &args)));
+    }
+    fn up(servers: &[Option<Server>], i: usize) -> &Server {
+        servers[i].as_ref().unwrap()
+    }
+    assert!(up(&servers, 0).public_keys().contains(&gpk));
+
+    // Every duty through any peer is the whole key's signature.
+    for (n, coordinator) in [0usize, 1, 2, 0, 1, 2].into_iter().enumerate() {
+        let n = n as u64;
+        let body = attestation(10 + n, 20 + n, 1);
+        let started = Instant::now();
+        let sig = signature(&up(&servers, coordinator).sign(&gpk, &body));
+        assert_eq!(
+            sig,
+            reference(&body),
+            "duty {n} through peer {}",
+            coordinator + 1
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    // A double vote through a coordinator that signed the first: refused by its own database.
+    let r = up(&servers, 0).sign(&gpk, &attestation(10, 20, 2));
+    assert_eq!((r.status, code(&r).as_str()), (412, "double_vote"));
+    // A surround vote through another: every peer that took part refuses it.
+    let r = up(&servers, 1).sign(&gpk, &attestation(9, 30, 1));
+    assert_eq!(r.status, 412, "{}", r.text());
+
+    // A compromised peer 1 (its own certificate and key) asks the honest peers directly.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let evil = ids[0].client(&[(2, ports[1], &ids[1].pin), (3, ports[2], &ids[2].pin)]);
+    let fresh = attestation(40, 50, 1);
+    for p in [2u32, 3] {
+        assert!(
+            partial(&rt, &evil, p, &gpk, &fresh).is_ok(),
+            "an honest request is served"
+        );
+    }
+    let conflicting = attestation(40, 50, 7);
+    for p in [2u32, 3] {
+        assert_eq!(
+            partial(&rt, &evil, p, &gpk, &conflicting).err(),
+            Some(PeerFailure::Refused("double_vote".into())),
+            "peer {p} refuses a slashable message from a compromised coordinator"
+        );
+    }
+    // Peer 2's whole key is not served to peers.
+    let other_pk = up(&servers, 1)
+        .public_keys()
+        .into_iter()
+        .find(|k| *k != gpk)
+        .unwrap();
+    assert_eq!(
+        partial(&rt, &evil, 2, &other_pk, &attestation(1, 2, 1)).err(),
+        Some(PeerFailure::Refused("unknown_key".into()))
+    );
+    // An identity that is not pinned gets no handshake, with either honest peer.
+    let stranger = Identity::new(d, "p4");
+    let outsider = stranger.client(&[(2, ports[1], &ids[1].pin)]);
+    assert_eq!(
+        partial(&rt, &outsider, 2, &gpk, &attestation(60, 70, 1)).err(),
+        Some(PeerFailure::Unreachable)
+    );
+    // A peer that pins the wrong certificate for peer 2 refuses to talk to it.
+    let misled = ids[0].client(&[(2, ports[1], &ids[2].pin)]);
+    assert_eq!(
+        partial(&rt, &misled, 2, &gpk, &attestation(60, 70, 1)).err(),
+        Some(PeerFailure::Unreachable)
+    );
+
+    // Peer 3 killed: duties continue through peers 1 and 2.
+    drop(servers[2].take());
+    for coordinator in [0usize, 1] {
+        let body = attestation(80 + coordinator as u64, 90 + coordinator as u64, 1);
+        assert_eq!(
+            signature(&up(&servers, coordinator).sign(&gpk, &body)),
+            reference(&body)
+        );
+    }
+    // Peer 2 killed as well: nothing is signed, within the group's timeout.
+    drop(servers[1].take());
+    let started = Instant::now();
+    let r = up(&servers, 0).sign(&gpk, &attestation(100, 110, 1));
+    assert_eq!((r.status, code(&r).as_str()), (503, "group_unavailable"));
+    assert!(started.elapsed() < Duration::from_secs(8));
+
+    // Peer 2's audit log holds what the compromised peer 1 asked of it, and what it decided.
+    let out = sw_ok(
+        &[
+            "audit",
+            "query",
+            "--caller",
+            "peer-1",
+            "--data-dir",
+            s(&peer_dirs[1].join("data")),
+        ],
+        &[],
+    );
+    let records: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seen: Vec<(String, String)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["event"].as_str().unwrap_or_default().to_string(),
+                r["decision"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    for expected in ["signed", "refused"] {
+        assert!(
+            seen.contains(&("partial_sign".to_string(), expected.to_string())),
+            "{seen:?}"
+        );
+    }
+    assert!(
+        records
+            .iter()
+            .any(|r| r.to_string().contains("double_vote")),
+        "{records:?}"
+    );
+    let verify = run_signward(&["audit", "verify"], &peer_dirs[1].join("data"));
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
+#[test]
+fn group_setup_refuses_what_would_weaken_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let keystores = pbkdf2_keystores(d, "k", b"pw", 1);
+    let pass = d.join("k.pass");
+    let id = Identity::new(d, "p1");
+    // A threshold of 1 would give each peer the whole key.
+    sw_err(
+        &[
+            "group",
+            "split",
+            "--keystore",
+            s(&keystores[0]),
+            "--password-file",
+            s(&pass),
+            "--threshold",
+            "1",
+            "--peer",
+            &format!("1={}", id.recipient),
+            "--peer",
+            &format!("2={}", id.recipient),
+            "--out-dir",
+            s(&d.join("s1")),
+        ],
+        &[],
+        "invalid threshold",
+    );
+    // Indexes must be 1..=n.
+    sw_err(
+        &[
+            "group",
+            "split",
+            "--keystore",
+            s(&keystores[0]),
+            "--password-file",
+            s(&pass),
+            "--threshold",
+            "2",
+            "--peer",
+            &format!("1={}", id.recipient),
+            "--peer",
+            &format!("3={}", id.recipient),
+            "--out-dir",
+            s(&d.join("s2")),
+        ],
+        &[],
+        "indexes must be",
+    );
+    // An identity is never overwritten.
+    sw_err(
+        &["group", "identity", "--out-dir", s(&id.dir), "--name", "p1"],
+        &[],
+        "never overwritten",
+    );
+    // The TLS key is owner-only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(id.key()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0);
+}
