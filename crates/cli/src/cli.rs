@@ -730,7 +730,9 @@ pub enum GroupCommand {
         /// The file holding its password.
         #[arg(long)]
         password_file: PathBuf,
-        /// How many peers must take part in each signature (at least 2).
+        /// How many peers must take part in each signature: at least 2, and more than half the
+        /// peers (so that any two sets of signers share a peer, whose slashing database refuses
+        /// the second of two conflicting messages).
         #[arg(long)]
         threshold: u32,
         /// One per peer: `<index>=<age recipient>`, indexes 1..=n.

@@ -227,7 +227,9 @@ fn three_peers_two_of_three_sign_every_duty_and_refuse_what_is_slashable() {
     }
     assert!(up(&servers, 0).public_keys().contains(&gpk));
 
-    // Every duty through any peer is the whole key's signature.
+    // Every duty through any peer is the whole key's signature, and verifies under the group
+    // key with an independent implementation (signing root from the specs, py_ecc).
+    let mut cases = Vec::new();
     for (n, coordinator) in [0usize, 1, 2, 0, 1, 2].into_iter().enumerate() {
         let n = n as u64;
         let body = attestation(10 + n, 20 + n, 1);
@@ -240,7 +242,51 @@ fn three_peers_two_of_three_sign_every_duty_and_refuse_what_is_slashable() {
             coordinator + 1
         );
         assert!(started.elapsed() < Duration::from_secs(5));
+        cases.push(
+            json!({"name": format!("duty {n}"), "pubkey": gpk, "request": body, "signature": sig}),
+        );
     }
+    if let Some(python) = python() {
+        let (ok, out) = run_python(
+            &python,
+            "verify_signatures.py",
+            &[],
+            &json!({"preset": "minimal", "genesis_fork_version": "0x00000001", "cases": cases}),
+        );
+        assert!(ok, "py_ecc: {out}");
+        assert_eq!(
+            out["results"].as_array().map(|r| r.len()),
+            Some(cases.len())
+        );
+    }
+
+    // Conflicting votes for one target, all at once, through every peer: at most one signature
+    // (2t > n: any two sets of signers share a peer, whose database refuses the second).
+    let signed: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..12u64)
+            .map(|k| {
+                let server = up(&servers, (k % 3) as usize);
+                let gpk = &gpk;
+                scope.spawn(move || server.sign(gpk, &attestation(200, 210, 100 + k)).status)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        signed.iter().filter(|&&st| st == 200).count() <= 1,
+        "conflicting votes signed: {signed:?}"
+    );
+    assert!(
+        signed.iter().all(|&st| st == 200 || st == 412 || st == 503),
+        "{signed:?}"
+    );
+    // The group still signs the next duty.
+    let body = attestation(211, 212, 1);
+    assert_eq!(
+        signature(&up(&servers, 2).sign(&gpk, &body)),
+        reference(&body)
+    );
+
     // A double vote through a coordinator that signed the first: refused by its own database.
     let r = up(&servers, 0).sign(&gpk, &attestation(10, 20, 2));
     assert_eq!((r.status, code(&r).as_str()), (412, "double_vote"));
@@ -378,6 +424,31 @@ fn group_setup_refuses_what_would_weaken_it() {
         ],
         &[],
         "invalid threshold",
+    );
+    // A threshold that is not a majority: two halves could sign conflicting messages.
+    sw_err(
+        &[
+            "group",
+            "split",
+            "--keystore",
+            s(&keystores[0]),
+            "--password-file",
+            s(&pass),
+            "--threshold",
+            "2",
+            "--peer",
+            &format!("1={}", id.recipient),
+            "--peer",
+            &format!("2={}", id.recipient),
+            "--peer",
+            &format!("3={}", id.recipient),
+            "--peer",
+            &format!("4={}", id.recipient),
+            "--out-dir",
+            s(&d.join("s0")),
+        ],
+        &[],
+        "not a majority",
     );
     // Indexes must be 1..=n.
     sw_err(

@@ -88,6 +88,16 @@ pub enum GroupError {
         /// Why.
         reason: String,
     },
+    /// A threshold that is not a majority of the group.
+    #[error("group key {key} has threshold {t} of {n} peers: a threshold must be more than half the group (2t > n), or two halves could sign conflicting messages")]
+    NoMajority {
+        /// The group key, hex.
+        key: String,
+        /// Its threshold.
+        t: u32,
+        /// Peers configured, this one included.
+        n: usize,
+    },
     /// The group's peers are not consistent with a share's threshold.
     #[error("group key {key} needs {t} peers but the group has {n}")]
     TooFewPeers {
@@ -132,11 +142,22 @@ impl Groups {
             .verify_share(&share.share)
             .map_err(|e| err(e.to_string()))?;
         let t = share.commitments.threshold();
-        if (self.peers.len() + 1) < t as usize {
+        let n = self.peers.len() + 1;
+        if n < t as usize {
             return Err(GroupError::TooFewPeers {
                 key: key.to_hex(),
                 t,
-                n: self.peers.len() + 1,
+                n,
+            });
+        }
+        // Two disjoint sets of `t` honest peers could each sign one of two conflicting
+        // messages sent to them at once; with 2t > n every two sets share a peer, whose own
+        // slashing database refuses the second.
+        if 2 * t as usize <= n {
+            return Err(GroupError::NoMajority {
+                key: key.to_hex(),
+                t,
+                n,
             });
         }
         self.shares.insert(key, Arc::new(share));

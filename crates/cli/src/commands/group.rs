@@ -126,6 +126,12 @@ fn split(
         bail!("peer indexes must be 1..={n}, each once");
     }
     signward_threshold_parameters(threshold, n)?;
+    if 2 * threshold <= n {
+        bail!(
+            "a threshold of {threshold} of {n} is not a majority: two disjoint sets of {threshold} peers \
+             could each sign one of two conflicting messages; use more than {}", n / 2
+        );
+    }
     let password = signward_keys::password::read_password_file(password_file)
         .with_context(|| format!("password file {}", password_file.display()))?;
     let bytes =
