@@ -44,6 +44,10 @@ pub struct CompareArgs {
     /// Only these figures (default: all).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<Figure>,
+    /// Requests per second for the group's latency figure (a group signature costs about three
+    /// partial signatures and a pairing check on the same cores).
+    #[arg(long, default_value_t = 200)]
+    pub group_rate: u64,
 }
 
 /// One figure of the comparison.
@@ -54,6 +58,8 @@ pub enum Figure {
     Burst,
     PgBurst,
     PgTwo,
+    /// A 2-of-3 signing group (three peer processes, pinned mTLS) beside one signward.
+    Group,
 }
 
 const SEED: u64 = 1;
@@ -77,6 +83,12 @@ enum Target<'a> {
         db_url: Option<&'a str>,
         data_dir: &'a Path,
         instance: usize,
+    },
+    GroupPeer {
+        db_url: &'a str,
+        data_dir: &'a Path,
+        group_dir: &'a Path,
+        index: u32,
     },
 }
 
@@ -106,6 +118,22 @@ fn start(target: &Target, keys: usize, scratch: &Path) -> anyhow::Result<Running
             if let Some(u) = db_url {
                 cmd.arg("--slashing-protection-db-url").arg(u);
             }
+        }
+        Target::GroupPeer {
+            db_url,
+            data_dir,
+            group_dir,
+            index,
+        } => {
+            cmd.arg("serve-group-peer")
+                .arg("--data-dir")
+                .arg(data_dir)
+                .arg("--group-dir")
+                .arg(group_dir)
+                .arg("--index")
+                .arg(index.to_string())
+                .arg("--slashing-protection-db-url")
+                .arg(db_url);
         }
     }
     cmd.arg("--keys")
@@ -519,6 +547,9 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
                 );
             }
         }
+        if want(Figure::Group) {
+            group_rows(&args, scratch.path(), &token, &fresh_dir, &mut rows)?;
+        }
     }
     if let Some(admin) = &args.pg_url {
         runtime.block_on(drop_scratch_db(admin))?;
@@ -571,5 +602,103 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
             std::fs::copy(entry.path(), to.join(entry.file_name()))?;
         }
     }
+    Ok(())
+}
+
+/// The group figure: one signward holding the fleet's keys whole, then a 2-of-3 signing group
+/// of three peer processes holding shares of the same keys (each with its own SQLite database,
+/// audit and token gate, talking pinned mTLS), under the same load generator. Requests go
+/// round-robin to the three peers, so each coordinates a third. Throughput and CPU first, then a
+/// steady `group_rate` for latency.
+fn group_rows(
+    args: &CompareArgs,
+    scratch: &Path,
+    token: &Path,
+    fresh_dir: &dyn Fn(&str) -> anyhow::Result<PathBuf>,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
+    let rate_args = CompareArgs {
+        rate: args.group_rate,
+        ..args.clone()
+    };
+    let single_dir = fresh_dir("group-single")?;
+    let (single_tp, single_rate) = {
+        let s = start(
+            &Target::Signward {
+                db_url: None,
+                data_dir: &single_dir,
+                instance: 0,
+            },
+            args.keys,
+            scratch,
+        )?;
+        (
+            load(args, &[&s], Some(token), Mode::Throughput)?,
+            load(&rate_args, &[&s], Some(token), Mode::Rate)?,
+        )
+    };
+    let group_dir = scratch.join("group-setup");
+    crate::group::setup(&group_dir, SEED, args.keys)?;
+    let data = fresh_dir("group-peers")?;
+    let urls: Vec<String> = (1..=crate::group::N)
+        .map(|i| format!("sqlite:{}", data.join(format!("peer-{i}.sqlite")).display()))
+        .collect();
+    let peers = (1..=crate::group::N)
+        .map(|i| {
+            start(
+                &Target::GroupPeer {
+                    db_url: &urls[i as usize - 1],
+                    data_dir: &data,
+                    group_dir: &group_dir,
+                    index: i,
+                },
+                args.keys,
+                scratch,
+            )
+        })
+        .collect::<anyhow::Result<Vec<Running>>>()?;
+    let refs: Vec<&Running> = peers.iter().collect();
+    let group_tp = load(args, &refs, Some(token), Mode::Throughput)?;
+    let group_rate = load(&rate_args, &refs, Some(token), Mode::Rate)?;
+    let ratio = group_tp.rate / single_tp.rate;
+    println!(
+        "| 2-of-3 group (3 peer processes) beside one signward: throughput, {} connections (sig/s; p50 / p99) | {:.0} ({} / {}) | {:.0} ({} / {}) | {ratio:.2} |",
+        args.concurrency,
+        single_tp.rate,
+        ms(single_tp.p50_us as f64),
+        ms(single_tp.p99_us as f64),
+        group_tp.rate,
+        ms(group_tp.p50_us as f64),
+        ms(group_tp.p99_us as f64)
+    );
+    println!(
+        "| server CPU per signature, one signward / all three peers (µs) | {:.0} | {:.0} | {:.2} |",
+        single_tp.server_cpu_us,
+        group_tp.server_cpu_us,
+        single_tp.server_cpu_us / group_tp.server_cpu_us.max(1.0)
+    );
+    let lat = group_rate.p99_us as f64 / single_rate.p99_us.max(1) as f64;
+    println!(
+        "| steady {}/s: p50 / p99 / p99.9, one signward / the group | {} / {} / {} | {} / {} / {} | p99 {lat:.2}x |",
+        args.group_rate,
+        ms(single_rate.p50_us as f64),
+        ms(single_rate.p99_us as f64),
+        ms(single_rate.p999_us as f64),
+        ms(group_rate.p50_us as f64),
+        ms(group_rate.p99_us as f64),
+        ms(group_rate.p999_us as f64)
+    );
+    record(
+        rows,
+        "2-of-3 group throughput (group / one signward)",
+        "(reported)",
+        ratio,
+    );
+    record(
+        rows,
+        "2-of-3 group p99 at a steady rate (group / one signward)",
+        "(reported)",
+        lat,
+    );
     Ok(())
 }

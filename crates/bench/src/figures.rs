@@ -204,7 +204,8 @@ async fn http_bench(
             .iter()
             .map(|k| BlsKeypair::from_secret_bytes(k.dangerous_secret_bytes().as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
-        let state = crate::fleet::signward_state(copies, db, data_dir, i, with_auth_audit).await?;
+        let state =
+            crate::fleet::signward_state(copies, db, data_dir, i, with_auth_audit, None).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         addrs.push(listener.local_addr()?);
         let app = signward_server::router(state, Limits::default());

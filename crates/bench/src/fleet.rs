@@ -89,6 +89,7 @@ pub async fn signward_state(
     data_dir: &Path,
     instance: usize,
     auth_audit: bool,
+    groups: Option<signward_engine::group::Groups>,
 ) -> anyhow::Result<Arc<AppState>> {
     let store = open_db(db, data_dir, auth_audit).await?;
     let shared_audit = store.journal_store().is_some();
@@ -109,6 +110,9 @@ pub async fn signward_state(
             state.with_audit(signward_audit::AuditLog::open(&instance_dir, audit_key)?)
         };
     }
+    if let Some(g) = groups {
+        state = state.with_groups(g);
+    }
     let loaded = keys.len();
     state.keys().insert_all(keys);
     state.set_load_status(LoadStatus::Done { loaded, failed: 0 });
@@ -128,12 +132,27 @@ pub enum Server {
     },
     /// The floor: parse, hash, sign.
     Reference,
+    /// Peer `index` of the bench's signing group (shares of the fleet's keys, set up in
+    /// `group_dir` by [`crate::group::setup`]), with its own database and audit.
+    GroupPeer {
+        /// This peer's slashing database.
+        db: SlashingDbArgs,
+        /// Holds the server secret and token store (shared by the peers), and `instance-N`.
+        data_dir: PathBuf,
+        /// The setup's directory.
+        group_dir: PathBuf,
+        /// This peer's index.
+        index: u32,
+    },
 }
 
 /// Run one server with the fleet's `n` keys until killed. The bound address is written to
 /// `addr_file` once the server accepts connections.
 pub fn run(server: Server, seed: u64, n: usize, addr_file: &Path) -> anyhow::Result<()> {
-    let keys = keys(seed, n)?;
+    let keys = match server {
+        Server::GroupPeer { .. } => Vec::new(),
+        _ => keys(seed, n)?,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -146,7 +165,26 @@ pub fn run(server: Server, seed: u64, n: usize, addr_file: &Path) -> anyhow::Res
                 data_dir,
                 instance,
             } => {
-                let state = signward_state(keys, &db, &data_dir, instance, true).await?;
+                let state = signward_state(keys, &db, &data_dir, instance, true, None).await?;
+                signward_server::router(state, Limits::default())
+            }
+            Server::GroupPeer {
+                db,
+                data_dir,
+                group_dir,
+                index,
+            } => {
+                let setup = crate::group::load(&group_dir, index)?;
+                let state = signward_state(
+                    keys,
+                    &db,
+                    &data_dir,
+                    index as usize,
+                    true,
+                    Some(setup.groups),
+                )
+                .await?;
+                crate::group::serve_peers(state.clone(), &setup.tls, setup.listen).await?;
                 signward_server::router(state, Limits::default())
             }
             Server::Reference => reference_router(keys),

@@ -7,6 +7,7 @@
 mod compare;
 mod figures;
 mod fleet;
+mod group;
 mod loadgen;
 
 use std::path::Path;
@@ -125,6 +126,20 @@ enum BenchCommand {
         #[arg(long)]
         issue_token: Option<std::path::PathBuf>,
     },
+    /// Peer `index` of the bench's 2-of-3 signing group over the fleet's keys (for `compare
+    /// --only group`); `group_dir` is made by `compare`.
+    ServeGroupPeer {
+        #[command(flatten)]
+        fleet: FleetArgs,
+        #[command(flatten)]
+        db: SlashingDbArgs,
+        #[arg(long)]
+        data_dir: std::path::PathBuf,
+        #[arg(long)]
+        group_dir: std::path::PathBuf,
+        #[arg(long)]
+        index: u32,
+    },
     /// The reference signer (parse, signing root, sign) with the fleet's keys (for `compare`).
     ServeReference {
         #[command(flatten)]
@@ -196,6 +211,23 @@ fn main() -> anyhow::Result<()> {
                 &fleet.addr_file,
             )
         }
+        BenchCommand::ServeGroupPeer {
+            fleet,
+            db,
+            data_dir,
+            group_dir,
+            index,
+        } => fleet::run(
+            fleet::Server::GroupPeer {
+                db,
+                data_dir,
+                group_dir,
+                index,
+            },
+            fleet.seed,
+            fleet.keys,
+            &fleet.addr_file,
+        ),
         BenchCommand::ServeReference { fleet } => fleet::run(
             fleet::Server::Reference,
             fleet.seed,

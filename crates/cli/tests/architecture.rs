@@ -61,7 +61,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "bench",
         &[
-            "audit", "auth", "core", "engine", "evm", "keys", "os", "policy", "server", "slashing",
+            "audit",
+            "auth",
+            "core",
+            "engine",
+            "evm",
+            "keys",
+            "os",
+            "policy",
+            "server",
+            "slashing",
+            "threshold",
             "vault",
         ],
     ),

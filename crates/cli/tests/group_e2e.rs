@@ -345,10 +345,35 @@ fn three_peers_two_of_three_sign_every_duty_and_refuse_what_is_slashable() {
             reference(&body)
         );
     }
+    // Peer 3's address now accepts connections and never answers (a hung peer, half-open
+    // connections): duties still complete through peer 2, within the group's timeout.
+    let black_hole = std::net::TcpListener::bind(("127.0.0.1", ports[2])).unwrap();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let held = held.clone();
+        std::thread::spawn(move || {
+            for c in black_hole.incoming().flatten() {
+                held.lock().unwrap().push(c);
+            }
+        });
+    }
+    for k in 0..3u64 {
+        let body = attestation(95 + k, 100 + k, 1);
+        let started = Instant::now();
+        assert_eq!(
+            signature(&up(&servers, 0).sign(&gpk, &body)),
+            reference(&body)
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
+    }
     // Peer 2 killed as well: nothing is signed, within the group's timeout.
     drop(servers[1].take());
     let started = Instant::now();
-    let r = up(&servers, 0).sign(&gpk, &attestation(100, 110, 1));
+    let r = up(&servers, 0).sign(&gpk, &attestation(120, 130, 1));
     assert_eq!((r.status, code(&r).as_str()), (503, "group_unavailable"));
     assert!(started.elapsed() < Duration::from_secs(8));
 

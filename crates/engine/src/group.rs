@@ -223,7 +223,15 @@ pub async fn coordinate(
     let mut asked = tokio::task::JoinSet::new();
     for &peer in &groups.peers {
         let fut = groups.client.partial(peer, key, body.clone());
-        asked.spawn(async move { (peer, fut.await) });
+        // Each request is bounded on its own: one a peer never answers (a half-open
+        // connection, a hung peer) ends at the timeout even after the coordinator moved on.
+        let timeout = groups.timeout;
+        asked.spawn(async move {
+            let answer = tokio::time::timeout(timeout, fut)
+                .await
+                .unwrap_or(Err(PeerFailure::Unreachable));
+            (peer, answer)
+        });
     }
     let deadline = tokio::time::Instant::now() + groups.timeout;
     let result = loop {
@@ -288,7 +296,9 @@ pub async fn coordinate(
             }
         }
     };
-    // Whoever has not answered is no longer needed.
-    asked.abort_all();
+    // Whoever has not answered is no longer needed, but the requests are already with the
+    // peers: they finish in the background, so their connections go back to the pool instead of
+    // being cut (which cost a new TLS handshake for nearly every signature).
+    asked.detach_all();
     result
 }
