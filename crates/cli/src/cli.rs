@@ -742,4 +742,65 @@ pub enum GroupCommand {
         #[arg(long)]
         out_dir: PathBuf,
     },
+    /// Distributed key generation, step 1, run by every peer: deal a fresh random secret to the
+    /// group. Writes `--out-dir/dealing.json` (public commitments, for everyone) and
+    /// `to-<index>.age` (each peer's share of this dealing, encrypted to it). No one, this peer
+    /// included, learns the group's key, which is the sum of every dealer's secret.
+    Init {
+        /// This peer's index (1..=n).
+        #[arg(long)]
+        index: u32,
+        /// Signers needed: at least 2 and more than half the peers.
+        #[arg(long)]
+        threshold: u32,
+        /// One per peer: `<index>=<age recipient>`, indexes 1..=n.
+        #[arg(long = "peer", value_name = "INDEX=AGE1…", required = true)]
+        peers: Vec<String>,
+        /// Where to write the dealing (created 0700; never overwritten).
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
+    /// Step 2, run by every peer on the dealings of step 1 (`group init`) or of a refresh
+    /// (`group refresh`): check each share it was dealt against its dealer's commitments, and
+    /// write its own share file of the group, encrypted to `--recipient`. Prints the group public
+    /// key and a digest of the group's commitments, which every peer must see identical.
+    Join {
+        /// This peer's index in the (new) group.
+        #[arg(long)]
+        index: u32,
+        /// This peer's age identity file (from `group identity`).
+        #[arg(long)]
+        identity: PathBuf,
+        /// This peer's age recipient, which the share file is encrypted to.
+        #[arg(long)]
+        recipient: String,
+        /// A dealer's output directory; one per dealer (every peer for key generation, exactly
+        /// the old threshold of old holders for a refresh).
+        #[arg(long = "dealing", required = true)]
+        dealings: Vec<PathBuf>,
+        /// The share file to write (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Proactive refresh, run by `t` holders of the current group: deal this peer's own share to
+    /// a new group (the same peers, a replacement for a lost one, or another `n` and `t`). The
+    /// new peers then `group join` these dealings. The group key stays; old shares do not
+    /// combine with new ones, so delete them once the new ones serve.
+    Refresh {
+        /// This peer's current share file.
+        #[arg(long)]
+        share: PathBuf,
+        /// This peer's age identity file, which opens it.
+        #[arg(long)]
+        identity: PathBuf,
+        /// Signers needed in the new group.
+        #[arg(long)]
+        threshold: u32,
+        /// One per peer of the new group: `<index>=<age recipient>`, indexes 1..=n.
+        #[arg(long = "peer", value_name = "INDEX=AGE1…", required = true)]
+        peers: Vec<String>,
+        /// Where to write the dealing (created 0700; never overwritten).
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
 }

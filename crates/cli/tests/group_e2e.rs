@@ -507,3 +507,249 @@ fn group_setup_refuses_what_would_weaken_it() {
     let mode = std::fs::metadata(id.key()).unwrap().permissions().mode();
     assert_eq!(mode & 0o077, 0);
 }
+
+/// Distributed key generation with no dealer (`group init` by every peer, then `group join`),
+/// three peers serving the group key no process ever held, then a refresh by two of them: the
+/// key is unchanged, the refreshed group signs, and an old share beside new ones signs nothing.
+#[test]
+fn key_generation_and_refresh_without_any_whole_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let net = minimal_network(d);
+    let ids: Vec<Identity> = (1..=3)
+        .map(|i| Identity::new(d, &format!("p{i}")))
+        .collect();
+    let peer_args: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| format!("{}={}", i + 1, id.recipient))
+        .collect();
+    let agekey = |i: usize| ids[i].dir.join(format!("{}.agekey", ids[i].name));
+
+    // Step 1: every peer deals.
+    let deal_dir = |i: usize| d.join(format!("dkg-{}", i + 1));
+    for i in 0..3 {
+        let index = (i + 1).to_string();
+        let mut args = vec!["group", "init", "--index", &index, "--threshold", "2"];
+        for p in &peer_args {
+            args.extend(["--peer", p.as_str()]);
+        }
+        let out = deal_dir(i);
+        args.extend(["--out-dir", s(&out)]);
+        sw_ok(&args, &[]);
+    }
+    // Step 2: every peer joins with all three dealings; all see the same group.
+    let join = |i: usize, dealings: &[PathBuf], out: &Path| -> String {
+        let index = (i + 1).to_string();
+        let key = agekey(i);
+        let mut args = vec![
+            "group",
+            "join",
+            "--index",
+            &index,
+            "--identity",
+            s(&key),
+            "--recipient",
+            &ids[i].recipient,
+            "--out",
+            s(out),
+        ];
+        for dd in dealings {
+            args.extend(["--dealing", s(dd)]);
+        }
+        sw_ok(&args, &[])
+    };
+    let dkg: Vec<PathBuf> = (0..3).map(deal_dir).collect();
+    let shares: Vec<PathBuf> = (0..3)
+        .map(|i| d.join(format!("dkg-share-{}.age", i + 1)))
+        .collect();
+    let printed: Vec<String> = (0..3).map(|i| join(i, &dkg, &shares[i])).collect();
+    assert!(printed.iter().all(|p| *p == printed[0]), "{printed:?}");
+    let gpk = printed[0]
+        .lines()
+        .find_map(|l| l.strip_prefix("group_public_key = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap()
+        .to_string();
+    // A peer cannot join with another peer's identity, nor with a dealing missing.
+    sw_err(
+        &[
+            "group",
+            "join",
+            "--index",
+            "1",
+            "--identity",
+            s(&agekey(1)),
+            "--recipient",
+            &ids[0].recipient,
+            "--out",
+            s(&d.join("x.age")),
+            "--dealing",
+            s(&dkg[0]),
+            "--dealing",
+            s(&dkg[1]),
+            "--dealing",
+            s(&dkg[2]),
+        ],
+        &[],
+        "to-1.age",
+    );
+    sw_err(
+        &[
+            "group",
+            "join",
+            "--index",
+            "1",
+            "--identity",
+            s(&agekey(0)),
+            "--recipient",
+            &ids[0].recipient,
+            "--out",
+            s(&d.join("y.age")),
+            "--dealing",
+            s(&dkg[0]),
+            "--dealing",
+            s(&dkg[1]),
+        ],
+        &[],
+        "every peer's dealing",
+    );
+
+    let start = |shares: &[PathBuf], tag: &str| -> Vec<Server> {
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        (0..3)
+            .map(|i| {
+                let others: Vec<(u32, u16, &str)> = (0..3)
+                    .filter(|&j| j != i)
+                    .map(|j| (j as u32 + 1, ports[j], ids[j].pin.as_str()))
+                    .collect();
+                let peer_dir = d.join(format!("{tag}-peer{}", i + 1));
+                std::fs::create_dir_all(&peer_dir).unwrap();
+                let cfg = group_config(
+                    &peer_dir,
+                    i as u32 + 1,
+                    &ids[i],
+                    ports[i],
+                    &shares[i],
+                    &others,
+                );
+                Server::start(
+                    &peer_dir,
+                    &["--network", s(&net), "--group-config", s(&cfg)],
+                )
+            })
+            .collect()
+    };
+    let verify = |cases: Vec<Value>| {
+        if let Some(python) = python() {
+            let (ok, out) = run_python(
+                &python,
+                "verify_signatures.py",
+                &[],
+                &json!({"preset": "minimal", "genesis_fork_version": "0x00000001", "cases": cases}),
+            );
+            assert!(ok, "py_ecc: {out}");
+        }
+    };
+    let mut cases = Vec::new();
+    {
+        let peers = start(&shares, "dkg");
+        assert!(peers[0].public_keys().contains(&gpk));
+        for (k, p) in peers.iter().enumerate() {
+            let body = attestation(1 + k as u64, 2 + k as u64, 1);
+            let sig = signature(&p.sign(&gpk, &body));
+            cases.push(json!({"name": format!("dkg {k}"), "pubkey": gpk, "request": body, "signature": sig}));
+        }
+    }
+    verify(cases);
+
+    // Refresh by peers 1 and 3 (t = 2 of the old group) to the same three peers.
+    let refresh_dir = |i: usize| d.join(format!("refresh-{}", i + 1));
+    for i in [0usize, 2] {
+        let key = agekey(i);
+        let mut args = vec![
+            "group",
+            "refresh",
+            "--share",
+            s(&shares[i]),
+            "--identity",
+            s(&key),
+            "--threshold",
+            "2",
+        ];
+        for p in &peer_args {
+            args.extend(["--peer", p.as_str()]);
+        }
+        let out = refresh_dir(i);
+        args.extend(["--out-dir", s(&out)]);
+        sw_ok(&args, &[]);
+    }
+    let refreshed: Vec<PathBuf> = vec![refresh_dir(0), refresh_dir(2)];
+    let new_shares: Vec<PathBuf> = (0..3)
+        .map(|i| d.join(format!("new-share-{}.age", i + 1)))
+        .collect();
+    let printed_new: Vec<String> = (0..3)
+        .map(|i| join(i, &refreshed, &new_shares[i]))
+        .collect();
+    assert!(printed_new.iter().all(|p| *p == printed_new[0]));
+    assert!(
+        printed_new[0].contains(&gpk),
+        "the group key is unchanged: {}",
+        printed_new[0]
+    );
+    assert_ne!(printed_new[0], printed[0], "new commitments");
+    // A refresh needs exactly the old threshold of holders.
+    sw_err(
+        &[
+            "group",
+            "join",
+            "--index",
+            "2",
+            "--identity",
+            s(&agekey(1)),
+            "--recipient",
+            &ids[1].recipient,
+            "--out",
+            s(&d.join("z.age")),
+            "--dealing",
+            s(&refreshed[0]),
+        ],
+        &[],
+        "dealers given",
+    );
+
+    let mut cases = Vec::new();
+    {
+        // The refreshed group signs.
+        let peers = start(&new_shares, "new");
+        let body = attestation(10, 11, 1);
+        let sig = signature(&peers[1].sign(&gpk, &body));
+        cases.push(json!({"name": "refreshed", "pubkey": gpk, "request": body, "signature": sig}));
+    }
+    verify(cases);
+    {
+        // New shares for peers 1 and 2, the old one for peer 3; peer 2 down: peer 1's new
+        // share and peer 3's old one make no signature.
+        let mixed = vec![
+            new_shares[0].clone(),
+            new_shares[1].clone(),
+            shares[2].clone(),
+        ];
+        let mut peers = start(&mixed, "mixed");
+        drop(peers.remove(1));
+        let r = peers[0].sign(&gpk, &attestation(20, 21, 1));
+        assert_eq!(
+            (r.status, code(&r).as_str()),
+            (503, "group_unavailable"),
+            "{}",
+            r.text()
+        );
+        let r = peers[1].sign(&gpk, &attestation(22, 23, 1));
+        assert_eq!(
+            (r.status, code(&r).as_str()),
+            (503, "group_unavailable"),
+            "{}",
+            r.text()
+        );
+    }
+}

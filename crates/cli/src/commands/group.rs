@@ -25,6 +25,26 @@ pub fn run(command: GroupCommand) -> anyhow::Result<()> {
             peers,
             out_dir,
         } => split(&keystore, &password_file, threshold, &peers, &out_dir),
+        GroupCommand::Init {
+            index,
+            threshold,
+            peers,
+            out_dir,
+        } => init(index, threshold, &peers, &out_dir),
+        GroupCommand::Join {
+            index,
+            identity,
+            recipient,
+            dealings,
+            out,
+        } => join(index, &identity, &recipient, &dealings, &out),
+        GroupCommand::Refresh {
+            share,
+            identity,
+            threshold,
+            peers,
+            out_dir,
+        } => refresh(&share, &identity, threshold, &peers, &out_dir),
     }
 }
 
@@ -99,13 +119,12 @@ struct ShareFile {
 
 const SHARE_KIND: &str = "signward-threshold-share";
 
-fn split(
-    keystore: &Path,
-    password_file: &Path,
-    threshold: u32,
+/// Parse `--peer <index>=<age recipient>` arguments: indexes exactly 1..=n, and a threshold that
+/// is at least 2 and a majority.
+fn recipients(
     peers: &[String],
-    out_dir: &Path,
-) -> anyhow::Result<()> {
+    threshold: u32,
+) -> anyhow::Result<std::collections::BTreeMap<u32, age::x25519::Recipient>> {
     let mut recipients = std::collections::BTreeMap::new();
     for p in peers {
         let (index, recipient) = p
@@ -129,9 +148,269 @@ fn split(
     if 2 * threshold <= n {
         bail!(
             "a threshold of {threshold} of {n} is not a majority: two disjoint sets of {threshold} peers \
-             could each sign one of two conflicting messages; use more than {}", n / 2
+             could each sign one of two conflicting messages; use more than {}",
+            n / 2
         );
     }
+    Ok(recipients)
+}
+
+/// A dealer's public output (`dealing.json`).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DealingFile {
+    kind: String,
+    version: u32,
+    /// The dealer's index (for a refresh: its index in the old group).
+    dealer: u32,
+    threshold: u32,
+    n: u32,
+    commitments: Commitments,
+    /// For a refresh: the old group's commitments, which the dealer's share belongs to.
+    #[serde(default)]
+    refresh_of: Option<Commitments>,
+}
+
+/// One peer's part of a dealing (`to-<index>.age`, inside age).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DealtShare {
+    dealer: u32,
+    index: u32,
+    share: Zeroizing<String>,
+}
+
+const DEALING_KIND: &str = "signward-threshold-dealing";
+
+fn write_dealing(
+    dealer: u32,
+    threshold: u32,
+    dealing: &signward_threshold::Dealing,
+    refresh_of: Option<Commitments>,
+    recipients: &std::collections::BTreeMap<u32, age::x25519::Recipient>,
+    out_dir: &Path,
+) -> anyhow::Result<()> {
+    if out_dir.join("dealing.json").exists() {
+        bail!(
+            "{} already holds a dealing; it is never overwritten",
+            out_dir.display()
+        );
+    }
+    super::ensure_private_dir(out_dir)?;
+    for (share, (index, recipient)) in dealing.shares.iter().zip(recipients) {
+        let dealt = DealtShare {
+            dealer,
+            index: *index,
+            share: Zeroizing::new(format!("0x{}", hex::encode(*share.dangerous_bytes()))),
+        };
+        let json = Zeroizing::new(serde_json::to_vec(&dealt)?);
+        let sealed = signward_vault::backup::encrypt_armored(recipient, &json)
+            .map_err(|e| anyhow::anyhow!("encrypting the share for peer {index}: {e}"))?;
+        let path = out_dir.join(format!("to-{index}.age"));
+        write_secret_file(&path, &sealed).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let public = DealingFile {
+        kind: DEALING_KIND.into(),
+        version: 1,
+        dealer,
+        threshold,
+        n: recipients.len() as u32,
+        commitments: dealing.commitments.clone(),
+        refresh_of,
+    };
+    let path = out_dir.join("dealing.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&public)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn init(index: u32, threshold: u32, peers: &[String], out_dir: &Path) -> anyhow::Result<()> {
+    let recipients = recipients(peers, threshold)?;
+    if !recipients.contains_key(&index) {
+        bail!("--index {index} is not one of the peers");
+    }
+    let n = recipients.len() as u32;
+    let dealing = signward_threshold::deal(threshold, n).map_err(|e| anyhow::anyhow!("{e}"))?;
+    write_dealing(index, threshold, &dealing, None, &recipients, out_dir)?;
+    println!("{}", out_dir.display());
+    Ok(())
+}
+
+/// Open a share file (from `split` or `join`) with an age identity file, and check the share
+/// against its commitments.
+fn open_share_file(path: &Path, identity: &Path) -> anyhow::Result<(SecretShare, Commitments)> {
+    let identities = signward_vault::share::read_identities(identity)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", identity.display()))?;
+    let sealed = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let json = signward_vault::backup::decrypt_armored(&sealed, &identities)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let share: ShareFile = serde_json::from_slice(&json)
+        .with_context(|| format!("{} is not a signward share file", path.display()))?;
+    if share.kind != SHARE_KIND || share.version != 1 {
+        bail!("{} is not a version-1 signward share file", path.display());
+    }
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(share.share.trim_start_matches("0x"), &mut bytes[..])
+        .with_context(|| format!("{}: the share is not 32 bytes of hex", path.display()))?;
+    let secret = SecretShare::from_bytes(share.index, &bytes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if format!("0x{}", hex::encode(share.commitments.group_public_key())) != share.group_public_key
+    {
+        bail!(
+            "{}: the group public key does not match the commitments",
+            path.display()
+        );
+    }
+    share
+        .commitments
+        .verify_share(&secret)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok((secret, share.commitments))
+}
+
+fn refresh(
+    share: &Path,
+    identity: &Path,
+    threshold: u32,
+    peers: &[String],
+    out_dir: &Path,
+) -> anyhow::Result<()> {
+    let recipients = recipients(peers, threshold)?;
+    let (share, commitments) = open_share_file(share, identity)?;
+    let dealer = share.index();
+    let key = signward_threshold::KeyShare { share, commitments };
+    let dealing = signward_threshold::reshare(&key, threshold, recipients.len() as u32)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    write_dealing(
+        dealer,
+        threshold,
+        &dealing,
+        Some(key.commitments.clone()),
+        &recipients,
+        out_dir,
+    )?;
+    println!("{}", out_dir.display());
+    Ok(())
+}
+
+fn join(
+    index: u32,
+    identity: &Path,
+    recipient: &str,
+    dealings: &[PathBuf],
+    out: &Path,
+) -> anyhow::Result<()> {
+    let recipient = age::x25519::Recipient::from_str(recipient.trim())
+        .map_err(|e| anyhow::anyhow!("--recipient is not an age recipient (age1…): {e}"))?;
+    if out.exists() {
+        bail!(
+            "{} exists; a share file is never overwritten",
+            out.display()
+        );
+    }
+    let identities = signward_vault::share::read_identities(identity)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", identity.display()))?;
+    let mut received = Vec::new();
+    let mut shape: Option<(u32, u32, Option<Commitments>)> = None;
+    for dir in dealings {
+        let path = dir.join("dealing.json");
+        let public: DealingFile = serde_json::from_slice(
+            &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+        )
+        .with_context(|| format!("{} is not a dealing", path.display()))?;
+        if public.kind != DEALING_KIND || public.version != 1 {
+            bail!("{} is not a version-1 signward dealing", path.display());
+        }
+        let this = (public.threshold, public.n, public.refresh_of.clone());
+        match &shape {
+            None => shape = Some(this),
+            Some(s) if *s == this => {}
+            Some(_) => bail!(
+                "{}: the dealings disagree on the threshold, the group size or the group refreshed",
+                path.display()
+            ),
+        }
+        let secret_path = dir.join(format!("to-{index}.age"));
+        let sealed = std::fs::read(&secret_path)
+            .with_context(|| format!("reading {}", secret_path.display()))?;
+        let json = signward_vault::backup::decrypt_armored(&sealed, &identities)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", secret_path.display()))?;
+        let dealt: DealtShare = serde_json::from_slice(&json)
+            .with_context(|| format!("{} is not a dealt share", secret_path.display()))?;
+        if dealt.dealer != public.dealer || dealt.index != index {
+            bail!(
+                "{}: dealt by {} for peer {}, expected dealer {} and peer {index}",
+                secret_path.display(),
+                dealt.dealer,
+                dealt.index,
+                public.dealer
+            );
+        }
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(dealt.share.trim_start_matches("0x"), &mut bytes[..]).with_context(
+            || {
+                format!(
+                    "{}: the share is not 32 bytes of hex",
+                    secret_path.display()
+                )
+            },
+        )?;
+        received.push(signward_threshold::Received {
+            dealer: public.dealer,
+            commitments: public.commitments,
+            share: SecretShare::from_bytes(index, &bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", secret_path.display()))?,
+        });
+    }
+    let (threshold, n, refresh_of) = shape.context("no dealing given")?;
+    if index == 0 || index > n {
+        bail!("--index {index} is not in the group of {n}");
+    }
+    let key = match &refresh_of {
+        None => {
+            if received.len() != n as usize {
+                bail!(
+                    "key generation needs every peer's dealing: {} given, {n} peers",
+                    received.len()
+                );
+            }
+            signward_threshold::combine_dealings(index, threshold, &received)
+        }
+        Some(old) => signward_threshold::combine_reshares(index, old, &received),
+    }
+    .map_err(|e| anyhow::anyhow!("{e} (code {})", e.code()))?;
+    let group_key = format!("0x{}", hex::encode(key.commitments.group_public_key()));
+    let file = ShareFile {
+        kind: SHARE_KIND.into(),
+        version: 1,
+        group_public_key: group_key.clone(),
+        index,
+        commitments: key.commitments.clone(),
+        share: Zeroizing::new(format!("0x{}", hex::encode(*key.share.dangerous_bytes()))),
+    };
+    let json = Zeroizing::new(serde_json::to_vec(&file)?);
+    let sealed = signward_vault::backup::encrypt_armored(&recipient, &json)
+        .map_err(|e| anyhow::anyhow!("encrypting the share file: {e}"))?;
+    write_secret_file(out, &sealed).with_context(|| format!("writing {}", out.display()))?;
+    let digest = {
+        use sha2::Digest;
+        let c = serde_json::to_vec(&key.commitments)?;
+        hex::encode(&sha2::Sha256::digest(&c)[..8])
+    };
+    println!("group_public_key = \"{group_key}\"");
+    println!("commitments_digest = \"{digest}\"");
+    Ok(())
+}
+
+fn split(
+    keystore: &Path,
+    password_file: &Path,
+    threshold: u32,
+    peers: &[String],
+    out_dir: &Path,
+) -> anyhow::Result<()> {
+    let recipients = recipients(peers, threshold)?;
+    let n = recipients.len() as u32;
     let password = signward_keys::password::read_password_file(password_file)
         .with_context(|| format!("password file {}", password_file.display()))?;
     let bytes =
