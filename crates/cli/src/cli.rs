@@ -735,6 +735,12 @@ pub enum GroupCommand {
         /// the second of two conflicting messages).
         #[arg(long)]
         threshold: u32,
+        /// Compromised peers the group's slashing protection must withstand (docs/threshold.md):
+        /// the threshold must satisfy 2t > n + f. With 0, conflicting requests from clients are
+        /// refused, but a compromised peer coordinating can get two conflicting messages signed
+        /// by different honest peers.
+        #[arg(long, default_value_t = 0)]
+        tolerate_compromised: u32,
         /// One per peer: `<index>=<age recipient>`, indexes 1..=n.
         #[arg(long = "peer", value_name = "INDEX=AGE1…", required = true)]
         peers: Vec<String>,
@@ -753,6 +759,12 @@ pub enum GroupCommand {
         /// Signers needed: at least 2 and more than half the peers.
         #[arg(long)]
         threshold: u32,
+        /// Compromised peers the group's slashing protection must withstand (docs/threshold.md):
+        /// the threshold must satisfy 2t > n + f. With 0, conflicting requests from clients are
+        /// refused, but a compromised peer coordinating can get two conflicting messages signed
+        /// by different honest peers.
+        #[arg(long, default_value_t = 0)]
+        tolerate_compromised: u32,
         /// One per peer: `<index>=<age recipient>`, indexes 1..=n.
         #[arg(long = "peer", value_name = "INDEX=AGE1…", required = true)]
         peers: Vec<String>,
@@ -778,6 +790,11 @@ pub enum GroupCommand {
         /// the old threshold of old holders for a refresh).
         #[arg(long = "dealing", required = true)]
         dealings: Vec<PathBuf>,
+        /// Key generation: the `dealing_sha256` this peer's own `group init` printed. Its own
+        /// dealing must be among those combined, unaltered: a random secret no one else knows
+        /// then keeps the group key unknown to whoever handled the exchanged files.
+        #[arg(long)]
+        own_dealing_sha256: Option<String>,
         /// The share file to write (never overwritten).
         #[arg(long)]
         out: PathBuf,
@@ -796,6 +813,12 @@ pub enum GroupCommand {
         /// Signers needed in the new group.
         #[arg(long)]
         threshold: u32,
+        /// Compromised peers the group's slashing protection must withstand (docs/threshold.md):
+        /// the threshold must satisfy 2t > n + f. With 0, conflicting requests from clients are
+        /// refused, but a compromised peer coordinating can get two conflicting messages signed
+        /// by different honest peers.
+        #[arg(long, default_value_t = 0)]
+        tolerate_compromised: u32,
         /// One per peer of the new group: `<index>=<age recipient>`, indexes 1..=n.
         #[arg(long = "peer", value_name = "INDEX=AGE1…", required = true)]
         peers: Vec<String>,

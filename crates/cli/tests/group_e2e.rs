@@ -312,6 +312,19 @@ fn three_peers_two_of_three_sign_every_duty_and_refuse_what_is_slashable() {
             "peer {p} refuses a slashable message from a compromised coordinator"
         );
     }
+    // Exits and registrations are not duties: the honest peers refuse them to a peer unless
+    // their group configuration grants them (a compromised peer would exit the validator or
+    // redirect its fees).
+    for name in ["VOLUNTARY_EXIT", "VALIDATOR_REGISTRATION"] {
+        let body = examples().into_iter().find(|c| c["name"] == name).unwrap()["request"].clone();
+        for p in [2u32, 3] {
+            assert_eq!(
+                partial(&rt, &evil, p, &gpk, &body).err(),
+                Some(PeerFailure::Refused("operation_denied".into())),
+                "{name} from peer {p}"
+            );
+        }
+    }
     // Peer 2's whole key is not served to peers.
     let other_pk = up(&servers, 1)
         .public_keys()
@@ -345,6 +358,29 @@ fn three_peers_two_of_three_sign_every_duty_and_refuse_what_is_slashable() {
             reference(&body)
         );
     }
+    // Peer 1's health check names peer 3 as failing, and counts what it coordinated.
+    let health = up(&servers, 0)
+        .request("GET", "/healthcheck", &[], b"")
+        .json();
+    let group = health["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "group-check")
+        .unwrap()
+        .clone();
+    assert_eq!(group["status"], "UP", "{group}");
+    assert!(group["data"]["signed"].as_u64().unwrap() >= 2, "{group}");
+    let third = group["data"]["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["index"] == 3)
+        .unwrap()
+        .clone();
+    assert!(third["failures"].as_u64().unwrap() >= 1, "{group}");
+    assert_eq!(third["last-failure"], "unreachable", "{group}");
+
     // Peer 3's address now accepts connections and never answers (a hung peer, half-open
     // connections): duties still complete through peer 2, within the group's timeout.
     let black_hole = std::net::TcpListener::bind(("127.0.0.1", ports[2])).unwrap();
@@ -473,7 +509,7 @@ fn group_setup_refuses_what_would_weaken_it() {
             s(&d.join("s0")),
         ],
         &[],
-        "not a majority",
+        "does not keep slashing protection",
     );
     // Indexes must be 1..=n.
     sw_err(
@@ -528,6 +564,7 @@ fn key_generation_and_refresh_without_any_whole_key() {
 
     // Step 1: every peer deals.
     let deal_dir = |i: usize| d.join(format!("dkg-{}", i + 1));
+    let mut own_hashes = Vec::new();
     for i in 0..3 {
         let index = (i + 1).to_string();
         let mut args = vec!["group", "init", "--index", &index, "--threshold", "2"];
@@ -536,7 +573,15 @@ fn key_generation_and_refresh_without_any_whole_key() {
         }
         let out = deal_dir(i);
         args.extend(["--out-dir", s(&out)]);
-        sw_ok(&args, &[]);
+        let printed = sw_ok(&args, &[]);
+        own_hashes.push(
+            printed
+                .lines()
+                .find_map(|l| l.strip_prefix("dealing_sha256 = \""))
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap()
+                .to_string(),
+        );
     }
     // Step 2: every peer joins with all three dealings; all see the same group.
     let join = |i: usize, dealings: &[PathBuf], out: &Path| -> String {
@@ -551,6 +596,8 @@ fn key_generation_and_refresh_without_any_whole_key() {
             s(&key),
             "--recipient",
             &ids[i].recipient,
+            "--own-dealing-sha256",
+            &own_hashes[i],
             "--out",
             s(out),
         ];
@@ -571,6 +618,63 @@ fn key_generation_and_refresh_without_any_whole_key() {
         .and_then(|v| v.strip_suffix('"'))
         .unwrap()
         .to_string();
+    // Whoever handles the exchanged files cannot swap a peer's own dealing for one it made
+    // (it would then know every contribution, and so the key): the peer checks its own.
+    let forged = d.join("forged");
+    {
+        let mut args = vec!["group", "init", "--index", "1", "--threshold", "2"];
+        for p in &peer_args {
+            args.extend(["--peer", p.as_str()]);
+        }
+        args.extend(["--out-dir", s(&forged)]);
+        sw_ok(&args, &[]);
+    }
+    sw_err(
+        &[
+            "group",
+            "join",
+            "--index",
+            "1",
+            "--identity",
+            s(&agekey(0)),
+            "--recipient",
+            &ids[0].recipient,
+            "--own-dealing-sha256",
+            &own_hashes[0],
+            "--out",
+            s(&d.join("w.age")),
+            "--dealing",
+            s(&forged),
+            "--dealing",
+            s(&dkg[1]),
+            "--dealing",
+            s(&dkg[2]),
+        ],
+        &[],
+        "not the dealing this peer made",
+    );
+    sw_err(
+        &[
+            "group",
+            "join",
+            "--index",
+            "1",
+            "--identity",
+            s(&agekey(0)),
+            "--recipient",
+            &ids[0].recipient,
+            "--out",
+            s(&d.join("v.age")),
+            "--dealing",
+            s(&dkg[0]),
+            "--dealing",
+            s(&dkg[1]),
+            "--dealing",
+            s(&dkg[2]),
+        ],
+        &[],
+        "--own-dealing-sha256",
+    );
     // A peer cannot join with another peer's identity, nor with a dealing missing.
     sw_err(
         &[
@@ -582,6 +686,8 @@ fn key_generation_and_refresh_without_any_whole_key() {
             s(&agekey(1)),
             "--recipient",
             &ids[0].recipient,
+            "--own-dealing-sha256",
+            &own_hashes[0],
             "--out",
             s(&d.join("x.age")),
             "--dealing",
@@ -604,6 +710,8 @@ fn key_generation_and_refresh_without_any_whole_key() {
             s(&agekey(0)),
             "--recipient",
             &ids[0].recipient,
+            "--own-dealing-sha256",
+            &own_hashes[0],
             "--out",
             s(&d.join("y.age")),
             "--dealing",
@@ -752,4 +860,110 @@ fn key_generation_and_refresh_without_any_whole_key() {
             r.text()
         );
     }
+}
+
+/// With 3-of-4 and `tolerate_compromised = 1`, a compromised peer that sends one attestation to
+/// some honest peers and a conflicting one to the others cannot collect enough partials for both:
+/// each needs t - 1 = 2 honest partials, and only three honest peers exist, each refusing the
+/// second message it sees. (With 2-of-3 it could: docs/threshold.md.)
+#[test]
+fn one_compromised_peer_of_four_cannot_get_a_slashable_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let net = minimal_network(d);
+    let keystores = pbkdf2_keystores(d, "k", b"pw", 1);
+    let pass = d.join("k.pass");
+    let ids: Vec<Identity> = (1..=4)
+        .map(|i| Identity::new(d, &format!("q{i}")))
+        .collect();
+    let shares = d.join("shares");
+    let mut args: Vec<String> = [
+        "group",
+        "split",
+        "--keystore",
+        s(&keystores[0]),
+        "--password-file",
+        s(&pass),
+        "--threshold",
+        "3",
+        "--tolerate-compromised",
+        "1",
+        "--out-dir",
+        s(&shares),
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    for (i, id) in ids.iter().enumerate() {
+        args.push("--peer".into());
+        args.push(format!("{}={}", i + 1, id.recipient));
+    }
+    let gpk = sw_ok(&strs(&args), &[]).trim().to_string();
+    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let servers: Vec<Server> = (0..4)
+        .map(|i| {
+            let others: Vec<(u32, u16, &str)> = (0..4)
+                .filter(|&j| j != i)
+                .map(|j| (j as u32 + 1, ports[j], ids[j].pin.as_str()))
+                .collect();
+            let peer_dir = d.join(format!("peer{}", i + 1));
+            std::fs::create_dir_all(&peer_dir).unwrap();
+            let cfg = group_config(
+                &peer_dir,
+                i as u32 + 1,
+                &ids[i],
+                ports[i],
+                &shares.join(format!("share-{}.age", i + 1)),
+                &others,
+            );
+            let mut text = std::fs::read_to_string(&cfg).unwrap();
+            text = text.replacen(
+                "timeout_ms = 2000\n",
+                "timeout_ms = 2000\ntolerate_compromised = 1\n",
+                1,
+            );
+            write_secret(&cfg, text.as_bytes());
+            Server::start(
+                &peer_dir,
+                &["--network", s(&net), "--group-config", s(&cfg)],
+            )
+        })
+        .collect();
+    // An honest duty through any peer.
+    let r = servers[1].sign(&gpk, &attestation(1, 2, 1));
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let evil = ids[0].client(&[
+        (2, ports[1], &ids[1].pin),
+        (3, ports[2], &ids[2].pin),
+        (4, ports[3], &ids[3].pin),
+    ]);
+    let a = attestation(5, 6, 1);
+    let b = attestation(5, 6, 2);
+    // The best split for the attacker: A to peers 2 and 3, B to peer 4.
+    let mut honest_a = 0;
+    let mut honest_b = 0;
+    for p in [2u32, 3] {
+        honest_a += partial(&rt, &evil, p, &gpk, &a).is_ok() as u32;
+    }
+    honest_b += partial(&rt, &evil, 4, &gpk, &b).is_ok() as u32;
+    // Then each message to the peers that have the other.
+    for p in [2u32, 3] {
+        let r = partial(&rt, &evil, p, &gpk, &b);
+        assert_eq!(
+            r.clone().err(),
+            Some(PeerFailure::Refused("double_vote".into()))
+        );
+        honest_b += r.is_ok() as u32;
+    }
+    let r = partial(&rt, &evil, 4, &gpk, &a);
+    assert_eq!(
+        r.clone().err(),
+        Some(PeerFailure::Refused("double_vote".into()))
+    );
+    honest_a += r.is_ok() as u32;
+    // With its own partial the attacker has t = 3 for A and 2 for B: at most one signature.
+    assert_eq!((honest_a, honest_b), (2, 1));
+    assert!(honest_a.min(honest_b) + 1 < 3);
 }

@@ -200,8 +200,12 @@ async fn sign_eth2(
             Rejection::MalformedSignRequest
         }
     })?;
-    if peer.is_none() {
-        authorize_operation(caller, &request)?;
+    match (peer, state.groups.as_ref()) {
+        (None, _) => authorize_operation(caller, &request)?,
+        // A peer is authorized like a credential: the group's peer policy, by the same
+        // authorizer (duties only unless the group configuration grants more).
+        (Some(_), Some(groups)) => authorize_operation(Some(groups.peer_caller()), &request)?,
+        (Some(_), None) => return Err(Rejection::UnknownKey),
     }
     audit.operation = Some(request.kind.as_str().to_string());
     draft.kind = Some(request.kind);

@@ -168,6 +168,21 @@ impl Metrics {
             self.auth_failures.load(Ordering::Relaxed),
             state.canaries.hits.load(Ordering::Relaxed)
         );
+        if let Some(groups) = &state.groups {
+            let (signed, unavailable) = groups.coordinated();
+            let _ = write!(
+                o,
+                "# HELP signward_group_signatures_total Group signatures this peer coordinated.\n# TYPE signward_group_signatures_total counter\nsignward_group_signatures_total{{result=\"signed\"}} {signed}\nsignward_group_signatures_total{{result=\"unavailable\"}} {unavailable}\n"
+            );
+            o.push_str("# HELP signward_group_peer_answers_total What each other peer answered when asked for a partial signature (peer: its index in the group configuration).\n# TYPE signward_group_peer_answers_total counter\n");
+            for (peer, stats) in groups.peer_stats() {
+                let (answered, failed, invalid, _) = stats.snapshot();
+                let _ = write!(
+                    o,
+                    "signward_group_peer_answers_total{{peer=\"{peer}\",result=\"partial\"}} {answered}\nsignward_group_peer_answers_total{{peer=\"{peer}\",result=\"failed\"}} {failed}\nsignward_group_peer_answers_total{{peer=\"{peer}\",result=\"invalid\"}} {invalid}\n"
+                );
+            }
+        }
         o
     }
 }

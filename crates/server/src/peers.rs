@@ -137,6 +137,7 @@ impl GroupTls {
                     ),
                     idle: Mutex::new(Vec::new()),
                     connect_timeout: timeout,
+                    in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT_PER_PEER),
                 }),
             );
         }
@@ -249,6 +250,11 @@ impl ClientCertVerifier for PinnedClients {
 /// The largest answer read from a peer: a partial signature or an error is far smaller.
 const MAX_ANSWER_BYTES: usize = 4096;
 
+/// Requests (and so connections) in flight to one peer at once; more wait, within the group's
+/// timeout. Kept below the peer listener's per-address connection cap, so a burst of duties
+/// queues here instead of being turned away there.
+const MAX_IN_FLIGHT_PER_PEER: usize = 32;
+
 /// The engine's [`PeerClient`] over pinned mTLS.
 pub struct HttpPeers {
     peers: HashMap<u32, Arc<PeerConn>>,
@@ -259,6 +265,7 @@ struct PeerConn {
     connector: tokio_rustls::TlsConnector,
     idle: Mutex<Vec<hyper::client::conn::http1::SendRequest<Full<Bytes>>>>,
     connect_timeout: Duration,
+    in_flight: tokio::sync::Semaphore,
 }
 
 impl PeerClient for HttpPeers {
@@ -312,6 +319,11 @@ impl PeerConn {
         group_key: PublicKeyBytes,
         body: Arc<[u8]>,
     ) -> Result<PartialSignature, PeerFailure> {
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| PeerFailure::Unreachable)?;
         let mut sender = match self.take_idle() {
             Some(s) => s,
             None => self.connect().await?,

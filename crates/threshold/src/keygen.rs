@@ -78,6 +78,10 @@ pub fn combine_dealings(
     received: &[Received],
 ) -> Result<KeyShare, ThresholdError> {
     check_index(me)?;
+    // Bounded before anything is allocated from it.
+    if !(2..=crate::MAX_PARTIES).contains(&t) {
+        return Err(ThresholdError::InvalidParameters { t, n: t });
+    }
     if received.len() < 2 {
         return Err(ThresholdError::DealerCount {
             needed: 2,

@@ -22,29 +22,52 @@ pub fn run(command: GroupCommand) -> anyhow::Result<()> {
             keystore,
             password_file,
             threshold,
+            tolerate_compromised,
             peers,
             out_dir,
-        } => split(&keystore, &password_file, threshold, &peers, &out_dir),
+        } => split(
+            &keystore,
+            &password_file,
+            (threshold, tolerate_compromised),
+            &peers,
+            &out_dir,
+        ),
         GroupCommand::Init {
             index,
             threshold,
+            tolerate_compromised,
             peers,
             out_dir,
-        } => init(index, threshold, &peers, &out_dir),
+        } => init(index, (threshold, tolerate_compromised), &peers, &out_dir),
         GroupCommand::Join {
             index,
             identity,
             recipient,
             dealings,
+            own_dealing_sha256,
             out,
-        } => join(index, &identity, &recipient, &dealings, &out),
+        } => join(
+            index,
+            &identity,
+            &recipient,
+            &dealings,
+            own_dealing_sha256.as_deref(),
+            &out,
+        ),
         GroupCommand::Refresh {
             share,
             identity,
             threshold,
+            tolerate_compromised,
             peers,
             out_dir,
-        } => refresh(&share, &identity, threshold, &peers, &out_dir),
+        } => refresh(
+            &share,
+            &identity,
+            (threshold, tolerate_compromised),
+            &peers,
+            &out_dir,
+        ),
     }
 }
 
@@ -123,7 +146,7 @@ const SHARE_KIND: &str = "signward-threshold-share";
 /// is at least 2 and a majority.
 fn recipients(
     peers: &[String],
-    threshold: u32,
+    (threshold, f): (u32, u32),
 ) -> anyhow::Result<std::collections::BTreeMap<u32, age::x25519::Recipient>> {
     let mut recipients = std::collections::BTreeMap::new();
     for p in peers {
@@ -145,11 +168,12 @@ fn recipients(
         bail!("peer indexes must be 1..={n}, each once");
     }
     signward_threshold_parameters(threshold, n)?;
-    if 2 * threshold <= n {
+    if 2 * threshold <= n + f {
         bail!(
-            "a threshold of {threshold} of {n} is not a majority: two disjoint sets of {threshold} peers \
-             could each sign one of two conflicting messages; use more than {}",
-            n / 2
+            "a threshold of {threshold} of {n} does not keep slashing protection against {f} \
+             compromised peer(s) (it needs 2t > n + f): two sets of signers could each sign one \
+             of two conflicting messages; use more than {}",
+            (n + f) / 2
         );
     }
     Ok(recipients)
@@ -201,7 +225,7 @@ fn write_dealing(
         let dealt = DealtShare {
             dealer,
             index: *index,
-            share: Zeroizing::new(format!("0x{}", hex::encode(*share.dangerous_bytes()))),
+            share: secret_hex(&share.dangerous_bytes()),
         };
         let json = Zeroizing::new(serde_json::to_vec(&dealt)?);
         let sealed = signward_vault::backup::encrypt_armored(recipient, &json)
@@ -224,15 +248,21 @@ fn write_dealing(
     Ok(())
 }
 
-fn init(index: u32, threshold: u32, peers: &[String], out_dir: &Path) -> anyhow::Result<()> {
-    let recipients = recipients(peers, threshold)?;
+fn init(
+    index: u32,
+    (threshold, f): (u32, u32),
+    peers: &[String],
+    out_dir: &Path,
+) -> anyhow::Result<()> {
+    let recipients = recipients(peers, (threshold, f))?;
     if !recipients.contains_key(&index) {
         bail!("--index {index} is not one of the peers");
     }
     let n = recipients.len() as u32;
     let dealing = signward_threshold::deal(threshold, n).map_err(|e| anyhow::anyhow!("{e}"))?;
     write_dealing(index, threshold, &dealing, None, &recipients, out_dir)?;
-    println!("{}", out_dir.display());
+    let raw = std::fs::read(out_dir.join("dealing.json"))?;
+    println!("dealing_sha256 = \"{}\"", sha256_hex(&raw));
     Ok(())
 }
 
@@ -271,11 +301,11 @@ fn open_share_file(path: &Path, identity: &Path) -> anyhow::Result<(SecretShare,
 fn refresh(
     share: &Path,
     identity: &Path,
-    threshold: u32,
+    (threshold, f): (u32, u32),
     peers: &[String],
     out_dir: &Path,
 ) -> anyhow::Result<()> {
-    let recipients = recipients(peers, threshold)?;
+    let recipients = recipients(peers, (threshold, f))?;
     let (share, commitments) = open_share_file(share, identity)?;
     let dealer = share.index();
     let key = signward_threshold::KeyShare { share, commitments };
@@ -293,11 +323,29 @@ fn refresh(
     Ok(())
 }
 
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// `0x` and the hex of a secret 32-byte value, in a buffer wiped on drop (no other copy is made
+/// on the heap).
+fn secret_hex(bytes: &[u8; 32]) -> Zeroizing<String> {
+    let mut buf = Zeroizing::new([0u8; 64]);
+    // Cannot fail: the output is exactly twice the input.
+    let _ = hex::encode_to_slice(bytes, &mut buf[..]);
+    let mut out = Zeroizing::new(String::with_capacity(66));
+    out.push_str("0x");
+    out.push_str(std::str::from_utf8(&buf[..]).unwrap_or_default());
+    out
+}
+
 fn join(
     index: u32,
     identity: &Path,
     recipient: &str,
     dealings: &[PathBuf],
+    own_dealing_sha256: Option<&str>,
     out: &Path,
 ) -> anyhow::Result<()> {
     let recipient = age::x25519::Recipient::from_str(recipient.trim())
@@ -311,13 +359,29 @@ fn join(
     let identities = signward_vault::share::read_identities(identity)
         .map_err(|e| anyhow::anyhow!("{}: {e}", identity.display()))?;
     let mut received = Vec::new();
+    let mut own_seen = false;
     let mut shape: Option<(u32, u32, Option<Commitments>)> = None;
     for dir in dealings {
         let path = dir.join("dealing.json");
-        let public: DealingFile = serde_json::from_slice(
-            &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-        )
-        .with_context(|| format!("{} is not a dealing", path.display()))?;
+        let raw = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let public: DealingFile = serde_json::from_slice(&raw)
+            .with_context(|| format!("{} is not a dealing", path.display()))?;
+        if public.dealer == index && public.refresh_of.is_none() {
+            let Some(own) = own_dealing_sha256 else {
+                bail!("key generation: pass --own-dealing-sha256 (printed by this peer's `group init`)");
+            };
+            if !own
+                .trim()
+                .trim_start_matches("0x")
+                .eq_ignore_ascii_case(&sha256_hex(&raw))
+            {
+                bail!(
+                    "{}: this is not the dealing this peer made (its SHA-256 differs from --own-dealing-sha256)",
+                    path.display()
+                );
+            }
+            own_seen = true;
+        }
         if public.kind != DEALING_KIND || public.version != 1 {
             bail!("{} is not a version-1 signward dealing", path.display());
         }
@@ -368,11 +432,16 @@ fn join(
     }
     let key = match &refresh_of {
         None => {
-            if received.len() != n as usize {
+            let dealers: std::collections::BTreeSet<u32> =
+                received.iter().map(|r| r.dealer).collect();
+            if received.len() != n as usize || dealers.iter().copied().ne(1..=n) {
                 bail!(
-                    "key generation needs every peer's dealing: {} given, {n} peers",
+                    "key generation needs every peer's dealing, dealers 1..={n} once each: {} given",
                     received.len()
                 );
+            }
+            if !own_seen {
+                bail!("key generation: this peer's own dealing (dealer {index}) is not among those given");
             }
             signward_threshold::combine_dealings(index, threshold, &received)
         }
@@ -386,17 +455,13 @@ fn join(
         group_public_key: group_key.clone(),
         index,
         commitments: key.commitments.clone(),
-        share: Zeroizing::new(format!("0x{}", hex::encode(*key.share.dangerous_bytes()))),
+        share: secret_hex(&key.share.dangerous_bytes()),
     };
     let json = Zeroizing::new(serde_json::to_vec(&file)?);
     let sealed = signward_vault::backup::encrypt_armored(&recipient, &json)
         .map_err(|e| anyhow::anyhow!("encrypting the share file: {e}"))?;
     write_secret_file(out, &sealed).with_context(|| format!("writing {}", out.display()))?;
-    let digest = {
-        use sha2::Digest;
-        let c = serde_json::to_vec(&key.commitments)?;
-        hex::encode(&sha2::Sha256::digest(&c)[..8])
-    };
+    let digest = sha256_hex(&serde_json::to_vec(&key.commitments)?);
     println!("group_public_key = \"{group_key}\"");
     println!("commitments_digest = \"{digest}\"");
     Ok(())
@@ -405,11 +470,11 @@ fn join(
 fn split(
     keystore: &Path,
     password_file: &Path,
-    threshold: u32,
+    (threshold, f): (u32, u32),
     peers: &[String],
     out_dir: &Path,
 ) -> anyhow::Result<()> {
-    let recipients = recipients(peers, threshold)?;
+    let recipients = recipients(peers, (threshold, f))?;
     let n = recipients.len() as u32;
     let password = signward_keys::password::read_password_file(password_file)
         .with_context(|| format!("password file {}", password_file.display()))?;
@@ -443,7 +508,7 @@ fn split(
             group_public_key: group_key.clone(),
             index: *index,
             commitments: dealing.commitments.clone(),
-            share: Zeroizing::new(format!("0x{}", hex::encode(*share.dangerous_bytes()))),
+            share: secret_hex(&share.dangerous_bytes()),
         };
         let json = Zeroizing::new(serde_json::to_vec(&file)?);
         let sealed = signward_vault::backup::encrypt_armored(recipient, &json)
@@ -474,6 +539,17 @@ struct GroupFile {
     shares: Vec<PathBuf>,
     #[serde(default = "default_timeout_ms")]
     timeout_ms: u64,
+    /// What the other peers may ask this peer to sign (operation names, `duties` for all of a
+    /// validator's duties). Default: duties without validator registrations.
+    #[serde(default)]
+    peer_operations: Option<Vec<String>>,
+    /// Fee recipients a peer may ask a validator registration for; required when
+    /// `peer_operations` allows registrations.
+    #[serde(default)]
+    peer_fee_recipients: Option<Vec<String>>,
+    /// Compromised peers the group's slashing protection must withstand: 2t > n + f.
+    #[serde(default)]
+    tolerate_compromised: u32,
     peers: Vec<PeerFile>,
 }
 
@@ -535,6 +611,16 @@ pub fn load(path: &Path) -> anyhow::Result<GroupSetup> {
             cert_sha256: pin,
         });
     }
+    let mut pins = std::collections::BTreeSet::new();
+    for p in &peers {
+        if !pins.insert(p.cert_sha256.clone()) {
+            bail!(
+                "{}: two peers share the pin {}",
+                path.display(),
+                p.cert_sha256
+            );
+        }
+    }
     let tls = GroupTls::load(&rel(&file.tls_cert), &rel(&file.tls_key), peers)
         .context("the group's TLS identity")?;
     if tls.pins().contains_key(&tls.own_fingerprint()) {
@@ -545,12 +631,42 @@ pub fn load(path: &Path) -> anyhow::Result<GroupSetup> {
     }
     let timeout = Duration::from_millis(file.timeout_ms.clamp(100, 60_000));
     let client = tls.client(timeout).context("the group's TLS client")?;
+    let mut policy = signward_engine::group::default_peer_policy();
+    if let Some(ops) = &file.peer_operations {
+        policy.allow_ops = Some(
+            signward_auth::parse_operations(ops)
+                .map_err(|e| anyhow::anyhow!("{}: peer_operations: {e}", path.display()))?,
+        );
+    }
+    if let Some(list) = &file.peer_fee_recipients {
+        let mut set = std::collections::BTreeSet::new();
+        for a in list {
+            set.insert(
+                signward_policy::parse_address(a)
+                    .map_err(|e| anyhow::anyhow!("{}: peer_fee_recipients: {e}", path.display()))?,
+            );
+        }
+        policy.fee_recipients = Some(set);
+    }
+    let registrations = policy
+        .allow_ops
+        .as_ref()
+        .is_some_and(|o| o.contains(&signward_auth::Operation::ValidatorRegistration));
+    if registrations && policy.fee_recipients.is_none() {
+        bail!(
+            "{}: peer_operations allows validator registrations: set peer_fee_recipients, or a \
+             compromised peer could register the validator to its own fee recipient",
+            path.display()
+        );
+    }
     let mut groups = Groups::new(
         file.index,
         file.peers.iter().map(|p| p.index).collect(),
         Arc::new(client),
         timeout,
-    );
+    )
+    .with_peer_policy(policy)
+    .with_tolerated_compromise(file.tolerate_compromised);
     let identities = signward_vault::share::read_identities(&rel(&file.age_identity))
         .map_err(|e| anyhow::anyhow!("{}: {e}", file.age_identity.display()))?;
     if file.shares.is_empty() {

@@ -392,6 +392,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             let app = signward_server::peers::peer_router(state.clone(), config.limits, gtls.pins());
             let tls = Arc::new(signward_server::tls::Tls::fixed(server_config, true));
             tracing::info!(address = %listener.local_addr()?, pin = %gtls.own_fingerprint(), "signing group: peer listener (pinned mTLS)");
+            // Each other peer keeps at most 32 connections here (`server::peers`).
             let conns = ConnLimits { max_connections: 256, max_per_ip: 64, ..config.connections };
             tokio::spawn(async move {
                 if let Err(e) = signward_server::serve_tls(listener, app, tls, conns, std::future::pending(), Duration::from_secs(1)).await {

@@ -122,12 +122,46 @@ pub async fn healthcheck(State((state, _)): State<(Arc<AppState>, Limits)>) -> R
         },
         "data": {"location": audit_location, "last-write-failed": state.audit_failing()},
     });
+    // A peer down does not make this signer unhealthy (n - t may be down); its counts and last
+    // failure show here and in the metrics.
+    let group = match state.groups() {
+        None => json!({"id": "group-check", "status": "DISABLED", "data": {}}),
+        Some(g) => {
+            let (signed, unavailable) = g.coordinated();
+            let peers: Vec<serde_json::Value> = g
+                .peer_stats()
+                .into_iter()
+                .map(|(index, s)| {
+                    let (answered, failed, invalid, last) = s.snapshot();
+                    json!({
+                        "index": index,
+                        "partials": answered,
+                        "failures": failed,
+                        "invalid": invalid,
+                        "last-failure": last.as_ref().map(|(label, _)| label.clone()),
+                        "last-failure-time": last.map(|(_, t)| t),
+                    })
+                })
+                .collect();
+            json!({
+                "id": "group-check",
+                "status": "UP",
+                "data": {
+                    "index": g.me(),
+                    "keys": g.keys().len(),
+                    "signed": signed,
+                    "unavailable": unavailable,
+                    "peers": peers,
+                },
+            })
+        }
+    };
     let up =
         keys_status == "UP" && db_status == "UP" && vault_status == "UP" && !halted && audit_up;
     let overall = if up { "UP" } else { "DOWN" };
     let body = json!({
         "status": overall,
-        "checks": [{"id": "keys-check", "status": keys_status, "data": data}, slashing, vault, evm, halt, audit],
+        "checks": [{"id": "keys-check", "status": keys_status, "data": data}, slashing, vault, evm, halt, audit, group],
         "outcome": overall,
     });
     let code = if up {
