@@ -30,6 +30,14 @@
 #     check available: the signature is valid for a root that signward recorded signing with that
 #     key, and nothing but signward holds the keys. Counts per fork are printed.
 #
+# With SIGNWARD_DEVNET_GROUP=1 (scripts/test.sh runs both), the same test runs through a 2-of-3
+# threshold signing group (issue 17, docs/threshold.md): each interop keystore is split with
+# `signward group split` among three signward peers (their own data directories, slashing
+# databases and audit logs, pinned mTLS between them); nothing holds a whole key while the chain
+# runs. The VCs talk to peer 1 as before; every signature is combined from two peers' partials.
+# It also checks that peers 2 and 3 recorded the partial signatures they released, and that the
+# group's signatures on chain verify under the validators' keys (check_chain.py, unchanged).
+#
 # Authentication: a `signward token create` credential, the token given to Lodestar in the
 # externalSigner URL's userinfo (Lodestar 1.5.1 sends it as HTTP Basic), written to Lodestar's
 # rcConfig file (0600) rather than its argv. See AUTH below for the switch to a source-address
@@ -55,6 +63,7 @@ fi
 # userinfo, and both VCs are the one credential `lodestar` (the audit caller check counts both).
 # SIGNWARD_DEVNET_AUTH=token runs the same test with a token in the URL (Basic), which 1.5.1 sends.
 AUTH="${SIGNWARD_DEVNET_AUTH:-source}"
+GROUP="${SIGNWARD_DEVNET_GROUP:-0}"
 
 SECONDS_PER_SLOT="${SIGNWARD_DEVNET_SECONDS_PER_SLOT:-3}"
 EPOCH_SECS=$((8 * SECONDS_PER_SLOT))                   # minimal preset: 8 slots per epoch
@@ -165,19 +174,73 @@ VC1_URL=$(signer_url lodestar)
 VC2_URL=$VC1_URL
 [ "$AUTH" = token ] && VC2_URL=$(signer_url doppelganger)
 
+wait_loaded() { # $1: log file, $2: pid
+  for _ in $(seq 1 600); do
+    grep -q "key loading finished" "$1" && break
+    kill -0 "$2" 2>/dev/null || fail "signward exited while starting ($1)"
+    sleep 0.2
+  done
+  grep -q "key loading finished" "$1" || fail "signward did not load its keys ($1)"
+}
+SIGNER_KEYS=(--keystores-path "$KEYS" --keystores-password-file "$WORK/keystore-password")
+if [ "$GROUP" = 1 ]; then
+  # Three peer identities, each keystore split 2-of-3 to their age recipients, then the
+  # keystores deleted: the peers hold shares only.
+  declare -A PIN REC GPORT
+  for i in 1 2 3; do
+    "$SIGNWARD" group identity --out-dir "$WORK/peer$i" --name "peer$i" >"$WORK/peer$i.id" \
+      || fail "group identity $i"
+    PIN[$i]=$(sed -n 's/^cert_sha256 = "\(.*\)"$/\1/p' "$WORK/peer$i.id")
+    REC[$i]=$(sed -n 's/^age_recipient = "\(.*\)"$/\1/p' "$WORK/peer$i.id")
+    GPORT[$i]=$(free_port)
+  done
+  for k in "$KEYS"/*.json; do
+    "$SIGNWARD" group split --keystore "$k" --password-file "$WORK/keystore-password" \
+      --threshold 2 --peer "1=${REC[1]}" --peer "2=${REC[2]}" --peer "3=${REC[3]}" \
+      --out-dir "$WORK/shares/$(basename "$k" .json)" >>"$WORK/split.log" 2>&1 || fail "group split $k"
+  done
+  rm -rf "$KEYS"
+  for i in 1 2 3; do
+    {
+      echo "index = $i"
+      echo "listen = \"127.0.0.1:${GPORT[$i]}\""
+      echo "tls_cert = \"$WORK/peer$i/peer$i.crt\""
+      echo "tls_key = \"$WORK/peer$i/peer$i.key\""
+      echo "age_identity = \"$WORK/peer$i/peer$i.agekey\""
+      echo "timeout_ms = 2000"
+      printf 'shares = ['
+      first=1
+      for d in "$WORK"/shares/*/; do
+        [ "$first" = 1 ] || printf ', '
+        printf '"%s"' "${d}share-$i.age"
+        first=0
+      done
+      echo ']'
+      for j in 1 2 3; do
+        [ "$j" = "$i" ] && continue
+        printf '\n[[peers]]\nindex = %s\naddr = "127.0.0.1:%s"\ncert_sha256 = "%s"\n' "$j" "${GPORT[$j]}" "${PIN[$j]}"
+      done
+    } >"$WORK/group-$i.toml"
+    chmod 600 "$WORK/group-$i.toml"
+  done
+  SIGNER_KEYS=(--group-config "$WORK/group-1.toml")
+  for i in 2 3; do
+    log "starting signing-group peer $i"
+    SIGNWARD_LOG=info "$SIGNWARD" serve --data-dir "$WORK/peer$i-data" --http-listen-port "$(free_port)" \
+      --network "$NET/config.yaml" --genesis-time "$GENESIS_TIME" --group-config "$WORK/group-$i.toml" \
+      "${ROOTFLAG[@]}" >"$WORK/peer$i.log" 2>&1 &
+    PIDS+=("$!")
+    wait_loaded "$WORK/peer$i.log" "$!"
+  done
+fi
+
 log "starting signward on :$SW_PORT"
 SIGNWARD_LOG=info "$SIGNWARD" serve --data-dir "$SWDATA" --http-listen-port "$SW_PORT" \
-  --network "$NET/config.yaml" --genesis-time "$GENESIS_TIME" --keystores-path "$KEYS" \
-  --keystores-password-file "$WORK/keystore-password" "${ROOTFLAG[@]}" \
+  --network "$NET/config.yaml" --genesis-time "$GENESIS_TIME" "${SIGNER_KEYS[@]}" "${ROOTFLAG[@]}" \
   >"$WORK/signward.log" 2>&1 &
 SW_PID=$!
 PIDS+=("$SW_PID")
-for _ in $(seq 1 600); do
-  grep -q "key loading finished" "$WORK/signward.log" && break
-  kill -0 "$SW_PID" 2>/dev/null || fail "signward exited while starting"
-  sleep 0.2
-done
-grep -q "key loading finished" "$WORK/signward.log" || fail "signward did not load its keys"
+wait_loaded "$WORK/signward.log" "$SW_PID"
 # Authentication is on: without credentials the key list is refused.
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$SW_PORT/api/v1/eth2/publicKeys")
 if [ "$AUTH" = token ]; then
@@ -282,6 +345,20 @@ done
 "$PY" tests/devnet/check_chain.py --beacon "$BN" --config "$NET/config.yaml" \
   --audit "$WORK/audit.jsonl" --doppelganger-since "$DOPPEL_AT" --auth "$AUTH" \
   || fail "chain check"
+
+if [ "$GROUP" = 1 ]; then
+  # Peer 1 coordinated every signature; peers 2 and 3 each recorded the partial signatures they
+  # released to it, in audit logs whose chains verify.
+  for i in 2 3; do
+    "$SIGNWARD" audit verify --data-dir "$WORK/peer$i-data" >>"$WORK/audit-query.log" 2>&1 \
+      || fail "audit verify on peer $i"
+    n=$("$SIGNWARD" audit query --data-dir "$WORK/peer$i-data" --caller peer-1 --decision signed 2>/dev/null \
+      | grep -c '"partial_sign"' || true)
+    log "peer $i released $n partial signatures to peer 1"
+    [ "$n" -gt 0 ] || fail "peer $i released no partial signature"
+  done
+  grep -q "signing group: threshold keys served" "$WORK/signward.log" || fail "peer 1 served no group keys"
+fi
 
 OK=1
 log "passed in $(($(date +%s) - started_at))s"

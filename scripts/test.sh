@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust unit, vector and end-to-end tests, with the Python cross-checks
 # (py_ecc, remerkleable, ethstaker-deposit), the age CLI and the PostgreSQL tests required, not skipped,
-# then the devnet test: real Lodestar 1.5.1 validator clients signing a live chain through signward
-# (scripts/devnet-test.sh; SIGNWARD_SKIP_DEVNET=1 skips it outside CI).
+# then the devnet test: real Lodestar 1.5.1 validator clients signing a live chain through signward,
+# once with the keys held whole and once through a 2-of-3 signing group (scripts/devnet-test.sh;
+# SIGNWARD_SKIP_DEVNET=1 skips both outside CI).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -24,3 +25,5 @@ if [ "${SIGNWARD_SKIP_DEVNET:-}" != 1 ] || [ -n "${CI:-}" ]; then
 fi
 cargo test --workspace --locked "$@"
 SIGNWARD_BIN="$ROOT/target/debug/signward" scripts/devnet-test.sh
+# The same devnet through a 2-of-3 threshold signing group (docs/threshold.md).
+SIGNWARD_BIN="$ROOT/target/debug/signward" SIGNWARD_DEVNET_GROUP=1 scripts/devnet-test.sh

@@ -703,6 +703,25 @@ pub enum KeystoreCommand {
     },
 }
 
+/// The peers of a (new) group, each with the age recipient its shares are encrypted to, and the
+/// threshold.
+#[derive(Debug, Args)]
+pub struct GroupMembers {
+    /// How many peers must take part in each signature: at least 2, and 2t > n + f (below), so
+    /// that any two sets of signers share an honest peer, whose slashing database refuses the
+    /// second of two conflicting messages.
+    #[arg(long)]
+    pub threshold: u32,
+    /// Compromised peers the group's slashing protection must withstand (docs/threshold.md). With
+    /// 0, conflicting requests from clients are refused, but a compromised peer coordinating can
+    /// get two conflicting messages signed by different honest peers.
+    #[arg(long, default_value_t = 0)]
+    pub tolerate_compromised: u32,
+    /// One per peer (of the new group, for a refresh): `<index>=<age recipient>`, indexes 1..=n.
+    #[arg(long = "peer", value_name = "INDEX=AGE1…", required = true)]
+    pub peers: Vec<String>,
+}
+
 /// `signward group …`
 #[derive(Debug, Subcommand)]
 pub enum GroupCommand {
@@ -730,20 +749,8 @@ pub enum GroupCommand {
         /// The file holding its password.
         #[arg(long)]
         password_file: PathBuf,
-        /// How many peers must take part in each signature: at least 2, and more than half the
-        /// peers (so that any two sets of signers share a peer, whose slashing database refuses
-        /// the second of two conflicting messages).
-        #[arg(long)]
-        threshold: u32,
-        /// Compromised peers the group's slashing protection must withstand (docs/threshold.md):
-        /// the threshold must satisfy 2t > n + f. With 0, conflicting requests from clients are
-        /// refused, but a compromised peer coordinating can get two conflicting messages signed
-        /// by different honest peers.
-        #[arg(long, default_value_t = 0)]
-        tolerate_compromised: u32,
-        /// One per peer: `<index>=<age recipient>`, indexes 1..=n.
-        #[arg(long = "peer", value_name = "INDEX=AGE1…", required = true)]
-        peers: Vec<String>,
+        #[command(flatten)]
+        members: GroupMembers,
         /// Where to write the share files (created 0700).
         #[arg(long)]
         out_dir: PathBuf,
@@ -756,18 +763,8 @@ pub enum GroupCommand {
         /// This peer's index (1..=n).
         #[arg(long)]
         index: u32,
-        /// Signers needed: at least 2 and more than half the peers.
-        #[arg(long)]
-        threshold: u32,
-        /// Compromised peers the group's slashing protection must withstand (docs/threshold.md):
-        /// the threshold must satisfy 2t > n + f. With 0, conflicting requests from clients are
-        /// refused, but a compromised peer coordinating can get two conflicting messages signed
-        /// by different honest peers.
-        #[arg(long, default_value_t = 0)]
-        tolerate_compromised: u32,
-        /// One per peer: `<index>=<age recipient>`, indexes 1..=n.
-        #[arg(long = "peer", value_name = "INDEX=AGE1…", required = true)]
-        peers: Vec<String>,
+        #[command(flatten)]
+        members: GroupMembers,
         /// Where to write the dealing (created 0700; never overwritten).
         #[arg(long)]
         out_dir: PathBuf,
@@ -810,18 +807,8 @@ pub enum GroupCommand {
         /// This peer's age identity file, which opens it.
         #[arg(long)]
         identity: PathBuf,
-        /// Signers needed in the new group.
-        #[arg(long)]
-        threshold: u32,
-        /// Compromised peers the group's slashing protection must withstand (docs/threshold.md):
-        /// the threshold must satisfy 2t > n + f. With 0, conflicting requests from clients are
-        /// refused, but a compromised peer coordinating can get two conflicting messages signed
-        /// by different honest peers.
-        #[arg(long, default_value_t = 0)]
-        tolerate_compromised: u32,
-        /// One per peer of the new group: `<index>=<age recipient>`, indexes 1..=n.
-        #[arg(long = "peer", value_name = "INDEX=AGE1…", required = true)]
-        peers: Vec<String>,
+        #[command(flatten)]
+        members: GroupMembers,
         /// Where to write the dealing (created 0700; never overwritten).
         #[arg(long)]
         out_dir: PathBuf,

@@ -18,13 +18,7 @@ use signward_server::peers::{GroupTls, Peer};
 const GVR: &str = "0x0000000000000000000000000000000000000000000000000000000000000000";
 
 fn attestation(source: u64, target: u64, block_root_byte: u64) -> Value {
-    json!({"type": "ATTESTATION",
-           "fork_info": {"fork": {"previous_version": "0x00000001", "current_version": "0x00000001", "epoch": "0"},
-                         "genesis_validators_root": GVR},
-           "attestation": {"slot": (target * 8).to_string(), "index": "0",
-               "beacon_block_root": format!("0x{:064x}", block_root_byte),
-               "source": {"epoch": source.to_string(), "root": format!("0x{}", "00".repeat(32))},
-               "target": {"epoch": target.to_string(), "root": format!("0x{}", "00".repeat(32))}}})
+    attestation_at(GVR, source, target, block_root_byte)
 }
 
 struct Identity {
@@ -465,73 +459,38 @@ fn group_setup_refuses_what_would_weaken_it() {
     let keystores = pbkdf2_keystores(d, "k", b"pw", 1);
     let pass = d.join("k.pass");
     let id = Identity::new(d, "p1");
+    // `group split` of the keystore with `threshold`, to one recipient per index in `indexes`.
+    let split = |threshold: &str, indexes: &[u32], out: &str, needle: &str| {
+        let peers: Vec<String> = indexes
+            .iter()
+            .flat_map(|i| ["--peer".to_string(), format!("{i}={}", id.recipient)])
+            .collect();
+        let mut args = vec![
+            "group",
+            "split",
+            "--keystore",
+            s(&keystores[0]),
+            "--password-file",
+            s(&pass),
+            "--threshold",
+            threshold,
+        ];
+        args.extend(strs(&peers));
+        let out = d.join(out);
+        args.extend(["--out-dir", s(&out)]);
+        sw_err(&args, &[], needle);
+    };
     // A threshold of 1 would give each peer the whole key.
-    sw_err(
-        &[
-            "group",
-            "split",
-            "--keystore",
-            s(&keystores[0]),
-            "--password-file",
-            s(&pass),
-            "--threshold",
-            "1",
-            "--peer",
-            &format!("1={}", id.recipient),
-            "--peer",
-            &format!("2={}", id.recipient),
-            "--out-dir",
-            s(&d.join("s1")),
-        ],
-        &[],
-        "invalid threshold",
-    );
+    split("1", &[1, 2], "s1", "invalid threshold");
     // A threshold that is not a majority: two halves could sign conflicting messages.
-    sw_err(
-        &[
-            "group",
-            "split",
-            "--keystore",
-            s(&keystores[0]),
-            "--password-file",
-            s(&pass),
-            "--threshold",
-            "2",
-            "--peer",
-            &format!("1={}", id.recipient),
-            "--peer",
-            &format!("2={}", id.recipient),
-            "--peer",
-            &format!("3={}", id.recipient),
-            "--peer",
-            &format!("4={}", id.recipient),
-            "--out-dir",
-            s(&d.join("s0")),
-        ],
-        &[],
+    split(
+        "2",
+        &[1, 2, 3, 4],
+        "s0",
         "does not keep slashing protection",
     );
     // Indexes must be 1..=n.
-    sw_err(
-        &[
-            "group",
-            "split",
-            "--keystore",
-            s(&keystores[0]),
-            "--password-file",
-            s(&pass),
-            "--threshold",
-            "2",
-            "--peer",
-            &format!("1={}", id.recipient),
-            "--peer",
-            &format!("3={}", id.recipient),
-            "--out-dir",
-            s(&d.join("s2")),
-        ],
-        &[],
-        "indexes must be",
-    );
+    split("2", &[1, 3], "s2", "indexes must be");
     // An identity is never overwritten.
     sw_err(
         &["group", "identity", "--out-dir", s(&id.dir), "--name", "p1"],

@@ -14,13 +14,7 @@ use serde_json::{json, Value};
 const GVR: &str = "0x04700007fabc8282644aed6d1c7c9e21d38a03a0c4ba193f3afe428824b3a673";
 
 fn attestation(source: u64, target: u64, block_root_byte: u64) -> Value {
-    json!({"type": "ATTESTATION",
-           "fork_info": {"fork": {"previous_version": "0x00000001", "current_version": "0x00000001", "epoch": "0"},
-                         "genesis_validators_root": GVR},
-           "attestation": {"slot": (target * 8).to_string(), "index": "0",
-               "beacon_block_root": format!("0x{:064x}", block_root_byte),
-               "source": {"epoch": source.to_string(), "root": format!("0x{}", "00".repeat(32))},
-               "target": {"epoch": target.to_string(), "root": format!("0x{}", "00".repeat(32))}}})
+    attestation_at(GVR, source, target, block_root_byte)
 }
 
 fn block(slot: u64, body_byte: u64) -> Value {

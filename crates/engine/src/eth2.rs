@@ -60,17 +60,15 @@ pub async fn sign(
     record: signward_audit::Record,
     started: std::time::Instant,
 ) -> Result<Signed, Rejection> {
-    let mut draft = AuditDraft {
+    run(
+        state,
+        Who::Client(caller),
+        identifier,
+        body,
         record,
-        kind: None,
-        written: false,
         started,
-    };
-    let result = match body {
-        Ok(body) => sign_eth2(state, Who::Client(caller), identifier, body, &mut draft).await,
-        Err(e) => Err(e),
-    };
-    finish(state, result, draft, started).await
+    )
+    .await
 }
 
 /// Another peer of this peer's signing group asks for this peer's partial signature of an
@@ -87,6 +85,22 @@ pub async fn partial(
     record: signward_audit::Record,
     started: std::time::Instant,
 ) -> Result<(Signed, u32), Rejection> {
+    let index = state.groups.as_ref().map(|g| g.me()).unwrap_or(0);
+    run(state, Who::Peer(peer), identifier, body, record, started)
+        .await
+        .map(|signed| (signed, index))
+}
+
+/// Run the pipeline for `who`, then record the decision (unless the slashing database already
+/// committed it with its check) and answer.
+async fn run(
+    state: &Arc<AppState>,
+    who: Who<'_>,
+    identifier: &str,
+    body: Result<&[u8], Rejection>,
+    record: signward_audit::Record,
+    started: std::time::Instant,
+) -> Result<Signed, Rejection> {
     let mut draft = AuditDraft {
         record,
         kind: None,
@@ -94,23 +108,9 @@ pub async fn partial(
         started,
     };
     let result = match body {
-        Ok(body) => sign_eth2(state, Who::Peer(peer), identifier, body, &mut draft).await,
+        Ok(body) => sign_eth2(state, who, identifier, body, &mut draft).await,
         Err(e) => Err(e),
     };
-    let index = state.groups.as_ref().map(|g| g.me()).unwrap_or(0);
-    finish(state, result, draft, started)
-        .await
-        .map(|signed| (signed, index))
-}
-
-/// Record the decision (unless the slashing database already committed it with its check) and
-/// answer.
-async fn finish(
-    state: &Arc<AppState>,
-    result: Result<Signed, Rejection>,
-    draft: AuditDraft,
-    started: std::time::Instant,
-) -> Result<Signed, Rejection> {
     if matches!(result, Err(Rejection::AuditUnavailable)) {
         state.note_audit(false);
     }

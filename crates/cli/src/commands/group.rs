@@ -13,7 +13,7 @@ use signward_server::peers::{GroupTls, Peer};
 use signward_threshold::{Commitments, SecretShare};
 use zeroize::Zeroizing;
 
-use crate::cli::GroupCommand;
+use crate::cli::{GroupCommand, GroupMembers};
 
 pub fn run(command: GroupCommand) -> anyhow::Result<()> {
     match command {
@@ -21,24 +21,14 @@ pub fn run(command: GroupCommand) -> anyhow::Result<()> {
         GroupCommand::Split {
             keystore,
             password_file,
-            threshold,
-            tolerate_compromised,
-            peers,
+            members,
             out_dir,
-        } => split(
-            &keystore,
-            &password_file,
-            (threshold, tolerate_compromised),
-            &peers,
-            &out_dir,
-        ),
+        } => split(&keystore, &password_file, &members, &out_dir),
         GroupCommand::Init {
             index,
-            threshold,
-            tolerate_compromised,
-            peers,
+            members,
             out_dir,
-        } => init(index, (threshold, tolerate_compromised), &peers, &out_dir),
+        } => init(index, &members, &out_dir),
         GroupCommand::Join {
             index,
             identity,
@@ -57,17 +47,9 @@ pub fn run(command: GroupCommand) -> anyhow::Result<()> {
         GroupCommand::Refresh {
             share,
             identity,
-            threshold,
-            tolerate_compromised,
-            peers,
+            members,
             out_dir,
-        } => refresh(
-            &share,
-            &identity,
-            (threshold, tolerate_compromised),
-            &peers,
-            &out_dir,
-        ),
+        } => refresh(&share, &identity, &members, &out_dir),
     }
 }
 
@@ -145,9 +127,13 @@ const SHARE_KIND: &str = "signward-threshold-share";
 /// Parse `--peer <index>=<age recipient>` arguments: indexes exactly 1..=n, and a threshold that
 /// is at least 2 and a majority.
 fn recipients(
-    peers: &[String],
-    (threshold, f): (u32, u32),
+    members: &GroupMembers,
 ) -> anyhow::Result<std::collections::BTreeMap<u32, age::x25519::Recipient>> {
+    let (peers, threshold, f) = (
+        &members.peers,
+        members.threshold,
+        members.tolerate_compromised,
+    );
     let mut recipients = std::collections::BTreeMap::new();
     for p in peers {
         let (index, recipient) = p
@@ -248,13 +234,9 @@ fn write_dealing(
     Ok(())
 }
 
-fn init(
-    index: u32,
-    (threshold, f): (u32, u32),
-    peers: &[String],
-    out_dir: &Path,
-) -> anyhow::Result<()> {
-    let recipients = recipients(peers, (threshold, f))?;
+fn init(index: u32, members: &GroupMembers, out_dir: &Path) -> anyhow::Result<()> {
+    let recipients = recipients(members)?;
+    let threshold = members.threshold;
     if !recipients.contains_key(&index) {
         bail!("--index {index} is not one of the peers");
     }
@@ -271,8 +253,17 @@ fn init(
 fn open_share_file(path: &Path, identity: &Path) -> anyhow::Result<(SecretShare, Commitments)> {
     let identities = signward_vault::share::read_identities(identity)
         .map_err(|e| anyhow::anyhow!("{}: {e}", identity.display()))?;
+    open_share_with(path, &identities)
+}
+
+/// Open a share file with `identities`: its kind and version, its share, its group key against
+/// its commitments, and its share against them.
+fn open_share_with(
+    path: &Path,
+    identities: &[Box<dyn age::Identity>],
+) -> anyhow::Result<(SecretShare, Commitments)> {
     let sealed = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let json = signward_vault::backup::decrypt_armored(&sealed, &identities)
+    let json = signward_vault::backup::decrypt_armored(&sealed, identities)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let share: ShareFile = serde_json::from_slice(&json)
         .with_context(|| format!("{} is not a signward share file", path.display()))?;
@@ -301,11 +292,11 @@ fn open_share_file(path: &Path, identity: &Path) -> anyhow::Result<(SecretShare,
 fn refresh(
     share: &Path,
     identity: &Path,
-    (threshold, f): (u32, u32),
-    peers: &[String],
+    members: &GroupMembers,
     out_dir: &Path,
 ) -> anyhow::Result<()> {
-    let recipients = recipients(peers, (threshold, f))?;
+    let recipients = recipients(members)?;
+    let threshold = members.threshold;
     let (share, commitments) = open_share_file(share, identity)?;
     let dealer = share.index();
     let key = signward_threshold::KeyShare { share, commitments };
@@ -470,11 +461,11 @@ fn join(
 fn split(
     keystore: &Path,
     password_file: &Path,
-    (threshold, f): (u32, u32),
-    peers: &[String],
+    members: &GroupMembers,
     out_dir: &Path,
 ) -> anyhow::Result<()> {
-    let recipients = recipients(peers, (threshold, f))?;
+    let recipients = recipients(members)?;
+    let threshold = members.threshold;
     let n = recipients.len() as u32;
     let password = signward_keys::password::read_password_file(password_file)
         .with_context(|| format!("password file {}", password_file.display()))?;
@@ -674,31 +665,11 @@ pub fn load(path: &Path) -> anyhow::Result<GroupSetup> {
     }
     for s in &file.shares {
         let p = rel(s);
-        let sealed = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
-        let json = signward_vault::backup::decrypt_armored(&sealed, &identities)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-        let share: ShareFile = serde_json::from_slice(&json)
-            .with_context(|| format!("{} is not a signward share file", p.display()))?;
-        if share.kind != SHARE_KIND || share.version != 1 {
-            bail!("{} is not a version-1 signward share file", p.display());
-        }
-        let mut bytes = Zeroizing::new([0u8; 32]);
-        hex::decode_to_slice(share.share.trim_start_matches("0x"), &mut bytes[..])
-            .with_context(|| format!("{}: the share is not 32 bytes of hex", p.display()))?;
-        let secret = SecretShare::from_bytes(share.index, &bytes)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-        if format!("0x{}", hex::encode(share.commitments.group_public_key()))
-            != share.group_public_key
-        {
-            bail!(
-                "{}: the group public key does not match the commitments",
-                p.display()
-            );
-        }
+        let (secret, commitments) = open_share_with(&p, &identities)?;
         let key = groups
             .add(GroupShare {
                 share: secret,
-                commitments: share.commitments,
+                commitments,
             })
             .with_context(|| p.display().to_string())?;
         tracing::info!(group_key = %key.to_hex(), index = file.index, "signing group: share loaded");

@@ -698,3 +698,21 @@ pub fn sign_with(server: &Server, auth: &str, pk: &str, body: &serde_json::Value
         &serde_json::to_vec(body).unwrap(),
     )
 }
+
+/// An ATTESTATION sign request on the minimal test network (fork version 0x00000001) for chain
+/// `gvr`: source and target epochs, and a byte that varies the block root (so two requests for
+/// one target can conflict).
+pub fn attestation_at(
+    gvr: &str,
+    source: u64,
+    target: u64,
+    block_root_byte: u64,
+) -> serde_json::Value {
+    serde_json::json!({"type": "ATTESTATION",
+           "fork_info": {"fork": {"previous_version": "0x00000001", "current_version": "0x00000001", "epoch": "0"},
+                         "genesis_validators_root": gvr},
+           "attestation": {"slot": (target * 8).to_string(), "index": "0",
+               "beacon_block_root": format!("0x{:064x}", block_root_byte),
+               "source": {"epoch": source.to_string(), "root": format!("0x{}", "00".repeat(32))},
+               "target": {"epoch": target.to_string(), "root": format!("0x{}", "00".repeat(32))}}})
+}
