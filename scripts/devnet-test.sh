@@ -176,11 +176,11 @@ VC2_URL=$VC1_URL
 
 wait_loaded() { # $1: log file, $2: pid
   for _ in $(seq 1 600); do
-    grep -q "key loading finished" "$1" && break
+    grep -qs "key loading finished" "$1" && break
     kill -0 "$2" 2>/dev/null || fail "signward exited while starting ($1)"
     sleep 0.2
   done
-  grep -q "key loading finished" "$1" || fail "signward did not load its keys ($1)"
+  grep -qs "key loading finished" "$1" || fail "signward did not load its keys ($1)"
 }
 SIGNER_KEYS=(--keystores-path "$KEYS" --keystores-password-file "$WORK/keystore-password")
 if [ "$GROUP" = 1 ]; then
