@@ -543,33 +543,46 @@ fn key_generation_and_refresh_without_any_whole_key() {
         );
     }
     // Step 2: every peer joins with all three dealings; all see the same group.
-    let join = |i: usize, dealings: &[PathBuf], out: &Path| -> String {
-        let index = (i + 1).to_string();
-        let key = agekey(i);
-        let mut args = vec![
-            "group",
-            "join",
-            "--index",
-            &index,
-            "--identity",
-            s(&key),
-            "--recipient",
-            &ids[i].recipient,
-            "--own-dealing-sha256",
-            &own_hashes[i],
-            "--out",
-            s(out),
+    // `group join` as peer `index` (1-based) with the identity of peer `identity`, its own
+    // dealing's hash when given, the dealings and the share file to write.
+    let join_args = |index: usize,
+                     identity: usize,
+                     own: Option<&str>,
+                     dealings: &[&PathBuf],
+                     out: &str|
+     -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "group".into(),
+            "join".into(),
+            "--index".into(),
+            index.to_string(),
+            "--identity".into(),
+            s(&agekey(identity - 1)).into(),
+            "--recipient".into(),
+            ids[index - 1].recipient.clone(),
+            "--out".into(),
+            s(&d.join(out)).into(),
         ];
-        for dd in dealings {
-            args.extend(["--dealing", s(dd)]);
+        if let Some(own) = own {
+            args.extend(["--own-dealing-sha256".into(), own.to_string()]);
         }
-        sw_ok(&args, &[])
+        for dd in dealings {
+            args.extend(["--dealing".into(), s(dd).into()]);
+        }
+        args
+    };
+    let join = |i: usize, dealings: &[PathBuf], out: &str| -> String {
+        let dealings: Vec<&PathBuf> = dealings.iter().collect();
+        let own = own_hashes.get(i).map(String::as_str);
+        sw_ok(&strs(&join_args(i + 1, i + 1, own, &dealings, out)), &[])
     };
     let dkg: Vec<PathBuf> = (0..3).map(deal_dir).collect();
     let shares: Vec<PathBuf> = (0..3)
         .map(|i| d.join(format!("dkg-share-{}.age", i + 1)))
         .collect();
-    let printed: Vec<String> = (0..3).map(|i| join(i, &dkg, &shares[i])).collect();
+    let printed: Vec<String> = (0..3)
+        .map(|i| join(i, &dkg, &format!("dkg-share-{}.age", i + 1)))
+        .collect();
     assert!(printed.iter().all(|p| *p == printed[0]), "{printed:?}");
     let gpk = printed[0]
         .lines()
@@ -589,95 +602,47 @@ fn key_generation_and_refresh_without_any_whole_key() {
         sw_ok(&args, &[]);
     }
     sw_err(
-        &[
-            "group",
-            "join",
-            "--index",
-            "1",
-            "--identity",
-            s(&agekey(0)),
-            "--recipient",
-            &ids[0].recipient,
-            "--own-dealing-sha256",
-            &own_hashes[0],
-            "--out",
-            s(&d.join("w.age")),
-            "--dealing",
-            s(&forged),
-            "--dealing",
-            s(&dkg[1]),
-            "--dealing",
-            s(&dkg[2]),
-        ],
+        &strs(&join_args(
+            1,
+            1,
+            Some(&own_hashes[0]),
+            &[&forged, &dkg[1], &dkg[2]],
+            "w.age",
+        )),
         &[],
         "not the dealing this peer made",
     );
     sw_err(
-        &[
-            "group",
-            "join",
-            "--index",
-            "1",
-            "--identity",
-            s(&agekey(0)),
-            "--recipient",
-            &ids[0].recipient,
-            "--out",
-            s(&d.join("v.age")),
-            "--dealing",
-            s(&dkg[0]),
-            "--dealing",
-            s(&dkg[1]),
-            "--dealing",
-            s(&dkg[2]),
-        ],
+        &strs(&join_args(
+            1,
+            1,
+            None,
+            &[&dkg[0], &dkg[1], &dkg[2]],
+            "v.age",
+        )),
         &[],
         "--own-dealing-sha256",
     );
     // A peer cannot join with another peer's identity, nor with a dealing missing.
     sw_err(
-        &[
-            "group",
-            "join",
-            "--index",
-            "1",
-            "--identity",
-            s(&agekey(1)),
-            "--recipient",
-            &ids[0].recipient,
-            "--own-dealing-sha256",
-            &own_hashes[0],
-            "--out",
-            s(&d.join("x.age")),
-            "--dealing",
-            s(&dkg[0]),
-            "--dealing",
-            s(&dkg[1]),
-            "--dealing",
-            s(&dkg[2]),
-        ],
+        &strs(&join_args(
+            1,
+            2,
+            Some(&own_hashes[0]),
+            &[&dkg[0], &dkg[1], &dkg[2]],
+            "x.age",
+        )),
         &[],
         "to-1.age",
     );
     sw_err(
-        &[
-            "group",
-            "join",
-            "--index",
-            "1",
-            "--identity",
-            s(&agekey(0)),
-            "--recipient",
-            &ids[0].recipient,
-            "--own-dealing-sha256",
-            &own_hashes[0],
-            "--out",
-            s(&d.join("y.age")),
-            "--dealing",
-            s(&dkg[0]),
-            "--dealing",
-            s(&dkg[1]),
-        ],
+        &strs(&join_args(
+            1,
+            1,
+            Some(&own_hashes[0]),
+            &[&dkg[0], &dkg[1]],
+            "y.age",
+        )),
         &[],
         "every peer's dealing",
     );
@@ -756,7 +721,7 @@ fn key_generation_and_refresh_without_any_whole_key() {
         .map(|i| d.join(format!("new-share-{}.age", i + 1)))
         .collect();
     let printed_new: Vec<String> = (0..3)
-        .map(|i| join(i, &refreshed, &new_shares[i]))
+        .map(|i| join(i, &refreshed, &format!("new-share-{}.age", i + 1)))
         .collect();
     assert!(printed_new.iter().all(|p| *p == printed_new[0]));
     assert!(
@@ -767,20 +732,7 @@ fn key_generation_and_refresh_without_any_whole_key() {
     assert_ne!(printed_new[0], printed[0], "new commitments");
     // A refresh needs exactly the old threshold of holders.
     sw_err(
-        &[
-            "group",
-            "join",
-            "--index",
-            "2",
-            "--identity",
-            s(&agekey(1)),
-            "--recipient",
-            &ids[1].recipient,
-            "--out",
-            s(&d.join("z.age")),
-            "--dealing",
-            s(&refreshed[0]),
-        ],
+        &strs(&join_args(2, 2, None, &[&refreshed[0]], "z.age")),
         &[],
         "dealers given",
     );

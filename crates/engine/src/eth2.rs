@@ -142,12 +142,17 @@ async fn sign_eth2(
     draft: &mut AuditDraft,
 ) -> Result<Signed, Rejection> {
     let audit = &mut draft.record;
-    let (caller, peer) = match who {
-        Who::Client(caller) => (
-            crate::access::admitted(state, caller).map_err(Rejection::Forbidden)?,
-            None,
-        ),
-        Who::Peer(peer) => (None, Some(peer)),
+    // `caller` goes to admission (a canary names it); `grant` is what the authorizer checks: the
+    // client's credential, or for another peer of the group, the group's peer policy.
+    let (caller, grant, group) = match who {
+        Who::Client(caller) => {
+            let caller = crate::access::admitted(state, caller).map_err(Rejection::Forbidden)?;
+            (caller, caller, None)
+        }
+        Who::Peer(peer) => match state.groups.as_ref().filter(|g| g.admits_peer(peer)) {
+            Some(groups) => (None, Some(groups.peer_caller()), Some(groups)),
+            None => return Err(Rejection::UnknownKey),
+        },
     };
     if !state.is_ready() {
         return Err(Rejection::NotReady);
@@ -160,31 +165,30 @@ async fn sign_eth2(
         "eth2 sign",
     )
     .await?;
-    if peer.is_none() {
-        signward_auth::authorize(caller, Action::UseKey(KeyId::Bls(&pubkey))).map_err(|d| {
-            tracing::warn!(caller = caller.map_or("-", |c| c.name.as_str()), pubkey = %pubkey, "key not granted to caller");
-            Rejection::Forbidden(d)
-        })?;
-    }
+    signward_auth::authorize(grant, Action::UseKey(KeyId::Bls(&pubkey))).map_err(|d| {
+        tracing::warn!(caller = grant.map_or("-", |c| c.name.as_str()), pubkey = %pubkey, "key not granted to caller");
+        Rejection::Forbidden(d)
+    })?;
     let group_share = || {
         state
             .groups
             .as_ref()
-            .and_then(|g| g.share(&pubkey))
+            .and_then(|g| g.share(&pubkey).map(|share| (g, share)))
             .ok_or(Rejection::UnknownKey)
     };
-    let signer = match peer {
+    let signer = match group {
         // A peer gets partial signatures of group keys, and nothing else.
-        Some(peer) => {
-            if !state.groups.as_ref().is_some_and(|g| g.admits_peer(peer)) {
-                return Err(Rejection::UnknownKey);
-            }
-            Signer::Group(group_share()?)
+        Some(_) => {
+            let (_, share) = group_share()?;
+            Signer::Partial(share)
         }
         // Held until the signature is made: a delete waits for it.
         None => match state.keys.lease(&pubkey).await {
             Some(lease) => Signer::Whole(lease),
-            None => Signer::Group(group_share()?),
+            None => {
+                let (groups, share) = group_share()?;
+                Signer::Group(groups, share)
+            }
         },
     };
     let request = SignRequest::from_json(body).map_err(|e| {
@@ -200,13 +204,7 @@ async fn sign_eth2(
             Rejection::MalformedSignRequest
         }
     })?;
-    match (peer, state.groups.as_ref()) {
-        (None, _) => authorize_operation(caller, &request)?,
-        // A peer is authorized like a credential: the group's peer policy, by the same
-        // authorizer (duties only unless the group configuration grants more).
-        (Some(_), Some(groups)) => authorize_operation(Some(groups.peer_caller()), &request)?,
-        (Some(_), None) => return Err(Rejection::UnknownKey),
-    }
+    authorize_operation(grant, &request)?;
     audit.operation = Some(request.kind.as_str().to_string());
     draft.kind = Some(request.kind);
     let job = prepare(&request, &state.network).map_err(|e| {
@@ -235,15 +233,12 @@ async fn sign_eth2(
     // queues for a core rather than spawning threads.
     let signature = match signer {
         Signer::Whole(lease) => lease.entry().key.sign(&root),
-        Signer::Group(share) => match (peer, state.groups.as_ref()) {
-            (Some(_), _) => {
-                SignatureBytes::from(crate::group::own_partial(&share, &root)?.signature)
-            }
-            (None, Some(groups)) => {
-                crate::group::coordinate(groups, &share, pubkey, &root, Arc::from(body)).await?
-            }
-            (None, None) => return Err(Rejection::UnknownKey),
-        },
+        Signer::Partial(share) => {
+            SignatureBytes::from(crate::group::own_partial(&share, &root)?.signature)
+        }
+        Signer::Group(groups, share) => {
+            crate::group::coordinate(groups, &share, pubkey, &root, Arc::from(body)).await?
+        }
     };
     Ok(Signed { job, signature })
 }
@@ -257,11 +252,12 @@ enum Who<'a> {
     Peer(u32),
 }
 
-/// What signs: a key held whole (leased until the signature is made), or this peer's share of a
-/// group key.
-enum Signer {
+/// What signs: a key held whole (leased until the signature is made); this peer's share of a
+/// group key, coordinating the group's signature; or that share alone, for another peer.
+enum Signer<'a> {
     Whole(crate::state::KeyLease<signward_keys::BlsKeypair>),
-    Group(Arc<crate::group::GroupShare>),
+    Group(&'a crate::group::Groups, Arc<crate::group::GroupShare>),
+    Partial(Arc<crate::group::GroupShare>),
 }
 
 /// The caller may sign this kind of message (by family), and a validator registration only for
