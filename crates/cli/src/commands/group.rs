@@ -265,8 +265,9 @@ fn open_share_with(
     let sealed = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let json = signward_vault::backup::decrypt_armored(&sealed, identities)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    // The parser's own message may quote the decrypted text: it is not passed on.
     let share: ShareFile = serde_json::from_slice(&json)
-        .with_context(|| format!("{} is not a signward share file", path.display()))?;
+        .map_err(|_| anyhow::anyhow!("{} is not a signward share file", path.display()))?;
     if share.kind != SHARE_KIND || share.version != 1 {
         bail!("{} is not a version-1 signward share file", path.display());
     }
@@ -390,8 +391,9 @@ fn join(
             .with_context(|| format!("reading {}", secret_path.display()))?;
         let json = signward_vault::backup::decrypt_armored(&sealed, &identities)
             .map_err(|e| anyhow::anyhow!("{}: {e}", secret_path.display()))?;
+        // As for share files: the parser's message may quote the decrypted text.
         let dealt: DealtShare = serde_json::from_slice(&json)
-            .with_context(|| format!("{} is not a dealt share", secret_path.display()))?;
+            .map_err(|_| anyhow::anyhow!("{} is not a dealt share", secret_path.display()))?;
         if dealt.dealer != public.dealer || dealt.index != index {
             bail!(
                 "{}: dealt by {} for peer {}, expected dealer {} and peer {index}",
