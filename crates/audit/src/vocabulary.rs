@@ -114,6 +114,8 @@ vocabulary! {
         ShareAccepted => "share_accepted",
         /// An unseal share was refused.
         ShareRefused => "share_refused",
+        /// A signing-group peer dealt its share of a group key to a refreshed group.
+        ShareDealt => "share_dealt",
         /// The shares submitted so far were discarded.
         UnsealReset => "unseal_reset",
         /// A reload was started.

@@ -122,7 +122,7 @@ pub fn load(dir: &Path, me: u32) -> anyhow::Result<PeerSetup> {
         &dir.join(format!("peer-{me}.key")),
         others,
     )?;
-    let mut groups = Groups::new(
+    let groups = Groups::new(
         me,
         peers.iter().map(|p| p.index).filter(|&i| i != me).collect(),
         Arc::new(tls.client(timeout)?),
@@ -133,10 +133,13 @@ pub fn load(dir: &Path, me: u32) -> anyhow::Result<PeerSetup> {
     for e in list {
         let mut raw = Zeroizing::new([0u8; 32]);
         hex::decode_to_slice(e.share.as_str(), &mut raw[..])?;
-        groups.add(GroupShare {
-            share: SecretShare::from_bytes(me, &raw)?,
-            commitments: e.commitments,
-        })?;
+        groups.add(
+            GroupShare {
+                share: SecretShare::from_bytes(me, &raw)?,
+                commitments: e.commitments,
+            },
+            signward_engine::state::KeyOrigin::File,
+        )?;
     }
     Ok(PeerSetup {
         groups,

@@ -796,6 +796,46 @@ pub enum GroupCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Store this peer's share in the sealed vault of its running server: the share file (from
+    /// `split` or `join`) is opened here with the peer's age identity and sent over the admin
+    /// API, where the server checks it (this peer's index, its commitments, the group's
+    /// threshold rule), seals it in the vault and signs with it from then on. A share of a group
+    /// key the vault already holds replaces the old one (a refresh). Delete the share file and
+    /// keep the age identity offline afterwards: the vault's quorum now guards the share.
+    Import {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The share file.
+        #[arg(long)]
+        share: PathBuf,
+        /// The age identity file that opens it.
+        #[arg(long)]
+        identity: PathBuf,
+    },
+    /// A running peer's signing group: its group keys (threshold, where each share is kept, the
+    /// digest of the commitments) and every other peer, asked now: reachable or not, and whether
+    /// it holds each group key with the same commitments. Exits non-zero when a peer is
+    /// unreachable or disagrees.
+    Status {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Proactive refresh as `refresh` does, from the share a running peer holds (in its sealed
+    /// vault, or from a share file): the server deals it, and only the public dealing and each
+    /// new peer's part, encrypted to that peer, come back to `--out-dir`. The new peers then
+    /// `group join` these dealings and `group import` the result.
+    Reshare {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The group (validator) public key.
+        #[arg(long)]
+        group_public_key: String,
+        #[command(flatten)]
+        members: GroupMembers,
+        /// Where to write the dealing (created 0700; never overwritten).
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
     /// Proactive refresh, run by `t` holders of the current group: deal this peer's own share to
     /// a new group (the same peers, a replacement for a lost one, or another `n` and `t`). The
     /// new peers then `group join` these dealings. The group key stays; old shares do not

@@ -961,6 +961,9 @@ fn routes_are_denied_by_default() {
         ("DELETE", format!("/admin/v1/keys/{pk}")),
         ("POST", format!("/admin/v1/keys/{pk}/enable")),
         ("POST", format!("/admin/v1/keys/{pk}/disable")),
+        ("GET", "/admin/v1/group".into()),
+        ("POST", "/admin/v1/group/shares".into()),
+        ("POST", "/admin/v1/group/refresh".into()),
     ];
     for (m, p) in &routes {
         let r = server.request(m, p, &[], b"{}");

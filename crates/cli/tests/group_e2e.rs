@@ -58,6 +58,10 @@ impl Identity {
         self.dir.join(format!("{}.key", self.name))
     }
 
+    fn agekey(&self) -> PathBuf {
+        self.dir.join(format!("{}.agekey", self.name))
+    }
+
     /// The real peer client, with this identity, pinned to `peers`: what a (compromised) peer
     /// would send.
     fn client(&self, peers: &[(u32, u16, &str)]) -> signward_server::peers::HttpPeers {
@@ -76,21 +80,27 @@ impl Identity {
     }
 }
 
+/// A peer's group configuration; `share` is a share file, or `None` for shares in the vault.
 fn group_config(
     d: &Path,
     me: u32,
     id: &Identity,
     listen: u16,
-    share: &Path,
+    share: Option<&Path>,
     others: &[(u32, u16, &str)],
 ) -> PathBuf {
     let mut text = format!(
-        "index = {me}\nlisten = \"127.0.0.1:{listen}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\nage_identity = \"{}\"\nshares = [\"{}\"]\ntimeout_ms = 2000\n",
+        "index = {me}\nlisten = \"127.0.0.1:{listen}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\ntimeout_ms = 2000\n",
         s(&id.cert()),
         s(&id.key()),
-        s(&id.dir.join(format!("{}.agekey", id.name))),
-        s(share),
     );
+    if let Some(share) = share {
+        text.push_str(&format!(
+            "age_identity = \"{}\"\nshares = [\"{}\"]\n",
+            s(&id.agekey()),
+            s(share)
+        ));
+    }
     for (index, port, pin) in others {
         text.push_str(&format!(
             "\n[[peers]]\nindex = {index}\naddr = \"127.0.0.1:{port}\"\ncert_sha256 = \"{pin}\"\n"
@@ -197,7 +207,7 @@ fn three_peers_two_of_three_sign_every_duty_and_refuse_what_is_slashable() {
             i as u32 + 1,
             &ids[i],
             ports[i],
-            &shares.join(format!("share-{}.age", i + 1)),
+            Some(&shares.join(format!("share-{}.age", i + 1))),
             &others,
         );
         std::fs::create_dir_all(&peer_dirs[i]).unwrap();
@@ -662,7 +672,7 @@ fn key_generation_and_refresh_without_any_whole_key() {
                     i as u32 + 1,
                     &ids[i],
                     ports[i],
-                    &shares[i],
+                    Some(&shares[i]),
                     &others,
                 );
                 Server::start(
@@ -824,7 +834,7 @@ fn one_compromised_peer_of_four_cannot_get_a_slashable_pair() {
                 i as u32 + 1,
                 &ids[i],
                 ports[i],
-                &shares.join(format!("share-{}.age", i + 1)),
+                Some(&shares.join(format!("share-{}.age", i + 1))),
                 &others,
             );
             let mut text = std::fs::read_to_string(&cfg).unwrap();
@@ -877,4 +887,433 @@ fn one_compromised_peer_of_four_cannot_get_a_slashable_pair() {
     // With its own partial the attacker has t = 3 for A and 2 for B: at most one signature.
     assert_eq!((honest_a, honest_b), (2, 1));
     assert!(honest_a.min(honest_b) + 1 < 3);
+}
+
+/// Shares kept in each peer's sealed vault: `group import` seals a peer's share there (its own
+/// share only, by an admin only), the peer signs with it once unsealed and again after a restart
+/// with the share file gone, sealing wipes it (the group goes on with the others, then stops),
+/// a refreshed share replaces the old one, and `group status` shows every peer as it is.
+#[test]
+fn shares_in_the_sealed_vault_with_group_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let net = minimal_network(d);
+    let keystores = pbkdf2_keystores(d, "whole", b"group vault password", 1);
+    let pass = d.join("whole.pass");
+    let ids: Vec<Identity> = (1..=3)
+        .map(|i| Identity::new(d, &format!("p{i}")))
+        .collect();
+    let peer_args: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| format!("{}={}", i + 1, id.recipient))
+        .collect();
+    let split_dir = d.join("split");
+    let mut args = vec![
+        "group",
+        "split",
+        "--keystore",
+        s(&keystores[0]),
+        "--password-file",
+        s(&pass),
+        "--threshold",
+        "2",
+        "--out-dir",
+        s(&split_dir),
+    ];
+    for p in &peer_args {
+        args.extend(["--peer", p.as_str()]);
+    }
+    let gpk = sw_ok(&args, &[]).trim().to_string();
+    let share_file = |i: usize| split_dir.join(format!("share-{}.age", i + 1));
+
+    // Three peers, each with its own vault (unsealed at start from its operators' shares) and
+    // no share in its group configuration.
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let peer_dirs: Vec<PathBuf> = (1..=3).map(|i| d.join(format!("vpeer{i}"))).collect();
+    let mut unseal_args = Vec::new();
+    let mut configs = Vec::new();
+    for i in 0..3 {
+        std::fs::create_dir_all(&peer_dirs[i]).unwrap();
+        let (vid, vshares) = init_age(&peer_dirs[i], &peer_dirs[i].join("data"), 2, 2);
+        unseal_args.push((vid, vshares));
+        let others: Vec<(u32, u16, &str)> = (0..3)
+            .filter(|&j| j != i)
+            .map(|j| (j as u32 + 1, ports[j], ids[j].pin.as_str()))
+            .collect();
+        configs.push(group_config(
+            &peer_dirs[i],
+            i as u32 + 1,
+            &ids[i],
+            ports[i],
+            None,
+            &others,
+        ));
+    }
+    let start = |i: usize| -> Server {
+        let mut args = vec![
+            "--network".to_string(),
+            s(&net).into(),
+            "--group-config".into(),
+            s(&configs[i]).into(),
+        ];
+        args.extend(unattended(&unseal_args[i].0, &unseal_args[i].1));
+        Server::start_with_auth(&peer_dirs[i], &strs(&args))
+    };
+    let mut servers: Vec<Server> = (0..3).map(start).collect();
+    let mut admins: Vec<Admin> = (0..3)
+        .map(|i| Admin::new(&peer_dirs[i], &servers[i]))
+        .collect();
+    let vc: Vec<String> = (0..3)
+        .map(|i| {
+            format!(
+                "Bearer {}",
+                credential(&peer_dirs[i], &["--name", "vc", "--scope", "sign"])
+            )
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1200));
+    let sign = |servers: &[Server], i: usize, b: &Value| sign_with(&servers[i], &vc[i], &gpk, b);
+    let import = |a: &Admin, file: &Path, identity: usize| -> std::process::Output {
+        sw(
+            &a.args(&[
+                "group",
+                "import",
+                "--share",
+                s(file),
+                "--identity",
+                s(&ids[identity].agekey()),
+            ]),
+            &[],
+        )
+    };
+    let status = |a: &Admin| -> (bool, Value) {
+        let out = sw(&a.args(&["group", "status"]), &[]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let json_end = text.rfind('}').map_or(0, |e| e + 1);
+        (
+            out.status.success(),
+            serde_json::from_str(&text[..json_end]).unwrap_or(Value::Null),
+        )
+    };
+
+    // Before any import the group key is unknown here.
+    let r = sign(&servers, 0, &attestation(1, 2, 1));
+    assert_eq!(
+        (r.status, code(&r).as_str()),
+        (404, "unknown_key"),
+        "{}",
+        r.text()
+    );
+    let (ok, st) = status(&admins[0]);
+    assert!(
+        ok && st["keys"] == json!([]),
+        "every peer reachable, no key yet: {st}"
+    );
+
+    // Attacks on the import: another peer's share (opened with that peer's identity), a file
+    // this identity cannot open, a credential without the admin scope, junk.
+    let out = import(&admins[0], &share_file(1), 1);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("share_refused"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = import(&admins[0], &share_file(1), 0);
+    assert!(!out.status.success());
+    for (auth, want) in [(vc[0].as_str(), 403u16), ("Bearer nonsense", 401)] {
+        let r = servers[0].request(
+            "POST",
+            "/admin/v1/group/shares",
+            &[
+                ("authorization", auth),
+                ("content-type", "application/json"),
+            ],
+            b"{\"share\":{}}",
+        );
+        assert_eq!(r.status, want, "{}", r.text());
+    }
+    let admin_token = std::fs::read_to_string(&admins[0].token_file).unwrap();
+    let admin_auth = format!("Bearer {}", admin_token.trim());
+    for (body, want) in [
+        (&b"{\"share\":{}}"[..], "invalid_share"),
+        (b"{\"share\":\"0x00\"}", "invalid_share"),
+        (b"[]", "malformed_body"),
+    ] {
+        let r = servers[0].request(
+            "POST",
+            "/admin/v1/group/shares",
+            &[
+                ("authorization", &admin_auth),
+                ("content-type", "application/json"),
+            ],
+            body,
+        );
+        assert_eq!((r.status, code(&r).as_str()), (400, want), "{}", r.text());
+    }
+
+    // Each peer imports its own share: into the vault, signing at once.
+    for (i, admin) in admins.iter().enumerate() {
+        let out = import(admin, &share_file(i), i);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            (
+                v["status"].as_str(),
+                v["group_public_key"].as_str(),
+                v["index"].as_u64()
+            ),
+            (Some("imported"), Some(gpk.as_str()), Some(i as u64 + 1))
+        );
+    }
+    let out = import(&admins[2], &share_file(2), 2);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "duplicate");
+    let mut cases = Vec::new();
+    for (k, i) in [0usize, 1, 2].into_iter().enumerate() {
+        let body = attestation(1 + k as u64, 2 + k as u64, 1);
+        let r = sign(&servers, i, &body);
+        let sig = signature(&r);
+        cases.push(
+            json!({"name": format!("vault {k}"), "pubkey": gpk, "request": body, "signature": sig}),
+        );
+    }
+    let (ok, st) = status(&admins[0]);
+    assert!(ok, "{st}");
+    assert_eq!(st["keys"][0]["source"], "vault");
+    assert_eq!(st["keys"][0]["threshold"], 2);
+    for p in st["peers"].as_array().unwrap() {
+        assert_eq!(
+            (p["reachable"].as_bool(), p["keys_matching"].as_u64()),
+            (Some(true), Some(1)),
+            "{p}"
+        );
+    }
+    // The vault record is sealed: neither the share nor any part of it is in the database file.
+    let mut vault_db = std::fs::read(peer_dirs[0].join("data/vault.sqlite")).unwrap();
+    vault_db.extend(std::fs::read(peer_dirs[0].join("data/vault.sqlite-wal")).unwrap_or_default());
+    let text = String::from_utf8_lossy(&vault_db);
+    assert!(text.contains("bls_share") && !text.contains("signward-threshold-share"));
+
+    // The share files are deleted; a restarted peer signs from its vault alone.
+    for i in 0..3 {
+        std::fs::remove_file(share_file(i)).unwrap();
+    }
+    drop(servers.remove(2));
+    servers.push(start(2));
+    admins[2].url = format!("http://127.0.0.1:{}", servers[2].port);
+    let body = attestation(10, 11, 1);
+    cases.push(json!({"name": "after restart", "pubkey": gpk, "request": body, "signature": signature(&sign(&servers, 2, &body))}));
+
+    // Sealing peer 2 wipes its share: the group goes on with peers 1 and 3, and status says
+    // what peer 2 lacks.
+    sw_ok(&admins[1].args(&["seal"]), &[]);
+    let body = attestation(12, 13, 1);
+    cases.push(json!({"name": "one sealed", "pubkey": gpk, "request": body, "signature": signature(&sign(&servers, 0, &body))}));
+    let (ok, st) = status(&admins[0]);
+    assert!(!ok, "{st}");
+    let p2 = st["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["index"] == 2)
+        .unwrap()
+        .clone();
+    assert_eq!(p2["reachable"], true, "{p2}");
+    assert_eq!(p2["keys_missing"], json!([gpk]), "{p2}");
+    // Peer 3 sealed too: nothing is signed.
+    sw_ok(&admins[2].args(&["seal"]), &[]);
+    let r = sign(&servers, 0, &attestation(14, 15, 1));
+    assert_eq!(
+        (r.status, code(&r).as_str()),
+        (503, "group_unavailable"),
+        "{}",
+        r.text()
+    );
+    // Peer 2 unsealed again by its operators: its share is back.
+    for sh in &unseal_args[1].1 {
+        sw_ok(
+            &admins[1].args(&[
+                "unseal",
+                "--share",
+                s(sh),
+                "--identity",
+                s(&unseal_args[1].0),
+            ]),
+            &[],
+        );
+    }
+    let body = attestation(16, 17, 1);
+    cases.push(json!({"name": "unsealed again", "pubkey": gpk, "request": body, "signature": signature(&sign(&servers, 1, &body))}));
+    let unseal = |i: usize| {
+        for sh in &unseal_args[i].1 {
+            sw_ok(
+                &admins[i].args(&[
+                    "unseal",
+                    "--share",
+                    s(sh),
+                    "--identity",
+                    s(&unseal_args[i].0),
+                ]),
+                &[],
+            );
+        }
+    };
+    unseal(2);
+
+    // Refresh from the vault: peers 1 and 3 deal their vault shares (which never leave their
+    // servers) to the same three peers; each peer joins and imports its new share.
+    let reshare = |i: usize, threshold: &str, out: &Path| -> std::process::Output {
+        let mut args = admins[i].args(&[
+            "group",
+            "reshare",
+            "--group-public-key",
+            &gpk,
+            "--threshold",
+            threshold,
+            "--out-dir",
+            s(out),
+        ]);
+        for p in &peer_args {
+            args.extend(["--peer", p.as_str()]);
+        }
+        sw(&args, &[])
+    };
+    let dealings: Vec<PathBuf> = [0usize, 2]
+        .iter()
+        .map(|&i| {
+            let out = d.join(format!("reshare-{}", i + 1));
+            let o = reshare(i, "2", &out);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            out
+        })
+        .collect();
+    // The server checks the new group itself: a threshold of 1 (every peer would hold the
+    // whole key), a sign-scope credential, a key it holds no share of.
+    let refresh_body = |t: u32, key: &str| {
+        let peers: Vec<Value> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| json!({"index": i + 1, "age_recipient": id.recipient}))
+            .collect();
+        serde_json::to_vec(&json!({"group_public_key": key, "threshold": t, "peers": peers}))
+            .unwrap()
+    };
+    let other_key = format!("0x{}", "a".repeat(96));
+    for (auth, body, want) in [
+        (
+            admin_auth.as_str(),
+            refresh_body(1, &gpk),
+            (400, "invalid_parameters"),
+        ),
+        (vc[0].as_str(), refresh_body(2, &gpk), (403, "")),
+        (
+            admin_auth.as_str(),
+            refresh_body(2, &other_key),
+            (404, "key_not_found"),
+        ),
+    ] {
+        let r = servers[0].request(
+            "POST",
+            "/admin/v1/group/refresh",
+            &[
+                ("authorization", auth),
+                ("content-type", "application/json"),
+            ],
+            &body,
+        );
+        assert_eq!(r.status, want.0, "{}", r.text());
+        if !want.1.is_empty() {
+            assert_eq!(code(&r), want.1, "{}", r.text());
+        }
+        assert!(!r.text().contains("BEGIN AGE"), "{}", r.text());
+    }
+    let new_share = |i: usize| d.join(format!("refreshed-{}.age", i + 1));
+    for (i, id) in ids.iter().enumerate() {
+        let mut args = vec![
+            "group".to_string(),
+            "join".into(),
+            "--index".into(),
+            (i + 1).to_string(),
+            "--identity".into(),
+            s(&id.agekey()).into(),
+            "--recipient".into(),
+            id.recipient.clone(),
+            "--out".into(),
+            s(&new_share(i)).into(),
+        ];
+        for dd in &dealings {
+            args.extend(["--dealing".into(), s(dd).into()]);
+        }
+        let printed = sw_ok(&strs(&args), &[]);
+        assert!(
+            printed.contains(&gpk),
+            "the group key is unchanged: {printed}"
+        );
+    }
+    let out = import(&admins[0], &new_share(0), 0);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "refreshed", "{v}");
+    // Peer 1 now holds other commitments than peers 2 and 3, and says so.
+    let (ok, st) = status(&admins[0]);
+    assert!(!ok, "{st}");
+    for p in st["peers"].as_array().unwrap() {
+        assert_eq!(p["keys_with_other_commitments"], json!([gpk]), "{p}");
+    }
+    // Peer 1's new share and peer 2's old one (peer 3 sealed) sign nothing.
+    sw_ok(&admins[2].args(&["seal"]), &[]);
+    let r = sign(&servers, 0, &attestation(18, 19, 1));
+    assert_eq!(
+        (r.status, code(&r).as_str()),
+        (503, "group_unavailable"),
+        "{}",
+        r.text()
+    );
+    // Peer 2 refreshed too: the group signs again, under the same key.
+    let out = import(&admins[1], &new_share(1), 1);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body = attestation(20, 21, 1);
+    cases.push(json!({"name": "refreshed", "pubkey": gpk, "request": body, "signature": signature(&sign(&servers, 0, &body))}));
+    // Peer 3 unsealed (its vault still holds its old share) and refreshed: all agree.
+    unseal(2);
+    let out = import(&admins[2], &new_share(2), 2);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, st) = status(&admins[1]);
+    assert!(ok, "{st}");
+    let body = attestation(22, 23, 1);
+    cases.push(json!({"name": "all refreshed", "pubkey": gpk, "request": body, "signature": signature(&sign(&servers, 2, &body))}));
+    if let Some(python) = python() {
+        let (ok, out) = run_python(
+            &python,
+            "verify_signatures.py",
+            &[],
+            &json!({"preset": "minimal", "genesis_fork_version": "0x00000001", "cases": cases}),
+        );
+        assert!(ok, "py_ecc: {out}");
+    }
+
+    // The audit records name the import, the refresh and the dealing, and never the share.
+    let audit = run_signward(&["audit", "query"], &peer_dirs[0].join("data"));
+    let audit = String::from_utf8_lossy(&audit.stdout);
+    for want in [
+        "group share 1, threshold 2",
+        "replaces the earlier share",
+        "share_dealt",
+    ] {
+        assert!(audit.contains(want), "{want}");
+    }
+    assert!(!audit.contains("signward-threshold-share") && !audit.contains("BEGIN AGE"));
 }

@@ -244,6 +244,10 @@ fn vault_message(code: &str) -> &'static str {
         }
         "read_only_key" => "the key was loaded from files and cannot be changed through the API",
         "key_not_found" => "no such key",
+        "no_signing_group" => "this server is not in a signing group; start it with --group-config",
+        "invalid_share" => "not a signing-group share document, or its share does not match its commitments",
+        "share_refused" => "the share is not this peer's, or its threshold does not suit this group (see the server log)",
+        "key_held_here" => "this key is already held here whole or from a share file",
         "sealed" => "the vault is sealed",
         "vault_storage" => "the vault database is unavailable",
         "record_tampered" => "a vault record failed authentication; see the server log",
@@ -268,6 +272,10 @@ pub fn caller_fault(code: &str) -> bool {
             | "vault_generation_changed"
             | "read_only_key"
             | "key_not_found"
+            | "no_signing_group"
+            | "invalid_share"
+            | "share_refused"
+            | "key_held_here"
     )
 }
 

@@ -53,10 +53,33 @@ impl PeerFailure {
 /// A boxed future, as [`PeerClient`] returns.
 pub type PeerFuture = Pin<Box<dyn Future<Output = Result<PartialSignature, PeerFailure>> + Send>>;
 
+/// What a peer says it holds: its index and, per group key, the digest of its commitments.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PeerView {
+    /// The peer's index.
+    pub index: u32,
+    /// The group keys it holds a share of, with [`commitments_digest`] of each.
+    pub keys: Vec<KeyView>,
+}
+
+/// One group key as a peer holds it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyView {
+    /// The group public key.
+    pub group_public_key: PublicKeyBytes,
+    /// SHA-256 of its commitments, hex.
+    pub commitments_sha256: String,
+}
+
+/// A boxed future of a peer's [`PeerView`].
+pub type ViewFuture = Pin<Box<dyn Future<Output = Result<PeerView, PeerFailure>> + Send>>;
+
 /// How the engine reaches the other peers of its group (implemented by the edge).
 pub trait PeerClient: Send + Sync + 'static {
     /// Ask peer `peer` for its partial signature of the eth2 sign request `body` for `group_key`.
     fn partial(&self, peer: u32, group_key: PublicKeyBytes, body: Arc<[u8]>) -> PeerFuture;
+    /// Ask peer `peer` what it holds (for `signward group status`).
+    fn view(&self, peer: u32) -> ViewFuture;
 }
 
 /// This peer's share of one group key.
@@ -67,11 +90,221 @@ pub struct GroupShare {
     pub commitments: Commitments,
 }
 
+/// The kind named in a share document.
+pub const SHARE_KIND: &str = "signward-threshold-share";
+
+/// A share document: the JSON inside a share file (age-encrypted by `signward group split` and
+/// `join`) and inside a vault record of kind `bls_share`. Public group facts and the secret share.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShareDocument {
+    kind: String,
+    version: u32,
+    group_public_key: String,
+    index: u32,
+    commitments: Commitments,
+    share: zeroize::Zeroizing<String>,
+}
+
+impl GroupShare {
+    /// The share document of this share (secret: the buffer is wiped on drop).
+    pub fn to_document(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let doc = ShareDocument {
+            kind: SHARE_KIND.into(),
+            version: 1,
+            group_public_key: PublicKeyBytes::from(self.commitments.group_public_key()).to_hex(),
+            index: self.share.index(),
+            commitments: self.commitments.clone(),
+            share: secret_hex(&self.share.dangerous_bytes()),
+        };
+        // Cannot fail: strings, numbers and hex points.
+        zeroize::Zeroizing::new(serde_json::to_vec(&doc).unwrap_or_default())
+    }
+
+    /// Read a share document: its kind and version, its share, its group key against its
+    /// commitments, and its share against them. Errors name what is wrong and never quote the
+    /// document (it holds the secret).
+    pub fn from_document(bytes: &[u8]) -> Result<Self, GroupError> {
+        let doc: ShareDocument = serde_json::from_slice(bytes)
+            .map_err(|_| GroupError::Document("not a share document"))?;
+        if doc.kind != SHARE_KIND || doc.version != 1 {
+            return Err(GroupError::Document("not a version-1 signward share"));
+        }
+        let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(doc.share.trim_start_matches("0x"), &mut bytes[..])
+            .map_err(|_| GroupError::Document("the share is not 32 bytes of hex"))?;
+        let share = SecretShare::from_bytes(doc.index, &bytes)
+            .map_err(|_| GroupError::Document("the share is not a valid scalar for its index"))?;
+        if PublicKeyBytes::from(doc.commitments.group_public_key()).to_hex()
+            != doc.group_public_key.to_ascii_lowercase()
+        {
+            return Err(GroupError::Document(
+                "the group public key does not match the commitments",
+            ));
+        }
+        doc.commitments
+            .verify_share(&share)
+            .map_err(|_| GroupError::Document("the share does not match the commitments"))?;
+        Ok(GroupShare {
+            share,
+            commitments: doc.commitments,
+        })
+    }
+
+    /// The group public key.
+    pub fn group_key(&self) -> PublicKeyBytes {
+        PublicKeyBytes::from(self.commitments.group_public_key())
+    }
+
+    /// SHA-256 of the commitments as JSON, hex: what the peers of one group compare (`group
+    /// join` prints it; `group status` shows it for every peer).
+    pub fn commitments_digest(&self) -> String {
+        commitments_digest(&self.commitments)
+    }
+}
+
+/// SHA-256 of `commitments` as JSON, hex.
+pub fn commitments_digest(commitments: &Commitments) -> String {
+    use sha2::Digest;
+    // Cannot fail: a list of hex strings.
+    let json = serde_json::to_vec(commitments).unwrap_or_default();
+    hex::encode(sha2::Sha256::digest(json))
+}
+
+/// `0x` and the hex of a secret 32-byte value, in a buffer wiped on drop (no other copy is made
+/// on the heap).
+pub fn secret_hex(bytes: &[u8; 32]) -> zeroize::Zeroizing<String> {
+    let mut buf = zeroize::Zeroizing::new([0u8; 64]);
+    // Cannot fail: the output is exactly twice the input.
+    let _ = hex::encode_to_slice(bytes, &mut buf[..]);
+    let mut out = zeroize::Zeroizing::new(String::with_capacity(66));
+    out.push_str("0x");
+    out.push_str(std::str::from_utf8(&buf[..]).unwrap_or_default());
+    out
+}
+
+/// The kind named in a dealing document.
+pub const DEALING_KIND: &str = "signward-threshold-dealing";
+
+/// A dealer's public output (`dealing.json`) in key generation or a refresh: what every peer of
+/// the new group checks its dealt share against.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DealingDocument {
+    /// [`DEALING_KIND`].
+    pub kind: String,
+    /// 1.
+    pub version: u32,
+    /// The dealer's index (for a refresh: its index in the old group).
+    pub dealer: u32,
+    /// The new group's threshold.
+    pub threshold: u32,
+    /// The new group's size.
+    pub n: u32,
+    /// Commitments to the dealt polynomial.
+    pub commitments: Commitments,
+    /// For a refresh: the old group's commitments, which the dealer's share belongs to.
+    #[serde(default)]
+    pub refresh_of: Option<Commitments>,
+}
+
+/// One peer's part of a dealing (`to-<index>.age`, inside age).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DealtShare {
+    /// The dealer's index.
+    pub dealer: u32,
+    /// The receiving peer's index.
+    pub index: u32,
+    /// The dealt share, hex (secret).
+    pub share: zeroize::Zeroizing<String>,
+}
+
+/// A dealing ready to hand out: the public document and each peer's share, age-encrypted to
+/// that peer (ASCII armour).
+pub struct SealedDealing {
+    /// `dealing.json`.
+    pub document: DealingDocument,
+    /// `(index, to-<index>.age)`.
+    pub shares: Vec<(u32, Vec<u8>)>,
+}
+
+/// Check a new group's members: indexes exactly 1..=n, a threshold of at least 2 that the
+/// threshold crate accepts, and `2t > n + f` for `f` compromised peers to withstand.
+pub fn check_members(threshold: u32, f: u32, indexes: &[u32]) -> Result<(), GroupError> {
+    let n = indexes.len() as u32;
+    let mut sorted = indexes.to_vec();
+    sorted.sort_unstable();
+    if sorted.iter().copied().ne(1..=n) {
+        return Err(GroupError::Members(format!(
+            "peer indexes must be 1..={n}, each once"
+        )));
+    }
+    signward_threshold::check_parameters(threshold, n)
+        .map_err(|e| GroupError::Members(e.to_string()))?;
+    if 2 * threshold <= n + f {
+        return Err(GroupError::Members(format!(
+            "a threshold of {threshold} of {n} does not keep slashing protection against {f} \
+             compromised peer(s) (it needs 2t > n + f): two sets of signers could each sign one \
+             of two conflicting messages; use more than {}",
+            (n + f) / 2
+        )));
+    }
+    Ok(())
+}
+
+/// Encrypt each share of `dealing` to its peer (`recipients`: index and age recipient, in the
+/// order of the dealing's shares, indexes 1..=n) and write the public document.
+pub fn seal_dealing(
+    dealer: u32,
+    threshold: u32,
+    dealing: &signward_threshold::Dealing,
+    refresh_of: Option<Commitments>,
+    recipients: &[(u32, String)],
+) -> Result<SealedDealing, GroupError> {
+    if dealing.shares.len() != recipients.len() {
+        return Err(GroupError::Members("one recipient per share".into()));
+    }
+    let mut shares = Vec::with_capacity(recipients.len());
+    for (share, (index, recipient)) in dealing.shares.iter().zip(recipients) {
+        let recipient = signward_vault::backup::parse_recipient(recipient)
+            .map_err(|_| GroupError::Members(format!("peer {index}: not an age recipient")))?;
+        let dealt = DealtShare {
+            dealer,
+            index: *index,
+            share: secret_hex(&share.dangerous_bytes()),
+        };
+        // Cannot fail: numbers and a string.
+        let json = zeroize::Zeroizing::new(serde_json::to_vec(&dealt).unwrap_or_default());
+        let sealed = signward_vault::backup::encrypt_armored(&recipient, &json)
+            .map_err(|_| GroupError::Members(format!("encrypting the share for peer {index}")))?;
+        shares.push((*index, sealed));
+    }
+    Ok(SealedDealing {
+        document: DealingDocument {
+            kind: DEALING_KIND.into(),
+            version: 1,
+            dealer,
+            threshold,
+            n: recipients.len() as u32,
+            commitments: dealing.commitments.clone(),
+            refresh_of,
+        },
+        shares,
+    })
+}
+
+/// A share as this peer holds it, and where it came from.
+struct Held {
+    share: Arc<GroupShare>,
+    origin: crate::state::KeyOrigin,
+}
+
 /// This peer's part in its signing group.
 pub struct Groups {
     me: u32,
     peers: Vec<u32>,
-    shares: HashMap<PublicKeyBytes, Arc<GroupShare>>,
+    shares: std::sync::RwLock<HashMap<PublicKeyBytes, Held>>,
     client: Arc<dyn PeerClient>,
     timeout: Duration,
     stats: HashMap<u32, Arc<PeerStats>>,
@@ -142,6 +375,12 @@ pub enum GroupError {
         /// Compromised peers to withstand.
         f: u32,
     },
+    /// A share document that cannot be read (never quoted: it holds the secret).
+    #[error("share document: {0}")]
+    Document(&'static str),
+    /// A new group's members, threshold or recipients are not usable.
+    #[error("{0}")]
+    Members(String),
     /// The group's peers are not consistent with a share's threshold.
     #[error("group key {key} needs {t} peers but the group has {n}")]
     TooFewPeers {
@@ -165,7 +404,7 @@ impl Groups {
                 .map(|&p| (p, Arc::new(PeerStats::default())))
                 .collect(),
             peers,
-            shares: HashMap::new(),
+            shares: std::sync::RwLock::new(HashMap::new()),
             client,
             timeout,
             signed: AtomicU64::new(0),
@@ -217,9 +456,11 @@ impl Groups {
         )
     }
 
-    /// Add this peer's share of a group key, after checking it against the commitments.
-    pub fn add(&mut self, share: GroupShare) -> Result<PublicKeyBytes, GroupError> {
-        let key = PublicKeyBytes::from(share.commitments.group_public_key());
+    /// Check that `share` is this peer's share of a group key this group can sign with: this
+    /// peer's index, consistent with its commitments, and a threshold that keeps slashing
+    /// protection for the group's size. Returns the group key.
+    pub fn check(&self, share: &GroupShare) -> Result<PublicKeyBytes, GroupError> {
+        let key = share.group_key();
         let err = |reason: String| GroupError::Share {
             key: key.to_hex(),
             me: self.me,
@@ -258,25 +499,99 @@ impl Groups {
                 f: self.tolerate_compromised,
             });
         }
-        if self.shares.contains_key(&key) {
+        Ok(key)
+    }
+
+    fn held(&self) -> std::sync::RwLockReadGuard<'_, HashMap<PublicKeyBytes, Held>> {
+        self.shares.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn held_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<PublicKeyBytes, Held>> {
+        self.shares.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Add this peer's share of a group key ([`Groups::check`]); a second share of the same
+    /// key is refused.
+    pub fn add(
+        &self,
+        share: GroupShare,
+        origin: crate::state::KeyOrigin,
+    ) -> Result<PublicKeyBytes, GroupError> {
+        let key = self.check(&share)?;
+        let mut held = self.held_mut();
+        if held.contains_key(&key) {
             return Err(GroupError::Share {
                 key: key.to_hex(),
                 me: self.me,
                 reason: "a second share of the same group key".into(),
             });
         }
-        self.shares.insert(key, Arc::new(share));
+        held.insert(
+            key,
+            Held {
+                share: Arc::new(share),
+                origin,
+            },
+        );
         Ok(key)
+    }
+
+    /// Make `shares` (already [`Groups::check`]ed) the shares held from the vault, replacing
+    /// every one held from it before (a refreshed share replaces the old one; a deleted or
+    /// disabled record's share is dropped). A share of a key held from files is not taken.
+    /// Returns (added or replaced, dropped).
+    pub fn set_vault_shares(&self, shares: Vec<GroupShare>) -> (usize, usize) {
+        use crate::state::KeyOrigin;
+        let mut held = self.held_mut();
+        let before: HashMap<PublicKeyBytes, String> = held
+            .iter()
+            .filter(|(_, h)| h.origin == KeyOrigin::Vault)
+            .map(|(k, h)| (*k, h.share.commitments_digest()))
+            .collect();
+        held.retain(|_, h| h.origin != KeyOrigin::Vault);
+        let mut changed = 0;
+        for share in shares {
+            let key = share.group_key();
+            if held.contains_key(&key) {
+                tracing::error!(group_key = %key, "signing group: the vault holds a share of a group key also loaded from a share file; the file's share is used");
+                continue;
+            }
+            if before.get(&key) != Some(&share.commitments_digest()) {
+                changed += 1;
+            }
+            held.insert(
+                key,
+                Held {
+                    share: Arc::new(share),
+                    origin: KeyOrigin::Vault,
+                },
+            );
+        }
+        let dropped = before.keys().filter(|k| !held.contains_key(k)).count();
+        (changed, dropped)
+    }
+
+    /// Drop every share from `origin` (the vault's, when it is sealed). Returns how many.
+    pub fn remove_origin(&self, origin: crate::state::KeyOrigin) -> usize {
+        let mut held = self.held_mut();
+        let before = held.len();
+        held.retain(|_, h| h.origin != origin);
+        before - held.len()
     }
 
     /// This peer's share of `key`, if it is a group key here.
     pub fn share(&self, key: &PublicKeyBytes) -> Option<Arc<GroupShare>> {
-        self.shares.get(key).cloned()
+        self.held().get(key).map(|h| h.share.clone())
+    }
+
+    /// Where this peer's share of `key` came from.
+    pub fn origin(&self, key: &PublicKeyBytes) -> Option<crate::state::KeyOrigin> {
+        self.held().get(key).map(|h| h.origin)
     }
 
     /// The group keys this peer holds a share of.
     pub fn keys(&self) -> Vec<PublicKeyBytes> {
-        let mut keys: Vec<PublicKeyBytes> = self.shares.keys().copied().collect();
+        let mut keys: Vec<PublicKeyBytes> = self.held().keys().copied().collect();
         keys.sort_by_key(|k| k.0);
         keys
     }
@@ -297,11 +612,124 @@ impl Groups {
         }
     }
 
+    /// What this peer holds, as it tells the other peers.
+    pub fn view(&self) -> PeerView {
+        let held = self.held();
+        let mut keys: Vec<KeyView> = held
+            .iter()
+            .map(|(k, h)| KeyView {
+                group_public_key: *k,
+                commitments_sha256: h.share.commitments_digest(),
+            })
+            .collect();
+        keys.sort_by_key(|k| k.group_public_key.0);
+        PeerView {
+            index: self.me,
+            keys,
+        }
+    }
+
     /// Whether `peer` is one of the other peers of this group: the only callers that may ask
     /// for a partial signature (the edge has already authenticated them by pinned certificate).
     pub fn admits_peer(&self, peer: u32) -> bool {
         self.peers.contains(&peer)
     }
+}
+
+/// This peer's group as `signward group status` shows it: every group key held here (its
+/// threshold, where its share came from, the digest of its commitments), and every other peer,
+/// asked now what it holds (bounded by the group's timeout): reachable or not, and per group key
+/// whether it holds the same commitments, other ones (a refresh that has not reached every peer,
+/// or a different group) or none. With the counters kept since start.
+pub async fn status(groups: &Groups) -> serde_json::Value {
+    use serde_json::json;
+    let mine = groups.view();
+    let mut asked = tokio::task::JoinSet::new();
+    for &peer in &groups.peers {
+        let fut = groups.client.view(peer);
+        let timeout = groups.timeout;
+        asked.spawn(async move {
+            let answer = tokio::time::timeout(timeout, fut)
+                .await
+                .unwrap_or(Err(PeerFailure::Unreachable));
+            (peer, answer)
+        });
+    }
+    let mut answers = HashMap::new();
+    while let Some(joined) = asked.join_next().await {
+        if let Ok((peer, answer)) = joined {
+            answers.insert(peer, answer);
+        }
+    }
+    let keys: Vec<serde_json::Value> = mine
+        .keys
+        .iter()
+        .map(|k| {
+            let share = groups.share(&k.group_public_key);
+            json!({
+                "group_public_key": k.group_public_key.to_hex(),
+                "threshold": share.as_ref().map(|s| s.commitments.threshold()),
+                "source": groups.origin(&k.group_public_key).map(|o| o.as_str()),
+                "commitments_sha256": k.commitments_sha256,
+            })
+        })
+        .collect();
+    let peers: Vec<serde_json::Value> = groups
+        .peer_stats()
+        .into_iter()
+        .map(|(peer, stats)| {
+            let (answered, failed, invalid, last) = stats.snapshot();
+            let counters = json!({
+                "partials": answered,
+                "failures": failed,
+                "invalid_partials": invalid,
+                "last_failure": last.map(|(label, at)| json!({"reason": label, "at": at})),
+            });
+            match answers.remove(&peer) {
+                Some(Ok(view)) if view.index == peer => {
+                    let theirs: HashMap<PublicKeyBytes, &str> = view
+                        .keys
+                        .iter()
+                        .map(|k| (k.group_public_key, k.commitments_sha256.as_str()))
+                        .collect();
+                    let (mut same, mut differ, mut missing) = (0, Vec::new(), Vec::new());
+                    for k in &mine.keys {
+                        match theirs.get(&k.group_public_key) {
+                            Some(d) if *d == k.commitments_sha256 => same += 1,
+                            Some(_) => differ.push(k.group_public_key.to_hex()),
+                            None => missing.push(k.group_public_key.to_hex()),
+                        }
+                    }
+                    let only_there = view
+                        .keys
+                        .iter()
+                        .filter(|k| groups.share(&k.group_public_key).is_none())
+                        .count();
+                    json!({
+                        "index": peer,
+                        "reachable": true,
+                        "keys_matching": same,
+                        "keys_with_other_commitments": differ,
+                        "keys_missing": missing,
+                        "keys_only_there": only_there,
+                        "since_start": counters,
+                    })
+                }
+                Some(Ok(_)) => json!({"index": peer, "reachable": true, "error": "answered_for_another_index", "since_start": counters}),
+                Some(Err(f)) => json!({"index": peer, "reachable": false, "error": f.label(), "since_start": counters}),
+                None => json!({"index": peer, "reachable": false, "error": "unreachable", "since_start": counters}),
+            }
+        })
+        .collect();
+    let (signed, unavailable) = groups.coordinated();
+    json!({
+        "index": groups.me,
+        "peers_configured": groups.peers.len() + 1,
+        "tolerate_compromised": groups.tolerate_compromised,
+        "keys": keys,
+        "peers": peers,
+        "coordinated": {"signed": signed, "group_unavailable": unavailable},
+    })
 }
 
 /// The operations peers may ask for by default: a validator's duties, without validator
@@ -445,11 +873,16 @@ pub async fn coordinate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::KeyOrigin::{File, Vault};
 
     struct Nobody;
 
     impl PeerClient for Nobody {
         fn partial(&self, _: u32, _: PublicKeyBytes, _: Arc<[u8]>) -> PeerFuture {
+            Box::pin(async { Err(PeerFailure::Unreachable) })
+        }
+
+        fn view(&self, _: u32) -> ViewFuture {
             Box::pin(async { Err(PeerFailure::Unreachable) })
         }
     }
@@ -470,10 +903,10 @@ mod tests {
     fn shares_are_refused_when_the_threshold_cannot_keep_slashing_protection() {
         let d = signward_threshold::split(&[9u8; 32], 2, 3).unwrap();
         // 2-of-3 withstands no compromised peer.
-        assert!(groups(1, vec![2, 3]).add(share_of(&d, 0)).is_ok());
+        assert!(groups(1, vec![2, 3]).add(share_of(&d, 0), File).is_ok());
         let err = groups(1, vec![2, 3])
             .with_tolerated_compromise(1)
-            .add(share_of(&d, 0))
+            .add(share_of(&d, 0), File)
             .unwrap_err();
         assert!(matches!(
             err,
@@ -485,18 +918,106 @@ mod tests {
             }
         ));
         // 2-of-3 shares in a group of four: not a majority.
-        assert!(groups(1, vec![2, 3, 4]).add(share_of(&d, 0)).is_err());
+        assert!(groups(1, vec![2, 3, 4]).add(share_of(&d, 0), File).is_err());
         // 3-of-4 withstands one.
         let d4 = signward_threshold::split(&[9u8; 32], 3, 4).unwrap();
         assert!(groups(2, vec![1, 3, 4])
             .with_tolerated_compromise(1)
-            .add(share_of(&d4, 1))
+            .add(share_of(&d4, 1), File)
             .is_ok());
         // Another peer's share, and a second share of the same key, are refused.
-        assert!(groups(1, vec![2, 3]).add(share_of(&d, 1)).is_err());
-        let mut g = groups(1, vec![2, 3]);
-        g.add(share_of(&d, 0)).unwrap();
-        assert!(g.add(share_of(&d, 0)).is_err());
+        assert!(groups(1, vec![2, 3]).add(share_of(&d, 1), File).is_err());
+        let g = groups(1, vec![2, 3]);
+        g.add(share_of(&d, 0), File).unwrap();
+        assert!(g.add(share_of(&d, 0), File).is_err());
+    }
+
+    #[test]
+    fn share_documents_round_trip_and_are_checked() {
+        let d = signward_threshold::split(&[9u8; 32], 2, 3).unwrap();
+        let share = share_of(&d, 1);
+        let doc = share.to_document();
+        let back = GroupShare::from_document(&doc).unwrap();
+        assert_eq!(back.share.index(), 2);
+        assert_eq!(back.commitments, d.commitments);
+        assert_eq!(back.share.dangerous_bytes(), share.share.dangerous_bytes());
+        // Another peer's share under this index, a changed commitment, junk: refused, and the
+        // error never quotes the document.
+        let text = String::from_utf8(doc.to_vec()).unwrap();
+        let wrong_index = text.replace("\"index\":2", "\"index\":3");
+        let other = signward_threshold::split(&[8u8; 32], 2, 3).unwrap();
+        let wrong_commitments = String::from_utf8(share_of(&other, 1).to_document().to_vec())
+            .unwrap()
+            .replace(
+                &PublicKeyBytes::from(other.commitments.group_public_key()).to_hex(),
+                &PublicKeyBytes::from(d.commitments.group_public_key()).to_hex(),
+            );
+        for bad in [
+            wrong_index.as_str(),
+            wrong_commitments.as_str(),
+            "{}",
+            "nonsense",
+        ] {
+            let e = GroupShare::from_document(bad.as_bytes()).err().unwrap();
+            assert!(!e.to_string().contains("0x"), "{e}");
+        }
+    }
+
+    #[test]
+    fn vault_shares_replace_and_drop_only_their_own() {
+        let d = signward_threshold::split(&[9u8; 32], 2, 3).unwrap();
+        let e = signward_threshold::split(&[7u8; 32], 2, 3).unwrap();
+        let g = groups(1, vec![2, 3]);
+        let from_file = g.add(share_of(&d, 0), File).unwrap();
+        assert_eq!(g.set_vault_shares(vec![share_of(&e, 0)]), (1, 0));
+        let key = PublicKeyBytes::from(e.commitments.group_public_key());
+        assert_eq!(g.origin(&key), Some(Vault));
+        // The same share again: nothing changes. A refreshed one: replaced.
+        assert_eq!(g.set_vault_shares(vec![share_of(&e, 0)]), (0, 0));
+        // A refresh by peers 1 and 2: new share for peer 1, same group key.
+        let old = signward_threshold::KeyShare {
+            share: share_of(&e, 0).share,
+            commitments: e.commitments.clone(),
+        };
+        let received: Vec<_> = [0usize, 1]
+            .iter()
+            .map(|&i| {
+                let dealer = signward_threshold::KeyShare {
+                    share: share_of(&e, i).share,
+                    commitments: e.commitments.clone(),
+                };
+                let dealt = signward_threshold::reshare(&dealer, 2, 3).unwrap();
+                signward_threshold::Received {
+                    dealer: i as u32 + 1,
+                    commitments: dealt.commitments.clone(),
+                    share: SecretShare::from_bytes(1, &dealt.shares[0].dangerous_bytes()).unwrap(),
+                }
+            })
+            .collect();
+        let fresh = signward_threshold::combine_reshares(1, &old.commitments, &received).unwrap();
+        let refreshed = GroupShare {
+            share: fresh.share,
+            commitments: fresh.commitments,
+        };
+        assert_eq!(refreshed.group_key(), key);
+        assert_eq!(g.set_vault_shares(vec![refreshed]), (1, 0));
+        assert_ne!(
+            g.share(&key).unwrap().commitments_digest(),
+            share_of(&e, 0).commitments_digest()
+        );
+        // A record gone: its share is dropped.
+        let other = share_of(&d, 0);
+        let other_key = other.group_key();
+        drop(other);
+        assert_eq!(g.set_vault_shares(vec![]), (0, 1));
+        assert!(g.share(&key).is_none() && g.share(&other_key).is_some());
+        // A vault share of a key held from files is not taken; the file's stays.
+        assert_eq!(g.set_vault_shares(vec![share_of(&d, 0)]), (0, 0));
+        assert_eq!(g.origin(&from_file), Some(File));
+        // Sealing drops the vault's shares only.
+        g.set_vault_shares(vec![share_of(&e, 0)]);
+        assert_eq!(g.remove_origin(Vault), 1);
+        assert_eq!(g.keys(), vec![from_file]);
     }
 
     #[test]
@@ -517,8 +1038,8 @@ mod tests {
     #[tokio::test]
     async fn a_coordinator_with_no_peer_answering_signs_nothing() {
         let d = signward_threshold::split(&[9u8; 32], 2, 3).unwrap();
-        let mut g = groups(1, vec![2, 3]);
-        let key = g.add(share_of(&d, 0)).unwrap();
+        let g = groups(1, vec![2, 3]);
+        let key = g.add(share_of(&d, 0), File).unwrap();
         let share = g.share(&key).unwrap();
         let r = coordinate(&g, &share, key, &Root::default(), Arc::from(&b"{}"[..])).await;
         assert_eq!(r.err(), Some(Rejection::GroupUnavailable));

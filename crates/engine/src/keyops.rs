@@ -418,25 +418,23 @@ pub async fn generate(
     if count == 0 || count > 10_000 {
         return Err(Rejection::Vault("invalid_parameters"));
     }
+    // Shares of group keys come from `group split` or key generation, never from here.
+    let (make, key_type): (fn() -> NewKey, &str) = match kind {
+        KeyKind::Bls => (|| NewKey::Bls(BlsKeypair::generate()), "BLS"),
+        KeyKind::Secp256k1 => (
+            || NewKey::Evm(signward_evm::EvmKey::generate()),
+            "SECP256K1",
+        ),
+        KeyKind::BlsShare => return Err(Rejection::Vault("invalid_parameters")),
+    };
     let recipient = backup_to
         .map(signward_vault::backup::parse_recipient)
         .transpose()
         .map_err(|e| Rejection::from(&e))?;
-    let keys: Vec<NewKey> = tokio::task::spawn_blocking(move || {
-        (0..count)
-            .into_par_iter()
-            .map(|_| match kind {
-                KeyKind::Bls => NewKey::Bls(BlsKeypair::generate()),
-                KeyKind::Secp256k1 => NewKey::Evm(signward_evm::EvmKey::generate()),
-            })
-            .collect()
-    })
-    .await
-    .map_err(|_| Rejection::Internal)?;
-    let key_type = match kind {
-        KeyKind::Bls => "BLS",
-        KeyKind::Secp256k1 => "SECP256K1",
-    };
+    let keys: Vec<NewKey> =
+        tokio::task::spawn_blocking(move || (0..count).into_par_iter().map(|_| make()).collect())
+            .await
+            .map_err(|_| Rejection::Internal)?;
     let mut out = Vec::with_capacity(count);
     for k in &keys {
         let id = k.id();
@@ -963,4 +961,187 @@ fn check_history_window(state: &AppState, doc: &[u8]) -> Result<(), Rejection> {
         return Err(Rejection::HistoryTooFarInFuture);
     }
     Ok(())
+}
+
+/// What became of a signing-group share given to [`import_group_share`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareImport {
+    /// The group (validator) public key.
+    pub group_key: PublicKeyBytes,
+    /// This peer's index in the group.
+    pub index: u32,
+    /// The group's threshold and size.
+    pub threshold: u32,
+    /// SHA-256 of the group's commitments (what the peers compare).
+    pub commitments_digest: String,
+    /// `imported`, `refreshed` (it replaced this peer's earlier share of the same key) or
+    /// `duplicate` (the vault already holds this very share).
+    pub status: &'static str,
+}
+
+/// Store this peer's share of a signing group's key in the sealed vault and sign with it from
+/// now on (issue 17). `document` is the share document ([`crate::group::GroupShare`]): it must
+/// be this peer's share, match its own commitments, and have a threshold this group's size
+/// allows. A share of a key the vault already holds as a share replaces it (a refresh: same
+/// group key, new commitments); a key held whole here, or from a share file, is refused. The
+/// validator is enabled in the slashing database (this peer signs its partials from now on),
+/// the import is audited, and the vault's other instances load it on their next poll.
+pub async fn import_group_share(
+    state: &Arc<AppState>,
+    who: Actor<'_>,
+    document: &[u8],
+) -> Result<ShareImport, Rejection> {
+    who.admitted(state)?;
+    let rt = unsealed(state)?;
+    let groups = state
+        .groups
+        .as_ref()
+        .ok_or(Rejection::Vault("no_signing_group"))?;
+    let share = crate::group::GroupShare::from_document(document).map_err(|e| {
+        tracing::warn!(error = %e, "signing-group share refused");
+        Rejection::Vault("invalid_share")
+    })?;
+    let key = groups.check(&share).map_err(|e| {
+        tracing::warn!(error = %e, "signing-group share refused");
+        Rejection::Vault("share_refused")
+    })?;
+    if !who.may(signward_auth::KeyId::Bls(&key)) {
+        return Err(Rejection::Forbidden(signward_auth::Denied::Key));
+    }
+    if state.keys.origin(&key).is_some() || groups.origin(&key) == Some(KeyOrigin::File) {
+        return Err(Rejection::Vault("key_held_here"));
+    }
+    let _g = rt.sync.lock().await;
+    let id = key.to_hex();
+    let existing = rt
+        .vault
+        .store()
+        .keys()
+        .await
+        .map_err(|e| Rejection::from(&e))?
+        .into_iter()
+        .find(|k| k.key_id == id);
+    let digest = share.commitments_digest();
+    let report = |status| ShareImport {
+        group_key: key,
+        index: share.share.index(),
+        threshold: share.commitments.threshold(),
+        commitments_digest: digest.clone(),
+        status,
+    };
+    let status = match &existing {
+        None => "imported",
+        Some(k) if k.kind != KeyKind::BlsShare => return Err(Rejection::Vault("key_held_here")),
+        Some(_) => match groups.share(&key) {
+            Some(held) if held.commitments_digest() == digest => return Ok(report("duplicate")),
+            _ => "refreshed",
+        },
+    };
+    state
+        .protection
+        .db
+        .set_enabled(vec![key], true, true)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "could not enable the group key in the slashing database");
+            Rejection::SlashingUnavailable
+        })?;
+    let stored = rt
+        .vault
+        .store_or_replace_keys(&[KeyToStore {
+            kind: KeyKind::BlsShare,
+            key_id: id.clone(),
+            secret: zeroize::Zeroizing::new(share.to_document().to_vec()),
+            origin: "group-share".into(),
+        }])
+        .await
+        .map_err(|e| Rejection::from(&e))?;
+    if stored.first() != Some(&true) {
+        return Err(Rejection::Vault("key_held_here"));
+    }
+    let out = report(status);
+    audit_key(
+        state,
+        who.name,
+        &id,
+        AuditOutcome::Imported,
+        Some(format!(
+            "group share {}, threshold {}{}",
+            out.index,
+            out.threshold,
+            if status == "refreshed" {
+                "; replaces the earlier share"
+            } else {
+                ""
+            }
+        )),
+    )
+    .await?;
+    drop(share);
+    crate::vault::reconcile_locked(state, rt)
+        .await
+        .map_err(|e| Rejection::from(&e))?;
+    Ok(out)
+}
+
+/// Proactive refresh from the share this peer holds (in its vault or from a share file): deal
+/// it to a new group (`recipients`: each new peer's index and age recipient, 1..=n) with
+/// `threshold`, withstanding `f` compromised peers. The share never leaves the server: what
+/// leaves is the public dealing and each new peer's part, encrypted to that peer. The new peers
+/// then run `group join` on the dealings of `t` old holders. Audited as `share_dealt`.
+pub async fn deal_refresh(
+    state: &Arc<AppState>,
+    who: Actor<'_>,
+    key: &PublicKeyBytes,
+    threshold: u32,
+    f: u32,
+    recipients: Vec<(u32, String)>,
+) -> Result<crate::group::SealedDealing, Rejection> {
+    who.admitted(state)?;
+    let groups = state
+        .groups
+        .as_ref()
+        .ok_or(Rejection::Vault("no_signing_group"))?;
+    if !who.may(signward_auth::KeyId::Bls(key)) {
+        return Err(Rejection::Forbidden(signward_auth::Denied::Key));
+    }
+    let held = groups.share(key).ok_or(Rejection::Vault("key_not_found"))?;
+    let mut recipients = recipients;
+    recipients.sort_by_key(|(i, _)| *i);
+    let indexes: Vec<u32> = recipients.iter().map(|(i, _)| *i).collect();
+    let invalid = |e: crate::group::GroupError| {
+        tracing::warn!(error = %e, "share refresh refused");
+        Rejection::Vault("invalid_parameters")
+    };
+    crate::group::check_members(threshold, f, &indexes).map_err(invalid)?;
+    let dealer = held.share.index();
+    let own = signward_threshold::KeyShare {
+        share: signward_threshold::SecretShare::from_bytes(dealer, &held.share.dangerous_bytes())
+            .map_err(|_| Rejection::Internal)?,
+        commitments: held.commitments.clone(),
+    };
+    let dealing = signward_threshold::reshare(&own, threshold, indexes.len() as u32)
+        .map_err(|_| Rejection::Vault("invalid_parameters"))?;
+    drop(own);
+    let sealed = crate::group::seal_dealing(
+        dealer,
+        threshold,
+        &dealing,
+        Some(held.commitments.clone()),
+        &recipients,
+    )
+    .map_err(invalid)?;
+    drop(dealing);
+    audit_key(
+        state,
+        who.name,
+        &key.to_hex(),
+        AuditOutcome::ShareDealt,
+        Some(format!(
+            "refresh by peer {dealer} to {} peers, threshold {threshold}",
+            indexes.len()
+        )),
+    )
+    .await?;
+    Ok(sealed)
 }

@@ -99,8 +99,15 @@ pub(crate) async fn reconcile_locked(
         .collect();
     let mut wanted_evm = HashSet::new();
     let mut new_evm = Vec::new();
+    let mut shares = Vec::new();
     for k in opened {
         if !k.stored.enabled {
+            continue;
+        }
+        if k.stored.kind == KeyKind::BlsShare {
+            if let Some(share) = group_share(state, &k)? {
+                shares.push(share);
+            }
             continue;
         }
         if k.stored.kind == KeyKind::Secp256k1 {
@@ -163,7 +170,38 @@ pub(crate) async fn reconcile_locked(
     let gone_evm: HashSet<alloy_primitives::Address> =
         loaded_evm.difference(&wanted_evm).copied().collect();
     let removed = state.keys.remove_all(&gone) + state.evm.keys.remove_all(&gone_evm);
-    Ok((added, removed))
+    let (shares_added, shares_removed) = match &state.groups {
+        Some(groups) => groups.set_vault_shares(shares),
+        None => (0, 0),
+    };
+    Ok((added + shares_added, removed + shares_removed))
+}
+
+/// A vault record of this peer's share of a group key, checked: the document authenticates
+/// (the record did), reads and matches its own commitments, and its group key is the record's
+/// id; otherwise the record is treated as tampered and nothing of the vault is loaded. A share
+/// this peer's group cannot use (no group configured, another peer's index, a threshold the
+/// group's size does not allow) is left in the vault, logged and not loaded.
+fn group_share(
+    state: &AppState,
+    k: &signward_vault::OpenedKey,
+) -> Result<Option<crate::group::GroupShare>, VaultError> {
+    let tampered = || VaultError::RecordTampered(k.stored.key_id.clone());
+    let share = crate::group::GroupShare::from_document(&k.secret).map_err(|_| tampered())?;
+    if share.group_key().to_hex() != k.stored.key_id {
+        return Err(tampered());
+    }
+    let Some(groups) = &state.groups else {
+        tracing::error!(group_key = %k.stored.key_id, "the vault holds a signing-group share but this server runs with no --group-config; it is not loaded");
+        return Ok(None);
+    };
+    match groups.check(&share) {
+        Ok(_) => Ok(Some(share)),
+        Err(e) => {
+            tracing::error!(error = %e, "a signing-group share in the vault does not fit this peer's group; it is not loaded");
+            Ok(None)
+        }
+    }
 }
 
 async fn audit_vault(
@@ -260,7 +298,11 @@ pub async fn seal(state: &Arc<AppState>, caller: &str, why: &str) {
     if let Some(rt) = &state.vault {
         rt.vault.seal();
         let n = state.keys.remove_origin(KeyOrigin::Vault)
-            + state.evm.keys.remove_origin(crate::state::KeyOrigin::Vault);
+            + state.evm.keys.remove_origin(crate::state::KeyOrigin::Vault)
+            + state
+                .groups
+                .as_ref()
+                .map_or(0, |g| g.remove_origin(KeyOrigin::Vault));
         tracing::warn!(keys_wiped = n, reason = why, "vault sealed");
         audit_vault(
             state,

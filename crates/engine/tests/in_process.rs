@@ -362,7 +362,7 @@ async fn unseal_checks_every_bls_record_not_checked_when_written() {
     };
     filler
         .store()
-        .insert_keys(meta.generation, &[unchecked(&legacy, &legacy)])
+        .insert_keys(meta.generation, &[unchecked(&legacy, &legacy)], false)
         .await
         .unwrap();
     let network = NetworkConfig::mainnet();
@@ -391,7 +391,7 @@ async fn unseal_checks_every_bls_record_not_checked_when_written() {
     // An unchecked record whose secret is another key's: the unseal fails and nothing loads.
     filler
         .store()
-        .insert_keys(meta.generation, &[unchecked(&other, &checked)])
+        .insert_keys(meta.generation, &[unchecked(&other, &checked)], false)
         .await
         .unwrap();
     let mut refused = None;

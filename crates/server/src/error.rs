@@ -67,6 +67,10 @@ pub enum BodyKind {
     AdminGenerate,
     /// `POST /admin/v1/halt`
     AdminHalt,
+    /// `POST /admin/v1/group/shares`
+    GroupShare,
+    /// `POST /admin/v1/group/refresh`
+    GroupRefresh,
 }
 
 impl BodyKind {
@@ -91,6 +95,8 @@ impl BodyKind {
                 "the request body is not a valid key generation request: a JSON object with type, count and optional backup_to"
             }
             BodyKind::AdminHalt => "the request body is not a valid halt request: a JSON object with an optional reason (string)",
+            BodyKind::GroupShare => "the request body is not a valid share import: a JSON object with share (a share document)",
+            BodyKind::GroupRefresh => "the request body is not a valid refresh: a JSON object with group_public_key, threshold, optional tolerate_compromised and peers (array of index and age_recipient)",
         }
     }
 }
@@ -187,7 +193,9 @@ fn vault_status(code: &str) -> StatusCode {
         "vault_uninitialized"
         | "already_unsealed"
         | "vault_generation_changed"
-        | "read_only_key" => StatusCode::CONFLICT,
+        | "read_only_key"
+        | "no_signing_group"
+        | "key_held_here" => StatusCode::CONFLICT,
         "key_not_found" => StatusCode::NOT_FOUND,
         _ if signward_engine::caller_fault(code) => StatusCode::BAD_REQUEST,
         "sealed" | "vault_storage" => StatusCode::SERVICE_UNAVAILABLE,

@@ -3,11 +3,12 @@
 //! not by a CA. A peer whose certificate is not pinned cannot complete a handshake, in either
 //! direction.
 //!
-//! - [`peer_router`]: the one route a peer serves to the others,
-//!   `POST /api/v1/eth2/partial/{identifier}`, taking the ordinary Web3Signer sign request body.
-//!   Every other path is 404.
+//! - [`peer_router`]: the two routes a peer serves to the others,
+//!   `POST /api/v1/eth2/partial/{identifier}`, taking the ordinary Web3Signer sign request body,
+//!   and `GET /api/v1/group/status`, the group keys held and their commitments' digests. Every
+//!   other path is 404.
 //! - [`HttpPeers`]: the engine's [`PeerClient`], asking the other peers for partial signatures
-//!   over kept-alive connections.
+//!   (and, for `signward group status`, what they hold) over kept-alive connections.
 //!
 //! The verifiers below replace rustls's certificate-path checks with the pin comparison; the
 //! handshake signature is still checked by rustls (the peer must hold the pinned certificate's
@@ -34,7 +35,9 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Signatu
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use serde::Serialize;
 use signward_core::bytes::PublicKeyBytes;
-use signward_engine::group::{PartialSignature, PeerClient, PeerFailure, PeerFuture};
+use signward_engine::group::{
+    PartialSignature, PeerClient, PeerFailure, PeerFuture, PeerView, ViewFuture,
+};
 use signward_engine::state::AppState;
 
 use crate::error::ApiError;
@@ -250,6 +253,9 @@ impl ClientCertVerifier for PinnedClients {
 /// The largest answer read from a peer: a partial signature or an error is far smaller.
 const MAX_ANSWER_BYTES: usize = 4096;
 
+/// The largest answer to `GET /api/v1/group/status`: about 170 bytes per group key.
+const MAX_VIEW_BYTES: usize = 2 << 20;
+
 /// Requests (and so connections) in flight to one peer at once; more wait, within the group's
 /// timeout. Kept below the peer listener's per-address connection cap, so a burst of duties
 /// queues here instead of being turned away there.
@@ -276,6 +282,20 @@ impl PeerClient for HttpPeers {
                 Some(conn) => conn.partial(group_key, body).await,
                 None => Err(PeerFailure::Unreachable),
             }
+        })
+    }
+
+    fn view(&self, peer: u32) -> ViewFuture {
+        let conn = self.peers.get(&peer).cloned();
+        Box::pin(async move {
+            let conn = conn.ok_or(PeerFailure::Unreachable)?;
+            let request = hyper::Request::get("/api/v1/group/status")
+                .header(hyper::header::HOST, "peer.signward.invalid")
+                .header(hyper::header::ACCEPT, "application/json")
+                .body(Full::new(Bytes::new()))
+                .map_err(|_| PeerFailure::Malformed)?;
+            let bytes = conn.exchange(request, MAX_VIEW_BYTES).await?;
+            serde_json::from_slice::<PeerView>(&bytes).map_err(|_| PeerFailure::Malformed)
         })
     }
 }
@@ -319,6 +339,23 @@ impl PeerConn {
         group_key: PublicKeyBytes,
         body: Arc<[u8]>,
     ) -> Result<PartialSignature, PeerFailure> {
+        let request = hyper::Request::post(format!("/api/v1/eth2/partial/{}", group_key.to_hex()))
+            .header(hyper::header::HOST, "peer.signward.invalid")
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(hyper::header::ACCEPT, "application/json")
+            .body(Full::new(Bytes::copy_from_slice(&body)))
+            .map_err(|_| PeerFailure::Malformed)?;
+        let bytes = self.exchange(request, MAX_ANSWER_BYTES).await?;
+        serde_json::from_slice::<PartialSignature>(&bytes).map_err(|_| PeerFailure::Malformed)
+    }
+
+    /// Send `request` on a pooled connection (or a new one) and read at most `cap` bytes of the
+    /// answer: the body of a success, or the peer's bounded error code.
+    async fn exchange(
+        &self,
+        request: hyper::Request<Full<Bytes>>,
+        cap: usize,
+    ) -> Result<Bytes, PeerFailure> {
         let _permit = self
             .in_flight
             .acquire()
@@ -331,18 +368,12 @@ impl PeerConn {
         if sender.ready().await.is_err() {
             sender = self.connect().await?;
         }
-        let request = hyper::Request::post(format!("/api/v1/eth2/partial/{}", group_key.to_hex()))
-            .header(hyper::header::HOST, "peer.signward.invalid")
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .header(hyper::header::ACCEPT, "application/json")
-            .body(Full::new(Bytes::copy_from_slice(&body)))
-            .map_err(|_| PeerFailure::Malformed)?;
         let response = sender
             .send_request(request)
             .await
             .map_err(|_| PeerFailure::Unreachable)?;
         let status = response.status();
-        let bytes = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+        let bytes = Limited::new(response.into_body(), cap)
             .collect()
             .await
             .map_err(|_| PeerFailure::Malformed)?
@@ -353,7 +384,7 @@ impl PeerConn {
             .unwrap_or_else(|p| p.into_inner())
             .push(sender);
         if status.is_success() {
-            serde_json::from_slice::<PartialSignature>(&bytes).map_err(|_| PeerFailure::Malformed)
+            Ok(bytes)
         } else {
             #[derive(serde::Deserialize)]
             struct Error {
@@ -387,13 +418,16 @@ struct PartialAnswer {
     signature: String,
 }
 
-/// The peer listener's router: one route, `POST /api/v1/eth2/partial/{identifier}`, for peers
-/// authenticated by their pinned certificate; everything else 404. `pins` maps each peer's
+/// The peer listener's router, for peers authenticated by their pinned certificate: `POST
+/// /api/v1/eth2/partial/{identifier}` (a partial signature, after this peer's own checks) and
+/// `GET /api/v1/group/status` (the group keys held here and their commitments' digests: public
+/// facts, for `signward group status`); everything else 404. `pins` maps each peer's
 /// certificate fingerprint to its index.
 pub fn peer_router(app: Arc<AppState>, limits: Limits, pins: HashMap<String, u32>) -> Router {
     let t = limits.request_timeout;
     Router::new()
         .route("/api/v1/eth2/partial/{identifier}", post(partial))
+        .route("/api/v1/group/status", axum::routing::get(view))
         .fallback(|| async { ApiError::NotFound.into_response() })
         .layer(axum::middleware::from_fn(
             move |req, next: axum::middleware::Next| async move {
@@ -408,6 +442,19 @@ pub fn peer_router(app: Arc<AppState>, limits: Limits, pins: HashMap<String, u32
             limits,
             pins: Arc::new(pins),
         })
+}
+
+async fn view(State(s): State<PeerState>, cert: Option<Extension<PeerCert>>) -> Response {
+    if cert
+        .and_then(|Extension(c)| s.pins.get(&c.0).copied())
+        .is_none()
+    {
+        return ApiError::Unauthorized.into_response();
+    }
+    match s.app.groups() {
+        Some(groups) => Json(groups.view()).into_response(),
+        None => ApiError::NotFound.into_response(),
+    }
 }
 
 async fn partial(

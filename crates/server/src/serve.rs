@@ -218,6 +218,7 @@ pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
                 .route("/admin/v1/keys/generate", post(admin::generate))
                 .route("/admin/v1/keys/{pubkey}/enable", post(admin::enable))
                 .route("/admin/v1/keys/{pubkey}/disable", post(admin::disable))
+                .route("/admin/v1/group", get(admin::group_status))
                 // Web3Signer's reload: it changes which keys are served, so it is an operator's
                 // act (admin), never a validator client's or a key manager's.
                 .route("/reload", get(admin::reload_status).post(admin::reload)),
@@ -228,6 +229,8 @@ pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
             long,
             Router::new()
                 .route("/admin/v1/keys/import", post(admin::import))
+                .route("/admin/v1/group/shares", post(admin::import_share))
+                .route("/admin/v1/group/refresh", post(admin::refresh_share))
                 .route("/admin/v1/keys/{pubkey}", delete(admin::delete)),
         ))
         .fallback(not_found)

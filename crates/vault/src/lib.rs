@@ -28,4 +28,4 @@ pub use master::MasterKey;
 pub use record::KeyKind;
 pub use share::SharePayload;
 pub use store::{StoredKey, VaultMeta, VaultStore};
-pub use vault::{UnsealProgress, Vault, VaultState};
+pub use vault::{OpenedKey, UnsealProgress, Vault, VaultState};

@@ -23,6 +23,9 @@ pub enum KeyKind {
     Bls,
     /// secp256k1 EVM key (32-byte secret scalar).
     Secp256k1,
+    /// This peer's share of a signing group's BLS key: the share document (index, commitments
+    /// and secret share; `signward_engine::group`), stored under the group public key.
+    BlsShare,
 }
 
 impl KeyKind {
@@ -31,6 +34,7 @@ impl KeyKind {
         match self {
             KeyKind::Bls => "bls",
             KeyKind::Secp256k1 => "secp256k1",
+            KeyKind::BlsShare => "bls_share",
         }
     }
 
@@ -39,6 +43,7 @@ impl KeyKind {
         match s {
             "bls" => Some(KeyKind::Bls),
             "secp256k1" => Some(KeyKind::Secp256k1),
+            "bls_share" => Some(KeyKind::BlsShare),
             _ => None,
         }
     }

@@ -260,12 +260,20 @@ impl VaultStore {
     }
 
     /// Store keys encrypted under master-key `generation`, in one transaction. Returns, per key,
-    /// `true` when stored and `false` when a key with that id already exists.
+    /// `true` when stored and `false` when a key with that id already exists. With `replace`, a
+    /// record of the same id and kind is replaced instead (`true`), its enabled flag and
+    /// creation time kept.
     pub async fn insert_keys(
         &self,
         generation: u64,
         keys: &[NewRecord],
+        replace: bool,
     ) -> Result<Vec<bool>, VaultError> {
+        let conflict = if replace {
+            "ON CONFLICT (key_id) DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext, origin = excluded.origin WHERE vault_keys.kind = excluded.kind"
+        } else {
+            "ON CONFLICT (key_id) DO NOTHING"
+        };
         let t = now();
         if let Some(mut conn) = self.sqlite() {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -276,9 +284,9 @@ impl VaultStore {
             }
             let mut out = Vec::with_capacity(keys.len());
             {
-                let mut stmt = tx.prepare(
-                    "INSERT INTO vault_keys (key_id, kind, nonce, ciphertext, enabled, origin, created_at) VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6) ON CONFLICT (key_id) DO NOTHING",
-                )?;
+                let mut stmt = tx.prepare(&format!(
+                    "INSERT INTO vault_keys (key_id, kind, nonce, ciphertext, enabled, origin, created_at) VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6) {conflict}"
+                ))?;
                 for k in keys {
                     let n = stmt.execute(params![
                         k.key_id,
@@ -314,9 +322,9 @@ impl VaultStore {
             Some(_) => {}
         }
         let stmt = tx
-            .prepare(
-                "INSERT INTO vault_keys (key_id, kind, nonce, ciphertext, enabled, origin, created_at) VALUES ($1, $2, $3, $4, TRUE, $5, $6) ON CONFLICT (key_id) DO NOTHING",
-            )
+            .prepare(&format!(
+                "INSERT INTO vault_keys (key_id, kind, nonce, ciphertext, enabled, origin, created_at) VALUES ($1, $2, $3, $4, TRUE, $5, $6) {conflict}"
+            ))
             .await?;
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {

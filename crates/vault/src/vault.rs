@@ -377,6 +377,24 @@ impl Vault {
     /// key id that differs refuses the whole call, and the record is sealed as checked
     /// ([`IdCheck::OnWrite`]), so loading it need not derive the public key again.
     pub async fn store_keys(&self, keys: &[KeyToStore]) -> Result<Vec<bool>, VaultError> {
+        self.seal_and_store(keys, false).await
+    }
+
+    /// As [`Vault::store_keys`], but a record of the same id *and kind* is replaced (its
+    /// enabled flag and creation time kept): a signing group's refreshed share replaces the old
+    /// share of the same group key. `false` when the id is held by a record of another kind.
+    pub async fn store_or_replace_keys(
+        &self,
+        keys: &[KeyToStore],
+    ) -> Result<Vec<bool>, VaultError> {
+        self.seal_and_store(keys, true).await
+    }
+
+    async fn seal_and_store(
+        &self,
+        keys: &[KeyToStore],
+        replace: bool,
+    ) -> Result<Vec<bool>, VaultError> {
         let (key, meta) = self.dangerous_record_key()?;
         let mut new = Vec::with_capacity(keys.len());
         for k in keys {
@@ -393,8 +411,9 @@ impl Vault {
                     }
                     IdCheck::OnWrite
                 }
-                // The vault does not derive EVM addresses; the loader checks them.
-                KeyKind::Secp256k1 => IdCheck::OnLoad,
+                // The vault does not derive EVM addresses, nor check a share against its
+                // group's commitments: the loader checks them.
+                KeyKind::Secp256k1 | KeyKind::BlsShare => IdCheck::OnLoad,
             };
             new.push(NewRecord {
                 key_id: k.key_id.clone(),
@@ -403,6 +422,6 @@ impl Vault {
                 origin: k.origin.clone(),
             });
         }
-        self.store.insert_keys(meta.generation, &new).await
+        self.store.insert_keys(meta.generation, &new, replace).await
     }
 }

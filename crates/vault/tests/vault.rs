@@ -269,7 +269,7 @@ async fn bls_records_are_checked_when_written() {
         origin: "older".into(),
     };
     v.store()
-        .insert_keys(meta.generation, &[legacy])
+        .insert_keys(meta.generation, &[legacy], false)
         .await
         .unwrap();
     v.store_keys(&[key(1)]).await.unwrap();

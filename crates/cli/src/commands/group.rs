@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use signward_engine::group::{GroupShare, Groups};
 use signward_keys::fsutil::write_secret_file;
 use signward_server::peers::{GroupTls, Peer};
@@ -44,6 +44,18 @@ pub fn run(command: GroupCommand) -> anyhow::Result<()> {
             own_dealing_sha256.as_deref(),
             &out,
         ),
+        GroupCommand::Import {
+            client,
+            share,
+            identity,
+        } => import(&client, &share, &identity),
+        GroupCommand::Status { client } => status(&client),
+        GroupCommand::Reshare {
+            client,
+            group_public_key,
+            members,
+            out_dir,
+        } => reshare(&client, &group_public_key, &members, &out_dir),
         GroupCommand::Refresh {
             share,
             identity,
@@ -111,19 +123,6 @@ fn identity(out_dir: &Path, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The plaintext of a share file (inside age): public group facts and this peer's secret share.
-#[derive(Serialize, Deserialize)]
-struct ShareFile {
-    kind: String,
-    version: u32,
-    group_public_key: String,
-    index: u32,
-    commitments: Commitments,
-    share: Zeroizing<String>,
-}
-
-const SHARE_KIND: &str = "signward-threshold-share";
-
 /// Parse `--peer <index>=<age recipient>` arguments: indexes exactly 1..=n, and a threshold that
 /// is at least 2 and a majority.
 fn recipients(
@@ -149,48 +148,13 @@ fn recipients(
             bail!("peer {index} is given twice");
         }
     }
-    let n = recipients.len() as u32;
-    if recipients.keys().copied().ne(1..=n) {
-        bail!("peer indexes must be 1..={n}, each once");
-    }
-    signward_threshold_parameters(threshold, n)?;
-    if 2 * threshold <= n + f {
-        bail!(
-            "a threshold of {threshold} of {n} does not keep slashing protection against {f} \
-             compromised peer(s) (it needs 2t > n + f): two sets of signers could each sign one \
-             of two conflicting messages; use more than {}",
-            (n + f) / 2
-        );
-    }
+    let indexes: Vec<u32> = recipients.keys().copied().collect();
+    signward_engine::group::check_members(threshold, f, &indexes)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(recipients)
 }
 
-/// A dealer's public output (`dealing.json`).
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DealingFile {
-    kind: String,
-    version: u32,
-    /// The dealer's index (for a refresh: its index in the old group).
-    dealer: u32,
-    threshold: u32,
-    n: u32,
-    commitments: Commitments,
-    /// For a refresh: the old group's commitments, which the dealer's share belongs to.
-    #[serde(default)]
-    refresh_of: Option<Commitments>,
-}
-
-/// One peer's part of a dealing (`to-<index>.age`, inside age).
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DealtShare {
-    dealer: u32,
-    index: u32,
-    share: Zeroizing<String>,
-}
-
-const DEALING_KIND: &str = "signward-threshold-dealing";
+use signward_engine::group::{DealingDocument as DealingFile, DealtShare, DEALING_KIND};
 
 fn write_dealing(
     dealer: u32,
@@ -206,30 +170,34 @@ fn write_dealing(
             out_dir.display()
         );
     }
-    super::ensure_private_dir(out_dir)?;
-    for (share, (index, recipient)) in dealing.shares.iter().zip(recipients) {
-        let dealt = DealtShare {
-            dealer,
-            index: *index,
-            share: secret_hex(&share.dangerous_bytes()),
-        };
-        let json = Zeroizing::new(serde_json::to_vec(&dealt)?);
-        let sealed = signward_vault::backup::encrypt_armored(recipient, &json)
-            .map_err(|e| anyhow::anyhow!("encrypting the share for peer {index}: {e}"))?;
-        let path = out_dir.join(format!("to-{index}.age"));
-        write_secret_file(&path, &sealed).with_context(|| format!("writing {}", path.display()))?;
+    let recipients: Vec<(u32, String)> = recipients
+        .iter()
+        .map(|(i, r)| (*i, r.to_string()))
+        .collect();
+    let sealed =
+        signward_engine::group::seal_dealing(dealer, threshold, dealing, refresh_of, &recipients)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    write_sealed_dealing(&sealed, out_dir)
+}
+
+/// Write a sealed dealing: `to-<index>.age` for each peer (0600) and `dealing.json`, last.
+fn write_sealed_dealing(
+    sealed: &signward_engine::group::SealedDealing,
+    out_dir: &Path,
+) -> anyhow::Result<()> {
+    if out_dir.join("dealing.json").exists() {
+        bail!(
+            "{} already holds a dealing; it is never overwritten",
+            out_dir.display()
+        );
     }
-    let public = DealingFile {
-        kind: DEALING_KIND.into(),
-        version: 1,
-        dealer,
-        threshold,
-        n: recipients.len() as u32,
-        commitments: dealing.commitments.clone(),
-        refresh_of,
-    };
+    super::ensure_private_dir(out_dir)?;
+    for (index, armored) in &sealed.shares {
+        let path = out_dir.join(format!("to-{index}.age"));
+        write_secret_file(&path, armored).with_context(|| format!("writing {}", path.display()))?;
+    }
     let path = out_dir.join("dealing.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&public)?)
+    std::fs::write(&path, serde_json::to_vec_pretty(&sealed.document)?)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
@@ -262,32 +230,115 @@ fn open_share_with(
     path: &Path,
     identities: &[Box<dyn age::Identity>],
 ) -> anyhow::Result<(SecretShare, Commitments)> {
+    let json = decrypt_share_file(path, identities)?;
+    let share =
+        GroupShare::from_document(&json).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok((share.share, share.commitments))
+}
+
+/// The share document inside a share file (secret: wiped on drop).
+fn decrypt_share_file(
+    path: &Path,
+    identities: &[Box<dyn age::Identity>],
+) -> anyhow::Result<Zeroizing<Vec<u8>>> {
     let sealed = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let json = signward_vault::backup::decrypt_armored(&sealed, identities)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    // The parser's own message may quote the decrypted text: it is not passed on.
-    let share: ShareFile = serde_json::from_slice(&json)
-        .map_err(|_| anyhow::anyhow!("{} is not a signward share file", path.display()))?;
-    if share.kind != SHARE_KIND || share.version != 1 {
-        bail!("{} is not a version-1 signward share file", path.display());
-    }
-    let mut bytes = Zeroizing::new([0u8; 32]);
-    hex::decode_to_slice(share.share.trim_start_matches("0x"), &mut bytes[..])
-        .with_context(|| format!("{}: the share is not 32 bytes of hex", path.display()))?;
-    let secret = SecretShare::from_bytes(share.index, &bytes)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    if format!("0x{}", hex::encode(share.commitments.group_public_key())) != share.group_public_key
-    {
+    signward_vault::backup::decrypt_armored(&sealed, identities)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn import(client: &crate::cli::ClientArgs, share: &Path, identity: &Path) -> anyhow::Result<()> {
+    let identities = signward_vault::share::read_identities(identity)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", identity.display()))?;
+    let document = decrypt_share_file(share, &identities)?;
+    // Checked here too, so that a wrong file is named before anything is sent.
+    GroupShare::from_document(&document)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", share.display()))?;
+    let mut body = Zeroizing::new(Vec::with_capacity(document.len() + 16));
+    body.extend_from_slice(b"{\"share\":");
+    body.extend_from_slice(&document);
+    body.push(b'}');
+    let v = super::client::AdminClient::new(client)?.expect_ok(
+        "POST",
+        "/admin/v1/group/shares",
+        Some(body),
+    )?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+fn reshare(
+    client: &crate::cli::ClientArgs,
+    group_public_key: &str,
+    members: &GroupMembers,
+    out_dir: &Path,
+) -> anyhow::Result<()> {
+    let recipients = recipients(members)?;
+    if out_dir.join("dealing.json").exists() {
         bail!(
-            "{}: the group public key does not match the commitments",
-            path.display()
+            "{} already holds a dealing; it is never overwritten",
+            out_dir.display()
         );
     }
-    share
-        .commitments
-        .verify_share(&secret)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok((secret, share.commitments))
+    let body = serde_json::to_vec(&serde_json::json!({
+        "group_public_key": group_public_key.trim(),
+        "threshold": members.threshold,
+        "tolerate_compromised": members.tolerate_compromised,
+        "peers": recipients.iter().map(|(i, r)| serde_json::json!({
+            "index": i, "age_recipient": r.to_string(),
+        })).collect::<Vec<_>>(),
+    }))?;
+    let v = super::client::AdminClient::new(client)?.expect_ok(
+        "POST",
+        "/admin/v1/group/refresh",
+        Some(Zeroizing::new(body)),
+    )?;
+    let document: DealingFile = serde_json::from_value(v["dealing"].clone())
+        .context("the server's answer holds no dealing")?;
+    let mut shares = Vec::new();
+    for sh in v["shares"]
+        .as_array()
+        .context("the server's answer holds no shares")?
+    {
+        let index = sh["index"].as_u64().context("a share without an index")? as u32;
+        let armored = sh["age"].as_str().context("a share without its age text")?;
+        shares.push((index, armored.as_bytes().to_vec()));
+    }
+    if document.kind != DEALING_KIND
+        || document.n as usize != recipients.len()
+        || shares
+            .iter()
+            .map(|(i, _)| *i)
+            .ne(recipients.keys().copied())
+    {
+        bail!("the server's dealing does not match the group asked for");
+    }
+    write_sealed_dealing(
+        &signward_engine::group::SealedDealing { document, shares },
+        out_dir,
+    )?;
+    println!("{}", out_dir.display());
+    Ok(())
+}
+
+fn status(client: &crate::cli::ClientArgs) -> anyhow::Result<()> {
+    let v = super::client::AdminClient::new(client)?.expect_ok("GET", "/admin/v1/group", None)?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    let peers = v["peers"].as_array().cloned().unwrap_or_default();
+    let unhealthy = peers.iter().filter(|p| {
+        p["reachable"] != serde_json::Value::Bool(true)
+            || p["keys_with_other_commitments"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+            || p["keys_missing"].as_array().is_some_and(|a| !a.is_empty())
+    });
+    let n = unhealthy.count();
+    if n > 0 {
+        bail!(
+            "{n} of {} other peers are unreachable or hold other shares",
+            peers.len()
+        );
+    }
+    Ok(())
 }
 
 fn refresh(
@@ -318,18 +369,6 @@ fn refresh(
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
-}
-
-/// `0x` and the hex of a secret 32-byte value, in a buffer wiped on drop (no other copy is made
-/// on the heap).
-fn secret_hex(bytes: &[u8; 32]) -> Zeroizing<String> {
-    let mut buf = Zeroizing::new([0u8; 64]);
-    // Cannot fail: the output is exactly twice the input.
-    let _ = hex::encode_to_slice(bytes, &mut buf[..]);
-    let mut out = Zeroizing::new(String::with_capacity(66));
-    out.push_str("0x");
-    out.push_str(std::str::from_utf8(&buf[..]).unwrap_or_default());
-    out
 }
 
 fn join(
@@ -441,22 +480,15 @@ fn join(
         Some(old) => signward_threshold::combine_reshares(index, old, &received),
     }
     .map_err(|e| anyhow::anyhow!("{e} (code {})", e.code()))?;
-    let group_key = format!("0x{}", hex::encode(key.commitments.group_public_key()));
-    let file = ShareFile {
-        kind: SHARE_KIND.into(),
-        version: 1,
-        group_public_key: group_key.clone(),
-        index,
-        commitments: key.commitments.clone(),
-        share: secret_hex(&key.share.dangerous_bytes()),
+    let share = GroupShare {
+        share: key.share,
+        commitments: key.commitments,
     };
-    let json = Zeroizing::new(serde_json::to_vec(&file)?);
-    let sealed = signward_vault::backup::encrypt_armored(&recipient, &json)
+    let sealed = signward_vault::backup::encrypt_armored(&recipient, &share.to_document())
         .map_err(|e| anyhow::anyhow!("encrypting the share file: {e}"))?;
     write_secret_file(out, &sealed).with_context(|| format!("writing {}", out.display()))?;
-    let digest = sha256_hex(&serde_json::to_vec(&key.commitments)?);
-    println!("group_public_key = \"{group_key}\"");
-    println!("commitments_digest = \"{digest}\"");
+    println!("group_public_key = \"{}\"", share.group_key().to_hex());
+    println!("commitments_digest = \"{}\"", share.commitments_digest());
     Ok(())
 }
 
@@ -495,16 +527,13 @@ fn split(
             .commitments
             .verify_share(share)
             .map_err(|e| anyhow::anyhow!("share {index}: {e}"))?;
-        let file = ShareFile {
-            kind: SHARE_KIND.into(),
-            version: 1,
-            group_public_key: group_key.clone(),
-            index: *index,
+        let doc = GroupShare {
+            share: SecretShare::from_bytes(*index, &share.dangerous_bytes())
+                .map_err(|e| anyhow::anyhow!("share {index}: {e}"))?,
             commitments: dealing.commitments.clone(),
-            share: secret_hex(&share.dangerous_bytes()),
-        };
-        let json = Zeroizing::new(serde_json::to_vec(&file)?);
-        let sealed = signward_vault::backup::encrypt_armored(recipient, &json)
+        }
+        .to_document();
+        let sealed = signward_vault::backup::encrypt_armored(recipient, &doc)
             .map_err(|e| anyhow::anyhow!("encrypting share {index}: {e}"))?;
         let path = out_dir.join(format!("share-{index}.age"));
         if path.exists() {
@@ -516,10 +545,6 @@ fn split(
     Ok(())
 }
 
-fn signward_threshold_parameters(t: u32, n: u32) -> anyhow::Result<()> {
-    signward_threshold::check_parameters(t, n).map_err(|e| anyhow::anyhow!("{e}"))
-}
-
 /// `--group-config`: this peer in its signing group.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -528,7 +553,11 @@ struct GroupFile {
     listen: std::net::SocketAddr,
     tls_cert: PathBuf,
     tls_key: PathBuf,
-    age_identity: PathBuf,
+    /// Share files (age) and the identity that opens them. Without them, the shares are in the
+    /// sealed vault (`signward group import`) and load when it is unsealed.
+    #[serde(default)]
+    age_identity: Option<PathBuf>,
+    #[serde(default)]
     shares: Vec<PathBuf>,
     #[serde(default = "default_timeout_ms")]
     timeout_ms: u64,
@@ -652,7 +681,7 @@ pub fn load(path: &Path) -> anyhow::Result<GroupSetup> {
             path.display()
         );
     }
-    let mut groups = Groups::new(
+    let groups = Groups::new(
         file.index,
         file.peers.iter().map(|p| p.index).collect(),
         Arc::new(client),
@@ -660,19 +689,26 @@ pub fn load(path: &Path) -> anyhow::Result<GroupSetup> {
     )
     .with_peer_policy(policy)
     .with_tolerated_compromise(file.tolerate_compromised);
-    let identities = signward_vault::share::read_identities(&rel(&file.age_identity))
-        .map_err(|e| anyhow::anyhow!("{}: {e}", file.age_identity.display()))?;
-    if file.shares.is_empty() {
-        bail!("{}: no share files", path.display());
-    }
+    let identities = match (&file.age_identity, file.shares.is_empty()) {
+        (_, true) => Vec::new(),
+        (Some(identity), false) => signward_vault::share::read_identities(&rel(identity))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", identity.display()))?,
+        (None, false) => bail!(
+            "{}: share files need age_identity, the file that opens them",
+            path.display()
+        ),
+    };
     for s in &file.shares {
         let p = rel(s);
         let (secret, commitments) = open_share_with(&p, &identities)?;
         let key = groups
-            .add(GroupShare {
-                share: secret,
-                commitments,
-            })
+            .add(
+                GroupShare {
+                    share: secret,
+                    commitments,
+                },
+                signward_engine::state::KeyOrigin::File,
+            )
             .with_context(|| p.display().to_string())?;
         tracing::info!(group_key = %key.to_hex(), index = file.index, "signing group: share loaded");
     }

@@ -184,6 +184,99 @@ pub async fn import(State((state, _)): St, caller: Who, body: Bytes) -> Response
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct ShareBody<'a> {
+    /// Borrowed from the request body (which is wiped): no other copy of the secret.
+    #[serde(borrow)]
+    share: &'a serde_json::value::RawValue,
+}
+
+/// `POST /admin/v1/group/shares` `{share: {share document}}`: this peer's share of a signing
+/// group's key, into the sealed vault.
+pub async fn import_share(State((state, _)): St, caller: Who, body: Bytes) -> Response {
+    let body = Zeroizing::new(body.to_vec());
+    let Ok(b) = serde_json::from_slice::<ShareBody>(&body) else {
+        return ApiError::MalformedBody(BodyKind::GroupShare).into_response();
+    };
+    let n = name(&caller);
+    match keyops::import_group_share(&state, actor(&n, &caller), b.share.get().as_bytes()).await {
+        Ok(o) => Json(json!({
+            "group_public_key": o.group_key.to_hex(),
+            "index": o.index,
+            "threshold": o.threshold,
+            "commitments_sha256": o.commitments_digest,
+            "status": o.status,
+        }))
+        .into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshBody {
+    group_public_key: String,
+    threshold: u32,
+    #[serde(default)]
+    tolerate_compromised: u32,
+    peers: Vec<RefreshPeer>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshPeer {
+    index: u32,
+    age_recipient: String,
+}
+
+/// `POST /admin/v1/group/refresh` `{group_public_key, threshold, tolerate_compromised?, peers:
+/// [{index, age_recipient}]}`: deal this peer's share of a group key to a refreshed group. The
+/// answer is the public dealing and each new peer's part, encrypted to that peer.
+pub async fn refresh_share(State((state, _)): St, caller: Who, body: Bytes) -> Response {
+    let Ok(b) = serde_json::from_slice::<RefreshBody>(&body) else {
+        return ApiError::MalformedBody(BodyKind::GroupRefresh).into_response();
+    };
+    let key = match pubkey(&b.group_public_key) {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
+    };
+    let n = name(&caller);
+    let recipients = b
+        .peers
+        .into_iter()
+        .map(|p| (p.index, p.age_recipient))
+        .collect();
+    match keyops::deal_refresh(
+        &state,
+        actor(&n, &caller),
+        &key,
+        b.threshold,
+        b.tolerate_compromised,
+        recipients,
+    )
+    .await
+    {
+        Ok(sealed) => Json(json!({
+            "dealing": sealed.document,
+            "shares": sealed.shares.iter().map(|(index, armored)| json!({
+                "index": index,
+                "age": String::from_utf8_lossy(armored),
+            })).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// `GET /admin/v1/group`: this peer's signing group, with every other peer asked now.
+pub async fn group_status(State((state, _)): St) -> Response {
+    match state.groups() {
+        Some(groups) => Json(signward_engine::group::status(groups).await).into_response(),
+        None => ApiError::Engine(Rejection::Vault("no_signing_group")).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct GenerateBody {
     #[serde(rename = "type")]
     kind: String,
