@@ -33,8 +33,10 @@
 # With SIGNWARD_DEVNET_GROUP=1 (scripts/test.sh runs both), the same test runs through a 2-of-3
 # threshold signing group (issue 17, docs/threshold.md): each interop keystore is split with
 # `signward group split` among three signward peers (their own data directories, slashing
-# databases and audit logs, pinned mTLS between them); nothing holds a whole key while the chain
-# runs. The VCs talk to peer 1 as before; every signature is combined from two peers' partials.
+# databases and audit logs, pinned mTLS between them), each peer imports its shares into its own
+# sealed vault (`signward group import`) and the share files are deleted, and `group status` must
+# show every peer holding every group key; nothing holds a whole key while the chain runs. The
+# VCs talk to peer 1 as before; every signature is combined from two peers' partials.
 # It also checks that peers 2 and 3 recorded the partial signatures they released, and that the
 # group's signatures on chain verify under the validators' keys (check_chain.py, unchanged).
 #
@@ -200,22 +202,40 @@ if [ "$GROUP" = 1 ]; then
       --out-dir "$WORK/shares/$(basename "$k" .json)" >>"$WORK/split.log" 2>&1 || fail "group split $k"
   done
   rm -rf "$KEYS"
+  # Each peer keeps its shares in its own sealed vault: a vault per peer (2-of-2, both unseal
+  # shares to the peer's age identity, unsealed at start), an admin credential, and no share
+  # file in its group configuration; the shares are imported once it runs (import_shares).
+  declare -A PDATA UNSEAL
+  PDATA[1]=$SWDATA
+  PDATA[2]="$WORK/peer2-data"
+  PDATA[3]="$WORK/peer3-data"
+  for i in 1 2 3; do
+    vshares=$("$SIGNWARD" init --data-dir "${PDATA[$i]}" --out "$WORK/vault-shares-$i" --shares 2 \
+      --threshold 2 --share-to "${REC[$i]}" --share-to "${REC[$i]}" 2>>"$WORK/vault-init.log") \
+      || fail "vault init on peer $i"
+    UNSEAL[$i]=""
+    for f in $vshares; do UNSEAL[$i]+="--unseal-shares-from $f "; done
+    UNSEAL[$i]+="--identity $WORK/peer$i/peer$i.agekey"
+    "$SIGNWARD" token create --data-dir "${PDATA[$i]}" --name ops --scope admin 2>>"$WORK/token.log" \
+      | grep -E '^sw_' | head -n1 >"$WORK/admin-$i.token" || fail "admin token on peer $i"
+    chmod 600 "$WORK/admin-$i.token"
+    [ -s "$WORK/admin-$i.token" ] || fail "token create printed no admin token for peer $i"
+  done
+  import_shares() { # $1: peer index, $2: its HTTP port
+    for d in "$WORK"/shares/*/; do
+      "$SIGNWARD" group import --url "http://127.0.0.1:$2" --token-file "$WORK/admin-$1.token" \
+        --share "${d}share-$1.age" --identity "$WORK/peer$1/peer$1.agekey" >>"$WORK/import.log" 2>&1 \
+        || fail "group import of ${d}share-$1.age into peer $1"
+      rm -f "${d}share-$1.age"
+    done
+  }
   for i in 1 2 3; do
     {
       echo "index = $i"
       echo "listen = \"127.0.0.1:${GPORT[$i]}\""
       echo "tls_cert = \"$WORK/peer$i/peer$i.crt\""
       echo "tls_key = \"$WORK/peer$i/peer$i.key\""
-      echo "age_identity = \"$WORK/peer$i/peer$i.agekey\""
       echo "timeout_ms = 2000"
-      printf 'shares = ['
-      first=1
-      for d in "$WORK"/shares/*/; do
-        [ "$first" = 1 ] || printf ', '
-        printf '"%s"' "${d}share-$i.age"
-        first=0
-      done
-      echo ']'
       for j in 1 2 3; do
         [ "$j" = "$i" ] && continue
         printf '\n[[peers]]\nindex = %s\naddr = "127.0.0.1:%s"\ncert_sha256 = "%s"\n' "$j" "${GPORT[$j]}" "${PIN[$j]}"
@@ -223,14 +243,18 @@ if [ "$GROUP" = 1 ]; then
     } >"$WORK/group-$i.toml"
     chmod 600 "$WORK/group-$i.toml"
   done
-  SIGNER_KEYS=(--group-config "$WORK/group-1.toml")
+  # shellcheck disable=SC2206 # the unseal arguments are paths without spaces
+  SIGNER_KEYS=(--group-config "$WORK/group-1.toml" ${UNSEAL[1]})
   for i in 2 3; do
     log "starting signing-group peer $i"
-    SIGNWARD_LOG=info "$SIGNWARD" serve --data-dir "$WORK/peer$i-data" --http-listen-port "$(free_port)" \
+    port=$(free_port)
+    # shellcheck disable=SC2086
+    SIGNWARD_LOG=info "$SIGNWARD" serve --data-dir "${PDATA[$i]}" --http-listen-port "$port" \
       --network "$NET/config.yaml" --genesis-time "$GENESIS_TIME" --group-config "$WORK/group-$i.toml" \
-      "${ROOTFLAG[@]}" >"$WORK/peer$i.log" 2>&1 &
+      ${UNSEAL[$i]} "${ROOTFLAG[@]}" >"$WORK/peer$i.log" 2>&1 &
     PIDS+=("$!")
     wait_loaded "$WORK/peer$i.log" "$!"
+    import_shares "$i" "$port"
   done
 fi
 
@@ -241,6 +265,16 @@ SIGNWARD_LOG=info "$SIGNWARD" serve --data-dir "$SWDATA" --http-listen-port "$SW
 SW_PID=$!
 PIDS+=("$SW_PID")
 wait_loaded "$WORK/signward.log" "$SW_PID"
+if [ "$GROUP" = 1 ]; then
+  import_shares 1 "$SW_PORT"
+  [ -z "$(ls "$WORK"/shares/*/ 2>/dev/null | grep '\.age$')" ] || fail "share files remain after import"
+  # Every peer answers, holding every group key with the same commitments.
+  "$SIGNWARD" group status --url "http://127.0.0.1:$SW_PORT" --token-file "$WORK/admin-1.token" \
+    >"$WORK/group-status.json" 2>&1 || fail "group status: $(cat "$WORK/group-status.json")"
+  n=$(grep -c '"keys_matching": 8' "$WORK/group-status.json" || true)
+  [ "$n" = 2 ] || fail "group status does not show both other peers holding the 8 group keys"
+  log "signing group: 8 shares imported into each peer's vault; group status agrees"
+fi
 # Authentication is on: without credentials the key list is refused.
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$SW_PORT/api/v1/eth2/publicKeys")
 if [ "$AUTH" = token ]; then

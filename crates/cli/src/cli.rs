@@ -755,6 +755,23 @@ pub enum GroupCommand {
         #[arg(long)]
         out_dir: PathBuf,
     },
+    /// Dealer split of a key held whole in a running server's vault: the server splits it into
+    /// one share per peer (any `--threshold` of which sign), writes each encrypted to its peer's
+    /// age recipient under its `<data-dir>/split-keys/` and into `--out-dir` as
+    /// `share-<index>.age`, then deletes the whole key from its vault. Its slashing history comes
+    /// back as `--out-dir/slashing-protection.json`: import it into every peer.
+    SplitVaultKey {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The key to split (its public key becomes the group public key).
+        #[arg(long)]
+        pubkey: String,
+        #[command(flatten)]
+        members: GroupMembers,
+        /// Where to write the share files and the slashing history (created 0700).
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
     /// Distributed key generation, step 1, run by every peer: deal a fresh random secret to the
     /// group. Writes `--out-dir/dealing.json` (public commitments, for everyone) and
     /// `to-<index>.age` (each peer's share of this dealing, encrypted to it). No one, this peer

@@ -964,6 +964,7 @@ fn routes_are_denied_by_default() {
         ("GET", "/admin/v1/group".into()),
         ("POST", "/admin/v1/group/shares".into()),
         ("POST", "/admin/v1/group/refresh".into()),
+        ("POST", "/admin/v1/group/split".into()),
     ];
     for (m, p) in &routes {
         let r = server.request(m, p, &[], b"{}");

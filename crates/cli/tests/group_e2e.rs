@@ -2,7 +2,9 @@
 //! data directory and slashing database, talking pinned mTLS: a dealer split of a keystore, every
 //! duty signed through any peer (the group's signature is byte-for-byte the whole key's, signed by
 //! an ordinary signward), one peer killed (duties continue), two killed (nothing signed), and a
-//! compromised peer asking the honest ones for a slashable message (refused by each).
+//! compromised peer asking the honest ones for a slashable message (refused by each); key
+//! generation and refresh with no whole key; 3-of-4 against a compromised peer; and shares kept in
+//! each peer's sealed vault, refreshed there, with `group status`.
 
 mod common;
 
@@ -1295,6 +1297,157 @@ fn shares_in_the_sealed_vault_with_group_status() {
     assert!(ok, "{st}");
     let body = attestation(22, 23, 1);
     cases.push(json!({"name": "all refreshed", "pubkey": gpk, "request": body, "signature": signature(&sign(&servers, 2, &body))}));
+    // Deleting the share from peer 3's vault returns its slashing history and stops its partials
+    // at once (the validator is disabled in its slashing database); peers 1 and 2 sign on.
+    let r = servers[2].request(
+        "DELETE",
+        &format!("/admin/v1/keys/{gpk}"),
+        &[(
+            "authorization",
+            &format!(
+                "Bearer {}",
+                std::fs::read_to_string(&admins[2].token_file)
+                    .unwrap()
+                    .trim()
+            ),
+        )],
+        b"",
+    );
+    assert_eq!(
+        (r.status, r.json()["status"].as_str()),
+        (200, Some("deleted")),
+        "{}",
+        r.text()
+    );
+    assert!(r.json()["slashing_protection"]
+        .as_str()
+        .unwrap()
+        .contains(&gpk));
+    let r = sign(&servers, 2, &attestation(24, 25, 1));
+    assert_ne!(r.status, 200, "{}", r.text());
+    let body = attestation(26, 27, 1);
+    cases.push(json!({"name": "one deleted", "pubkey": gpk, "request": body, "signature": signature(&sign(&servers, 0, &body))}));
+    std::thread::sleep(Duration::from_millis(1500));
+    let (ok, st) = status(&admins[0]);
+    assert!(!ok, "{st}");
+    let p3 = st["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["index"] == 3)
+        .unwrap()
+        .clone();
+    assert_eq!(p3["keys_missing"], json!([gpk]), "{p3}");
+
+    // A key held whole in peer 1's vault, with history, split into the group from there: the
+    // shares come back encrypted to their peers (and are kept under split-keys/), the whole key
+    // is deleted with its history exported, and the group signs for it.
+    let r = servers[0].request(
+        "POST",
+        "/admin/v1/keys/generate",
+        &[
+            ("authorization", &admin_auth),
+            ("content-type", "application/json"),
+        ],
+        b"{\"type\":\"bls\",\"count\":1}",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let held = r.json()["keys"][0]["pubkey"].as_str().unwrap().to_string();
+    let whole_vote = attestation(30, 31, 1);
+    assert_eq!(
+        sign_with(&servers[0], &vc[0], &held, &whole_vote).status,
+        200
+    );
+    let split_body = |t: u32, key: &str| {
+        let peers: Vec<Value> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| json!({"index": i + 1, "age_recipient": id.recipient}))
+            .collect();
+        serde_json::to_vec(&json!({"group_public_key": key, "threshold": t, "peers": peers}))
+            .unwrap()
+    };
+    for (auth, body, want) in [
+        (
+            admin_auth.as_str(),
+            split_body(1, &held),
+            (400, "invalid_parameters"),
+        ),
+        (vc[0].as_str(), split_body(2, &held), (403, "")),
+        (
+            admin_auth.as_str(),
+            split_body(2, &other_key),
+            (404, "key_not_found"),
+        ),
+    ] {
+        let r = servers[0].request(
+            "POST",
+            "/admin/v1/group/split",
+            &[
+                ("authorization", auth),
+                ("content-type", "application/json"),
+            ],
+            &body,
+        );
+        assert_eq!(r.status, want.0, "{}", r.text());
+        if !want.1.is_empty() {
+            assert_eq!(code(&r), want.1, "{}", r.text());
+        }
+    }
+    let split_out = d.join("vault-split");
+    let mut args = admins[0].args(&[
+        "group",
+        "split-vault-key",
+        "--pubkey",
+        &held,
+        "--threshold",
+        "2",
+        "--out-dir",
+        s(&split_out),
+    ]);
+    for p in &peer_args {
+        args.extend(["--peer", p.as_str()]);
+    }
+    assert_eq!(sw_ok(&args, &[]).trim(), held);
+    let history = std::fs::read_to_string(split_out.join("slashing-protection.json")).unwrap();
+    assert!(
+        history.contains(&held) && history.contains("31"),
+        "{history}"
+    );
+    let kept = files(&peer_dirs[0].join("data/split-keys"));
+    assert_eq!(
+        files(&kept[0]).len(),
+        3,
+        "the split's share files are kept, encrypted"
+    );
+    // The whole key is gone from peer 1's vault.
+    let r = sign_with(&servers[0], &vc[0], &held, &attestation(32, 33, 1));
+    assert_eq!(
+        (r.status, code(&r).as_str()),
+        (404, "unknown_key"),
+        "{}",
+        r.text()
+    );
+    for (i, admin) in admins.iter().enumerate() {
+        let out = import(admin, &split_out.join(format!("share-{}.age", i + 1)), i);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let body = attestation(34, 35, 1);
+    let r = sign_with(&servers[1], &vc[1], &held, &body);
+    cases.push(json!({"name": "split from the vault", "pubkey": held, "request": body, "signature": signature(&r)}));
+    // Peer 1 kept the key's history: a vote conflicting with the one the whole key signed is
+    // refused there, so the group has one partial short.
+    let r = sign_with(&servers[0], &vc[0], &held, &attestation(30, 31, 2));
+    assert_eq!(
+        (r.status, code(&r).as_str()),
+        (412, "double_vote"),
+        "{}",
+        r.text()
+    );
     if let Some(python) = python() {
         let (ok, out) = run_python(
             &python,

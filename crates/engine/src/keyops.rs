@@ -1145,3 +1145,130 @@ pub async fn deal_refresh(
     .await?;
     Ok(sealed)
 }
+
+/// A vault key split by [`split_vault_key`].
+pub struct VaultSplit {
+    /// Each peer's share document, age-encrypted to it: `(index, share-<index>.age)`.
+    pub shares: Vec<(u32, Vec<u8>)>,
+    /// The key's EIP-3076 history, exported when its record was deleted: import it into every
+    /// peer.
+    pub slashing_protection: Vec<u8>,
+}
+
+/// Dealer split of a key held whole in this server's vault into `threshold`-of-n shares for a
+/// signing group (`recipients`: each peer's index and age recipient, 1..=n; `f` compromised
+/// peers to withstand), then the whole key deleted from the vault as [`delete`] does (retired,
+/// disabled in the slashing database, its history exported and returned). The shares are
+/// written, encrypted to their peers, under `<data-dir>/split-keys/<pubkey>/` before the key is
+/// deleted, so a lost answer loses nothing; no share leaves in the clear.
+pub async fn split_vault_key(
+    state: &Arc<AppState>,
+    who: Actor<'_>,
+    pk: &PublicKeyBytes,
+    threshold: u32,
+    f: u32,
+    recipients: Vec<(u32, String)>,
+) -> Result<VaultSplit, Rejection> {
+    who.admitted(state)?;
+    unsealed(state)?;
+    if !who.may(signward_auth::KeyId::Bls(pk)) {
+        return Err(Rejection::Forbidden(signward_auth::Denied::Key));
+    }
+    match state.keys.origin(pk) {
+        Some(KeyOrigin::Vault) => {}
+        Some(_) => return Err(Rejection::Vault("read_only_key")),
+        None => return Err(Rejection::Vault("key_not_found")),
+    }
+    let mut recipients = recipients;
+    recipients.sort_by_key(|(i, _)| *i);
+    let indexes: Vec<u32> = recipients.iter().map(|(i, _)| *i).collect();
+    let invalid = |e: crate::group::GroupError| {
+        tracing::warn!(error = %e, "vault key split refused");
+        Rejection::Vault("invalid_parameters")
+    };
+    crate::group::check_members(threshold, f, &indexes).map_err(invalid)?;
+    let parsed = recipients
+        .iter()
+        .map(|(i, r)| {
+            signward_vault::backup::parse_recipient(r)
+                .map(|r| (*i, r))
+                .map_err(|_| Rejection::Vault("invalid_parameters"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let lease = state
+        .keys
+        .lease(pk)
+        .await
+        .ok_or(Rejection::Vault("key_not_found"))?;
+    let dealing = {
+        let secret = lease.entry().key.dangerous_secret_bytes();
+        signward_threshold::split(&secret, threshold, indexes.len() as u32)
+            .map_err(|_| Rejection::Vault("invalid_parameters"))?
+    };
+    drop(lease);
+    if PublicKeyBytes::from(dealing.commitments.group_public_key()) != *pk {
+        tracing::error!("a vault key's split does not commit to its public key");
+        return Err(Rejection::Internal);
+    }
+    let mut shares = Vec::with_capacity(parsed.len());
+    for (share, (index, recipient)) in dealing.shares.iter().zip(&parsed) {
+        let document = crate::group::GroupShare {
+            share: signward_threshold::SecretShare::from_bytes(*index, &share.dangerous_bytes())
+                .map_err(|_| Rejection::Internal)?,
+            commitments: dealing.commitments.clone(),
+        }
+        .to_document();
+        let sealed = signward_vault::backup::encrypt_armored(recipient, &document)
+            .map_err(|e| Rejection::from(&e))?;
+        shares.push((*index, sealed));
+    }
+    drop(dealing);
+    // Kept before the key is deleted: the shares are then never only in an answer.
+    if let Some(dir) = &state.data_dir {
+        keep_split(dir, pk, &shares).map_err(|e| {
+            tracing::error!(error = %e, "could not keep the split's share files; the key is kept");
+            Rejection::Internal
+        })?;
+    }
+    audit_key(
+        state,
+        who.name,
+        &pk.to_hex(),
+        AuditOutcome::ShareDealt,
+        Some(format!(
+            "split into {} shares, threshold {threshold}; the whole key is deleted",
+            indexes.len()
+        )),
+    )
+    .await?;
+    let (outcomes, doc) = delete(state, who, &[*pk], AbsentKeys::Leave).await?;
+    match outcomes.first().map(|o| &o.status) {
+        Some(KeyStatus::Deleted) => Ok(VaultSplit {
+            shares,
+            slashing_protection: doc,
+        }),
+        _ => {
+            tracing::error!(pubkey = %pk, "a split vault key could not be deleted; its share files are kept under split-keys/");
+            Err(Rejection::Internal)
+        }
+    }
+}
+
+fn keep_split(
+    dir: &std::path::Path,
+    pk: &PublicKeyBytes,
+    shares: &[(u32, Vec<u8>)],
+) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let d =
+        dir.join("split-keys")
+            .join(format!("{}-{}", pk.to_hex(), uuid::Uuid::new_v4().simple()));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&d)?;
+    for (index, armored) in shares {
+        signward_os::fs::write_new(&d.join(format!("share-{index}.age")), armored)?;
+    }
+    Ok(())
+}

@@ -69,8 +69,8 @@ pub enum BodyKind {
     AdminHalt,
     /// `POST /admin/v1/group/shares`
     GroupShare,
-    /// `POST /admin/v1/group/refresh`
-    GroupRefresh,
+    /// `POST /admin/v1/group/refresh` and `POST /admin/v1/group/split`
+    GroupDeal,
 }
 
 impl BodyKind {
@@ -96,7 +96,7 @@ impl BodyKind {
             }
             BodyKind::AdminHalt => "the request body is not a valid halt request: a JSON object with an optional reason (string)",
             BodyKind::GroupShare => "the request body is not a valid share import: a JSON object with share (a share document)",
-            BodyKind::GroupRefresh => "the request body is not a valid refresh: a JSON object with group_public_key, threshold, optional tolerate_compromised and peers (array of index and age_recipient)",
+            BodyKind::GroupDeal => "the request body is not a valid split or refresh: a JSON object with group_public_key, threshold, optional tolerate_compromised and peers (array of index and age_recipient)",
         }
     }
 }

@@ -231,6 +231,7 @@ pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
                 .route("/admin/v1/keys/import", post(admin::import))
                 .route("/admin/v1/group/shares", post(admin::import_share))
                 .route("/admin/v1/group/refresh", post(admin::refresh_share))
+                .route("/admin/v1/group/split", post(admin::split_key))
                 .route("/admin/v1/keys/{pubkey}", delete(admin::delete)),
         ))
         .fallback(not_found)

@@ -50,6 +50,12 @@ pub fn run(command: GroupCommand) -> anyhow::Result<()> {
             identity,
         } => import(&client, &share, &identity),
         GroupCommand::Status { client } => status(&client),
+        GroupCommand::SplitVaultKey {
+            client,
+            pubkey,
+            members,
+            out_dir,
+        } => split_vault_key(&client, &pubkey, &members, &out_dir),
         GroupCommand::Reshare {
             client,
             group_public_key,
@@ -266,34 +272,21 @@ fn import(client: &crate::cli::ClientArgs, share: &Path, identity: &Path) -> any
     Ok(())
 }
 
-fn reshare(
-    client: &crate::cli::ClientArgs,
-    group_public_key: &str,
-    members: &GroupMembers,
-    out_dir: &Path,
-) -> anyhow::Result<()> {
+/// The JSON body of a split or a refresh asked of a server.
+fn deal_body(key: &str, members: &GroupMembers) -> anyhow::Result<Zeroizing<Vec<u8>>> {
     let recipients = recipients(members)?;
-    if out_dir.join("dealing.json").exists() {
-        bail!(
-            "{} already holds a dealing; it is never overwritten",
-            out_dir.display()
-        );
-    }
-    let body = serde_json::to_vec(&serde_json::json!({
-        "group_public_key": group_public_key.trim(),
+    Ok(Zeroizing::new(serde_json::to_vec(&serde_json::json!({
+        "group_public_key": key.trim(),
         "threshold": members.threshold,
         "tolerate_compromised": members.tolerate_compromised,
         "peers": recipients.iter().map(|(i, r)| serde_json::json!({
             "index": i, "age_recipient": r.to_string(),
         })).collect::<Vec<_>>(),
-    }))?;
-    let v = super::client::AdminClient::new(client)?.expect_ok(
-        "POST",
-        "/admin/v1/group/refresh",
-        Some(Zeroizing::new(body)),
-    )?;
-    let document: DealingFile = serde_json::from_value(v["dealing"].clone())
-        .context("the server's answer holds no dealing")?;
+    }))?))
+}
+
+/// Each `{index, age}` of a server's answer, in index order 1..=n.
+fn answered_shares(v: &serde_json::Value, n: usize) -> anyhow::Result<Vec<(u32, Vec<u8>)>> {
     let mut shares = Vec::new();
     for sh in v["shares"]
         .as_array()
@@ -303,13 +296,68 @@ fn reshare(
         let armored = sh["age"].as_str().context("a share without its age text")?;
         shares.push((index, armored.as_bytes().to_vec()));
     }
-    if document.kind != DEALING_KIND
-        || document.n as usize != recipients.len()
-        || shares
-            .iter()
-            .map(|(i, _)| *i)
-            .ne(recipients.keys().copied())
-    {
+    if shares.iter().map(|(i, _)| *i).ne(1..=n as u32) {
+        bail!("the server's answer does not hold one share per peer");
+    }
+    Ok(shares)
+}
+
+fn split_vault_key(
+    client: &crate::cli::ClientArgs,
+    pubkey: &str,
+    members: &GroupMembers,
+    out_dir: &Path,
+) -> anyhow::Result<()> {
+    let body = deal_body(pubkey, members)?;
+    if out_dir.exists() && std::fs::read_dir(out_dir)?.next().is_some() {
+        bail!(
+            "{} is not empty; share files are never overwritten",
+            out_dir.display()
+        );
+    }
+    super::ensure_private_dir(out_dir)?;
+    let v = super::client::AdminClient::new(client)?.expect_ok(
+        "POST",
+        "/admin/v1/group/split",
+        Some(body),
+    )?;
+    for (index, armored) in answered_shares(&v, members.peers.len())? {
+        let path = out_dir.join(format!("share-{index}.age"));
+        write_secret_file(&path, &armored)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let history = out_dir.join("slashing-protection.json");
+    std::fs::write(
+        &history,
+        v["slashing_protection"].as_str().unwrap_or_default(),
+    )
+    .with_context(|| format!("writing {}", history.display()))?;
+    println!("{}", v["group_public_key"].as_str().unwrap_or_default());
+    Ok(())
+}
+
+fn reshare(
+    client: &crate::cli::ClientArgs,
+    group_public_key: &str,
+    members: &GroupMembers,
+    out_dir: &Path,
+) -> anyhow::Result<()> {
+    let body = deal_body(group_public_key, members)?;
+    if out_dir.join("dealing.json").exists() {
+        bail!(
+            "{} already holds a dealing; it is never overwritten",
+            out_dir.display()
+        );
+    }
+    let v = super::client::AdminClient::new(client)?.expect_ok(
+        "POST",
+        "/admin/v1/group/refresh",
+        Some(body),
+    )?;
+    let document: DealingFile = serde_json::from_value(v["dealing"].clone())
+        .context("the server's answer holds no dealing")?;
+    let shares = answered_shares(&v, members.peers.len())?;
+    if document.kind != DEALING_KIND || document.n as usize != shares.len() {
         bail!("the server's dealing does not match the group asked for");
     }
     write_sealed_dealing(

@@ -233,7 +233,7 @@ struct RefreshPeer {
 /// answer is the public dealing and each new peer's part, encrypted to that peer.
 pub async fn refresh_share(State((state, _)): St, caller: Who, body: Bytes) -> Response {
     let Ok(b) = serde_json::from_slice::<RefreshBody>(&body) else {
-        return ApiError::MalformedBody(BodyKind::GroupRefresh).into_response();
+        return ApiError::MalformedBody(BodyKind::GroupDeal).into_response();
     };
     let key = match pubkey(&b.group_public_key) {
         Ok(k) => k,
@@ -261,6 +261,47 @@ pub async fn refresh_share(State((state, _)): St, caller: Who, body: Bytes) -> R
                 "index": index,
                 "age": String::from_utf8_lossy(armored),
             })).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// `POST /admin/v1/group/split` `{group_public_key, threshold, tolerate_compromised?, peers:
+/// [{index, age_recipient}]}`: split a key held whole in this server's vault into shares for a
+/// signing group, each encrypted to its peer, and delete the whole key (its slashing history
+/// comes back, to import into every peer).
+pub async fn split_key(State((state, _)): St, caller: Who, body: Bytes) -> Response {
+    let Ok(b) = serde_json::from_slice::<RefreshBody>(&body) else {
+        return ApiError::MalformedBody(BodyKind::GroupDeal).into_response();
+    };
+    let key = match pubkey(&b.group_public_key) {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
+    };
+    let n = name(&caller);
+    let recipients = b
+        .peers
+        .into_iter()
+        .map(|p| (p.index, p.age_recipient))
+        .collect();
+    match keyops::split_vault_key(
+        &state,
+        actor(&n, &caller),
+        &key,
+        b.threshold,
+        b.tolerate_compromised,
+        recipients,
+    )
+    .await
+    {
+        Ok(split) => Json(json!({
+            "group_public_key": key.to_hex(),
+            "shares": split.shares.iter().map(|(index, armored)| json!({
+                "index": index,
+                "age": String::from_utf8_lossy(armored),
+            })).collect::<Vec<_>>(),
+            "slashing_protection": String::from_utf8_lossy(&split.slashing_protection),
         }))
         .into_response(),
         Err(e) => ApiError::from(e).into_response(),
