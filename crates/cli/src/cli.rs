@@ -828,6 +828,14 @@ pub enum GroupCommand {
         /// The age identity file that opens it.
         #[arg(long)]
         identity: PathBuf,
+        /// The validator's EIP-3076 slashing history (from its old signer, or the
+        /// `slashing-protection.json` of `split-vault-key`): required for a key new to this
+        /// peer, so that it refuses what the key already signed.
+        #[arg(long, conflicts_with = "new_key")]
+        slashing_protection: Option<PathBuf>,
+        /// The key has never signed (distributed key generation): there is no history.
+        #[arg(long)]
+        new_key: bool,
     },
     /// A running peer's signing group: its group keys (threshold, where each share is kept, the
     /// digest of the commitments) and every other peer, asked now: reachable or not, and whether

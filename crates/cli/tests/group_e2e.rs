@@ -943,14 +943,26 @@ fn shares_in_the_sealed_vault_with_group_status() {
             .filter(|&j| j != i)
             .map(|j| (j as u32 + 1, ports[j], ids[j].pin.as_str()))
             .collect();
-        configs.push(group_config(
+        let cfg = group_config(
             &peer_dirs[i],
             i as u32 + 1,
             &ids[i],
             ports[i],
             None,
             &others,
-        ));
+        );
+        // Where this peer may deal shares (split, reshare): the three peers' recipients.
+        let pinned: Vec<String> = ids
+            .iter()
+            .map(|id| format!("\"{}\"", id.recipient))
+            .collect();
+        let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+            "\n[[peers]]",
+            &format!("share_recipients = [{}]\n\n[[peers]]", pinned.join(", ")),
+            1,
+        );
+        write_secret(&cfg, text.as_bytes());
+        configs.push(cfg);
     }
     let start = |i: usize| -> Server {
         let mut args = vec![
@@ -976,18 +988,23 @@ fn shares_in_the_sealed_vault_with_group_status() {
         .collect();
     std::thread::sleep(Duration::from_millis(1200));
     let sign = |servers: &[Server], i: usize, b: &Value| sign_with(&servers[i], &vc[i], &gpk, b);
+    // `group import` of `file` opened with peer `identity`'s age identity, with `extra` flags
+    // (`--new-key`, `--slashing-protection FILE`).
+    let import_with = |a: &Admin, file: &Path, identity: usize, extra: &[&str]| {
+        let agekey = ids[identity].agekey();
+        let mut args = a.args(&[
+            "group",
+            "import",
+            "--share",
+            s(file),
+            "--identity",
+            s(&agekey),
+        ]);
+        args.extend(extra);
+        sw(&args, &[])
+    };
     let import = |a: &Admin, file: &Path, identity: usize| -> std::process::Output {
-        sw(
-            &a.args(&[
-                "group",
-                "import",
-                "--share",
-                s(file),
-                "--identity",
-                s(&ids[identity].agekey()),
-            ]),
-            &[],
-        )
+        import_with(a, file, identity, &["--new-key"])
     };
     let status = |a: &Admin| -> (bool, Value) {
         let out = sw(&a.args(&["group", "status"]), &[]);
@@ -1055,6 +1072,14 @@ fn shares_in_the_sealed_vault_with_group_status() {
         assert_eq!((r.status, code(&r).as_str()), (400, want), "{}", r.text());
     }
 
+    // A key new to the vault needs its slashing history, or the word that it has none.
+    let out = import_with(&admins[0], &share_file(0), 0, &[]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("history_required"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Each peer imports its own share: into the vault, signing at once.
     for (i, admin) in admins.iter().enumerate() {
         let out = import(admin, &share_file(i), i);
@@ -1196,45 +1221,92 @@ fn shares_in_the_sealed_vault_with_group_status() {
         })
         .collect();
     // The server checks the new group itself: a threshold of 1 (every peer would hold the
-    // whole key), a sign-scope credential, a key it holds no share of.
-    let refresh_body = |t: u32, key: &str| {
+    // whole key), a sign-scope credential, a key it holds no share of. (Also for a split.)
+    let other_key = format!("0x{}", "a".repeat(96));
+    let refused_deals = |path: &str, key: &str| {
         let peers: Vec<Value> = ids
             .iter()
             .enumerate()
             .map(|(i, id)| json!({"index": i + 1, "age_recipient": id.recipient}))
             .collect();
-        serde_json::to_vec(&json!({"group_public_key": key, "threshold": t, "peers": peers}))
-            .unwrap()
-    };
-    let other_key = format!("0x{}", "a".repeat(96));
-    for (auth, body, want) in [
-        (
-            admin_auth.as_str(),
-            refresh_body(1, &gpk),
-            (400, "invalid_parameters"),
-        ),
-        (vc[0].as_str(), refresh_body(2, &gpk), (403, "")),
-        (
-            admin_auth.as_str(),
-            refresh_body(2, &other_key),
-            (404, "key_not_found"),
-        ),
-    ] {
-        let r = servers[0].request(
-            "POST",
-            "/admin/v1/group/refresh",
-            &[
-                ("authorization", auth),
-                ("content-type", "application/json"),
-            ],
-            &body,
-        );
-        assert_eq!(r.status, want.0, "{}", r.text());
-        if !want.1.is_empty() {
-            assert_eq!(code(&r), want.1, "{}", r.text());
+        let body = |t: u32, key: &str| {
+            serde_json::to_vec(&json!({"group_public_key": key, "threshold": t, "peers": peers}))
+                .unwrap()
+        };
+        for (auth, body, want) in [
+            (
+                admin_auth.as_str(),
+                body(1, key),
+                (400, "invalid_parameters"),
+            ),
+            (vc[0].as_str(), body(2, key), (403, "")),
+            (
+                admin_auth.as_str(),
+                body(2, &other_key),
+                (404, "key_not_found"),
+            ),
+        ] {
+            let r = servers[0].request(
+                "POST",
+                path,
+                &[
+                    ("authorization", auth),
+                    ("content-type", "application/json"),
+                ],
+                &body,
+            );
+            assert_eq!(r.status, want.0, "{path}: {}", r.text());
+            if !want.1.is_empty() {
+                assert_eq!(code(&r), want.1, "{path}: {}", r.text());
+            }
+            assert!(!r.text().contains("BEGIN AGE"), "{}", r.text());
         }
-        assert!(!r.text().contains("BEGIN AGE"), "{}", r.text());
-    }
+    };
+    refused_deals("/admin/v1/group/refresh", &gpk);
+    // An admin credential cannot send a share anywhere the group configuration does not pin:
+    // a stranger's recipient, or one peer's recipient twice (two shares in one hand).
+    let stranger = age_identity(&d.join("stranger.agekey"));
+    let unpinned = |path: &str, key: &str| {
+        for recipients in [
+            [
+                ids[0].recipient.clone(),
+                ids[1].recipient.clone(),
+                stranger.clone(),
+            ],
+            [
+                ids[0].recipient.clone(),
+                ids[1].recipient.clone(),
+                ids[1].recipient.clone(),
+            ],
+        ] {
+            let peers: Vec<Value> = recipients
+                .iter()
+                .enumerate()
+                .map(|(i, r)| json!({"index": i + 1, "age_recipient": r}))
+                .collect();
+            {
+                let r = servers[0].request(
+                    "POST",
+                    path,
+                    &[
+                        ("authorization", &admin_auth),
+                        ("content-type", "application/json"),
+                    ],
+                    &serde_json::to_vec(
+                        &json!({"group_public_key": key, "threshold": 2, "peers": peers}),
+                    )
+                    .unwrap(),
+                );
+                assert_eq!(
+                    (r.status, code(&r).as_str()),
+                    (400, "recipient_not_pinned"),
+                    "{path}: {}",
+                    r.text()
+                );
+            }
+        }
+    };
+    unpinned("/admin/v1/group/refresh", &gpk);
     let new_share = |i: usize| d.join(format!("refreshed-{}.age", i + 1));
     for (i, id) in ids.iter().enumerate() {
         let mut args = vec![
@@ -1358,42 +1430,8 @@ fn shares_in_the_sealed_vault_with_group_status() {
         sign_with(&servers[0], &vc[0], &held, &whole_vote).status,
         200
     );
-    let split_body = |t: u32, key: &str| {
-        let peers: Vec<Value> = ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| json!({"index": i + 1, "age_recipient": id.recipient}))
-            .collect();
-        serde_json::to_vec(&json!({"group_public_key": key, "threshold": t, "peers": peers}))
-            .unwrap()
-    };
-    for (auth, body, want) in [
-        (
-            admin_auth.as_str(),
-            split_body(1, &held),
-            (400, "invalid_parameters"),
-        ),
-        (vc[0].as_str(), split_body(2, &held), (403, "")),
-        (
-            admin_auth.as_str(),
-            split_body(2, &other_key),
-            (404, "key_not_found"),
-        ),
-    ] {
-        let r = servers[0].request(
-            "POST",
-            "/admin/v1/group/split",
-            &[
-                ("authorization", auth),
-                ("content-type", "application/json"),
-            ],
-            &body,
-        );
-        assert_eq!(r.status, want.0, "{}", r.text());
-        if !want.1.is_empty() {
-            assert_eq!(code(&r), want.1, "{}", r.text());
-        }
-    }
+    refused_deals("/admin/v1/group/split", &held);
+    unpinned("/admin/v1/group/split", &held);
     let split_out = d.join("vault-split");
     let mut args = admins[0].args(&[
         "group",
@@ -1428,8 +1466,14 @@ fn shares_in_the_sealed_vault_with_group_status() {
         "{}",
         r.text()
     );
+    let history_file = split_out.join("slashing-protection.json");
     for (i, admin) in admins.iter().enumerate() {
-        let out = import(admin, &split_out.join(format!("share-{}.age", i + 1)), i);
+        let out = import_with(
+            admin,
+            &split_out.join(format!("share-{}.age", i + 1)),
+            i,
+            &["--slashing-protection", s(&history_file)],
+        );
         assert!(
             out.status.success(),
             "{}",
@@ -1439,15 +1483,17 @@ fn shares_in_the_sealed_vault_with_group_status() {
     let body = attestation(34, 35, 1);
     let r = sign_with(&servers[1], &vc[1], &held, &body);
     cases.push(json!({"name": "split from the vault", "pubkey": held, "request": body, "signature": signature(&r)}));
-    // Peer 1 kept the key's history: a vote conflicting with the one the whole key signed is
-    // refused there, so the group has one partial short.
-    let r = sign_with(&servers[0], &vc[0], &held, &attestation(30, 31, 2));
-    assert_eq!(
-        (r.status, code(&r).as_str()),
-        (412, "double_vote"),
-        "{}",
-        r.text()
-    );
+    // Every peer imported the key's history: a vote conflicting with the one the whole key
+    // signed is refused through any of them.
+    for (i, server) in servers.iter().enumerate() {
+        let r = sign_with(server, &vc[i], &held, &attestation(30, 31, 2));
+        assert_eq!(
+            (r.status, code(&r).as_str()),
+            (412, "double_vote"),
+            "{}",
+            r.text()
+        );
+    }
     if let Some(python) = python() {
         let (ok, out) = run_python(
             &python,

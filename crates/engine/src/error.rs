@@ -248,6 +248,9 @@ fn vault_message(code: &str) -> &'static str {
         "invalid_share" => "not a signing-group share document, or its share does not match its commitments",
         "share_refused" => "the share is not this peer's, or its threshold does not suit this group (see the server log)",
         "key_held_here" => "this key is already held here whole or from a share file",
+        "recipient_not_pinned" => "every recipient must be one of the group configuration's share_recipients, each once",
+        "key_disabled" => "the vault holds this key disabled; enable or delete it first",
+        "history_required" => "a new key's share needs its slashing history (slashing_protection) or new_key: true",
         "sealed" => "the vault is sealed",
         "vault_storage" => "the vault database is unavailable",
         "record_tampered" => "a vault record failed authentication; see the server log",
@@ -276,6 +279,9 @@ pub fn caller_fault(code: &str) -> bool {
             | "invalid_share"
             | "share_refused"
             | "key_held_here"
+            | "recipient_not_pinned"
+            | "key_disabled"
+            | "history_required"
     )
 }
 

@@ -312,6 +312,7 @@ pub struct Groups {
     unavailable: AtomicU64,
     peer_caller: signward_auth::store::Caller,
     tolerate_compromised: u32,
+    share_recipients: std::collections::BTreeSet<String>,
 }
 
 /// What one other peer did when this peer asked it for partial signatures (for the health
@@ -415,7 +416,25 @@ impl Groups {
                 suspended: false,
             },
             tolerate_compromised: 0,
+            share_recipients: Default::default(),
         }
+    }
+
+    /// The age recipients this peer may deal shares to (a split of a vault key, a refresh): the
+    /// group's peers, as the group configuration pins them. A share dealt to any other recipient
+    /// would hand part of the key to whoever holds it, so nothing else is accepted.
+    pub fn with_share_recipients(mut self, recipients: std::collections::BTreeSet<String>) -> Self {
+        self.share_recipients = recipients;
+        self
+    }
+
+    /// Whether `recipients` (one per new peer) are all pinned in the group configuration and
+    /// all distinct (two shares to one recipient would put `2` shares in one hand).
+    pub fn may_deal_to<'a>(&self, recipients: impl IntoIterator<Item = &'a str>) -> bool {
+        let mut seen = std::collections::BTreeSet::new();
+        recipients
+            .into_iter()
+            .all(|r| self.share_recipients.contains(r) && seen.insert(r))
     }
 
     /// What the other peers may ask this peer to sign, as a credential policy that the one
@@ -640,10 +659,15 @@ impl Groups {
 /// threshold, where its share came from, the digest of its commitments), and every other peer,
 /// asked now what it holds (bounded by the group's timeout): reachable or not, and per group key
 /// whether it holds the same commitments, other ones (a refresh that has not reached every peer,
-/// or a different group) or none. With the counters kept since start.
-pub async fn status(groups: &Groups) -> serde_json::Value {
+/// or a different group) or none. With the counters kept since start. Only the group keys
+/// `visible` admits are shown and compared (a credential restricted to some keys sees those).
+pub async fn status(
+    groups: &Groups,
+    visible: impl Fn(&PublicKeyBytes) -> bool,
+) -> serde_json::Value {
     use serde_json::json;
-    let mine = groups.view();
+    let mut mine = groups.view();
+    mine.keys.retain(|k| visible(&k.group_public_key));
     let mut asked = tokio::task::JoinSet::new();
     for &peer in &groups.peers {
         let fut = groups.client.view(peer);
@@ -703,7 +727,10 @@ pub async fn status(groups: &Groups) -> serde_json::Value {
                     let only_there = view
                         .keys
                         .iter()
-                        .filter(|k| groups.share(&k.group_public_key).is_none())
+                        .filter(|k| {
+                            visible(&k.group_public_key)
+                                && groups.share(&k.group_public_key).is_none()
+                        })
                         .count();
                     json!({
                         "index": peer,

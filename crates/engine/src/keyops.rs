@@ -983,13 +983,19 @@ pub struct ShareImport {
 /// now on (issue 17). `document` is the share document ([`crate::group::GroupShare`]): it must
 /// be this peer's share, match its own commitments, and have a threshold this group's size
 /// allows. A share of a key the vault already holds as a share replaces it (a refresh: same
-/// group key, new commitments); a key held whole here, or from a share file, is refused. The
-/// validator is enabled in the slashing database (this peer signs its partials from now on),
-/// the import is audited, and the vault's other instances load it on their next poll.
+/// group key, new commitments); a key held whole here, or from a share file, is refused, and so
+/// is a share record the vault holds disabled. A key new to this vault needs its slashing
+/// history (`history`, EIP-3076: imported first, for this key only) or `new_key` (a key that
+/// has never signed, e.g. from key generation): a peer without the history of a split key could
+/// release a partial for a message the key already signed a conflicting one of. The validator
+/// is then enabled in the slashing database, the import is audited, and the vault's other
+/// instances load it on their next poll.
 pub async fn import_group_share(
     state: &Arc<AppState>,
     who: Actor<'_>,
     document: &[u8],
+    history: Option<&str>,
+    new_key: bool,
 ) -> Result<ShareImport, Rejection> {
     who.admitted(state)?;
     let rt = unsealed(state)?;
@@ -1030,13 +1036,18 @@ pub async fn import_group_share(
         status,
     };
     let status = match &existing {
+        None if history.is_none() && !new_key => return Err(Rejection::Vault("history_required")),
         None => "imported",
         Some(k) if k.kind != KeyKind::BlsShare => return Err(Rejection::Vault("key_held_here")),
+        Some(k) if !k.enabled => return Err(Rejection::Vault("key_disabled")),
         Some(_) => match groups.share(&key) {
             Some(held) if held.commitments_digest() == digest => return Ok(report("duplicate")),
             _ => "refreshed",
         },
     };
+    if let Some(doc) = history {
+        import_history(state, doc, &HashSet::from([key])).await?;
+    }
     state
         .protection
         .db
@@ -1093,9 +1104,7 @@ pub async fn deal_refresh(
     state: &Arc<AppState>,
     who: Actor<'_>,
     key: &PublicKeyBytes,
-    threshold: u32,
-    f: u32,
-    recipients: Vec<(u32, String)>,
+    group: NewGroup,
 ) -> Result<crate::group::SealedDealing, Rejection> {
     who.admitted(state)?;
     let groups = state
@@ -1105,22 +1114,19 @@ pub async fn deal_refresh(
     if !who.may(signward_auth::KeyId::Bls(key)) {
         return Err(Rejection::Forbidden(signward_auth::Denied::Key));
     }
+    if state.vault.as_ref().is_some_and(|rt| rt.blocks_signing()) {
+        return Err(Rejection::Sealed);
+    }
     let held = groups.share(key).ok_or(Rejection::Vault("key_not_found"))?;
-    let mut recipients = recipients;
-    recipients.sort_by_key(|(i, _)| *i);
-    let indexes: Vec<u32> = recipients.iter().map(|(i, _)| *i).collect();
-    let invalid = |e: crate::group::GroupError| {
-        tracing::warn!(error = %e, "share refresh refused");
-        Rejection::Vault("invalid_parameters")
-    };
-    crate::group::check_members(threshold, f, &indexes).map_err(invalid)?;
+    let group = group.checked(groups)?;
+    let (threshold, n) = (group.threshold, group.n());
     let dealer = held.share.index();
     let own = signward_threshold::KeyShare {
         share: signward_threshold::SecretShare::from_bytes(dealer, &held.share.dangerous_bytes())
             .map_err(|_| Rejection::Internal)?,
         commitments: held.commitments.clone(),
     };
-    let dealing = signward_threshold::reshare(&own, threshold, indexes.len() as u32)
+    let dealing = signward_threshold::reshare(&own, threshold, n)
         .map_err(|_| Rejection::Vault("invalid_parameters"))?;
     drop(own);
     let sealed = crate::group::seal_dealing(
@@ -1128,9 +1134,12 @@ pub async fn deal_refresh(
         threshold,
         &dealing,
         Some(held.commitments.clone()),
-        &recipients,
+        &group.recipients,
     )
-    .map_err(invalid)?;
+    .map_err(|e| {
+        tracing::warn!(error = %e, "share refresh refused");
+        Rejection::Vault("invalid_parameters")
+    })?;
     drop(dealing);
     audit_key(
         state,
@@ -1138,12 +1147,53 @@ pub async fn deal_refresh(
         &key.to_hex(),
         AuditOutcome::ShareDealt,
         Some(format!(
-            "refresh by peer {dealer} to {} peers, threshold {threshold}",
-            indexes.len()
+            "refresh by peer {dealer} to {n} peers, threshold {threshold}"
         )),
     )
     .await?;
     Ok(sealed)
+}
+
+/// The new group a split or a refresh deals to.
+pub struct NewGroup {
+    /// Its threshold.
+    pub threshold: u32,
+    /// The compromised peers its slashing protection must withstand (2t > n + f).
+    pub tolerate_compromised: u32,
+    /// Each peer's index (1..=n) and age recipient.
+    pub recipients: Vec<(u32, String)>,
+}
+
+impl NewGroup {
+    /// Sorted by index and checked ([`crate::group::check_members`]); refused as
+    /// `invalid_parameters`, the reason logged. Every recipient must be pinned in this peer's
+    /// group configuration (`share_recipients`), each once (`recipient_not_pinned`): an API
+    /// credential never chooses where a share goes.
+    fn checked(mut self, groups: &crate::group::Groups) -> Result<Self, Rejection> {
+        for (_, r) in self.recipients.iter_mut() {
+            // The canonical form, as the configuration's are kept.
+            *r = signward_vault::backup::parse_recipient(r)
+                .map_err(|_| Rejection::Vault("invalid_parameters"))?
+                .to_string();
+        }
+        if !groups.may_deal_to(self.recipients.iter().map(|(_, r)| r.as_str())) {
+            tracing::warn!("a split or refresh named an age recipient the group configuration does not pin, or one twice");
+            return Err(Rejection::Vault("recipient_not_pinned"));
+        }
+        self.recipients.sort_by_key(|(i, _)| *i);
+        let indexes: Vec<u32> = self.recipients.iter().map(|(i, _)| *i).collect();
+        crate::group::check_members(self.threshold, self.tolerate_compromised, &indexes).map_err(
+            |e| {
+                tracing::warn!(error = %e, "a new signing group was refused");
+                Rejection::Vault("invalid_parameters")
+            },
+        )?;
+        Ok(self)
+    }
+
+    fn n(&self) -> u32 {
+        self.recipients.len() as u32
+    }
 }
 
 /// A vault key split by [`split_vault_key`].
@@ -1156,18 +1206,17 @@ pub struct VaultSplit {
 }
 
 /// Dealer split of a key held whole in this server's vault into `threshold`-of-n shares for a
-/// signing group (`recipients`: each peer's index and age recipient, 1..=n; `f` compromised
-/// peers to withstand), then the whole key deleted from the vault as [`delete`] does (retired,
-/// disabled in the slashing database, its history exported and returned). The shares are
-/// written, encrypted to their peers, under `<data-dir>/split-keys/<pubkey>/` before the key is
-/// deleted, so a lost answer loses nothing; no share leaves in the clear.
+/// signing group (`group`: the threshold, the compromised peers to withstand, each peer's
+/// index and age recipient), then the whole key deleted from the vault as [`delete`] does
+/// (retired, disabled in the slashing database, its history exported and returned). Only a peer
+/// of a signing group splits, to recipients its configuration pins. The shares are written,
+/// encrypted to their peers, under `<data-dir>/split-keys/` before the key is deleted, so a lost
+/// answer loses nothing (and removed if the delete fails); no share leaves in the clear.
 pub async fn split_vault_key(
     state: &Arc<AppState>,
     who: Actor<'_>,
     pk: &PublicKeyBytes,
-    threshold: u32,
-    f: u32,
-    recipients: Vec<(u32, String)>,
+    group: NewGroup,
 ) -> Result<VaultSplit, Rejection> {
     who.admitted(state)?;
     unsealed(state)?;
@@ -1179,15 +1228,15 @@ pub async fn split_vault_key(
         Some(_) => return Err(Rejection::Vault("read_only_key")),
         None => return Err(Rejection::Vault("key_not_found")),
     }
-    let mut recipients = recipients;
-    recipients.sort_by_key(|(i, _)| *i);
-    let indexes: Vec<u32> = recipients.iter().map(|(i, _)| *i).collect();
-    let invalid = |e: crate::group::GroupError| {
-        tracing::warn!(error = %e, "vault key split refused");
-        Rejection::Vault("invalid_parameters")
-    };
-    crate::group::check_members(threshold, f, &indexes).map_err(invalid)?;
-    let parsed = recipients
+    // Only a peer of a signing group splits: its configuration pins where shares may go.
+    let groups = state
+        .groups
+        .as_ref()
+        .ok_or(Rejection::Vault("no_signing_group"))?;
+    let group = group.checked(groups)?;
+    let (threshold, n) = (group.threshold, group.n());
+    let parsed = group
+        .recipients
         .iter()
         .map(|(i, r)| {
             signward_vault::backup::parse_recipient(r)
@@ -1202,7 +1251,7 @@ pub async fn split_vault_key(
         .ok_or(Rejection::Vault("key_not_found"))?;
     let dealing = {
         let secret = lease.entry().key.dangerous_secret_bytes();
-        signward_threshold::split(&secret, threshold, indexes.len() as u32)
+        signward_threshold::split(&secret, threshold, n)
             .map_err(|_| Rejection::Vault("invalid_parameters"))?
     };
     drop(lease);
@@ -1223,12 +1272,38 @@ pub async fn split_vault_key(
         shares.push((*index, sealed));
     }
     drop(dealing);
-    // Kept before the key is deleted: the shares are then never only in an answer.
-    if let Some(dir) = &state.data_dir {
-        keep_split(dir, pk, &shares).map_err(|e| {
+    // Kept (encrypted to the pinned peers) before the key is deleted, so the shares are never
+    // only in an answer; under a pending name until the delete succeeds, removed if it fails.
+    let pending = match &state.data_dir {
+        Some(dir) => Some(keep_split(dir, pk, &shares).map_err(|e| {
             tracing::error!(error = %e, "could not keep the split's share files; the key is kept");
             Rejection::Internal
-        })?;
+        })?),
+        None => None,
+    };
+    let deleted = delete(state, who, &[*pk], AbsentKeys::Leave).await;
+    let doc = match deleted {
+        Ok((outcomes, doc)) if outcomes.first().map(|o| &o.status) == Some(&KeyStatus::Deleted) => {
+            doc
+        }
+        other => {
+            if let Some(p) = &pending {
+                let _ = std::fs::remove_dir_all(p);
+            }
+            tracing::error!(pubkey = %pk, "a split vault key could not be deleted; it is kept whole and the split is discarded");
+            return Err(other.err().unwrap_or(Rejection::Vault("key_not_found")));
+        }
+    };
+    if let Some(p) = &pending {
+        let done = p.with_file_name(
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("pending-"))
+                .unwrap_or("split"),
+        );
+        if let Err(e) = std::fs::rename(p, &done) {
+            tracing::error!(error = %e, "the split's share files stay under their pending name");
+        }
     }
     audit_key(
         state,
@@ -1236,33 +1311,29 @@ pub async fn split_vault_key(
         &pk.to_hex(),
         AuditOutcome::ShareDealt,
         Some(format!(
-            "split into {} shares, threshold {threshold}; the whole key is deleted",
-            indexes.len()
+            "split into {n} shares, threshold {threshold}; the whole key is deleted"
         )),
     )
     .await?;
-    let (outcomes, doc) = delete(state, who, &[*pk], AbsentKeys::Leave).await?;
-    match outcomes.first().map(|o| &o.status) {
-        Some(KeyStatus::Deleted) => Ok(VaultSplit {
-            shares,
-            slashing_protection: doc,
-        }),
-        _ => {
-            tracing::error!(pubkey = %pk, "a split vault key could not be deleted; its share files are kept under split-keys/");
-            Err(Rejection::Internal)
-        }
-    }
+    Ok(VaultSplit {
+        shares,
+        slashing_protection: doc,
+    })
 }
 
+/// Write the split's share files under `<dir>/split-keys/pending-<pubkey>-<uuid>/`; returns
+/// that directory.
 fn keep_split(
     dir: &std::path::Path,
     pk: &PublicKeyBytes,
     shares: &[(u32, Vec<u8>)],
-) -> std::io::Result<()> {
+) -> std::io::Result<std::path::PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
-    let d =
-        dir.join("split-keys")
-            .join(format!("{}-{}", pk.to_hex(), uuid::Uuid::new_v4().simple()));
+    let d = dir.join("split-keys").join(format!(
+        "pending-{}-{}",
+        pk.to_hex(),
+        uuid::Uuid::new_v4().simple()
+    ));
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -1270,5 +1341,5 @@ fn keep_split(
     for (index, armored) in shares {
         signward_os::fs::write_new(&d.join(format!("share-{index}.age")), armored)?;
     }
-    Ok(())
+    Ok(d)
 }

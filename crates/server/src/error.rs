@@ -95,7 +95,7 @@ impl BodyKind {
                 "the request body is not a valid key generation request: a JSON object with type, count and optional backup_to"
             }
             BodyKind::AdminHalt => "the request body is not a valid halt request: a JSON object with an optional reason (string)",
-            BodyKind::GroupShare => "the request body is not a valid share import: a JSON object with share (a share document)",
+            BodyKind::GroupShare => "the request body is not a valid share import: a JSON object with share (a share document), and slashing_protection (string) or new_key (boolean)",
             BodyKind::GroupDeal => "the request body is not a valid split or refresh: a JSON object with group_public_key, threshold, optional tolerate_compromised and peers (array of index and age_recipient)",
         }
     }
@@ -195,7 +195,8 @@ fn vault_status(code: &str) -> StatusCode {
         | "vault_generation_changed"
         | "read_only_key"
         | "no_signing_group"
-        | "key_held_here" => StatusCode::CONFLICT,
+        | "key_held_here"
+        | "key_disabled" => StatusCode::CONFLICT,
         "key_not_found" => StatusCode::NOT_FOUND,
         _ if signward_engine::caller_fault(code) => StatusCode::BAD_REQUEST,
         "sealed" | "vault_storage" => StatusCode::SERVICE_UNAVAILABLE,

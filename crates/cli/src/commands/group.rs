@@ -48,7 +48,15 @@ pub fn run(command: GroupCommand) -> anyhow::Result<()> {
             client,
             share,
             identity,
-        } => import(&client, &share, &identity),
+            slashing_protection,
+            new_key,
+        } => import(
+            &client,
+            &share,
+            &identity,
+            slashing_protection.as_deref(),
+            new_key,
+        ),
         GroupCommand::Status { client } => status(&client),
         GroupCommand::SplitVaultKey {
             client,
@@ -252,7 +260,16 @@ fn decrypt_share_file(
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-fn import(client: &crate::cli::ClientArgs, share: &Path, identity: &Path) -> anyhow::Result<()> {
+fn import(
+    client: &crate::cli::ClientArgs,
+    share: &Path,
+    identity: &Path,
+    history: Option<&Path>,
+    new_key: bool,
+) -> anyhow::Result<()> {
+    let history = history
+        .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
+        .transpose()?;
     let identities = signward_vault::share::read_identities(identity)
         .map_err(|e| anyhow::anyhow!("{}: {e}", identity.display()))?;
     let document = decrypt_share_file(share, &identities)?;
@@ -262,6 +279,13 @@ fn import(client: &crate::cli::ClientArgs, share: &Path, identity: &Path) -> any
     let mut body = Zeroizing::new(Vec::with_capacity(document.len() + 16));
     body.extend_from_slice(b"{\"share\":");
     body.extend_from_slice(&document);
+    if let Some(h) = &history {
+        body.extend_from_slice(b",\"slashing_protection\":");
+        body.extend_from_slice(&serde_json::to_vec(h)?);
+    }
+    if new_key {
+        body.extend_from_slice(b",\"new_key\":true");
+    }
     body.push(b'}');
     let v = super::client::AdminClient::new(client)?.expect_ok(
         "POST",
@@ -374,10 +398,12 @@ fn status(client: &crate::cli::ClientArgs) -> anyhow::Result<()> {
     let peers = v["peers"].as_array().cloned().unwrap_or_default();
     let unhealthy = peers.iter().filter(|p| {
         p["reachable"] != serde_json::Value::Bool(true)
+            || p.get("error").is_some()
             || p["keys_with_other_commitments"]
                 .as_array()
                 .is_some_and(|a| !a.is_empty())
             || p["keys_missing"].as_array().is_some_and(|a| !a.is_empty())
+            || p["keys_only_there"].as_u64().is_some_and(|n| n > 0)
     });
     let n = unhealthy.count();
     if n > 0 {
@@ -620,6 +646,11 @@ struct GroupFile {
     /// Compromised peers the group's slashing protection must withstand: 2t > n + f.
     #[serde(default)]
     tolerate_compromised: u32,
+    /// The age recipients this peer may deal shares to (`group split-vault-key`, `group
+    /// reshare`): the peers of the group, and of a group it is being refreshed into. Nothing
+    /// else: an API credential never chooses where a share goes.
+    #[serde(default)]
+    share_recipients: Vec<String>,
     peers: Vec<PeerFile>,
 }
 
@@ -736,7 +767,22 @@ pub fn load(path: &Path) -> anyhow::Result<GroupSetup> {
         timeout,
     )
     .with_peer_policy(policy)
-    .with_tolerated_compromise(file.tolerate_compromised);
+    .with_tolerated_compromise(file.tolerate_compromised)
+    .with_share_recipients(
+        file.share_recipients
+            .iter()
+            .map(|r| {
+                age::x25519::Recipient::from_str(r.trim())
+                    .map(|r| r.to_string())
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "{}: share_recipients: {r} is not an age recipient",
+                            path.display()
+                        )
+                    })
+            })
+            .collect::<anyhow::Result<_>>()?,
+    );
     let identities = match (&file.age_identity, file.shares.is_empty()) {
         (_, true) => Vec::new(),
         (Some(identity), false) => signward_vault::share::read_identities(&rel(identity))

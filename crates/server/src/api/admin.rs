@@ -188,6 +188,12 @@ struct ShareBody<'a> {
     /// Borrowed from the request body (which is wiped): no other copy of the secret.
     #[serde(borrow)]
     share: &'a serde_json::value::RawValue,
+    /// The key's EIP-3076 history, for a key new to this vault.
+    #[serde(default)]
+    slashing_protection: Option<String>,
+    /// A key that has never signed (key generation): no history to import.
+    #[serde(default)]
+    new_key: bool,
 }
 
 /// `POST /admin/v1/group/shares` `{share: {share document}}`: this peer's share of a signing
@@ -198,7 +204,15 @@ pub async fn import_share(State((state, _)): St, caller: Who, body: Bytes) -> Re
         return ApiError::MalformedBody(BodyKind::GroupShare).into_response();
     };
     let n = name(&caller);
-    match keyops::import_group_share(&state, actor(&n, &caller), b.share.get().as_bytes()).await {
+    match keyops::import_group_share(
+        &state,
+        actor(&n, &caller),
+        b.share.get().as_bytes(),
+        b.slashing_protection.as_deref(),
+        b.new_key,
+    )
+    .await
+    {
         Ok(o) => Json(json!({
             "group_public_key": o.group_key.to_hex(),
             "index": o.index,
@@ -213,48 +227,49 @@ pub async fn import_share(State((state, _)): St, caller: Who, body: Bytes) -> Re
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RefreshBody {
+struct DealBody {
     group_public_key: String,
     threshold: u32,
     #[serde(default)]
     tolerate_compromised: u32,
-    peers: Vec<RefreshPeer>,
+    peers: Vec<DealPeer>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RefreshPeer {
+struct DealPeer {
     index: u32,
     age_recipient: String,
+}
+
+/// The group key and the new group of a split or a refresh request.
+fn deal_request(body: &[u8]) -> Result<(PublicKeyBytes, keyops::NewGroup), ApiError> {
+    let b = serde_json::from_slice::<DealBody>(body)
+        .map_err(|_| ApiError::MalformedBody(BodyKind::GroupDeal))?;
+    Ok((
+        pubkey(&b.group_public_key)?,
+        keyops::NewGroup {
+            threshold: b.threshold,
+            tolerate_compromised: b.tolerate_compromised,
+            recipients: b
+                .peers
+                .into_iter()
+                .map(|p| (p.index, p.age_recipient))
+                .collect(),
+        },
+    ))
 }
 
 /// `POST /admin/v1/group/refresh` `{group_public_key, threshold, tolerate_compromised?, peers:
 /// [{index, age_recipient}]}`: deal this peer's share of a group key to a refreshed group. The
 /// answer is the public dealing and each new peer's part, encrypted to that peer.
 pub async fn refresh_share(State((state, _)): St, caller: Who, body: Bytes) -> Response {
-    let Ok(b) = serde_json::from_slice::<RefreshBody>(&body) else {
-        return ApiError::MalformedBody(BodyKind::GroupDeal).into_response();
-    };
-    let key = match pubkey(&b.group_public_key) {
-        Ok(k) => k,
+    let (key, group) = match deal_request(&body) {
+        Ok(r) => r,
         Err(e) => return e.into_response(),
     };
     let n = name(&caller);
-    let recipients = b
-        .peers
-        .into_iter()
-        .map(|p| (p.index, p.age_recipient))
-        .collect();
-    match keyops::deal_refresh(
-        &state,
-        actor(&n, &caller),
-        &key,
-        b.threshold,
-        b.tolerate_compromised,
-        recipients,
-    )
-    .await
-    {
+    match keyops::deal_refresh(&state, actor(&n, &caller), &key, group).await {
         Ok(sealed) => Json(json!({
             "dealing": sealed.document,
             "shares": sealed.shares.iter().map(|(index, armored)| json!({
@@ -272,29 +287,12 @@ pub async fn refresh_share(State((state, _)): St, caller: Who, body: Bytes) -> R
 /// signing group, each encrypted to its peer, and delete the whole key (its slashing history
 /// comes back, to import into every peer).
 pub async fn split_key(State((state, _)): St, caller: Who, body: Bytes) -> Response {
-    let Ok(b) = serde_json::from_slice::<RefreshBody>(&body) else {
-        return ApiError::MalformedBody(BodyKind::GroupDeal).into_response();
-    };
-    let key = match pubkey(&b.group_public_key) {
-        Ok(k) => k,
+    let (key, group) = match deal_request(&body) {
+        Ok(r) => r,
         Err(e) => return e.into_response(),
     };
     let n = name(&caller);
-    let recipients = b
-        .peers
-        .into_iter()
-        .map(|p| (p.index, p.age_recipient))
-        .collect();
-    match keyops::split_vault_key(
-        &state,
-        actor(&n, &caller),
-        &key,
-        b.threshold,
-        b.tolerate_compromised,
-        recipients,
-    )
-    .await
-    {
+    match keyops::split_vault_key(&state, actor(&n, &caller), &key, group).await {
         Ok(split) => Json(json!({
             "group_public_key": key.to_hex(),
             "shares": split.shares.iter().map(|(index, armored)| json!({
@@ -309,9 +307,14 @@ pub async fn split_key(State((state, _)): St, caller: Who, body: Bytes) -> Respo
 }
 
 /// `GET /admin/v1/group`: this peer's signing group, with every other peer asked now.
-pub async fn group_status(State((state, _)): St) -> Response {
+pub async fn group_status(State((state, _)): St, caller: Who) -> Response {
+    let n = name(&caller);
+    let who = actor(&n, &caller);
     match state.groups() {
-        Some(groups) => Json(signward_engine::group::status(groups).await).into_response(),
+        Some(groups) => Json(
+            signward_engine::group::status(groups, |k| who.may(signward_auth::KeyId::Bls(k))).await,
+        )
+        .into_response(),
         None => ApiError::Engine(Rejection::Vault("no_signing_group")).into_response(),
     }
 }
